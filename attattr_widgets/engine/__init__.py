@@ -1,0 +1,1 @@
+"""Kernel-side engines: attention injection, attribution, importance, pruning, trees, triggers."""
