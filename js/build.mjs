@@ -3,10 +3,8 @@
 // module, the ipywidgets HTML manager) into attattr_widgets/static/vendor/.
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 
-const require = createRequire(import.meta.url);
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const outdir = path.join(root, "attattr_widgets", "static");
 const watch = process.argv.includes("--watch");
@@ -28,10 +26,11 @@ const options = {
 };
 
 mkdirSync(path.join(outdir, "vendor"), { recursive: true });
+const nm = (p) => path.join(root, "node_modules", p);
 const vendor = {
-  "require.min.js": require.resolve("requirejs/require.js"),
-  "anywidget.js": require.resolve("anywidget/dist/index.js"),
-  "embed-amd.js": require.resolve("@jupyter-widgets/html-manager/dist/embed-amd.js"),
+  "require.min.js": nm("requirejs/require.js"),
+  "anywidget.js": nm("anywidget/dist/index.js"),
+  "embed-amd.js": nm("@jupyter-widgets/html-manager/dist/embed-amd.js"),
 };
 for (const [name, src] of Object.entries(vendor)) copyFileSync(src, path.join(outdir, "vendor", name));
 
