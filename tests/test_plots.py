@@ -1,0 +1,159 @@
+"""Bokeh figures: structure, tooltips, duck-typed inputs (no browser)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+bokeh = pytest.importorskip("bokeh")
+from bokeh.models import HoverTool, SaveTool  # noqa: E402
+
+from attattr_widgets import plots  # noqa: E402
+
+
+@dataclass
+class FakeCurve:                 # duck type of engine.pruning.PruningCurve
+    method: str
+    fractions: np.ndarray
+    accuracy: np.ndarray
+    pruned: list = field(default_factory=list)
+
+
+def _curves():
+    L, H = 2, 3
+    fr = np.linspace(0, 1, 4)
+    masks = []
+    for k in range(4):
+        m = np.zeros((L, H), bool)
+        m.flat[: round(fr[k] * L * H)] = True
+        masks.append(m)
+    return [
+        FakeCurve("attattr", fr, np.array([0.9, 0.85, 0.7, 0.5]), masks),
+        FakeCurve("taylor", fr, np.array([0.9, 0.8, 0.6, 0.5]), [[(0, 0)] * i for i in range(4)]),
+        {"method": "<b>random</b>", "fractions": fr, "accuracy": [0.9, 0.6, 0.55, 0.5]},
+    ]
+
+
+def _sources(p):
+    return [r.data_source for r in p.renderers if hasattr(r, "data_source")]
+
+
+def test_pruning_plot_one_line_per_method_with_tools():
+    p = plots.pruning_plot(_curves())
+    lines = [r for r in p.renderers if type(r.glyph).__name__ == "Line"]
+    assert len(lines) == 3
+    assert p.legend[0].click_policy == "hide"
+    assert [it.label["value"] for it in p.legend[0].items] == ["attattr", "taylor", "<b>random</b>"]
+    assert any(isinstance(t, SaveTool) for t in p.tools)
+    hover = [t for t in p.tools if isinstance(t, HoverTool)]
+    assert hover and any(name == "accuracy" for name, _ in hover[0].tooltips)
+    src = lines[0].data_source.data
+    assert list(src["n_pruned"]) == ["0", "2", "4", "6"]
+    assert src["heads"][1] == "L0H0, L0H1"
+    # list-of-pairs form and missing pruned
+    assert list(lines[1].data_source.data["n_pruned"]) == ["0", "1", "2", "3"]
+    assert list(lines[2].data_source.data["n_pruned"]) == ["?"] * 4
+    # method names are escaped in tooltip data (tokens/names are untrusted)
+    assert lines[2].data_source.data["method"][0] == "&lt;b&gt;random&lt;/b&gt;"
+
+
+def test_pruning_plot_accepts_mapping_and_single_curve():
+    c = _curves()
+    p = plots.pruning_plot({"a": {"fractions": [0, 1], "accuracy": [1, 0]}, "b": c[0]})
+    assert [it.label["value"] for it in p.legend[0].items] == ["a", "attattr"]
+    p1 = plots.pruning_plot(c[1], baseline=0.9, percent=True)
+    line = [r for r in p1.renderers if type(r.glyph).__name__ == "Line"][0]
+    assert line.data_source.data["y"][0] == pytest.approx(90.0)
+
+
+def test_pruning_plot_rejects_bad_input():
+    with pytest.raises(TypeError, match="pruning curve"):
+        plots.pruning_plot([{"method": "x"}])
+    with pytest.raises(ValueError, match="must match"):
+        plots.pruning_plot({"method": "x", "fractions": [0, 1], "accuracy": [1]})
+    with pytest.raises(ValueError, match="no curves"):
+        plots.pruning_plot([])
+
+
+def test_correlation_plot_r_in_title_and_hover():
+    rng = np.random.default_rng(0)
+    a = rng.random((3, 4))
+    b = 2 * a + 0.01 * rng.random((3, 4))
+    p = plots.correlation_plot(a, b, ("MNLI", "RTE"))
+    r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
+    assert f"r = {r:.3f}" in p.title.text and "MNLI" in p.title.text
+    assert p.tags[0]["pearson_r"] == pytest.approx(r)
+    sc = [r_ for r_ in p.renderers if getattr(r_, "name", None) == "heads"][0]
+    d = sc.data_source.data
+    assert list(d["layer"][:5]) == [0, 0, 0, 0, 1] and list(d["head"][:5]) == [0, 1, 2, 3, 0]
+    tips = dict([t for t in p.tools if isinstance(t, HoverTool)][0].tooltips)
+    assert "layer @layer" in tips["head"]
+    assert p.xaxis[0].axis_label == "importance (MNLI)"
+
+
+def test_correlation_plot_flat_and_errors():
+    p = plots.correlation_plot(np.arange(6.0), np.arange(6.0)[::-1], ("a", "b"), num_heads=3)
+    assert "r = -1.000" in p.title.text
+    with pytest.raises(ValueError, match="shapes differ"):
+        plots.correlation_plot(np.zeros((2, 3)), np.zeros((3, 2)))
+    p = plots.correlation_plot(np.ones((2, 2)), np.arange(4.0).reshape(2, 2))
+    assert "n/a" in p.title.text
+
+
+def test_pearson_matches_scipy():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(1)
+    x, y = rng.random(50), rng.random(50)
+    assert plots.pearson_r(x, y) == pytest.approx(scipy_stats.pearsonr(x, y)[0])
+
+
+@pytest.mark.parametrize("form", ["nested", "tuple", "records", "object"])
+def test_effectiveness_plot_styles(form):
+    acc = {("attribution", "smallest-first"): [0.9, 0.88, 0.8], ("attribution", "largest-first"): [0.9, 0.4, 0.3],
+           ("attention", "ascending"): [0.9, 0.85, 0.7], ("attention", "descending"): [0.9, 0.7, 0.5]}
+    heads = [0, 2, 4]
+    if form == "nested":
+        res = {}
+        for (c, o), v in acc.items():
+            res.setdefault(c, {})[o] = v
+        p = plots.effectiveness_plot(res, heads=heads)
+    elif form == "tuple":
+        p = plots.effectiveness_plot(acc, heads)
+    elif form == "records":
+        p = plots.effectiveness_plot([{"criterion": c, "order": o, "accuracy": v, "heads": heads}
+                                      for (c, o), v in acc.items()])
+    else:
+        @dataclass
+        class Eff:
+            heads: list
+            accuracy: dict
+        p = plots.effectiveness_plot(Eff(heads, acc))
+    lines = {r.name: r for r in p.renderers if type(r.glyph).__name__ == "Line"}
+    assert set(lines) == {"attribution:smallest-first", "attribution:largest-first",
+                          "attention:smallest-first", "attention:largest-first"}
+    assert lines["attribution:smallest-first"].glyph.line_color == plots.ATTRIBUTION_COLOR
+    assert lines["attention:largest-first"].glyph.line_color == plots.ATTENTION_COLOR
+    assert lines["attribution:smallest-first"].glyph.line_dash == []          # solid
+    assert lines["attribution:largest-first"].glyph.line_dash == [6]          # "dashed"
+    assert list(lines["attention:smallest-first"].data_source.data["x"]) == heads
+    assert p.legend[0].click_policy == "hide"
+
+
+def test_effectiveness_bad_order():
+    with pytest.raises(ValueError, match="pruning order"):
+        plots.effectiveness_plot({"attribution": {"sideways": [1, 2]}})
+
+
+def test_save_html_is_self_contained(tmp_path):
+    p = plots.pruning_plot(_curves())
+    out = plots.save_html(p, tmp_path / "sub" / "p.html", title="t")
+    text = open(out, encoding="utf-8").read()
+    assert "<script src=" not in text.replace("<script src=\"data:", "")
+    assert "cdn.bokeh.org" not in text
+    assert "Bokeh" in text and len(text) > 500_000
+
+
+def test_palette_matches_bokeh():
+    from bokeh.palettes import Category10
+    assert plots._PALETTE == list(Category10[10])
