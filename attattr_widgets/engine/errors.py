@@ -1,0 +1,34 @@
+"""Errors raised by the engine. Every message names the problem and how to fix it."""
+from __future__ import annotations
+
+
+class AttAttrError(ValueError):
+    """Base class of every error the engine raises on bad input or an unsupported setup."""
+
+
+class EmptyInputError(AttAttrError):
+    """The text (or text pair) has no content."""
+
+
+class InputTooLongError(AttAttrError):
+    """The encoded input has more tokens than the model has positions."""
+
+
+class UnsupportedModelError(AttAttrError):
+    """The model's attention does not route through transformers' AttentionInterface."""
+
+
+class NoClassificationHeadError(AttAttrError):
+    """The model has neither a classification head nor a language-model head."""
+
+
+class TargetError(AttAttrError):
+    """The requested target (class or next token) does not exist for this model."""
+
+
+class AttributionOutOfMemoryError(AttAttrError, MemoryError):
+    """Even the smallest chunk of integration points does not fit in memory."""
+
+
+class AttributionCancelled(Exception):
+    """Raised inside a run when its `cancel` event was set; the run stops cleanly, nothing is half-written."""

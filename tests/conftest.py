@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny models of every supported family, built offline from configs."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+WORDS = (
+    "the a movie film was is great good bad awful boring fun plot actors story not very really and but "
+    "i you it this that of to in on with love hate best worst ever time people man woman dog cat sat mat "
+    "paris france capital city . , ! ? ' s"
+).split()
+
+
+def make_tokenizer():
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials + WORDS + [f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"])}
+    return BertTokenizer(vocab=vocab, do_lower_case=True)
+
+
+FAMILIES = ("bert", "roberta", "distilbert", "electra", "albert", "gpt2", "llama", "qwen2")
+
+
+def make_model(family: str, head: str = "cls", *, layers: int = 3, heads: int = 4, hidden: int = 32,
+               num_labels: int = 3, seed: int = 0, vocab_size: int = 100, dtype=torch.float32):
+    """A tiny random model of ``family`` with a classification (``"cls"``) or LM (``"lm"``) head, in eval mode."""
+    import transformers as T
+
+    torch.manual_seed(seed)
+    common = dict(vocab_size=vocab_size, num_labels=num_labels)
+    if family in ("bert", "roberta", "electra"):
+        cfg_cls = {"bert": T.BertConfig, "roberta": T.RobertaConfig, "electra": T.ElectraConfig}[family]
+        cfg = cfg_cls(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                      intermediate_size=2 * hidden, max_position_embeddings=64, **common)
+        if family == "electra":
+            cfg.embedding_size = hidden
+    elif family == "distilbert":
+        cfg = T.DistilBertConfig(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=2 * hidden,
+                                 max_position_embeddings=64, **common)
+    elif family == "albert":
+        cfg = T.AlbertConfig(hidden_size=hidden, embedding_size=16, num_hidden_layers=layers, num_attention_heads=heads,
+                             intermediate_size=2 * hidden, max_position_embeddings=64, **common)
+    elif family == "gpt2":
+        cfg = T.GPT2Config(n_embd=hidden, n_layer=layers, n_head=heads, n_positions=64, pad_token_id=0, **common)
+    elif family == "llama":
+        cfg = T.LlamaConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                            num_key_value_heads=max(1, heads // 2), intermediate_size=2 * hidden,
+                            max_position_embeddings=64, pad_token_id=0, **common)
+    elif family == "qwen2":
+        cfg = T.Qwen2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                            num_key_value_heads=max(1, heads // 2), intermediate_size=2 * hidden,
+                            max_position_embeddings=64, pad_token_id=0, **common)
+    else:
+        raise ValueError(family)
+    auto = T.AutoModelForSequenceClassification if head == "cls" else T.AutoModelForCausalLM
+    model = auto.from_config(cfg)
+    return model.to(dtype).eval()
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return make_tokenizer()
