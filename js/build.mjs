@@ -25,14 +25,30 @@ const options = {
   logLevel: "info",
 };
 
-mkdirSync(path.join(outdir, "vendor"), { recursive: true });
-const nm = (p) => path.join(root, "node_modules", p);
-const vendor = {
-  "require.min.js": nm("requirejs/require.js"),
-  "anywidget.js": nm("anywidget/dist/index.js"),
-  "embed-amd.js": nm("@jupyter-widgets/html-manager/dist/embed-amd.js"),
-};
-for (const [name, src] of Object.entries(vendor)) copyFileSync(src, path.join(outdir, "vendor", name));
+// --- vendor scripts for offline HTML export (owned by attattr_widgets/export.py) -------------------------
+// anywidget's front end is an AMD module with an anonymous `define(["@jupyter-widgets/base"], …)`; inlined
+// into a page it must be named so html-manager's `requirejs(["anywidget"])` finds it without a CDN. Prefer
+// the copy shipped by the Python package in .venv (same version as the kernel side), else node_modules.
+{
+  const { existsSync, readFileSync, writeFileSync } = await import("node:fs");
+  const vendorDir = path.join(outdir, "vendor");
+  mkdirSync(vendorDir, { recursive: true });
+  const nm = (p) => path.join(root, "node_modules", p);
+  const pyAnywidget = path.join(root, ".venv", "share", "jupyter", "nbextensions", "anywidget", "index.js");
+  const anywidgetSrc = existsSync(pyAnywidget) ? pyAnywidget : nm("anywidget/dist/index.js");
+  copyFileSync(nm("requirejs/require.js"), path.join(vendorDir, "require.min.js"));
+  copyFileSync(nm("@jupyter-widgets/html-manager/dist/embed-amd.js"), path.join(vendorDir, "embed-amd.js"));
+  let amd = readFileSync(anywidgetSrc, "utf8");
+  if (!/define\(\s*"anywidget"/.test(amd)) {
+    const re = /(^|[;\s])define\(\s*\[\s*"@jupyter-widgets\/base"\s*\]/g;
+    const hits = amd.match(re) || [];
+    if (hits.length !== 1) {
+      throw new Error(`${anywidgetSrc} is not anywidget's AMD build (expected one define(["@jupyter-widgets/base"], …))`);
+    }
+    amd = amd.replace(re, '$1define("anywidget", ["@jupyter-widgets/base"]');
+  }
+  writeFileSync(path.join(vendorDir, "anywidget.js"), amd);
+}
 
 if (watch) {
   const ctx = await esbuild.context(options);
