@@ -1,6 +1,7 @@
 """Encoding inputs, checking lengths, recognising model kinds and resolving attribution targets."""
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -114,8 +115,9 @@ def encode(
     if text_pair is not None and tti is not None and not any(segments):
         # tokenizers without segment ids (RoBERTa): the second segment starts after the first separator run
         segments = _segments_from_separators(tokenizer, ids)
-    uses_tti = "token_type_ids" in getattr(tokenizer, "model_input_names", []) and getattr(
-        model.config, "type_vocab_size", 0
+    # pass segment ids exactly when the usual `model(**tokenizer(text))` call would
+    uses_tti = "token_type_ids" in getattr(tokenizer, "model_input_names", []) and (
+        "token_type_ids" in inspect.signature(model.forward).parameters
     )
     return Encoded(
         input_ids=enc["input_ids"],
