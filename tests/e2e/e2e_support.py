@@ -1,0 +1,160 @@
+"""Helpers for the e2e tests (imported by conftest.py and the test modules)."""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import urllib.request
+
+import nbformat
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic"]
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:")
+
+
+def chromium_path() -> str:
+    for p in (os.environ.get("ATTATTR_CHROMIUM"), "/usr/bin/chromium"):
+        if p and os.path.exists(p):
+            return p
+    pytest.fail("the e2e tests need Debian's Chromium at /usr/bin/chromium (`make e2e-deps`, i.e. "
+                "`apt-get install -y chromium`) or ATTATTR_CHROMIUM=<path>; playwright's own browser "
+                "download is not used", pytrace=False)
+
+
+class Lab:
+    def __init__(self, proc: subprocess.Popen, port: int, root: pathlib.Path, log: pathlib.Path):
+        self.proc, self.port, self.root, self.log = proc, port, root, log
+        self.base = f"http://127.0.0.1:{port}"
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+    def api(self, path: str, method: str = "GET") -> object:
+        req = urllib.request.Request(self.base + path, method=method, data=b"" if method != "GET" else None)
+        with urllib.request.urlopen(req, timeout=10) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def is_local(self, url: str) -> bool:
+        return url.startswith(LOCAL_SCHEMES) or url.startswith(self.base) \
+            or url.startswith(f"ws://127.0.0.1:{self.port}")
+
+
+def hermetic_context(browser, allow, viewport=None):
+    """A browser context in which every request not accepted by ``allow(url)`` is aborted and recorded."""
+    ctx = browser.new_context(viewport=viewport or {"width": 1280, "height": 900}, device_scale_factor=1)
+    ctx.blocked = []
+    ctx.requests = []
+
+    def route(r):
+        url = r.request.url
+        if allow(url):
+            r.continue_()
+        else:
+            ctx.blocked.append(url)
+            r.abort()
+
+    ctx.route(re.compile(r".*"), route)
+    ctx.on("request", lambda req: ctx.requests.append(req.url))
+    return ctx
+
+
+# ------------------------------------------------------------------------------------------------------------
+# JupyterLab notebook driver
+# ------------------------------------------------------------------------------------------------------------
+CELL_JS = "(i) => document.querySelectorAll('.jp-Notebook .jp-Cell')[i]"
+
+
+class LabNotebook:
+    """Drive one notebook in a JupyterLab page through ``window.jupyterapp``."""
+
+    def __init__(self, page, lab: Lab, name: str, cells: list[str]):
+        self.page, self.lab, self.name = page, lab, name
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, lab.root / name)
+        page.goto(f"{lab.base}/lab/tree/{name}?reset")
+        page.wait_for_function(
+            "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
+            " && window.jupyterapp.shell.currentWidget.content.widgets.length > 0", timeout=90_000)
+
+    def run(self, i: int, wait: bool = True, timeout: float = 120) -> None:
+        """Run cell ``i``; with ``wait`` until the kernel replied (not merely queued)."""
+        js = """async (i) => { const app = window.jupyterapp; const panel = app.shell.currentWidget;
+            panel.content.activeCellIndex = i;
+            const p = app.commands.execute('notebook:run-cell');
+            WAIT };"""
+        self.page.evaluate(js.replace("WAIT", "await p;" if wait else ""), i)
+        if wait:
+            self.page.wait_for_function(
+                "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+                " return c.model.executionCount !== null && c.node.querySelector('.jp-InputPrompt')"
+                ".textContent.indexOf('*') < 0; }", arg=i, timeout=timeout * 1000)
+
+    def append_and_run(self, code: str, wait: bool = True, timeout: float = 120) -> int:
+        """Add a code cell at the end with ``code``, run it, return its index."""
+        i = self.page.evaluate("""(code) => { const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.model.sharedModel.insertCell(nb.model.cells.length, {cell_type: 'code', source: code});
+            return nb.model.cells.length - 1; }""", code)
+        self.page.wait_for_function("(i) => window.jupyterapp.shell.currentWidget.content.widgets.length > i",
+                                    arg=i)
+        self.run(i, wait=wait, timeout=timeout)
+        return i
+
+    def cell(self, i: int):
+        return self.page.locator(".jp-Notebook .jp-Cell").nth(i)
+
+    def output_text(self, i: int) -> str:
+        return self.page.evaluate(
+            "(i) => Array.from(window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+            ".querySelectorAll('.jp-OutputArea-output')).map(e => e.innerText).join('\\n')", i)
+
+    def errors(self, i: int) -> str:
+        return self.page.evaluate(
+            "(i) => Array.from(window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+            ".querySelectorAll('.jp-OutputArea-output[data-mime-type=\"application/vnd.jupyter.stderr\"]'))"
+            ".map(e => e.innerText).join('\\n')", i)
+
+    def kernel_status(self) -> str:
+        return self.page.evaluate(
+            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status")
+
+    def shutdown(self) -> None:
+        self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
+
+
+# pixels ------------------------------------------------------------------------------------------------------
+CANVAS_STATS_JS = """(c) => {
+  const w = c.width, h = c.height;
+  if (!w || !h) return {w, h, nonbg: 0, distinct: 0, fp: ''};
+  const d = c.getContext('2d').getImageData(0, 0, w, h).data;
+  const bg = [d[0], d[1], d[2], d[3]];
+  let nonbg = 0; const colors = new Set(); let hash = 0;
+  for (let i = 0; i < d.length; i += 4) {
+    if (Math.abs(d[i] - bg[0]) + Math.abs(d[i+1] - bg[1]) + Math.abs(d[i+2] - bg[2]) + Math.abs(d[i+3] - bg[3]) > 24) nonbg++;
+    colors.add(((d[i] >> 3) << 15) | ((d[i+1] >> 3) << 10) | ((d[i+2] >> 3) << 5) | (d[i+3] >> 3));
+    hash = (hash * 31 + d[i] + 7 * d[i+1] + 13 * d[i+2] + 17 * d[i+3]) | 0;
+  }
+  return {w, h, nonbg, distinct: colors.size, fp: String(hash)};
+}"""
+
+
+def canvas_stats(locator) -> dict:
+    """Size, non-background pixel count, distinct colours and a fingerprint of a canvas' pixels."""
+    return locator.evaluate(CANVAS_STATS_JS)
+
+
+def assert_not_blank(stats: dict, what: str, min_colors: int = 3, min_frac: float = 0.05) -> None:
+    assert stats["w"] > 0 and stats["h"] > 0, f"{what}: canvas has no size ({stats})"
+    frac = stats["nonbg"] / (stats["w"] * stats["h"])
+    assert stats["distinct"] >= min_colors and frac >= min_frac, f"{what}: canvas looks blank ({stats})"

@@ -1,0 +1,52 @@
+"""Harness self-test: a trivial anywidget in a real JupyterLab (render, pixels, click -> Python -> JS)."""
+from __future__ import annotations
+
+import pytest
+
+from e2e_support import LabNotebook, assert_not_blank, canvas_stats
+
+pytestmark = pytest.mark.e2e
+
+TRIVIAL = r'''
+import anywidget, traitlets
+class Probe(anywidget.AnyWidget):
+    _esm = """
+    export default { render({ model, el }) {
+      const root = document.createElement('div'); root.className = 'probe-root';
+      const c = document.createElement('canvas'); c.width = 96; c.height = 64; c.className = 'probe-canvas';
+      const echo = document.createElement('div'); echo.className = 'probe-echo';
+      root.append(c, echo); el.appendChild(root);
+      const draw = () => { const g = c.getContext('2d'); const n = model.get('n');
+        for (let i = 0; i < 96; i++) { g.fillStyle = `hsl(${(i * 360 / 96 + n * 40) % 360},80%,50%)`; g.fillRect(i, 0, 1, 64); }
+        echo.textContent = model.get('echo'); root.dataset.n = String(n); root.dataset.state = 'done'; };
+      c.addEventListener('click', (e) => { model.set('clicked', [Math.round(e.offsetX), Math.round(e.offsetY)]); model.save_changes(); });
+      model.on('change:n', draw); model.on('change:echo', draw); draw();
+    } }"""
+    n = traitlets.Int(0).tag(sync=True)
+    clicked = traitlets.List([]).tag(sync=True)
+    echo = traitlets.Unicode('').tag(sync=True)
+    @traitlets.observe('clicked')
+    def _on_click(self, ch):
+        self.echo = f'py got click {ch.new}'
+        self.n += 1
+p = Probe(); p
+'''
+
+
+def test_trivial_anywidget_roundtrip(lab, lab_context, artifacts):
+    page = lab_context.new_page()
+    nb = LabNotebook(page, lab, "harness.ipynb", [TRIVIAL])
+    nb.run(0)
+    page.wait_for_function("() => document.querySelector('.probe-root')?.dataset.state === 'done'")
+    canvas = page.locator(".probe-canvas")
+    before = canvas_stats(canvas)
+    assert_not_blank(before, "probe canvas", min_colors=20, min_frac=0.5)
+    canvas.click(position={"x": 10, "y": 20})
+    page.wait_for_function("() => document.querySelector('.probe-echo')?.textContent === 'py got click [10, 20]'")
+    page.wait_for_function("() => document.querySelector('.probe-root')?.dataset.n === '1'")
+    assert canvas_stats(canvas)["fp"] != before["fp"]
+    i = nb.append_and_run("print(p.n, p.clicked)")
+    assert nb.output_text(i).strip() == "1 [10, 20]"
+    page.locator(".probe-root").screenshot(path=str(artifacts / "harness-probe.png"))
+    assert not lab_context.blocked, f"JupyterLab tried to reach the network: {lab_context.blocked}"
+    nb.shutdown()
