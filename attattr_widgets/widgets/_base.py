@@ -1,0 +1,72 @@
+"""Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking."""
+from __future__ import annotations
+
+import pathlib
+
+import anywidget
+import traitlets
+
+STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
+
+BUNDLE_MISSING_MESSAGE = "attattr-widgets: front-end bundle not built: run `npm ci && npm run build`"
+
+# Inline ES module shown when the esbuild output is missing (e.g. a source checkout without node).
+# The text is a constant: nothing user-supplied is interpolated.
+_MISSING_ESM = """
+export default {
+  render({ el }) {
+    const box = document.createElement("div");
+    box.className = "attattr-missing";
+    box.setAttribute("data-state", "error");
+    box.style.cssText = "padding:10px 14px;border:1px solid #d9534f;border-radius:6px;" +
+      "font:13px system-ui,sans-serif;color:#a94442;background:rgba(217,83,79,.08)";
+    box.textContent = %s;
+    el.appendChild(box);
+    return () => box.remove();
+  }
+};
+"""
+
+
+def bundle_path(name: str) -> pathlib.Path:
+    return STATIC / name
+
+
+def esm_asset(name: str):
+    """Path of the built bundle (FileContents + HMR in anywidget) or an inline fallback ES module."""
+    import json
+
+    p = bundle_path(name)
+    return p if p.exists() else _MISSING_ESM % json.dumps(BUNDLE_MISSING_MESSAGE)
+
+
+def css_asset(name: str):
+    p = bundle_path(name)
+    return p if p.exists() else ""
+
+
+def bundle_built(name: str) -> bool:
+    return bundle_path(name).exists()
+
+
+class BaseWidget(anywidget.AnyWidget):
+    """AnyWidget with eager validation of constructor keywords (typos raise instead of passing silently)."""
+
+    def __init__(self, **kwargs):
+        allowed = set(self.trait_names()) | {"layout", "style"}
+        unknown = sorted(k for k in kwargs if k not in allowed)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
+        super().__init__(**kwargs)
+
+    # -- helpers for subclasses ---------------------------------------------------------------------------
+    def _send_custom(self, content: dict, buffers=None) -> None:
+        if self.comm is not None:
+            self.send(content, buffers=list(buffers or []))
+
+
+# Traits that carry binary arrays: serialized with serialize.jsonable
+def binary_trait(default=None) -> traitlets.Any:
+    from .serialize import jsonable
+
+    return traitlets.Any(default).tag(sync=True, to_json=jsonable)

@@ -1,0 +1,102 @@
+"""Binary serialization of numpy arrays for the widget front ends.
+
+Arrays never travel as JSON lists. An array becomes ``{"view": memoryview, "dtype": "float32", "shape": [...]}``
+inside a synced trait (ipywidgets pulls the memoryview out into a binary websocket frame; the front end gets a
+``DataView`` at the same path), or a ``{"dtype", "shape"}`` header plus one buffer in a custom message.
+Only little-endian ``float16`` / ``float32`` / ``int32`` / ``uint8`` are sent; other dtypes are converted.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["SENDABLE_DTYPES", "as_sendable", "encode_array", "header", "pack", "decode_array", "jsonable",
+           "thumbnails", "head_summary"]
+
+SENDABLE_DTYPES = ("float16", "float32", "int32", "uint8")
+
+
+def as_sendable(a: Any, dtype: str | None = None) -> np.ndarray:
+    """C-contiguous little-endian array of a dtype the front end decodes (float64 -> float32, int64 -> int32)."""
+    arr = np.asarray(a)
+    if dtype is None:
+        kind = arr.dtype.kind
+        if kind == "f":
+            dtype = "float16" if arr.dtype == np.float16 else "float32"
+        elif kind == "b" or arr.dtype == np.uint8:
+            dtype = "uint8"
+        elif kind in "iu":
+            dtype = "int32"
+        else:
+            raise TypeError(f"cannot send an array of dtype {arr.dtype} to the front end")
+    if dtype not in SENDABLE_DTYPES:
+        raise ValueError(f"dtype must be one of {SENDABLE_DTYPES}, got {dtype!r}")
+    return np.ascontiguousarray(arr, dtype=np.dtype(dtype).newbyteorder("<"))
+
+
+def header(a: np.ndarray) -> dict:
+    return {"dtype": str(a.dtype.newbyteorder("=")), "shape": [int(s) for s in a.shape]}
+
+
+def encode_array(a: Any, dtype: str | None = None) -> dict:
+    """Trait form: ``{"view": memoryview, "dtype", "shape"}`` (zero copy when already contiguous)."""
+    arr = as_sendable(a, dtype)
+    return {"view": memoryview(arr).cast("B"), **header(arr)}
+
+
+def pack(a: Any, dtype: str | None = None) -> tuple[dict, memoryview]:
+    """Custom-message form: ``({"dtype", "shape"}, buffer)``."""
+    arr = as_sendable(a, dtype)
+    return header(arr), memoryview(arr).cast("B")
+
+
+def decode_array(obj: dict, buffer: Any = None) -> np.ndarray:
+    """Inverse of :func:`encode_array` / :func:`pack` (used by tests and by state round trips)."""
+    buf = obj.get("view") if buffer is None else buffer
+    dt = np.dtype(obj["dtype"]).newbyteorder("<")
+    return np.frombuffer(bytes(buf), dtype=dt).reshape(obj["shape"]).astype(dt.newbyteorder("="))
+
+
+def jsonable(value: Any, widget: Any = None) -> Any:
+    """``to_json`` for traits holding nested dicts/lists with numpy arrays inside."""
+    if isinstance(value, np.ndarray):
+        return encode_array(value)
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _pool_maxabs(m: np.ndarray, size: int) -> np.ndarray:
+    """Block-pool the last two axes to (size, size) keeping the signed value of largest magnitude."""
+    n = m.shape[-1]
+    if n <= size:
+        return m
+    edges = np.linspace(0, n, size + 1).round().astype(int)
+    out = np.empty(m.shape[:-2] + (size, size), dtype=m.dtype)
+    for a in range(size):
+        rows = m[..., edges[a]:edges[a + 1], :]
+        for b in range(size):
+            blk = rows[..., edges[b]:edges[b + 1]].reshape(m.shape[:-2] + (-1,))
+            idx = np.abs(blk).argmax(-1)
+            out[..., a, b] = np.take_along_axis(blk, idx[..., None], -1)[..., 0]
+    return out
+
+
+def thumbnails(scores: np.ndarray, size: int = 32) -> np.ndarray:
+    """[..., n, n] signed maps -> [..., t, t] float16 in [-1, 1], each map divided by its own max |value|."""
+    s = np.asarray(scores, dtype=np.float32)
+    pooled = _pool_maxabs(s, size)
+    scale = np.abs(pooled).reshape(pooled.shape[:-2] + (-1,)).max(-1)
+    scale = np.where(scale > 0, scale, 1.0)
+    return (pooled / scale[..., None, None]).astype(np.float16)
+
+
+def head_summary(scores: np.ndarray) -> np.ndarray:
+    """[H, n, n] -> [H] float32: max attribution over token pairs (the engine's ``head_scores('max')``)."""
+    s = np.asarray(scores, dtype=np.float32)
+    return s.reshape(s.shape[0], -1).max(-1).astype(np.float32)

@@ -1,0 +1,114 @@
+"""TreeView: the attribution tree (Hao et al. Algorithm 1) as SVG, with a live threshold slider.
+
+Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
+``{"tokens", "num_layers", "threshold", "root", "nodes": [{"index", "token", "layer"}],
+"edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
+``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool).
+Browser -> kernel custom message: ``{"type": "edge", "parent", "child", "layer"}`` (click on an edge): selects
+that layer (and the head with the largest attribution for that token pair) in the linked Explorer.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from ._base import BaseWidget, css_asset, esm_asset
+
+__all__ = ["TreeView"]
+
+
+def _attribution_tree(attribution: Any, threshold: float) -> dict:
+    """Indirection so tests can substitute a fake tree builder."""
+    from ..engine.tree import attribution_tree
+
+    tree = attribution_tree(attribution, threshold=threshold)
+    return tree.to_dict() if hasattr(tree, "to_dict") else dict(tree)
+
+
+def _clean_tree(d: dict) -> dict:
+    """JSON-safe copy (numpy scalars -> Python) with the documented keys."""
+    def num(x):
+        return x.item() if isinstance(x, np.generic) else x
+
+    return {
+        "tokens": [str(t) for t in d.get("tokens", [])],
+        "num_layers": int(d.get("num_layers", 0)),
+        "threshold": float(d.get("threshold", 0.0)),
+        "root": None if d.get("root") is None else int(d["root"]),
+        "nodes": [{"index": int(n["index"]), "token": str(n.get("token", "")), "layer": int(n["layer"])}
+                  for n in d.get("nodes", [])],
+        "edges": [{"parent": int(e["parent"]), "child": int(e["child"]), "layer": int(e["layer"]),
+                   "score": float(num(e.get("score", 0.0)))} for e in d.get("edges", [])],
+    }
+
+
+class TreeView(BaseWidget):
+    """``TreeView(attribution, threshold=0.4, explorer=None)``: interactive attribution tree."""
+
+    _esm = esm_asset("tree.js")
+    _css = css_asset("tree.css")
+
+    tree = traitlets.Dict(default_value={}).tag(sync=True)
+    threshold = traitlets.Float(0.4).tag(sync=True)
+    state = traitlets.Unicode("empty").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    selected_edge = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    linked = traitlets.Bool(False).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(self, attribution: Any, threshold: float = 0.4, explorer: Any = None, **kwargs):
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        self.attribution = attribution
+        self.explorer = explorer
+        init = self._compute(float(threshold))
+        init.update(threshold=float(threshold), linked=explorer is not None)
+        init.update(kwargs)
+        super().__init__(**init)
+        self.observe(self._on_threshold, names=["threshold"])
+        self.on_msg(self._on_custom)
+
+    def _compute(self, threshold: float) -> dict:
+        try:
+            tree = _clean_tree(_attribution_tree(self.attribution, threshold))
+        except Exception as exc:  # noqa: BLE001 - shown in the view
+            msg = str(exc).strip() or type(exc).__name__
+            return {"tree": {}, "state": "error", "error": f"{type(exc).__name__}: {msg}"}
+        return {"tree": tree, "state": "done", "error": ""}
+
+    def _on_threshold(self, change) -> None:
+        new = self._compute(float(change["new"]))
+        with self.hold_sync():
+            for k, v in new.items():
+                setattr(self, k, v)
+            if self.selected_edge and not any(
+                [e["parent"], e["child"], e["layer"]] == list(self.selected_edge)
+                for e in self.tree.get("edges", [])
+            ):
+                self.selected_edge = []
+
+    def _best_head(self, layer_index: int, parent: int, child: int) -> int:
+        scores = np.asarray(getattr(self.attribution, "scores", np.zeros((0, 0, 0, 0))))
+        if scores.ndim != 4 or not (0 <= layer_index < scores.shape[0]):
+            return 0
+        n = scores.shape[-1]
+        if not (0 <= parent < n and 0 <= child < n):
+            return int(np.argmax(scores[layer_index].reshape(scores.shape[1], -1).max(-1)))
+        return int(np.argmax(scores[layer_index, :, parent, child]))
+
+    def select_edge(self, parent: int, child: int, layer: int) -> None:
+        """Highlight an edge and, when linked, show its layer / best head / token pair in the Explorer."""
+        self.selected_edge = [int(parent), int(child), int(layer)]
+        if self.explorer is not None:
+            layers = list(getattr(self.attribution, "layers", []) or [])
+            li = layers.index(layer) if layer in layers else int(layer)
+            self.explorer.select(li, self._best_head(li, parent, child), query=int(parent), key=int(child))
+
+    def _on_custom(self, _w, content: Any, buffers) -> None:
+        if isinstance(content, dict) and content.get("type") == "edge":
+            try:
+                self.select_edge(int(content["parent"]), int(content["child"]), int(content["layer"]))
+            except (KeyError, TypeError, ValueError):
+                pass

@@ -1,0 +1,282 @@
+// The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges.
+import type { AnyModel } from "@anywidget/types";
+import { cssRGB, diverging, formatValue, makeTheme, type Theme } from "./color";
+import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, readTheme, s, svgToPng, truncate } from "./dom";
+import type { TreeDict, TreeEdge, TreeModel } from "./protocol";
+
+type Model = AnyModel<TreeModel>;
+
+export interface TreeLayout {
+  width: number;
+  height: number;
+  dx: number;
+  x: (i: number) => number;
+  y: (layer: number) => number;
+  padL: number;
+  axisY: number;
+}
+
+/** x = token position, y = layer (top layer at the top). */
+export function treeLayout(n: number, numLayers: number, availWidth: number): TreeLayout {
+  const padL = 44, padR = 24, top = 26, rowH = numLayers > 16 ? 26 : 34, labelH = 78;
+  const dx = Math.max(26, Math.min(64, (availWidth - padL - padR) / Math.max(1, n)));
+  const width = Math.ceil(padL + padR + dx * Math.max(1, n));
+  const axisY = top + (numLayers + 0.5) * rowH;
+  return {
+    width, height: Math.ceil(axisY + labelH), dx, padL, axisY,
+    x: (i) => padL + (i + 0.5) * dx,
+    y: (layer) => top + (numLayers - layer) * rowH,
+  };
+}
+
+export function normalizeTree(t: Partial<TreeDict> | null | undefined): TreeDict {
+  return {
+    tokens: Array.isArray(t?.tokens) ? t!.tokens.map(String) : [],
+    num_layers: Number(t?.num_layers) || 0,
+    threshold: Number(t?.threshold) || 0,
+    root: t?.root ?? null,
+    nodes: Array.isArray(t?.nodes) ? t!.nodes : [],
+    edges: Array.isArray(t?.edges) ? t!.edges : [],
+  };
+}
+
+export function edgeKey(e: Pick<TreeEdge, "parent" | "child" | "layer">): string {
+  return `${e.parent},${e.child},${e.layer}`;
+}
+
+export class TreeView {
+  readonly root: HTMLDivElement;
+  private ac = new AbortController();
+  private cleanups: (() => void)[] = [];
+  private theme: Theme = makeTheme(null, null);
+  private slider = h("input", { class: "aa-slider", type: "range", min: 0, max: 1, step: 0.01, "aria-label": "threshold" });
+  private thrText = h("span", { class: "aa-thr" });
+  private stats = h("span", { class: "aa-muted" });
+  private scroll = h("div", { class: "aa-tree-scroll" });
+  private errorBox = h("div", { class: "aa-error", role: "alert" });
+  private tip = h("div", { class: "aa-tip", role: "tooltip", hidden: true });
+  private title = h("div", { class: "aa-title" });
+  private svg: SVGElement | null = null;
+  private layout: TreeLayout | null = null;
+  private debounce = 0;
+  private raf = 0;
+
+  constructor(private model: Model, el: HTMLElement) {
+    this.root = h("div", { class: "attattr-root attattr-tree", "data-state": "empty" });
+    el.appendChild(this.root);
+    this.theme = readTheme(this.root);
+    const svgBtn = h("button", { class: "aa-btn aa-dl", type: "button", "data-download": "svg", title: "Download as SVG" }, "⤓ SVG");
+    const pngBtn = h("button", { class: "aa-btn aa-dl", type: "button", "data-download": "png", title: "Download as PNG" }, "⤓ PNG");
+    this.root.append(
+      h("div", { class: "aa-header" },
+        h("div", { class: "aa-heading" }, this.title, h("div", { class: "aa-subtitle" }, h("span", { class: "aa-muted" }, "x = token position · y = layer · edge: query token (parent) attends to key token (child)"))),
+        h("div", { class: "aa-dl-group" }, svgBtn, pngBtn)),
+      h("div", { class: "aa-toolbar" }, h("label", { class: "aa-field" }, "threshold τ ", this.slider), this.thrText, h("span", { class: "aa-spacer" }), this.stats),
+      this.errorBox, this.scroll, this.tip,
+    );
+    const o = { signal: this.ac.signal };
+    svgBtn.addEventListener("click", () => this.svg && downloadSvg(this.svg, this.fileName("svg")), o);
+    pngBtn.addEventListener("click", () => void this.downloadPng(), o);
+    this.slider.addEventListener("input", () => {
+      const v = Number(this.slider.value);
+      this.thrText.textContent = v.toFixed(2);
+      clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => {
+        this.model.set("threshold", v);
+        this.model.save_changes();
+      }, 120) as unknown as number;
+    }, o);
+    for (const ev of ["change:tree", "change:state", "change:error", "change:selected_edge", "change:title", "change:linked"]) {
+      const cb = () => this.schedule();
+      model.on(ev, cb);
+      this.cleanups.push(() => model.off(ev, cb));
+    }
+    const cbThr = () => {
+      this.slider.value = String(model.get("threshold"));
+      this.thrText.textContent = Number(model.get("threshold")).toFixed(2);
+    };
+    model.on("change:threshold", cbThr);
+    this.cleanups.push(() => model.off("change:threshold", cbThr));
+    this.scroll.addEventListener("click", (e) => {
+      const g = (e.target as Element | null)?.closest?.("[data-edge]") as SVGElement | null;
+      if (!g) return;
+      const [parent, child, layer] = (g.getAttribute("data-edge") ?? "").split(",").map(Number);
+      this.model.set("selected_edge", [parent, child, layer]);
+      this.model.save_changes();
+      this.model.send({ type: "edge", parent, child, layer });
+      this.render();
+    }, o);
+    this.scroll.addEventListener("pointerover", (e) => {
+      const g = (e.target as Element | null)?.closest?.("[data-edge]") as SVGElement | null;
+      if (!g) return this.hideTip();
+      this.showEdgeTip(e as PointerEvent, g.getAttribute("data-edge") ?? "");
+    }, o);
+    this.scroll.addEventListener("pointerleave", () => this.hideTip(), o);
+    if (typeof MutationObserver !== "undefined" && document.body) {
+      const mo = new MutationObserver(() => {
+        const t = readTheme(this.root);
+        if (JSON.stringify(t) !== JSON.stringify(this.theme)) {
+          this.theme = t;
+          this.schedule();
+        }
+      });
+      mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-theme"] });
+      this.cleanups.push(() => mo.disconnect());
+    }
+    cbThr();
+    this.render();
+  }
+
+  private fileName(ext: string): string {
+    return `attattr_tree_t${Number(this.model.get("threshold")).toFixed(2)}.${ext}`;
+  }
+
+  private schedule(): void {
+    if (this.raf || this.ac.signal.aborted) return;
+    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (cb: FrameRequestCallback) => setTimeout(() => cb(0), 16) as unknown as number;
+    this.raf = raf(() => {
+      this.raf = 0;
+      this.render();
+    });
+  }
+
+  tree(): TreeDict {
+    return normalizeTree(this.model.get("tree"));
+  }
+
+  render(): void {
+    if (this.ac.signal.aborted) return;
+    const t = this.tree();
+    const state = this.model.get("state");
+    const err = this.model.get("error");
+    this.title.textContent = this.model.get("title") || "Attribution tree";
+    this.errorBox.replaceChildren();
+    if (state === "error" && err) this.errorBox.append(h("strong", {}, "Could not build the tree: "), err);
+    this.errorBox.hidden = !(state === "error" && err);
+    this.slider.value = String(this.model.get("threshold"));
+    this.thrText.textContent = Number(this.model.get("threshold")).toFixed(2);
+    this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}` : "";
+    this.svg = t.tokens.length ? this.buildSvg(t) : null;
+    if (this.svg) this.scroll.replaceChildren(this.svg);
+    else this.scroll.replaceChildren(h("div", { class: "aa-placeholder" }, state === "error" ? "No tree." : "No attribution yet."));
+    const d = this.root.dataset;
+    d.state = state;
+    d.nodes = String(t.nodes.length);
+    d.edges = String(t.edges.length);
+    d.threshold = String(this.model.get("threshold"));
+    d.selectedEdge = (this.model.get("selected_edge") ?? []).join(",");
+  }
+
+  buildSvg(t: TreeDict): SVGElement {
+    const n = t.tokens.length;
+    const L = Math.max(t.num_layers, ...t.nodes.map((x) => x.layer + 1), ...t.edges.map((e) => e.layer + 1), 1);
+    const avail = Math.max(480, (this.root.clientWidth || 900) - 30);
+    const lay = treeLayout(n, L, avail);
+    this.layout = lay;
+    const fg = cssRGB(this.theme.fg), bg = cssRGB(this.theme.bg);
+    const hot = this.theme.dark ? "#ffd54a" : "#e65100";
+    const svg = s("svg", { class: "aa-tree-svg", width: lay.width, height: lay.height, viewBox: `0 0 ${lay.width} ${lay.height}`, "font-family": "system-ui, -apple-system, 'Segoe UI', sans-serif", role: "img" });
+    svg.appendChild(s("rect", { width: lay.width, height: lay.height, fill: bg }));
+    // layer guides
+    const guides = s("g", { class: "aa-guides" });
+    for (let l = 0; l < L; l++) {
+      const y = lay.y(l);
+      guides.appendChild(s("line", { x1: lay.padL - 6, x2: lay.width - 10, y1: y, y2: y, stroke: fg, "stroke-opacity": l % 2 ? 0.05 : 0.09 }));
+      guides.appendChild(s("text", { x: lay.padL - 10, y: y + 3.5, "font-size": 10, "text-anchor": "end", fill: fg, "fill-opacity": 0.55 }, `L${l}`));
+    }
+    svg.appendChild(guides);
+    // token axis
+    const inTree = new Set<number>(t.nodes.map((x) => x.index));
+    if (t.root !== null) inTree.add(t.root);
+    const axis = s("g", { class: "aa-axis" });
+    for (let i = 0; i < n; i++) {
+      const x = lay.x(i);
+      axis.appendChild(s("line", { x1: x, x2: x, y1: lay.y(L - 1) - 8, y2: lay.axisY, stroke: fg, "stroke-opacity": inTree.has(i) ? 0.1 : 0.04, "stroke-dasharray": "2 3" }));
+      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14));
+      label.appendChild(s("title", {}, `${t.tokens[i]} (#${i})`));
+      axis.appendChild(label);
+    }
+    svg.appendChild(axis);
+    // edges
+    const maxScore = Math.max(1e-9, ...t.edges.map((e) => Math.abs(e.score)));
+    const nodeLayer = new Map<number, number>(t.nodes.map((x) => [x.index, x.layer]));
+    const sel = (this.model.get("selected_edge") ?? []).join(",");
+    const edges = s("g", { class: "aa-edges" });
+    const ordered = [...t.edges].sort((a, b) => Math.abs(a.score) - Math.abs(b.score));
+    for (const e of ordered) {
+      const pLayer = Math.max(e.layer + 1, nodeLayer.get(e.parent) ?? e.layer + 1);
+      const x1 = lay.x(e.parent), y1 = lay.y(Math.min(L, pLayer));
+      const x2 = lay.x(e.child), y2 = lay.y(nodeLayer.get(e.child) ?? e.layer);
+      const my = (y1 + y2) / 2;
+      const d = `M${x1},${y1} C${x1},${my} ${x2},${my} ${x2},${y2}`;
+      const rel = Math.abs(e.score) / maxScore;
+      const key = edgeKey(e);
+      const isSel = key === sel;
+      const color = isSel ? hot : cssRGB(diverging(0.45 + 0.55 * rel, this.theme));
+      const g = s("g", { class: `aa-edge${isSel ? " aa-hot" : ""}`, "data-edge": key },
+        s("path", { d, class: "aa-edge-hit" }),
+        s("path", { d, class: "aa-edge-line", fill: "none", stroke: color, "stroke-width": (1.2 + 3.8 * rel).toFixed(2), "stroke-opacity": isSel ? 1 : 0.55 + 0.4 * rel, "stroke-linecap": "round" }),
+        s("title", {}, `${t.tokens[e.parent] ?? e.parent} (#${e.parent}) → ${t.tokens[e.child] ?? e.child} (#${e.child}) · layer ${e.layer} · ${formatValue(e.score, 3)}`),
+      );
+      edges.appendChild(g);
+    }
+    svg.appendChild(edges);
+    // nodes
+    const nodes = s("g", { class: "aa-nodes" });
+    const drawn = new Set<number>();
+    const drawNode = (index: number, layer: number, isRoot: boolean) => {
+      drawn.add(index);
+      const x = lay.x(index), y = lay.y(Math.min(L, layer));
+      const tok = t.tokens[index] ?? "";
+      const g = s("g", { class: "aa-node", "data-node": index, transform: `translate(${x},${y})` },
+        s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : fg, "stroke-width": 1.6 }),
+        s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: fg, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": isSpecialToken(tok) ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
+        s("title", {}, `${tok} (#${index}) · enters at layer ${layer}`),
+      );
+      nodes.appendChild(g);
+    };
+    for (const nd of t.nodes) if (!drawn.has(nd.index)) drawNode(nd.index, nd.layer, nd.index === t.root);
+    if (t.root !== null && !drawn.has(t.root)) drawNode(t.root, L, true);
+    svg.appendChild(nodes);
+    if (!t.edges.length) {
+      svg.appendChild(s("text", { x: lay.width / 2, y: lay.y(Math.floor(L / 2)), "text-anchor": "middle", "font-size": 12, fill: fg, "fill-opacity": 0.6 }, `No attribution link above τ = ${Number(this.model.get("threshold")).toFixed(2)}: lower the threshold.`));
+    }
+    return svg;
+  }
+
+  private showEdgeTip(e: PointerEvent, key: string): void {
+    const t = this.tree();
+    const edge = t.edges.find((x) => edgeKey(x) === key);
+    if (!edge) return this.hideTip();
+    const tip = [
+      h("strong", {}, `layer ${edge.layer}`), h("br"),
+      `“${displayToken(t.tokens[edge.parent] ?? "")}” #${edge.parent} → “${displayToken(t.tokens[edge.child] ?? "")}” #${edge.child}`, h("br"),
+      `score ${formatValue(edge.score, 4)}`,
+    ];
+    if (this.model.get("linked")) tip.push(h("br"), h("span", { class: "aa-muted" }, "click: show in the explorer"));
+    this.tip.replaceChildren(...tip);
+    const r = this.root.getBoundingClientRect();
+    let x = e.clientX - r.left + 14;
+    if (x + 260 > r.width) x = Math.max(0, x - 280);
+    this.tip.style.left = `${x}px`;
+    this.tip.style.top = `${e.clientY - r.top + 14}px`;
+    this.tip.hidden = false;
+  }
+
+  private hideTip(): void {
+    this.tip.hidden = true;
+  }
+
+  async downloadPng(): Promise<void> {
+    if (!this.svg || !this.layout) return;
+    downloadBlob(await svgToPng(this.svg, this.layout.width, this.layout.height, 2, cssRGB(this.theme.bg)), this.fileName("png"));
+  }
+
+  destroy(): void {
+    this.ac.abort();
+    clearTimeout(this.debounce);
+    if (this.raf) (typeof cancelAnimationFrame === "function" ? cancelAnimationFrame : clearTimeout)(this.raf);
+    for (const c of this.cleanups.splice(0)) c();
+    this.root.remove();
+  }
+}
