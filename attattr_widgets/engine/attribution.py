@@ -7,7 +7,7 @@ For layer l with attention probabilities A (all heads at once), target score F a
 where only layer l's probabilities are replaced by α A; every other layer recomputes its own attention.
 Each entry (h, i, j) says how much "query token i attends to key token j in head h" contributes to F.
 
-How this is fast (see docs/engine.md for the measured cost model):
+How this is fast (measured against the paper's algorithm in bench/RESULTS.md):
 
 * **prefix caching** — blocks below layer l run once per example (their output does not depend on α) and are
   skipped while the α rows of layer l run, so the cost meets the m-step lower bound;

@@ -1,0 +1,172 @@
+"""Command line: ``attattr demo | explain | run-notebooks | assets`` (also ``python -m attattr_widgets.cli``)."""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+DEMO_TEXT = "The acting is superb, but the plot is a mess and the ending falls flat."
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _cached(key: dict, compute):
+    """Cache a JSON-able result of ``compute()`` under the demo cache, keyed by ``key``."""
+    from .demo.assets import cache_dir
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir() / "results" / f"{key['what']}-{digest}.json"
+    if path.exists():
+        return json.loads(path.read_text()), True
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return value, False
+
+
+def demo(args) -> int:
+    """The main job on the embedded default model: explain a sentence with every view, write one offline page."""
+    import numpy as np
+
+    import attattr_widgets as aw
+    from attattr_widgets import plots
+    from attattr_widgets.demo import load_dataset, load_model
+    from attattr_widgets.engine.importance import head_importance
+    from attattr_widgets.engine.pruning import PruningCurve, compare_pruning
+    from attattr_widgets.export import to_html
+    from attattr_widgets.widgets import Explorer, TreeView
+
+    t0 = time.perf_counter()
+    _say("loading the sentiment demo model (all-MiniLM-L6-v2 fine-tuned on movie reviews, offline) ...")
+    model, tok = load_model("sentiment")
+
+    def progress(r):
+        _say(f"  layer {r.layer + 1}/{r.total}: completeness error {r.completeness:.1e}")
+
+    _say(f"attributing: {args.text!r}")
+    attr = aw.attribute(model, tok, args.text, progress=progress)
+    _say(f"  -> predicted {attr.target_label!r} with p = {attr.prob:.3f}")
+    explorer = Explorer.from_attribution(attr)
+    tree = TreeView(attr, threshold=0.4)
+
+    n_imp, n_eval = (16, 120) if args.small else (48, 400)
+    examples = load_dataset("sentiment", "test")
+    imp_set, eval_set = examples[:n_imp], examples[n_imp : n_imp + n_eval]
+    key = {"what": "demo-pruning", "n_imp": n_imp, "n_eval": n_eval, "model": "sentiment", "v": 1}
+
+    def compute():
+        _say(f"head importance on {n_imp} held-out reviews (AttAttr, Taylor, random) ...")
+        imps = {m: head_importance(model, tok, imp_set, method=m) for m in ("attattr", "taylor", "random")}
+        _say(f"pruning curves on {n_eval} other held-out reviews ...")
+        curves = compare_pruning(model, tok, eval_set, imps)
+        return {"importance": {k: v.tolist() for k, v in imps.items()}, "curves": [c.to_dict() for c in curves]}
+
+    result, hit = _cached(key, compute)
+    if hit:
+        _say("pruning curves: cached result")
+    curves = [PruningCurve.from_dict(d) for d in result["curves"]]
+    plot = plots.pruning_plot(curves, title="Sentiment demo model: accuracy as heads are pruned (least important first)")
+    imp = np.asarray(result["importance"]["attattr"])
+    top = np.dstack(np.unravel_index(np.argsort(-imp, axis=None)[:3], imp.shape))[0]
+    out = to_html(
+        [explorer, tree, plot],
+        args.out,
+        title="attattr-widgets demo",
+        heading="Which attention links does the prediction depend on?",
+        description=(
+            f"“{args.text}” → {attr.target_label} (p = {attr.prob:.3f}). Click a head in the grid to compare its "
+            f"attention with its attribution. Most important heads: "
+            + ", ".join(f"L{l + 1}H{h + 1}" for l, h in top)
+            + "."
+        ),
+    )
+    size = Path(out).stat().st_size / 1e6
+    _say(f"\nwrote {Path(out).resolve()} ({size:.1f} MB, self-contained: opens offline in any browser) "
+         f"in {time.perf_counter() - t0:.0f} s")
+    _say("live and interactive: `make lab`, then open notebooks/01_quickstart.ipynb")
+    return 0
+
+
+def explain(args) -> int:
+    """Attribute one input with a demo model or a checkpoint; save the result and/or an offline page."""
+    import attattr_widgets as aw
+    from attattr_widgets.demo import load_model
+
+    model, tok = load_model(args.model)
+    attr = aw.attribute(model, tok, args.text, args.pair, target=args.target, rule=args.rule, steps=args.steps,
+                        truncation=args.truncate,
+                        progress=lambda r: _say(f"  layer {r.layer + 1}/{r.total} done"))
+    _say(repr(attr))
+    if args.save:
+        _say(f"saved {attr.save(args.save)}")
+    if args.html:
+        from attattr_widgets.export import to_html
+        from attattr_widgets.widgets import Explorer
+
+        _say(f"wrote {to_html(Explorer.from_attribution(attr), args.html, title='AttAttr explorer')}")
+    return 0
+
+
+def _target(value: str):
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = argparse.ArgumentParser(prog="attattr", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="explain a review with the embedded sentiment model; write demo.html")
+    p.add_argument("--text", default=DEMO_TEXT)
+    p.add_argument("--out", default="demo.html")
+    p.add_argument("--small", action="store_true", help="fewer examples for the pruning curves")
+    p.set_defaults(func=demo)
+
+    p = sub.add_parser("explain", help="attribute one input and save it (.npz) and/or an offline HTML page")
+    p.add_argument("text")
+    p.add_argument("--pair", default=None, help="second sentence (e.g. the NLI hypothesis)")
+    p.add_argument("--model", default="sentiment", help="sentiment | nli | decoder | a checkpoint dir or hub id")
+    p.add_argument("--target", type=_target, default="pred")
+    p.add_argument("--rule", default="gauss-legendre")
+    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--truncate", action="store_true", help="truncate inputs longer than the model accepts")
+    p.add_argument("--save", default=None, help="write the Attribution here (.npz)")
+    p.add_argument("--html", default=None, help="write an offline Explorer page here")
+    p.set_defaults(func=explain)
+
+    from . import notebooks
+
+    p = notebooks.add_arguments(sub.add_parser("run-notebooks", help="execute tutorial notebooks"))
+    p.set_defaults(func=lambda a: notebooks.main(_rebuild_argv(a)))
+
+    p = sub.add_parser("assets", help="install / check the offline demo weights and data")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda a: _assets(a.rest))
+
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+def _assets(rest: list[str]) -> int:
+    from .demo.assets import main as assets_main
+
+    return int(assets_main(rest) or 0)
+
+
+def _rebuild_argv(a) -> list[str]:
+    argv = list(a.paths) + (["--small"] if a.small else ["--full"]) + ["--timeout", str(a.timeout)]
+    if a.save_to:
+        argv += ["--save-to", a.save_to]
+    if a.fail_fast:
+        argv.append("--fail-fast")
+    return argv
+
+
+if __name__ == "__main__":
+    sys.exit(main())
