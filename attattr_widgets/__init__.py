@@ -23,6 +23,40 @@ from .engine.hooks import controller_for
 
 __version__ = "0.1.0"
 
+# Heavier parts load on first use, so `import attattr_widgets` stays light (no Bokeh, no widget runtime).
+_LAZY = {
+    "Explorer": "attattr_widgets.widgets",
+    "TreeView": "attattr_widgets.widgets",
+    "head_importance": "attattr_widgets.engine.importance",
+    "pruning_curve": "attattr_widgets.engine.pruning",
+    "compare_pruning": "attattr_widgets.engine.pruning",
+    "effectiveness": "attattr_widgets.engine.pruning",
+    "head_correlation": "attattr_widgets.engine.pruning",
+    "PruningCurve": "attattr_widgets.engine.pruning",
+    "attribution_tree": "attattr_widgets.engine.tree",
+    "AttributionTree": "attattr_widgets.engine.tree",
+    "mine_triggers": "attattr_widgets.engine.triggers",
+    "evaluate_trigger": "attattr_widgets.engine.triggers",
+    "top_triggers": "attattr_widgets.engine.triggers",
+    "to_html": "attattr_widgets.export",
+    "plots": "attattr_widgets.plots",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module = importlib.import_module(_LAZY[name])
+        value = module if module.__name__.endswith("." + name) else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'attattr_widgets' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
     "AttAttrError",
     "Attribution",
@@ -37,4 +71,5 @@ __all__ = [
     "attribute",
     "controller_for",
     "iter_attributions",
+    *_LAZY,
 ]
