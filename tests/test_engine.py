@@ -342,3 +342,99 @@ def test_unknown_rule_and_steps(tokenizer):
         aw.attribute(model, tokenizer, TEXT, rule="simpson")
     with pytest.raises(aw.AttAttrError, match="steps"):
         aw.attribute(model, tokenizer, TEXT, steps=0)
+
+
+# ---- attention-function details: softcap, position_bias, boolean masks ------------------------------------
+
+
+def test_gemma2_softcap_and_sliding_window_match_eager(tokenizer):
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.Gemma2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                         attn_logit_softcapping=5.0, sliding_window=4, pad_token_id=0)
+    model = T.Gemma2ForCausalLM(cfg).eval()
+    enc = tokenizer(TEXT, return_tensors="pt")
+    enc.pop("token_type_ids")
+    with torch.no_grad():
+        ref = model(**enc).logits  # Gemma2 defaults to eager
+        controller_for(model)
+        ours = model(**enc).logits
+    assert (ours - ref).abs().max() <= 1e-5
+    attr = aw.attribute(model, tokenizer, TEXT, steps=2, layers=[1])
+    assert np.isfinite(attr.scores).all()
+
+
+def test_t5_position_bias_matches_eager():
+    """Encoder–decoders are refused for attribution, but the attention function itself handles T5's bias."""
+    import transformers as T
+
+    from attattr_widgets.engine.hooks import register_attention
+
+    torch.manual_seed(0)
+    cfg = T.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0)
+    model = T.T5ForConditionalGeneration(cfg).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 1]])
+    dec = torch.tensor([[0, 5, 6]])
+    with torch.no_grad():
+        model.set_attn_implementation("eager")
+        ref = model(input_ids=ids, decoder_input_ids=dec).logits
+        register_attention()
+        model.set_attn_implementation("attattr")
+        ours = model(input_ids=ids, decoder_input_ids=dec).logits
+    assert (ours - ref).abs().max() <= 1e-5
+    with pytest.raises(aw.UnsupportedModelError, match="encoder-decoder"):
+        controller_for(model)
+
+
+def test_boolean_and_additive_masks_agree():
+    from attattr_widgets.engine.hooks import attattr_attention_forward
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
+    keep = torch.rand(2, 1, 5, 5) > 0.3
+    keep[..., 0] = True
+    additive = torch.zeros(2, 1, 5, 5).masked_fill(~keep, torch.finfo(torch.float32).min)
+    module = torch.nn.Module()
+    out_b, p_b = attattr_attention_forward(module, q, k, v, keep)
+    out_a, p_a = attattr_attention_forward(module, q, k, v, additive)
+    assert torch.allclose(p_b, p_a) and torch.allclose(out_b, out_a)
+    assert (p_b.masked_select(~keep.expand_as(p_b)) == 0).all()
+
+
+# ---- memory: chunking and out-of-memory recovery ------------------------------------------------------------
+
+
+def test_tiny_memory_budget_gives_identical_results(tokenizer):
+    model = make_model("bert", "cls", dtype=torch.float64)
+    big = aw.attribute(model, tokenizer, TEXT, steps=5)
+    small = aw.attribute(model, tokenizer, TEXT, steps=5, memory_budget=1)  # one α row per chunk
+    np.testing.assert_allclose(small.scores, big.scores, rtol=1e-10, atol=1e-15)
+
+
+def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypatch):
+    from attattr_widgets.engine import attribution as engine
+
+    model = make_model("bert", "cls", dtype=torch.float64)
+    ref = aw.attribute(model, tokenizer, TEXT, steps=4)
+    real = engine._Engine._grad_chunk
+    sizes = []
+
+    def flaky(self, batch, layer, hidden, targets, alphas, k):
+        sizes.append(k)
+        if k > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(self, batch, layer, hidden, targets, alphas, k)
+
+    monkeypatch.setattr(engine._Engine, "_grad_chunk", flaky)
+    got = aw.attribute(model, tokenizer, TEXT, steps=4)
+    assert sizes[:3] == [4, 2, 1]
+    np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-10, atol=1e-15)
+
+    def always(self, *a):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(engine._Engine, "_grad_chunk", always)
+    with pytest.raises(aw.AttributionOutOfMemoryError, match="shorter text"):
+        aw.attribute(model, tokenizer, TEXT, steps=4)
