@@ -26,11 +26,19 @@ import pathlib
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["to_html", "html_string", "HTMLExportMixin", "ExportError", "screenshot", "find_chromium",
-           "vendor_paths"]
+__all__ = [
+    "ExportError",
+    "HTMLExportMixin",
+    "find_chromium",
+    "html_string",
+    "screenshot",
+    "to_html",
+    "vendor_paths",
+]
 
 _PKG = pathlib.Path(__file__).resolve().parent
 _VENDOR = _PKG / "static" / "vendor"
@@ -313,22 +321,42 @@ def screenshot(html: str | os.PathLike, png: str | os.PathLike, *, width: int = 
     if exe is None:
         raise ExportError("screenshot needs Chromium: `apt-get install chromium` (or set ATTATTR_CHROMIUM)")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api
     except ImportError as e:
         raise ExportError("screenshot needs playwright (pip install playwright; no browser download "
                           "needed, the system Chromium is used)") from e
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+
+    def shoot() -> None:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.route(re.compile(r"^(?!(file|data|blob|about):)"), lambda r: r.abort())
+                page.goto(src.as_uri())
+                page.wait_for_function(wait_for or _DEFAULT_WAIT, timeout=timeout * 1000)
+                page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+                if selector:
+                    page.locator(selector).first.screenshot(path=str(out))
+                else:
+                    page.screenshot(path=str(out), full_page=full_page)
+            finally:
+                browser.close()
+
+    # playwright's sync API refuses to run on a thread with a running asyncio loop (a Jupyter kernel, or
+    # another sync playwright session): run it on a fresh thread.
+    errors: list[BaseException] = []
+
+    def target() -> None:
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
-            page.route(re.compile(r"^(?!(file|data|blob|about):)"), lambda r: r.abort())
-            page.goto(src.as_uri())
-            page.wait_for_function(wait_for or _DEFAULT_WAIT, timeout=timeout * 1000)
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-            if selector:
-                page.locator(selector).first.screenshot(path=str(out))
-            else:
-                page.screenshot(path=str(out), full_page=full_page)
-        finally:
-            browser.close()
+            shoot()
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=target, name="attattr-screenshot", daemon=True)
+    t.start()
+    t.join()
+    if errors:
+        raise errors[0]
     return out

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["run_notebooks", "run_notebook", "find_notebooks", "NotebookError", "NotebookResult", "main"]
+__all__ = ["NotebookError", "NotebookResult", "find_notebooks", "main", "run_notebook", "run_notebooks"]
 
 _PKG_PARENT = str(pathlib.Path(__file__).resolve().parent.parent)
 
@@ -31,7 +31,7 @@ class NotebookResult:
     path: pathlib.Path
     seconds: float
     cells: int
-    error: "NotebookError | None" = None
+    error: NotebookError | None = None
     saved_to: pathlib.Path | None = None
 
     @property

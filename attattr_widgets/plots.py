@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "pruning_plot",
     "correlation_plot",
     "effectiveness_plot",
     "pearson_r",
-    "show",
+    "pruning_plot",
     "save_html",
+    "show",
     "to_html_string",
 ]
 
@@ -400,7 +400,10 @@ def effectiveness_plot(result: Any, heads: Any = None, *, baseline: float | None
                                                      ("accuracy", "@y{0.000}")]))
     if baseline is not None:
         p.add_layout(Span(location=baseline, dimension="width", line_dash="dotted", line_color="gray"))
-    p.xaxis.ticker.desired_num_ticks = 12
+    xs = sorted({float(v) for _, _, x, _ in series for v in x})
+    if len(xs) <= 25 and all(v.is_integer() for v in xs):
+        from bokeh.models import FixedTicker
+        p.xaxis.ticker = FixedTicker(ticks=xs)
     p.legend.click_policy = "hide"
     p.legend.location = "bottom_left"
     p.toolbar.logo = None

@@ -20,7 +20,7 @@ class Swatch(export.HTMLExportMixin, anywidget.AnyWidget):
 
 
 def _scripts(text):
-    return re.findall(r"<script([^>]*)>(.*?)</script>", text, flags=re.S)
+    return re.findall(r"<script([^>]*)>(.*?)</script>", text, flags=re.DOTALL)
 
 
 def test_vendor_paths_found():
@@ -47,7 +47,7 @@ def test_html_is_self_contained(tmp_path):
     assert not re.search(r"<script[^>]*\bsrc=", text)
     assert not re.search(r"<link[^>]*\bhref=", text)
     assert "cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager" not in re.sub(r"<script>.*?</script>", "", text,
-                                                                              flags=re.S)
+                                                                              flags=re.DOTALL)
     scripts = _scripts(text)
     kinds = [attrs.strip() for attrs, _ in scripts]
     assert kinds[:3] == ["", "", ""]                                   # require, anywidget, embed-amd inline

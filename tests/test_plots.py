@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 bokeh = pytest.importorskip("bokeh")
-from bokeh.models import HoverTool, SaveTool  # noqa: E402
+from bokeh.models import HoverTool, SaveTool
 
-from attattr_widgets import plots  # noqa: E402
+from attattr_widgets import plots
 
 
 @dataclass

@@ -24,7 +24,6 @@ import time
 import urllib.error
 
 import pytest
-
 from e2e_support import ARTIFACTS, CHROMIUM_ARGS, REPO, Lab, chromium_path, hermetic_context
 
 

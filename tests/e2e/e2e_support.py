@@ -158,3 +158,40 @@ def assert_not_blank(stats: dict, what: str, min_colors: int = 3, min_frac: floa
     assert stats["w"] > 0 and stats["h"] > 0, f"{what}: canvas has no size ({stats})"
     frac = stats["nonbg"] / (stats["w"] * stats["h"])
     assert stats["distinct"] >= min_colors and frac >= min_frac, f"{what}: canvas looks blank ({stats})"
+
+
+# tiny offline model ------------------------------------------------------------------------------------------
+# Source text so the same code runs in the test process and in a notebook cell of the Lab kernel.
+TINY_MODEL_SRC = r'''
+import os
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+torch.set_num_threads(1)
+
+_WORDS = ("the a movie film was is great good bad awful boring fun plot actors story not very really and but "
+          "i you it this that of to in on with love hate best worst ever time people . , !").split()
+
+def make_tiny(layers=3, heads=4, hidden=32, seed=0, max_pos=256):
+    torch.manual_seed(seed)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = BertTokenizer(vocab={t: i for i, t in enumerate(specials + _WORDS)}, do_lower_case=True)
+    cfg = BertConfig(vocab_size=len(specials) + len(_WORDS), hidden_size=hidden, num_hidden_layers=layers,
+                     num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=max_pos,
+                     num_labels=2)
+    return BertForSequenceClassification(cfg).eval(), tok
+'''
+
+
+def tiny_model(**kw):
+    ns: dict = {}
+    exec(TINY_MODEL_SRC, ns)
+    return ns["make_tiny"](**kw)
+
+
+def local_only(url: str) -> bool:
+    return url.startswith(LOCAL_SCHEMES)
+
+
+def bundle_built(name: str = "explorer.js") -> bool:
+    return (REPO / "attattr_widgets" / "static" / name).exists()

@@ -1,0 +1,123 @@
+"""Exported HTML (export.to_html, plots.save_html) renders in Chromium with every network request blocked."""
+from __future__ import annotations
+
+import anywidget
+import numpy as np
+import pytest
+import traitlets
+from e2e_support import assert_not_blank, bundle_built, canvas_stats, hermetic_context, local_only, tiny_model
+
+from attattr_widgets import export, plots
+
+pytestmark = pytest.mark.e2e
+
+
+class Swatch(export.HTMLExportMixin, anywidget.AnyWidget):
+    _esm = """export default { render({ model, el }) {
+      const c = document.createElement('canvas'); c.width = 120; c.height = 40; c.className = 'swatch';
+      const g = c.getContext('2d'); const v = model.get('values');
+      v.forEach((x, i) => { g.fillStyle = `hsl(${x * 300},70%,50%)`; g.fillRect(i * 120 / v.length, 0, 120 / v.length, 40); });
+      el.appendChild(c); el.dataset.state = 'done'; el.classList.add('swatch-root'); } }"""
+    values = traitlets.List([0.0, 0.25, 0.5, 0.75, 1.0]).tag(sync=True)
+
+
+@pytest.fixture
+def offline(browser):
+    ctx = hermetic_context(browser, local_only, viewport={"width": 1200, "height": 900})
+    page = ctx.new_page()
+    page.console_errors = []
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    yield ctx, page
+    ctx.close()
+
+
+def _network(ctx) -> list[str]:
+    return [u for u in ctx.requests if not local_only(u)] + ctx.blocked
+
+
+def _curves():
+    fr = np.linspace(0, 1, 11)
+    return [{"method": m, "fractions": fr, "accuracy": 0.5 + 0.4 * (1 - fr ** p)}
+            for m, p in (("AttAttr", 3), ("Taylor", 2), ("accuracy difference", 1))]
+
+
+def test_exported_widgets_and_bokeh_render_offline(tmp_path, offline, artifacts):
+    ctx, page = offline
+    fig = plots.pruning_plot(_curves())
+    path = export.to_html([Swatch(), fig], tmp_path / "export.html", title="offline")
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('.swatch-root')?.dataset.state === 'done'")
+    assert_not_blank(canvas_stats(page.locator("canvas.swatch")), "exported anywidget", min_frac=0.5)
+    bk = page.locator(".bk-Canvas canvas").first       # Bokeh renders in (open) shadow roots
+    bk.wait_for(state="attached")
+    page.wait_for_function("(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                           " let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 200) n++; return n > 500; }",
+                           arg=bk.element_handle())
+    page.screenshot(path=str(artifacts / "export-offline.png"), full_page=True)
+    assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
+@pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
+def test_exported_explorer_renders_offline(tmp_path, offline, artifacts):
+    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.widgets import Explorer
+
+    model, tok = tiny_model(layers=3, heads=4)
+    attr = attribute(model, tok, "the movie was not very good , but the actors were great", steps=4)
+    ex = Explorer.from_attribution(attr)
+    path = export.to_html(ex, tmp_path / "explorer.html", title="Explorer")
+    ctx, page = offline
+    page.goto(path.as_uri())
+    page.wait_for_function("() => { const r = document.querySelector('.attattr-explorer');"
+                           " return r && r.dataset.state === 'done' && r.dataset.headReady !== ''; }")
+    root = page.locator(".attattr-explorer")
+    assert root.get_attribute("data-layers-done") == "3"
+    assert_not_blank(canvas_stats(root.locator("canvas.aa-grid-canvas")), "exported grid")
+    for which in ("attention", "attribution"):
+        assert_not_blank(canvas_stats(root.locator(f"canvas[data-map={which}]")), f"exported {which} map")
+    root.screenshot(path=str(artifacts / "export-explorer.png"))
+    assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
+def test_bokeh_plots_html_offline(tmp_path, offline, artifacts):
+    from bokeh.layouts import column
+
+    ctx, page = offline
+    rng = np.random.default_rng(0)
+    a = rng.random((4, 6))
+    layout = column(plots.pruning_plot(_curves(), baseline=0.9),
+                    plots.correlation_plot(a, a + 0.2 * rng.random((4, 6)), ("MNLI", "RTE")),
+                    plots.effectiveness_plot({"attribution": {"smallest-first": [0.9, 0.88, 0.85, 0.6],
+                                                              "largest-first": [0.9, 0.5, 0.4, 0.35]},
+                                              "attention": {"smallest-first": [0.9, 0.8, 0.7, 0.55],
+                                                            "largest-first": [0.9, 0.75, 0.6, 0.45]}},
+                                             heads=[0, 1, 2, 3]))
+    path = plots.save_html(layout, tmp_path / "plots.html")
+    page.goto(pathlib_uri(path))
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length === 1")
+    figs = page.locator(".bk-Canvas")
+    figs.nth(2).wait_for(state="attached")
+    for i in range(3):
+        canvas = figs.nth(i).locator("canvas.bk-layer").first
+        page.wait_for_function("(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                               " const s = new Set(); for (let i = 0; i < d.length; i += 16) s.add(d[i] << 16 | d[i+1] << 8 | d[i+2]);"
+                               " return s.size > 10; }", arg=canvas.element_handle())
+    page.screenshot(path=str(artifacts / "bokeh-plots.png"), full_page=True)
+    assert _network(ctx) == [], f"network requests from Bokeh HTML: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
+def test_screenshot_helper(tmp_path, artifacts):
+    path = export.to_html(Swatch(), tmp_path / "s.html")
+    png = export.screenshot(path, artifacts / "screenshot-helper.png", selector=".swatch-root",
+                            wait_for="() => document.querySelector('.swatch-root')?.dataset.state === 'done'")
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 200
+
+
+def pathlib_uri(p) -> str:
+    import pathlib
+    return pathlib.Path(p).resolve().as_uri()
