@@ -1,12 +1,14 @@
 """Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking."""
 from __future__ import annotations
 
+import os
 import pathlib
 
 import anywidget
 import traitlets
 
-STATIC = pathlib.Path(__file__).resolve().parent.parent / "static"
+# ATTATTR_WIDGETS_STATIC overrides where the bundles are looked up (tests of the missing-bundle fallback).
+STATIC = pathlib.Path(os.environ.get("ATTATTR_WIDGETS_STATIC") or pathlib.Path(__file__).resolve().parent.parent / "static")
 
 BUNDLE_MISSING_MESSAGE = "attattr-widgets: front-end bundle not built: run `npm ci && npm run build`"
 

@@ -1,5 +1,5 @@
-// DOM helpers. Untrusted text (tokens, labels, errors) only ever goes through textContent / text nodes:
-// there is no innerHTML anywhere in the views.
+// DOM helpers. Untrusted text (tokens, labels, errors) only ever goes through textContent / text nodes;
+// no HTML-string sink is used anywhere in the views.
 import { makeTheme, parseColor, type Theme } from "./color";
 
 type Child = Node | string | number | null | undefined | false;
