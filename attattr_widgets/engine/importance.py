@@ -1,0 +1,428 @@
+"""Head importance (paper §4.1, Fig 3): how much a fine-tuned model needs each of its L×H attention heads.
+
+``head_importance(model, tokenizer, examples, method=...)`` returns an ``[L, H]`` float64 array, larger =
+more important, for one of
+
+* ``"attattr"`` — the paper's I_h = E_x[max_{i,j} Attr_h(A)]: for every example, the AttAttr scores of the
+  **gold** label's probability (``target="gold"``, as the authors' ``prune_head_with_attr.py``), the signed
+  maximum over the head's real token pairs, averaged over examples. (The authors sum over their 200 examples,
+  which is 200 × this mean: the ranking is identical.) Quadrature: Gauss–Legendre with 6 nodes by default;
+  ``rule="left", steps=20`` is the authors' setting.
+* ``"attention"`` — the attention-score baseline: E_x[max_{i,j} A_h], the same reduction as ``"attattr"`` applied
+  to the attention probabilities themselves, so the two differ only in A vs Attr. (The *mean* of a head's
+  probabilities over its real query rows is 1/n for every head, because each row sums to 1, so "average
+  attention" cannot rank heads; the maximum can.) Many heads have a max close to 1 (a token attending to
+  [CLS]/[SEP] or to itself), so this baseline is coarse; that is part of the paper's point.
+* ``"taylor"`` — Michel, Levy & Neubig (2019): I_h = E_x |∂L(x)/∂ξ_h|, the gradient of the cross-entropy loss
+  of the target label with respect to a head-mask variable ξ_h (= 1) that multiplies the head's attention
+  probabilities, taken per example (one mask row per example) then averaged, and L2-normalised within each
+  layer (Michel's ``exponent=2`` layer normalisation). Σ_ij A ⊙ ∂L/∂A = ∂L/∂ξ_h, so this is also the paper's
+  E_x|A_h^T ∂L/∂A_h| form.
+* ``"taylor-authors"`` — what the AttAttr repository's ``prune_head_with_taylor.py`` computes: the
+  backpropagated scalar is the **sum of the logits** of the batch (the variable named ``loss`` there holds the
+  logits — a quirk; it is label-agnostic and, for two classes, nearly cancels), and per head the score is
+  Σ_examples Σ_query tokens |⟨ctx_i, ∂S/∂ctx_i⟩| = Σ |Σ_j A_ij ∂S/∂A_ij| (absolute value per query token),
+  then L2-normalised within each layer. Their per-layer token-count divisors (another quirk) cancel in the
+  layer-wise normalisation, so we divide by the number of examples.
+* ``"accuracy"`` — Michel et al.'s accuracy difference: accuracy of the full model minus accuracy with that
+  head alone masked (L·H + 1 evaluations, batched with per-row head masks). On a few hundred examples many heads
+  tie (often at 0); :func:`~attattr_widgets.engine.pruning.pruning_curve` breaks ties with a seeded random
+  order rather than by layer.
+* ``"random"`` — uniform random scores from ``numpy.random.default_rng(seed)`` (the control).
+
+Evaluation forwards (everything but ``"attattr"``) pad per batch after sorting the examples by length and run
+under ``torch.no_grad()`` except the two Taylor methods, which need one backward per batch. ``progress=True``
+shows a tqdm bar; a callable is called as ``progress(done, total)``. ``cancel`` (a ``threading.Event``) stops
+the run between batches with :class:`AttributionCancelled`.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .attribution import _is_decoder_classifier, _prepared, iter_attributions
+from .errors import AttAttrError, AttributionCancelled, TargetError
+from .examples import Example, as_examples
+from .hooks import controller_for
+from .inputs import CAUSAL_LM, CLASSIFIER, encode, model_kind
+
+METHODS = ("attattr", "attention", "taylor", "taylor-authors", "accuracy", "random")
+
+ProgressArg = "bool | Callable[[int, int], None] | None"
+
+# rows × padded length per forward when several head masks are stacked into one batch
+_ROW_TOKENS = 8192
+
+
+# ------------------------------------------------------------------------------------------------------------
+# progress and cancellation
+
+
+class _Progress:
+    """``progress=True`` → tqdm bar; a callable → ``progress(done, total)``; ``None``/``False`` → silent."""
+
+    def __init__(self, progress, total: int, desc: str):
+        self.total = int(total)
+        self.done = 0
+        self.bar = None
+        self.cb = None
+        if progress is True:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=self.total, desc=desc, leave=False)
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                self.bar = None
+        elif callable(progress):
+            self.cb = progress
+        elif progress not in (None, False):
+            raise AttAttrError(f"progress must be True, False/None or a callable(done, total), not {progress!r}")
+
+    def update(self, n: int = 1) -> None:
+        self.done = min(self.total, self.done + int(n))
+        if self.bar is not None:
+            self.bar.update(int(n))
+        if self.cb is not None:
+            self.cb(self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _check_cancel(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise AttributionCancelled("cancelled")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# encoded, length-sorted example sets and batched (masked) evaluation
+
+
+class EncodedSet:
+    """Examples encoded once for repeated evaluation: length-sorted batches, padded per batch.
+
+    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Decoder classifiers without a pad id
+    are evaluated one example at a time (unpadded; their pooling looks for the pad id).
+    """
+
+    def __init__(self, model, tokenizer, examples, *, max_length: int | None = None, truncation: bool = True):
+        self.model, self.tokenizer = model, tokenizer
+        self.items: list[Example] = as_examples(examples)
+        self.kind = model_kind(model)
+        self.ctrl = controller_for(model)
+        self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
+        self.device = next(model.parameters()).device
+        self.dtype = next(model.parameters()).dtype
+        self.encs = [
+            encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
+            for ex in self.items
+        ]
+        self.lengths = np.array([len(e) for e in self.encs])
+        self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
+        self.decoder_cls = self.kind == CLASSIFIER and _is_decoder_classifier(model)
+        cfg_pad = getattr(model.config, "pad_token_id", None)
+        self.unpadded = self.decoder_cls and cfg_pad is None
+        if self.decoder_cls and cfg_pad is not None:
+            self.pad_id = int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
+        else:
+            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.order = np.argsort(self.lengths, kind="stable")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def need_labels(self, what: str) -> None:
+        if (self.labels < 0).any():
+            missing = int((self.labels < 0).sum())
+            raise TargetError(f"{what} needs a 'label' in every example ({missing} have none)")
+        if self.kind == CLASSIFIER:
+            C = int(getattr(self.model.config, "num_labels", 0) or 0)
+            if C and self.labels.max() >= C:
+                raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} classes")
+
+    def batches(self, batch_size: int):
+        """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
+        bs = 1 if self.unpadded else max(1, int(batch_size))
+        for s in range(0, len(self.order), bs):
+            idx = self.order[s : s + bs]
+            encs = [self.encs[i] for i in idx]
+            T = max(len(e) for e in encs)
+            b = len(encs)
+
+            def pad(key, value):
+                out = torch.full((b, T), value, dtype=torch.long)
+                for r, e in enumerate(encs):
+                    t = getattr(e, key)
+                    out[r, : t.shape[1]] = t[0]
+                return out.to(self.device)
+
+            inputs = {"input_ids": pad("input_ids", self.pad_id), "attention_mask": pad("attention_mask", 0)}
+            if all(e.token_type_ids is not None for e in encs):
+                inputs["token_type_ids"] = pad("token_type_ids", 0)
+            last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
+            yield idx, inputs, last, inputs["attention_mask"]
+
+    def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        if self.kind == CAUSAL_LM:
+            return out_logits[torch.arange(out_logits.shape[0], device=out_logits.device), last]
+        return out_logits
+
+    def prepared(self):
+        return _prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
+
+
+def predict_masked(
+    data: EncodedSet,
+    keep: np.ndarray | torch.Tensor,
+    *,
+    per_example: bool = False,
+    batch_size: int = 32,
+    row_tokens: int = _ROW_TOKENS,
+    progress=None,
+    cancel: threading.Event | None = None,
+    desc: str = "evaluating",
+) -> np.ndarray:
+    """Predicted class (or next token) of every example under K head masks: ``[K, N]`` int.
+
+    ``keep``: ``[K, L, H]`` (1 = keep, 0 = prune; the same K masks for every example) or, with
+    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis). The masks of a
+    batch are stacked as per-row ``(rows, H)`` head masks, so one forward evaluates up to
+    ``row_tokens // (b·T)`` masks for b padded examples of length T.
+    """
+    keep = torch.as_tensor(np.asarray(keep, dtype=np.float32))
+    N = len(data)
+    if per_example:
+        if keep.dim() != 4 or keep.shape[0] != N:
+            raise AttAttrError(f"per-example masks must be [N={N}, K, L, H], got {tuple(keep.shape)}")
+        K = keep.shape[1]
+    else:
+        if keep.dim() != 3:
+            raise AttAttrError(f"masks must be [K, L, H], got {tuple(keep.shape)}")
+        K = keep.shape[0]
+    if tuple(keep.shape[-2:]) != (data.L, data.H):
+        raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
+    keep = keep.to(device=data.device, dtype=data.dtype)
+    preds = np.zeros((K, N), dtype=np.int64)
+    with _Progress(progress, N * K, desc) as prog, torch.no_grad(), data.prepared():
+        for idx, inputs, last, _ in data.batches(batch_size):
+            b, T = inputs["input_ids"].shape
+            kc = int(max(1, min(K, row_tokens // max(1, b * T))))
+            idx_t = torch.as_tensor(idx, device=data.device)
+            for k0 in range(0, K, kc):
+                _check_cancel(cancel)
+                ks = slice(k0, min(K, k0 + kc))
+                kk = ks.stop - ks.start
+                if per_example:
+                    m = keep[idx_t][:, ks].reshape(b * kk, data.L, data.H)
+                else:
+                    m = keep[ks].repeat(b, 1, 1)  # row i*kk + j  ↔  example i, mask j
+                rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
+                head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
+                with data.ctrl.session(head_mask=head_mask):
+                    out = data.model(**rows).logits
+                pred = data.logits(out, last.repeat_interleave(kk, 0)).argmax(-1).view(b, kk)
+                preds[ks.start : ks.stop, idx] = pred.T.cpu().numpy()
+                prog.update(b * kk)
+    return preds
+
+
+def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) -> np.ndarray:
+    """Accuracy against the gold labels under each of K head masks: ``[K]`` (see :func:`predict_masked`)."""
+    data.need_labels("accuracy")
+    preds = predict_masked(data, keep, per_example=per_example, **kw)
+    return (preds == data.labels[None, :]).mean(1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# gradient-based baselines
+
+
+def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tensor:
+    if target == "gold":
+        return torch.as_tensor(data.labels[idx], device=logits.device)
+    if target == "pred":
+        return logits.detach().argmax(-1)
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return torch.full((logits.shape[0],), int(target), device=logits.device, dtype=torch.long)
+    raise TargetError(f"target must be 'gold', 'pred' or a class index, not {target!r}")
+
+
+def head_mask_gradients(
+    model,
+    tokenizer,
+    examples,
+    *,
+    target="gold",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    progress=None,
+    cancel: threading.Event | None = None,
+    _data: EncodedSet | None = None,
+) -> np.ndarray:
+    """Signed ∂L(x)/∂ξ_{l,h} per example: ``[N, L, H]`` in example order (float64).
+
+    L is the cross-entropy of ``target`` (``"gold"`` label, ``"pred"`` predicted class, or a class index);
+    ξ_{l,h} = 1 multiplies head (l, h)'s attention probabilities (one mask row per example, so every row's
+    gradient is its own example's).
+    """
+    data = _data or EncodedSet(model, tokenizer, examples, max_length=max_length)
+    if target == "gold":
+        data.need_labels('target="gold"')
+    out = np.zeros((len(data), data.L, data.H), dtype=np.float64)
+    with _Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
+        for idx, inputs, last, _ in data.batches(batch_size):
+            _check_cancel(cancel)
+            b = len(idx)
+            xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
+            with torch.enable_grad(), data.ctrl.session(head_mask=xi):
+                logits = data.logits(data.model(**inputs).logits, last)
+                y = _targets(data, idx, logits, target)
+                loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits,
+                                       y, reduction="sum")
+                grads = torch.autograd.grad(loss, [xi[l] for l in range(data.L)])
+            out[idx] = torch.stack(grads, 1).double().cpu().numpy()
+            prog.update(b)
+    return out
+
+
+def _authors_taylor(data: EncodedSet, batch_size, progress, cancel) -> np.ndarray:
+    """Σ_x Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| per head, / N (before the layer normalisation)."""
+    acc = torch.zeros(data.L, data.H, dtype=torch.float64)
+    layers = range(data.L)
+    with _Progress(progress, len(data), "taylor (authors)") as prog, data.prepared():
+        for idx, inputs, last, amask in data.batches(batch_size):
+            _check_cancel(cancel)
+            with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
+                logits = data.logits(data.model(**inputs).logits, last)
+                S = logits.sum()  # the authors' backpropagated quantity: the sum of the logits (quirk)
+                grads = torch.autograd.grad(S, [ctrl.leaves[l] for l in layers])
+                attn = dict(ctrl.attn)
+            q = amask.to(torch.float64)[:, None, :]  # real query rows
+            for l in layers:
+                per_tok = (attn[l].double() * grads[l].double()).sum(-1).abs()  # (b, H, T) = |<ctx_i, dS/dctx_i>|
+                acc[l] += (per_tok * q).sum((0, 2)).cpu()
+            prog.update(len(idx))
+    return (acc / len(data)).numpy()
+
+
+def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
+    """Michel et al.'s layer-wise normalisation: each layer's row divided by its L^exponent norm."""
+    imp = np.asarray(imp, dtype=np.float64)
+    norm = np.power(np.power(np.abs(imp), exponent).sum(-1, keepdims=True), 1.0 / exponent)
+    return imp / (norm + 1e-20)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# public API
+
+
+def head_importance(
+    model,
+    tokenizer,
+    examples,
+    *,
+    method: str = "attattr",
+    target="gold",
+    rule: str = "gauss-legendre",
+    steps: int = 6,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress=None,
+    cancel: threading.Event | None = None,
+    reduce: str = "max",
+    max_length: int | None = None,
+    normalize: bool = True,
+) -> np.ndarray:
+    """Importance of every attention head, ``[L, H]`` float64 (larger = more important).
+
+    Args:
+        examples: dicts ``{"text", "text_pair"?, "label"}`` or a ``datasets.Dataset`` with those columns (the
+            paper uses 200 held-out examples).
+        method: ``"attattr"`` (paper), ``"attention"``, ``"taylor"``, ``"taylor-authors"``, ``"accuracy"``,
+            ``"random"`` — see the module docstring for exactly what each computes.
+        target: for ``"attattr"``/``"taylor"``: ``"gold"`` (paper; needs labels), ``"pred"`` or a class index.
+        rule, steps: AttAttr quadrature (``"left"``, 20 = the authors' code).
+        batch_size: examples per forward (default: the attribution engine's choice for ``"attattr"``, 32
+            otherwise).
+        seed: for ``"random"``.
+        progress: ``True`` (tqdm), or ``callable(done, total)``; ``cancel``: ``threading.Event``.
+        reduce: per-example head summary for ``"attattr"``/``"attention"`` (``"max"`` = paper).
+        normalize: layer-wise L2 normalisation of the Taylor methods (Michel et al.; default True).
+    """
+    if method not in METHODS:
+        raise AttAttrError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)}")
+    if reduce not in ("max", "absmax", "sum"):
+        raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
+    ctrl = controller_for(model)
+    L, H = ctrl.num_layers, ctrl.num_heads
+    if method == "random":
+        return np.random.default_rng(seed).random((L, H))
+    if method == "attattr":
+        items = as_examples(examples)
+        total = np.zeros((L, H), dtype=np.float64)
+        with _Progress(progress, len(items), "attattr importance") as prog:
+            for attr in iter_attributions(
+                model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
+                cancel=cancel, max_length=max_length, truncation=True,
+            ):
+                total += attr.head_scores(reduce).astype(np.float64)
+                prog.update(1)
+                _check_cancel(cancel)
+        return total / len(items)
+
+    bs = 32 if batch_size is None else int(batch_size)
+    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
+    if method == "attention":
+        total = torch.zeros(L, H, dtype=torch.float64)
+        with _Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
+            for idx, inputs, last, amask in data.batches(bs):
+                _check_cancel(cancel)
+                with data.ctrl.session(record=True) as c:
+                    data.model(**inputs)
+                    attn = dict(c.attn)
+                m = amask.to(attn[0].dtype)
+                valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
+                for l in range(L):
+                    a = attn[l] * valid
+                    red = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
+                           "sum": lambda t: t.sum((-1, -2))}[reduce]
+                    total[l] += red(a).double().sum(0).cpu()
+                prog.update(len(idx))
+        return (total / len(data)).numpy()
+    if method == "taylor":
+        g = head_mask_gradients(model, tokenizer, None, target=target, batch_size=bs, progress=progress,
+                                cancel=cancel, _data=data)
+        imp = np.abs(g).mean(0)
+        return normalize_by_layer(imp) if normalize else imp
+    if method == "taylor-authors":
+        imp = _authors_taylor(data, bs, progress, cancel)
+        return normalize_by_layer(imp) if normalize else imp
+    # accuracy difference
+    data.need_labels('method="accuracy"')
+    keep = np.ones((1 + L * H, L, H), dtype=np.float32)
+    for k in range(L * H):
+        keep[1 + k, k // H, k % H] = 0.0
+    acc = masked_accuracy(data, keep, batch_size=bs, progress=progress, cancel=cancel, desc="accuracy importance")
+    return (acc[0] - acc[1:]).reshape(L, H).astype(np.float64)
+
+
+__all__ = [
+    "METHODS",
+    "EncodedSet",
+    "head_importance",
+    "head_mask_gradients",
+    "masked_accuracy",
+    "normalize_by_layer",
+    "predict_masked",
+]
