@@ -145,5 +145,5 @@ export function formatValue(v: number, digits = 3): string {
   const a = Math.abs(v);
   const s = a >= 1e4 || a < 1e-3 ? v.toExponential(digits - 1) : v.toPrecision(digits);
   const clean = s.includes("e") ? s.replace(/\.?0+e/, "e") : s.includes(".") ? s.replace(/\.?0+$/, "") : s;
-  return clean.replace("-", "−");
+  return clean.replace(/^-/, "−");
 }

@@ -1,0 +1,183 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it } from "vitest";
+import widget from "../explorer";
+import { ExplorerView, gridData, normalizedScores } from "./explorer-view";
+import { cacheFor } from "./stream";
+import { f16, f32, FakeModel, rng } from "./testing";
+
+const TOKENS = ["[CLS]", "<img src=x onerror=alert(1)>", "a&amp;b", "</script><b>x", "[SEP]"];
+
+function doneState(L = 3, H = 2, tokens = TOKENS) {
+  const n = tokens.length, r = rng(7);
+  const scores = Array.from({ length: L * H }, () => r() * 2 - 1);
+  const attn = Array.from({ length: n * n }, () => r());
+  const attr = Array.from({ length: n * n }, () => r() - 0.5);
+  return {
+    tokens, token_types: tokens.map(() => 0), run_id: 1, state: "done", error: "", layers_done: L, layers_total: L,
+    meta: { model_name: "tiny-bert", target_label: "positive", prob: 0.9, layers: Array.from({ length: L }, (_, i) => i), default_query: 0, text: "<b>hi</b>" },
+    head_scores: f32(scores, [L, H]), thumbs: f16(Array.from({ length: L * H * 4 }, () => r() * 2 - 1), [L, H, 2, 2]),
+    head: { layer: 1, head: 0, attention: f32(attn, [n, n]), attribution: f32(attr, [n, n]) },
+    selected: [1, 0], query: -1, locked: [], normalize: "global", grid_mode: "scores", height: 0,
+  };
+}
+
+let cleanup: (() => void) | null = null;
+afterEach(() => {
+  cleanup?.();
+  cleanup = null;
+  document.body.replaceChildren();
+});
+
+function mount(state: Record<string, any>) {
+  const model = new FakeModel(state);
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const init = (widget as any).initialize({ model });
+  const view = new ExplorerView(model as any, el);
+  cleanup = () => {
+    view.destroy();
+    if (typeof init === "function") init();
+  };
+  return { model, el, view, root: el.querySelector(".attattr-explorer") as HTMLElement };
+}
+
+describe("Explorer view", () => {
+  it("mounts under .attattr-explorer with test hooks set after drawing", () => {
+    const { root } = mount(doneState());
+    expect(root).not.toBeNull();
+    expect(root.dataset.state).toBe("done");
+    expect(root.dataset.layersDone).toBe("3");
+    expect(root.dataset.selected).toBe("1,0");
+    expect(root.dataset.headReady).toBe("1,0");
+    expect(root.dataset.query).toBe("0");
+    expect(root.querySelectorAll("canvas").length).toBe(3);
+    expect(root.querySelector(".attattr-stop")).not.toBeNull();
+  });
+
+  it("shows tokens as text, never as markup", () => {
+    const { root } = mount(doneState());
+    const toks = [...root.querySelectorAll(".aa-sentence .aa-tok")].map((e) => e.textContent);
+    expect(toks).toEqual(TOKENS);
+    expect(root.querySelector("img, b, script")).toBeNull();
+    expect(document.querySelector("img")).toBeNull();
+    expect(root.querySelector(".aa-text")!.textContent).toBe("<b>hi</b>");
+  });
+
+  it("grid click selects a head; sentence click sets the query", () => {
+    const { root, model, view } = mount(doneState());
+    const canvas = root.querySelector(".aa-grid-canvas") as HTMLCanvasElement;
+    const gl = (view as any).gl;
+    const step = gl.cell + gl.gap;
+    canvas.dispatchEvent(new MouseEvent("click", { clientX: gl.x0 + step + 2, clientY: gl.y0 + 2 * step + 2, bubbles: true }));
+    expect(model.get("selected")).toEqual([2, 1]);
+    expect(model.saves).toBeGreaterThan(0);
+    view.flush();
+    expect(root.dataset.selected).toBe("2,1");
+    expect(root.dataset.headReady).toBe(""); // waits for the kernel to send that head
+    const tok = root.querySelectorAll(".aa-tok")[3] as HTMLElement;
+    tok.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(model.get("query")).toBe(3);
+    expect(model.get("locked")).toEqual([]);
+  });
+
+  it("normalise / mode toggles write the traits", () => {
+    const { root, model } = mount(doneState());
+    (root.querySelector('[data-value="layer"]') as HTMLButtonElement).click();
+    (root.querySelector('[data-value="maps"]') as HTMLButtonElement).click();
+    expect(model.get("normalize")).toBe("layer");
+    expect(model.get("grid_mode")).toBe("maps");
+  });
+
+  it("streams: drops chunks of other runs, fills the grid layer by layer, Stop sends cancel", () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 5, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 0, layers_total: 3 });
+    const stop = root.querySelector(".attattr-stop") as HTMLButtonElement;
+    expect(stop.disabled).toBe(false);
+    const chunk = (run_id: number, index: number) => [
+      { type: "layer", run_id, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: TOKENS, scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
+      [new DataView(Float32Array.from([0.5, -0.25]).buffer), new Uint8Array(Float32Array.from([1, -1]).buffer)],
+    ];
+    model.emit("msg:custom", ...chunk(4, 0)); // late chunk of an old run
+    view.flush();
+    expect(root.dataset.layersDone).toBe("0");
+    expect(cacheFor(model).dropped).toBe(1);
+    model.emit("msg:custom", ...chunk(5, 0));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    model.emit("msg:custom", ...chunk(5, 1));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("2");
+    const g = gridData(model as any, cacheFor(model))!;
+    expect(g.L).toBe(3);
+    expect(Array.from(g.scores.slice(0, 4))).toEqual([0.5, -0.25, 0.5, -0.25]);
+    expect(Number.isNaN(g.scores[4])).toBe(true);
+    stop.click();
+    expect(model.sent.at(-1)!.content).toEqual({ type: "cancel", run_id: 5 });
+    view.flush();
+    expect(stop.disabled).toBe(true);
+    model.update({ state: "cancelled" });
+    view.flush();
+    expect(root.dataset.state).toBe("cancelled");
+    expect(stop.hidden).toBe(true);
+  });
+
+  it("asks for a resend when it appears in the middle of a run", () => {
+    const { model } = mount({ ...doneState(), state: "running", run_id: 9, head_scores: null });
+    expect(model.sent.some((m) => m.content.type === "resend" && m.content.run_id === 9)).toBe(true);
+  });
+
+  it("shows engine errors as text", () => {
+    const { root } = mount({ ...doneState(), state: "error", error: "ValueError: <b>bad</b> input", meta: { error_detail: "Traceback..." } });
+    const box = root.querySelector(".aa-error") as HTMLElement;
+    expect(box.hidden).toBe(false);
+    expect(box.textContent).toContain("ValueError: <b>bad</b> input");
+    expect(box.querySelector("b")).toBeNull();
+    expect(root.dataset.state).toBe("error");
+  });
+
+  it("search marks matching tokens and Enter makes the match the query", () => {
+    const { root, model, view } = mount(doneState());
+    const input = root.querySelector(".aa-search") as HTMLInputElement;
+    input.value = "script";
+    input.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(root.dataset.matches).toBe("1");
+    expect(root.querySelectorAll(".aa-tok.aa-match").length).toBe(1);
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(model.get("query")).toBe(3);
+  });
+
+  it("long inputs open zoomed into a window", () => {
+    const n = 300;
+    const toks = Array.from({ length: n }, (_, i) => `t${i}`);
+    const st = doneState(2, 2, toks);
+    const { root } = mount(st);
+    expect(root.dataset.tokens).toBe("300");
+    expect(root.dataset.zoom).toBe("64");
+    const opts = [...root.querySelectorAll(".aa-select option")].map((o) => (o as HTMLOptionElement).value);
+    expect(opts).toEqual(["300", "128", "64", "32", "16"]);
+  });
+
+  it("normalises per layer or globally", () => {
+    const g = { L: 2, H: 2, scores: Float32Array.from([1, -2, 0.5, 0.25]), thumbs: null, t: 0, layerIds: [0, 1], zeroProbs: [], completeness: [], done: 2 };
+    expect(Array.from(normalizedScores(g, "global").values)).toEqual([0.5, -1, 0.25, 0.125]);
+    expect(Array.from(normalizedScores(g, "layer").values)).toEqual([0.5, -1, 1, 0.5]);
+  });
+
+  it("removes every listener on teardown", () => {
+    const { model, el } = mount(doneState());
+    const cache = cacheFor(model);
+    expect(model.listenerCount).toBeGreaterThan(0);
+    expect(cache.listenerCount).toBe(1);
+    const input = el.querySelector(".aa-search") as HTMLInputElement;
+    cleanup!();
+    cleanup = null;
+    expect(model.listenerCount).toBe(0);
+    expect(cache.listenerCount).toBe(0);
+    expect(el.querySelector(".attattr-explorer")).toBeNull();
+    const saves = model.saves;
+    input.value = "x";
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    model.set("state", "done"); // no handler left: nothing throws, nothing is saved
+    expect(model.saves).toBe(saves);
+  });
+});
