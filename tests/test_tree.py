@@ -220,8 +220,9 @@ def test_threshold_monotonicity(a, t1, t2):
 
 
 def test_on_a_real_attribution(tokenizer):
-    from attattr_widgets.engine.attribution import attribute
     from conftest import make_model
+
+    from attattr_widgets.engine.attribution import attribute
 
     model = make_model("bert", layers=3, heads=2)
     attr = attribute(model, tokenizer, "the movie was great fun", "i love this film", steps=3)

@@ -51,7 +51,7 @@ import numpy as np
 
 from .errors import AttAttrError
 
-__all__ = ["AttributionTree", "TreeNode", "TreeEdge", "attribution_tree", "normalized_layer_scores"]
+__all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "normalized_layer_scores"]
 
 _SPECIAL = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]*>|<\|[^|]*\|>)$")
 
@@ -107,7 +107,7 @@ class AttributionTree:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "AttributionTree":
+    def from_dict(cls, d: dict[str, Any]) -> AttributionTree:
         return cls(
             tokens=[str(t) for t in d["tokens"]],
             num_layers=int(d["num_layers"]),

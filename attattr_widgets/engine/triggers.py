@@ -1,0 +1,577 @@
+"""Adversarial triggers from attribution (Hao et al., AAAI 2021, §"Adversarial attack"; paper.md §7).
+
+A fine-tuned model often leans on a few token-to-token links.  :func:`mine_triggers` finds, in each example, the
+links with the largest attribution and turns their tokens into an input-agnostic *trigger pattern*;
+:func:`evaluate_trigger` inserts a pattern into other examples at the same relative position and segment and
+reports the per-gold-class accuracy before and after (a white-box, non-targeted attack found without search).
+
+Pipeline (the authors' ``run_adver_connection.py`` / ``run_adver_evaluate.py``, steps of paper.md §7.2):
+
+1. optionally skip short examples (``min_tokens``; the authors use 15 on SST-2);
+2. attribute the **predicted** class of each example over every (selected) layer and head, and find the single
+   (layer, head) matrix holding the largest attribution entry;
+3. take its ``top_pairs`` largest entries (i1, j1) = v1 >= (i2, j2) = v2 >= …; the pattern score is v1 + v2 + …;
+4. sort all patterns by score, highest first;
+5. keep patterns with score >= ``min_score`` (0.02);
+6. trigger tokens = the tokens at i1, j1, plus those of every further pair with v_k / v1 >= ``ratio`` (0.2);
+   positions are de-duplicated and special tokens ([CLS], [SEP], …) dropped, so ``top_pairs=2`` gives at most 4
+   WordPieces.  ``blacklist`` drops whole patterns that contain a listed token (the paper removes patterns with
+   obviously polar words on SST-2 using a sentiment lexicon, a manual step in the original);
+7. insertion (:func:`insert_trigger`): each trigger WordPiece goes into the segment it came from (premise /
+   hypothesis; a single-sentence target takes everything in its only segment) at the same *relative* position.
+
+Choices and departures, documented:
+
+* **Insertion as WordPiece ids**, like the paper: the trigger's token ids are spliced into the target's encoded
+  ids (no detokenise/retokenise round trip, so ``##`` pieces and byte-level pieces stay exactly as mined).
+* **Relative position** r = k / (m − 1) for the k-th (0-based) of the m content tokens of the source segment
+  (special tokens excluded; r = 0 when m = 1), and the trigger lands at content index
+  q = floor(r · (m' + t − 1) + 1/2) of the target segment grown to m' + t tokens (t = trigger tokens going into
+  that segment).  First stays first and last stays last.  The authors' code uses (k + 1) / m and
+  ``round((m' + t) · r)`` (a one-slot shift to the right near the start of a segment).  Collisions move to the
+  next free slot (then the previous one at the end), as in the code.
+* **Truncation**: if the result is longer than the model accepts, non-trigger content tokens are removed from the
+  end of the longest segment (the code truncates the pair to 128 tokens the same way, longest first).
+* **Accuracy** is per gold class over the examples given (the paper: the full dev set, each class separately);
+  ``examples`` need labels.
+* IG quadrature: the engine's default Gauss–Legendre rule (``steps`` nodes) instead of the authors' left Riemann
+  sum with m = 64; only the arg-max link and its neighbours are used, which a few nodes already rank correctly.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import AttAttrError, AttributionCancelled
+from .examples import Example, as_examples
+from .inputs import Encoded, _display_tokens, encode, label_names, max_positions
+
+__all__ = [
+    "TriggerPattern",
+    "TriggerResult",
+    "evaluate_trigger",
+    "evaluate_triggers",
+    "insert_trigger",
+    "mine_triggers",
+    "top_triggers",
+]
+
+Progress = Callable[[int, int], None]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class TriggerPattern:
+    """One mined pattern.
+
+    ``tokens`` / ``token_ids`` / ``positions`` / ``segments`` / ``relative``: the trigger WordPieces in source
+    order, their position in the source input, their segment (0 = first text, 1 = text pair) and relative position
+    inside that segment (0 = first content token, 1 = last).  ``score`` = v1 + v2 (+ …) of the top pairs;
+    ``pairs``: the top pairs ``{"query", "key", "query_token", "key_token", "value", "used"}`` of the
+    (``layer``, ``head``) matrix holding the example's largest attribution.  ``pred`` / ``pred_label``: the
+    predicted (attributed) class; ``gold``: the example label (None if unlabelled).
+    """
+
+    tokens: list[str]
+    token_ids: list[int]
+    positions: list[int]
+    segments: list[int]
+    relative: list[float]
+    score: float
+    layer: int
+    head: int
+    pairs: list[dict]
+    pred: int
+    pred_label: str
+    gold: int | None
+    prob: float
+    example_index: int
+    text: str
+    text_pair: str | None = None
+    source_tokens: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["score"] = float(self.score)
+        d["prob"] = float(self.prob)
+        d["relative"] = [float(r) for r in self.relative]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TriggerPattern:
+        return cls(**d)
+
+    @property
+    def key(self) -> tuple:
+        """Identity of the trigger for de-duplication: (segment, token id) pairs in source order."""
+        return tuple(zip(self.segments, self.token_ids))
+
+    def __repr__(self) -> str:
+        segs = "" if not any(self.segments) else f", segments={self.segments}"
+        return (f"TriggerPattern({' '.join(self.tokens)!r}{segs}, score={self.score:.4f}, "
+                f"pred={self.pred_label!r}, layer={self.layer}, head={self.head}, example={self.example_index})")
+
+
+@dataclass
+class TriggerResult:
+    """Per-gold-class accuracy without (``before``) and with (``after``) the trigger inserted.
+
+    ``per_class``: one dict per gold class present, ``{"label", "name", "n", "before", "after", "drop"}``
+    (accuracies in [0, 1]); ``overall_before`` / ``overall_after``; ``flip_rate``: share of examples whose
+    prediction changed; ``truncated``: examples that had to be shortened to fit the trigger.
+    """
+
+    pattern: TriggerPattern
+    per_class: list[dict]
+    overall_before: float
+    overall_after: float
+    flip_rate: float
+    n: int
+    truncated: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "pattern": self.pattern.to_dict(),
+            "per_class": [dict(c) for c in self.per_class],
+            "overall_before": float(self.overall_before),
+            "overall_after": float(self.overall_after),
+            "flip_rate": float(self.flip_rate),
+            "n": int(self.n),
+            "truncated": int(self.truncated),
+        }
+
+    def accuracy(self, label) -> tuple[float, float]:
+        """(before, after) for a gold class given by index or name."""
+        for c in self.per_class:
+            if c["label"] == label or c["name"] == label:
+                return c["before"], c["after"]
+        raise KeyError(f"no gold class {label!r} among {[c['name'] for c in self.per_class]}")
+
+    @property
+    def largest_drop(self) -> dict:
+        """The per-class record with the largest accuracy drop."""
+        return max(self.per_class, key=lambda c: c["drop"])
+
+    def __repr__(self) -> str:
+        cells = ", ".join(f"{c['name']}: {100 * c['before']:.1f}% -> {100 * c['after']:.1f}%" for c in self.per_class)
+        return f"TriggerResult({' '.join(self.pattern.tokens)!r}: {cells})"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _special_ids(tokenizer) -> set[int]:
+    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+    for name in ("cls_token_id", "sep_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
+        v = getattr(tokenizer, name, None)
+        if v is not None:
+            ids.add(int(v))
+    return ids
+
+
+def _content(ids: Sequence[int], segments: Sequence[int], special: set[int]) -> dict[int, list[int]]:
+    """Segment -> positions of its non-special tokens, in order."""
+    out: dict[int, list[int]] = {}
+    for p, (i, s) in enumerate(zip(ids, segments)):
+        if int(i) not in special:
+            out.setdefault(int(s), []).append(p)
+    return out
+
+
+def _relative(pos: int, content: list[int]) -> float:
+    k = content.index(pos)
+    return k / (len(content) - 1) if len(content) > 1 else 0.0
+
+
+def _check_progress(progress, done, total):
+    if progress is not None:
+        progress(done, total)
+
+
+def _check_cancel(cancel):
+    if cancel is not None and cancel.is_set():
+        raise AttributionCancelled("cancelled")
+
+
+def _is_decoder_classifier(model: nn.Module) -> bool:
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return bool(getattr(model.config, "is_decoder", False)) or (
+        base is not None and not hasattr(base, "encoder") and not hasattr(base, "embeddings")
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# insertion
+
+
+def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, pattern: TriggerPattern | dict,
+                   model: nn.Module | None = None, max_length: int | None = None) -> Encoded:
+    """Encode ``text`` (and ``text_pair``) with the trigger WordPieces of ``pattern`` spliced in.
+
+    Each trigger token goes into its source segment (clamped to the target's last segment, so a pair pattern on
+    a single sentence puts everything in it) at content index ``floor(r · (m' + t − 1) + 1/2)``; see the module
+    docstring.  Returns an :class:`~attattr_widgets.engine.inputs.Encoded` whose ``truncated`` flag says whether
+    content had to be removed to fit ``max_length`` / the model's positions (``model`` optional: without it no
+    length limit applies and ``token_type_ids`` are kept whenever the tokenizer makes them).
+    """
+    if isinstance(pattern, dict):
+        pattern = TriggerPattern.from_dict(pattern)
+    if model is not None:
+        enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
+        limit = max_positions(model, tokenizer)
+        keep_tti = enc.token_type_ids is not None
+    else:
+        kw = {"return_tensors": "pt", "return_token_type_ids": True}
+        raw = tokenizer(text, text_pair, **kw) if text_pair is not None else tokenizer(text, **kw)
+        ids0 = raw["input_ids"][0].tolist()
+        tti0 = raw.get("token_type_ids")
+        segs = tti0[0].tolist() if tti0 is not None else [0] * len(ids0)
+        enc = Encoded(raw["input_ids"], torch.ones_like(raw["input_ids"]), tti0, _display_tokens(tokenizer, ids0),
+                      [int(s) for s in segs], False)
+        limit = 1 << 30
+        keep_tti = tti0 is not None
+    if max_length is not None:
+        limit = min(limit, int(max_length))
+    ids = enc.input_ids[0].tolist()
+    segments = list(enc.segments)
+    tti = enc.token_type_ids[0].tolist() if enc.token_type_ids is not None else list(segments)
+    special = _special_ids(tokenizer)
+    content = _content(ids, segments, special)
+    seg_list = sorted(set(segments))
+    last_seg = max(content) if content else seg_list[-1]
+
+    # trigger tokens per target segment, in (relative position, source position) order
+    want: dict[int, list[tuple[float, int, int]]] = {}
+    for tid, s, r, p in zip(pattern.token_ids, pattern.segments, pattern.relative, pattern.positions):
+        s = int(s) if int(s) in seg_list else last_seg
+        want.setdefault(s, []).append((float(r), int(p), int(tid)))
+
+    new_content: dict[int, list[tuple[int, bool]]] = {}  # segment -> [(id, is_trigger)]
+    for s in seg_list:
+        orig = [(ids[p], False) for p in content.get(s, [])]
+        trig = sorted(want.get(s, []))
+        if not trig:
+            new_content[s] = orig
+            continue
+        N = len(orig) + len(trig)
+        slots: list[tuple[int, bool] | None] = [None] * N
+        for r, _, tid in trig:
+            q = min(N - 1, max(0, math.floor(r * (N - 1) + 0.5)))
+            up = q
+            while up < N and slots[up] is not None:
+                up += 1
+            if up == N:
+                up = q
+                while slots[up] is not None:
+                    up -= 1
+            slots[up] = (tid, True)
+        it = iter(orig)
+        new_content[s] = [x if x is not None else next(it) for x in slots]
+
+    # truncate longest segment first, never removing trigger tokens
+    n_special = len(ids) - sum(len(v) for v in content.values())
+    total = n_special + sum(len(v) for v in new_content.values())
+    truncated = enc.truncated
+    while total > limit:
+        s = max(new_content, key=lambda s: sum(1 for _, t in new_content[s] if not t))
+        seq = new_content[s]
+        drop = max((i for i, (_, t) in enumerate(seq) if not t), default=None)
+        if drop is None:
+            raise AttAttrError(f"the trigger alone does not fit the model's {limit} positions")
+        del seq[drop]
+        total -= 1
+        truncated = True
+
+    # rebuild: each segment's content replaces the span of its original content tokens
+    out_ids, out_seg, out_tti = [], [], []
+    emitted: set[int] = set()
+    seg_tti = {s: tti[segments.index(s)] for s in seg_list}
+    first_content = {s: v[0] for s, v in content.items() if v}
+    for p, (i, s) in enumerate(zip(ids, segments)):
+        if int(i) in special:
+            # a segment without content tokens gets its trigger before its closing special token
+            if s not in emitted and s not in first_content and new_content.get(s) and p == max(
+                q for q, x in enumerate(segments) if x == s
+            ):
+                for tid, _ in new_content[s]:
+                    out_ids.append(tid), out_seg.append(s), out_tti.append(seg_tti[s])
+                emitted.add(s)
+            out_ids.append(i), out_seg.append(s), out_tti.append(tti[p])
+            continue
+        if s in emitted:
+            continue
+        for tid, _ in new_content[s]:
+            out_ids.append(tid), out_seg.append(s), out_tti.append(seg_tti[s])
+        emitted.add(s)
+    t_ids = torch.tensor([out_ids], dtype=torch.long)
+    return Encoded(
+        input_ids=t_ids,
+        attention_mask=torch.ones_like(t_ids),
+        token_type_ids=torch.tensor([out_tti], dtype=torch.long) if keep_tti else None,
+        tokens=_display_tokens(tokenizer, out_ids),
+        segments=out_seg,
+        truncated=truncated,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# mining
+
+
+def _pattern_from(attr, enc: Encoded, special: set[int], index: int, ex: Example, *, top_pairs: int,
+                  ratio: float) -> TriggerPattern | None:
+    scores = np.asarray(attr.scores)
+    _L, H, n, _ = scores.shape
+    flat = int(np.argmax(scores.reshape(-1)))
+    li, h = divmod(flat // (n * n), H)
+    mat = scores[li, h]
+    k = min(int(top_pairs), n * n)
+    order = np.argsort(-mat.reshape(-1), kind="stable")[:k]
+    vals = mat.reshape(-1)[order]
+    ids = enc.input_ids[0].tolist()
+    v1 = float(vals[0])
+    pairs, positions = [], []
+    for rank, (o, v) in enumerate(zip(order.tolist(), vals.tolist())):
+        i, j = divmod(o, n)
+        used = rank == 0 or (v1 > 0 and v / v1 >= ratio)
+        pairs.append({"query": i, "key": j, "query_token": attr.tokens[i], "key_token": attr.tokens[j],
+                      "value": float(v), "used": bool(used)})
+        if used:
+            positions += [i, j]
+    positions = sorted({p for p in positions if ids[p] not in special})
+    if not positions:
+        return None
+    content = _content(ids, enc.segments, special)
+    segs = [int(enc.segments[p]) for p in positions]
+    names = attr.label_names
+    return TriggerPattern(
+        tokens=[attr.tokens[p] for p in positions],
+        token_ids=[int(ids[p]) for p in positions],
+        positions=positions,
+        segments=segs,
+        relative=[_relative(p, content[s]) for p, s in zip(positions, segs)],
+        score=float(vals.sum()),
+        layer=int(attr.layers[li]),
+        head=int(h),
+        pairs=pairs,
+        pred=int(attr.target),
+        pred_label=str(names[attr.target]) if names else str(attr.target_label),
+        gold=None if attr.gold is None else int(attr.gold),
+        prob=float(attr.prob),
+        example_index=int(index),
+        text=ex.text,
+        text_pair=ex.text_pair,
+        source_tokens=list(attr.tokens),
+    )
+
+
+def mine_triggers(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    *,
+    top_pairs: int = 2,
+    ratio: float = 0.2,
+    min_score: float = 0.02,
+    min_tokens: int | None = None,
+    blacklist: Iterable[str] = (),
+    rule: str = "gauss-legendre",
+    steps: int = 6,
+    layers: Iterable[int] | None = None,
+    batch_size: int | None = None,
+    device=None,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> list[TriggerPattern]:
+    """Mine one trigger pattern per example (paper.md §7.2 steps 1–7; see the module docstring).
+
+    Args:
+        examples: dicts ``{"text", "text_pair"?, "label"?}`` or a ``datasets.Dataset`` (labels optional: the
+            attributed class is always the prediction; ``gold`` is recorded when present).
+        top_pairs, ratio, min_score: the authors' 2, 0.2 and 0.02.
+        min_tokens: skip examples with fewer tokens (specials included; the authors use 15 on SST-2).
+        blacklist: token strings (case-insensitive, ``##`` ignored); patterns containing one are dropped.
+        rule, steps, layers, batch_size, device, max_length: passed to
+            :func:`~attattr_widgets.engine.attribution.iter_attributions` (``layers`` restricts the search for the
+            largest entry to those layers — faster, and reported in each pattern's ``layer``).
+        progress: ``progress(done, total)`` after each example; cancel: a ``threading.Event`` (raises
+            :class:`AttributionCancelled`).
+
+    Returns: patterns sorted by score (highest first), one per example at most.
+    """
+    from .attribution import iter_attributions
+
+    if top_pairs < 1:
+        raise AttAttrError(f"top_pairs must be >= 1, got {top_pairs}")
+    items = as_examples(examples)
+    total = len(items)
+    special = _special_ids(tokenizer)
+    banned = {str(b).lower().removeprefix("##") for b in blacklist}
+    keep: list[tuple[int, Example, Encoded]] = []
+    for idx, ex in enumerate(items):
+        enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+        if min_tokens is None or len(enc) >= int(min_tokens):
+            keep.append((idx, ex, enc))
+    done = total - len(keep)
+    _check_progress(progress, done, total)
+    patterns: list[TriggerPattern] = []
+    if keep:
+        stream = iter_attributions(
+            model, tokenizer, [ex for _, ex, _ in keep], target="pred", layers=layers, rule=rule, steps=steps,
+            batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
+        )
+        for (idx, ex, enc), attr in zip(keep, stream):
+            _check_cancel(cancel)
+            if attr.num_tokens != len(enc):
+                raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
+            pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
+            done += 1
+            _check_progress(progress, done, total)
+            if pat is None or pat.score < min_score:
+                continue
+            if banned and any(t.lower().removeprefix("##").strip() in banned for t in pat.tokens):
+                continue
+            patterns.append(pat)
+    patterns.sort(key=lambda p: -p.score)
+    return patterns
+
+
+def top_triggers(patterns: Sequence[TriggerPattern], per_class: int = 3, *, distinct: bool = True
+                 ) -> dict[str, list[TriggerPattern]]:
+    """The ``per_class`` best patterns per predicted class (the paper's Table 1), keyed by class name in class
+    order.  ``distinct`` skips a pattern whose trigger (segment, token) sequence a better one already has."""
+    groups: dict[int, tuple[str, list[TriggerPattern]]] = {}
+    seen: dict[int, set] = {}
+    for p in sorted(patterns, key=lambda p: -p.score):
+        _name, lst = groups.setdefault(p.pred, (p.pred_label, []))
+        if len(lst) >= per_class:
+            continue
+        if distinct:
+            if p.key in seen.setdefault(p.pred, set()):
+                continue
+            seen[p.pred].add(p.key)
+        lst.append(p)
+    return {groups[c][0]: groups[c][1] for c in sorted(groups)}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, encs: Sequence[Encoded], pad_id: int, batch_size: int, device,
+             tick: Callable[[int], None], cancel) -> np.ndarray:
+    if _is_decoder_classifier(model):
+        batch_size = 1
+    order = sorted(range(len(encs)), key=lambda i: len(encs[i]))  # length-sorted batches pad little
+    out = np.zeros(len(encs), dtype=np.int64)
+    for start in range(0, len(order), batch_size):
+        _check_cancel(cancel)
+        idx = order[start:start + batch_size]
+        T = max(len(encs[i]) for i in idx)
+        ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(idx), T), dtype=torch.long)
+        tti = torch.zeros((len(idx), T), dtype=torch.long)
+        use_tti = all(encs[i].token_type_ids is not None for i in idx)
+        for b, i in enumerate(idx):
+            n = len(encs[i])
+            ids[b, :n] = encs[i].input_ids[0]
+            mask[b, :n] = 1
+            if use_tti:
+                tti[b, :n] = encs[i].token_type_ids[0]
+        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+        if use_tti:
+            inputs["token_type_ids"] = tti.to(device)
+        logits = model(**inputs).logits
+        out[idx] = logits.argmax(-1).cpu().numpy()
+        tick(len(idx))
+    return out
+
+
+def evaluate_triggers(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    patterns: Sequence[TriggerPattern | dict],
+    *,
+    batch_size: int = 32,
+    device=None,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> list[TriggerResult]:
+    """:func:`evaluate_trigger` for several patterns, predicting the clean examples only once."""
+    items = as_examples(examples)
+    if any(ex.label is None for ex in items):
+        raise AttAttrError("evaluating a trigger needs a gold 'label' in every example")
+    pats = [TriggerPattern.from_dict(p) if isinstance(p, dict) else p for p in patterns]
+    if device is not None:
+        model.to(device)
+    dev = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    names = label_names(model) or []
+    gold = np.array([ex.label for ex in items])
+    total = len(items) * (1 + len(pats))
+    done = 0
+
+    def tick(k):
+        nonlocal done
+        done += k
+        _check_progress(progress, done, total)
+
+    was_training = model.training
+    model.eval()
+    try:
+        clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+                 for ex in items]
+        before = _predict(model, clean, pad_id, batch_size, dev, tick, cancel)
+        results = []
+        for pat in pats:
+            encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
+                    for ex in items]
+            after = _predict(model, encs, pad_id, batch_size, dev, tick, cancel)
+            per_class = []
+            for c in sorted(set(gold.tolist())):
+                sel = gold == c
+                b, a = float((before[sel] == c).mean()), float((after[sel] == c).mean())
+                per_class.append({"label": int(c), "name": names[c] if c < len(names) else str(c),
+                                  "n": int(sel.sum()), "before": b, "after": a, "drop": b - a})
+            results.append(TriggerResult(
+                pattern=pat, per_class=per_class, overall_before=float((before == gold).mean()),
+                overall_after=float((after == gold).mean()), flip_rate=float((before != after).mean()),
+                n=len(items), truncated=sum(e.truncated for e in encs),
+            ))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def evaluate_trigger(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    pattern: TriggerPattern | dict,
+    *,
+    batch_size: int = 32,
+    device=None,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> TriggerResult:
+    """Per-gold-class accuracy of ``model`` on ``examples`` before and after inserting ``pattern``'s trigger
+    WordPieces at the same relative position and segment (:func:`insert_trigger`).  ``examples`` need labels;
+    single sentences and sentence pairs both work.  Batched (``batch_size``, right-padded, length-sorted),
+    ``progress(done, total)`` per batch, ``cancel`` a ``threading.Event``."""
+    return evaluate_triggers(model, tokenizer, examples, [pattern], batch_size=batch_size, device=device,
+                             max_length=max_length, progress=progress, cancel=cancel)[0]
