@@ -1,0 +1,433 @@
+"""Head pruning (paper Fig 3), the effectiveness analysis (Fig 2) and cross-task head correlation (Fig 4).
+
+Pruning a head = multiplying its attention probabilities by 0 through the controller's head mask (the
+authors' ``attention_probs * att_head_mask``): the head's context vector becomes 0, the output projection's
+bias still applies, nothing is re-trained.
+
+* :func:`pruning_curve` / :func:`compare_pruning` — heads ranked **globally** (over all L·H heads) by an
+  importance array, the least important pruned first (``order="least-first"``, the paper) or the most
+  important first (``"largest-first"``); accuracy on held-out examples at each pruned fraction. The number of
+  pruned heads is ``int(round(f·L·H))`` (``rounding="round"``). The authors' scripts use ``int(f·144)``
+  (truncation: 0.7 → 100, 0.9 → 129 heads, where rounding gives 101 and 130); ``rounding="floor"``
+  reproduces that. Ties in the importance (frequent for ``"accuracy"``) are broken by a seeded random order,
+  not by layer index. All masks of all methods are evaluated in one batched sweep (per-row ``(B, H)``
+  masks); the 0 % and 100 % masks are shared.
+* :func:`effectiveness` — paper §4.1: per example, heads ranked *within every layer* by that example's
+  gold-label attribution max vs its attention max; prune the k smallest (or largest) of every layer and measure
+  accuracy vs k; four curves.
+* :func:`head_correlation` — Pearson r (and Spearman ρ) of two importance grids, with the scatter data.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .attribution import iter_attributions
+from .errors import AttAttrError
+from .examples import as_examples
+from .hooks import controller_for
+from .importance import EncodedSet, _check_cancel, _Progress, masked_accuracy
+
+ORDERS = {
+    "least-first": "least-first", "smallest-first": "least-first", "ascending": "least-first",
+    "largest-first": "largest-first", "most-first": "largest-first", "descending": "largest-first",
+}
+
+
+def _order(order: str) -> str:
+    try:
+        return ORDERS[str(order)]
+    except KeyError:
+        raise AttAttrError(f"unknown pruning order {order!r}: use 'least-first' or 'largest-first'") from None
+
+
+def _default_fractions() -> np.ndarray:
+    return np.round(np.linspace(0.0, 1.0, 11), 10)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass
+class PruningCurve:
+    """Accuracy vs fraction of heads pruned, for one importance method and one order.
+
+    ``fractions`` [K]; ``accuracy`` [K]; ``pruned`` [K, L, H] bool (True = masked); ``order``
+    ("least-first" | "largest-first"); ``num_examples`` evaluated; ``rounding`` ("round" | "floor").
+    """
+
+    method: str
+    fractions: np.ndarray
+    accuracy: np.ndarray
+    pruned: np.ndarray
+    order: str = "least-first"
+    num_examples: int = 0
+    rounding: str = "round"
+    importance: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Number of pruned heads at each fraction: [K]."""
+        return self.pruned.reshape(len(self.pruned), -1).sum(1)
+
+    def area(self) -> float:
+        """Area under the curve over fractions (trapezoid): one number to compare methods; higher = better."""
+        x = np.asarray(self.fractions, dtype=float)
+        y = np.asarray(self.accuracy, dtype=float)
+        if len(x) < 2:
+            return float(y.mean()) if len(y) else float("nan")
+        return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0] or 1.0))
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.method, "order": self.order, "num_examples": int(self.num_examples),
+            "rounding": self.rounding, "fractions": np.asarray(self.fractions, float).tolist(),
+            "accuracy": np.asarray(self.accuracy, float).tolist(),
+            "pruned": np.asarray(self.pruned, bool).astype(int).tolist(),
+            "importance": None if self.importance is None else np.asarray(self.importance, float).tolist(),
+            "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "PruningCurve":
+        return cls(
+            method=str(d["method"]), fractions=np.asarray(d["fractions"], float),
+            accuracy=np.asarray(d["accuracy"], float), pruned=np.asarray(d["pruned"], bool),
+            order=str(d.get("order", "least-first")), num_examples=int(d.get("num_examples", 0)),
+            rounding=str(d.get("rounding", "round")),
+            importance=None if d.get("importance") is None else np.asarray(d["importance"], float),
+            extra=dict(d.get("extra") or {}),
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write JSON that :meth:`load` reads back."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict()))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PruningCurve":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    def __repr__(self) -> str:
+        pts = ", ".join(f"{f:.0%}:{a:.3f}" for f, a in zip(self.fractions, self.accuracy))
+        return f"PruningCurve({self.method!r}, {self.order}, n={self.num_examples}, [{pts}])"
+
+
+@dataclass
+class Effectiveness:
+    """Paper Fig 2. ``heads`` [K] heads pruned in every layer; ``accuracy[criterion][order]`` [K] with
+    criterion "attribution" | "attention" and order "smallest-first" | "largest-first"; ``full_accuracy``."""
+
+    heads: np.ndarray
+    accuracy: dict
+    num_examples: int
+    full_accuracy: float
+    target: str = "gold"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "heads": np.asarray(self.heads).tolist(),
+            "accuracy": {c: {o: np.asarray(v, float).tolist() for o, v in d.items()} for c, d in self.accuracy.items()},
+            "num_examples": int(self.num_examples), "full_accuracy": float(self.full_accuracy),
+            "target": self.target, "extra": self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "Effectiveness":
+        return cls(
+            heads=np.asarray(d["heads"]),
+            accuracy={c: {o: np.asarray(v, float) for o, v in dd.items()} for c, dd in d["accuracy"].items()},
+            num_examples=int(d["num_examples"]), full_accuracy=float(d["full_accuracy"]),
+            target=str(d.get("target", "gold")), extra=dict(d.get("extra") or {}),
+        )
+
+
+@dataclass
+class Correlation:
+    """Cross-task head correlation (paper Fig 4): ``r`` Pearson, ``p_value`` (None without scipy), ``spearman``,
+    and the scatter data ``layer``, ``head``, ``x`` (task A), ``y`` (task B), one entry per head."""
+
+    r: float
+    p_value: float | None
+    spearman: float | None
+    n: int
+    layer: np.ndarray
+    head: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    labels: tuple[str, str] = ("A", "B")
+
+    def to_dict(self) -> dict:
+        return {
+            "r": self.r, "p_value": self.p_value, "spearman": self.spearman, "n": self.n,
+            "layer": self.layer.tolist(), "head": self.head.tolist(), "x": self.x.tolist(), "y": self.y.tolist(),
+            "labels": list(self.labels),
+        }
+
+
+# ------------------------------------------------------------------------------------------------------------
+# masks
+
+
+def pruning_order(importance: np.ndarray, order: str = "least-first", seed: int = 0) -> np.ndarray:
+    """Flat head indices (layer·H + head) in the order they are pruned; ties broken by a seeded random key."""
+    imp = np.asarray(importance, dtype=np.float64)
+    if imp.ndim != 2:
+        raise AttAttrError(f"importance must be [layers, heads], got shape {imp.shape}")
+    if not np.isfinite(imp).all():
+        raise AttAttrError("importance contains NaN or inf: recompute it (or replace them) before pruning")
+    key = imp.ravel() if _order(order) == "least-first" else -imp.ravel()
+    tie = np.random.default_rng(seed).random(key.size)
+    return np.lexsort((tie, key))
+
+
+def pruned_counts(fractions, total: int, rounding: str = "round") -> np.ndarray:
+    """Heads pruned at each fraction: ``int(round(f·total))`` or, ``rounding="floor"``, the authors' ``int(f·total)``."""
+    f = np.asarray(fractions, dtype=np.float64)
+    if ((f < 0) | (f > 1)).any():
+        raise AttAttrError(f"fractions must lie in [0, 1], got {f.tolist()}")
+    if rounding == "round":
+        return np.rint(f * total).astype(int)
+    if rounding == "floor":
+        return np.array([int(x * total) for x in f], dtype=int)  # exactly the authors' int(rate * 144)
+    raise AttAttrError(f"unknown rounding {rounding!r}: use 'round' or 'floor' (the authors' int())")
+
+
+def pruning_masks(importance, fractions=None, order: str = "least-first", *, rounding: str = "round",
+                  seed: int = 0) -> np.ndarray:
+    """Pruned-head masks ``[K, L, H]`` bool (True = pruned) for a global ranking of ``importance``."""
+    imp = np.asarray(importance, dtype=np.float64)
+    fractions = _default_fractions() if fractions is None else np.asarray(fractions, float)
+    ranking = pruning_order(imp, order, seed)
+    counts = pruned_counts(fractions, imp.size, rounding)
+    out = np.zeros((len(counts), imp.size), dtype=bool)
+    for k, c in enumerate(counts):
+        out[k, ranking[:c]] = True
+    return out.reshape(len(counts), *imp.shape)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# pruning curves
+
+
+def compare_pruning(
+    model,
+    tokenizer,
+    examples,
+    importances: Mapping[str, np.ndarray],
+    *,
+    fractions=None,
+    order: str | Sequence[str] = "least-first",
+    batch_size: int = 32,
+    rounding: str = "round",
+    seed: int = 0,
+    max_length: int | None = None,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> list[PruningCurve]:
+    """One :class:`PruningCurve` per (method, order): what the pruning plot shows.
+
+    ``importances``: ``{name: [L, H] array}`` (e.g. from :func:`head_importance`). ``order``: one order or a
+    list (e.g. ``("least-first", "largest-first")``); with several orders the curves are named
+    ``"name, order"``. Every distinct mask is evaluated once, in one batched sweep over ``examples``.
+    """
+    if not importances:
+        raise AttAttrError("no importances given: pass {'attattr': head_importance(...), ...}")
+    orders = [order] if isinstance(order, str) else list(order)
+    orders = [_order(o) for o in orders]
+    fractions = _default_fractions() if fractions is None else np.asarray(fractions, dtype=float)
+    ctrl = controller_for(model)
+    L, H = ctrl.num_layers, ctrl.num_heads
+    specs = []
+    for name, imp in importances.items():
+        imp = np.asarray(imp, dtype=np.float64)
+        if imp.shape != (L, H):
+            raise AttAttrError(f"importance {name!r} has shape {imp.shape} but the model has {L} layers × {H} heads")
+        for o in orders:
+            label = str(name) if len(orders) == 1 else f"{name}, {o}"
+            specs.append((label, o, imp, pruning_masks(imp, fractions, o, rounding=rounding, seed=seed)))
+    # distinct masks across all curves
+    uniq: dict[bytes, int] = {}
+    keys_per_spec = []
+    for _, _, _, masks in specs:
+        ks = []
+        for m in masks:
+            k = np.packbits(m).tobytes()
+            ks.append(uniq.setdefault(k, len(uniq)))
+        keys_per_spec.append(ks)
+    stack = np.ones((len(uniq), L, H), dtype=np.float32)
+    for (_, _, _, masks), ks in zip(specs, keys_per_spec):
+        for m, k in zip(masks, ks):
+            stack[k] = (~m).astype(np.float32)
+    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
+    acc = masked_accuracy(data, stack, batch_size=batch_size, progress=progress, cancel=cancel, desc="pruning")
+    return [
+        PruningCurve(method=label, fractions=fractions.copy(), accuracy=acc[ks], pruned=masks, order=o,
+                     num_examples=len(data), rounding=rounding, importance=imp)
+        for (label, o, imp, masks), ks in zip(specs, keys_per_spec)
+    ]
+
+
+def pruning_curve(
+    model,
+    tokenizer,
+    examples,
+    importance: np.ndarray,
+    *,
+    fractions=None,
+    order: str = "least-first",
+    method_name: str | None = None,
+    batch_size: int = 32,
+    rounding: str = "round",
+    seed: int = 0,
+    max_length: int | None = None,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> PruningCurve:
+    """Accuracy on ``examples`` as the heads are pruned in the global order of ``importance`` ``[L, H]``.
+
+    ``fractions`` default ``np.linspace(0, 1, 11)``; pruned count = ``int(round(f·L·H))`` (``rounding="floor"``
+    for the authors' ``int()``); ``order`` "least-first" (paper) or "largest-first". See :func:`compare_pruning`.
+    """
+    return compare_pruning(
+        model, tokenizer, examples, {method_name or "importance": importance}, fractions=fractions, order=order,
+        batch_size=batch_size, rounding=rounding, seed=seed, max_length=max_length, progress=progress,
+        cancel=cancel,
+    )[0]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# effectiveness (Fig 2)
+
+
+def per_layer_masks(scores: np.ndarray, heads_per_layer, order: str, seed: int = 0) -> np.ndarray:
+    """Keep masks ``[K, L, H]`` float: in every layer, the k lowest- (``"smallest-first"``) or highest-scoring
+    (``"largest-first"``) heads of ``scores`` [L, H] set to 0, for each k in ``heads_per_layer``."""
+    s = np.asarray(scores, dtype=np.float64)
+    L, H = s.shape
+    tie = np.random.default_rng(seed).random(H)
+    key = s if _order(order) == "least-first" else -s
+    rank = np.stack([np.lexsort((tie, key[l])) for l in range(L)])  # [L, H] head indices, pruned first → last
+    ks = list(heads_per_layer)
+    out = np.ones((len(ks), L, H), dtype=np.float32)
+    rows = np.arange(L)[:, None]
+    for i, k in enumerate(ks):
+        if not 0 <= k <= H:
+            raise AttAttrError(f"cannot prune {k} heads per layer: the model has {H} heads per layer")
+        out[i, rows, rank[:, :k]] = 0.0
+    return out
+
+
+def effectiveness(
+    model,
+    tokenizer,
+    examples,
+    *,
+    heads_per_layer=None,
+    target="gold",
+    rule: str = "gauss-legendre",
+    steps: int = 6,
+    batch_size: int = 32,
+    attribution_batch_size: int | None = None,
+    seed: int = 0,
+    max_length: int | None = None,
+    progress=None,
+    cancel: threading.Event | None = None,
+) -> Effectiveness:
+    """Paper Fig 2: are large-attribution heads more decisive than large-attention heads?
+
+    For every example: attribute its ``target`` (default the gold label, as the authors) with AttAttr; score
+    each head by the max attribution over its real token pairs, and separately by the max attention
+    probability; in every layer prune the k smallest-scoring (or largest-scoring) heads and check whether the
+    prediction still equals the gold label. The ranking differs per example. Returns accuracy vs k for the
+    four (criterion, order) pairs; ``heads_per_layer`` defaults to 0..H.
+    """
+    items = as_examples(examples)
+    data = EncodedSet(model, tokenizer, items, max_length=max_length)
+    data.need_labels("effectiveness")
+    L, H = data.L, data.H
+    ks = list(range(H + 1)) if heads_per_layer is None else [int(k) for k in heads_per_layer]
+    crits = ("attribution", "attention")
+    orders = ("smallest-first", "largest-first")
+    N = len(items)
+    keep = np.ones((N, len(crits) * len(orders) * len(ks), L, H), dtype=np.float32)
+    with _Progress(progress, N, "effectiveness: attribution") as prog:
+        for n, attr in enumerate(
+            iter_attributions(model, tokenizer, items, target=target, rule=rule, steps=steps,
+                              batch_size=attribution_batch_size, cancel=cancel, max_length=max_length)
+        ):
+            scores = {"attribution": attr.head_scores("max"),
+                      "attention": attr.attention.reshape(L, H, -1).max(-1)}
+            j = 0
+            for c in crits:
+                for o in orders:
+                    keep[n, j : j + len(ks)] = per_layer_masks(scores[c], ks, o, seed=seed + n)
+                    j += len(ks)
+            prog.update(1)
+            _check_cancel(cancel)
+    acc_all = masked_accuracy(data, keep, per_example=True, batch_size=batch_size, progress=progress,
+                              cancel=cancel, desc="effectiveness: pruning")
+    acc: dict = {}
+    j = 0
+    for c in crits:
+        acc[c] = {}
+        for o in orders:
+            acc[c][o] = acc_all[j : j + len(ks)]
+            j += len(ks)
+    full = float(masked_accuracy(data, np.ones((1, L, H), np.float32), batch_size=batch_size)[0])
+    return Effectiveness(heads=np.asarray(ks), accuracy=acc, num_examples=N, full_accuracy=full,
+                         target=str(target), extra={"rule": rule, "steps": steps})
+
+
+# ------------------------------------------------------------------------------------------------------------
+# correlation (Fig 4)
+
+
+def head_correlation(imp_a, imp_b, *, labels: tuple[str, str] = ("A", "B")) -> Correlation:
+    """Pearson r between two per-head importance grids ``[L, H]`` (one point per head), p-value and Spearman ρ
+    when scipy is installed, and the scatter data."""
+    a = np.asarray(imp_a, dtype=np.float64)
+    b = np.asarray(imp_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise AttAttrError(f"importances must be two [layers, heads] arrays of one shape, got {a.shape} and {b.shape}")
+    x, y = a.ravel(), b.ravel()
+    xm, ym = x - x.mean(), y - y.mean()
+    den = np.sqrt((xm * xm).sum() * (ym * ym).sum())
+    r = float((xm * ym).sum() / den) if den > 0 else float("nan")
+    p = rho = None
+    try:
+        from scipy import stats
+
+        if den > 0 and x.size > 2:
+            p = float(stats.pearsonr(x, y).pvalue)
+            rho = float(stats.spearmanr(x, y).statistic)
+    except ImportError:  # pragma: no cover - scipy is optional
+        pass
+    L, H = a.shape
+    layer, head = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
+    return Correlation(r=r, p_value=p, spearman=rho, n=int(x.size), layer=layer.ravel(), head=head.ravel(),
+                       x=x, y=y, labels=(str(labels[0]), str(labels[1])))
+
+
+__all__ = [
+    "Correlation",
+    "Effectiveness",
+    "PruningCurve",
+    "compare_pruning",
+    "effectiveness",
+    "head_correlation",
+    "per_layer_masks",
+    "pruned_counts",
+    "pruning_curve",
+    "pruning_masks",
+    "pruning_order",
+]
