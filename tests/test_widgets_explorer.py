@@ -149,7 +149,7 @@ def test_front_end_owned_traits_round_trip(attr):
 # ---------------------------------------------------------------------------------------------------- streaming
 def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, tokenizer, attr):
     w = Explorer(model, tokenizer)
-    assert w.explain(TEXT, PAIR, steps=2) is w
+    assert w.explain(TEXT, PAIR, steps=2) is None  # returns at once, no second view
     result = w.wait(60)
     assert w.state == "done" and result is w.attribution
     L, H, n, _ = result.scores.shape
@@ -197,6 +197,14 @@ def test_explain_returns_immediately_and_clicks_work_while_running(monkeypatch):
     assert w.state == "done"
     assert w.selected == [2, 1]  # the user's choice survives the end of the run
     np.testing.assert_array_equal(w.head["attribution"], a.scores[2, 1])
+    # a new run auto-selects again (the previous click does not stick to a new input)
+    eng2 = FakeEngine(a, block_after=0)
+    monkeypatch.setattr(explorer_mod, "_attribute", eng2)
+    w.explain("again")
+    assert eng2.reached.wait(10)
+    assert w.selected == [0, int(np.argmax(head_summary(a.scores[0])))] and w.head is not None
+    w.stop(wait=True)
+    assert w.state == "cancelled" and w.selected[0] == 0
 
 
 def test_stop_from_front_end_cancels_cleanly(monkeypatch):

@@ -88,7 +88,6 @@ class Explorer(BaseWidget):
     locked = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     normalize = traitlets.Enum(["global", "layer"], default_value="global").tag(sync=True)
     grid_mode = traitlets.Enum(["scores", "maps"], default_value="scores").tag(sync=True)
-    height = traitlets.Int(0).tag(sync=True)  # 0 = automatic
 
     def __init__(self, model: Any = None, tokenizer: Any = None, **kwargs):
         super().__init__(**kwargs)
@@ -133,11 +132,12 @@ class Explorer(BaseWidget):
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def explain(self, text: str, text_pair: str | None = None, **attribute_kwargs) -> "Explorer":
-        """Start attributing ``text`` (and ``text_pair``) in a background thread; returns ``self`` at once.
+    def explain(self, text: str, text_pair: str | None = None, **attribute_kwargs) -> None:
+        """Start attributing ``text`` (and ``text_pair``) in a background thread and return at once.
 
         Keyword arguments go to ``attribute()`` (``target``, ``layers``, ``rule``, ``steps``, ``device``, ...).
-        A run in progress is cancelled first.
+        A run in progress is cancelled first. Returns None (so a cell ending in ``ex.explain(...)`` does not
+        display a second copy of the widget); display the explorer itself, ``ex.wait()`` blocks for the result.
         """
         if self.model is None or self.tokenizer is None:
             raise ValueError("this Explorer has no model/tokenizer: create it as Explorer(model, tokenizer) "
@@ -152,8 +152,8 @@ class Explorer(BaseWidget):
             self._layers = {}
             self._attribution = None
             self._exception = None
-            self._auto_select = True
             run_id = self.run_id + 1
+            self._setting_selection = True  # the reset below is not a user choice
             with self.hold_sync():
                 self.run_id = run_id
                 self.state = "running"
@@ -169,11 +169,12 @@ class Explorer(BaseWidget):
                 self.query = -1
                 self.selected = []
                 self.meta = {"text": text, "text_pair": text_pair, "model_name": _model_name(self.model)}
+            self._setting_selection = False
+            self._auto_select = True
         t = threading.Thread(target=self._run, args=(run_id, cancel, text, text_pair, attribute_kwargs),
                              name=f"attattr-explain-{run_id}", daemon=True)
         self._thread = t
         t.start()
-        return self
 
     def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Cancel the run in progress (the view ends in the ``cancelled`` state)."""

@@ -92,3 +92,14 @@ export function decodeArray(obj: EncodedArray | ArrayHeader | null | undefined, 
   if (data.length !== want) throw new Error(`shape [${obj.shape.join(", ")}] needs ${want} values, buffer has ${data.length}`);
   return { data, shape: obj.shape.slice(), dtype: obj.dtype };
 }
+
+const MEMO = new WeakMap<object, Decoded | null>();
+
+/** decodeArray memoised on the identity of the trait value (traits are replaced, never mutated). */
+export function decodeCached(obj: EncodedArray | null | undefined): Decoded | null {
+  if (!obj || typeof obj !== "object") return null;
+  if (MEMO.has(obj)) return MEMO.get(obj)!;
+  const d = decodeArray(obj);
+  MEMO.set(obj, d);
+  return d;
+}

@@ -17,7 +17,7 @@ function doneState(L = 3, H = 2, tokens = TOKENS) {
     meta: { model_name: "tiny-bert", target_label: "positive", prob: 0.9, layers: Array.from({ length: L }, (_, i) => i), default_query: 0, text: "<b>hi</b>" },
     head_scores: f32(scores, [L, H]), thumbs: f16(Array.from({ length: L * H * 4 }, () => r() * 2 - 1), [L, H, 2, 2]),
     head: { layer: 1, head: 0, attention: f32(attn, [n, n]), attribution: f32(attr, [n, n]) },
-    selected: [1, 0], query: -1, locked: [], normalize: "global", grid_mode: "scores", height: 0,
+    selected: [1, 0], query: -1, locked: [], normalize: "global", grid_mode: "scores",
   };
 }
 

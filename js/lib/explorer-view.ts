@@ -2,7 +2,7 @@
 // of the selected head, and the sentence coloured by the selected query token's attribution.
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, formatValue, makeLUT, positiveScale, signedScale, colorOf, textOn, type Scale, type Theme } from "./color";
-import { decodeArray, type Decoded } from "./decode";
+import { decodeArray, decodeCached, type Decoded } from "./decode";
 import { canvasToBlob, ctx2d, displayToken, downloadBlob, downloadSvg, h, isSpecialToken, readTheme, s, sizeCanvas, truncate } from "./dom";
 import { cellOrigin, centerWindow, clampWindow, gridLayout, heatCellRect, hitGrid, hitHeat, searchTokens, zoomLevels, type GridLayout, type HeatLayout, type Window } from "./layout";
 import { legendSvg } from "./legend";
@@ -38,12 +38,12 @@ export interface HeadData {
 export function gridData(model: Model, cache: StreamCache): GridData | null {
   const state = model.get("state");
   const meta = (model.get("meta") ?? {}) as ExplorerMeta;
-  const trait = decodeArray(model.get("head_scores"));
+  const trait = decodeCached(model.get("head_scores"));
   const runId = model.get("run_id");
   const chunks = cache.runId === runId ? [...cache.layers.values()] : [];
   if (trait && trait.shape.length === 2 && (state !== "running" || chunks.length === 0)) {
     const [L, H] = trait.shape;
-    const th = decodeArray(model.get("thumbs"));
+    const th = decodeCached(model.get("thumbs"));
     const t = th && th.shape.length === 4 ? th.shape[3] : 0;
     let done = 0;
     for (let l = 0; l < L; l++) if (Number.isFinite(trait.data[l * H])) done++;
@@ -627,8 +627,8 @@ export class ExplorerView {
     let atlas: HTMLCanvasElement | null = null;
     if (maps && g.thumbs) {
       const factor = new Float32Array(values.length);
-      for (let i = 0; i < values.length; i++) factor[i] = Number.isFinite(values[i]) ? Math.max(0.15, Math.abs(values[i])) : NaN;
-      atlas = pixelsToCanvas(atlasPixels(g.thumbs, g.L, g.H, g.t, factor, this.lutDiv, 0), g.H * g.t, g.L * g.t);
+      for (let i = 0; i < values.length; i++) factor[i] = Number.isFinite(values[i]) ? Math.max(0.4, Math.sqrt(Math.abs(values[i]))) : NaN;
+      atlas = pixelsToCanvas(atlasPixels(this.boosted(g.thumbs), g.L, g.H, g.t, factor, this.lutDiv, 0), g.H * g.t, g.L * g.t);
     }
     const running = this.model.get("state") === "running";
     for (let l = 0; l < g.L; l++)
@@ -669,6 +669,16 @@ export class ExplorerView {
       ctx.strokeStyle = this.theme.dark ? "#ffd54a" : "#111";
       ctx.strokeRect(x - 1.5, y - 1.5, gl.cell + 3, gl.cell + 3);
     }
+  }
+
+  private boostCache: { src: Float32Array; out: Float32Array } | null = null;
+  /** sign(v)·sqrt|v|: sparse attribution maps stay visible in 20-30 px thumbnails. */
+  private boosted(t: Float32Array): Float32Array {
+    if (this.boostCache?.src === t) return this.boostCache.out;
+    const out = new Float32Array(t.length);
+    for (let i = 0; i < t.length; i++) out[i] = Math.sign(t[i]) * Math.sqrt(Math.abs(t[i]));
+    this.boostCache = { src: t, out };
+    return out;
   }
 
   private showGridTip(e: PointerEvent): void {
@@ -931,7 +941,7 @@ export class ExplorerView {
       lock.length === 2 && !this.hover ? h("span", { class: "aa-lock" }, "🔒 ") : "",
       pill(toks[i] ?? "", i), h("span", { class: "aa-arrow" }, " attends to "), pill(toks[j] ?? "", j),
       h("span", { class: "aa-val" }, "attention ", h("b", {}, formatValue(hd.attn[k], 4))),
-      h("span", { class: "aa-val" }, "attribution ", h("b", { class: hd.attr[k] < 0 ? "aa-neg" : "aa-pos" }, formatValue(hd.attr[k], 4))),
+      h("span", { class: "aa-val" }, "attribution ", h("b", { class: hd.attr[k] < 0 ? "aa-neg" : hd.attr[k] > 0 ? "aa-pos" : "" }, formatValue(hd.attr[k], 4))),
     );
   }
 

@@ -48,7 +48,6 @@ export interface ExplorerModel {
   locked: number[];
   normalize: "global" | "layer";
   grid_mode: "scores" | "maps";
-  height: number;
   [key: string]: unknown;
 }
 
@@ -85,5 +84,5 @@ export interface TreeModel {
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
-  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "height"] as const;
+  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode"] as const;
 export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title"] as const;
