@@ -71,3 +71,15 @@ describe("theme + formatting", () => {
     expect(formatValue(0)).toBe("0");
   });
 });
+
+describe("√ contrast", () => {
+  it("is a signed power transform; g = 1 is the identity", async () => {
+    const { gammaArray, gammaScale, gammaValue } = await import("./color");
+    expect(gammaValue(-4, 0.5)).toBe(-2);
+    expect(gammaValue(3, 1)).toBe(3);
+    const a = Float32Array.from([1, -0.25]);
+    expect(gammaArray(a, 1)).toBe(a);
+    expect(Array.from(gammaArray(a, 0.5))).toEqual([1, -0.5]);
+    expect(gammaScale({ kind: "diverging", lo: -9, hi: 9 }, 0.5)).toEqual({ kind: "diverging", lo: -3, hi: 3 });
+  });
+});

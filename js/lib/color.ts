@@ -147,3 +147,19 @@ export function formatValue(v: number, digits = 3): string {
   const clean = s.includes("e") ? s.replace(/\.?0+e/, "e") : s.includes(".") ? s.replace(/\.?0+$/, "") : s;
   return clean.replace(/^-/, "−");
 }
+
+/** Signed power transform used for the "√" contrast option: sign(v)·|v|^g (g = 1 is the identity). */
+export function gammaValue(v: number, g: number): number {
+  return g === 1 ? v : Math.sign(v) * Math.abs(v) ** g;
+}
+
+export function gammaScale(s: Scale, g: number): Scale {
+  return { kind: s.kind, lo: gammaValue(s.lo, g), hi: gammaValue(s.hi, g) };
+}
+
+export function gammaArray(a: Float32Array, g: number): Float32Array {
+  if (g === 1) return a;
+  const out = new Float32Array(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = Math.sign(a[i]) * Math.abs(a[i]) ** g;
+  return out;
+}

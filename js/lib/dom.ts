@@ -153,3 +153,22 @@ export function sizeCanvas(c: HTMLCanvasElement, w: number, h: number): CanvasRe
   }
   return ctx;
 }
+
+/** Draw an SVG element onto a 2D context (async: goes through an <img>). Resolves false if it fails. */
+export async function drawSvg(ctx: CanvasRenderingContext2D, svg: SVGElement, x: number, y: number, w: number, h: number): Promise<boolean> {
+  const url = URL.createObjectURL(new Blob([serializeSvg(svg)], { type: "image/svg+xml" }));
+  try {
+    const img = new Image();
+    await new Promise<void>((res, rej) => {
+      img.onload = () => res();
+      img.onerror = () => rej(new Error("svg"));
+      img.src = url;
+    });
+    ctx.drawImage(img, x, y, w, h);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}

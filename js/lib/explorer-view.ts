@@ -1,9 +1,9 @@
 // The Explorer view: header (status, progress, Stop), layer x head grid, attention / attribution heatmaps
 // of the selected head, and the sentence coloured by the selected query token's attribution.
 import type { AnyModel } from "@anywidget/types";
-import { cssRGB, formatValue, makeLUT, positiveScale, signedScale, colorOf, textOn, type Scale, type Theme } from "./color";
+import { cssRGB, formatValue, gammaArray, gammaScale, gammaValue, makeLUT, positiveScale, signedScale, colorOf, textOn, type Scale, type Theme } from "./color";
 import { decodeArray, decodeCached, type Decoded } from "./decode";
-import { canvasToBlob, ctx2d, displayToken, downloadBlob, downloadSvg, h, isSpecialToken, readTheme, s, sizeCanvas, truncate } from "./dom";
+import { canvasToBlob, ctx2d, displayToken, downloadBlob, downloadSvg, drawSvg, h, isSpecialToken, readTheme, s, sizeCanvas, truncate } from "./dom";
 import { cellOrigin, centerWindow, clampWindow, gridLayout, heatCellRect, hitGrid, hitHeat, searchTokens, zoomLevels, type GridLayout, type HeatLayout, type Window } from "./layout";
 import { legendSvg } from "./legend";
 import { atlasPixels, matrixPixels, pixelsToCanvas } from "./paint";
@@ -121,6 +121,9 @@ export class ExplorerView {
   private modeScores = h("button", { class: "aa-seg", type: "button", "data-value": "scores", title: "Cells coloured by head score" }, "scores");
   private modeMaps = h("button", { class: "aa-seg", type: "button", "data-value": "maps", title: "Cells show each head's attribution map" }, "maps");
   private heatTitle = h("div", { class: "aa-panel-title" });
+  private scaleLin = h("button", { class: "aa-seg aa-on", type: "button", "data-gamma": "1", title: "Linear colour scale" }, "linear");
+  private scaleSqrt = h("button", { class: "aa-seg", type: "button", "data-gamma": "0.5", title: "Square-root colour scale: small values become visible" }, "√ contrast");
+  private gamma = 1;
   private attnCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attention" });
   private attrCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attribution" });
   private attnLegend = h("div", { class: "aa-legend-box" });
@@ -199,7 +202,9 @@ export class ExplorerView {
     heatPanel.append(
       h("div", { class: "aa-panel-head" }, this.heatTitle, this.dlButtons("heat")),
       h("div", { class: "aa-toolbar" },
-        h("label", { class: "aa-field" }, "zoom ", this.zoomSel), this.winText,
+        h("label", { class: "aa-field" }, "zoom ", this.zoomSel),
+        h("div", { class: "aa-segmented", role: "group", "aria-label": "colour scale" }, this.scaleLin, this.scaleSqrt),
+        this.winText,
         h("span", { class: "aa-spacer" }),
         h("span", { class: "aa-search-box" }, this.search, this.searchCount)),
       h("div", { class: "aa-canvas-box" }, this.heatWrap, this.heatEmpty),
@@ -329,6 +334,14 @@ export class ExplorerView {
         this.invalidate("heat");
       }, { signal: this.ac.signal, passive: false });
     }
+    for (const b of [this.scaleLin, this.scaleSqrt])
+      b.addEventListener("click", () => {
+        this.gamma = Number(b.dataset.gamma) || 1;
+        this.scaleLin.classList.toggle("aa-on", this.gamma === 1);
+        this.scaleSqrt.classList.toggle("aa-on", this.gamma !== 1);
+        this.headKey = "";
+        this.invalidate("heat,sentence");
+      }, o);
     this.zoomSel.addEventListener("change", () => {
       const n = this.headData?.n ?? this.tokens().length;
       const size = Number(this.zoomSel.value) || n;
@@ -729,7 +742,7 @@ export class ExplorerView {
       this.headKey = "";
       return;
     }
-    const key = `${this.model.get("run_id")}:${payload.layer}:${payload.head}:${this.theme.dark}`;
+    const key = `${this.model.get("run_id")}:${payload.layer}:${payload.head}:${this.theme.dark}:${this.gamma}`;
     if (key === this.headKey && this.headData) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {
@@ -749,8 +762,9 @@ export class ExplorerView {
       attnScale: positiveScale(attn.data), attrScale: signedScale(attr.data),
     };
     this.headKey = key;
-    this.attnOff = pixelsToCanvas(matrixPixels(attn.data, n, n, this.lutSeq, this.headData.attnScale), n, n);
-    this.attrOff = pixelsToCanvas(matrixPixels(attr.data, n, n, this.lutDiv, this.headData.attrScale), n, n);
+    const g = this.gamma;
+    this.attnOff = pixelsToCanvas(matrixPixels(gammaArray(attn.data, g), n, n, this.lutSeq, gammaScale(this.headData.attnScale, g)), n, n);
+    this.attrOff = pixelsToCanvas(matrixPixels(gammaArray(attr.data, g), n, n, this.lutDiv, gammaScale(this.headData.attrScale, g)), n, n);
     if (n !== prevN || !this.win.size) {
       const size = n > 96 ? 64 : n; // long inputs open zoomed in around the query token
       const [q, k] = this.focusCell();
@@ -815,8 +829,9 @@ export class ExplorerView {
       if (ctx) this.drawHeat(ctx, off, lm.show, W, H);
     }
     const lw = Math.min(side + lm.rowW, 280);
-    this.attnLegend.replaceChildren(legendSvg(hd.attnScale, this.theme, { width: lw, caption: "attention probability" }));
-    this.attrLegend.replaceChildren(legendSvg(hd.attrScale, this.theme, { width: lw, caption: "attribution (signed)" }));
+    const sq = this.gamma !== 1 ? " · √ scale" : "";
+    this.attnLegend.replaceChildren(legendSvg(hd.attnScale, this.theme, { width: lw, caption: `attention probability${sq}`, gamma: this.gamma }));
+    this.attrLegend.replaceChildren(legendSvg(hd.attrScale, this.theme, { width: lw, caption: `attribution (signed)${sq}`, gamma: this.gamma }));
     const n = hd.n;
     this.winText.textContent = this.win.size < n ? `rows ${this.win.r0}–${this.win.r0 + this.win.size - 1} · cols ${this.win.c0}–${this.win.c0 + this.win.size - 1} · drag / wheel to pan` : `${n} tokens`;
     this.zoomSel.value = String(this.win.size);
@@ -974,9 +989,10 @@ export class ExplorerView {
     const matchSet = new Set(this.matches);
     this.tokenSpans.forEach((span, i) => {
       if (row && scale) {
-        const c = colorOf(row[i], scale, this.theme);
+        const g = this.gamma;
+        const c = colorOf(gammaValue(row[i], g), gammaScale(scale, g), this.theme);
         span.style.backgroundColor = cssRGB(c);
-        span.style.color = Math.abs(row[i]) / scale.hi > 0.45 ? textOn(c) : "";
+        span.style.color = Math.abs(gammaValue(row[i], g)) / gammaValue(scale.hi, g) > 0.45 ? textOn(c) : "";
       } else {
         span.style.backgroundColor = "";
         span.style.color = "";
@@ -990,7 +1006,7 @@ export class ExplorerView {
       this.sentenceTitle.replaceChildren("Attribution from query ", h("span", { class: "aa-tokpill" }, displayToken(toks[q]), h("sub", {}, String(q))),
         h("span", { class: "aa-muted" }, sel && hd ? `  to every key token · layer ${this.grid?.layerIds[sel[0]] ?? sel[0]} head ${sel[1]} · click a token to make it the query` : "  (select a computed head)"));
     } else this.sentenceTitle.replaceChildren("Tokens");
-    this.sentenceLegend.replaceChildren(scale ? legendSvg(scale, this.theme, { width: 200 }) : "");
+    this.sentenceLegend.replaceChildren(scale ? legendSvg(scale, this.theme, { width: 200, gamma: this.gamma }) : "");
   }
 
   // -------------------------------------------------------------------------------------- downloads
@@ -1037,14 +1053,17 @@ export class ExplorerView {
 
   async downloadGridPng(): Promise<void> {
     if (!this.grid) return;
-    downloadBlob(await canvasToBlob(this.composite([this.gridCanvas])), `${this.baseName()}_grid.png`);
+    const legends = [this.gridLegend.querySelector("svg")].filter((x): x is SVGSVGElement => !!x);
+    downloadBlob(await canvasToBlob(await this.composite([this.gridCanvas], legends)), `${this.baseName()}_grid.png`);
   }
 
-  private composite(canvases: HTMLCanvasElement[], title?: string): HTMLCanvasElement {
+  /** Canvases side by side (device pixels), each with its legend SVG underneath, on the theme background. */
+  private async composite(canvases: HTMLCanvasElement[], legends: (SVGElement | null)[] = [], title?: string): Promise<HTMLCanvasElement> {
     const dpr = canvases[0].width / (parseFloat(canvases[0].style.width) || canvases[0].width);
-    const pad = Math.round(12 * dpr), top = title ? Math.round(24 * dpr) : pad;
+    const pad = Math.round(12 * dpr), top = title ? Math.round(28 * dpr) : pad;
+    const legH = legends.some((l) => l) ? Math.round(44 * dpr) : 0;
     const W = canvases.reduce((a, c) => a + c.width, 0) + pad * (canvases.length + 1);
-    const H = Math.max(...canvases.map((c) => c.height)) + top + pad;
+    const H = Math.max(...canvases.map((c) => c.height)) + top + legH + pad;
     const out = document.createElement("canvas");
     out.width = W;
     out.height = H;
@@ -1054,13 +1073,20 @@ export class ExplorerView {
     ctx.fillRect(0, 0, W, H);
     if (title) {
       ctx.fillStyle = cssRGB(this.theme.fg);
-      ctx.font = `${Math.round(13 * dpr)}px system-ui, sans-serif`;
+      ctx.font = `600 ${Math.round(13 * dpr)}px system-ui, sans-serif`;
       ctx.textBaseline = "middle";
       ctx.fillText(title, pad, top / 2 + 2);
     }
     let x = pad;
-    for (const c of canvases) {
+    const ch = Math.max(...canvases.map((c) => c.height));
+    for (let i = 0; i < canvases.length; i++) {
+      const c = canvases[i];
       ctx.drawImage(c, x, top);
+      const leg = legends[i];
+      if (leg) {
+        const lw = Number(leg.getAttribute("width")) || 200, lh = Number(leg.getAttribute("height")) || 30;
+        await drawSvg(ctx, leg, x + 4 * dpr, top + ch + 6 * dpr, lw * dpr, lh * dpr);
+      }
       x += c.width + pad;
     }
     return out;
@@ -1070,7 +1096,8 @@ export class ExplorerView {
     if (!this.headData) return;
     const sel = this.selected();
     const title = sel ? `Layer ${this.grid?.layerIds[sel[0]] ?? sel[0]} · head ${sel[1]} — attention (left), attribution (right)` : "";
-    downloadBlob(await canvasToBlob(this.composite([this.attnCanvas, this.attrCanvas], title)), `${this.baseName()}_heatmaps.png`);
+    const legends = [this.attnLegend.querySelector("svg"), this.attrLegend.querySelector("svg")];
+    downloadBlob(await canvasToBlob(await this.composite([this.attnCanvas, this.attrCanvas], legends, title)), `${this.baseName()}_heatmaps.png`);
   }
 
   heatSvg(): SVGElement | null {
