@@ -50,7 +50,8 @@ describe("Explorer view", () => {
     expect(root.dataset.selected).toBe("1,0");
     expect(root.dataset.headReady).toBe("1,0");
     expect(root.dataset.query).toBe("0");
-    expect(root.querySelectorAll("canvas").length).toBe(3);
+    expect(root.querySelectorAll("canvas.aa-grid-canvas, canvas.aa-heat-canvas").length).toBe(3);
+    expect((root.querySelector(".aa-minimap") as HTMLElement).hidden).toBe(true); // not zoomed
     expect(root.querySelector(".attattr-stop")).not.toBeNull();
   });
 
@@ -155,6 +156,7 @@ describe("Explorer view", () => {
     expect(root.dataset.zoom).toBe("64");
     const opts = [...root.querySelectorAll(".aa-select option")].map((o) => (o as HTMLOptionElement).value);
     expect(opts).toEqual(["300", "128", "64", "32", "16"]);
+    expect((root.querySelector(".aa-minimap") as HTMLElement).hidden).toBe(false);
   });
 
   it("normalises per layer or globally", () => {

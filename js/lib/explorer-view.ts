@@ -131,6 +131,7 @@ export class ExplorerView {
   private heatWrap = h("div", { class: "aa-heat-wrap" });
   private heatEmpty = h("div", { class: "aa-placeholder" });
   private readout = h("div", { class: "aa-readout", "aria-live": "polite" });
+  private minimap = h("canvas", { class: "aa-minimap", title: "Overview: the box is the window shown above; click to move it" });
   private zoomSel = h("select", { class: "aa-select", title: "Zoom: window of tokens shown on both axes" });
   private winText = h("span", { class: "aa-muted aa-win-text" });
   private search = h("input", { class: "aa-search", type: "search", placeholder: "Find token…", spellcheck: "false", "aria-label": "find token" });
@@ -208,7 +209,7 @@ export class ExplorerView {
         h("span", { class: "aa-spacer" }),
         h("span", { class: "aa-search-box" }, this.search, this.searchCount)),
       h("div", { class: "aa-canvas-box" }, this.heatWrap, this.heatEmpty),
-      this.readout,
+      h("div", { class: "aa-readout-row" }, this.readout, this.minimap),
     );
     const sentencePanel = h("section", { class: "aa-panel aa-sentence-panel" },
       h("div", { class: "aa-panel-head" }, this.sentenceTitle, this.sentenceLegend),
@@ -342,6 +343,14 @@ export class ExplorerView {
         this.headKey = "";
         this.invalidate("heat,sentence");
       }, o);
+    this.minimap.addEventListener("click", (e) => {
+      const n = this.headData?.n ?? 0;
+      if (!n) return;
+      const [x, y] = this.local(this.minimap, e);
+      const side = parseFloat(this.minimap.style.width) || 72;
+      this.win = centerWindow((y / side) * n, (x / side) * n, this.win.size, n);
+      this.invalidate("heat");
+    }, o);
     this.zoomSel.addEventListener("change", () => {
       const n = this.headData?.n ?? this.tokens().length;
       const size = Number(this.zoomSel.value) || n;
@@ -470,9 +479,14 @@ export class ExplorerView {
 
   /** Query row shown in the sentence: hover > lock > query trait > default. */
   currentQuery(): number {
+    return this.effectiveQuery(true);
+  }
+
+  /** The selected query token (lock > query trait > default); with `hover`, a hovered row wins. */
+  effectiveQuery(hover = false): number {
     const n = this.tokens().length;
     const l = this.model.get("locked") ?? [];
-    const q = this.hover ? this.hover.row : l.length === 2 ? l[0] : this.model.get("query");
+    const q = hover && this.hover ? this.hover.row : l.length === 2 ? l[0] : this.model.get("query");
     if (q >= 0 && q < n) return q;
     const d = (this.model.get("meta") as ExplorerMeta)?.default_query;
     return d !== undefined && d >= 0 && d < n ? d : n ? 0 : -1;
@@ -539,7 +553,8 @@ export class ExplorerView {
     const sel = this.selected();
     r.selected = sel ? sel.join(",") : "";
     r.headReady = this.headData ? `${this.headData.layer},${this.headData.head}` : "";
-    r.query = String(this.currentQuery());
+    r.query = String(this.effectiveQuery());
+    r.hover = this.hover ? `${this.hover.row},${this.hover.col}` : "";
     r.locked = (m.get("locked") ?? []).join(",");
     r.normalize = m.get("normalize");
     r.gridMode = m.get("grid_mode");
@@ -837,6 +852,26 @@ export class ExplorerView {
     this.zoomSel.value = String(this.win.size);
     this.searchCount.textContent = this.search.value ? (this.matches.length ? `${this.matchPos >= 0 ? this.matchPos + 1 + "/" : ""}${this.matches.length} match${this.matches.length === 1 ? "" : "es"}` : "no match") : "";
     this.renderReadout();
+    this.renderMinimap();
+  }
+
+  private renderMinimap(): void {
+    const hd = this.headData;
+    const zoomed = !!hd && this.win.size < hd.n;
+    this.minimap.hidden = !zoomed;
+    if (!zoomed || !hd) return;
+    const side = 72;
+    const ctx = sizeCanvas(this.minimap, side, side);
+    if (!ctx) return;
+    ctx.clearRect(0, 0, side, side);
+    if (this.attrOff) {
+      ctx.imageSmoothingEnabled = true;
+      ctx.drawImage(this.attrOff, 0, 0, side, side);
+    }
+    const k = side / hd.n;
+    ctx.strokeStyle = this.theme.dark ? "#ffd54a" : "#e65100";
+    ctx.lineWidth = 1.5;
+    ctx.strokeRect(this.win.c0 * k + 0.75, this.win.r0 * k + 0.75, Math.max(3, this.win.size * k - 1.5), Math.max(3, this.win.size * k - 1.5));
   }
 
   private drawHeat(ctx: CanvasRenderingContext2D, off: HTMLCanvasElement | null, labels: boolean, W: number, H: number): void {
