@@ -18,6 +18,7 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import traceback
 from typing import Any
@@ -104,6 +105,12 @@ class Explorer(BaseWidget):
         self.observe(self._on_selected, names=["selected"])
         self.on_msg(self._on_custom)
 
+    @contextlib.contextmanager
+    def _sync(self):
+        """hold_sync() serialised across the worker thread and the comm thread (ipywidgets' is not thread-safe)."""
+        with self._lock, self.hold_sync():
+            yield
+
     # ------------------------------------------------------------------ construction from a saved result
     @classmethod
     def from_attribution(cls, attribution: Any, **kwargs) -> "Explorer":
@@ -154,7 +161,7 @@ class Explorer(BaseWidget):
             self._exception = None
             run_id = self.run_id + 1
             self._setting_selection = True  # the reset below is not a user choice
-            with self.hold_sync():
+            with self._sync():
                 self.run_id = run_id
                 self.state = "running"
                 self.error = ""
@@ -193,7 +200,7 @@ class Explorer(BaseWidget):
 
     def select(self, layer: int, head: int, query: int | None = None, key: int | None = None) -> None:
         """Select a head (``layer`` = index into the attribution's layer axis) and optionally a token pair."""
-        with self.hold_sync():
+        with self._sync():
             self.selected = [int(layer), int(head)]
             if query is not None:
                 self.query = int(query)
@@ -241,13 +248,13 @@ class Explorer(BaseWidget):
             self._layers[int(r.index)] = r
             first = len(self._layers) == 1
         if first:
-            with self.hold_sync():
+            with self._sync():
                 self.tokens = [str(t) for t in r.tokens]
                 self.layers_total = int(r.total)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": int(r.target),
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1])}
         self._send_layer(run_id, r)
-        with self.hold_sync():
+        with self._sync():
             self.layers_done = len(self._layers)
             if self._auto_select and (not self.selected or first):
                 self._set_selection([int(r.index), int(np.argmax(head_summary(scores)))])
@@ -270,7 +277,7 @@ class Explorer(BaseWidget):
         state = self._final_state(attr)
         with self._lock:
             self._attribution = attr
-        with self.hold_sync():
+        with self._sync():
             for k, v in state.items():
                 if not k.startswith("_"):
                     setattr(self, k, v)
@@ -301,7 +308,7 @@ class Explorer(BaseWidget):
 
     def _finish_cancelled(self, run_id: int) -> None:
         hs, th = self._partial_scores()
-        with self.hold_sync():
+        with self._sync():
             self.head_scores = hs
             self.thumbs = th
             self.layers_done = len(self._layers)
@@ -312,7 +319,7 @@ class Explorer(BaseWidget):
         hs, th = self._partial_scores()
         msg = str(exc).strip() or type(exc).__name__
         detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        with self.hold_sync():
+        with self._sync():
             self.head_scores = hs
             self.thumbs = th
             self.error = f"{type(exc).__name__}: {msg}"
@@ -367,9 +374,10 @@ class Explorer(BaseWidget):
             self._setting_selection = False
 
     def _on_selected(self, change) -> None:
-        if not self._setting_selection:
-            self._auto_select = False
-        self._push_head()
+        with self._lock:
+            if not self._setting_selection:
+                self._auto_select = False
+            self._push_head()
 
     def _head_arrays(self, li: int, h: int) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
