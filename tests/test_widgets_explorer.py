@@ -140,10 +140,26 @@ def test_selection_from_front_end_sends_only_that_head_full_res(attr):
     assert wc.updates(w)[-1][0] == {"head": None}
 
 
+def test_locking_a_pair_sends_every_heads_attribution_of_it(attr):
+    w = Explorer.from_attribution(attr)
+    L, H = attr.scores.shape[:2]
+    w.comm.log.clear()
+    wc.from_front_end(w, {"locked": [3, 1], "query": 3})
+    st, bufs = [u for u in wc.updates(w) if "pair" in u[0]][-1]
+    assert (st["pair"]["query"], st["pair"]["key"]) == (3, 1)
+    assert {k: st["pair"]["scores"][k] for k in ("dtype", "shape")} == {"dtype": "float32", "shape": [L, H]}
+    np.testing.assert_array_equal(wc.decode(st["pair"]["scores"], bufs[("pair", "scores", "view")]),
+                                  attr.scores[:, :, 3, 1])
+    wc.from_front_end(w, {"locked": []})
+    assert w.pair is None
+    wc.from_front_end(w, {"locked": [99, 0]})  # out of range: nothing, no error
+    assert w.pair is None
+
+
 def test_front_end_owned_traits_round_trip(attr):
     w = Explorer.from_attribution(attr)
-    wc.from_front_end(w, {"query": 3, "locked": [3, 1], "normalize": "layer", "grid_mode": "maps"})
-    assert (w.query, w.locked, w.normalize, w.grid_mode) == (3, [3, 1], "layer", "maps")
+    wc.from_front_end(w, {"query": 3, "locked": [3, 1], "normalize": "layer", "grid_mode": "pair"})
+    assert (w.query, w.locked, w.normalize, w.grid_mode) == (3, [3, 1], "layer", "pair")
 
 
 # ---------------------------------------------------------------------------------------------------- streaming

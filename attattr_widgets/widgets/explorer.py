@@ -10,7 +10,9 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
   ``thumbs`` {view, dtype=float16, shape=[L, H, t, t]} (each map scaled to [-1, 1]),
   ``head`` {layer, head, attention: {view, dtype=float32, shape=[n, n]}, attribution: {...}} for ``selected`` only,
   front-end owned: ``selected`` [layer_index, head], ``query`` int, ``locked`` [query, key] | [],
-  ``normalize`` "global" | "layer", ``grid_mode`` "scores" | "maps".
+  ``normalize`` "global" | "layer", ``grid_mode`` "scores" | "maps" | "pair".
+  ``pair`` {query, key, scores: {view, dtype=float32, shape=[L, H]}}: every head's attribution of the locked token
+  pair (sent when ``locked`` changes; colours the grid in "pair" mode).
 * custom messages kernel -> browser: ``{"type": "layer", "run_id", "index", "layer", "total", "heads",
   "zero_prob", "completeness", "tokens", "scores": {dtype, shape}, "thumbs": {dtype, shape}}`` + 2 buffers,
   one per finished layer, in order.
@@ -88,7 +90,8 @@ class Explorer(BaseWidget):
     query = traitlets.Int(-1).tag(sync=True)
     locked = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     normalize = traitlets.Enum(["global", "layer"], default_value="global").tag(sync=True)
-    grid_mode = traitlets.Enum(["scores", "maps"], default_value="scores").tag(sync=True)
+    grid_mode = traitlets.Enum(["scores", "maps", "pair"], default_value="scores").tag(sync=True)
+    pair = binary_trait(None)
 
     def __init__(self, model: Any = None, tokenizer: Any = None, **kwargs):
         super().__init__(**kwargs)
@@ -103,6 +106,7 @@ class Explorer(BaseWidget):
         self._auto_select = True
         self._setting_selection = False
         self.observe(self._on_selected, names=["selected"])
+        self.observe(self._on_locked, names=["locked"])
         self.on_msg(self._on_custom)
 
     @contextlib.contextmanager
@@ -127,6 +131,8 @@ class Explorer(BaseWidget):
         w = cls(**init)
         w._attribution = attribution
         w._auto_select = "selected" not in kwargs
+        if w.locked:
+            w._push_pair()
         return w
 
     # ------------------------------------------------------------------ public API
@@ -173,6 +179,7 @@ class Explorer(BaseWidget):
                 self.tokens = []
                 self.token_types = []
                 self.locked = []
+                self.pair = None
                 self.query = -1
                 self.selected = []
                 self.meta = {"text": text, "text_pair": text_pair, "model_name": _model_name(self.model)}
@@ -262,6 +269,8 @@ class Explorer(BaseWidget):
                     self.query = _default_query(self.tokens, self.meta.get("target_kind", "class"))
             elif self.selected and self.selected[0] == int(r.index):
                 self._push_head()
+            if self.locked:
+                self._push_pair()
 
     def _send_layer(self, run_id: int, r: Any, resend: bool = False) -> None:
         scores = np.asarray(r.scores, dtype=np.float32)
@@ -287,6 +296,8 @@ class Explorer(BaseWidget):
                 self._push_head()
             if self.query < 0:
                 self.query = state["meta"]["default_query"]
+            if self.locked:
+                self._push_pair()
             self.state = "done"
 
     def _partial_scores(self) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -393,6 +404,35 @@ class Explorer(BaseWidget):
             if 0 <= h < scores.shape[0]:
                 return attn[h], scores[h]
         return None
+
+    def _on_locked(self, change) -> None:
+        with self._lock:
+            self._push_pair()
+
+    def _pair_scores(self, q: int, k: int) -> np.ndarray | None:
+        with self._lock:
+            attr = self._attribution
+            layers = dict(self._layers)
+        if attr is not None:
+            scores = np.asarray(attr.scores)
+            n = scores.shape[-1]
+            return scores[:, :, q, k].astype(np.float32) if 0 <= q < n and 0 <= k < n else None
+        if not layers:
+            return None
+        any_r = np.asarray(next(iter(layers.values())).scores)
+        H, n = any_r.shape[0], any_r.shape[-1]
+        if not (0 <= q < n and 0 <= k < n):
+            return None
+        total = max(self.layers_total, max(layers) + 1)
+        out = np.full((total, H), np.nan, dtype=np.float32)
+        for i, r in layers.items():
+            out[i] = np.asarray(r.scores)[:, q, k]
+        return out
+
+    def _push_pair(self) -> None:
+        lk = list(self.locked)
+        scores = self._pair_scores(*lk) if len(lk) == 2 else None
+        self.pair = None if scores is None else {"query": lk[0], "key": lk[1], "scores": scores}
 
     def _push_head(self) -> None:
         sel = list(self.selected)

@@ -183,3 +183,23 @@ describe("Explorer view", () => {
     expect(model.saves).toBe(saves);
   });
 });
+
+describe("pair mode", () => {
+  it("colours heads by the locked pair once the kernel sent it", () => {
+    const { root, model, view } = mount(doneState());
+    const pairBtn = root.querySelector('[data-value="pair"]') as HTMLButtonElement;
+    expect(pairBtn.disabled).toBe(true);
+    model.update({ locked: [2, 3], grid_mode: "pair" });
+    view.flush();
+    expect(root.dataset.gridMode).toBe("scores"); // falls back until the pair arrives
+    model.update({ pair: { query: 2, key: 3, scores: f32([0.1, -0.2, 0.3, 0.4, 0.5, -0.6], [3, 2]) } });
+    view.flush();
+    expect(pairBtn.disabled).toBe(false);
+    expect(root.dataset.gridMode).toBe("pair");
+    expect(root.dataset.pair).toBe("2,3");
+    expect(root.querySelector(".aa-legend-box")!.textContent).toContain("→");
+    model.update({ locked: [] }); // a stale pair is ignored
+    view.flush();
+    expect(root.dataset.gridMode).toBe("scores");
+  });
+});

@@ -120,6 +120,7 @@ export class ExplorerView {
   private normLayer = h("button", { class: "aa-seg", type: "button", "data-value": "layer", title: "Each layer scaled to its own max" }, "per layer");
   private modeScores = h("button", { class: "aa-seg", type: "button", "data-value": "scores", title: "Cells coloured by head score" }, "scores");
   private modeMaps = h("button", { class: "aa-seg", type: "button", "data-value": "maps", title: "Cells show each head's attribution map" }, "maps");
+  private modePair = h("button", { class: "aa-seg", type: "button", "data-value": "pair", title: "Heads coloured by their attribution of the locked token pair (click a heatmap cell to lock one)" }, "pair");
   private heatTitle = h("div", { class: "aa-panel-title" });
   private scaleLin = h("button", { class: "aa-seg aa-on", type: "button", "data-gamma": "1", title: "Linear colour scale" }, "linear");
   private scaleSqrt = h("button", { class: "aa-seg", type: "button", "data-gamma": "0.5", title: "Square-root colour scale: small values become visible" }, "√ contrast");
@@ -191,7 +192,7 @@ export class ExplorerView {
         this.dlButtons("grid")),
       h("div", { class: "aa-toolbar" },
         h("div", { class: "aa-segmented", role: "group", "aria-label": "normalise" }, this.normGlobal, this.normLayer),
-        h("div", { class: "aa-segmented", role: "group", "aria-label": "cell content" }, this.modeScores, this.modeMaps)),
+        h("div", { class: "aa-segmented", role: "group", "aria-label": "cell content" }, this.modeScores, this.modeMaps, this.modePair)),
       h("div", { class: "aa-canvas-box" }, this.gridCanvas, this.gridEmpty),
       this.gridLegend,
     );
@@ -250,7 +251,8 @@ export class ExplorerView {
     on("change:tokens", "heat,sentence");
     on("change:token_types", "sentence");
     on("change:query", "heat,sentence");
-    on("change:locked", "heat,sentence");
+    on("change:locked", "grid,heat,sentence");
+    on("change:pair", "grid");
     this.cleanups.push(this.cache.subscribe(() => this.invalidate("grid,header")));
 
     this.stopBtn.addEventListener("click", () => {
@@ -260,7 +262,7 @@ export class ExplorerView {
       this.invalidate("header");
     }, o);
     for (const b of [this.normGlobal, this.normLayer]) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
-    for (const b of [this.modeScores, this.modeMaps]) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps"), o);
+    for (const b of [this.modeScores, this.modeMaps, this.modePair]) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
 
     // grid
     const gc = this.gridCanvas;
@@ -557,7 +559,8 @@ export class ExplorerView {
     r.hover = this.hover ? `${this.hover.row},${this.hover.col}` : "";
     r.locked = (m.get("locked") ?? []).join(",");
     r.normalize = m.get("normalize");
-    r.gridMode = m.get("grid_mode");
+    r.gridMode = this.gridMode(this.grid, this.pairScores());
+    r.pair = this.pairScores() ? (m.get("locked") ?? []).join(",") : "";
     r.zoom = String(this.win.size || 0);
     r.window = `${this.win.r0},${this.win.c0},${this.win.size}`;
     r.tokens = String(this.tokens().length);
@@ -612,8 +615,11 @@ export class ExplorerView {
     const g = this.grid;
     const state = this.model.get("state");
     for (const b of [this.normGlobal, this.normLayer]) b.classList.toggle("aa-on", b.dataset.value === this.model.get("normalize"));
-    for (const b of [this.modeScores, this.modeMaps]) b.classList.toggle("aa-on", b.dataset.value === this.model.get("grid_mode"));
+    const pair = this.pairScores();
+    const mode = this.gridMode(g, pair);
+    for (const b of [this.modeScores, this.modeMaps, this.modePair]) b.classList.toggle("aa-on", b.dataset.value === mode);
     this.modeMaps.disabled = !g?.thumbs;
+    this.modePair.disabled = !pair;
     if (!g) {
       this.gl = null;
       this.gridCanvas.hidden = true;
@@ -627,11 +633,14 @@ export class ExplorerView {
     const gl = gridLayout(g.L, g.H, this.gridWidth, { labelW: 34, labelH: 18, min: 10, max: 30 });
     this.gl = gl;
     const ctx = sizeCanvas(this.gridCanvas, gl.width, gl.height);
-    const { values, scale } = normalizedScores(g, this.model.get("normalize"));
+    const shown = mode === "pair" && pair && pair.scores.length === g.scores.length ? { ...g, scores: pair.scores } : g;
+    const { values, scale } = normalizedScores(shown, this.model.get("normalize"));
     const legendScale = this.model.get("normalize") === "global" ? scale : { kind: "diverging" as const, lo: -1, hi: 1 };
+    const toks = this.tokens();
+    const what = mode === "pair" && pair ? `attribution of ${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}` : "head score (max attribution)";
     this.gridLegend.replaceChildren(legendSvg(legendScale, this.theme, {
       width: Math.min(gl.width, 260),
-      caption: this.model.get("normalize") === "global" ? "head score (max attribution)" : "head score ÷ layer max |score|",
+      caption: this.model.get("normalize") === "global" ? truncate(what, 48) : `${truncate(what, 36)} ÷ layer max`,
     }));
     if (!ctx) return;
     this.drawGrid(ctx, g, gl, values);
@@ -651,7 +660,7 @@ export class ExplorerView {
     ctx.textAlign = "right";
     for (let l = 0; l < g.L; l += every) ctx.fillText(`L${g.layerIds[l]}`, gl.x0 - 5, gl.y0 + l * (gl.cell + gl.gap) + gl.cell / 2);
     ctx.globalAlpha = 1;
-    const maps = this.model.get("grid_mode") === "maps" && g.thumbs && g.t;
+    const maps = this.gridMode(g, this.pairScores()) === "maps" && g.thumbs && g.t;
     let atlas: HTMLCanvasElement | null = null;
     if (maps && g.thumbs) {
       const factor = new Float32Array(values.length);
@@ -699,6 +708,22 @@ export class ExplorerView {
     }
   }
 
+  /** Per-head attribution of the locked pair when the kernel sent it for the current lock. */
+  pairScores(): { query: number; key: number; scores: Float32Array } | null {
+    const p = this.model.get("pair");
+    const lock = this.model.get("locked") ?? [];
+    if (!p || lock.length !== 2 || p.query !== lock[0] || p.key !== lock[1]) return null;
+    const d = decodeCached(p.scores);
+    return d ? { query: p.query, key: p.key, scores: d.data } : null;
+  }
+
+  private gridMode(g: GridData | null, pair: unknown): "scores" | "maps" | "pair" {
+    const m = this.model.get("grid_mode");
+    if (m === "maps" && g?.thumbs) return "maps";
+    if (m === "pair" && pair) return "pair";
+    return "scores";
+  }
+
   private boostCache: { src: Float32Array; out: Float32Array } | null = null;
   /** sign(v)·sqrt|v|: sparse attribution maps stay visible in 20-30 px thumbnails. */
   private boosted(t: Float32Array): Float32Array {
@@ -715,6 +740,12 @@ export class ExplorerView {
     const v = g.scores[hit.layer * g.H + hit.head];
     const lines: (string | HTMLElement)[] = [h("strong", {}, `Layer ${g.layerIds[hit.layer]} · head ${hit.head}`)];
     lines.push(Number.isFinite(v) ? `max attribution ${formatValue(v, 4)}` : "not computed yet");
+    const pair = this.pairScores();
+    if (pair) {
+      const toks = this.tokens();
+      const pv = pair.scores[hit.layer * g.H + hit.head];
+      lines.push(`${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}: ${formatValue(pv, 4)}`);
+    }
     const zp = g.zeroProbs[hit.layer], cp = g.completeness[hit.layer];
     if (zp !== null && zp !== undefined) lines.push(`p with layer's attention zeroed ${formatValue(zp, 3)}`);
     if (cp !== null && cp !== undefined) lines.push(`IG completeness ${formatValue(cp, 3)}`);
@@ -1054,7 +1085,9 @@ export class ExplorerView {
     const g = this.grid, gl = this.gl;
     if (!g || !gl) return null;
     const fg = cssRGB(this.theme.fg), bg = cssRGB(this.theme.bg);
-    const { values, scale } = normalizedScores(g, this.model.get("normalize"));
+    const pair = this.pairScores();
+    const shown = this.gridMode(g, pair) === "pair" && pair ? { ...g, scores: pair.scores } : g;
+    const { values, scale } = normalizedScores(shown, this.model.get("normalize"));
     const legend = legendSvg(this.model.get("normalize") === "global" ? scale : { kind: "diverging", lo: -1, hi: 1 }, this.theme, { width: 220, caption: "head score" });
     const W = gl.width + 8, H = gl.height + 50;
     const svg = s("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, "font-family": "system-ui, sans-serif" },
@@ -1065,7 +1098,7 @@ export class ExplorerView {
       for (let hd = 0; hd < g.H; hd++) {
         const [x, y] = cellOrigin(gl, l, hd);
         const v = values[l * g.H + hd];
-        const raw = g.scores[l * g.H + hd];
+        const raw = shown.scores[l * g.H + hd];
         svg.appendChild(s("rect", { x, y, width: gl.cell, height: gl.cell, fill: Number.isFinite(v) ? cssRGB(colorOf(v, { kind: "diverging", lo: -1, hi: 1 }, this.theme)) : fg, "fill-opacity": Number.isFinite(v) ? 1 : 0.06 },
           s("title", {}, `layer ${g.layerIds[l]} head ${hd}: ${formatValue(raw, 4)}`)));
       }
