@@ -1019,7 +1019,7 @@ export class ExplorerView {
     const i = cell.row, j = cell.col, k = i * hd.n + j;
     const pill = (t: string, i2: number) => h("span", { class: "aa-tokpill" }, displayToken(t), h("sub", {}, String(i2)));
     this.readout.replaceChildren(
-      lock.length === 2 && !this.hover ? h("span", { class: "aa-lock" }, "🔒 ") : "",
+      lock.length === 2 && !this.hover ? h("span", { class: "aa-lock", title: "locked: click the cell again or press Esc to unlock" }, "locked") : "",
       pill(toks[i] ?? "", i), h("span", { class: "aa-arrow" }, " attends to "), pill(toks[j] ?? "", j),
       h("span", { class: "aa-val" }, "attention ", h("b", {}, formatValue(hd.attn[k], 4))),
       h("span", { class: "aa-val" }, "attribution ", h("b", { class: hd.attr[k] < 0 ? "aa-neg" : hd.attr[k] > 0 ? "aa-pos" : "" }, formatValue(hd.attr[k], 4))),
