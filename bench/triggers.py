@@ -24,34 +24,35 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from attattr_widgets.demo import load_dataset, load_model  # noqa: E402
-from attattr_widgets.engine.inputs import encode  # noqa: E402
-from attattr_widgets.engine.triggers import evaluate_triggers, mine_triggers, top_triggers  # noqa: E402
+from attattr_widgets.demo import load_dataset, load_model
+from attattr_widgets.engine.inputs import encode
+from attattr_widgets.engine.triggers import evaluate_triggers, mine_triggers, top_triggers
 
 #: Obviously polar words (hand list standing in for the paper's sentiment lexicon).
-POLAR = set("""
-good great best better excellent fine nice wonderful brilliant superb terrific fantastic amazing beautiful
-lovely enjoyable fun funny entertaining delightful charming moving touching powerful smart clever witty
-engaging compelling fresh perfect masterpiece love loved loves like liked likes pleasure pleasant gorgeous
-impressive remarkable solid strong rich sweet warm well worth worthy winning thoughtful intelligent
-hilarious heartfelt haunting satisfying refreshing inventive original stunning
-bad worst worse awful terrible horrible poor dull boring bored tedious mess messy stupid dumb silly lame
-weak flat fails failed failure waste wasted ugly annoying unfunny pointless mediocre predictable tired
-bland hate hated disappointing disappointment sloppy painful pretentious shallow lifeless forgettable
-unpleasant ridiculous clumsy cheap trite stale
-""".split())
+_POLAR_WORDS = """
+good great best better excellent fine nice wonderful brilliant superb terrific fantastic amazing
+beautiful lovely enjoyable fun funny entertaining delightful charming moving touching powerful smart
+clever witty engaging compelling fresh perfect masterpiece love loved loves like liked likes
+pleasure pleasant gorgeous impressive remarkable solid strong rich sweet warm well worth worthy
+winning thoughtful intelligent hilarious heartfelt haunting satisfying refreshing inventive original
+stunning bad worst worse awful terrible horrible poor dull boring bored tedious mess messy stupid
+dumb silly lame weak flat fails failed failure waste wasted ugly annoying unfunny pointless mediocre
+predictable tired bland hate hated disappointing disappointment sloppy painful pretentious shallow
+lifeless forgettable unpleasant ridiculous clumsy cheap trite stale
+"""
+POLAR = frozenset(_POLAR_WORDS.split())
 
 
 def log(msg: str) -> None:
-    print(f"[{datetime.now(timezone.utc).strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[{datetime.now(UTC).strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def polar(p) -> bool:
@@ -108,9 +109,10 @@ def run_task(task: str, args) -> dict:
 
 
 def markdown(res: dict) -> str:
-    out = [f"### {res['task']}: mined from {res['n_mine']} train examples ({res['n_patterns']} patterns with "
-           f"score >= {res['min_score']}); evaluated on {res['n_eval']} test examples "
-           f"(mining {res['mine_seconds']:.0f}s, evaluation {res['eval_seconds']:.0f}s)", ""]
+    title = (f"### {res['task']}: mined from {res['n_mine']} train examples ({res['n_patterns']} patterns with "
+             f"score >= {res['min_score']}); evaluated on {res['n_eval']} test examples "
+             f"(mining {res['mine_seconds']:.0f}s, evaluation {res['eval_seconds']:.0f}s)")
+    out = [title, ""]
     labels = res["labels"]
     base = res["rows"][0]["result"]["per_class"] if res["rows"] else []
     out.append("Baseline accuracy per gold class: " + ", ".join(
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     header = (f"date {started.strftime('%Y-%m-%d %H:%M UTC')}; machine {platform.node()} {platform.machine()}, "
               f"{os.cpu_count()} CPUs (shared), torch {torch.__version__} threads {torch.get_num_threads()}; "
               f"settings: n_mine={args.n_mine}, n_eval={args.n_eval}, IG gauss-legendre steps={args.steps}, "
@@ -166,7 +168,7 @@ def main(argv=None) -> int:
         results.append(run_task(task.strip(), args))
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"header": header, "results": results}, indent=1))
-    total = (datetime.now(timezone.utc) - started).total_seconds()
+    total = (datetime.now(UTC) - started).total_seconds()
     print("\n## Adversarial triggers (bench/triggers.py)\n")
     print(header + f"; total {total / 60:.1f} min\n")
     for res in results:
