@@ -125,8 +125,8 @@ export class ExplorerView {
   private scaleLin = h("button", { class: "aa-seg aa-on", type: "button", "data-gamma": "1", title: "Linear colour scale" }, "linear");
   private scaleSqrt = h("button", { class: "aa-seg", type: "button", "data-gamma": "0.5", title: "Square-root colour scale: small values become visible" }, "√ contrast");
   private gamma = 1;
-  private attnCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attention" });
-  private attrCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attribution" });
+  private attnCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attention", tabindex: 0, "aria-label": "attention heatmap of the selected head" });
+  private attrCanvas = h("canvas", { class: "aa-heat-canvas", "data-map": "attribution", tabindex: 0, "aria-label": "attribution heatmap of the selected head" });
   private attnLegend = h("div", { class: "aa-legend-box" });
   private attrLegend = h("div", { class: "aa-legend-box" });
   private heatWrap = h("div", { class: "aa-heat-wrap" });
