@@ -50,6 +50,14 @@ def test_insert_single_sentence(tokenizer):
     assert enc.tokens == ["[CLS]", "the", "cat", "movie", "was", "[SEP]"]
 
 
+def test_insert_keeps_unknown_words_in_place(tokenizer):
+    # [UNK] stands for a word: it is content (counted in positions, kept in order), not a structural token
+    enc = insert_trigger(tokenizer, "i love xyzzy film", pattern=pattern(tokenizer, ["cat"], [0], [1.0]))
+    assert enc.tokens == ["[CLS]", "i", "love", "[UNK]", "film", "cat", "[SEP]"]
+    enc = insert_trigger(tokenizer, "i love xyzzy film", pattern=pattern(tokenizer, ["cat"], [0], [0.5]))
+    assert enc.tokens == ["[CLS]", "i", "love", "cat", "[UNK]", "film", "[SEP]"]
+
+
 def test_insert_collision_moves_to_next_free_slot(tokenizer):
     # two tokens both at r = 0.5 in 2 + 2 = 4 slots: floor(1.5 + .5) = 2 -> slots 2 and 3 (source order kept)
     enc = insert_trigger(tokenizer, "good fun", pattern=pattern(tokenizer, ["cat", "dog"], [0, 0], [0.5, 0.5]))

@@ -171,11 +171,18 @@ class TriggerResult:
 
 
 def _special_ids(tokenizer) -> set[int]:
+    """Ids of structural special tokens ([CLS], [SEP], [PAD], <s>, </s>, …): never trigger tokens, never content.
+    ``[UNK]`` and ``[MASK]`` stand for words, so they count as ordinary content."""
     ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
     for name in ("cls_token_id", "sep_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
         v = getattr(tokenizer, name, None)
         if v is not None:
             ids.add(int(v))
+    for name in ("unk_token_id", "mask_token_id"):
+        v = getattr(tokenizer, name, None)
+        if v is not None and v not in (getattr(tokenizer, k, None) for k in ("cls_token_id", "sep_token_id",
+                                                                              "bos_token_id", "eos_token_id")):
+            ids.discard(int(v))
     return ids
 
 
