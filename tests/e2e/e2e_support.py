@@ -195,3 +195,10 @@ def local_only(url: str) -> bool:
 
 def bundle_built(name: str = "explorer.js") -> bool:
     return (REPO / "attattr_widgets" / "static" / name).exists()
+
+
+def element_shot(locator, path) -> None:
+    """Screenshot of one element inside JupyterLab's scrolling notebook (scrolled to the top first)."""
+    locator.evaluate("e => e.scrollIntoView({block: 'start', inline: 'nearest'})")
+    locator.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    locator.screenshot(path=str(path))
