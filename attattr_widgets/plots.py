@@ -152,9 +152,15 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
                x_range=(-0.02, 1.02))
     renderers = []
     has_heads = False
+    names = [str(_get(c, "method", "name", default=f"curve {i}")) for i, c in enumerate(items)]
+    dup = {n for n in names if names.count(n) > 1}
     for i, c in enumerate(items):
         x, y = _xy(c)
-        method = str(_get(c, "method", "name", default=f"curve {i}"))
+        method = names[i]
+        order = _get(c, "order")
+        largest = order is not None and _order_kind(order, strict=False) == "largest-first"
+        if method in dup and order is not None:
+            method = f"{method} ({order})"
         pruned = _get(c, "pruned")
         n_pruned = [None] * len(x)
         heads_txt = [""] * len(x)
@@ -170,8 +176,9 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
             "method": [html.escape(method)] * len(x),
             "n_pruned": n_col, "heads": heads_txt,
         })
-        color = _PALETTE[i % len(_PALETTE)]
-        dash = "solid" if i < len(_PALETTE) else "dashed"
+        base = names[i]
+        color = _PALETTE[list(dict.fromkeys(names)).index(base) % len(_PALETTE)]
+        dash = "dashed" if largest or i >= len(_PALETTE) else "solid"
         line = p.line("x", "y", source=src, color=color, line_width=2, line_dash=dash,
                       legend_label=method, name=f"curve:{method}")
         dots = p.scatter("x", "y", source=src, color=color, size=6, legend_label=method)
@@ -226,20 +233,35 @@ def _heads_grid(imp: Any, num_heads: int | None, name: str) -> np.ndarray:
                      f"got shape {a.shape}")
 
 
-def correlation_plot(imp_a: Any, imp_b: Any, labels: Sequence[str] = ("task A", "task B"), *,
+def correlation_plot(imp_a: Any, imp_b: Any = None, labels: Sequence[str] = ("task A", "task B"), *,
                      num_heads: int | None = None, title: str | None = None,
                      width: int = 460, height: int = 420, fit: bool = True):
     """Scatter of per-head importance of two tasks (one dot per head), Pearson r in the title.
 
-    ``imp_a``/``imp_b``: ``[L, H]`` arrays (or flat ``[L*H]`` with ``num_heads=``); ``labels``: the two task
-    names (axis labels). Hover shows layer, head and both values; dots are coloured by layer.
+    ``imp_a``/``imp_b``: ``[L, H]`` arrays (or flat ``[L*H]`` with ``num_heads=``), or ``imp_a`` alone an
+    ``engine.pruning.Correlation`` (``head_correlation()`` result); ``labels``: the two task names (axis
+    labels). Hover shows layer, head and both values; dots are coloured by layer. The figure's
+    ``tags[0]["pearson_r"]`` holds r.
     """
     from bokeh.models import ColumnDataSource, HoverTool
     from bokeh.plotting import figure
     from bokeh.transform import linear_cmap
 
-    a = _heads_grid(imp_a, num_heads, "imp_a")
-    b = _heads_grid(imp_b, num_heads, "imp_b")
+    if imp_b is None and all(_get(imp_a, k) is not None for k in ("x", "y", "layer", "head")):
+        corr = imp_a                                   # engine.pruning.Correlation (or a dict like it)
+        layer_ids = np.asarray(_get(corr, "layer"), int)
+        head_ids = np.asarray(_get(corr, "head"), int)
+        grid = np.full((layer_ids.max() + 1, head_ids.max() + 1), np.nan)
+        a, b = grid.copy(), grid.copy()
+        a[layer_ids, head_ids] = np.asarray(_get(corr, "x"), float)
+        b[layer_ids, head_ids] = np.asarray(_get(corr, "y"), float)
+        if labels == ("task A", "task B") and _get(corr, "labels") is not None:
+            labels = tuple(_get(corr, "labels"))
+    elif imp_b is None:
+        raise TypeError("correlation_plot needs two importance grids, or one Correlation result")
+    else:
+        a = _heads_grid(imp_a, num_heads, "imp_a")
+        b = _heads_grid(imp_b, num_heads, "imp_b")
     if a.shape != b.shape:
         raise ValueError(f"correlation_plot: shapes differ {a.shape} vs {b.shape}")
     if len(labels) != 2:
@@ -247,6 +269,8 @@ def correlation_plot(imp_a: Any, imp_b: Any, labels: Sequence[str] = ("task A", 
     la, lb = (str(s) for s in labels)
     L, H = a.shape
     layer, head = np.meshgrid(np.arange(L), np.arange(H), indexing="ij")
+    ok = np.isfinite(a) & np.isfinite(b)
+    layer, head, a, b = layer[ok], head[ok], a[ok], b[ok]
     r = pearson_r(a, b)
     r_txt = "n/a" if math.isnan(r) else f"{r:.3f}"
     if title is None:
@@ -290,12 +314,14 @@ _SMALL = ("small", "asc", "low", "least", "bottom", "min")
 _LARGE = ("large", "desc", "high", "most", "top", "max", "big")
 
 
-def _order_kind(order: Any) -> str:
+def _order_kind(order: Any, strict: bool = True) -> str | None:
     s = str(order).lower()
     if any(k in s for k in _SMALL):
         return "smallest-first"
     if any(k in s for k in _LARGE):
         return "largest-first"
+    if not strict:
+        return None
     raise ValueError(f"effectiveness_plot: cannot tell pruning order from {order!r}; use 'smallest-first' "
                      "or 'largest-first'")
 
@@ -381,6 +407,9 @@ def effectiveness_plot(result: Any, heads: Any = None, *, baseline: float | None
     from bokeh.plotting import figure
 
     series = _effectiveness_series(result, heads)
+    if baseline is None and not isinstance(result, (Mapping, list, tuple)):
+        fa = _get(result, "full_accuracy")
+        baseline = float(fa) if fa is not None and np.isfinite(fa) else None
     p = figure(width=width, height=height, title=title, tools=TOOLS,
                x_axis_label="heads pruned in every layer", y_axis_label="accuracy")
     crits: list[str] = []

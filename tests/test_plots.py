@@ -157,3 +157,36 @@ def test_save_html_is_self_contained(tmp_path):
 def test_palette_matches_bokeh():
     from bokeh.palettes import Category10
     assert plots._PALETTE == list(Category10[10])
+
+
+def test_engine_result_types():
+    """The engine's own dataclasses (PruningCurve, Effectiveness, Correlation) plot directly."""
+    pr = pytest.importorskip("attattr_widgets.engine.pruning")
+    fr = np.linspace(0, 1, 3)
+    pruned = np.zeros((3, 2, 2), bool)
+    pruned[1, 0, :] = True
+    pruned[2] = True
+    curves = [pr.PruningCurve("attattr", fr, np.array([0.9, 0.8, 0.5]), pruned, order="least-first"),
+              pr.PruningCurve("attattr", fr, np.array([0.9, 0.6, 0.5]), pruned, order="largest-first"),
+              pr.PruningCurve("taylor", fr, np.array([0.9, 0.7, 0.5]), pruned)]
+    p = plots.pruning_plot(curves)
+    lines = [r for r in p.renderers if type(r.glyph).__name__ == "Line"]
+    labels = [it.label["value"] for it in p.legend[0].items]
+    assert labels == ["attattr (least-first)", "attattr (largest-first)", "taylor"]
+    assert lines[0].glyph.line_color == lines[1].glyph.line_color != lines[2].glyph.line_color
+    assert lines[1].glyph.line_dash == [6] and lines[0].glyph.line_dash == []
+    assert list(lines[0].data_source.data["n_pruned"]) == ["0", "2", "4"]
+
+    eff = pr.Effectiveness(heads=np.arange(3), num_examples=4, full_accuracy=0.9, accuracy={
+        c: {o: np.array([0.9, 0.7, 0.5]) for o in ("smallest-first", "largest-first")}
+        for c in ("attribution", "attention")})
+    pe = plots.effectiveness_plot(eff)
+    assert len([r for r in pe.renderers if type(r.glyph).__name__ == "Line"]) == 4
+    assert any(type(c).__name__ == "Span" and c.location == 0.9 for c in pe.center)
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((2, 3)), rng.random((2, 3))
+    corr = pr.head_correlation(a, b, labels=("SST-2", "MNLI"))
+    pc = plots.correlation_plot(corr)
+    assert pc.tags[0]["pearson_r"] == pytest.approx(corr.r)
+    assert "SST-2" in pc.title.text and pc.xaxis[0].axis_label == "importance (SST-2)"
