@@ -62,16 +62,22 @@ def test_exported_widgets_and_bokeh_render_offline(tmp_path, offline, artifacts)
 @pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
 def test_exported_explorer_renders_offline(tmp_path, offline, artifacts):
     from attattr_widgets.engine.attribution import attribute
-    from attattr_widgets.widgets import Explorer
+    from attattr_widgets.widgets import Explorer, TreeView
 
     model, tok = tiny_model(layers=3, heads=4)
     attr = attribute(model, tok, "the movie was not very good , but the actors were great", steps=4)
     ex = Explorer.from_attribution(attr)
-    path = export.to_html(ex, tmp_path / "explorer.html", title="Explorer")
+    tree = TreeView(attr, threshold=0.3)
+    path = export.to_html([ex, tree], tmp_path / "explorer.html", title="Explorer")
     ctx, page = offline
     page.goto(path.as_uri())
     page.wait_for_function("() => { const r = document.querySelector('.attattr-explorer');"
                            " return r && r.dataset.state === 'done' && r.dataset.headReady !== ''; }")
+    page.wait_for_function("() => document.querySelector('.attattr-tree')?.dataset.state === 'done'")
+    tree_root = page.locator(".attattr-tree")
+    assert int(tree_root.get_attribute("data-nodes")) >= 1
+    assert tree_root.locator("svg").count() >= 1
+    tree_root.screenshot(path=str(artifacts / "export-tree.png"))
     root = page.locator(".attattr-explorer")
     assert root.get_attribute("data-layers-done") == "3"
     assert_not_blank(canvas_stats(root.locator("canvas.aa-grid-canvas")), "exported grid")
