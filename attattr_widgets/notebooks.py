@@ -150,13 +150,16 @@ def run_notebook(path: str | os.PathLike, *, small: bool = True, timeout: float 
     t0 = time.perf_counter()
     err: NotebookError | None = None
     with tempfile.TemporaryDirectory(prefix="attattr-kernels-") as kd:
+        km = _kernel_manager(pathlib.Path(kd))
         client = NotebookClient(
-            nb, km=_kernel_manager(pathlib.Path(kd)), timeout=timeout, startup_timeout=startup_timeout,
+            nb, km=km, timeout=timeout, startup_timeout=startup_timeout,
             kernel_name="python3", allow_errors=False, record_timing=True, store_widget_state=True,
+            shutdown_kernel="immediate",
             resources={"metadata": {"path": str(path.parent)}},
         )
         try:
-            client.execute(env=_kernel_env(small, env))
+            # cleanup_kc: shut the kernel down at the end (nbclient keeps kernels of a km it did not create)
+            client.execute(env=_kernel_env(small, env), cleanup_kc=True)
         except CellExecutionError as e:
             err = _cell_error(path, nb, code_cells, e)
         except (CellTimeoutError, DeadKernelError, TimeoutError, RuntimeError) as e:
@@ -164,6 +167,14 @@ def run_notebook(path: str | os.PathLike, *, small: bool = True, timeout: float 
             err = NotebookError(path, idx, code_cells.index(idx) + 1 if idx in code_cells else None,
                                 nb.cells[idx].source if idx is not None else "", type(e).__name__,
                                 _strip_ansi(str(e)).strip().splitlines()[0] if str(e) else "")
+        finally:
+            if km.has_kernel:                      # e.g. after a timeout: never leave a kernel behind
+                from jupyter_core.utils import run_sync
+
+                try:
+                    run_sync(km.shutdown_kernel)(now=True)
+                except Exception:  # noqa: BLE001 - best effort; the result already says what failed
+                    pass
     saved = None
     if save_to is not None:
         saved = pathlib.Path(save_to) / path.name

@@ -59,10 +59,16 @@ def test_small_false_unsets_env(tmp_path, monkeypatch):
     assert notebooks.run_notebooks(p, small=False, log=None)[0].ok
 
 
-def test_cell_timeout_is_reported(tmp_path):
-    p = _nb(tmp_path / "slow.ipynb", "import time\ntime.sleep(30)", md=False)
+def test_cell_timeout_is_reported_and_kernels_are_shut_down(tmp_path):
+    import os
+
+    p = _nb(tmp_path / "slow.ipynb", "import os\nopen('pid', 'w').write(str(os.getpid()))",
+            "import time\ntime.sleep(30)", md=False)
     r = notebooks.run_notebook(p, timeout=2)
-    assert not r.ok and r.error.exec_count == 1 and "Timeout" in r.error.ename
+    assert not r.ok and r.error.exec_count == 2 and "Timeout" in r.error.ename
+    pid = int((tmp_path / "pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)                                  # the kernel is gone (and reaped)
 
 
 def test_directory_expansion_and_cli(tmp_path, capsys):
