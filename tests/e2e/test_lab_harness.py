@@ -49,3 +49,29 @@ def test_trivial_anywidget_roundtrip(lab, lab_context, artifacts):
     page.locator(".probe-root").screenshot(path=str(artifacts / "harness-probe.png"))
     assert not lab_context.blocked, f"JupyterLab tried to reach the network: {lab_context.blocked}"
     nb.shutdown()
+
+
+BOKEH = '''
+from attattr_widgets import plots
+fig = plots.pruning_plot([{"method": "AttAttr", "fractions": [0, .5, 1], "accuracy": [.9, .8, .5]},
+                          {"method": "Taylor", "fractions": [0, .5, 1], "accuracy": [.9, .6, .5]}])
+w = plots.show(fig)
+print(type(w).__name__)
+'''
+
+
+def test_bokeh_show_in_lab(lab, lab_context, artifacts):
+    """plots.show(): jupyter_bokeh's BokehModel with inline BokehJS renders in JupyterLab, offline."""
+    page = lab_context.new_page()
+    nb = LabNotebook(page, lab, "bokeh.ipynb", [BOKEH])
+    nb.run(0)
+    assert "BokehModel" in nb.output_text(0)
+    out = nb.cell(0).locator(".jp-OutputArea")
+    canvas = out.locator(".bk-Canvas canvas.bk-layer").first
+    canvas.wait_for(state="attached", timeout=60_000)
+    page.wait_for_function("(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                           " const s = new Set(); for (let i = 0; i < d.length; i += 16) s.add(d[i] << 16 | d[i+1] << 8 | d[i+2]);"
+                           " return s.size > 10; }", arg=canvas.element_handle())
+    out.screenshot(path=str(artifacts / "lab-bokeh-show.png"))
+    assert not lab_context.blocked, f"network requests: {lab_context.blocked}"
+    nb.shutdown()
