@@ -82,7 +82,7 @@ def demo(args) -> int:
         description=(
             f"“{args.text}” → {attr.target_label} (p = {attr.prob:.3f}). Click a head in the grid to compare its "
             f"attention with its attribution. Most important heads: "
-            + ", ".join(f"L{l + 1}H{h + 1}" for l, h in top)
+            + ", ".join(f"layer {l} head {h}" for l, h in top)
             + "."
         ),
     )
@@ -119,6 +119,9 @@ def _target(value: str):
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the demo heads are trained deltas: no "newly initialized" load reports
     parser = argparse.ArgumentParser(prog="attattr", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
