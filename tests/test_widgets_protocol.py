@@ -15,7 +15,7 @@ def ts_list(name: str) -> set[str]:
     src = (ROOT / "js" / "lib" / "protocol.ts").read_text()
     m = re.search(name + r" = \[(.*?)\] as const", src, re.S)
     assert m, name
-    return set(re.findall(r'"([a-z_]+)"', m.group(1)))
+    return set(re.findall(r'"(_?[a-z_]+)"', m.group(1)))
 
 
 def synced(cls) -> set[str]:

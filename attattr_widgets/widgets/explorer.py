@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import uuid
 import traceback
 from typing import Any
 
@@ -92,6 +93,12 @@ class Explorer(BaseWidget):
     normalize = traitlets.Enum(["global", "layer"], default_value="global").tag(sync=True)
     grid_mode = traitlets.Enum(["scores", "maps", "pair"], default_value="scores").tag(sync=True)
     pair = binary_trait(None)
+    # identifies this instance in the browser: anywidget gives initialize() and render() different model proxies
+    _stream_key = traitlets.Unicode().tag(sync=True)
+
+    @traitlets.default("_stream_key")
+    def _default_stream_key(self) -> str:
+        return uuid.uuid4().hex
 
     def __init__(self, model: Any = None, tokenizer: Any = None, **kwargs):
         super().__init__(**kwargs)

@@ -28,12 +28,19 @@ afterEach(() => {
   document.body.replaceChildren();
 });
 
+let KEY = 0;
+/** anywidget gives initialize() and render() different proxies of one model: mirror that. */
+function proxy(m: FakeModel): any {
+  return { get: (k: string) => m.get(k), set: (k: string, v: any) => m.set(k, v), save_changes: () => m.save_changes(),
+    send: (c: any, cb?: any, b?: any) => m.send(c, cb, b), on: (e: string, f: any) => m.on(e, f), off: (e?: any, f?: any) => m.off(e, f) };
+}
+
 function mount(state: Record<string, any>) {
-  const model = new FakeModel(state);
+  const model = new FakeModel({ _stream_key: `k${++KEY}`, ...state });
   const el = document.createElement("div");
   document.body.appendChild(el);
-  const init = (widget as any).initialize({ model });
-  const view = new ExplorerView(model as any, el);
+  const init = (widget as any).initialize({ model: proxy(model) });
+  const view = new ExplorerView(proxy(model), el);
   cleanup = () => {
     view.destroy();
     if (typeof init === "function") init();
@@ -201,5 +208,35 @@ describe("pair mode", () => {
     model.update({ locked: [] }); // a stale pair is ignored
     view.flush();
     expect(root.dataset.gridMode).toBe("scores");
+  });
+});
+
+describe("stream ordering", () => {
+  const chunk = (run_id: number, index: number) => [
+    { type: "layer", run_id, index, layer: index, total: 2, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: TOKENS, scores: { dtype: "float32", shape: [2] } },
+    [new DataView(Float32Array.from([0.5, -0.25]).buffer)],
+  ];
+
+  it("keeps chunks that overtake their run_id update (ipywidgets applies traits asynchronously)", () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 1, head_scores: null, thumbs: null, head: null, selected: [], layers_total: 2 });
+    model.emit("msg:custom", ...chunk(2, 0)); // run 2 started in the kernel; its run_id update is still in flight
+    view.flush();
+    expect(root.dataset.layersDone).toBe("0");
+    model.update({ run_id: 2 });
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    model.emit("msg:custom", ...chunk(1, 1)); // a late chunk of run 1 is dropped
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+  });
+
+  it("asks the kernel to resend when it knows of more finished layers than it received", () => {
+    const { model } = mount({ ...doneState(), state: "done", run_id: 2, head_scores: null, layers_done: 0 });
+    model.update({ run_id: 3, state: "running" });
+    expect(model.sent).toEqual([]);
+    model.update({ layers_done: 2 });
+    expect(model.sent.map((m) => m.content)).toEqual([{ type: "resend", run_id: 3 }]);
+    model.update({ layers_done: 3 }); // throttled
+    expect(model.sent.length).toBe(1);
   });
 });

@@ -49,6 +49,7 @@ export interface ExplorerModel {
   normalize: "global" | "layer";
   grid_mode: "scores" | "maps" | "pair";
   pair: { query: number; key: number; scores: EncodedArray } | null;
+  _stream_key: string;
   [key: string]: unknown;
 }
 
@@ -85,5 +86,5 @@ export interface TreeModel {
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
-  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair"] as const;
+  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title"] as const;

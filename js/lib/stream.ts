@@ -40,14 +40,18 @@ export class StreamCache {
   dropped = 0;
   private listeners = new Set<Listener>();
 
-  /** Returns true when the chunk was accepted. */
+  /**
+   * Returns true when the chunk was accepted. Chunks of an older run than the model's `run_id` (or than the run
+   * already cached) are dropped. A chunk of a *newer* run is kept: ipywidgets applies trait updates
+   * asynchronously but fires custom messages at once, so a run's first chunks can overtake its `run_id` update.
+   */
   accept(msg: LayerMessage, buffers: readonly BufferLike[], currentRunId: number): boolean {
     if (!msg || msg.type !== "layer") return false;
-    if (msg.run_id !== currentRunId) {
+    if (msg.run_id < currentRunId || msg.run_id < this.runId) {
       this.dropped++;
       return false;
     }
-    if (this.runId !== currentRunId) this.reset(currentRunId);
+    if (this.runId !== msg.run_id) this.reset(msg.run_id);
     const scores = decodeArray(msg.scores, buffers[0]);
     if (!scores) return false;
     const thumbs = msg.thumbs && buffers[1] ? decodeArray(msg.thumbs, buffers[1]) : null;
@@ -80,15 +84,33 @@ export class StreamCache {
   }
 }
 
-const CACHES = new WeakMap<object, StreamCache>();
+// anywidget hands `initialize` and each `render` *different* proxy objects of the same model, so the cache is
+// keyed by the per-instance `_stream_key` trait (a uuid set by Python); the object is the fallback key.
+const BY_KEY = new Map<string, StreamCache>();
+const BY_OBJECT = new WeakMap<object, StreamCache>();
+
+function streamKey(model: object): string {
+  const get = (model as { get?: (k: string) => unknown }).get;
+  const k = typeof get === "function" ? get.call(model, "_stream_key") : undefined;
+  return typeof k === "string" ? k : "";
+}
 
 export function cacheFor(model: object): StreamCache {
-  let c = CACHES.get(model);
+  const key = streamKey(model);
+  let c = key ? BY_KEY.get(key) : BY_OBJECT.get(model);
   if (!c) {
     c = new StreamCache();
-    CACHES.set(model, c);
+    if (key) BY_KEY.set(key, c);
+    else BY_OBJECT.set(model, c);
   }
   return c;
+}
+
+/** Forget a model's cache (its `initialize` cleanup: the model was closed). */
+export function dropCache(model: object): void {
+  const key = streamKey(model);
+  if (key) BY_KEY.delete(key);
+  else BY_OBJECT.delete(model);
 }
 
 /** Wire the model's msg:custom to its cache (called from the AFM `initialize`). Returns a cleanup. */
@@ -99,20 +121,36 @@ export function attachStream(model: AnyModel): () => void {
   };
   const onRun = () => {
     const id = model.get("run_id") as number;
-    if (cache.runId !== id) cache.reset(id);
+    if (cache.runId < id) cache.reset(id);
   };
-  model.on("msg:custom", onMsg);
-  model.on("change:run_id", onRun);
-  // a fresh page while a run is in progress: ask the kernel for the layers done so far
-  if (model.get("state") === "running" && cache.layers.size === 0) {
+  let lastAsk = -Infinity;
+  const askResend = () => {
+    const now = typeof performance !== "undefined" ? performance.now() : Date.now();
+    if (now - lastAsk < 1500) return;
+    lastAsk = now;
     try {
       model.send({ type: "resend", run_id: model.get("run_id") });
     } catch {
       /* no comm (static export) */
     }
-  }
+  };
+  // self-healing: the kernel says more layers are done than this page received (a fresh page mid-run, or
+  // chunks lost in transit) -> ask for the layers done so far (only works while the kernel is idle, which it
+  // is: the run happens in a background thread)
+  const onDone = () => {
+    const id = model.get("run_id") as number;
+    if (model.get("state") !== "running") return;
+    const have = cache.runId === id ? cache.layers.size : 0;
+    if (have < ((model.get("layers_done") as number) || 0)) askResend();
+  };
+  model.on("msg:custom", onMsg);
+  model.on("change:run_id", onRun);
+  model.on("change:layers_done", onDone);
+  if (model.get("state") === "running" && cache.layers.size === 0) askResend();
   return () => {
     model.off("msg:custom", onMsg);
     model.off("change:run_id", onRun);
+    model.off("change:layers_done", onDone);
+    dropCache(model);
   };
 }
