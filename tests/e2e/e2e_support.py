@@ -91,15 +91,18 @@ class LabNotebook:
     def run(self, i: int, wait: bool = True, timeout: float = 120) -> None:
         """Run cell ``i``; with ``wait`` until the kernel replied (not merely queued)."""
         js = """async (i) => { const app = window.jupyterapp; const panel = app.shell.currentWidget;
+            const before = panel.content.widgets[i].model.executionCount;
             panel.content.activeCellIndex = i;
             const p = app.commands.execute('notebook:run-cell');
-            WAIT };"""
-        self.page.evaluate(js.replace("WAIT", "await p;" if wait else ""), i)
-        if wait:
+            WAIT
+            return before; };"""
+        before = self.page.evaluate(js.replace("WAIT", "await p;" if wait else ""), i)
+        if wait:   # a new execution count and no busy prompt: the kernel has replied for this run
             self.page.wait_for_function(
-                "(i) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
-                " return c.model.executionCount !== null && c.node.querySelector('.jp-InputPrompt')"
-                ".textContent.indexOf('*') < 0; }", arg=i, timeout=timeout * 1000)
+                "([i, before]) => { const c = window.jupyterapp.shell.currentWidget.content.widgets[i];"
+                " return c.model.executionCount !== null && c.model.executionCount !== before &&"
+                " c.node.querySelector('.jp-InputPrompt').textContent.indexOf('*') < 0; }",
+                arg=[i, before], timeout=timeout * 1000)
 
     def append_and_run(self, code: str, wait: bool = True, timeout: float = 120) -> int:
         """Add a code cell at the end with ``code``, run it, return its index."""

@@ -107,11 +107,9 @@ def test_click_head_changes_heatmap(nb, artifacts):
 def test_layers_stream_into_the_grid_while_running(nb, artifacts):
     """Streamed layers (custom messages) must show up in the grid before the run ends.
 
-    Known cause when this fails with data-layers-done stuck at 0 while the header says "layer k / N":
-    anywidget 0.11 hands ``initialize`` and ``render`` *different* model proxy objects (``modelProxy(model,
-    INITIALIZE_MARKER)`` vs ``modelProxy(model, view)``), so a cache keyed by the model object in a WeakMap
-    (js/lib/stream.ts ``cacheFor(model)``) is filled in ``initialize`` but read empty in ``render``
-    (verified here with a probe widget: ``initModel === renderModel`` is false).
+    Regression test: anywidget 0.11 hands ``initialize`` and ``render`` *different* model proxy objects, so a
+    stream cache keyed by the model object was filled in ``initialize`` but read empty in ``render``
+    (data-layers-done stuck at 0 while the header said "layer k / N"); fixed in 0527eff.
     """
     nb.run(2)
     root = nb.cell(2).locator(".attattr-explorer")
