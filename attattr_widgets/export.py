@@ -62,7 +62,7 @@ def _anywidget_amd_candidates() -> list[pathlib.Path]:
     try:
         from jupyter_core.paths import jupyter_path
         out += [pathlib.Path(d) / "nbextensions" / "anywidget" / "index.js" for d in jupyter_path()]
-    except Exception:  # pragma: no cover - jupyter_core is an ipywidgets dependency
+    except ImportError:  # pragma: no cover - jupyter_core is an ipywidgets dependency
         pass
     return out
 
@@ -167,7 +167,7 @@ def _widget_state(widgets: Sequence[Any]) -> dict:
     from ipywidgets.embed import dependency_state
 
     state = dependency_state(list(widgets), drop_defaults=False)
-    for mid, entry in state.items():
+    for entry in state.values():
         if entry.get("model_module") == "@bokeh/jupyter_bokeh":
             raise ExportError("to_html: a jupyter_bokeh.BokehModel nested inside a widget container cannot be "
                               "exported offline; pass the Bokeh layout as its own item instead")
@@ -194,9 +194,9 @@ def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | No
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
         f"<title>{_html.escape(title)}</title>",
         "<meta name=\"generator\" content=\"attattr-widgets export\">",
-        "<style>body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:16px;"
-        "background:#fff;color:#222}.attattr-export-item{margin:12px 0}"
-        ".attattr-export-desc{color:#555;max-width:60em}</style>",
+        ("<style>body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:16px;"
+         "background:#fff;color:#222}.attattr-export-item{margin:12px 0}"
+         ".attattr-export-desc{color:#555;max-width:60em}</style>"),
     ]
     body: list[str] = []
     if heading:
@@ -320,11 +320,11 @@ def screenshot(html: str | os.PathLike, png: str | os.PathLike, *, width: int = 
     exe = find_chromium()
     if exe is None:
         raise ExportError("screenshot needs Chromium: `apt-get install chromium` (or set ATTATTR_CHROMIUM)")
-    try:
-        import playwright.sync_api
-    except ImportError as e:
+    import importlib.util
+
+    if importlib.util.find_spec("playwright") is None:
         raise ExportError("screenshot needs playwright (pip install playwright; no browser download "
-                          "needed, the system Chromium is used)") from e
+                          "needed, the system Chromium is used)")
 
     def shoot() -> None:
         from playwright.sync_api import sync_playwright
@@ -351,7 +351,7 @@ def screenshot(html: str | os.PathLike, png: str | os.PathLike, *, width: int = 
     def target() -> None:
         try:
             shoot()
-        except BaseException as e:
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
             errors.append(e)
 
     t = threading.Thread(target=target, name="attattr-screenshot", daemon=True)

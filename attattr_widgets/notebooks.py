@@ -12,6 +12,7 @@ forwards ``run-notebooks`` here via :func:`main`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -171,10 +172,8 @@ def run_notebook(path: str | os.PathLike, *, small: bool = True, timeout: float 
             if km.has_kernel:                      # e.g. after a timeout: never leave a kernel behind
                 from jupyter_core.utils import run_sync
 
-                try:
+                with contextlib.suppress(Exception):   # best effort; the result already says what failed
                     run_sync(km.shutdown_kernel)(now=True)
-                except Exception:  # noqa: BLE001 - best effort; the result already says what failed
-                    pass
     saved = None
     if save_to is not None:
         saved = pathlib.Path(save_to) / path.name

@@ -88,7 +88,7 @@ def _count_pruned(entry: Any) -> int | None:
         return None
     try:
         a = np.asarray(entry)
-    except Exception:  # ragged -> list of pairs
+    except (ValueError, TypeError):  # ragged -> list of pairs
         return len(list(entry))
     if a.dtype == bool:
         return int(a.sum())
@@ -111,7 +111,7 @@ def _short_heads(entry: Any, limit: int = 8) -> str:
     else:
         try:
             pairs = [(int(p[0]), int(p[1])) for p in entry]
-        except Exception:
+        except (TypeError, ValueError, IndexError):
             return ""
     txt = ", ".join(f"L{l}H{h}" for l, h in pairs[:limit])
     if len(pairs) > limit:
@@ -306,7 +306,7 @@ def _layer_palette(n: int) -> list[str]:
     from bokeh.palettes import Viridis256
     if n <= 1:
         return [Viridis256[0]]
-    return [Viridis256[int(round(i * 255 / (n - 1)))] for i in range(n)]
+    return [Viridis256[round(i * 255 / (n - 1))] for i in range(n)]
 
 
 # --- effectiveness (paper Fig 2) -------------------------------------------------------------------------

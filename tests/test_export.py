@@ -52,12 +52,12 @@ def test_html_is_self_contained(tmp_path):
     kinds = [attrs.strip() for attrs, _ in scripts]
     assert kinds[:3] == ["", "", ""]                                   # require, anywidget, embed-amd inline
     assert 'define("anywidget"' in scripts[1][1]
-    state = json.loads([b for a, b in scripts if export.WIDGET_STATE_MIME in a][0].replace("<\\/", "</"))
+    state = json.loads(next(b for a, b in scripts if export.WIDGET_STATE_MIME in a).replace("<\\/", "</"))
     mstate = state["state"][w.model_id]
     assert mstate["model_name"] == "AnyModel" and "_esm" in mstate["state"]
     assert mstate["state"]["label"].startswith("</script>")             # escaped in the file, intact in JSON
     assert "</script><script>alert" not in text
-    view = json.loads([b for a, b in scripts if export.WIDGET_VIEW_MIME in a][0])
+    view = json.loads(next(b for a, b in scripts if export.WIDGET_VIEW_MIME in a))
     assert view["model_id"] == w.model_id
     # one HTML parser pass sees exactly our scripts (no premature </script> in vendor code)
     assert text.count("<script") - text.count("<\\/script") >= len(scripts)
@@ -69,7 +69,7 @@ def test_containers_and_dependency_state(tmp_path):
     box = ipw.VBox([ipw.HTML("<b>x</b>"), ipw.HBox([a, b])])
     text = export.to_html(box)
     assert isinstance(text, str)
-    state = json.loads([b for a_, b in _scripts(text) if export.WIDGET_STATE_MIME in a_][0].replace("<\\/", "</"))
+    state = json.loads(next(b for a_, b in _scripts(text) if export.WIDGET_STATE_MIME in a_).replace("<\\/", "</"))
     ids = set(state["state"])
     assert {a.model_id, b.model_id, box.model_id} <= ids
     assert unrelated.model_id not in ids

@@ -1,6 +1,7 @@
 """Bokeh figures: structure, tooltips, duck-typed inputs (no browser)."""
 from __future__ import annotations
 
+import pathlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +64,7 @@ def test_pruning_plot_accepts_mapping_and_single_curve():
     p = plots.pruning_plot({"a": {"fractions": [0, 1], "accuracy": [1, 0]}, "b": c[0]})
     assert [it.label["value"] for it in p.legend[0].items] == ["a", "attattr"]
     p1 = plots.pruning_plot(c[1], baseline=0.9, percent=True)
-    line = [r for r in p1.renderers if type(r.glyph).__name__ == "Line"][0]
+    line = next(r for r in p1.renderers if type(r.glyph).__name__ == "Line")
     assert line.data_source.data["y"][0] == pytest.approx(90.0)
 
 
@@ -84,10 +85,10 @@ def test_correlation_plot_r_in_title_and_hover():
     r = np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert f"r = {r:.3f}" in p.title.text and "MNLI" in p.title.text
     assert p.tags[0]["pearson_r"] == pytest.approx(r)
-    sc = [r_ for r_ in p.renderers if getattr(r_, "name", None) == "heads"][0]
+    sc = next(r_ for r_ in p.renderers if getattr(r_, "name", None) == "heads")
     d = sc.data_source.data
     assert list(d["layer"][:5]) == [0, 0, 0, 0, 1] and list(d["head"][:5]) == [0, 1, 2, 3, 0]
-    tips = dict([t for t in p.tools if isinstance(t, HoverTool)][0].tooltips)
+    tips = dict(next(t for t in p.tools if isinstance(t, HoverTool)).tooltips)
     assert "layer @layer" in tips["head"]
     assert p.xaxis[0].axis_label == "importance (MNLI)"
 
@@ -148,7 +149,7 @@ def test_effectiveness_bad_order():
 def test_save_html_is_self_contained(tmp_path):
     p = plots.pruning_plot(_curves())
     out = plots.save_html(p, tmp_path / "sub" / "p.html", title="t")
-    text = open(out, encoding="utf-8").read()
+    text = pathlib.Path(out).read_text(encoding="utf-8")
     assert "<script src=" not in text.replace("<script src=\"data:", "")
     assert "cdn.bokeh.org" not in text
     assert "Bokeh" in text and len(text) > 500_000

@@ -95,7 +95,7 @@ def lab(tmp_path_factory):
     try:
         server.api("/api/shutdown", method="POST")   # also shuts its kernels down
         proc.wait(timeout=20)
-    except Exception:
+    except (OSError, subprocess.TimeoutExpired):   # URLError is an OSError; _stop() below kills it
         pass
     _stop(proc)
 

@@ -46,8 +46,7 @@ class Lab:
         return json.loads(body) if body else None
 
     def is_local(self, url: str) -> bool:
-        return url.startswith(LOCAL_SCHEMES) or url.startswith(self.base) \
-            or url.startswith(f"ws://127.0.0.1:{self.port}")
+        return url.startswith((*LOCAL_SCHEMES, self.base, f"ws://127.0.0.1:{self.port}"))
 
 
 def hermetic_context(browser, allow, viewport=None):
@@ -188,7 +187,7 @@ def make_tiny(layers=3, heads=4, hidden=32, seed=0, max_pos=256):
 
 def tiny_model(**kw):
     ns: dict = {}
-    exec(TINY_MODEL_SRC, ns)
+    exec(TINY_MODEL_SRC, ns)  # noqa: S102 - our own constant source
     return ns["make_tiny"](**kw)
 
 
