@@ -534,7 +534,7 @@ export class ExplorerView {
     const all = d.has("all");
     this.dirty = new Set();
     const w = this.root.clientWidth || 960;
-    this.gridWidth = Math.max(220, Math.min(360, Math.floor(w * 0.3)));
+    this.gridWidth = Math.max(230, Math.min(380, Math.floor(w * 0.36)));
     if (all || d.has("header")) this.renderHeader();
     if (all || d.has("grid")) this.renderGrid();
     if (all || d.has("heat") || d.has("sentence")) this.prepareHead();
