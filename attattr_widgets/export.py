@@ -187,6 +187,12 @@ def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | No
 
     items = _as_items(items)
     widgets = [it for it in items if isinstance(it, Widget)]
+    for w in widgets:
+        if getattr(w, "state", None) == "running":
+            import warnings
+
+            warnings.warn(f"to_html: {type(w).__name__} is still running; the export shows its state so far "
+                          "(call .wait() first for the finished result)", RuntimeWarning, stacklevel=3)
     bokeh_items = [it for it in items if not isinstance(it, Widget)]
 
     head: list[str] = [
@@ -274,7 +280,8 @@ class HTMLExportMixin:
 
         with tempfile.TemporaryDirectory() as d:
             page = to_html(self, pathlib.Path(d) / "w.html")
-            return screenshot(page, path, width=width, height=height, wait_for=wait_for, timeout=timeout)
+            return screenshot(page, path, width=width, height=height, wait_for=wait_for, timeout=timeout,
+                              selector=".attattr-export-item")
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -119,3 +119,12 @@ def test_widget_classes_have_to_html(name):
         pytest.xfail(f"{name} does not inherit attattr_widgets.export.HTMLExportMixin yet "
                      "(widgets/_base.py: `class BaseWidget(HTMLExportMixin, anywidget.AnyWidget)`)")
     assert callable(cls.to_html) and callable(cls.to_png)
+
+
+def test_warns_when_exporting_a_running_widget():
+    class Busy(anywidget.AnyWidget):
+        _esm = "export default { render() {} }"
+        state = traitlets.Unicode("running").tag(sync=True)
+
+    with pytest.warns(RuntimeWarning, match="still running"):
+        export.to_html(Busy())

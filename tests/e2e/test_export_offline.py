@@ -127,3 +127,9 @@ def test_screenshot_helper(tmp_path, artifacts):
 def pathlib_uri(p) -> str:
     import pathlib
     return pathlib.Path(p).resolve().as_uri()
+
+
+def test_to_png_from_the_mixin(artifacts):
+    png = Swatch(values=[0.1, 0.9]).to_png(artifacts / "swatch-to-png.png",
+                                          wait_for="() => document.querySelector('.swatch-root')")
+    assert png.read_bytes()[:4] == b"\x89PNG"
