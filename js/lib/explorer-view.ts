@@ -34,6 +34,18 @@ export interface HeadData {
   attrScale: Scale;
 }
 
+/** Text shortened with an ellipsis to fit maxW pixels in the context's current font. */
+export function fitText(ctx: CanvasRenderingContext2D, text: string, maxW: number): string {
+  if (ctx.measureText(text).width <= maxW) return text;
+  let lo = 0, hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (ctx.measureText(text.slice(0, mid) + "…").width <= maxW) lo = mid;
+    else hi = mid - 1;
+  }
+  return text.slice(0, Math.max(1, lo)) + "…";
+}
+
 /** Merge trait state and streamed chunks into what the grid draws. */
 export function gridData(model: Model, cache: StreamCache): GridData | null {
   const state = model.get("state");
@@ -143,6 +155,7 @@ export class ExplorerView {
   private tip = h("div", { class: "aa-tip", role: "tooltip", hidden: true });
   private heatPanel = h("section", { class: "aa-panel aa-heat-panel" });
   private gridPanel = h("section", { class: "aa-panel aa-grid-panel" });
+  private body = h("div", { class: "aa-body" });
 
   // view state
   private grid: GridData | null = null;
@@ -216,7 +229,8 @@ export class ExplorerView {
       h("div", { class: "aa-panel-head" }, this.sentenceTitle, this.sentenceLegend),
       this.sentence,
     );
-    this.root.append(header, this.errorBox, h("div", { class: "aa-body" }, gridPanel, heatPanel), sentencePanel, this.tip);
+    this.root.append(header, this.errorBox, this.body, this.tip);
+    this.body.append(gridPanel, heatPanel, sentencePanel);
   }
 
   private dlButtons(which: "grid" | "heat"): HTMLElement {
@@ -535,6 +549,10 @@ export class ExplorerView {
     this.dirty = new Set();
     const w = this.root.clientWidth || 960;
     this.gridWidth = Math.max(230, Math.min(380, Math.floor(w * 0.36)));
+    // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width
+    // below, and the sentence moves up next to the grid
+    const stacked = (w - this.gridWidth - 90) / 2 - 90 < 240;
+    this.body.classList.toggle("aa-stacked", stacked);
     if (all || d.has("header")) this.renderHeader();
     if (all || d.has("grid")) this.renderGrid();
     if (all || d.has("heat") || d.has("sentence")) this.prepareHead();
@@ -939,13 +957,12 @@ export class ExplorerView {
     if (labels) {
       ctx.font = `${Math.min(11, Math.max(8, cs * 0.8))}px system-ui, -apple-system, 'Segoe UI', sans-serif`;
       ctx.textBaseline = "middle";
-      const maxChars = Math.floor((hl.x0 - 6) / 6);
       for (let i = win.r0; i < Math.min(hd.n, win.r0 + win.size); i++) {
         const hot = i === q || this.matches.includes(i);
         ctx.fillStyle = hot ? (this.theme.dark ? "#ffd54a" : "#b35900") : fg;
         ctx.globalAlpha = hot ? 1 : isSpecialToken(toks[i] ?? "") ? 0.45 : 0.8;
         ctx.textAlign = "right";
-        ctx.fillText(truncate(displayToken(toks[i] ?? ""), maxChars), hl.x0 - 4, hl.y0 + (i - win.r0 + 0.5) * cs);
+        ctx.fillText(fitText(ctx, displayToken(toks[i] ?? ""), hl.x0 - 8), hl.x0 - 4, hl.y0 + (i - win.r0 + 0.5) * cs);
       }
       for (let j = win.c0; j < Math.min(hd.n, win.c0 + win.size); j++) {
         const hot = (lock.length === 2 && j === lock[1]) || this.matches.includes(j) || j === this.tokHover;
@@ -955,7 +972,7 @@ export class ExplorerView {
         ctx.fillStyle = hot ? (this.theme.dark ? "#ffd54a" : "#b35900") : fg;
         ctx.globalAlpha = hot ? 1 : isSpecialToken(toks[j] ?? "") ? 0.45 : 0.8;
         ctx.textAlign = "left";
-        ctx.fillText(truncate(displayToken(toks[j] ?? ""), maxChars), 0, 0);
+        ctx.fillText(fitText(ctx, displayToken(toks[j] ?? ""), hl.y0 - 8), 0, 0);
         ctx.restore();
       }
       ctx.globalAlpha = 1;
