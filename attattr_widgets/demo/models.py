@@ -19,8 +19,10 @@ The two classifiers are the pip-installed all-MiniLM-L6-v2 encoder (``BertForSeq
 
 Any other string is passed to ``from_pretrained``: a Hugging Face model id (for instance
 ``"textattack/bert-base-uncased-SST-2"``, which needs hub access) or a local checkpoint folder.  It is loaded
-as ``AutoModelForSequenceClassification`` unless its config describes a causal LM (or ``kind="causal-lm"``), in
-which case ``AutoModelForCausalLM`` is used.
+as ``AutoModelForSequenceClassification`` unless its config's ``architectures`` name a causal-LM head (or
+``kind="causal-lm"``), in which case ``AutoModelForCausalLM`` is used.  Checkpoints whose config only has
+placeholder names (``LABEL_0``, as in many fine-tuned hub models) get ``class 0``, ...; pass
+``labels=["negative", "positive"]`` to name them.
 """
 from __future__ import annotations
 

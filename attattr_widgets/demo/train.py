@@ -149,14 +149,20 @@ def hidden_features(model: nn.Module, tok, examples: list[dict], k: int, max_len
     """Output of the first ``k`` encoder layers (eval mode) per example: a list of [T_i, hidden] fp32 tensors."""
     was_training = model.training
     model.eval()
+    bert = model.bert
+    layers = bert.encoder.layer
+    bert.encoder.layer = nn.ModuleList(list(layers)[:k])  # run only the layers whose output is cached
     feats: list[torch.Tensor | None] = [None] * len(examples)
     by_length = sorted(range(len(examples)), key=lambda i: _length(examples[i]))
-    for s in range(0, len(by_length), batch_size):
-        idx = by_length[s:s + batch_size]
-        enc, _ = next(_batches(examples, tok, max_len, batch_size, idx))
-        h = model.bert(**enc, output_hidden_states=True).hidden_states[k]
-        for row, i in enumerate(idx):
-            feats[i] = h[row, : int(enc["attention_mask"][row].sum())].clone()
+    try:
+        for s in range(0, len(by_length), batch_size):
+            idx = by_length[s:s + batch_size]
+            enc, _ = next(_batches(examples, tok, max_len, batch_size, idx))
+            h = bert(**enc).last_hidden_state
+            for row, i in enumerate(idx):
+                feats[i] = h[row, : int(enc["attention_mask"][row].sum())].clone()
+    finally:
+        bert.encoder.layer = layers
     model.train(was_training)
     return feats
 
