@@ -178,6 +178,18 @@ def test_cached_lower_layers_reproduce_the_full_forward():
     assert len(model.bert.encoder.layer) == 2 and type(model.bert.embeddings).__name__ == "BertEmbeddings"
 
 
+def test_length_grouped_order_is_a_seeded_permutation_with_homogeneous_batches():
+    from attattr_widgets.demo.train import length_grouped_order
+
+    lengths = [int(x) for x in torch.randint(1, 60, (1000,), generator=torch.Generator().manual_seed(1))]
+    a = length_grouped_order(lengths, 32, torch.Generator().manual_seed(0))
+    b = length_grouped_order(lengths, 32, torch.Generator().manual_seed(0))
+    c = length_grouped_order(lengths, 32, torch.Generator().manual_seed(1))
+    assert a == b != c and sorted(a) == list(range(1000))
+    spread = [max(lengths[i] for i in a[s:s + 32]) - min(lengths[i] for i in a[s:s + 32]) for s in range(0, 992, 32)]
+    assert sum(spread) / len(spread) < 10       # random batches would spread over ~55
+
+
 # ---------------------------------------------------------------------------------------------------- loading
 
 

@@ -291,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--eval-size", type=int, default=0, help="evaluate on the first N val/test examples (0 = all)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1, as for the shipped deltas: results depend on it slightly)")
     p.add_argument("--out", type=Path, help="delta file (default: the shipped one in demo/weights/)")
     a = p.parse_args(argv)
     cfg = dict(DEFAULTS[a.task])
