@@ -99,3 +99,21 @@ describe("tree layout", () => {
     expect(edgeKey({ parent: 1, child: 2, layer: 3 })).toBe("1,2,3");
   });
 });
+
+describe("compact axis", () => {
+  it("long inputs show only the tree's tokens on the x axis (toggle)", () => {
+    const tokens = Array.from({ length: 300 }, (_, i) => `w${i}`);
+    const tree = { tokens, num_layers: 3, threshold: 0.4, root: 5, nodes: [{ index: 5, token: "w5", layer: 3 }, { index: 200, token: "w200", layer: 1 }], edges: [{ parent: 5, child: 200, layer: 1, score: 0.7 }] };
+    const model = new FakeModel({ tree, threshold: 0.4, state: "done", error: "", selected_edge: [], linked: false, title: "" });
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    view = new TreeView(model as any, el);
+    const labels = () => el.querySelectorAll(".aa-axis text").length;
+    expect(labels()).toBe(2);
+    const box = el.querySelector(".aa-compact") as HTMLInputElement;
+    expect(box.checked).toBe(true);
+    box.checked = false;
+    box.dispatchEvent(new Event("change"));
+    expect(labels()).toBe(300);
+  });
+});

@@ -52,12 +52,15 @@ export class TreeView {
   private slider = h("input", { class: "aa-slider", type: "range", min: 0, max: 1, step: 0.01, "aria-label": "threshold" });
   private thrText = h("span", { class: "aa-thr" });
   private stats = h("span", { class: "aa-muted" });
+  private compactBox = h("input", { type: "checkbox", class: "aa-compact" });
+  private compact: boolean | null = null; // null = automatic (on for long inputs)
   private scroll = h("div", { class: "aa-tree-scroll" });
   private errorBox = h("div", { class: "aa-error", role: "alert" });
   private tip = h("div", { class: "aa-tip", role: "tooltip", hidden: true });
   private title = h("div", { class: "aa-title" });
   private svg: SVGElement | null = null;
   private layout: TreeLayout | null = null;
+  private scrolled = false;
   private debounce = 0;
   private raf = 0;
 
@@ -71,12 +74,18 @@ export class TreeView {
       h("div", { class: "aa-header" },
         h("div", { class: "aa-heading" }, this.title, h("div", { class: "aa-subtitle" }, h("span", { class: "aa-muted" }, "x = token position · y = layer · edge: query token (parent) attends to key token (child)"))),
         h("div", { class: "aa-dl-group" }, svgBtn, pngBtn)),
-      h("div", { class: "aa-toolbar" }, h("label", { class: "aa-field" }, "threshold τ ", this.slider), this.thrText, h("span", { class: "aa-spacer" }), this.stats),
+      h("div", { class: "aa-toolbar" }, h("label", { class: "aa-field" }, "threshold τ ", this.slider), this.thrText,
+        h("label", { class: "aa-field", title: "Only the tokens that are in the tree on the x axis (long inputs)" }, this.compactBox, "tree tokens only"),
+        h("span", { class: "aa-spacer" }), this.stats),
       this.errorBox, this.scroll, this.tip,
     );
     const o = { signal: this.ac.signal };
     svgBtn.addEventListener("click", () => this.svg && downloadSvg(this.svg, this.fileName("svg")), o);
     pngBtn.addEventListener("click", () => void this.downloadPng(), o);
+    this.compactBox.addEventListener("change", () => {
+      this.compact = this.compactBox.checked;
+      this.render();
+    }, o);
     this.slider.addEventListener("input", () => {
       const v = Number(this.slider.value);
       this.thrText.textContent = v.toFixed(2);
@@ -156,8 +165,16 @@ export class TreeView {
     this.slider.value = String(this.model.get("threshold"));
     this.thrText.textContent = Number(this.model.get("threshold")).toFixed(2);
     this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}` : "";
+    this.compactBox.checked = this.isCompact(t);
     this.svg = t.tokens.length ? this.buildSvg(t) : null;
-    if (this.svg) this.scroll.replaceChildren(this.svg);
+    if (this.svg) {
+      const keep = this.scroll.scrollLeft;
+      this.scroll.replaceChildren(this.svg);
+      if (!this.scrolled && this.layout && t.root !== null && this.scroll.clientWidth) {
+        this.scrolled = true; // first draw: bring the root into view; later redraws keep the user's scroll
+        this.scroll.scrollLeft = Math.max(0, this.layout.x(t.root) - this.scroll.clientWidth / 2);
+      } else this.scroll.scrollLeft = keep;
+    }
     else this.scroll.replaceChildren(h("div", { class: "aa-placeholder" }, state === "error" ? "No tree." : "No attribution yet."));
     const d = this.root.dataset;
     d.state = state;
@@ -168,10 +185,18 @@ export class TreeView {
   }
 
   buildSvg(t: TreeDict): SVGElement {
-    const n = t.tokens.length;
     const L = Math.max(t.num_layers, ...t.nodes.map((x) => x.layer + 1), ...t.edges.map((e) => e.layer + 1), 1);
     const avail = Math.max(480, (this.root.clientWidth || 900) - 30);
-    const lay = treeLayout(n, L, avail);
+    const inTree = new Set<number>(t.nodes.map((x) => x.index));
+    if (t.root !== null) inTree.add(t.root);
+    for (const e of t.edges) inTree.add(e.parent).add(e.child);
+    // x axis: every token, or (compact) only the tokens of the tree, in sentence order
+    const compact = this.isCompact(t) && inTree.size > 0;
+    const axisTokens = compact ? [...inTree].sort((a, b) => a - b) : t.tokens.map((_, i) => i);
+    const slot = new Map<number, number>(axisTokens.map((tok, k) => [tok, k]));
+    const n = axisTokens.length;
+    const base = treeLayout(n, L, avail);
+    const lay: TreeLayout = { ...base, x: (i: number) => base.x(slot.get(i) ?? 0) };
     this.layout = lay;
     const fg = cssRGB(this.theme.fg), bg = cssRGB(this.theme.bg);
     const hot = this.theme.dark ? "#ffd54a" : "#e65100";
@@ -186,13 +211,11 @@ export class TreeView {
     }
     svg.appendChild(guides);
     // token axis
-    const inTree = new Set<number>(t.nodes.map((x) => x.index));
-    if (t.root !== null) inTree.add(t.root);
     const axis = s("g", { class: "aa-axis" });
-    for (let i = 0; i < n; i++) {
+    for (const i of axisTokens) {
       const x = lay.x(i);
       axis.appendChild(s("line", { x1: x, x2: x, y1: lay.y(L - 1) - 8, y2: lay.axisY, stroke: fg, "stroke-opacity": inTree.has(i) ? 0.1 : 0.04, "stroke-dasharray": "2 3" }));
-      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14));
+      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14) + (compact ? ` ${i}` : ""));
       label.appendChild(s("title", {}, `${t.tokens[i]} (#${i})`));
       axis.appendChild(label);
     }
@@ -242,6 +265,10 @@ export class TreeView {
       svg.appendChild(s("text", { x: lay.width / 2, y: lay.y(Math.floor(L / 2)), "text-anchor": "middle", "font-size": 12, fill: fg, "fill-opacity": 0.6 }, `No attribution link above τ = ${Number(this.model.get("threshold")).toFixed(2)}: lower the threshold.`));
     }
     return svg;
+  }
+
+  private isCompact(t: TreeDict): boolean {
+    return this.compact ?? t.tokens.length > 64;
   }
 
   private showEdgeTip(e: PointerEvent, key: string): void {
