@@ -547,6 +547,9 @@ export class ExplorerView {
     const d = this.dirty;
     const all = d.has("all");
     this.dirty = new Set();
+    // not laid out (detached, or a notebook cell hidden by windowing): draw with defaults and let the
+    // ResizeObserver redraw once the real width is known
+    if (!this.root.clientWidth) this.lastWidth = 0;
     const w = this.root.clientWidth || 960;
     this.gridWidth = Math.max(230, Math.min(380, Math.floor(w * 0.36)));
     // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width

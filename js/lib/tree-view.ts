@@ -132,6 +132,18 @@ export class TreeView {
       mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-theme"] });
       this.cleanups.push(() => mo.disconnect());
     }
+    if (typeof ResizeObserver !== "undefined") {
+      let last = 0;
+      const ro = new ResizeObserver(() => {
+        const w = this.root.clientWidth;
+        if (w && Math.abs(w - last) > 4) {
+          last = w;
+          this.schedule();
+        }
+      });
+      ro.observe(this.root);
+      this.cleanups.push(() => ro.disconnect());
+    }
     cbThr();
     this.render();
   }
