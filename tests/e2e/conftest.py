@@ -24,7 +24,8 @@ import time
 import urllib.error
 
 import pytest
-from e2e_support import ARTIFACTS, CHROMIUM_ARGS, REPO, Lab, chromium_path, hermetic_context
+
+from .e2e_support import ARTIFACTS, CHROMIUM_ARGS, REPO, Lab, chromium_path, hermetic_context
 
 
 def pytest_collection_modifyitems(config, items):

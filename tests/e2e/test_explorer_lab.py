@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_support import (
+
+from .e2e_support import (
     TINY_MODEL_SRC,
     LabNotebook,
     assert_not_blank,
@@ -41,7 +42,7 @@ def _wait_root(nb, i, cond, timeout=60):
                                   timeout=timeout * 1000)
     except PWTimeout:
         data = nb.page.evaluate(f"(i) => {{ const r = ({ROOT})(i); return r ? {{...r.dataset}} : null; }}", i)
-        from e2e_support import ARTIFACTS
+        from .e2e_support import ARTIFACTS
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         nb.page.screenshot(path=str(ARTIFACTS / f"failure-explorer-cell{i}.png"), full_page=True)
         pytest.fail(f"explorer in cell {i}: waited {timeout}s for `{cond}`; root data = {data}; "

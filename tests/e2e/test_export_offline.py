@@ -5,9 +5,17 @@ import anywidget
 import numpy as np
 import pytest
 import traitlets
-from e2e_support import assert_not_blank, bundle_built, canvas_stats, hermetic_context, local_only, tiny_model
 
 from attattr_widgets import export, plots
+
+from .e2e_support import (
+    assert_not_blank,
+    bundle_built,
+    canvas_stats,
+    hermetic_context,
+    local_only,
+    tiny_model,
+)
 
 pytestmark = pytest.mark.e2e
 

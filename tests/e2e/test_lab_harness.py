@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from e2e_support import LabNotebook, assert_not_blank, canvas_stats
+
+from .e2e_support import LabNotebook, assert_not_blank, canvas_stats
 
 pytestmark = pytest.mark.e2e
 
