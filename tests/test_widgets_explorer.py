@@ -366,3 +366,15 @@ def test_missing_bundle_fallback_imports_and_explains(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "npm ci && npm run build" in BUNDLE_MISSING_MESSAGE
+
+
+def test_from_saved_attribution_file(tmp_path, attr):
+    from attattr_widgets.engine.attribution import Attribution
+
+    path = attr.save(tmp_path / "a.npz")
+    w = Explorer.from_attribution(Attribution.load(path), normalize="layer")
+    state, bufs = wc.open_state(w)
+    assert state["state"] == "done" and state["normalize"] == "layer" and state["tokens"] == attr.tokens
+    np.testing.assert_allclose(wc.decode(state["head_scores"], bufs[("head_scores", "view")]), attr.head_scores())
+    tv = w.tree_view(0.3)
+    assert tv.linked and tv.state == "done"

@@ -240,3 +240,16 @@ describe("stream ordering", () => {
     expect(model.sent.length).toBe(1);
   });
 });
+
+describe("keyboard", () => {
+  it("arrow keys on a heatmap move the locked cell", () => {
+    const { root, model } = mount({ ...doneState(), locked: [1, 1], query: 1 });
+    const c = root.querySelector("canvas[data-map=attribution]") as HTMLCanvasElement;
+    c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true }));
+    c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(model.get("locked")).toEqual([2, 2]);
+    expect(model.get("query")).toBe(2);
+    for (let i = 0; i < 9; i++) c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(model.get("locked")).toEqual([4, 2]); // clamped to n - 1
+  });
+});

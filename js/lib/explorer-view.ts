@@ -342,6 +342,23 @@ export class ExplorerView {
         if (hit) this.toggleLock(hit.row, hit.col);
       }, o);
       c.addEventListener("pointerleave", () => this.setHover(null), o);
+      c.addEventListener("keydown", (e) => {
+        // arrows move the locked cell (query row / key column), keeping it inside the window
+        const n = this.headData?.n ?? 0;
+        const d: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
+        const mv = d[e.key];
+        if (!n || !mv) return;
+        e.preventDefault();
+        const [q, k] = this.focusCell();
+        const r = Math.max(0, Math.min(n - 1, q + mv[0])), col = Math.max(0, Math.min(n - 1, k + mv[1]));
+        this.model.set("locked", [r, col]);
+        this.model.set("query", r);
+        this.model.save_changes();
+        const w = this.win;
+        if (r < w.r0 || r >= w.r0 + w.size || col < w.c0 || col >= w.c0 + w.size)
+          this.win = clampWindow({ r0: r < w.r0 ? r : r >= w.r0 + w.size ? r - w.size + 1 : w.r0, c0: col < w.c0 ? col : col >= w.c0 + w.size ? col - w.size + 1 : w.c0, size: w.size }, n);
+        this.invalidate("heat,sentence,grid");
+      }, o);
       c.addEventListener("wheel", (e) => {
         if (!this.headData || this.win.size >= this.headData.n) return; // only capture the wheel when zoomed
         e.preventDefault();
