@@ -250,9 +250,11 @@ class Explorer(BaseWidget):
             return
         if run_id != self.run_id:
             return
-        if cancel.is_set():  # cancelled after the last layer: still keep the finished result
-            pass
-        self._finish_done(run_id, attr)
+        try:  # a Stop after the last layer still keeps the finished result
+            self._finish_done(run_id, attr)
+        except Exception as exc:  # noqa: BLE001 - a failure while showing the result must reach the view too
+            self._exception = exc
+            self._finish_error(run_id, exc)
 
     def _on_layer(self, run_id: int, r: Any) -> None:
         if run_id != self.run_id:
