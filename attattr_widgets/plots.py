@@ -151,7 +151,7 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
                x_axis_label="fraction of heads pruned", y_axis_label="accuracy",
                x_range=(-0.02, 1.02))
     renderers = []
-    has_heads = False
+    has_heads = has_counts = False
     names = [str(_get(c, "method", "name", default=f"curve {i}")) for i, c in enumerate(items)]
     dup = {n for n in names if names.count(n) > 1}
     for i, c in enumerate(items):
@@ -171,6 +171,7 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
                 heads_txt = [_short_heads(e) for e in pruned]
         n_col = ["?" if n is None else str(n) for n in n_pruned]
         has_heads = has_heads or any(heads_txt)
+        has_counts = has_counts or any(n is not None for n in n_pruned)
         src = ColumnDataSource({
             "x": x, "y": y * (100.0 if percent else 1.0),
             "method": [html.escape(method)] * len(x),
@@ -183,8 +184,10 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
                       legend_label=method, name=f"curve:{method}")
         dots = p.scatter("x", "y", source=src, color=color, size=6, legend_label=method)
         renderers.extend([line, dots])
-    tips = [("method", "@method"), ("pruned", "@x{0.0%}"), ("heads pruned", "@n_pruned"),
+    tips = [("method", "@method"), ("pruned", "@x{0.0%}"),
             ("accuracy", "@y{0.0}%" if percent else "@y{0.000}")]
+    if has_counts:
+        tips.insert(2, ("heads pruned", "@n_pruned"))
     if has_heads:
         tips.append(("pruned heads", "@heads"))
     p.add_tools(HoverTool(renderers=renderers[1::2], tooltips=tips, mode="mouse"))

@@ -141,3 +141,26 @@ def test_to_png_from_the_mixin(artifacts):
     png = Swatch(values=[0.1, 0.9]).to_png(artifacts / "swatch-to-png.png",
                                           wait_for="() => document.querySelector('.swatch-root')")
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pruning_plot_hover_and_legend_toggle_offline(tmp_path, offline, artifacts):
+    ctx, page = offline
+    fig = plots.pruning_plot([{"method": "AttAttr", "fractions": [0, 0.5, 1], "accuracy": [0.9, 0.7, 0.5]},
+                              {"method": "Taylor", "fractions": [0, 0.5, 1], "accuracy": [0.9, 0.6, 0.5]}])
+    page.goto(pathlib_uri(plots.save_html(fig, tmp_path / "p.html")))
+    page.wait_for_function("() => window.Bokeh && Bokeh.documents.length === 1 && Object.keys(Bokeh.index).length > 0")
+    # hover the AttAttr point at (50 %, 0.7): data -> screen through the figure's own scales
+    x, y = page.evaluate("""() => { const v = Object.values(Bokeh.index)[0], r = v.el.getBoundingClientRect();
+        return [r.left + v.frame.x_scale.compute(0.5), r.top + v.frame.y_scale.compute(0.7)]; }""")
+    page.mouse.move(x, y)
+    page.wait_for_function("""() => [...document.querySelectorAll('*')].some(e => e.shadowRoot &&
+        [...e.shadowRoot.querySelectorAll('.bk-Tooltip')].some(t => t.shadowRoot &&
+          /AttAttr[\\s\\S]*50\\.0%[\\s\\S]*0\\.700/.test(t.shadowRoot.textContent)))
+        || [...document.querySelectorAll('.bk-Tooltip')].some(t => t.shadowRoot &&
+          /AttAttr[\\s\\S]*50\\.0%[\\s\\S]*0\\.700/.test(t.shadowRoot.textContent))""", timeout=10_000)
+    page.screenshot(path=str(artifacts / "bokeh-hover.png"))
+    # legend click hides that curve (click_policy = "hide")
+    page.get_by_text("Taylor", exact=True).first.click()
+    page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('curve:Taylor').visible === false")
+    assert page.evaluate("() => Bokeh.documents[0].get_model_by_name('curve:AttAttr').visible") is True
+    assert _network(ctx) == []
