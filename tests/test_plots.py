@@ -191,3 +191,23 @@ def test_engine_result_types():
     pc = plots.correlation_plot(corr)
     assert pc.tags[0]["pearson_r"] == pytest.approx(corr.r)
     assert "SST-2" in pc.title.text and pc.xaxis[0].axis_label == "importance (SST-2)"
+
+
+def test_show_uses_bokehmodel_or_falls_back(monkeypatch):
+    import sys
+
+    import bokeh.io
+
+    fig = plots.pruning_plot({"method": "m", "fractions": [0, 1], "accuracy": [1, 0]})
+    monkeypatch.setattr(plots, "_NOTEBOOK_READY", True)           # skip output_notebook's JS publish
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    import importlib.util
+
+    if importlib.util.find_spec("jupyter_bokeh") is not None:
+        w = plots.show(fig)
+        assert type(w).__name__ == "BokehModel" and shown == [w]
+    monkeypatch.setitem(sys.modules, "jupyter_bokeh", None)          # not installed -> bokeh.io.show
+    calls = []
+    monkeypatch.setattr(bokeh.io, "show", lambda obj: calls.append(obj))
+    assert plots.show(fig) is None and calls == [fig]
