@@ -13,6 +13,7 @@ Everything waits on conditions (``wait_for_function``) — no fixed sleeps. Scre
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -140,3 +141,23 @@ def artifacts():
     return ARTIFACTS
 
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On an e2e failure, save a screenshot of every open page to tests/artifacts/failure-<test>-<n>.png."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when != "call" or not rep.failed:
+        return
+    browser = item.funcargs.get("browser") if hasattr(item, "funcargs") else None
+    if browser is None:
+        return
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for ctx in browser.contexts:
+        for page in ctx.pages:
+            # a closed/crashed page must not mask the real failure
+            with contextlib.suppress(Exception):
+                page.screenshot(path=str(ARTIFACTS / f"failure-{item.name}-{n}.png"), full_page=True)
+                n += 1
