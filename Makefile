@@ -45,7 +45,7 @@ demo: install
 lab: install
 	.venv/bin/jupyter lab notebooks/
 
-test: install e2e-deps test-js test-py notebooks
+test: install e2e-deps test-js test-py test-e2e notebooks
 
 test-js: js
 	npm run typecheck
@@ -53,7 +53,9 @@ test-js: js
 
 test-py: install
 	$(PY) -m pytest -q -m "not e2e"
-	$(PY) -m pytest -q -m e2e
+
+test-e2e: install e2e-deps
+	$(PY) -m pytest -q -m e2e tests/e2e
 
 test-fast: .venv/.installed
 	$(PY) -m pytest -q -m "not slow and not e2e"

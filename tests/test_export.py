@@ -113,11 +113,10 @@ def test_missing_vendor_files_explain_fix(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ["Explorer", "TreeView"])
 def test_widget_classes_have_to_html(name):
-    widgets = pytest.importorskip("attattr_widgets.widgets")
+    from attattr_widgets import widgets
+
     cls = getattr(widgets, name)
-    if not issubclass(cls, export.HTMLExportMixin):
-        pytest.xfail(f"{name} does not inherit attattr_widgets.export.HTMLExportMixin yet "
-                     "(widgets/_base.py: `class BaseWidget(HTMLExportMixin, anywidget.AnyWidget)`)")
+    assert issubclass(cls, export.HTMLExportMixin)
     assert callable(cls.to_html) and callable(cls.to_png)
 
 

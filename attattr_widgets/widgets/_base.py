@@ -7,6 +7,8 @@ import pathlib
 import anywidget
 import traitlets
 
+from ..export import HTMLExportMixin
+
 # ATTATTR_WIDGETS_STATIC overrides where the bundles are looked up (tests of the missing-bundle fallback).
 STATIC = pathlib.Path(os.environ.get("ATTATTR_WIDGETS_STATIC") or pathlib.Path(__file__).resolve().parent.parent / "static")
 
@@ -51,8 +53,9 @@ def bundle_built(name: str) -> bool:
     return bundle_path(name).exists()
 
 
-class BaseWidget(anywidget.AnyWidget):
-    """AnyWidget with eager validation of constructor keywords (typos raise instead of passing silently)."""
+class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
+    """AnyWidget with eager validation of constructor keywords (typos raise instead of passing silently),
+    plus ``to_html(path)`` (self-contained offline page) and ``to_png(path)``."""
 
     def __init__(self, **kwargs):
         allowed = set(self.trait_names()) | {"layout", "style"}
