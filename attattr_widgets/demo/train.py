@@ -1,7 +1,7 @@
 """Fine-tune the demo classifiers and write their small deltas (seeded, reproducible, CPU-friendly).
 
     python -m attattr_widgets.demo.train sentiment            # -> attattr_widgets/demo/weights/sentiment.safetensors
-    python -m attattr_widgets.demo.train nli --train-size 20000
+    python -m attattr_widgets.demo.train nli --out /tmp/nli.safetensors --seed 1   # a variant elsewhere
 
 Base model: the pretrained all-MiniLM-L6-v2 encoder (``BertForSequenceClassification``, 6 x 12 heads).  What
 is trained (everything else stays frozen at the pretrained values):
@@ -36,10 +36,11 @@ from torch.nn.utils import parametrize
 from .data import label_names, load_dataset
 from .models import LORA_A, LORA_B, apply_delta, delta_path, encoder_base
 
-DEFAULTS = {
-    # train_size 0 = the whole train split
-    "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 4, "train_layers": 1, "lora_rank": 8, "lr": 5e-4},
-    "nli": {"train_size": 8000, "epochs": 1, "max_len": 64, "frozen_layers": 4, "train_layers": 1, "lora_rank": 8, "lr": 5e-4},
+DEFAULTS = {  # the settings of the shipped deltas; train_size 0 = the whole train split
+    "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 4, "train_layers": 1,
+                  "lora_rank": 8, "lr": 5e-4},
+    "nli": {"train_size": 20000, "epochs": 1, "max_len": 64, "frozen_layers": 0, "train_layers": 1,
+            "lora_rank": 16, "lr": 1e-3},
 }
 #: Learning-rate factor of the top layers trained in full, relative to ``lr`` (head, pooler, adapters).
 FULL_LAYER_LR = 0.25
