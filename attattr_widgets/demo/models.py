@@ -26,6 +26,7 @@ placeholder names (``LABEL_0``, as in many fine-tuned hub models) get ``class 0`
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -56,6 +57,23 @@ def read_delta_metadata(path: str | Path) -> dict:
     return {k: json.loads(v) for k, v in meta.items()}
 
 
+@contextlib.contextmanager
+def _quiet_loading():
+    """Silence transformers' load report and progress bar while loading a demo model: the classifier head
+    that the report calls "newly initialized" is replaced by the delta right after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
 def encoder_base(num_labels: int, names: list[str]) -> tuple[torch.nn.Module, object]:
     """The pretrained all-MiniLM-L6-v2 encoder as a fresh ``BertForSequenceClassification`` (classifier head
     randomly initialised, train mode) and its tokenizer."""
@@ -63,10 +81,11 @@ def encoder_base(num_labels: int, names: list[str]) -> tuple[torch.nn.Module, ob
 
     path = encoder_dir()
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=num_labels, id2label=dict(enumerate(names)),
-        label2id={n: i for i, n in enumerate(names)}, dtype=torch.float32,
-    )
+    with _quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=num_labels, id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)}, dtype=torch.float32,
+        )
     return model, tok
 
 
@@ -110,7 +129,8 @@ def _load_decoder() -> tuple[torch.nn.Module, object]:
 
     path = decoder_dir()
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    with _quiet_loading():
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     return model, tok
 
 
