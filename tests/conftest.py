@@ -9,6 +9,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Tiny models run fastest on one thread (and do not fight other processes on a shared 2-core machine).
+torch.set_num_threads(1)
+
 WORDS = (
     "the a movie film was is great good bad awful boring fun plot actors story not very really and but "
     "i you it this that of to in on with love hate best worst ever time people man woman dog cat sat mat "
