@@ -37,8 +37,8 @@ from .data import label_names, load_dataset
 from .models import LORA_A, LORA_B, apply_delta, delta_path, encoder_base
 
 DEFAULTS = {  # the settings of the shipped deltas; train_size 0 = the whole train split
-    "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 4, "train_layers": 1,
-                  "lora_rank": 8, "lr": 5e-4},
+    "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 0, "train_layers": 1,
+                  "lora_rank": 16, "lr": 1e-3},
     "nli": {"train_size": 20000, "epochs": 1, "max_len": 64, "frozen_layers": 0, "train_layers": 1,
             "lora_rank": 16, "lr": 1e-3},
 }
