@@ -6,17 +6,13 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 # Tiny models run fastest on one thread (and do not fight other processes on a shared 2-core machine).
 torch.set_num_threads(1)
 
-WORDS = (
-    "the a movie film was is great good bad awful boring fun plot actors story not very really and but "
-    "i you it this that of to in on with love hate best worst ever time people man woman dog cat sat mat "
-    "paris france capital city . , ! ? ' s"
-).split()
+WORDS = ["the", "a", "movie", "film", "was", "is", "great", "good", "bad", "awful", "boring", "fun", "plot", "actors", "story", "not", "very", "really", "and", "but", "i", "you", "it", "this", "that", "of", "to", "in", "on", "with", "love", "hate", "best", "worst", "ever", "time", "people", "man", "woman", "dog", "cat", "sat", "mat", "paris", "france", "capital", "city", ".", ",", "!", "?", "'", "s"]
 
 
 def make_tokenizer():
@@ -68,4 +64,34 @@ def make_model(family: str, head: str = "cls", *, layers: int = 3, heads: int = 
 
 @pytest.fixture(scope="session")
 def tokenizer():
+    return make_tokenizer()
+
+
+# Small labelled sets (3 classes) for the dataset-level engines.
+SINGLES = [
+    {"text": "the movie was great fun", "label": 0},
+    {"text": "bad plot", "label": 1},
+    {"text": "i love the dog and the cat , really", "label": 2},
+    {"text": "this film is not very good but the actors are", "label": 1},
+    {"text": "worst story ever", "label": 0},
+]
+PAIRS = [
+    {"text": "the cat sat on the mat", "text_pair": "a cat sat", "label": 0},
+    {"text": "paris is the capital of france", "text_pair": "paris is a city", "label": 2},
+    {"text": "the dog", "text_pair": "a man and a woman love the best dog", "label": 1},
+]
+
+
+def make_strong_bert():
+    """A tiny 2×4-head BERT with attention/classifier weights scaled up, so heads matter and masks change predictions."""
+    m = make_model("bert", layers=2, heads=4, hidden=32, num_labels=3, seed=1)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if p.dim() == 2 and any(k in name for k in ("attention", "classifier", "pooler")):
+                p.mul_(30.0 if ("value" in name or "output" in name) else 5.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def tok():
     return make_tokenizer()

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 import torch
+from conftest import PAIRS, SINGLES, make_model, make_strong_bert
 
-from conftest import make_model, make_tokenizer
 from attattr_widgets.engine.attribution import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled, TargetError
 from attattr_widgets.engine.hooks import controller_for
@@ -21,42 +21,10 @@ from attattr_widgets.engine.importance import (
     predict_masked,
 )
 
-EXAMPLES = [
-    {"text": "the movie was great fun", "label": 0},
-    {"text": "bad plot", "label": 1},
-    {"text": "i love the dog and the cat , really", "label": 2},
-    {"text": "this film is not very good but the actors are", "label": 1},
-    {"text": "worst story ever", "label": 0},
-]
-PAIRS = [
-    {"text": "the cat sat on the mat", "text_pair": "a cat sat", "label": 0},
-    {"text": "paris is the capital of france", "text_pair": "paris is a city", "label": 2},
-    {"text": "the dog", "text_pair": "a man and a woman love the best dog", "label": 1},
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box: intra-op threads only spin (measured 40× slower), so use one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
-
 
 @pytest.fixture(scope="module")
 def bert():
-    m = make_model("bert", layers=2, heads=4, hidden=32, num_labels=3, seed=1)
-    with torch.no_grad():  # larger weights than the default init, so the heads matter and masks change predictions
-        for name, p in m.named_parameters():
-            if p.dim() == 2 and any(k in name for k in ("attention", "classifier", "pooler")):
-                p.mul_(30.0 if ("value" in name or "output" in name) else 5.0)
-    return m
+    return make_strong_bert()
 
 
 def _enc(tok, ex):
@@ -112,7 +80,7 @@ def test_head_mask_equals_zeroed_head_weights(family, tok):
     model = make_model(family, layers=2, heads=4, num_labels=3, seed=2)
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
-    examples = EXAMPLES if family == "bert" else [{"text": e["text"], "label": e["label"]} for e in EXAMPLES]
+    examples = SINGLES if family == "bert" else [{"text": e["text"], "label": e["label"]} for e in SINGLES]
     for layer, head in [(0, 1), (1, 3)]:
         keep = np.ones((L, H), np.float32)
         keep[layer, head] = 0
@@ -139,17 +107,17 @@ def test_stacked_row_masks_equal_loop_over_masks(bert, tok):
     rng = np.random.default_rng(0)
     keep = (rng.random((9, L, H)) > 0.4).astype(np.float32)
     keep[0] = 1
-    data = EncodedSet(bert, tok, EXAMPLES + PAIRS)
+    data = EncodedSet(bert, tok, SINGLES + PAIRS)
     stacked = predict_masked(data, keep, batch_size=3, row_tokens=10**6)  # all 9 masks in one forward per batch
     one_by_one = predict_masked(data, keep, batch_size=3, row_tokens=1)  # one mask per forward
-    ref = np.stack([_logits_unpadded(bert, tok, EXAMPLES + PAIRS, k).argmax(-1).numpy() for k in keep])
+    ref = np.stack([_logits_unpadded(bert, tok, SINGLES + PAIRS, k).argmax(-1).numpy() for k in keep])
     assert (stacked == ref).all()
     assert (one_by_one == ref).all()
     assert len({tuple(r) for r in ref}) > 1  # the masks do change predictions
 
 
 def test_per_example_masks_equal_loop(bert, tok):
-    exs = EXAMPLES + PAIRS
+    exs = SINGLES + PAIRS
     rng = np.random.default_rng(1)
     keep = (rng.random((len(exs), 5, 2, 4)) > 0.5).astype(np.float32)
     data = EncodedSet(bert, tok, exs)
@@ -165,17 +133,17 @@ def test_per_example_masks_equal_loop(bert, tok):
 
 
 def test_attattr_importance_is_mean_of_per_example_head_max(bert, tok):
-    imp = head_importance(bert, tok, EXAMPLES[:3], method="attattr", steps=4, batch_size=2)
+    imp = head_importance(bert, tok, SINGLES[:3], method="attattr", steps=4, batch_size=2)
     ref = np.mean(
         [attribute(bert, tok, e["text"], target="gold", gold=e["label"], steps=4).head_scores("max")
-         for e in EXAMPLES[:3]], axis=0,
+         for e in SINGLES[:3]], axis=0,
     )
     np.testing.assert_allclose(imp, ref, rtol=1e-4, atol=1e-7)
     assert imp.shape == (2, 4) and np.abs(imp).max() > 0
 
 
 def test_attention_importance_matches_output_attentions(bert, tok):
-    exs = EXAMPLES + PAIRS
+    exs = SINGLES + PAIRS
     imp = head_importance(bert, tok, exs, method="attention", batch_size=3)
     per = []
     with torch.no_grad():
@@ -187,7 +155,7 @@ def test_attention_importance_matches_output_attentions(bert, tok):
 
 def test_taylor_mask_gradient_equals_finite_differences(tok):
     model = make_model("bert", layers=2, heads=4, num_labels=3, seed=3, dtype=torch.float64)
-    exs = EXAMPLES[:4]
+    exs = SINGLES[:4]
     g = head_mask_gradients(model, tok, exs, batch_size=4)  # padded batch, one mask row per example
     ctrl = controller_for(model)
     eps = 1e-5
@@ -209,7 +177,7 @@ def test_taylor_mask_gradient_equals_finite_differences(tok):
 
 def test_taylor_authors_matches_context_vector_hook(bert, tok):
     """|<ctx_i, ∂(Σ logits)/∂ctx_i>| per query token, summed: the authors' script, via hooks on the context."""
-    exs = EXAMPLES + PAIRS
+    exs = SINGLES + PAIRS
     H = 4
     ref = np.zeros((2, H))
     ctx = {}
@@ -233,7 +201,7 @@ def test_taylor_authors_matches_context_vector_hook(bert, tok):
 
 
 def test_accuracy_difference_matches_edited_models(bert, tok):
-    exs = EXAMPLES + PAIRS
+    exs = SINGLES + PAIRS
     got = head_importance(bert, tok, exs, method="accuracy", batch_size=4)
     labels = np.array([e["label"] for e in exs])
     with torch.no_grad():
@@ -251,10 +219,10 @@ def test_accuracy_difference_matches_edited_models(bert, tok):
 
 
 def test_random_is_seeded(bert, tok):
-    a = head_importance(bert, tok, EXAMPLES, method="random", seed=3)
+    a = head_importance(bert, tok, SINGLES, method="random", seed=3)
     assert a.shape == (2, 4)
-    np.testing.assert_array_equal(a, head_importance(bert, tok, EXAMPLES, method="random", seed=3))
-    assert not np.array_equal(a, head_importance(bert, tok, EXAMPLES, method="random", seed=4))
+    np.testing.assert_array_equal(a, head_importance(bert, tok, SINGLES, method="random", seed=3))
+    assert not np.array_equal(a, head_importance(bert, tok, SINGLES, method="random", seed=4))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -264,24 +232,24 @@ def test_random_is_seeded(bert, tok):
 @pytest.mark.parametrize("method", ["attattr", "attention", "taylor", "taylor-authors", "accuracy"])
 def test_progress_and_cancel(method, bert, tok):
     calls = []
-    head_importance(bert, tok, EXAMPLES[:3], method=method, steps=2, batch_size=2,
+    head_importance(bert, tok, SINGLES[:3], method=method, steps=2, batch_size=2,
                     progress=lambda done, total: calls.append((done, total)))
     assert calls and calls[-1][0] == calls[-1][1]
     assert all(b[0] >= a[0] for a, b in zip(calls, calls[1:]))
     ev = threading.Event()
     ev.set()
     with pytest.raises(AttributionCancelled):
-        head_importance(bert, tok, EXAMPLES[:3], method=method, steps=2, cancel=ev)
+        head_importance(bert, tok, SINGLES[:3], method=method, steps=2, cancel=ev)
 
 
 def test_progress_true_uses_tqdm(bert, tok):
-    head_importance(bert, tok, EXAMPLES[:2], method="attention", progress=True)
+    head_importance(bert, tok, SINGLES[:2], method="attention", progress=True)
 
 
 def test_errors(bert, tok):
     assert set(METHODS) >= {"attattr", "attention", "taylor", "taylor-authors", "accuracy", "random"}
     with pytest.raises(AttAttrError, match="unknown importance method"):
-        head_importance(bert, tok, EXAMPLES, method="magic")
+        head_importance(bert, tok, SINGLES, method="magic")
     unlabelled = [{"text": "the movie"}]
     with pytest.raises(TargetError):
         head_importance(bert, tok, unlabelled, method="accuracy")

@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 import torch
+from conftest import PAIRS, SINGLES, WORDS, make_model, make_strong_bert
 
-from conftest import WORDS, make_model, make_tokenizer
 from attattr_widgets.engine.attribution import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled
 from attattr_widgets.engine.hooks import controller_for
@@ -27,40 +27,12 @@ from attattr_widgets.engine.pruning import (
     pruning_masks,
 )
 
-EXAMPLES = [
-    {"text": "the movie was great fun", "label": 0},
-    {"text": "bad plot", "label": 1},
-    {"text": "i love the dog and the cat , really", "label": 2},
-    {"text": "this film is not very good but the actors are", "label": 1},
-    {"text": "worst story ever", "label": 0},
-    {"text": "the cat sat on the mat", "text_pair": "a cat sat", "label": 0},
-    {"text": "paris is the capital of france", "text_pair": "paris is a city", "label": 2},
-    {"text": "the dog", "text_pair": "a man and a woman love the best dog", "label": 1},
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core box: intra-op threads only spin (measured 40× slower), so use one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return make_tokenizer()
+EXAMPLES = SINGLES + PAIRS
 
 
 @pytest.fixture(scope="module")
 def bert():
-    m = make_model("bert", layers=2, heads=4, hidden=32, num_labels=3, seed=1)
-    with torch.no_grad():  # heads strong enough that masks change predictions
-        for name, p in m.named_parameters():
-            if p.dim() == 2 and any(k in name for k in ("attention", "classifier", "pooler")):
-                p.mul_(30.0 if ("value" in name or "output" in name) else 5.0)
-    return m
+    return make_strong_bert()
 
 
 def _enc(tok, ex):
