@@ -12,8 +12,27 @@ nothing here downloads at run time.  See :mod:`.assets`, :mod:`.data`, :mod:`.mo
 """
 from __future__ import annotations
 
-from .assets import DemoAssetError
-from .data import label_names, load_dataset
-from .models import DEMO_MODELS, load_model
+import importlib
 
+# Resolved on first use, so `python -m attattr_widgets.demo.assets` (make assets) does not import its own
+# module twice through this package.
+_LAZY = {
+    "DEMO_MODELS": ".models",
+    "DemoAssetError": ".assets",
+    "label_names": ".data",
+    "load_dataset": ".data",
+    "load_model": ".models",
+}
 __all__ = ["DEMO_MODELS", "DemoAssetError", "label_names", "load_dataset", "load_model"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
