@@ -41,6 +41,10 @@ _LAZY = {
     "mine_triggers": "attattr_widgets.engine.triggers",
     "evaluate_trigger": "attattr_widgets.engine.triggers",
     "top_triggers": "attattr_widgets.engine.triggers",
+    "evaluate_triggers": "attattr_widgets.engine.triggers",
+    "insert_trigger": "attattr_widgets.engine.triggers",
+    "TriggerPattern": "attattr_widgets.engine.triggers",
+    "TriggerResult": "attattr_widgets.engine.triggers",
     "to_html": "attattr_widgets.export",
     "plots": "attattr_widgets.plots",
 }
@@ -74,5 +78,5 @@ __all__ = [
     "attribute",
     "controller_for",
     "iter_attributions",
-    *_LAZY,
+    *list(_LAZY),
 ]

@@ -32,9 +32,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import AttAttrError, AttributionCancelled, AttributionOutOfMemoryError, TargetError
+from .errors import AttAttrError, AttributionOutOfMemoryError, TargetError, check_cancel
 from .hooks import AttnController, controller_for
-from .inputs import CAUSAL_LM, CLASSIFIER, Encoded, encode, label_names, model_kind, resolve_target
+from .inputs import (
+    CAUSAL_LM,
+    CLASSIFIER,
+    Encoded,
+    collate,
+    encode,
+    is_decoder_classifier,
+    label_names,
+    model_kind,
+    resolve_target,
+)
 from .quadrature import quadrature
 
 SCORES = ("prob", "logprob", "logit")
@@ -157,8 +167,8 @@ class Attribution:
 
 
 @contextlib.contextmanager
-def _prepared(model: nn.Module, kind: str, rows_need_pad: bool):
-    """eval(), frozen parameters, and a pad id for decoder classifiers, all restored afterwards."""
+def prepared(model: nn.Module, kind: str, rows_need_pad: bool):
+    """Context: eval(), frozen parameters, and a pad id for decoder classifiers, all restored afterwards."""
     flags = [(p, p.requires_grad) for p in model.parameters()]
     was_training = model.training
     cfg = model.config
@@ -221,20 +231,8 @@ class _Batch:
     def __init__(self, model, ctrl, kind, encs: Sequence[Encoded], device, pad_id: int):
         self.model, self.ctrl, self.kind = model, ctrl, kind
         self.lengths = [len(e) for e in encs]
-        T = max(self.lengths)
-        B = len(encs)
-        self.B, self.T = B, T
-
-        def pad(key, value):
-            out = torch.full((B, T), value, dtype=torch.long)
-            for b, e in enumerate(encs):
-                t = getattr(e, key)
-                out[b, : t.shape[1]] = t[0]
-            return out.to(device)
-
-        self.inputs = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0)}
-        if all(e.token_type_ids is not None for e in encs):
-            self.inputs["token_type_ids"] = pad("token_type_ids", 0)
+        self.B, self.T = len(encs), max(self.lengths)
+        self.inputs = collate(list(encs), pad_id, device)
         self.last = torch.tensor([n - 1 for n in self.lengths], device=device)
 
     def logits_at_target(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -341,8 +339,7 @@ class _Engine:
         acc = None
         start = 0
         while start < m:
-            if cancel is not None and cancel.is_set():
-                raise AttributionCancelled("attribution cancelled")
+            check_cancel(cancel)
             idx = slice(start, min(m, start + c))
             k = idx.stop - idx.start
             try:
@@ -385,7 +382,7 @@ class _Engine:
         B = len(encs)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = _Batch(self.model, self.ctrl, self.kind, encs, self.device, pad_id)
-        with _prepared(self.model, self.kind, rows_need_pad=B > 1):
+        with prepared(self.model, self.kind, rows_need_pad=B > 1):
             attn, hidden, clean_logits = self.clean_forward(batch)
             targets = torch.tensor(
                 [
@@ -452,13 +449,6 @@ class _Engine:
                 )
             )
         return results
-
-
-def _is_decoder_classifier(model: nn.Module) -> bool:
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return bool(getattr(model.config, "is_decoder", False)) or (
-        base is not None and not hasattr(base, "encoder") and not hasattr(base, "embeddings")
-    )
 
 
 def _resolve_device(model: nn.Module, device) -> torch.device:
@@ -561,7 +551,7 @@ def iter_attributions(
     layer_list = eng.check_layers(layers)
     if batch_size is None:
         batch_size = 8 if eng.device.type == "cuda" else 1
-    if eng.kind == CLASSIFIER and _is_decoder_classifier(model):
+    if eng.kind == CLASSIFIER and is_decoder_classifier(model):
         batch_size = 1  # decoder heads pool the last non-pad token by pad id: keep examples unpadded
     for start in range(0, len(items), max(1, int(batch_size))):
         chunk = items[start : start + batch_size]

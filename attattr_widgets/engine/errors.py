@@ -32,3 +32,9 @@ class AttributionOutOfMemoryError(AttAttrError, MemoryError):
 
 class AttributionCancelled(Exception):
     """Raised inside a run when its `cancel` event was set; the run stops cleanly, nothing is half-written."""
+
+
+def check_cancel(cancel) -> None:
+    """Raise :class:`AttributionCancelled` if the ``threading.Event`` ``cancel`` is set (None: never)."""
+    if cancel is not None and cancel.is_set():
+        raise AttributionCancelled("cancelled")

@@ -38,17 +38,16 @@ the run between batches with :class:`AttributionCancelled`.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attribution import _is_decoder_classifier, _prepared, iter_attributions
-from .errors import AttAttrError, AttributionCancelled, TargetError
+from .attribution import iter_attributions, prepared
+from .errors import AttAttrError, TargetError, check_cancel
 from .examples import Example, as_examples
 from .hooks import controller_for
-from .inputs import CAUSAL_LM, CLASSIFIER, encode, model_kind
+from .inputs import CAUSAL_LM, CLASSIFIER, collate, encode, is_decoder_classifier, model_kind
 
 METHODS = ("attattr", "attention", "taylor", "taylor-authors", "accuracy", "random")
 
@@ -100,11 +99,6 @@ class _Progress:
         self.close()
 
 
-def _check_cancel(cancel: threading.Event | None) -> None:
-    if cancel is not None and cancel.is_set():
-        raise AttributionCancelled("cancelled")
-
-
 # ------------------------------------------------------------------------------------------------------------
 # encoded, length-sorted example sets and batched (masked) evaluation
 
@@ -130,7 +124,7 @@ class EncodedSet:
         ]
         self.lengths = np.array([len(e) for e in self.encs])
         self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
-        self.decoder_cls = self.kind == CLASSIFIER and _is_decoder_classifier(model)
+        self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
         cfg_pad = getattr(model.config, "pad_token_id", None)
         self.unpadded = self.decoder_cls and cfg_pad is None
         if self.decoder_cls and cfg_pad is not None:
@@ -157,19 +151,7 @@ class EncodedSet:
         for s in range(0, len(self.order), bs):
             idx = self.order[s : s + bs]
             encs = [self.encs[i] for i in idx]
-            T = max(len(e) for e in encs)
-            b = len(encs)
-
-            def pad(key, value):
-                out = torch.full((b, T), value, dtype=torch.long)
-                for r, e in enumerate(encs):
-                    t = getattr(e, key)
-                    out[r, : t.shape[1]] = t[0]
-                return out.to(self.device)
-
-            inputs = {"input_ids": pad("input_ids", self.pad_id), "attention_mask": pad("attention_mask", 0)}
-            if all(e.token_type_ids is not None for e in encs):
-                inputs["token_type_ids"] = pad("token_type_ids", 0)
+            inputs = collate(encs, self.pad_id, self.device)
             last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
             yield idx, inputs, last, inputs["attention_mask"]
 
@@ -179,7 +161,7 @@ class EncodedSet:
         return out_logits
 
     def prepared(self):
-        return _prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
+        return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
 
 
 def predict_masked(
@@ -220,7 +202,7 @@ def predict_masked(
             kc = int(max(1, min(K, row_tokens // max(1, b * T))))
             idx_t = torch.as_tensor(idx, device=data.device)
             for k0 in range(0, K, kc):
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 ks = slice(k0, min(K, k0 + kc))
                 kk = ks.stop - ks.start
                 if per_example:
@@ -282,7 +264,7 @@ def head_mask_gradients(
     out = np.zeros((len(data), data.L, data.H), dtype=np.float64)
     with _Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
         for idx, inputs, last, _ in data.batches(batch_size):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             b = len(idx)
             xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
             with torch.enable_grad(), data.ctrl.session(head_mask=xi):
@@ -302,7 +284,7 @@ def _authors_taylor(data: EncodedSet, batch_size, progress, cancel) -> np.ndarra
     layers = range(data.L)
     with _Progress(progress, len(data), "taylor (authors)") as prog, data.prepared():
         for idx, inputs, last, amask in data.batches(batch_size):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
                 logits = data.logits(data.model(**inputs).logits, last)
                 S = logits.sum()  # the authors' backpropagated quantity: the sum of the logits (quirk)
@@ -378,7 +360,7 @@ def head_importance(
             ):
                 total += attr.head_scores(reduce).astype(np.float64)
                 prog.update(1)
-                _check_cancel(cancel)
+                check_cancel(cancel)
         return total / len(items)
 
     bs = 32 if batch_size is None else int(batch_size)
@@ -387,7 +369,7 @@ def head_importance(
         total = torch.zeros(L, H, dtype=torch.float64)
         with _Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
             for idx, inputs, last, amask in data.batches(bs):
-                _check_cancel(cancel)
+                check_cancel(cancel)
                 with data.ctrl.session(record=True) as c:
                     data.model(**inputs)
                     attn = dict(c.attn)

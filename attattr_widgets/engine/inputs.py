@@ -39,6 +39,23 @@ class Encoded:
         return self.input_ids.shape[1]
 
 
+def collate(encs: list[Encoded], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-pad encoded examples into model inputs of shape (B, T) (``token_type_ids`` only if all have them)."""
+    B, T = len(encs), max(len(e) for e in encs)
+
+    def pad(key: str, value: int) -> torch.Tensor:
+        out = torch.full((B, T), value, dtype=torch.long)
+        for b, e in enumerate(encs):
+            t = getattr(e, key)
+            out[b, : t.shape[1]] = t[0]
+        return out.to(device)
+
+    inputs = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0)}
+    if all(e.token_type_ids is not None for e in encs):
+        inputs["token_type_ids"] = pad("token_type_ids", 0)
+    return inputs
+
+
 def model_kind(model: nn.Module) -> str:
     """``"classifier"`` (a sequence-classification head) or ``"causal-lm"`` (a next-token head)."""
     name = type(model).__name__
@@ -52,6 +69,15 @@ def model_kind(model: nn.Module) -> str:
         f"{name} has no classification head and no language-model head, so there is no prediction to "
         f"attribute. Load it with AutoModelForSequenceClassification.from_pretrained(...) (a fine-tuned "
         f"classifier) or AutoModelForCausalLM.from_pretrained(...) (next-token targets)."
+    )
+
+
+def is_decoder_classifier(model: nn.Module) -> bool:
+    """A decoder with a classification head (GPT-2, Llama, … ``ForSequenceClassification``): it pools the last
+    non-pad token by pad id, so its examples run unpadded."""
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    return bool(getattr(model.config, "is_decoder", False)) or (
+        base is not None and not hasattr(base, "encoder") and not hasattr(base, "embeddings")
     )
 
 
@@ -70,7 +96,8 @@ def max_positions(model: nn.Module, tokenizer) -> int:
     return min(limits) if limits else 1 << 30
 
 
-def _display_tokens(tokenizer, ids: list[int]) -> list[str]:
+def display_tokens(tokenizer, ids: list[int]) -> list[str]:
+    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text)."""
     raw = tokenizer.convert_ids_to_tokens(ids)
     if any(t.startswith(("Ġ", "▁")) or "Ċ" in t for t in raw if t):
         return [tokenizer.decode([i]) for i in ids]  # byte-level BPE / sentencepiece: show real text
@@ -123,7 +150,7 @@ def encode(
         input_ids=enc["input_ids"],
         attention_mask=enc.get("attention_mask", torch.ones_like(enc["input_ids"])),
         token_type_ids=tti if (tti is not None and uses_tti) else None,
-        tokens=_display_tokens(tokenizer, ids),
+        tokens=display_tokens(tokenizer, ids),
         segments=[int(s) for s in segments],
         truncated=truncated,
     )

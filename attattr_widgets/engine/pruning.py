@@ -31,7 +31,8 @@ from .attribution import iter_attributions
 from .errors import AttAttrError
 from .examples import as_examples
 from .hooks import controller_for
-from .importance import EncodedSet, _check_cancel, _Progress, masked_accuracy
+from .errors import check_cancel
+from .importance import EncodedSet, _Progress, masked_accuracy
 
 ORDERS = {
     "least-first": "least-first", "smallest-first": "least-first", "ascending": "least-first",
@@ -373,7 +374,7 @@ def effectiveness(
                     keep[n, j : j + len(ks)] = per_layer_masks(scores[c], ks, o, seed=seed + n)
                     j += len(ks)
             prog.update(1)
-            _check_cancel(cancel)
+            check_cancel(cancel)
     acc_all = masked_accuracy(data, keep, per_example=True, batch_size=batch_size, progress=progress,
                               cancel=cancel, desc="effectiveness: pruning")
     acc: dict = {}

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import AttAttrError, AttributionCancelled
+from .errors import AttAttrError, check_cancel
 from .examples import Example, as_examples
-from .inputs import Encoded, _display_tokens, encode, label_names, max_positions
+from .inputs import Encoded, collate, display_tokens, encode, is_decoder_classifier, label_names, max_positions
 
 __all__ = [
     "TriggerPattern",
@@ -205,18 +205,6 @@ def _check_progress(progress, done, total):
         progress(done, total)
 
 
-def _check_cancel(cancel):
-    if cancel is not None and cancel.is_set():
-        raise AttributionCancelled("cancelled")
-
-
-def _is_decoder_classifier(model: nn.Module) -> bool:
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    return bool(getattr(model.config, "is_decoder", False)) or (
-        base is not None and not hasattr(base, "encoder") and not hasattr(base, "embeddings")
-    )
-
-
 # ------------------------------------------------------------------------------------------------------------
 # insertion
 
@@ -243,7 +231,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
         ids0 = raw["input_ids"][0].tolist()
         tti0 = raw.get("token_type_ids")
         segs = tti0[0].tolist() if tti0 is not None else [0] * len(ids0)
-        enc = Encoded(raw["input_ids"], torch.ones_like(raw["input_ids"]), tti0, _display_tokens(tokenizer, ids0),
+        enc = Encoded(raw["input_ids"], torch.ones_like(raw["input_ids"]), tti0, display_tokens(tokenizer, ids0),
                       [int(s) for s in segs], False)
         limit = 1 << 30
         keep_tti = tti0 is not None
@@ -325,7 +313,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
         input_ids=t_ids,
         attention_mask=torch.ones_like(t_ids),
         token_type_ids=torch.tensor([out_tti], dtype=torch.long) if keep_tti else None,
-        tokens=_display_tokens(tokenizer, out_ids),
+        tokens=display_tokens(tokenizer, out_ids),
         segments=out_seg,
         truncated=truncated,
     )
@@ -439,7 +427,7 @@ def mine_triggers(
             batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
         )
         for (idx, ex, enc), attr in zip(keep, stream):
-            _check_cancel(cancel)
+            check_cancel(cancel)
             if attr.num_tokens != len(enc):
                 raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
             pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
@@ -479,28 +467,14 @@ def top_triggers(patterns: Sequence[TriggerPattern], per_class: int = 3, *, dist
 @torch.no_grad()
 def _predict(model: nn.Module, encs: Sequence[Encoded], pad_id: int, batch_size: int, device,
              tick: Callable[[int], None], cancel) -> np.ndarray:
-    if _is_decoder_classifier(model):
+    if is_decoder_classifier(model):
         batch_size = 1
     order = sorted(range(len(encs)), key=lambda i: len(encs[i]))  # length-sorted batches pad little
     out = np.zeros(len(encs), dtype=np.int64)
     for start in range(0, len(order), batch_size):
-        _check_cancel(cancel)
+        check_cancel(cancel)
         idx = order[start:start + batch_size]
-        T = max(len(encs[i]) for i in idx)
-        ids = torch.full((len(idx), T), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(idx), T), dtype=torch.long)
-        tti = torch.zeros((len(idx), T), dtype=torch.long)
-        use_tti = all(encs[i].token_type_ids is not None for i in idx)
-        for b, i in enumerate(idx):
-            n = len(encs[i])
-            ids[b, :n] = encs[i].input_ids[0]
-            mask[b, :n] = 1
-            if use_tti:
-                tti[b, :n] = encs[i].token_type_ids[0]
-        inputs = {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-        if use_tti:
-            inputs["token_type_ids"] = tti.to(device)
-        logits = model(**inputs).logits
+        logits = model(**collate([encs[i] for i in idx], pad_id, device)).logits
         out[idx] = logits.argmax(-1).cpu().numpy()
         tick(len(idx))
     return out

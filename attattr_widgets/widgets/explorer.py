@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
+from ..engine.errors import AttributionCancelled
 from ._base import BaseWidget, binary_trait, css_asset, esm_asset
 from .serialize import head_summary, pack, thumbnails
 
@@ -42,15 +43,6 @@ def _attribute(*args, **kwargs):
     from ..engine.attribution import attribute
 
     return attribute(*args, **kwargs)
-
-
-def _cancelled_type() -> type[BaseException]:
-    try:
-        from ..engine.errors import AttributionCancelled
-    except Exception:  # engine not importable yet
-        class AttributionCancelled(Exception):  # type: ignore[no-redef]
-            pass
-    return AttributionCancelled
 
 
 def _model_name(model: Any) -> str:
@@ -235,14 +227,13 @@ class Explorer(BaseWidget):
 
     # ------------------------------------------------------------------ background run
     def _run(self, run_id: int, cancel: threading.Event, text, text_pair, kwargs) -> None:
-        cancelled_type = _cancelled_type()
         try:
             attr = _attribute(self.model, self.tokenizer, text, text_pair,
                               progress=lambda r: self._on_layer(run_id, r), cancel=cancel, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - everything must reach the view
             if run_id != self.run_id:
                 return
-            if isinstance(exc, cancelled_type) or (cancel.is_set() and type(exc).__name__ == "AttributionCancelled"):
+            if isinstance(exc, AttributionCancelled):
                 self._finish_cancelled(run_id)
             else:
                 self._exception = exc
