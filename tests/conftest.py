@@ -82,6 +82,12 @@ PAIRS = [
 ]
 
 
+def encode_example(tok, ex):
+    """One example dict as batch-1 model inputs (with segment ids)."""
+    kw = {"return_tensors": "pt", "return_token_type_ids": True}
+    return tok(ex["text"], ex["text_pair"], **kw) if ex.get("text_pair") else tok(ex["text"], **kw)
+
+
 def make_strong_bert():
     """A tiny 2×4-head BERT with attention/classifier weights scaled up, so heads matter and masks change predictions."""
     m = make_model("bert", layers=2, heads=4, hidden=32, num_labels=3, seed=1)

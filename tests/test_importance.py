@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import PAIRS, SINGLES, make_model, make_strong_bert
+from conftest import PAIRS, SINGLES, encode_example, make_model, make_strong_bert
 
 from attattr_widgets.engine.attribution import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled, TargetError
@@ -27,18 +27,13 @@ def bert():
     return make_strong_bert()
 
 
-def _enc(tok, ex):
-    kw = {"return_tensors": "pt", "return_token_type_ids": True}
-    return tok(ex["text"], ex["text_pair"], **kw) if ex.get("text_pair") else tok(ex["text"], **kw)
-
-
 def _logits_unpadded(model, tok, examples, keep=None):
     """Independent reference: one unpadded example at a time, one (H,) mask per layer for the whole forward."""
     ctrl = controller_for(model)
     out = []
     with torch.no_grad():
         for ex in examples:
-            enc = _enc(tok, ex)
+            enc = encode_example(tok, ex)
             hm = {} if keep is None else {l: torch.as_tensor(keep[l], dtype=torch.float32) for l in range(len(keep))}
             with ctrl.session(head_mask=hm):
                 lg = model(**enc).logits
@@ -88,7 +83,7 @@ def test_head_mask_equals_zeroed_head_weights(family, tok):
         edited = _clone(model)
         _zero_head(edited, family, layer, head)
         with torch.no_grad():
-            ref = torch.stack([edited(**_enc(tok, e)).logits[0] for e in examples])
+            ref = torch.stack([edited(**encode_example(tok, e)).logits[0] for e in examples])
         full = _logits_unpadded(model, tok, examples)
         assert not torch.allclose(full, ref, atol=1e-5)  # the head does contribute
         torch.testing.assert_close(masked, ref, atol=1e-5, rtol=1e-5)
@@ -148,7 +143,7 @@ def test_attention_importance_matches_output_attentions(bert, tok):
     per = []
     with torch.no_grad():
         for e in exs:
-            att = bert(**_enc(tok, e), output_attentions=True).attentions  # L × (1, H, n, n), unpadded
+            att = bert(**encode_example(tok, e), output_attentions=True).attentions  # L × (1, H, n, n), unpadded
             per.append(np.stack([a[0].reshape(a.shape[1], -1).max(-1).values.numpy() for a in att]))
     np.testing.assert_allclose(imp, np.mean(per, 0), rtol=1e-5, atol=1e-6)
 
@@ -164,7 +159,7 @@ def test_taylor_mask_gradient_equals_finite_differences(tok):
         xi = {i: torch.ones(4, dtype=torch.float64) for i in range(2)}
         xi[l][h] += delta
         with torch.no_grad(), ctrl.session(head_mask=xi):
-            lg = model(**_enc(tok, ex)).logits
+            lg = model(**encode_example(tok, ex)).logits
         return float(torch.nn.functional.cross_entropy(lg, torch.tensor([ex["label"]])))
 
     fd = np.array([[[(loss(e, l, h, eps) - loss(e, l, h, -eps)) / (2 * eps) for h in range(4)] for l in range(2)]
@@ -186,7 +181,7 @@ def test_taylor_authors_matches_context_vector_hook(bert, tok):
     try:
         for e in exs:
             ctx.clear()
-            S = bert(**_enc(tok, e)).logits.sum()
+            S = bert(**encode_example(tok, e)).logits.sum()
             grads = torch.autograd.grad(S, [ctx[l] for l in range(2)])
             for l in range(2):
                 c = ctx[l].detach().view(1, -1, H, 8)
@@ -205,14 +200,14 @@ def test_accuracy_difference_matches_edited_models(bert, tok):
     got = head_importance(bert, tok, exs, method="accuracy", batch_size=4)
     labels = np.array([e["label"] for e in exs])
     with torch.no_grad():
-        full = np.mean([int(bert(**_enc(tok, e)).logits.argmax()) == e["label"] for e in exs])
+        full = np.mean([int(bert(**encode_example(tok, e)).logits.argmax()) == e["label"] for e in exs])
     ref = np.zeros((2, 4))
     for l in range(2):
         for h in range(4):
             m = _clone(bert)
             _zero_head(m, "bert", l, h)
             with torch.no_grad():
-                preds = np.array([int(m(**_enc(tok, e)).logits.argmax()) for e in exs])
+                preds = np.array([int(m(**encode_example(tok, e)).logits.argmax()) for e in exs])
             ref[l, h] = full - (preds == labels).mean()
     np.testing.assert_allclose(got, ref)
     assert np.abs(ref).max() > 0

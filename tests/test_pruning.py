@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import PAIRS, SINGLES, WORDS, make_model, make_strong_bert
+from conftest import PAIRS, SINGLES, WORDS, encode_example, make_model, make_strong_bert
 
 from attattr_widgets.engine.attribution import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled
@@ -35,11 +35,6 @@ def bert():
     return make_strong_bert()
 
 
-def _enc(tok, ex):
-    kw = {"return_tensors": "pt", "return_token_type_ids": True}
-    return tok(ex["text"], ex["text_pair"], **kw) if ex.get("text_pair") else tok(ex["text"], **kw)
-
-
 def _accuracy_unpadded(model, tok, examples, keep=None):
     """Reference: one unpadded example per forward, the same (H,) keep mask per layer."""
     ctrl = controller_for(model)
@@ -48,7 +43,7 @@ def _accuracy_unpadded(model, tok, examples, keep=None):
         for ex in examples:
             hm = {} if keep is None else {l: torch.as_tensor(keep[l], dtype=torch.float32) for l in range(len(keep))}
             with ctrl.session(head_mask=hm):
-                hits.append(int(model(**_enc(tok, ex)).logits.argmax()) == ex["label"])
+                hits.append(int(model(**encode_example(tok, ex)).logits.argmax()) == ex["label"])
     return float(np.mean(hits))
 
 
@@ -117,12 +112,12 @@ def test_curve_endpoints_and_points_match_references(bert, tok):
     assert curve.pruned.shape == (11, 2, 4) and curve.counts.tolist() == pruned_counts(curve.fractions, 8).tolist()
     # 0 %: the untouched model, evaluated without any session
     with torch.no_grad():
-        plain = np.mean([int(bert(**_enc(tok, e)).logits.argmax()) == e["label"] for e in EXAMPLES])
+        plain = np.mean([int(bert(**encode_example(tok, e)).logits.argmax()) == e["label"] for e in EXAMPLES])
     assert curve.accuracy[0] == plain
     # 100 %: a copy whose heads were removed by zeroing every value projection
     empty = _clone_without_heads(bert)
     with torch.no_grad():
-        none = np.mean([int(empty(**_enc(tok, e)).logits.argmax()) == e["label"] for e in EXAMPLES])
+        none = np.mean([int(empty(**encode_example(tok, e)).logits.argmax()) == e["label"] for e in EXAMPLES])
     assert curve.accuracy[-1] == none
     # every point: a loop over the masks, one unpadded example at a time
     ref = [_accuracy_unpadded(bert, tok, EXAMPLES, (~p).astype(np.float32)) for p in curve.pruned]
