@@ -438,3 +438,18 @@ def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypa
     monkeypatch.setattr(engine._Engine, "_grad_chunk", always)
     with pytest.raises(aw.AttributionOutOfMemoryError, match="shorter text"):
         aw.attribute(model, tokenizer, TEXT, steps=4)
+
+
+def test_examples_from_a_datasets_dataset_and_bad_collections(tokenizer):
+    from datasets import Dataset
+
+    from attattr_widgets.engine.examples import Example, as_examples
+
+    rows = {"text": ["a dog", TEXT], "text_pair": [None, PAIR], "label": [0, 2]}
+    assert as_examples(Dataset.from_dict(rows)) == [Example("a dog", None, 0), Example(TEXT, PAIR, 2)]
+    model = make_model("bert", "cls")
+    got = list(aw.iter_attributions(model, tokenizer, Dataset.from_dict(rows), steps=2, layers=[0]))
+    assert [a.target for a in got] == [0, 2] and got[1].text_pair == PAIR
+    for bad, match in (([], "no examples"), ("a string", "not one string"), ([{"label": 1}], "no 'text'")):
+        with pytest.raises(aw.AttAttrError, match=match):
+            as_examples(bad)
