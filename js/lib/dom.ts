@@ -104,8 +104,8 @@ export function canvasToBlob(canvas: HTMLCanvasElement): Promise<Blob> {
   );
 }
 
-/** Rasterise an SVG element to a PNG blob at `scale` x its size. */
-export async function svgToPng(svg: SVGElement, width: number, height: number, scale = 2, background?: string): Promise<Blob> {
+/** Load an SVG element into an <img> and hand it to `use`; the object URL is revoked afterwards. */
+async function withSvgImage<T>(svg: SVGElement, use: (img: HTMLImageElement) => T | Promise<T>): Promise<T> {
   const url = URL.createObjectURL(new Blob([serializeSvg(svg)], { type: "image/svg+xml" }));
   try {
     const img = new Image();
@@ -114,6 +114,21 @@ export async function svgToPng(svg: SVGElement, width: number, height: number, s
       img.onerror = () => rej(new Error("could not rasterise SVG"));
       img.src = url;
     });
+    return await use(img);
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+}
+
+/** Schedule `cb` for the next animation frame (a 16 ms timer where there is no requestAnimationFrame). */
+export function nextFrame(cb: () => void): number {
+  if (typeof requestAnimationFrame === "function") return requestAnimationFrame(() => cb());
+  return setTimeout(cb, 16) as unknown as number;
+}
+
+/** Rasterise an SVG element to a PNG blob at `scale` x its size. */
+export function svgToPng(svg: SVGElement, width: number, height: number, scale = 2, background?: string): Promise<Blob> {
+  return withSvgImage(svg, (img) => {
     const c = document.createElement("canvas");
     c.width = Math.ceil(width * scale);
     c.height = Math.ceil(height * scale);
@@ -124,10 +139,8 @@ export async function svgToPng(svg: SVGElement, width: number, height: number, s
       ctx.fillRect(0, 0, c.width, c.height);
     }
     ctx.drawImage(img, 0, 0, c.width, c.height);
-    return await canvasToBlob(c);
-  } finally {
-    URL.revokeObjectURL(url);
-  }
+    return canvasToBlob(c);
+  });
 }
 
 /** 2D context or null (happy-dom / jsdom have none). */
@@ -156,19 +169,10 @@ export function sizeCanvas(c: HTMLCanvasElement, w: number, h: number): CanvasRe
 
 /** Draw an SVG element onto a 2D context (async: goes through an <img>). Resolves false if it fails. */
 export async function drawSvg(ctx: CanvasRenderingContext2D, svg: SVGElement, x: number, y: number, w: number, h: number): Promise<boolean> {
-  const url = URL.createObjectURL(new Blob([serializeSvg(svg)], { type: "image/svg+xml" }));
   try {
-    const img = new Image();
-    await new Promise<void>((res, rej) => {
-      img.onload = () => res();
-      img.onerror = () => rej(new Error("svg"));
-      img.src = url;
-    });
-    ctx.drawImage(img, x, y, w, h);
+    await withSvgImage(svg, (img) => ctx.drawImage(img, x, y, w, h));
     return true;
   } catch {
     return false;
-  } finally {
-    URL.revokeObjectURL(url);
   }
 }

@@ -3,7 +3,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, formatValue, gammaArray, gammaScale, gammaValue, makeLUT, positiveScale, signedScale, colorOf, textOn, type Scale, type Theme } from "./color";
 import { decodeArray, decodeCached, type Decoded } from "./decode";
-import { canvasToBlob, ctx2d, displayToken, downloadBlob, downloadSvg, drawSvg, h, isSpecialToken, readTheme, s, sizeCanvas, truncate } from "./dom";
+import { canvasToBlob, ctx2d, displayToken, downloadBlob, downloadSvg, drawSvg, h, isSpecialToken, nextFrame, readTheme, s, sizeCanvas, truncate } from "./dom";
 import { cellOrigin, centerWindow, clampWindow, gridLayout, heatCellRect, hitGrid, hitHeat, searchTokens, zoomLevels, type GridLayout, type HeatLayout, type Window } from "./layout";
 import { legendSvg } from "./legend";
 import { atlasPixels, matrixPixels, pixelsToCanvas } from "./paint";
@@ -551,8 +551,7 @@ export class ExplorerView {
   invalidate(parts: string): void {
     for (const p of parts.split(",")) this.dirty.add(p.trim());
     if (this.raf || this.ac.signal.aborted) return;
-    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (cb: FrameRequestCallback) => setTimeout(() => cb(0), 16) as unknown as number;
-    this.raf = raf(() => {
+    this.raf = nextFrame(() => {
       this.raf = 0;
       this.flush();
     });

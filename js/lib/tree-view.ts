@@ -1,7 +1,7 @@
 // The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges.
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, diverging, formatValue, makeTheme, type Theme } from "./color";
-import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, readTheme, s, svgToPng, truncate } from "./dom";
+import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, nextFrame, readTheme, s, svgToPng, truncate } from "./dom";
 import type { TreeDict, TreeEdge, TreeModel } from "./protocol";
 
 type Model = AnyModel<TreeModel>;
@@ -154,8 +154,7 @@ export class TreeView {
 
   private schedule(): void {
     if (this.raf || this.ac.signal.aborted) return;
-    const raf = typeof requestAnimationFrame === "function" ? requestAnimationFrame : (cb: FrameRequestCallback) => setTimeout(() => cb(0), 16) as unknown as number;
-    this.raf = raf(() => {
+    this.raf = nextFrame(() => {
       this.raf = 0;
       this.render();
     });
