@@ -35,7 +35,6 @@ from torch import nn
 from .errors import AttAttrError, AttributionOutOfMemoryError, TargetError, check_cancel
 from .hooks import AttnController, controller_for
 from .inputs import (
-    CAUSAL_LM,
     CLASSIFIER,
     Encoded,
     collate,
@@ -43,6 +42,7 @@ from .inputs import (
     is_decoder_classifier,
     label_names,
     model_kind,
+    prediction_logits,
     resolve_target,
 )
 from .quadrature import quadrature
@@ -237,9 +237,7 @@ class _Batch:
 
     def logits_at_target(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """[R, C] classifier logits, or [R, V] next-token logits at each row's last real position."""
-        if self.kind == CAUSAL_LM:
-            return logits[torch.arange(logits.shape[0], device=logits.device), last]
-        return logits
+        return prediction_logits(self.kind, logits, last)
 
     def rows(self, c: int) -> dict[str, torch.Tensor]:
         return {k: v.repeat_interleave(c, 0) for k, v in self.inputs.items()}

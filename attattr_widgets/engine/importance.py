@@ -47,7 +47,7 @@ from .attribution import iter_attributions, prepared
 from .errors import AttAttrError, TargetError, check_cancel
 from .examples import Example, as_examples
 from .hooks import controller_for
-from .inputs import CAUSAL_LM, CLASSIFIER, collate, encode, is_decoder_classifier, model_kind
+from .inputs import CLASSIFIER, collate, encode, is_decoder_classifier, model_kind, prediction_logits
 
 METHODS = ("attattr", "attention", "taylor", "taylor-authors", "accuracy", "random")
 
@@ -156,9 +156,7 @@ class EncodedSet:
             yield idx, inputs, last, inputs["attention_mask"]
 
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        if self.kind == CAUSAL_LM:
-            return out_logits[torch.arange(out_logits.shape[0], device=out_logits.device), last]
-        return out_logits
+        return prediction_logits(self.kind, out_logits, last)
 
     def prepared(self):
         return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)

@@ -56,6 +56,14 @@ def collate(encs: list[Encoded], pad_id: int, device) -> dict[str, torch.Tensor]
     return inputs
 
 
+def prediction_logits(kind: str, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """The logits a prediction is read from: [R, C] for classifiers as they are; for causal LMs the [R, V]
+    next-token logits at each row's last real position ``last`` [R]."""
+    if kind == CAUSAL_LM:
+        return logits[torch.arange(logits.shape[0], device=logits.device), last]
+    return logits
+
+
 def model_kind(model: nn.Module) -> str:
     """``"classifier"`` (a sequence-classification head) or ``"causal-lm"`` (a next-token head)."""
     name = type(model).__name__
