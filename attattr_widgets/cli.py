@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import notebooks
 
     p = notebooks.add_arguments(sub.add_parser("run-notebooks", help="execute tutorial notebooks"))
-    p.set_defaults(func=lambda a: notebooks.main(_rebuild_argv(a)))
+    p.set_defaults(func=notebooks.run_from_args)
 
     p = sub.add_parser("assets", help="install / check the offline demo weights and data")
     p.add_argument("rest", nargs=argparse.REMAINDER)
@@ -160,15 +160,6 @@ def _assets(rest: list[str]) -> int:
     from .demo.assets import main as assets_main
 
     return int(assets_main(rest) or 0)
-
-
-def _rebuild_argv(a) -> list[str]:
-    argv = list(a.paths) + (["--small"] if a.small else ["--full"]) + ["--timeout", str(a.timeout)]
-    if a.save_to:
-        argv += ["--save-to", a.save_to]
-    if a.fail_fast:
-        argv.append("--fail-fast")
-    return argv
 
 
 if __name__ == "__main__":

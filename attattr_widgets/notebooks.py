@@ -251,7 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = add_arguments(argparse.ArgumentParser(prog="run-notebooks", description=__doc__.split("\n")[0]))
-    a = parser.parse_args(argv)
+    return run_from_args(parser.parse_args(argv))
+
+
+def run_from_args(a: argparse.Namespace) -> int:
+    """Run the notebooks named by arguments parsed with :func:`add_arguments`; 1 if any failed."""
     try:
         run_notebooks(a.paths, small=a.small, timeout=a.timeout, save_to=a.save_to, fail_fast=a.fail_fast)
     except NotebooksFailed as e:
