@@ -22,10 +22,7 @@ benchmarks.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -46,120 +43,12 @@ from .inputs import (
     resolve_target,
 )
 from .quadrature import quadrature
+from .results import Attribution, LayerResult
 
 SCORES = ("prob", "logprob", "logit")
 METHODS = ("prefix", "naive")
 _FORMAT_VERSION = 1
 
-
-@dataclass
-class LayerResult:
-    """One finished layer of one example, as streamed to ``progress`` callbacks.
-
-    ``scores``/``attention``: [H, n, n] float32; ``zero_prob``: F with this layer's attention zeroed;
-    ``completeness``: |Σ scores − (prob − zero_prob)| / |prob − zero_prob|.
-    """
-
-    layer: int
-    index: int
-    total: int
-    tokens: list[str]
-    scores: np.ndarray
-    attention: np.ndarray
-    zero_prob: float
-    completeness: float
-    target: int
-    prob: float
-
-
-@dataclass
-class Attribution:
-    """The attribution of one example. Arrays are numpy; axis 0 of the [L, ...] arrays follows ``layers``.
-
-    ``scores`` [L, H, n, n] float32, signed (Attr = A ⊙ ∫∂F/∂A); ``attention`` [L, H, n, n] float32 (the clean
-    probabilities A); ``tokens`` n strings; ``token_type_ids`` [n] int (segment of each token);
-    ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
-    ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error.
-    """
-
-    scores: np.ndarray
-    attention: np.ndarray
-    tokens: list[str]
-    token_type_ids: np.ndarray
-    target: int
-    target_label: str
-    prob: float
-    layer_zero_probs: np.ndarray
-    completeness: np.ndarray
-    layers: list[int]
-    num_layers: int
-    rule: str
-    steps: int
-    score: str = "prob"
-    text: str = ""
-    text_pair: str | None = None
-    model_name: str = ""
-    target_kind: str = "class"
-    label_names: list[str] | None = None
-    truncated: bool = False
-    gold: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    _ARRAYS = ("scores", "attention", "token_type_ids", "layer_zero_probs", "completeness")
-
-    @property
-    def num_heads(self) -> int:
-        return int(self.scores.shape[1])
-
-    @property
-    def num_tokens(self) -> int:
-        return int(self.scores.shape[-1])
-
-    def head_scores(self, reduce: str = "max") -> np.ndarray:
-        """Per-head summary [L, H]: ``"max"`` (the paper's I_h for one example), ``"absmax"`` or ``"sum"``."""
-        flat = self.scores.reshape(self.scores.shape[0], self.scores.shape[1], -1)
-        if reduce == "max":
-            return flat.max(-1)
-        if reduce == "absmax":
-            return np.abs(flat).max(-1)
-        if reduce == "sum":
-            return flat.sum(-1)
-        raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
-
-    def layer_sum(self) -> np.ndarray:
-        """Heads summed per layer: [L, n, n] (the input of the attribution tree)."""
-        return self.scores.sum(1)
-
-    def layer(self, layer: int) -> np.ndarray:
-        """Scores of model layer ``layer``: [H, n, n]."""
-        return self.scores[self.layers.index(layer)]
-
-    def save(self, path: str | Path) -> Path:
-        """Write a compressed ``.npz`` that :meth:`load` reads back exactly."""
-        path = Path(path)
-        meta = {k: v for k, v in asdict(self).items() if k not in self._ARRAYS}
-        meta["format_version"] = _FORMAT_VERSION
-        arrays = {k: getattr(self, k) for k in self._ARRAYS}
-        with open(path, "wb") as fh:
-            np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Attribution":
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            arrays = {k: data[k] for k in cls._ARRAYS}
-        version = meta.pop("format_version", None)
-        if version != _FORMAT_VERSION:
-            raise AttAttrError(f"{path}: unknown attribution file format {version!r} (expected {_FORMAT_VERSION})")
-        return cls(**meta, **arrays)
-
-    def __repr__(self) -> str:
-        return (
-            f"Attribution(tokens={self.num_tokens}, layers={len(self.layers)}/{self.num_layers}, "
-            f"heads={self.num_heads}, target={self.target_label!r}, prob={self.prob:.4f}, rule={self.rule}-"
-            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e})"
-        )
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -19,10 +19,7 @@ bias still applies, nothing is re-trained.
 """
 from __future__ import annotations
 
-import json
 import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -33,6 +30,7 @@ from .examples import as_examples
 from .hooks import controller_for
 from .errors import check_cancel
 from .importance import EncodedSet, _Progress, masked_accuracy
+from .results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
     "least-first": "least-first", "smallest-first": "least-first", "ascending": "least-first",
@@ -50,129 +48,6 @@ def _order(order: str) -> str:
 def _default_fractions() -> np.ndarray:
     return np.round(np.linspace(0.0, 1.0, 11), 10)
 
-
-# ------------------------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass
-class PruningCurve:
-    """Accuracy vs fraction of heads pruned, for one importance method and one order.
-
-    ``fractions`` [K]; ``accuracy`` [K]; ``pruned`` [K, L, H] bool (True = masked); ``order``
-    ("least-first" | "largest-first"); ``num_examples`` evaluated; ``rounding`` ("round" | "floor").
-    """
-
-    method: str
-    fractions: np.ndarray
-    accuracy: np.ndarray
-    pruned: np.ndarray
-    order: str = "least-first"
-    num_examples: int = 0
-    rounding: str = "round"
-    importance: np.ndarray | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def counts(self) -> np.ndarray:
-        """Number of pruned heads at each fraction: [K]."""
-        return self.pruned.reshape(len(self.pruned), -1).sum(1)
-
-    def area(self) -> float:
-        """Area under the curve over fractions (trapezoid): one number to compare methods; higher = better."""
-        x = np.asarray(self.fractions, dtype=float)
-        y = np.asarray(self.accuracy, dtype=float)
-        if len(x) < 2:
-            return float(y.mean()) if len(y) else float("nan")
-        return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0] or 1.0))
-
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method, "order": self.order, "num_examples": int(self.num_examples),
-            "rounding": self.rounding, "fractions": np.asarray(self.fractions, float).tolist(),
-            "accuracy": np.asarray(self.accuracy, float).tolist(),
-            "pruned": np.asarray(self.pruned, bool).astype(int).tolist(),
-            "importance": None if self.importance is None else np.asarray(self.importance, float).tolist(),
-            "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "PruningCurve":
-        return cls(
-            method=str(d["method"]), fractions=np.asarray(d["fractions"], float),
-            accuracy=np.asarray(d["accuracy"], float), pruned=np.asarray(d["pruned"], bool),
-            order=str(d.get("order", "least-first")), num_examples=int(d.get("num_examples", 0)),
-            rounding=str(d.get("rounding", "round")),
-            importance=None if d.get("importance") is None else np.asarray(d["importance"], float),
-            extra=dict(d.get("extra") or {}),
-        )
-
-    def save(self, path: str | Path) -> Path:
-        """Write JSON that :meth:`load` reads back."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_dict()))
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PruningCurve":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def __repr__(self) -> str:
-        pts = ", ".join(f"{f:.0%}:{a:.3f}" for f, a in zip(self.fractions, self.accuracy))
-        return f"PruningCurve({self.method!r}, {self.order}, n={self.num_examples}, [{pts}])"
-
-
-@dataclass
-class Effectiveness:
-    """Paper Fig 2. ``heads`` [K] heads pruned in every layer; ``accuracy[criterion][order]`` [K] with
-    criterion "attribution" | "attention" and order "smallest-first" | "largest-first"; ``full_accuracy``."""
-
-    heads: np.ndarray
-    accuracy: dict
-    num_examples: int
-    full_accuracy: float
-    target: str = "gold"
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return {
-            "heads": np.asarray(self.heads).tolist(),
-            "accuracy": {c: {o: np.asarray(v, float).tolist() for o, v in d.items()} for c, d in self.accuracy.items()},
-            "num_examples": int(self.num_examples), "full_accuracy": float(self.full_accuracy),
-            "target": self.target, "extra": self.extra,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping) -> "Effectiveness":
-        return cls(
-            heads=np.asarray(d["heads"]),
-            accuracy={c: {o: np.asarray(v, float) for o, v in dd.items()} for c, dd in d["accuracy"].items()},
-            num_examples=int(d["num_examples"]), full_accuracy=float(d["full_accuracy"]),
-            target=str(d.get("target", "gold")), extra=dict(d.get("extra") or {}),
-        )
-
-
-@dataclass
-class Correlation:
-    """Cross-task head correlation (paper Fig 4): ``r`` Pearson, ``p_value`` (None without scipy), ``spearman``,
-    and the scatter data ``layer``, ``head``, ``x`` (task A), ``y`` (task B), one entry per head."""
-
-    r: float
-    p_value: float | None
-    spearman: float | None
-    n: int
-    layer: np.ndarray
-    head: np.ndarray
-    x: np.ndarray
-    y: np.ndarray
-    labels: tuple[str, str] = ("A", "B")
-
-    def to_dict(self) -> dict:
-        return {
-            "r": self.r, "p_value": self.p_value, "spearman": self.spearman, "n": self.n,
-            "layer": self.layer.tolist(), "head": self.head.tolist(), "x": self.x.tolist(), "y": self.y.tolist(),
-            "labels": list(self.labels),
-        }
 
 
 # ------------------------------------------------------------------------------------------------------------

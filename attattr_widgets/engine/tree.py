@@ -44,107 +44,16 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from .errors import AttAttrError
+from .results import AttributionTree, TreeEdge, TreeNode
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "normalized_layer_scores"]
 
 _SPECIAL = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]*>|<\|[^|]*\|>)$")
 
-
-@dataclass(frozen=True)
-class TreeNode:
-    """A token of the tree: ``index`` (position in the input), ``token``, ``layer`` (model layer at which it
-    entered; the root has ``layer == num_layers``, i.e. above the last layer)."""
-
-    index: int
-    token: str
-    layer: int
-
-    def to_dict(self) -> dict:
-        return {"index": int(self.index), "token": str(self.token), "layer": int(self.layer)}
-
-
-@dataclass(frozen=True)
-class TreeEdge:
-    """``parent`` (query token index) attends to ``child`` (key token index) at model ``layer``; ``score`` is the
-    normalised head-summed attribution a^l (> threshold)."""
-
-    parent: int
-    child: int
-    layer: int
-    score: float
-
-    def to_dict(self) -> dict:
-        return {"parent": int(self.parent), "child": int(self.child), "layer": int(self.layer),
-                "score": float(self.score)}
-
-
-@dataclass
-class AttributionTree:
-    """The result of :func:`attribution_tree`. ``nodes[0]`` is the root; ``edges`` are ordered top layer first."""
-
-    tokens: list[str]
-    num_layers: int
-    threshold: float
-    root: int
-    nodes: list[TreeNode] = field(default_factory=list)
-    edges: list[TreeEdge] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        """Plain JSON types, exactly the keys the TreeView widget consumes."""
-        return {
-            "tokens": [str(t) for t in self.tokens],
-            "num_layers": int(self.num_layers),
-            "threshold": float(self.threshold),
-            "root": int(self.root),
-            "nodes": [n.to_dict() for n in self.nodes],
-            "edges": [e.to_dict() for e in self.edges],
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> AttributionTree:
-        return cls(
-            tokens=[str(t) for t in d["tokens"]],
-            num_layers=int(d["num_layers"]),
-            threshold=float(d["threshold"]),
-            root=int(d["root"]),
-            nodes=[TreeNode(int(n["index"]), str(n["token"]), int(n["layer"])) for n in d["nodes"]],
-            edges=[TreeEdge(int(e["parent"]), int(e["child"]), int(e["layer"]), float(e["score"]))
-                   for e in d["edges"]],
-        )
-
-    # -- navigation -------------------------------------------------------------------------------------------
-    def parent(self, index: int) -> int | None:
-        """Parent token index of ``index`` (None for the root or a token outside the tree)."""
-        for e in self.edges:
-            if e.child == index:
-                return e.parent
-        return None
-
-    def children(self, index: int) -> list[int]:
-        return [e.child for e in self.edges if e.parent == index]
-
-    def depth(self) -> int:
-        """Number of edges on the longest root-to-leaf path."""
-        kids: dict[int, list[int]] = {}
-        for e in self.edges:
-            kids.setdefault(e.parent, []).append(e.child)
-        best, stack = 0, [(self.root, 0)]
-        while stack:
-            node, d = stack.pop()
-            best = max(best, d)
-            stack.extend((c, d + 1) for c in kids.get(node, ()))
-        return best
-
-    def __repr__(self) -> str:
-        root = self.tokens[self.root] if 0 <= self.root < len(self.tokens) else "?"
-        return (f"AttributionTree(root={self.root}:{root!r}, nodes={len(self.nodes)}/{len(self.tokens)}, "
-                f"edges={len(self.edges)}, threshold={self.threshold})")
 
 
 def _cls_row(tokens: list[str]) -> int | None:

@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -50,6 +49,7 @@ from torch import nn
 
 from .errors import AttAttrError, check_cancel
 from .examples import Example, as_examples
+from .results import TriggerPattern, TriggerResult
 from .inputs import Encoded, collate, display_tokens, encode, is_decoder_classifier, label_names, max_positions
 
 __all__ = [
@@ -64,106 +64,6 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 
-
-# ------------------------------------------------------------------------------------------------------------
-# results
-
-
-@dataclass
-class TriggerPattern:
-    """One mined pattern.
-
-    ``tokens`` / ``token_ids`` / ``positions`` / ``segments`` / ``relative``: the trigger WordPieces in source
-    order, their position in the source input, their segment (0 = first text, 1 = text pair) and relative position
-    inside that segment (0 = first content token, 1 = last).  ``score`` = v1 + v2 (+ …) of the top pairs;
-    ``pairs``: the top pairs ``{"query", "key", "query_token", "key_token", "value", "used"}`` of the
-    (``layer``, ``head``) matrix holding the example's largest attribution.  ``pred`` / ``pred_label``: the
-    predicted (attributed) class; ``gold``: the example label (None if unlabelled).
-    """
-
-    tokens: list[str]
-    token_ids: list[int]
-    positions: list[int]
-    segments: list[int]
-    relative: list[float]
-    score: float
-    layer: int
-    head: int
-    pairs: list[dict]
-    pred: int
-    pred_label: str
-    gold: int | None
-    prob: float
-    example_index: int
-    text: str
-    text_pair: str | None = None
-    source_tokens: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["score"] = float(self.score)
-        d["prob"] = float(self.prob)
-        d["relative"] = [float(r) for r in self.relative]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TriggerPattern:
-        return cls(**d)
-
-    @property
-    def key(self) -> tuple:
-        """Identity of the trigger for de-duplication: (segment, token id) pairs in source order."""
-        return tuple(zip(self.segments, self.token_ids))
-
-    def __repr__(self) -> str:
-        segs = "" if not any(self.segments) else f", segments={self.segments}"
-        return (f"TriggerPattern({' '.join(self.tokens)!r}{segs}, score={self.score:.4f}, "
-                f"pred={self.pred_label!r}, layer={self.layer}, head={self.head}, example={self.example_index})")
-
-
-@dataclass
-class TriggerResult:
-    """Per-gold-class accuracy without (``before``) and with (``after``) the trigger inserted.
-
-    ``per_class``: one dict per gold class present, ``{"label", "name", "n", "before", "after", "drop"}``
-    (accuracies in [0, 1]); ``overall_before`` / ``overall_after``; ``flip_rate``: share of examples whose
-    prediction changed; ``truncated``: examples that had to be shortened to fit the trigger.
-    """
-
-    pattern: TriggerPattern
-    per_class: list[dict]
-    overall_before: float
-    overall_after: float
-    flip_rate: float
-    n: int
-    truncated: int = 0
-
-    def to_dict(self) -> dict:
-        return {
-            "pattern": self.pattern.to_dict(),
-            "per_class": [dict(c) for c in self.per_class],
-            "overall_before": float(self.overall_before),
-            "overall_after": float(self.overall_after),
-            "flip_rate": float(self.flip_rate),
-            "n": int(self.n),
-            "truncated": int(self.truncated),
-        }
-
-    def accuracy(self, label) -> tuple[float, float]:
-        """(before, after) for a gold class given by index or name."""
-        for c in self.per_class:
-            if c["label"] == label or c["name"] == label:
-                return c["before"], c["after"]
-        raise KeyError(f"no gold class {label!r} among {[c['name'] for c in self.per_class]}")
-
-    @property
-    def largest_drop(self) -> dict:
-        """The per-class record with the largest accuracy drop."""
-        return max(self.per_class, key=lambda c: c["drop"])
-
-    def __repr__(self) -> str:
-        cells = ", ".join(f"{c['name']}: {100 * c['before']:.1f}% -> {100 * c['after']:.1f}%" for c in self.per_class)
-        return f"TriggerResult({' '.join(self.pattern.tokens)!r}: {cells})"
 
 
 # ------------------------------------------------------------------------------------------------------------
