@@ -38,6 +38,8 @@ the run between batches with :class:`AttributionCancelled`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -238,6 +240,21 @@ def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tenso
     raise TargetError(f"target must be 'gold', 'pred' or a class index, not {target!r}")
 
 
+def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel):
+    """Yield ``(idx [b], grads [b, L, H] float64)`` per length-sorted batch: signed ∂L/∂ξ of each example."""
+    for idx, inputs, last, _ in data.batches(batch_size):
+        check_cancel(cancel)
+        b = len(idx)
+        xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
+        with torch.enable_grad(), data.ctrl.session(head_mask=xi):
+            logits = data.logits(data.model(**inputs).logits, last)
+            y = _targets(data, idx, logits, target)
+            loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits,
+                                   y, reduction="sum")
+            grads = torch.autograd.grad(loss, [xi[l] for l in range(data.L)])
+        yield idx, torch.stack(grads, 1).double().cpu().numpy()
+
+
 def head_mask_gradients(
     model,
     tokenizer,
@@ -261,39 +278,28 @@ def head_mask_gradients(
         data.need_labels('target="gold"')
     out = np.zeros((len(data), data.L, data.H), dtype=np.float64)
     with _Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
-        for idx, inputs, last, _ in data.batches(batch_size):
-            check_cancel(cancel)
-            b = len(idx)
-            xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
-            with torch.enable_grad(), data.ctrl.session(head_mask=xi):
-                logits = data.logits(data.model(**inputs).logits, last)
-                y = _targets(data, idx, logits, target)
-                loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits,
-                                       y, reduction="sum")
-                grads = torch.autograd.grad(loss, [xi[l] for l in range(data.L)])
-            out[idx] = torch.stack(grads, 1).double().cpu().numpy()
-            prog.update(b)
+        for idx, g in _iter_head_mask_gradients(data, target, batch_size, cancel):
+            out[idx] = g
+            prog.update(len(idx))
     return out
 
 
-def _authors_taylor(data: EncodedSet, batch_size, progress, cancel) -> np.ndarray:
-    """Σ_x Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| per head, / N (before the layer normalisation)."""
-    acc = torch.zeros(data.L, data.H, dtype=torch.float64)
+def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
+    """Yield ``(idx [b], per-example Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| [b, L, H] float64)`` per batch."""
     layers = range(data.L)
-    with _Progress(progress, len(data), "taylor (authors)") as prog, data.prepared():
-        for idx, inputs, last, amask in data.batches(batch_size):
-            check_cancel(cancel)
-            with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
-                logits = data.logits(data.model(**inputs).logits, last)
-                S = logits.sum()  # the authors' backpropagated quantity: the sum of the logits (quirk)
-                grads = torch.autograd.grad(S, [ctrl.leaves[l] for l in layers])
-                attn = dict(ctrl.attn)
-            q = amask.to(torch.float64)[:, None, :]  # real query rows
-            for l in layers:
-                per_tok = (attn[l].double() * grads[l].double()).sum(-1).abs()  # (b, H, T) = |<ctx_i, dS/dctx_i>|
-                acc[l] += (per_tok * q).sum((0, 2)).cpu()
-            prog.update(len(idx))
-    return (acc / len(data)).numpy()
+    for idx, inputs, last, amask in data.batches(batch_size):
+        check_cancel(cancel)
+        with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
+            logits = data.logits(data.model(**inputs).logits, last)
+            S = logits.sum()  # the authors' backpropagated quantity: the sum of the logits (quirk)
+            grads = torch.autograd.grad(S, [ctrl.leaves[l] for l in layers])
+            attn = dict(ctrl.attn)
+        q = amask.to(torch.float64)[:, None, :]  # real query rows
+        per_ex = torch.zeros(len(idx), data.L, data.H, dtype=torch.float64)
+        for l in layers:
+            per_tok = (attn[l].double() * grads[l].double()).sum(-1).abs()  # (b, H, T) = |<ctx_i, dS/dctx_i>|
+            per_ex[:, l] = (per_tok * q).sum(2).cpu()
+        yield idx, per_ex.numpy()
 
 
 def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
@@ -305,6 +311,130 @@ def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------------------------
 # public API
+
+
+@dataclass
+class ImportanceStep:
+    """One update of a running head-importance estimate (what :func:`iter_head_importance` yields).
+
+    ``estimate`` [L, H] float64 is the importance over the first ``done`` examples, computed exactly as the final
+    one (same reduction and normalisation), so the last step's ``estimate`` *is* :func:`head_importance`'s
+    result. ``example_index`` [b] (positions in ``examples``) and ``example_scores`` [b, L, H] are the examples
+    this step added and their per-example head scores (``"attattr"``/``"attention"``: the reduced map;
+    ``"taylor"``: |∂L/∂ξ|; ``"taylor-authors"``: the per-example sum before normalisation; empty for
+    ``"accuracy"``/``"random"``). ``final`` marks the last step.
+    """
+
+    method: str
+    done: int
+    total: int
+    estimate: np.ndarray
+    example_index: np.ndarray
+    example_scores: np.ndarray
+    final: bool = False
+
+
+def iter_head_importance(
+    model,
+    tokenizer,
+    examples,
+    *,
+    method: str = "attattr",
+    target="gold",
+    rule: str = "gauss-legendre",
+    steps: int = 6,
+    batch_size: int | None = None,
+    seed: int = 0,
+    progress=None,
+    cancel: threading.Event | None = None,
+    reduce: str = "max",
+    max_length: int | None = None,
+    normalize: bool = True,
+) -> Iterator[ImportanceStep]:
+    """:func:`head_importance` as a stream: one :class:`ImportanceStep` per example (``"attattr"``) or per batch
+    (``"attention"``, the Taylor methods), a single final step for ``"accuracy"`` and ``"random"``.
+    :func:`head_importance` returns the last step's ``estimate``, so both are equal by construction. Same
+    arguments as :func:`head_importance`."""
+    if method not in METHODS:
+        raise AttAttrError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)}")
+    if reduce not in ("max", "absmax", "sum"):
+        raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
+    ctrl = controller_for(model)
+    L, H = ctrl.num_layers, ctrl.num_heads
+    none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))
+    if method == "random":
+        n = 0 if examples is None else len(as_examples(examples))
+        yield ImportanceStep(method, n, n, np.random.default_rng(seed).random((L, H)), none_idx, none_scores, True)
+        return
+    if method == "attattr":
+        items = as_examples(examples)
+        N = len(items)
+        total = np.zeros((L, H), dtype=np.float64)
+        with _Progress(progress, N, "attattr importance") as prog:
+            stream = iter_attributions(
+                model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
+                cancel=cancel, max_length=max_length, truncation=True,
+            )
+            for n, attr in enumerate(stream):
+                s = attr.head_scores(reduce).astype(np.float64)
+                total += s
+                prog.update(1)
+                check_cancel(cancel)
+                yield ImportanceStep(method, n + 1, N, total / (N if n + 1 == N else n + 1),
+                                     np.array([n]), s[None], n + 1 == N)
+        return
+
+    bs = 32 if batch_size is None else int(batch_size)
+    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
+    N = len(data)
+    if method == "attention":
+        red = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
+               "sum": lambda t: t.sum((-1, -2))}[reduce]
+        total = torch.zeros(L, H, dtype=torch.float64)
+        done = 0
+        with _Progress(progress, N, "attention importance") as prog, torch.no_grad(), data.prepared():
+            for idx, inputs, last, amask in data.batches(bs):
+                check_cancel(cancel)
+                with data.ctrl.session(record=True) as c:
+                    data.model(**inputs)
+                    attn = dict(c.attn)
+                m = amask.to(attn[0].dtype)
+                valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
+                per_ex = torch.stack([red(attn[l] * valid).double() for l in range(L)], 1).cpu()  # [b, L, H]
+                total += per_ex.sum(0)
+                done += len(idx)
+                prog.update(len(idx))
+                yield ImportanceStep(method, done, N, (total / (N if done == N else done)).numpy(),
+                                     np.asarray(idx), per_ex.numpy(), done == N)
+        return
+    if method in ("taylor", "taylor-authors"):
+        if method == "taylor" and target == "gold":
+            data.need_labels('target="gold"')
+        per = np.zeros((N, L, H), dtype=np.float64)
+        seen = np.zeros(N, dtype=bool)
+        done = 0
+        desc = "head-mask gradients" if method == "taylor" else "taylor (authors)"
+        batches = (_iter_head_mask_gradients(data, target, bs, cancel) if method == "taylor"
+                   else _iter_authors_taylor(data, bs, cancel))
+        with _Progress(progress, N, desc) as prog, data.prepared():
+            for idx, g in batches:
+                g = np.abs(g) if method == "taylor" else g
+                per[idx] = g
+                seen[idx] = True
+                done += len(idx)
+                prog.update(len(idx))
+                imp = per[seen].mean(0) if done < N else per.mean(0)
+                yield ImportanceStep(method, done, N, normalize_by_layer(imp) if normalize else imp,
+                                     np.asarray(idx), g, done == N)
+        return
+    # accuracy difference
+    data.need_labels('method="accuracy"')
+    keep = np.ones((1 + L * H, L, H), dtype=np.float32)
+    for k in range(L * H):
+        keep[1 + k, k // H, k % H] = 0.0
+    acc = masked_accuracy(data, keep, batch_size=bs, progress=progress, cancel=cancel, desc="accuracy importance")
+    yield ImportanceStep(method, N, N, (acc[0] - acc[1:]).reshape(L, H).astype(np.float64), none_idx,
+                         none_scores, True)
 
 
 def head_importance(
@@ -339,69 +469,27 @@ def head_importance(
         progress: ``True`` (tqdm), or ``callable(done, total)``; ``cancel``: ``threading.Event``.
         reduce: per-example head summary for ``"attattr"``/``"attention"`` (``"max"`` = paper).
         normalize: layer-wise L2 normalisation of the Taylor methods (Michel et al.; default True).
-    """
-    if method not in METHODS:
-        raise AttAttrError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)}")
-    if reduce not in ("max", "absmax", "sum"):
-        raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
-    ctrl = controller_for(model)
-    L, H = ctrl.num_layers, ctrl.num_heads
-    if method == "random":
-        return np.random.default_rng(seed).random((L, H))
-    if method == "attattr":
-        items = as_examples(examples)
-        total = np.zeros((L, H), dtype=np.float64)
-        with _Progress(progress, len(items), "attattr importance") as prog:
-            for attr in iter_attributions(
-                model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
-                cancel=cancel, max_length=max_length, truncation=True,
-            ):
-                total += attr.head_scores(reduce).astype(np.float64)
-                prog.update(1)
-                check_cancel(cancel)
-        return total / len(items)
 
-    bs = 32 if batch_size is None else int(batch_size)
-    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
-    if method == "attention":
-        total = torch.zeros(L, H, dtype=torch.float64)
-        with _Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
-            for idx, inputs, last, amask in data.batches(bs):
-                check_cancel(cancel)
-                with data.ctrl.session(record=True) as c:
-                    data.model(**inputs)
-                    attn = dict(c.attn)
-                m = amask.to(attn[0].dtype)
-                valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
-                for l in range(L):
-                    a = attn[l] * valid
-                    red = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
-                           "sum": lambda t: t.sum((-1, -2))}[reduce]
-                    total[l] += red(a).double().sum(0).cpu()
-                prog.update(len(idx))
-        return (total / len(data)).numpy()
-    if method == "taylor":
-        g = head_mask_gradients(model, tokenizer, None, target=target, batch_size=bs, progress=progress,
-                                cancel=cancel, _data=data)
-        imp = np.abs(g).mean(0)
-        return normalize_by_layer(imp) if normalize else imp
-    if method == "taylor-authors":
-        imp = _authors_taylor(data, bs, progress, cancel)
-        return normalize_by_layer(imp) if normalize else imp
-    # accuracy difference
-    data.need_labels('method="accuracy"')
-    keep = np.ones((1 + L * H, L, H), dtype=np.float32)
-    for k in range(L * H):
-        keep[1 + k, k // H, k % H] = 0.0
-    acc = masked_accuracy(data, keep, batch_size=bs, progress=progress, cancel=cancel, desc="accuracy importance")
-    return (acc[0] - acc[1:]).reshape(L, H).astype(np.float64)
+    The last step of :func:`iter_head_importance` (the running estimate the widgets show).
+    """
+    step = None
+    for step in iter_head_importance(
+        model, tokenizer, examples, method=method, target=target, rule=rule, steps=steps, batch_size=batch_size,
+        seed=seed, progress=progress, cancel=cancel, reduce=reduce, max_length=max_length, normalize=normalize,
+    ):
+        pass
+    if step is None:  # no examples
+        raise AttAttrError("no examples given: pass at least one {'text', 'label'} example")
+    return step.estimate
 
 
 __all__ = [
     "METHODS",
     "EncodedSet",
+    "ImportanceStep",
     "head_importance",
     "head_mask_gradients",
+    "iter_head_importance",
     "masked_accuracy",
     "normalize_by_layer",
     "predict_masked",
