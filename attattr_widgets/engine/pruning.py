@@ -10,8 +10,8 @@ bias still applies, nothing is re-trained.
   pruned heads is ``int(round(f·L·H))`` (``rounding="round"``). The authors' scripts use ``int(f·144)``
   (truncation: 0.7 → 100, 0.9 → 129 heads, where rounding gives 101 and 130); ``rounding="floor"``
   reproduces that. Ties in the importance (frequent for ``"accuracy"``) are broken by a seeded random order,
-  not by layer index. All masks of all methods are evaluated in one batched sweep (per-row ``(B, H)``
-  masks); the 0 % and 100 % masks are shared.
+  not by layer index. Every distinct mask of all methods is evaluated once (per-row ``(B, H)`` masks), one
+  fraction after the other (:class:`PruningSweep`); the 0 % and 100 % masks are shared.
 * :func:`effectiveness` — paper §4.1: per example, heads ranked *within every layer* by that example's
   gold-label attribution max vs its attention max; prune the k smallest (or largest) of every layer and measure
   accuracy vs k; four curves.
@@ -20,6 +20,8 @@ bias still applies, nothing is re-trained.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -95,6 +97,89 @@ def pruning_masks(importance, fractions=None, order: str = "least-first", *, rou
 # pruning curves
 
 
+@dataclass
+class PruningPoint:
+    """One step of a pruning sweep: the accuracy of every curve at fraction ``fractions[index]``.
+
+    ``accuracy`` {curve label: float}, ``pruned`` {curve label: [L, H] bool (True = pruned)}, ``done`` / ``total``
+    fractions evaluated so far.
+    """
+
+    index: int
+    fraction: float
+    accuracy: dict
+    pruned: dict
+    done: int
+    total: int
+
+
+class PruningSweep:
+    """The pruning curves of :func:`compare_pruning`, evaluated one fraction at a time.
+
+    Iterating yields one :class:`PruningPoint` per fraction (all curves' points at that fraction, each distinct
+    mask evaluated once, batched over examples and masks); :meth:`curves` returns the
+    :class:`PruningCurve` list (NaN where a point has not been evaluated yet, e.g. after a Stop).
+    :func:`compare_pruning` is ``list(sweep); sweep.curves()``, so both give the same numbers.
+    """
+
+    def __init__(self, model, tokenizer, examples, importances: Mapping[str, np.ndarray], *, fractions=None,
+                 order: str | Sequence[str] = "least-first", batch_size: int = 32, rounding: str = "round",
+                 seed: int = 0, max_length: int | None = None, progress=None,
+                 cancel: threading.Event | None = None):
+        if not importances:
+            raise AttAttrError("no importances given: pass {'attattr': head_importance(...), ...}")
+        orders = [order] if isinstance(order, str) else list(order)
+        orders = [_order(o) for o in orders]
+        self.fractions = _default_fractions() if fractions is None else np.asarray(fractions, dtype=float)
+        ctrl = controller_for(model)
+        L, H = ctrl.num_layers, ctrl.num_heads
+        self.specs = []
+        for name, imp in importances.items():
+            imp = np.asarray(imp, dtype=np.float64)
+            if imp.shape != (L, H):
+                raise AttAttrError(f"importance {name!r} has shape {imp.shape} but the model has {L} layers × {H} heads")
+            for o in orders:
+                label = str(name) if len(orders) == 1 else f"{name}, {o}"
+                self.specs.append((label, o, imp, pruning_masks(imp, self.fractions, o, rounding=rounding, seed=seed)))
+        # distinct masks across all curves
+        uniq: dict[bytes, int] = {}
+        self.keys = []
+        for _, _, _, masks in self.specs:
+            self.keys.append([uniq.setdefault(np.packbits(m).tobytes(), len(uniq)) for m in masks])
+        self.stack = np.ones((len(uniq), L, H), dtype=np.float32)
+        for (_, _, _, masks), ks in zip(self.specs, self.keys):
+            for m, k in zip(masks, ks):
+                self.stack[k] = (~m).astype(np.float32)
+        self.acc = np.full(len(uniq), np.nan)
+        self.data = EncodedSet(model, tokenizer, examples, max_length=max_length)
+        self.data.need_labels("pruning")
+        self.rounding, self.batch_size, self.progress, self.cancel = rounding, batch_size, progress, cancel
+
+    def __iter__(self) -> Iterator[PruningPoint]:
+        K, N = len(self.fractions), len(self.data)
+        evaluated = np.zeros(len(self.stack), dtype=bool)
+        with _Progress(self.progress, N * len(self.stack), "pruning") as prog:
+            for k in range(K):
+                group = sorted({ks[k] for ks in self.keys if not evaluated[ks[k]]})
+                if group:
+                    base = prog.done
+                    self.acc[group] = masked_accuracy(
+                        self.data, self.stack[group], batch_size=self.batch_size, cancel=self.cancel,
+                        progress=lambda d, t, b=base: prog.update(b + d - prog.done))
+                    evaluated[group] = True
+                yield PruningPoint(
+                    index=k, fraction=float(self.fractions[k]),
+                    accuracy={label: float(self.acc[ks[k]]) for (label, _, _, _), ks in zip(self.specs, self.keys)},
+                    pruned={label: masks[k] for (label, _, _, masks) in self.specs}, done=k + 1, total=K)
+
+    def curves(self) -> list[PruningCurve]:
+        return [
+            PruningCurve(method=label, fractions=self.fractions.copy(), accuracy=self.acc[ks], pruned=masks,
+                         order=o, num_examples=len(self.data), rounding=self.rounding, importance=imp)
+            for (label, o, imp, masks), ks in zip(self.specs, self.keys)
+        ]
+
+
 def compare_pruning(
     model,
     tokenizer,
@@ -114,43 +199,15 @@ def compare_pruning(
 
     ``importances``: ``{name: [L, H] array}`` (e.g. from :func:`head_importance`). ``order``: one order or a
     list (e.g. ``("least-first", "largest-first")``); with several orders the curves are named
-    ``"name, order"``. Every distinct mask is evaluated once, in one batched sweep over ``examples``.
+    ``"name, order"``. Every distinct mask is evaluated once, batched over examples, one fraction after the
+    other (:class:`PruningSweep`, which the widgets iterate to draw the curves point by point).
     """
-    if not importances:
-        raise AttAttrError("no importances given: pass {'attattr': head_importance(...), ...}")
-    orders = [order] if isinstance(order, str) else list(order)
-    orders = [_order(o) for o in orders]
-    fractions = _default_fractions() if fractions is None else np.asarray(fractions, dtype=float)
-    ctrl = controller_for(model)
-    L, H = ctrl.num_layers, ctrl.num_heads
-    specs = []
-    for name, imp in importances.items():
-        imp = np.asarray(imp, dtype=np.float64)
-        if imp.shape != (L, H):
-            raise AttAttrError(f"importance {name!r} has shape {imp.shape} but the model has {L} layers × {H} heads")
-        for o in orders:
-            label = str(name) if len(orders) == 1 else f"{name}, {o}"
-            specs.append((label, o, imp, pruning_masks(imp, fractions, o, rounding=rounding, seed=seed)))
-    # distinct masks across all curves
-    uniq: dict[bytes, int] = {}
-    keys_per_spec = []
-    for _, _, _, masks in specs:
-        ks = []
-        for m in masks:
-            k = np.packbits(m).tobytes()
-            ks.append(uniq.setdefault(k, len(uniq)))
-        keys_per_spec.append(ks)
-    stack = np.ones((len(uniq), L, H), dtype=np.float32)
-    for (_, _, _, masks), ks in zip(specs, keys_per_spec):
-        for m, k in zip(masks, ks):
-            stack[k] = (~m).astype(np.float32)
-    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
-    acc = masked_accuracy(data, stack, batch_size=batch_size, progress=progress, cancel=cancel, desc="pruning")
-    return [
-        PruningCurve(method=label, fractions=fractions.copy(), accuracy=acc[ks], pruned=masks, order=o,
-                     num_examples=len(data), rounding=rounding, importance=imp)
-        for (label, o, imp, masks), ks in zip(specs, keys_per_spec)
-    ]
+    sweep = PruningSweep(model, tokenizer, examples, importances, fractions=fractions, order=order,
+                         batch_size=batch_size, rounding=rounding, seed=seed, max_length=max_length,
+                         progress=progress, cancel=cancel)
+    for _ in sweep:
+        pass
+    return sweep.curves()
 
 
 def pruning_curve(
@@ -298,6 +355,8 @@ __all__ = [
     "Correlation",
     "Effectiveness",
     "PruningCurve",
+    "PruningPoint",
+    "PruningSweep",
     "compare_pruning",
     "effectiveness",
     "head_correlation",
