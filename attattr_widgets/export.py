@@ -35,6 +35,7 @@ __all__ = [
     "HTMLExportMixin",
     "find_chromium",
     "html_string",
+    "json_for_script",
     "screenshot",
     "to_html",
     "vendor_paths",
@@ -174,10 +175,22 @@ def _widget_state(widgets: Sequence[Any]) -> dict:
     return {"version_major": 2, "version_minor": 0, "state": state}
 
 
-def _json_script(obj: Any) -> str:
-    # same escaping ipywidgets.embed uses for JSON in <script>
-    txt = json.dumps(obj, allow_nan=False, separators=(",", ":"))
-    return txt.replace("</", "<\\/").replace("<!--", "<\\!--")
+_JSON_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_JSON_SCRIPT_RE = re.compile("[<>&\u2028\u2029]")
+
+
+def json_for_script(obj: Any) -> str:
+    """JSON text that is safe inside an HTML ``<script>`` element and still valid JSON for every string.
+
+    ``<``, ``>``, ``&`` and U+2028/U+2029 become ``\\u003c``-style escapes (what ipywidgets.embed does for
+    ``<`` and what Django's ``json_script`` does for all five), so no ``</script>``, ``<!--`` or ``<script``
+    can end or re-open the element; these characters only ever occur inside JSON strings, where the escape
+    decodes to the same character. Non-ASCII text is ``\\u``-escaped (``ensure_ascii``), which keeps lone
+    surrogates representable; NaN/inf are refused (not JSON).
+    """
+    txt = json.dumps(obj, allow_nan=False, separators=(",", ":"), ensure_ascii=True)
+    return _JSON_SCRIPT_RE.sub(lambda m: _JSON_SCRIPT_ESCAPES[m.group(0)], txt)
+
 
 
 def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | None = None,
@@ -231,12 +244,12 @@ def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | No
         head.append(f"<script>{req}</script>")
         head.append(f"<script>{anyw}</script>")
         head.append(f"<script>{emb}</script>")
-        head.append(f"<script type=\"{WIDGET_STATE_MIME}\">{_json_script(_widget_state(widgets))}</script>")
+        head.append(f"<script type=\"{WIDGET_STATE_MIME}\">{json_for_script(_widget_state(widgets))}</script>")
 
     for i, it in enumerate(items):
         if isinstance(it, Widget):
             view = {"version_major": 2, "version_minor": 0, "model_id": it.model_id}
-            inner = f"<script type=\"{WIDGET_VIEW_MIME}\">{_json_script(view)}</script>"
+            inner = f"<script type=\"{WIDGET_VIEW_MIME}\">{json_for_script(view)}</script>"
         else:
             inner = bokeh_divs[id(it)]
         body.append(f"<div class=\"attattr-export-item\" data-index=\"{i}\">{inner}</div>")

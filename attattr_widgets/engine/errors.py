@@ -6,6 +6,12 @@ class AttAttrError(ValueError):
     """Base class of every error the engine raises on bad input or an unsupported setup."""
 
 
+class ArgumentError(AttAttrError, TypeError):
+    """An argument has the wrong type or an impossible value (the message names it and says what to pass).
+
+    A ``ValueError`` and a ``TypeError``, so code catching either keeps working."""
+
+
 class EmptyInputError(AttAttrError):
     """The text (or text pair) has no content."""
 
@@ -15,7 +21,8 @@ class InputTooLongError(AttAttrError):
 
 
 class UnsupportedModelError(AttAttrError):
-    """The model's attention does not route through transformers' AttentionInterface."""
+    """The model's attention does not route through transformers' AttentionInterface, or its head (token
+    classification, multiple choice, an image model without text input, …) has no prediction to attribute."""
 
 
 class NoClassificationHeadError(AttAttrError):
@@ -32,6 +39,10 @@ class AttributionOutOfMemoryError(AttAttrError, MemoryError):
 
 class AttributionCancelled(Exception):
     """Raised inside a run when its `cancel` event was set; the run stops cleanly, nothing is half-written."""
+
+
+class OutputPathError(AttAttrError):
+    """A file cannot be written where asked (no such folder, a folder in the way, no permission)."""
 
 
 def check_cancel(cancel) -> None:

@@ -1,9 +1,13 @@
 """Normalising collections of labelled examples for dataset-level engines."""
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import AttAttrError
+from . import validate
+from .errors import ArgumentError, AttAttrError
 
 
 @dataclass(frozen=True)
@@ -15,21 +19,62 @@ class Example:
     label: int | None = None
 
 
+_FORMS = ("a list of dicts {'text', 'text_pair'?, 'label'?}, a dict of columns {'text': [...], 'label': [...]}, "
+          "a pandas DataFrame or a datasets.Dataset with those columns, or a list of strings")
+
+
+def _missing(v) -> bool:
+    """None, or a missing value from pandas / numpy (NaN, pd.NA, NaT)."""
+    if v is None:
+        return True
+    if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral):
+        return math.isnan(float(v))
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def _rows(obj):
+    """The examples as an indexable sequence of rows (dicts, strings or :class:`Example`)."""
+    if isinstance(obj, (str, bytes)):
+        raise AttAttrError(f"examples must be a collection of examples, not one string: wrap it in a list "
+                           f"([{obj!r:.40}]); accepted: {_FORMS}")
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns") and hasattr(obj, "iloc"):  # pandas DataFrame
+        return obj.to_dict("records")
+    if isinstance(obj, Mapping):
+        if "text" not in obj:
+            raise AttAttrError(f"examples is a dict without a 'text' key (keys: {sorted(map(str, obj))}); "
+                               f"accepted: {_FORMS}")
+        if isinstance(obj["text"], str):
+            raise AttAttrError("examples is one example (a dict whose 'text' is a string): wrap it in a list, "
+                               "[{'text': ..., 'label': ...}]")
+        cols = {str(k): list(v) for k, v in obj.items()}
+        lengths = {k: len(v) for k, v in cols.items()}
+        if len(set(lengths.values())) > 1:
+            raise AttAttrError(f"examples given as columns must have one length, got {lengths}")
+        n = lengths["text"]
+        return [{k: v[i] for k, v in cols.items()} for i in range(n)]
+    try:
+        len(obj)
+        obj[0] if len(obj) else None
+    except (TypeError, KeyError):
+        obj = list(obj)
+    return obj
+
+
 def as_examples(obj) -> list[Example]:
     """Accept a sequence of dicts ``{"text", "text_pair"?, "label"?}``, :class:`Example` objects, plain strings,
-    or a ``datasets.Dataset`` with those columns, and return a list of :class:`Example`."""
-    if isinstance(obj, (str, bytes)):
-        raise AttAttrError("examples must be a collection of examples, not one string: wrap it in a list")
-    try:
-        n = len(obj)
-    except TypeError:
-        obj = list(obj)
-        n = len(obj)
+    a dict of columns ``{"text": [...], "label": [...]}``, a pandas ``DataFrame`` or a ``datasets.Dataset`` with
+    those columns, and return a list of :class:`Example`.
+
+    Texts must be strings; a missing ``text_pair`` / ``label`` (None, NaN) means none; labels must be whole
+    numbers >= 0 (``1.7`` and ``-1`` are refused, not rounded or wrapped around).
+    """
+    rows = _rows(obj)
+    n = len(rows)
     if n == 0:
         raise AttAttrError("no examples given: pass at least one {'text': ..., 'label': ...}")
     out = []
     for i in range(n):
-        item = obj[i]
+        item = rows[i]
         if isinstance(item, Example):
             out.append(item)
             continue
@@ -37,10 +82,29 @@ def as_examples(obj) -> list[Example]:
             out.append(Example(item))
             continue
         if not hasattr(item, "get"):
-            raise AttAttrError(f"example {i} is a {type(item).__name__}: use a dict with 'text' (and 'label')")
+            raise AttAttrError(f"example {i} is a {type(item).__name__}: use a dict with 'text' (and 'label'); "
+                               f"accepted: {_FORMS}")
         text = item.get("text")
         if text is None:
-            raise AttAttrError(f"example {i} has no 'text' field (keys: {sorted(item)})")
+            raise AttAttrError(f"example {i} has no 'text' field (keys: {sorted(map(str, item))})")
+        if not isinstance(text, str):
+            raise ArgumentError(f"example {i}: 'text' must be a string, got {validate.show(text)} "
+                                f"({type(text).__name__})")
+        pair = item.get("text_pair")
+        if _missing(pair):
+            pair = None
+        elif not isinstance(pair, str):
+            raise ArgumentError(f"example {i}: 'text_pair' must be a string or None, got {validate.show(pair)}")
         label = item.get("label")
-        out.append(Example(str(text), item.get("text_pair"), None if label is None else int(label)))
+        label = None if _missing(label) else validate.label(label, f"example {i} 'label'")
+        out.append(Example(text, pair, label))
     return out
+
+
+def check_labels(items: list[Example], num_classes: int | None, *, what: str = "classes") -> None:
+    """Raise :class:`ArgumentError` if a label is not a class of the model (``0 <= label < num_classes``)."""
+    if not num_classes:
+        return
+    for i, ex in enumerate(items):
+        if ex.label is not None:
+            validate.label(ex.label, f"example {i} 'label'", num_classes, what=what)

@@ -4,10 +4,19 @@ from __future__ import annotations
 import inspect
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from .errors import EmptyInputError, InputTooLongError, NoClassificationHeadError, TargetError
+from . import validate
+from .errors import (
+    ArgumentError,
+    EmptyInputError,
+    InputTooLongError,
+    NoClassificationHeadError,
+    TargetError,
+    UnsupportedModelError,
+)
 
 CLASSIFIER = "classifier"
 CAUSAL_LM = "causal-lm"
@@ -64,8 +73,48 @@ def prediction_logits(kind: str, logits: torch.Tensor, last: torch.Tensor) -> to
     return logits
 
 
+# Heads whose output is not one prediction per input: refused up front (their logits would be misread).
+_UNSUPPORTED_HEADS = {
+    "ForTokenClassification": "token classification (one prediction per token)",
+    "ForMultipleChoice": "multiple choice (one score per choice, inputs shaped [batch, choices, tokens])",
+    "ForQuestionAnswering": "extractive question answering (start/end scores per token)",
+    "ForMaskedLM": "masked language modelling (one prediction per [MASK] position)",
+    "ForImageClassification": "image classification (pixel input)",
+    "ForObjectDetection": "object detection (pixel input)",
+    "ForSemanticSegmentation": "segmentation (pixel input)",
+    "ForAudioClassification": "audio classification (waveform input)",
+    "ForSpeechSeq2Seq": "speech recognition (audio input)",
+    "ForConditionalGeneration": "encoder-decoder / multimodal generation",
+}
+
+
+def _check_supported_head(model: nn.Module) -> None:
+    name = type(model).__name__
+    for suffix, what in _UNSUPPORTED_HEADS.items():
+        if name.endswith(suffix):
+            raise UnsupportedModelError(
+                f"{name} has a head for {what}, which attattr-widgets does not attribute: load the checkpoint with "
+                f"AutoModelForSequenceClassification (one class per input) or AutoModelForCausalLM (next-token "
+                f"targets) instead")
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - C-implemented forwards
+        return
+    other = [k for k in params if k in ("pixel_values", "input_values", "input_features")]
+    if "input_ids" not in params and (other or not any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        takes = ", ".join(other or list(params)[:3])
+        raise UnsupportedModelError(
+            f"{name} takes no text input (its forward takes {takes}): attattr-widgets attributes text models "
+            f"(a classifier or a causal LM over input_ids)")
+
+
 def model_kind(model: nn.Module) -> str:
-    """``"classifier"`` (a sequence-classification head) or ``"causal-lm"`` (a next-token head)."""
+    """``"classifier"`` (a sequence-classification head) or ``"causal-lm"`` (a next-token head).
+
+    Raises :class:`UnsupportedModelError` for heads with no single prediction per input (token classification,
+    multiple choice, QA, masked LM) and models without text input, :class:`NoClassificationHeadError` for a
+    bare encoder/decoder."""
+    _check_supported_head(model)
     name = type(model).__name__
     if name.endswith("ForSequenceClassification") or (
         hasattr(model, "classifier") and getattr(model.config, "num_labels", 0) and not name.endswith("LMHeadModel")
@@ -121,17 +170,22 @@ def encode(
     max_length: int | None = None,
     truncation: bool = False,
 ) -> Encoded:
-    """Encode one example unpadded. Raises :class:`EmptyInputError` / :class:`InputTooLongError`."""
-    if not isinstance(text, str) or not text.strip():
-        raise EmptyInputError("the text is empty: pass a non-empty string to attribute")
-    if text_pair is not None and (not isinstance(text_pair, str) or not text_pair.strip()):
-        raise EmptyInputError("text_pair is empty: pass a non-empty second sentence, or text_pair=None")
+    """Encode one example unpadded. Raises :class:`EmptyInputError` / :class:`InputTooLongError` (and
+    :class:`ArgumentError` for a text that is not a string or ``max_length`` that is not a positive int).
+
+    ``truncated`` is True exactly when tokens of the text were dropped; truncation that would leave a segment
+    without any of its tokens raises instead."""
+    check_text(text, "text")
+    if text_pair is not None:
+        check_text(text_pair, "text_pair")
+    max_length = validate.max_length(max_length)
     limit = max_positions(model, tokenizer)
     if max_length is not None:
-        limit = min(limit, int(max_length))
+        limit = min(limit, max_length)
     kwargs = {"return_tensors": "pt", "return_token_type_ids": True}
     enc = tokenizer(text, text_pair, **kwargs) if text_pair is not None else tokenizer(text, **kwargs)
     n = enc["input_ids"].shape[1]
+    full_segments = _segment_sizes(tokenizer, enc, text_pair)
     truncated = False
     if n > limit:
         if not truncation:
@@ -140,8 +194,20 @@ def encode(
                 f"truncation=True to attribute only its first {limit} tokens (the result is flagged truncated)"
             )
         kw = {**kwargs, "truncation": True, "max_length": limit}
-        enc = tokenizer(text, text_pair, **kw) if text_pair is not None else tokenizer(text, **kw)
-        truncated = True
+        try:
+            enc = tokenizer(text, text_pair, **kw) if text_pair is not None else tokenizer(text, **kw)
+        except Exception as exc:  # noqa: BLE001 - tokenizers raise assorted errors for impossible lengths
+            raise InputTooLongError(
+                f"cannot truncate the {n}-token input to {limit} tokens ({type(exc).__name__}: {exc}): pass a "
+                f"larger max_length") from exc
+        m = enc["input_ids"].shape[1]
+        kept = _segment_sizes(tokenizer, enc, text_pair)
+        if m > limit or any(k == 0 < f for k, f in zip(kept, full_segments)):
+            raise InputTooLongError(
+                f"max_length={limit} leaves no room for the text: the tokenizer adds "
+                f"{n - sum(full_segments)} special tokens, so pass max_length of at least "
+                f"{n - sum(full_segments) + len([f for f in full_segments if f])}")
+        truncated = m < n
     ids = enc["input_ids"][0].tolist()
     if not ids:
         raise EmptyInputError("the text encodes to no tokens: pass text the tokenizer recognises")
@@ -162,6 +228,35 @@ def encode(
         segments=[int(s) for s in segments],
         truncated=truncated,
     )
+
+
+def check_text(text, name: str = "text") -> str:
+    """A non-empty string the tokenizer can encode (no unpaired UTF-16 surrogates)."""
+    if not isinstance(text, str):
+        raise ArgumentError(f"{name} must be a string, got {validate.show(text)} ({type(text).__name__})")
+    if not text.strip():
+        what = "the text" if name == "text" else name
+        fix = "a non-empty string to attribute" if name == "text" else "a non-empty second sentence, or text_pair=None"
+        raise EmptyInputError(f"{what} is empty: pass {fix}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ArgumentError(
+            f"{name} contains an unpaired surrogate {text[exc.start]!r} at position {exc.start}, which is not "
+            f"text: decode the source with errors='replace' (or remove it)") from None
+    return text
+
+
+def _segment_sizes(tokenizer, enc, text_pair) -> list[int]:
+    """Number of non-special tokens of each segment of an encoding: [first] or [first, pair]."""
+    ids = enc["input_ids"][0].tolist()
+    words = {getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "mask_token_id", None)}
+    special = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i not in words}
+    tti = enc.get("token_type_ids")
+    if text_pair is None:
+        return [sum(1 for i in ids if int(i) not in special)]
+    segs = tti[0].tolist() if tti is not None and any(tti[0].tolist()) else _segments_from_separators(tokenizer, ids)
+    return [sum(1 for i, s in zip(ids, segs) if s == k and int(i) not in special) for k in (0, 1)]
 
 
 def _segments_from_separators(tokenizer, ids: list[int]) -> list[int]:
@@ -200,7 +295,10 @@ def resolve_target(model: nn.Module, tokenizer, kind: str, target, logits: torch
         target = gold
     if isinstance(target, bool):
         raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r}")
-    if isinstance(target, (int,)) or (isinstance(target, torch.Tensor) and target.numel() == 1):
+    if isinstance(target, float) and target.is_integer():
+        target = int(target)
+    if isinstance(target, (int, np.integer)) or (isinstance(target, torch.Tensor) and target.numel() == 1
+                                                 and not target.is_floating_point()):
         t = int(target)
         if not 0 <= t < size:
             what = "classes" if kind == CLASSIFIER else "tokens in the vocabulary"
