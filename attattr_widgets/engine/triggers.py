@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -58,6 +58,8 @@ __all__ = [
     "evaluate_trigger",
     "evaluate_triggers",
     "insert_trigger",
+    "iter_evaluate_triggers",
+    "iter_mine_triggers",
     "mine_triggers",
     "top_triggers",
 ]
@@ -270,6 +272,61 @@ def _pattern_from(attr, enc: Encoded, special: set[int], index: int, ex: Example
     )
 
 
+def iter_mine_triggers(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    *,
+    top_pairs: int = 2,
+    ratio: float = 0.2,
+    min_score: float = 0.02,
+    min_tokens: int | None = None,
+    blacklist: Iterable[str] = (),
+    rule: str = "gauss-legendre",
+    steps: int = 6,
+    layers: Iterable[int] | None = None,
+    batch_size: int | None = None,
+    device=None,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Iterator[tuple[int, int, TriggerPattern | None]]:
+    """:func:`mine_triggers` as a stream: ``(done, total, pattern)`` after each attributed example, ``pattern``
+    None when that example gave none (too short, below ``min_score``, blacklisted). :func:`mine_triggers` sorts
+    what this yields, so both give the same patterns. Same arguments as :func:`mine_triggers`."""
+    from .attribution import iter_attributions
+
+    if top_pairs < 1:
+        raise AttAttrError(f"top_pairs must be >= 1, got {top_pairs}")
+    items = as_examples(examples)
+    total = len(items)
+    special = _special_ids(tokenizer)
+    banned = {str(b).lower().removeprefix("##") for b in blacklist}
+    keep: list[tuple[int, Example, Encoded]] = []
+    for idx, ex in enumerate(items):
+        enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+        if min_tokens is None or len(enc) >= int(min_tokens):
+            keep.append((idx, ex, enc))
+    done = total - len(keep)
+    _check_progress(progress, done, total)
+    if keep:
+        stream = iter_attributions(
+            model, tokenizer, [ex for _, ex, _ in keep], target="pred", layers=layers, rule=rule, steps=steps,
+            batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
+        )
+        for (idx, ex, enc), attr in zip(keep, stream):
+            check_cancel(cancel)
+            if attr.num_tokens != len(enc):
+                raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
+            pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
+            done += 1
+            _check_progress(progress, done, total)
+            if pat is not None and (pat.score < min_score or (banned and any(
+                    t.lower().removeprefix("##").strip() in banned for t in pat.tokens))):
+                pat = None
+            yield done, total, pat
+
+
 def mine_triggers(
     model: nn.Module,
     tokenizer,
@@ -305,39 +362,11 @@ def mine_triggers(
 
     Returns: patterns sorted by score (highest first), one per example at most.
     """
-    from .attribution import iter_attributions
-
-    if top_pairs < 1:
-        raise AttAttrError(f"top_pairs must be >= 1, got {top_pairs}")
-    items = as_examples(examples)
-    total = len(items)
-    special = _special_ids(tokenizer)
-    banned = {str(b).lower().removeprefix("##") for b in blacklist}
-    keep: list[tuple[int, Example, Encoded]] = []
-    for idx, ex in enumerate(items):
-        enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
-        if min_tokens is None or len(enc) >= int(min_tokens):
-            keep.append((idx, ex, enc))
-    done = total - len(keep)
-    _check_progress(progress, done, total)
-    patterns: list[TriggerPattern] = []
-    if keep:
-        stream = iter_attributions(
-            model, tokenizer, [ex for _, ex, _ in keep], target="pred", layers=layers, rule=rule, steps=steps,
-            batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
-        )
-        for (idx, ex, enc), attr in zip(keep, stream):
-            check_cancel(cancel)
-            if attr.num_tokens != len(enc):
-                raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
-            pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
-            done += 1
-            _check_progress(progress, done, total)
-            if pat is None or pat.score < min_score:
-                continue
-            if banned and any(t.lower().removeprefix("##").strip() in banned for t in pat.tokens):
-                continue
-            patterns.append(pat)
+    patterns = [pat for _, _, pat in iter_mine_triggers(
+        model, tokenizer, examples, top_pairs=top_pairs, ratio=ratio, min_score=min_score, min_tokens=min_tokens,
+        blacklist=blacklist, rule=rule, steps=steps, layers=layers, batch_size=batch_size, device=device,
+        max_length=max_length, progress=progress, cancel=cancel,
+    ) if pat is not None]
     patterns.sort(key=lambda p: -p.score)
     return patterns
 
@@ -380,7 +409,7 @@ def _predict(model: nn.Module, encs: Sequence[Encoded], pad_id: int, batch_size:
     return out
 
 
-def evaluate_triggers(
+def iter_evaluate_triggers(
     model: nn.Module,
     tokenizer,
     examples,
@@ -391,8 +420,9 @@ def evaluate_triggers(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
-) -> list[TriggerResult]:
-    """:func:`evaluate_trigger` for several patterns, predicting the clean examples only once."""
+) -> Iterator[TriggerResult]:
+    """:func:`evaluate_triggers` as a stream: one :class:`TriggerResult` per pattern, in order (the clean
+    examples are predicted once, first)."""
     items = as_examples(examples)
     if any(ex.label is None for ex in items):
         raise AttAttrError("evaluating a trigger needs a gold 'label' in every example")
@@ -417,7 +447,6 @@ def evaluate_triggers(
         clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
                  for ex in items]
         before = _predict(model, clean, pad_id, batch_size, dev, tick, cancel)
-        results = []
         for pat in pats:
             encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
                     for ex in items]
@@ -428,14 +457,30 @@ def evaluate_triggers(
                 b, a = float((before[sel] == c).mean()), float((after[sel] == c).mean())
                 per_class.append({"label": int(c), "name": names[c] if c < len(names) else str(c),
                                   "n": int(sel.sum()), "before": b, "after": a, "drop": b - a})
-            results.append(TriggerResult(
+            yield (TriggerResult(
                 pattern=pat, per_class=per_class, overall_before=float((before == gold).mean()),
                 overall_after=float((after == gold).mean()), flip_rate=float((before != after).mean()),
                 n=len(items), truncated=sum(e.truncated for e in encs),
             ))
     finally:
         model.train(was_training)
-    return results
+
+
+def evaluate_triggers(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    patterns: Sequence[TriggerPattern | dict],
+    *,
+    batch_size: int = 32,
+    device=None,
+    max_length: int | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> list[TriggerResult]:
+    """:func:`evaluate_trigger` for several patterns, predicting the clean examples only once."""
+    return list(iter_evaluate_triggers(model, tokenizer, examples, patterns, batch_size=batch_size, device=device,
+                                       max_length=max_length, progress=progress, cancel=cancel))
 
 
 def evaluate_trigger(
