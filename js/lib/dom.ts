@@ -1,6 +1,5 @@
 // DOM helpers. Untrusted text (tokens, labels, errors) only ever goes through textContent / text nodes;
 // no HTML-string sink is used anywhere in the views.
-import { makeTheme, parseColor, type Theme } from "./color";
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | null | undefined>;
@@ -55,16 +54,6 @@ export function truncate(t: string, max: number): string {
 
 export function isSpecialToken(tok: string): boolean {
   return /^(\[(CLS|SEP|PAD|MASK|UNK)\]|<\/?s>|<pad>|<unk>|<mask>|<\|[^|]*\|>|<bos>|<eos>)$/i.test(tok);
-}
-
-/** Theme from the element's resolved colours (JupyterLab variables, VS Code, Colab, marimo or fallbacks). */
-export function readTheme(el: Element): Theme {
-  if (typeof getComputedStyle !== "function") return makeTheme(null, null);
-  let bg = null;
-  for (let e: Element | null = el; e && !bg; e = e.parentElement) bg = parseColor(getComputedStyle(e).backgroundColor);
-  if (!bg && typeof document !== "undefined" && document.body) bg = parseColor(getComputedStyle(document.body).backgroundColor);
-  const fg = parseColor(getComputedStyle(el).color);
-  return makeTheme(bg, fg);
 }
 
 export function cssVar(el: Element, name: string, fallback: string): string {

@@ -1,7 +1,9 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it } from "vitest";
 import widget from "../explorer";
-import { ExplorerView, gridData, normalizedScores } from "./explorer-view";
+import { gridData } from "./explorer-state";
+import { ExplorerView } from "./explorer-view";
+import { normalizedScores } from "./grid-panel";
 import { cacheFor } from "./stream";
 import { f16, f32, FakeModel, rng } from "./testing";
 
@@ -74,7 +76,7 @@ describe("Explorer view", () => {
   it("grid click selects a head; sentence click sets the query", () => {
     const { root, model, view } = mount(doneState());
     const canvas = root.querySelector(".aa-grid-canvas") as HTMLCanvasElement;
-    const gl = (view as any).gl;
+    const gl = view.grid.layout!;
     const step = gl.cell + gl.gap;
     canvas.dispatchEvent(new MouseEvent("click", { clientX: gl.x0 + step + 2, clientY: gl.y0 + 2 * step + 2, bubbles: true }));
     expect(model.get("selected")).toEqual([2, 1]);

@@ -1,8 +1,10 @@
 // The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges.
 import type { AnyModel } from "@anywidget/types";
-import { cssRGB, diverging, formatValue, makeTheme, type Theme } from "./color";
-import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, nextFrame, readTheme, s, svgToPng, truncate } from "./dom";
+import { cssRGB, diverging, formatValue } from "./color";
+import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, nextFrame, s, svgToPng, truncate } from "./dom";
 import type { TreeDict, TreeEdge, TreeModel } from "./protocol";
+import { ThemeWatcher } from "./theme";
+import { Tooltip, type TipLine } from "./tooltip";
 
 type Model = AnyModel<TreeModel>;
 
@@ -48,7 +50,7 @@ export class TreeView {
   readonly root: HTMLDivElement;
   private ac = new AbortController();
   private cleanups: (() => void)[] = [];
-  private theme: Theme = makeTheme(null, null);
+  private themeWatch: ThemeWatcher;
   private slider = h("input", { class: "aa-slider", type: "range", min: 0, max: 1, step: 0.01, "aria-label": "threshold" });
   private thrText = h("span", { class: "aa-thr" });
   private stats = h("span", { class: "aa-muted" });
@@ -56,7 +58,7 @@ export class TreeView {
   private compact: boolean | null = null; // null = automatic (on for long inputs)
   private scroll = h("div", { class: "aa-tree-scroll" });
   private errorBox = h("div", { class: "aa-error", role: "alert" });
-  private tip = h("div", { class: "aa-tip", role: "tooltip", hidden: true });
+  private tip: Tooltip;
   private title = h("div", { class: "aa-title" });
   private svg: SVGElement | null = null;
   private layout: TreeLayout | null = null;
@@ -67,7 +69,8 @@ export class TreeView {
   constructor(private model: Model, el: HTMLElement) {
     this.root = h("div", { class: "attattr-root attattr-tree", "data-state": "empty" });
     el.appendChild(this.root);
-    this.theme = readTheme(this.root);
+    this.themeWatch = new ThemeWatcher(this.root, () => this.schedule(), this.ac.signal);
+    this.tip = new Tooltip(this.root);
     const svgBtn = h("button", { class: "aa-btn aa-dl", type: "button", "data-download": "svg", title: "Download as SVG" }, "⤓ SVG");
     const pngBtn = h("button", { class: "aa-btn aa-dl", type: "button", "data-download": "png", title: "Download as PNG" }, "⤓ PNG");
     this.root.append(
@@ -77,7 +80,7 @@ export class TreeView {
       h("div", { class: "aa-toolbar" }, h("label", { class: "aa-field" }, "threshold τ ", this.slider), this.thrText,
         h("label", { class: "aa-field", title: "Only the tokens that are in the tree on the x axis (long inputs)" }, this.compactBox, "tree tokens only"),
         h("span", { class: "aa-spacer" }), this.stats),
-      this.errorBox, this.scroll, this.tip,
+      this.errorBox, this.scroll, this.tip.el,
     );
     const o = { signal: this.ac.signal };
     svgBtn.addEventListener("click", () => this.svg && downloadSvg(this.svg, this.fileName("svg")), o);
@@ -117,21 +120,10 @@ export class TreeView {
     }, o);
     this.scroll.addEventListener("pointerover", (e) => {
       const g = (e.target as Element | null)?.closest?.("[data-edge]") as SVGElement | null;
-      if (!g) return this.hideTip();
+      if (!g) return this.tip.hide();
       this.showEdgeTip(e as PointerEvent, g.getAttribute("data-edge") ?? "");
     }, o);
-    this.scroll.addEventListener("pointerleave", () => this.hideTip(), o);
-    if (typeof MutationObserver !== "undefined" && document.body) {
-      const mo = new MutationObserver(() => {
-        const t = readTheme(this.root);
-        if (JSON.stringify(t) !== JSON.stringify(this.theme)) {
-          this.theme = t;
-          this.schedule();
-        }
-      });
-      mo.observe(document.body, { attributes: true, attributeFilter: ["class", "data-jp-theme-light", "data-theme"] });
-      this.cleanups.push(() => mo.disconnect());
-    }
+    this.scroll.addEventListener("pointerleave", () => this.tip.hide(), o);
     if (typeof ResizeObserver !== "undefined") {
       let last = 0;
       const ro = new ResizeObserver(() => {
@@ -282,27 +274,21 @@ export class TreeView {
     return this.compact ?? t.tokens.length > 64;
   }
 
+  private get theme() {
+    return this.themeWatch.theme;
+  }
+
   private showEdgeTip(e: PointerEvent, key: string): void {
     const t = this.tree();
     const edge = t.edges.find((x) => edgeKey(x) === key);
-    if (!edge) return this.hideTip();
-    const tip = [
-      h("strong", {}, `layer ${edge.layer}`), h("br"),
-      `“${displayToken(t.tokens[edge.parent] ?? "")}” #${edge.parent} → “${displayToken(t.tokens[edge.child] ?? "")}” #${edge.child}`, h("br"),
+    if (!edge) return this.tip.hide();
+    const lines: TipLine[] = [
+      h("strong", {}, `layer ${edge.layer}`),
+      `“${displayToken(t.tokens[edge.parent] ?? "")}” #${edge.parent} → “${displayToken(t.tokens[edge.child] ?? "")}” #${edge.child}`,
       `score ${formatValue(edge.score, 4)}`,
     ];
-    if (this.model.get("linked")) tip.push(h("br"), h("span", { class: "aa-muted" }, "click: show in the explorer"));
-    this.tip.replaceChildren(...tip);
-    const r = this.root.getBoundingClientRect();
-    let x = e.clientX - r.left + 14;
-    if (x + 260 > r.width) x = Math.max(0, x - 280);
-    this.tip.style.left = `${x}px`;
-    this.tip.style.top = `${e.clientY - r.top + 14}px`;
-    this.tip.hidden = false;
-  }
-
-  private hideTip(): void {
-    this.tip.hidden = true;
+    if (this.model.get("linked")) lines.push(h("span", { class: "aa-muted" }, "click: show in the explorer"));
+    this.tip.show(e, lines);
   }
 
   async downloadPng(): Promise<void> {
@@ -315,6 +301,7 @@ export class TreeView {
     clearTimeout(this.debounce);
     if (this.raf) (typeof cancelAnimationFrame === "function" ? cancelAnimationFrame : clearTimeout)(this.raf);
     for (const c of this.cleanups.splice(0)) c();
+    this.themeWatch.destroy();
     this.root.remove();
   }
 }
