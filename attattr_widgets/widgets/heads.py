@@ -1,0 +1,460 @@
+"""HeadsView: the dataset half of the paper live — head importance (§4.1, Fig 3 left), pruning curves (Fig 3),
+effectiveness (Fig 2) and cross-task correlation (Fig 4) in one widget.
+
+``HeadsView(model, tokenizer, examples, methods=("attattr", "taylor", "random"), eval_examples=None,
+fractions=None, **engine_kwargs)``; ``.run()`` starts a background thread and returns, ``.stop()`` cancels,
+``.wait(timeout)`` returns a :class:`HeadsResult`. The numbers are those of
+:func:`~attattr_widgets.engine.importance.head_importance` and
+:func:`~attattr_widgets.engine.pruning.compare_pruning` on the same data and settings: the view iterates the
+very streams those functions consume (``iter_head_importance``, ``PruningSweep``), so they are equal by
+construction.
+
+Protocol (js/heads.ts; names mirrored in js/lib/protocol.ts) — everything is a synced trait (durable: a view
+opened mid-run, a reload and ``to_html`` all show the state so far), updated at most every ``interval`` s while
+running and always at the end of each step that finishes a method / a fraction:
+
+* ``state`` "empty" | "running" | "done" | "cancelled" | "error", ``error``, ``run_id``,
+  ``phase`` "" | "importance" | "pruning" | "effectiveness";
+* ``meta`` {model_name, num_layers, num_heads, methods, num_examples, num_eval, fractions, target,
+  label_names};
+* ``progress`` {method: {done, total, elapsed_s, eta_s}} (``"pruning"`` and ``"effectiveness"`` keys too);
+* ``importance`` {method: {view, dtype=float32, shape=[L, H]}} — running estimates (exactly the engine's);
+* ``curves`` [{method, order, fractions: [K], accuracy: {view float32 [K]} (NaN = not yet), counts: [K],
+  pruned: {view uint8 [K, L, H]}}];
+* ``effectiveness`` the :class:`Effectiveness` ``to_dict()`` or {} ; ``correlation`` {labels, r, spearman, n,
+  x: {view float32 [L·H]}, y: {...}} or {};
+* front-end owned: ``view`` "importance" | "pruning" | "effectiveness" | "correlation", ``method`` (grid shown
+  when switchable), ``layout`` "side" | "single", ``selected`` [layer, head] | [];
+* ``head_examples`` [{index, text, text_pair, label, score}] — the examples where the selected head carries
+  the most attribution under ``method`` (its per-example score, largest first).
+* browser -> kernel custom messages: ``{"type": "cancel", "run_id"}`` (Stop), ``{"type": "open", "index",
+  "layer", "head"}`` (open an example in the linked Explorer on that head).
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import traitlets
+
+from ..engine.errors import AttributionCancelled
+from ._base import BaseWidget, binary_trait, css_asset, esm_asset
+
+__all__ = ["HeadsResult", "HeadsView"]
+
+IMPORTANCE_KWARGS = ("target", "rule", "steps", "batch_size", "seed", "reduce", "max_length", "normalize")
+PRUNING_KWARGS = ("order", "rounding", "seed", "max_length", "eval_batch_size")
+TOP_EXAMPLES = 8
+
+
+def _model_name(model: Any) -> str:
+    cfg = getattr(model, "config", None)
+    name = getattr(cfg, "name_or_path", "") or getattr(cfg, "_name_or_path", "")
+    return str(name or type(model).__name__)
+
+
+@dataclass
+class HeadsResult:
+    """What a :class:`HeadsView` run computed.
+
+    ``importance`` {method: HeadImportance [L, H]} (a method stopped half-way holds the running estimate over
+    ``num_examples`` of them); ``curves`` the ``compare_pruning`` curves (NaN accuracy at fractions not yet
+    evaluated; empty when stopped before pruning); ``example_scores`` {method: [N, L, H]} per-example head
+    scores (NaN rows = not processed); ``effectiveness`` (or None); ``partial`` True when stopped early.
+    """
+
+    importance: dict
+    curves: list
+    example_scores: dict = field(default_factory=dict)
+    effectiveness: Any = None
+    partial: bool = False
+
+    def __repr__(self) -> str:
+        imp = ", ".join(f"{m}: {getattr(v, 'num_examples', '?')} examples" for m, v in self.importance.items())
+        return f"HeadsResult({'partial, ' if self.partial else ''}importance={{{imp}}}, curves={len(self.curves)})"
+
+
+class HeadsView(BaseWidget):
+    """Live dataset-level view: importance grids, pruning curves, effectiveness, correlation (see module doc).
+
+    Args:
+        examples: the importance examples (dicts ``{"text", "text_pair"?, "label"}``, a DataFrame or a
+            ``datasets.Dataset``; the paper uses 200 held-out examples).
+        methods: importance methods (see :func:`head_importance`), one grid each.
+        eval_examples: held-out examples for the pruning curves (default: ``examples``, as the authors).
+        fractions: pruned fractions (default 0, 0.1, …, 1).
+        effectiveness_examples: if given, also run :func:`effectiveness` on them (Fig 2; one more attribution
+            per example).
+        explorer: the Explorer that clicked examples open in (default: a new one, ``view.explorer``; display it
+            next to the view: ``display(view, view.explorer)``).
+        interval: seconds between trait updates while running (the view redraws at most that often).
+        engine_kwargs: ``target``, ``rule``, ``steps``, ``batch_size``, ``seed``, ``reduce``, ``max_length``,
+            ``normalize`` (importance) and ``order``, ``rounding``, ``eval_batch_size`` (pruning; default
+            ``batch_size`` or 32), exactly as the engine functions take them.
+    """
+
+    _esm = esm_asset("heads.js")
+    _css = css_asset("heads.css")
+
+    state = traitlets.Unicode("empty").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    run_id = traitlets.Int(0).tag(sync=True)
+    phase = traitlets.Unicode("").tag(sync=True)
+    meta = traitlets.Dict(default_value={}).tag(sync=True)
+    progress = traitlets.Dict(default_value={}).tag(sync=True)
+    importance = binary_trait({})
+    curves = binary_trait([])
+    effectiveness = traitlets.Dict(default_value={}).tag(sync=True)
+    correlation = binary_trait({})
+    view = traitlets.Enum(["importance", "pruning", "effectiveness", "correlation"],
+                          default_value="importance").tag(sync=True)
+    method = traitlets.Unicode("").tag(sync=True)
+    layout = traitlets.Enum(["side", "single"], default_value="side").tag(sync=True)
+    selected = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    head_examples = traitlets.List(default_value=[]).tag(sync=True)
+
+    def __init__(self, model: Any, tokenizer: Any, examples: Any, *, methods=("attattr", "taylor", "random"),
+                 eval_examples: Any = None, fractions=None, effectiveness_examples: Any = None,
+                 explorer: Any = None, interval: float = 0.25, **engine_kwargs):
+        from ..engine.examples import as_examples
+        from ..engine.importance import METHODS
+
+        unknown = sorted(set(engine_kwargs) - set(IMPORTANCE_KWARGS) - set(PRUNING_KWARGS))
+        if unknown:
+            raise TypeError(f"HeadsView() got unexpected keyword argument(s): {', '.join(unknown)} "
+                            f"(engine settings: {', '.join(sorted(set(IMPORTANCE_KWARGS) | set(PRUNING_KWARGS)))})")
+        if isinstance(methods, str):
+            methods = (methods,)
+        methods = tuple(str(m) for m in methods)
+        bad = [m for m in methods if m not in METHODS]
+        if not methods or bad:
+            raise ValueError(f"methods={list(methods)!r}: choose one or more of {', '.join(METHODS)}")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods={list(methods)!r} lists a method twice")
+        self.items = as_examples(examples)
+        if not self.items:
+            raise ValueError("examples is empty: pass at least one {'text', 'label'} example")
+        self.eval_items = self.items if eval_examples is None else as_examples(eval_examples)
+        self.eff_items = None if effectiveness_examples is None else as_examples(effectiveness_examples)
+        from ..engine.hooks import controller_for
+        from ..engine.inputs import label_names
+
+        ctrl = controller_for(model)
+        L, H = ctrl.num_layers, ctrl.num_heads
+        fr = None if fractions is None else [float(f) for f in np.asarray(fractions, dtype=float).ravel()]
+        meta = {"model_name": _model_name(model), "num_layers": int(L), "num_heads": int(H),
+                "methods": list(methods), "num_examples": len(self.items), "num_eval": len(self.eval_items),
+                "fractions": fr if fr is not None else [round(x, 10) for x in np.linspace(0, 1, 11).tolist()],
+                "target": str(engine_kwargs.get("target", "gold")), "label_names": list(label_names(model) or []),
+                "effectiveness": self.eff_items is not None}
+        super().__init__(meta=meta, method=methods[0])
+        self.model, self.tokenizer = model, tokenizer
+        self.methods = methods
+        self.fractions = fractions
+        self.engine_kwargs = dict(engine_kwargs)
+        self.interval = float(interval)
+        self._explorer = explorer
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self._exception: BaseException | None = None
+        self._result: HeadsResult | None = None
+        self._estimates: dict[str, Any] = {}
+        self._counts: dict[str, int] = {}
+        self._example_scores: dict[str, np.ndarray] = {}
+        self._curves: list = []
+        self._effectiveness = None
+        self._last_push = 0.0
+        self.observe(self._on_selected, names=["selected", "method"])
+        self.on_msg(self._on_custom)
+
+    @contextlib.contextmanager
+    def _sync(self):
+        with self._lock, self.hold_sync():
+            yield
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def explorer(self):
+        """The linked :class:`Explorer` (created on first use) that clicked examples open in."""
+        if self._explorer is None:
+            from .explorer import Explorer
+
+            self._explorer = Explorer(self.model, self.tokenizer)
+        return self._explorer
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def result(self) -> HeadsResult | None:
+        """The result of the last run (partial after a Stop), None while running."""
+        return self._result
+
+    def run(self) -> None:
+        """Start (or restart) the computation in a background thread and return at once."""
+        self.stop(wait=True)
+        cancel = threading.Event()
+        with self._lock:
+            self._cancel = cancel
+            self._exception = None
+            self._result = None
+            self._estimates, self._counts, self._example_scores = {}, {}, {}
+            self._curves, self._effectiveness = [], None
+            run_id = self.run_id + 1
+            with self._sync():
+                self.run_id = run_id
+                self.state = "running"
+                self.error = ""
+                self.phase = "importance"
+                self.progress = {}
+                self.importance = {}
+                self.curves = []
+                self.effectiveness = {}
+                self.head_examples = []
+        t = threading.Thread(target=self._run, args=(run_id, cancel), name=f"attattr-heads-{run_id}", daemon=True)
+        self._thread = t
+        t.start()
+
+    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Cancel the run; everything computed so far is kept (``state == "cancelled"``, result ``partial``)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> HeadsResult | None:
+        """Block until the run ends and return its :class:`HeadsResult`; re-raises the run's error."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def compare_with(self, other: Any, *, method: str | None = None, labels: tuple[str, str] | None = None):
+        """Fig 4: Pearson/Spearman correlation of this view's importance with ``other`` (another HeadsView, or
+        an [L, H] array); shown in the "correlation" view and returned as a :class:`Correlation`."""
+        from ..engine.pruning import head_correlation
+
+        m = method or self.methods[0]
+        mine = self._estimates.get(m)
+        if mine is None:
+            raise ValueError(f"no importance for {m!r} yet: run() and wait() first")
+        if isinstance(other, HeadsView):
+            theirs = other._estimates.get(m)
+            if theirs is None:
+                raise ValueError(f"the other HeadsView has no importance for {m!r} yet")
+            other_name = other.meta.get("model_name", "B")
+        else:
+            theirs, other_name = np.asarray(other, dtype=np.float64), "B"
+        labels = labels or (str(self.meta.get("model_name", "A")), str(other_name))
+        corr = head_correlation(mine, theirs, labels=labels)
+        self.correlation = {"labels": list(corr.labels), "r": corr.r, "spearman": corr.spearman, "n": corr.n,
+                            "p_value": corr.p_value, "method": m,
+                            "x": np.asarray(corr.x, np.float32), "y": np.asarray(corr.y, np.float32)}
+        self.view = "correlation"
+        return corr
+
+    # ------------------------------------------------------------------ background run
+    def _imp_kwargs(self) -> dict:
+        return {k: v for k, v in self.engine_kwargs.items() if k in IMPORTANCE_KWARGS}
+
+    def _prune_kwargs(self) -> dict:
+        kw = {k: v for k, v in self.engine_kwargs.items() if k in PRUNING_KWARGS and k != "eval_batch_size"}
+        bs = self.engine_kwargs.get("eval_batch_size", self.engine_kwargs.get("batch_size"))
+        if bs is not None:
+            kw["batch_size"] = int(bs)
+        return kw
+
+    def _run(self, run_id: int, cancel: threading.Event) -> None:
+        try:
+            self._run_importance(run_id, cancel)
+            self._run_pruning(run_id, cancel)
+            if self.eff_items is not None:
+                self._run_effectiveness(run_id, cancel)
+        except BaseException as exc:  # noqa: BLE001 - everything must reach the view
+            if run_id != self.run_id:
+                return
+            self._result = self._make_result(partial=True)
+            if isinstance(exc, AttributionCancelled):
+                self._push(force=True)
+                with self._sync():
+                    self.state = "cancelled"
+            else:
+                self._exception = exc
+                detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                self._push(force=True)
+                with self._sync():
+                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
+                    self.meta = {**self.meta, "error_detail": detail[-4000:]}
+                    self.state = "error"
+            return
+        if run_id != self.run_id:
+            return
+        self._result = self._make_result(partial=False)
+        self._push(force=True)
+        with self._sync():
+            self.phase = ""
+            self.state = "done"
+
+    def _run_importance(self, run_id: int, cancel: threading.Event) -> None:
+        from ..engine.importance import iter_head_importance
+        from ..engine.results import HeadImportance
+
+        N = len(self.items)
+        L, H = int(self.meta["num_layers"]), int(self.meta["num_heads"])
+        for m in self.methods:
+            t0 = time.monotonic()
+            per = np.full((N, L, H), np.nan)
+            self._example_scores[m] = per
+            self._progress(m, 0, N, t0)
+            self._push(force=True)
+            for step in iter_head_importance(self.model, self.tokenizer, self.items, method=m, cancel=cancel,
+                                             **self._imp_kwargs()):
+                if run_id != self.run_id:
+                    return
+                if len(step.example_index):
+                    per[step.example_index] = step.example_scores
+                with self._lock:
+                    self._estimates[m] = HeadImportance(step.estimate, method=m, num_examples=step.done,
+                                                        target=str(self.meta["target"]))
+                    self._counts[m] = step.done
+                self._progress(m, step.done, step.total, t0)
+                self._push(force=step.final)
+            if self.selected:
+                self._push_examples()
+
+    def _run_pruning(self, run_id: int, cancel: threading.Event) -> None:
+        from ..engine.pruning import PruningSweep
+
+        with self._sync():
+            self.phase = "pruning"
+        sweep = PruningSweep(self.model, self.tokenizer, self.eval_items,
+                             {m: np.asarray(self._estimates[m]) for m in self.methods},
+                             fractions=self.fractions, cancel=cancel, **self._prune_kwargs())
+        self._sweep = sweep
+        t0 = time.monotonic()
+        K = len(sweep.fractions)
+        self._curves = sweep.curves()
+        self._progress("pruning", 0, K, t0)
+        self._push(force=True)
+        for point in sweep:
+            if run_id != self.run_id:
+                return
+            with self._lock:
+                self._curves = sweep.curves()
+            self._progress("pruning", point.done, point.total, t0)
+            self._push(force=True)
+
+    def _run_effectiveness(self, run_id: int, cancel: threading.Event) -> None:
+        from ..engine.pruning import effectiveness
+
+        with self._sync():
+            self.phase = "effectiveness"
+        t0 = time.monotonic()
+        kw = {k: v for k, v in self.engine_kwargs.items() if k in ("target", "rule", "steps", "seed", "max_length")}
+        if "eval_batch_size" in self.engine_kwargs or "batch_size" in self.engine_kwargs:
+            kw["batch_size"] = int(self.engine_kwargs.get("eval_batch_size", self.engine_kwargs.get("batch_size")))
+        eff = effectiveness(self.model, self.tokenizer, self.eff_items, cancel=cancel,
+                            progress=lambda d, t: self._progress("effectiveness", d, t, t0) or self._push(), **kw)
+        if run_id != self.run_id:
+            return
+        self._effectiveness = eff
+        with self._sync():
+            self.effectiveness = _jsonable_eff(eff)
+
+    # ------------------------------------------------------------------ state -> traits
+    def _progress(self, key: str, done: int, total: int, t0: float) -> None:
+        el = time.monotonic() - t0
+        eta = el / done * (total - done) if done else None
+        with self._lock:
+            self._progress_state = {**getattr(self, "_progress_state", {}),
+                                    key: {"done": int(done), "total": int(total), "elapsed_s": round(el, 3),
+                                          "eta_s": None if eta is None else round(eta, 3)}}
+
+    def _push(self, force: bool = False) -> None:
+        """Copy the running state into the traits (at most every ``interval`` s unless ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._last_push < self.interval:
+            return
+        self._last_push = now
+        with self._lock:
+            imp = {m: np.asarray(v, dtype=np.float32) for m, v in self._estimates.items()}
+            curves = [_curve_payload(c) for c in self._curves]
+            prog = dict(getattr(self, "_progress_state", {}))
+        with self._sync():
+            self.importance = imp
+            self.curves = curves
+            self.progress = prog
+
+    def _make_result(self, partial: bool) -> HeadsResult:
+        with self._lock:
+            return HeadsResult(importance=dict(self._estimates), curves=list(self._curves),
+                               example_scores={m: v.copy() for m, v in self._example_scores.items()},
+                               effectiveness=self._effectiveness, partial=partial)
+
+    # ------------------------------------------------------------------ head -> top examples
+    def top_examples(self, layer: int, head: int, method: str | None = None, k: int = TOP_EXAMPLES) -> list[dict]:
+        """The ``k`` examples with the largest per-example score of head (``layer``, ``head``) under ``method``
+        (default: the view's ``method``; ``"attattr"``: the head's max attribution in that example)."""
+        m = method or self.method or self.methods[0]
+        with self._lock:
+            per = self._example_scores.get(m)
+        if per is None or not (0 <= layer < per.shape[1] and 0 <= head < per.shape[2]):
+            return []
+        s = per[:, layer, head]
+        idx = [int(i) for i in np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")[:k]
+               if np.isfinite(s[i])]
+        return [{"index": i, "text": self.items[i].text, "text_pair": self.items[i].text_pair,
+                 "label": self.items[i].label, "score": float(s[i])} for i in idx]
+
+    def _on_selected(self, change) -> None:
+        self._push_examples()
+
+    def _push_examples(self) -> None:
+        sel = list(self.selected)
+        self.head_examples = self.top_examples(*sel) if len(sel) == 2 else []
+
+    def open_example(self, index: int, layer: int, head: int):
+        """Explain example ``index`` in the linked Explorer (same target and quadrature as the importance run)
+        and select head (``layer``, ``head``) there. Returns the Explorer."""
+        ex = self.items[int(index)]
+        kw = {k: v for k, v in self.engine_kwargs.items() if k in ("rule", "steps", "max_length")}
+        target = self.engine_kwargs.get("target", "gold")
+        if target == "gold":
+            target = ex.label if ex.label is not None else "pred"
+        exp = self.explorer
+        exp.explain(ex.text, ex.text_pair, target=target, **kw)
+        exp.select(int(layer), int(head))
+        return exp
+
+    def _on_custom(self, _w, content: Any, buffers) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "cancel":
+            if content.get("run_id") in (None, self.run_id):
+                self.stop()
+        elif kind == "open":
+            try:
+                self.open_example(int(content["index"]), int(content["layer"]), int(content["head"]))
+            except Exception as exc:  # noqa: BLE001 - a bad click must not kill the comm
+                self.error = f"{type(exc).__name__}: {exc}"
+
+
+def _curve_payload(c) -> dict:
+    acc = np.asarray(c.accuracy, dtype=np.float32)
+    pruned = np.asarray(c.pruned, dtype=np.uint8)
+    return {"method": str(c.method), "order": str(c.order), "fractions": [float(f) for f in c.fractions],
+            "counts": [int(x) for x in pruned.reshape(len(pruned), -1).sum(1)], "accuracy": acc, "pruned": pruned}
+
+
+def _jsonable_eff(eff) -> dict:
+    d = eff.to_dict()
+    return {k: v for k, v in d.items() if k != "extra"}

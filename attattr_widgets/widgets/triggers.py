@@ -1,0 +1,351 @@
+"""TriggersView: adversarial trigger patterns found by attribution (paper §4.3, Tables 1–2), live.
+
+``TriggersView(model, tokenizer, examples, eval_examples, *, evaluate=3, sample=6, **mine_kwargs)``; ``.run()``
+mines in a background thread (patterns stream into the table, one example at a time), then evaluates the
+``evaluate`` best distinct patterns per predicted class on ``eval_examples`` (accuracy before → after per gold
+class, one pattern at a time). ``.stop()`` keeps what is done; ``.wait()`` returns a :class:`TriggersResult`
+whose ``patterns`` equal :func:`~attattr_widgets.engine.triggers.mine_triggers` and whose ``results`` equal
+:func:`~attattr_widgets.engine.triggers.evaluate_triggers` of the same patterns (the view iterates the streams
+those functions consume). ``.apply(text, text_pair=None, pattern=None)`` inserts a trigger into your own input
+and predicts before / after.
+
+Protocol (js/triggers.ts; names in js/lib/protocol.ts), all synced traits:
+``state``, ``error``, ``run_id``, ``phase`` "" | "mining" | "evaluating", ``meta`` {model_name, label_names,
+num_examples, num_eval, pair}, ``progress`` {mining|evaluating: {done, total, elapsed_s, eta_s}},
+``patterns`` [{id, tokens, segments, relative, positions, score, layer, head, pred, pred_label, gold, text,
+text_pair, evaluated, per_class: [{label, name, n, before, after, drop}], overall_before, overall_after,
+flip_rate}] (id = source example index), front-end owned ``selected`` (pattern id, -1 none);
+``samples`` [{index, gold, before: {pred, label, prob}, after: {...}, tokens, inserted: [bool], segments}]
+for the selected pattern; ``custom`` {text, text_pair, pattern, before, after, tokens, inserted, error}.
+Browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "apply", "text", "text_pair", "pattern"}``.
+"""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+import traitlets
+
+from ..engine.errors import AttributionCancelled
+from ._base import BaseWidget, css_asset, esm_asset
+
+__all__ = ["TriggersResult", "TriggersView"]
+
+MINE_KWARGS = ("top_pairs", "ratio", "min_score", "min_tokens", "blacklist", "rule", "steps", "layers",
+               "batch_size", "max_length")
+
+
+@dataclass
+class TriggersResult:
+    """``patterns`` (sorted by score, as :func:`mine_triggers`), ``results`` (one :class:`TriggerResult` per
+    evaluated pattern, in evaluation order), ``partial`` (stopped early)."""
+
+    patterns: list
+    results: list = field(default_factory=list)
+    partial: bool = False
+
+
+def inserted_flags(clean: list[int], attacked: list[int]) -> list[bool]:
+    """Which positions of ``attacked`` (token ids) are not in ``clean``: the tokens the trigger inserted. An
+    in-order alignment (``difflib``): insertion only adds tokens and truncation only removes content, so what
+    does not align is inserted; of two equal neighbouring tokens one is taken as the original."""
+    out = [True] * len(attacked)
+    for blk in difflib.SequenceMatcher(a=clean, b=attacked, autojunk=False).get_matching_blocks():
+        for k in range(blk.size):
+            out[blk.b + k] = False
+    return out
+
+
+class TriggersView(BaseWidget):
+    """Mined trigger patterns, their attack results, attacked samples and a live "apply" box (module doc)."""
+
+    _esm = esm_asset("triggers.js")
+    _css = css_asset("triggers.css")
+
+    state = traitlets.Unicode("empty").tag(sync=True)
+    error = traitlets.Unicode("").tag(sync=True)
+    run_id = traitlets.Int(0).tag(sync=True)
+    phase = traitlets.Unicode("").tag(sync=True)
+    meta = traitlets.Dict(default_value={}).tag(sync=True)
+    progress = traitlets.Dict(default_value={}).tag(sync=True)
+    patterns = traitlets.List(default_value=[]).tag(sync=True)
+    selected = traitlets.Int(-1).tag(sync=True)
+    samples = traitlets.List(default_value=[]).tag(sync=True)
+    custom = traitlets.Dict(default_value={}).tag(sync=True)
+
+    def __init__(self, model: Any, tokenizer: Any, examples: Any, eval_examples: Any, *, evaluate: int = 3,
+                 sample: int = 6, eval_batch_size: int = 32, interval: float = 0.25, **mine_kwargs):
+        from ..engine.examples import as_examples
+        from ..engine.inputs import label_names
+
+        unknown = sorted(set(mine_kwargs) - set(MINE_KWARGS))
+        if unknown:
+            raise TypeError(f"TriggersView() got unexpected keyword argument(s): {', '.join(unknown)} "
+                            f"(mining settings: {', '.join(MINE_KWARGS)})")
+        if isinstance(mine_kwargs.get("blacklist"), str):
+            raise TypeError("blacklist must be a list of tokens, not one string: blacklist=['the', ...]")
+        self.items = as_examples(examples)
+        self.eval_items = as_examples(eval_examples)
+        if any(ex.label is None for ex in self.eval_items):
+            raise ValueError("eval_examples need a gold 'label' in every example (accuracy per gold class)")
+        if int(evaluate) < 0 or int(sample) < 0:
+            raise ValueError(f"evaluate={evaluate!r} and sample={sample!r} must be >= 0")
+        meta = {"model_name": str(getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__),
+                "label_names": list(label_names(model) or []), "num_examples": len(self.items),
+                "num_eval": len(self.eval_items), "evaluate": int(evaluate),
+                "pair": any(ex.text_pair is not None for ex in self.items + self.eval_items)}
+        super().__init__(meta=meta)
+        self.model, self.tokenizer = model, tokenizer
+        self.evaluate, self.sample, self.eval_batch_size = int(evaluate), int(sample), int(eval_batch_size)
+        self.mine_kwargs = dict(mine_kwargs)
+        self.interval = float(interval)
+        self._lock = threading.RLock()
+        self._thread: threading.Thread | None = None
+        self._cancel: threading.Event | None = None
+        self._exception: BaseException | None = None
+        self._result: TriggersResult | None = None
+        self._patterns: list = []
+        self._results: dict[int, Any] = {}
+        self._order: list[int] = []
+        self._last_push = 0.0
+        self._progress_state: dict = {}
+        self.observe(self._on_selected, names=["selected"])
+        self.on_msg(self._on_custom)
+
+    @contextlib.contextmanager
+    def _sync(self):
+        with self._lock, self.hold_sync():
+            yield
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def result(self) -> TriggersResult | None:
+        return self._result
+
+    def run(self) -> None:
+        """Start mining (then evaluating) in a background thread and return at once."""
+        self.stop(wait=True)
+        cancel = threading.Event()
+        with self._lock:
+            self._cancel, self._exception, self._result = cancel, None, None
+            self._patterns, self._results, self._order, self._progress_state = [], {}, [], {}
+            run_id = self.run_id + 1
+            with self._sync():
+                self.run_id = run_id
+                self.state, self.error, self.phase = "running", "", "mining"
+                self.progress, self.patterns, self.samples, self.selected = {}, [], [], -1
+        t = threading.Thread(target=self._run, args=(run_id, cancel), name=f"attattr-triggers-{run_id}", daemon=True)
+        self._thread = t
+        t.start()
+
+    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Cancel the run; patterns mined and results evaluated so far are kept (``partial``)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None) -> TriggersResult | None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._exception is not None:
+            raise self._exception
+        return self._result
+
+    def pattern(self, pid: int):
+        """The mined :class:`TriggerPattern` with id ``pid`` (its source example's index)."""
+        with self._lock:
+            for p in self._patterns:
+                if p.example_index == int(pid):
+                    return p
+        raise KeyError(f"no mined pattern with id {pid}")
+
+    def apply(self, text: str, text_pair: str | None = None, pattern: Any = None) -> dict:
+        """Insert ``pattern`` (a pattern id, a :class:`TriggerPattern`, or None = the selected / best one) into
+        your input and predict before and after; the result is also shown in the view (``custom``)."""
+        from ..engine.inputs import encode
+        from ..engine.triggers import insert_trigger
+        from ._predict import predict_encoded
+
+        out: dict = {"text": str(text), "text_pair": text_pair, "pattern": None}
+        try:
+            pat = self._resolve_pattern(pattern)
+            out["pattern"] = int(pat.example_index)
+            if not str(text).strip():
+                raise ValueError("type a sentence to attack")
+            clean = encode(self.model, self.tokenizer, text, text_pair or None, truncation=True)
+            att = insert_trigger(self.tokenizer, text, text_pair or None, pattern=pat, model=self.model)
+            out.update(before=predict_encoded(self.model, clean), after=predict_encoded(self.model, att),
+                       tokens=list(att.tokens), segments=list(att.segments),
+                       inserted=inserted_flags(clean.input_ids[0].tolist(), att.input_ids[0].tolist()),
+                       trigger=list(pat.tokens), error="")
+        except Exception as exc:  # noqa: BLE001 - shown in the view, and raised to a Python caller below
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            self.custom = out
+            raise
+        self.custom = out
+        return out
+
+    # ------------------------------------------------------------------ background run
+    def _run(self, run_id: int, cancel: threading.Event) -> None:
+        from ..engine.triggers import iter_evaluate_triggers, iter_mine_triggers, top_triggers
+
+        try:
+            t0 = time.monotonic()
+            self._set_progress("mining", 0, len(self.items), t0)
+            self._push(force=True)
+            for done, total, pat in iter_mine_triggers(self.model, self.tokenizer, self.items, cancel=cancel,
+                                                      **self.mine_kwargs):
+                if run_id != self.run_id:
+                    return
+                with self._lock:
+                    if pat is not None:
+                        self._patterns.append(pat)
+                self._set_progress("mining", done, total, t0)
+                self._push(force=done == total)
+            with self._lock:
+                self._patterns.sort(key=lambda p: -p.score)
+                chosen = [p for lst in top_triggers(self._patterns, per_class=self.evaluate).values() for p in lst] \
+                    if self.evaluate else []
+                self._order = [p.example_index for p in chosen]
+            with self._sync():
+                self.phase = "evaluating"
+            t1 = time.monotonic()
+            self._set_progress("evaluating", 0, len(chosen), t1)
+            self._push(force=True)
+            if chosen:
+                for k, res in enumerate(iter_evaluate_triggers(self.model, self.tokenizer, self.eval_items, chosen,
+                                                               batch_size=self.eval_batch_size, cancel=cancel)):
+                    if run_id != self.run_id:
+                        return
+                    with self._lock:
+                        self._results[res.pattern.example_index] = res
+                    self._set_progress("evaluating", k + 1, len(chosen), t1)
+                    self._push(force=True)
+                    if self.selected < 0 and k == 0:
+                        self.selected = res.pattern.example_index
+        except BaseException as exc:  # noqa: BLE001
+            if run_id != self.run_id:
+                return
+            self._result = self._make_result(partial=True)
+            self._push(force=True)
+            with self._sync():
+                if isinstance(exc, AttributionCancelled):
+                    self.state = "cancelled"
+                else:
+                    self._exception = exc
+                    detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
+                    self.meta = {**self.meta, "error_detail": detail[-4000:]}
+                    self.state = "error"
+            return
+        if run_id != self.run_id:
+            return
+        self._result = self._make_result(partial=False)
+        self._push(force=True)
+        with self._sync():
+            self.phase = ""
+            self.state = "done"
+
+    def _make_result(self, partial: bool) -> TriggersResult:
+        with self._lock:
+            pats = sorted(self._patterns, key=lambda p: -p.score)
+            return TriggersResult(patterns=pats, results=[self._results[i] for i in self._order if i in self._results],
+                                  partial=partial)
+
+    def _set_progress(self, key: str, done: int, total: int, t0: float) -> None:
+        el = time.monotonic() - t0
+        with self._lock:
+            self._progress_state = {**self._progress_state, key: {
+                "done": int(done), "total": int(total), "elapsed_s": round(el, 3),
+                "eta_s": round(el / done * (total - done), 3) if done else None}}
+
+    def _push(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_push < self.interval:
+            return
+        self._last_push = now
+        with self._lock:
+            rows = [_row(p, self._results.get(p.example_index)) for p in sorted(self._patterns, key=lambda p: -p.score)]
+            prog = dict(self._progress_state)
+        with self._sync():
+            self.patterns = rows
+            self.progress = prog
+
+    # ------------------------------------------------------------------ selection -> attacked samples
+    def _resolve_pattern(self, pattern: Any):
+        from ..engine.results import TriggerPattern
+
+        if isinstance(pattern, TriggerPattern):
+            return pattern
+        if isinstance(pattern, dict):
+            return TriggerPattern.from_dict(pattern)
+        if pattern is not None and int(pattern) >= 0:
+            return self.pattern(int(pattern))
+        if self.selected >= 0:
+            return self.pattern(self.selected)
+        with self._lock:
+            if self._patterns:
+                return max(self._patterns, key=lambda p: p.score)
+        raise ValueError("no trigger pattern yet: run() the view (or pass pattern=...)")
+
+    def samples_for(self, pid: int) -> list[dict]:
+        """The first ``sample`` evaluation examples with pattern ``pid`` inserted, predicted before / after."""
+        from ..engine.inputs import encode
+        from ..engine.triggers import insert_trigger
+        from ._predict import predict_encoded
+
+        pat = self.pattern(pid)
+        rows = []
+        for i, ex in enumerate(self.eval_items[: self.sample]):
+            clean = encode(self.model, self.tokenizer, ex.text, ex.text_pair, truncation=True)
+            att = insert_trigger(self.tokenizer, ex.text, ex.text_pair, pattern=pat, model=self.model)
+            rows.append({"index": i, "gold": ex.label, "before": _short(predict_encoded(self.model, clean)),
+                         "after": _short(predict_encoded(self.model, att)), "tokens": list(att.tokens),
+                         "segments": list(att.segments),
+                         "inserted": inserted_flags(clean.input_ids[0].tolist(), att.input_ids[0].tolist())})
+        return rows
+
+    def _on_selected(self, change) -> None:
+        pid = int(change["new"])
+        try:
+            rows = self.samples_for(pid) if pid >= 0 else []
+        except KeyError:
+            rows = []
+        self.samples = rows
+
+    def _on_custom(self, _w, content: Any, buffers) -> None:
+        if not isinstance(content, dict):
+            return
+        kind = content.get("type")
+        if kind == "cancel":
+            if content.get("run_id") in (None, self.run_id):
+                self.stop()
+        elif kind == "apply":
+            with contextlib.suppress(Exception):  # the error is shown in the view (custom.error)
+                self.apply(str(content.get("text", "")), content.get("text_pair") or None, content.get("pattern"))
+
+
+def _short(pred: dict) -> dict:
+    return {"pred": pred["pred"], "label": pred["label"], "prob": pred["prob"]}
+
+
+def _row(p, res) -> dict:
+    row = {"id": int(p.example_index), "tokens": [str(t) for t in p.tokens], "segments": [int(s) for s in p.segments],
+           "relative": [float(r) for r in p.relative], "positions": [int(x) for x in p.positions],
+           "score": float(p.score), "layer": int(p.layer), "head": int(p.head), "pred": int(p.pred),
+           "pred_label": str(p.pred_label), "gold": None if p.gold is None else int(p.gold), "text": p.text,
+           "text_pair": p.text_pair, "evaluated": res is not None}
+    if res is not None:
+        row.update(per_class=[dict(c) for c in res.per_class], overall_before=float(res.overall_before),
+                   overall_after=float(res.overall_after), flip_rate=float(res.flip_rate))
+    return row

@@ -1,0 +1,152 @@
+"""HeadsView: traits and messages over the recording comm; results equal the engine's on the same data."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import widget_comm as wc
+from conftest import PAIRS, SINGLES, make_strong_bert
+
+import attattr_widgets.engine.importance as importance_mod
+from attattr_widgets.engine.importance import head_importance
+from attattr_widgets.engine.pruning import compare_pruning, effectiveness
+from attattr_widgets.widgets import HeadsView
+
+FRACTIONS = [0.0, 0.25, 0.5, 1.0]
+
+
+@pytest.fixture(autouse=True)
+def recording_comm(monkeypatch):
+    wc.install(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def bert():
+    return make_strong_bert()
+
+
+EXAMPLES = SINGLES + [{"text": p["text"] + " " + p["text_pair"], "label": p["label"]} for p in PAIRS]
+
+
+def test_results_equal_the_engine(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:4], methods=("attattr", "taylor", "random"), eval_examples=EXAMPLES,
+                   fractions=FRACTIONS, steps=2, interval=0.0)
+    hv.run()
+    res = hv.wait(120)
+    assert hv.state == "done" and not res.partial and hv.phase == ""
+    kw = dict(steps=2)
+    ref = {m: head_importance(bert, tok, EXAMPLES[:4], method=m, **kw) for m in ("attattr", "taylor", "random")}
+    for m, imp in ref.items():
+        np.testing.assert_array_equal(np.asarray(res.importance[m]), imp)
+        assert res.importance[m].num_examples == 4 and res.importance[m].method == m
+    curves = compare_pruning(bert, tok, EXAMPLES, ref, fractions=FRACTIONS)
+    assert [c.method for c in res.curves] == [c.method for c in curves]
+    for got, want in zip(res.curves, curves):
+        np.testing.assert_array_equal(got.accuracy, want.accuracy)
+        np.testing.assert_array_equal(got.pruned, want.pruned)
+    # the traits carry the same numbers (float32 on the wire)
+    st = wc.merged_state(hv)
+    assert st["state"] == "done"
+    for m in ref:
+        h = st["importance"][m]
+        np.testing.assert_allclose(wc.decode(h, h["view"]), ref[m].astype(np.float32))
+    c0 = st["curves"][0]
+    np.testing.assert_allclose(wc.decode(c0["accuracy"], c0["accuracy"]["view"]), curves[0].accuracy, rtol=1e-6)
+    assert c0["counts"] == [int(x) for x in curves[0].counts]
+    assert st["progress"]["attattr"] == {**st["progress"]["attattr"], "done": 4, "total": 4}
+
+
+def test_grid_fills_then_curves_draw_point_by_point(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:3], methods=("attattr", "random"), eval_examples=EXAMPLES,
+                   fractions=FRACTIONS, steps=2, interval=0.0)
+    hv.run()
+    hv.wait(120)
+    ups = [s for s, _ in wc.updates(hv)]
+    # running estimate: the attattr count grows 1, 2, 3 before any pruning point
+    dones = [s["progress"]["attattr"]["done"] for s in ups if "progress" in s and "attattr" in s["progress"]]
+    assert dones[:1] == [0] and sorted(set(dones)) == [0, 1, 2, 3] and dones == sorted(dones)
+    phases = [s["phase"] for s in ups if "phase" in s]
+    assert phases == ["importance", "pruning", ""]
+    # curve points: NaN for not-yet-evaluated fractions, filled one fraction at a time, in order
+    seen = []
+    for s, bufs in wc.updates(hv):
+        if s.get("curves"):
+            c = s["curves"][0]
+            acc = wc.decode(c["accuracy"], bufs[("curves", 0, "accuracy", "view")])
+            seen.append(int(np.isfinite(acc).sum()))
+    assert seen[0] == 0 and seen[-1] == len(FRACTIONS) and seen == sorted(seen)
+    assert len(set(seen)) == len(FRACTIONS) + 1   # one more point per update
+    states = [s["state"] for s in ups if "state" in s]
+    assert states == ["running", "done"]
+
+
+def test_stop_keeps_partial_results(bert, tok, monkeypatch):
+    gate, reached = threading.Event(), threading.Event()
+    real = importance_mod.iter_attributions
+
+    def slow(*a, **kw):
+        for i, attr in enumerate(real(*a, **kw)):
+            yield attr
+            if i == 1:
+                reached.set()
+                gate.wait(10)
+
+    monkeypatch.setattr(importance_mod, "iter_attributions", slow)
+    hv = HeadsView(bert, tok, EXAMPLES, methods=("attattr", "random"), fractions=FRACTIONS, steps=2, interval=0.0)
+    hv.run()
+    assert reached.wait(60)
+    wc.custom_from_front_end(hv, {"type": "cancel", "run_id": hv.run_id})
+    gate.set()
+    res = hv.wait(60)
+    assert hv.state == "cancelled" and res.partial
+    assert res.importance["attattr"].num_examples == 2 and "random" not in res.importance and res.curves == []
+    ref = head_importance(bert, tok, EXAMPLES[:2], method="attattr", steps=2)
+    np.testing.assert_allclose(np.asarray(res.importance["attattr"]), ref, rtol=1e-12)
+    # the view keeps the partial grid
+    st = wc.merged_state(hv)
+    assert st["state"] == "cancelled" and st["progress"]["attattr"]["done"] == 2
+    assert np.isfinite(wc.decode(st["importance"]["attattr"], st["importance"]["attattr"]["view"])).all()
+    # per-example scores: two rows filled, the rest NaN
+    assert np.isfinite(res.example_scores["attattr"][:2]).all() and np.isnan(res.example_scores["attattr"][2:]).all()
+
+
+def test_click_head_lists_examples_and_opens_the_explorer(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:4], methods=("attattr",), fractions=[0.0, 1.0], steps=2, interval=0.0)
+    hv.run()
+    res = hv.wait(120)
+    wc.from_front_end(hv, {"selected": [1, 2]})
+    rows = hv.head_examples
+    per = res.example_scores["attattr"][:, 1, 2]
+    assert [r["index"] for r in rows] == list(np.argsort(-per, kind="stable"))
+    assert rows[0]["score"] == pytest.approx(per.max()) and rows[0]["text"] == EXAMPLES[rows[0]["index"]]["text"]
+    wc.custom_from_front_end(hv, {"type": "open", "index": rows[0]["index"], "layer": 1, "head": 2})
+    attr = hv.explorer.wait(60)
+    assert hv.explorer.state == "done" and hv.explorer.selected == [1, 2]
+    assert attr.text == EXAMPLES[rows[0]["index"]]["text"] and attr.target == EXAMPLES[rows[0]["index"]]["label"]
+    # the example's attattr head score is the max of the explorer's map for that head
+    assert attr.head_scores("max")[1, 2] == pytest.approx(per.max(), rel=1e-5)
+
+
+def test_effectiveness_and_correlation(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:3], methods=("attattr",), fractions=[0.0, 1.0],
+                   effectiveness_examples=EXAMPLES[:3], steps=2, interval=0.0)
+    hv.run()
+    res = hv.wait(120)
+    ref = effectiveness(bert, tok, EXAMPLES[:3], steps=2)
+    for c in ("attribution", "attention"):
+        for o in ("smallest-first", "largest-first"):
+            np.testing.assert_array_equal(res.effectiveness.accuracy[c][o], ref.accuracy[c][o])
+    assert hv.effectiveness["heads"] == list(range(5))
+    other = np.arange(8, dtype=float).reshape(2, 4)
+    corr = hv.compare_with(other)
+    assert hv.view == "correlation" and hv.correlation["r"] == pytest.approx(corr.r)
+
+
+def test_bad_arguments_are_refused(bert, tok):
+    with pytest.raises(ValueError, match="methods"):
+        HeadsView(bert, tok, EXAMPLES, methods=("magic",))
+    with pytest.raises(TypeError, match="stepz"):
+        HeadsView(bert, tok, EXAMPLES, stepz=3)
+    with pytest.raises(Exception, match="no examples"):
+        HeadsView(bert, tok, [])
