@@ -101,7 +101,7 @@ def as_examples(obj) -> list[Example]:
     return out
 
 
-def check_labels(items: list[Example], num_classes: int | None, *, what: str = "classes") -> None:
+def check_labels(items: list[Example], num_classes: int | None, what: str = "classes") -> None:
     """Raise :class:`ArgumentError` if a label is not a class of the model (``0 <= label < num_classes``)."""
     if not num_classes:
         return

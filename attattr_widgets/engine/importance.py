@@ -47,9 +47,10 @@ import torch.nn.functional as F
 
 from .attribution import iter_attributions, prepared
 from .errors import AttAttrError, TargetError, check_cancel
-from .examples import Example, as_examples
+from . import validate
+from .examples import Example, as_examples, check_labels
 from .hooks import controller_for
-from .inputs import CLASSIFIER, collate, encode, is_decoder_classifier, model_kind, prediction_logits
+from .inputs import CLASSIFIER, collate, encode, is_decoder_classifier, model_kind, num_outputs, prediction_logits
 
 METHODS = ("attattr", "attention", "taylor", "taylor-authors", "accuracy", "random")
 
@@ -78,10 +79,8 @@ class _Progress:
                 self.bar = tqdm(total=self.total, desc=desc, leave=False)
             except ImportError:  # pragma: no cover - tqdm is a dependency
                 self.bar = None
-        elif callable(progress):
+        elif validate.progress(progress) is not None and progress is not False:
             self.cb = progress
-        elif progress not in (None, False):
-            raise AttAttrError(f"progress must be True, False/None or a callable(done, total), not {progress!r}")
 
     def update(self, n: int = 1) -> None:
         self.done = min(self.total, self.done + int(n))
@@ -116,6 +115,8 @@ class EncodedSet:
         self.model, self.tokenizer = model, tokenizer
         self.items: list[Example] = as_examples(examples)
         self.kind = model_kind(model)
+        check_labels(self.items, *num_outputs(model, self.kind))
+        max_length = validate.max_length(max_length)
         self.ctrl = controller_for(model)
         self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
         self.device = next(model.parameters()).device
@@ -149,7 +150,7 @@ class EncodedSet:
 
     def batches(self, batch_size: int):
         """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
-        bs = 1 if self.unpadded else max(1, int(batch_size))
+        bs = 1 if self.unpadded else validate.batch_size(batch_size, allow_none=False)
         for s in range(0, len(self.order), bs):
             idx = self.order[s : s + bs]
             encs = [self.encs[i] for i in idx]
@@ -230,12 +231,20 @@ def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) 
 # gradient-based baselines
 
 
+def _check_target(target) -> None:
+    """``"gold"``, ``"pred"``, a class index or (for ``"attattr"``) a class name; never a bool or a float."""
+    if isinstance(target, bool) or not isinstance(target, (str, int, np.integer)):
+        raise TargetError(f"target must be 'gold', 'pred' or a class index, got {validate.show(target)} "
+                          f"({type(target).__name__})")
+
+
 def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tensor:
     if target == "gold":
         return torch.as_tensor(data.labels[idx], device=logits.device)
     if target == "pred":
         return logits.detach().argmax(-1)
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        validate.label(target, "target", logits.shape[-1])
         return torch.full((logits.shape[0],), int(target), device=logits.device, dtype=torch.long)
     raise TargetError(f"target must be 'gold', 'pred' or a class index, not {target!r}")
 
@@ -359,6 +368,13 @@ def iter_head_importance(
         raise AttAttrError(f"unknown importance method {method!r}: choose one of {', '.join(METHODS)}")
     if reduce not in ("max", "absmax", "sum"):
         raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
+    steps = validate.steps(steps)
+    batch_size = validate.batch_size(batch_size)
+    seed = validate.integer(seed, "seed", minimum=0)
+    validate.progress(progress)
+    validate.cancel_event(cancel)
+    max_length = validate.max_length(max_length)
+    _check_target(target)
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
     none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))
@@ -368,6 +384,7 @@ def iter_head_importance(
         return
     if method == "attattr":
         items = as_examples(examples)
+        check_labels(items, *num_outputs(model, model_kind(model)))
         N = len(items)
         total = np.zeros((L, H), dtype=np.float64)
         with _Progress(progress, N, "attattr importance") as prog:

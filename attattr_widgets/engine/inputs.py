@@ -270,6 +270,17 @@ def _segments_from_separators(tokenizer, ids: list[int]) -> list[int]:
     return [0] * (j + 1) + [1] * (len(ids) - j - 1)
 
 
+def num_outputs(model: nn.Module, kind: str) -> tuple[int | None, str]:
+    """How many targets the model has and what they are: ``(num_labels, "classes")`` for classifiers,
+    ``(vocab_size, "tokens in the vocabulary")`` for causal LMs (None when the config does not say)."""
+    cfg = model.config
+    if kind == CAUSAL_LM:
+        n = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "get_text_config", lambda: cfg)(), "vocab_size", None)
+        return (int(n) if n else None), "tokens in the vocabulary"
+    n = getattr(cfg, "num_labels", None)
+    return (int(n) if n else None), "classes"
+
+
 def label_names(model: nn.Module) -> list[str] | None:
     """Readable class names of a classifier (from ``config.id2label``), or None for language models."""
     cfg = model.config

@@ -27,7 +27,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .attribution import iter_attributions
-from .errors import AttAttrError
+from . import validate
+from .errors import ArgumentError, AttAttrError
 from .examples import as_examples
 from .hooks import controller_for
 from .errors import check_cancel
@@ -126,11 +127,20 @@ class PruningSweep:
                  order: str | Sequence[str] = "least-first", batch_size: int = 32, rounding: str = "round",
                  seed: int = 0, max_length: int | None = None, progress=None,
                  cancel: threading.Event | None = None):
+        if not isinstance(importances, Mapping):
+            raise ArgumentError(f"importances must be a dict {{name: [L, H] array}}, got a "
+                                f"{type(importances).__name__}: pass {{'attattr': imp}} (or use pruning_curve for "
+                                f"one array)")
         if not importances:
             raise AttAttrError("no importances given: pass {'attattr': head_importance(...), ...}")
-        orders = [order] if isinstance(order, str) else list(order)
+        orders = [order] if isinstance(order, str) else list(validate.word_list(order, "order"))
         orders = [_order(o) for o in orders]
-        self.fractions = _default_fractions() if fractions is None else np.asarray(fractions, dtype=float)
+        fractions = validate.fractions(fractions)
+        self.fractions = _default_fractions() if fractions is None else fractions
+        batch_size = validate.batch_size(batch_size, allow_none=False)
+        seed = validate.integer(seed, "seed", minimum=0)
+        validate.progress(progress)
+        validate.cancel_event(cancel)
         ctrl = controller_for(model)
         L, H = ctrl.num_layers, ctrl.num_heads
         self.specs = []
@@ -284,11 +294,26 @@ def effectiveness(
     prediction still equals the gold label. The ranking differs per example. Returns accuracy vs k for the
     four (criterion, order) pairs; ``heads_per_layer`` defaults to 0..H.
     """
+    steps = validate.steps(steps)
+    batch_size = validate.batch_size(batch_size, allow_none=False)
+    attribution_batch_size = validate.batch_size(attribution_batch_size, "attribution_batch_size")
+    seed = validate.integer(seed, "seed", minimum=0)
+    validate.progress(progress)
+    validate.cancel_event(cancel)
     items = as_examples(examples)
     data = EncodedSet(model, tokenizer, items, max_length=max_length)
     data.need_labels("effectiveness")
     L, H = data.L, data.H
-    ks = list(range(H + 1)) if heads_per_layer is None else [int(k) for k in heads_per_layer]
+    if heads_per_layer is None:
+        ks = list(range(H + 1))
+    else:
+        if isinstance(heads_per_layer, (str, bytes)) or not hasattr(heads_per_layer, "__iter__"):
+            raise ArgumentError(f"heads_per_layer must be a list of head counts such as [0, 1, 2], got "
+                                f"{validate.show(heads_per_layer)}")
+        ks = [validate.integer(k, "heads_per_layer entry", minimum=0, maximum=H,
+                               fix=f"the model has {H} heads per layer") for k in heads_per_layer]
+        if not ks:
+            raise ArgumentError(f"heads_per_layer is empty: pass counts such as [0, 1, …, {H}], or None")
     crits = ("attribution", "attention")
     orders = ("smallest-first", "largest-first")
     N = len(items)

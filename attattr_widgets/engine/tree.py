@@ -42,12 +42,12 @@ so the TreeView's threshold slider recomputes it live.
 """
 from __future__ import annotations
 
-import math
 import re
 
 import numpy as np
 
-from .errors import AttAttrError
+from . import validate
+from .errors import ArgumentError, AttAttrError
 from .results import AttributionTree, TreeEdge, TreeNode
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "normalized_layer_scores"]
@@ -62,6 +62,11 @@ def _cls_row(tokens: list[str]) -> int | None:
 
 
 def _prepare(attribution, exclude_row):
+    if not all(hasattr(attribution, k) for k in ("scores", "tokens", "layers")):
+        raise ArgumentError(f"attribution must be an Attribution (from attribute() or Attribution.load()), got "
+                            f"{validate.show(attribution)}")
+    if not (exclude_row is None or exclude_row == "auto"):
+        exclude_row = validate.integer(exclude_row, "exclude_row", fix="'auto', None or a token index")
     scores = np.asarray(attribution.scores)
     if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
         raise AttAttrError(f"attribution.scores must have shape [layers, heads, n, n], got {scores.shape}")
@@ -103,9 +108,7 @@ def attribution_tree(attribution, *, threshold: float = 0.4, exclude_row: int | 
     Returns: an :class:`AttributionTree`; ``to_dict()`` gives the TreeView's JSON.  See the module docstring for
     where this follows and where it departs from the authors' code.
     """
-    tau = float(threshold)
-    if not math.isfinite(tau) or tau < 0:
-        raise AttAttrError(f"threshold must be a finite number >= 0 (the paper uses 0.4), got {threshold!r}")
+    tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
     S, P, layers, tokens, row = _prepare(attribution, exclude_row)
     n = P.shape[-1]
     if n == 0:

@@ -47,10 +47,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import AttAttrError, check_cancel
-from .examples import Example, as_examples
+from . import validate
+from .errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
+from .examples import Example, as_examples, check_labels
 from .results import TriggerPattern, TriggerResult
-from .inputs import Encoded, collate, display_tokens, encode, is_decoder_classifier, label_names, max_positions
+from .inputs import (
+    CLASSIFIER,
+    Encoded,
+    collate,
+    display_tokens,
+    encode,
+    is_decoder_classifier,
+    label_names,
+    max_positions,
+    model_kind,
+    num_outputs,
+)
 
 __all__ = [
     "TriggerPattern",
@@ -296,16 +308,24 @@ def iter_mine_triggers(
     what this yields, so both give the same patterns. Same arguments as :func:`mine_triggers`."""
     from .attribution import iter_attributions
 
-    if top_pairs < 1:
-        raise AttAttrError(f"top_pairs must be >= 1, got {top_pairs}")
+    top_pairs = validate.integer(top_pairs, "top_pairs", minimum=1, fix="the authors use 2")
+    ratio = validate.number(ratio, "ratio", minimum=0.0, maximum=1.0, fix="the authors use 0.2")
+    min_score = validate.number(min_score, "min_score", fix="the authors use 0.02")
+    if min_tokens is not None:
+        min_tokens = validate.integer(min_tokens, "min_tokens", minimum=0, fix="the authors use 15 on SST-2")
+    banned = {b.lower().removeprefix("##") for b in validate.word_list(blacklist, "blacklist")}
+    steps = validate.steps(steps)
+    batch_size = validate.batch_size(batch_size)
+    max_length = validate.max_length(max_length)
+    validate.callback(progress, "progress", "progress(done, total)")
+    validate.cancel_event(cancel)
     items = as_examples(examples)
     total = len(items)
     special = _special_ids(tokenizer)
-    banned = {str(b).lower().removeprefix("##") for b in blacklist}
     keep: list[tuple[int, Example, Encoded]] = []
     for idx, ex in enumerate(items):
         enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
-        if min_tokens is None or len(enc) >= int(min_tokens):
+        if min_tokens is None or len(enc) >= min_tokens:
             keep.append((idx, ex, enc))
     done = total - len(keep)
     _check_progress(progress, done, total)
@@ -423,13 +443,30 @@ def iter_evaluate_triggers(
 ) -> Iterator[TriggerResult]:
     """:func:`evaluate_triggers` as a stream: one :class:`TriggerResult` per pattern, in order (the clean
     examples are predicted once, first)."""
+    batch_size = validate.batch_size(batch_size, allow_none=False)
+    max_length = validate.max_length(max_length)
+    validate.callback(progress, "progress", "progress(done, total)")
+    validate.cancel_event(cancel)
+    if model_kind(model) != CLASSIFIER:
+        raise UnsupportedModelError(f"evaluating a trigger needs a sequence classifier (accuracy per gold class); "
+                                    f"{type(model).__name__} is a language model")
     items = as_examples(examples)
     if any(ex.label is None for ex in items):
         raise AttAttrError("evaluating a trigger needs a gold 'label' in every example")
+    check_labels(items, *num_outputs(model, CLASSIFIER))
+    if isinstance(patterns, (TriggerPattern, dict)):
+        raise ArgumentError("patterns must be a list of patterns: for one pattern use evaluate_trigger(..., "
+                            "pattern) or pass [pattern]")
     pats = [TriggerPattern.from_dict(p) if isinstance(p, dict) else p for p in patterns]
-    if device is not None:
-        model.to(device)
+    for i, p in enumerate(pats):
+        if not isinstance(p, TriggerPattern):
+            raise ArgumentError(f"patterns[{i}] is a {type(p).__name__}: pass TriggerPattern objects (from "
+                                f"mine_triggers) or their to_dict()")
     dev = next(model.parameters()).device
+    want = validate.device(device)
+    if want is not None and (want.type, want.index or 0) != (dev.type, dev.index or 0):
+        raise ArgumentError(f"device={device!r} but the model is on {dev}: move the model yourself "
+                            f"(model.to({str(want)!r})) or leave device=None; the model is never moved for you")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     names = label_names(model) or []
     gold = np.array([ex.label for ex in items])
