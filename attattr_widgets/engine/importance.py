@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .attribution import iter_attributions, prepared
+from .backends import check_backend, iter_sharded, run_sharded
 from .errors import AttAttrError, TargetError, check_cancel
 from . import validate
 from .examples import Example, as_examples, check_labels
@@ -227,6 +228,33 @@ def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) 
     return (preds == data.labels[None, :]).mean(1)
 
 
+def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, per_example, batch_size, max_length,
+                  label, what):
+    """Shard function (see :mod:`.backends`): :func:`predict_masked` on ``items`` (an :class:`EncodedSet` in
+    process, examples on a worker): ``[K, n]``. Per-example masks are sliced at ``offset``."""
+    data = items if isinstance(items, EncodedSet) else EncodedSet(model, tokenizer, items, max_length=max_length)
+    data.need_labels(what)
+    if per_example:
+        keep = np.asarray(keep)[offset : offset + len(data)]
+    return predict_masked(data, keep, per_example=per_example, batch_size=batch_size, progress=progress,
+                          cancel=cancel, desc=label)
+
+
+def sharded_accuracy(backend, data: EncodedSet, keep, *, per_example: bool = False, batch_size: int = 32,
+                     max_length: int | None = None, progress=None, cancel=None, desc: str = "evaluating",
+                     what: str = "accuracy") -> np.ndarray:
+    """:func:`masked_accuracy` in process (``backend=None``) or over shards of ``data``'s examples on a
+    :class:`~attattr_widgets.engine.backends.RayBackend` (the predictions are concatenated in example order):
+    ``[K]``. ``max_length`` must be the one ``data`` was encoded with."""
+    data.need_labels(what)
+    K = int(np.shape(keep)[-3])
+    parts = run_sharded(backend, _predict_part, data.model, data.tokenizer, data if backend is None else data.items,
+                        progress=progress, cancel=cancel, desc=desc, units=K, keep=keep, per_example=per_example,
+                        batch_size=batch_size, max_length=max_length, label=desc, what=what)
+    preds = np.concatenate(parts, axis=1)
+    return (preds == data.labels[None, :]).mean(1)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # gradient-based baselines
 
@@ -311,6 +339,58 @@ def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
         yield idx, per_ex.numpy()
 
 
+def _attattr_pieces(model, tokenizer, items, *, offset, progress, cancel, target, rule, steps, batch_size,
+                    max_length, reduce):
+    """Shard function (see :mod:`.backends`): yields ``(index [1], head scores [1, L, H] float64)`` per example,
+    ``index`` global (``offset`` + position)."""
+    with _Progress(progress, len(items), "attattr importance") as prog:
+        stream = iter_attributions(
+            model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
+            cancel=cancel, max_length=max_length, truncation=True,
+        )
+        for n, attr in enumerate(stream):
+            s = attr.head_scores(reduce).astype(np.float64)
+            prog.update(1)
+            check_cancel(cancel)
+            yield np.array([offset + n]), s[None]
+
+
+_REDUCERS = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
+             "sum": lambda t: t.sum((-1, -2))}
+
+
+def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_size, max_length, reduce):
+    """Shard function: yields ``(index [b], reduced attention [b, L, H] float64)`` per length-sorted batch."""
+    data = EncodedSet(model, tokenizer, items, max_length=max_length)
+    red = _REDUCERS[reduce]
+    with _Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
+        for idx, inputs, last, amask in data.batches(batch_size):
+            check_cancel(cancel)
+            with data.ctrl.session(record=True) as c:
+                data.model(**inputs)
+                attn = dict(c.attn)
+            m = amask.to(attn[0].dtype)
+            valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
+            per_ex = torch.stack([red(attn[l] * valid).double() for l in range(data.L)], 1).cpu()  # [b, L, H]
+            prog.update(len(idx))
+            yield offset + np.asarray(idx), per_ex.numpy()
+
+
+def _taylor_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_size, max_length, target, method):
+    """Shard function: yields ``(index [b], per-example scores [b, L, H])`` per batch: |∂L/∂ξ| (``"taylor"``)
+    or the authors' per-example sum (``"taylor-authors"``), before any normalisation."""
+    data = EncodedSet(model, tokenizer, items, max_length=max_length)
+    if method == "taylor" and target == "gold":
+        data.need_labels('target="gold"')
+    desc = "head-mask gradients" if method == "taylor" else "taylor (authors)"
+    batches = (_iter_head_mask_gradients(data, target, batch_size, cancel) if method == "taylor"
+               else _iter_authors_taylor(data, batch_size, cancel))
+    with _Progress(progress, len(data), desc) as prog, data.prepared():
+        for idx, g in batches:
+            prog.update(len(idx))
+            yield offset + np.asarray(idx), (np.abs(g) if method == "taylor" else g)
+
+
 def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
     """Michel et al.'s layer-wise normalisation: each layer's row divided by its L^exponent norm."""
     imp = np.asarray(imp, dtype=np.float64)
@@ -359,6 +439,7 @@ def iter_head_importance(
     reduce: str = "max",
     max_length: int | None = None,
     normalize: bool = True,
+    backend=None,
 ) -> Iterator[ImportanceStep]:
     """:func:`head_importance` as a stream: one :class:`ImportanceStep` per example (``"attattr"``) or per batch
     (``"attention"``, the Taylor methods), a single final step for ``"accuracy"`` and ``"random"``.
@@ -375,6 +456,7 @@ def iter_head_importance(
     validate.cancel_event(cancel)
     max_length = validate.max_length(max_length)
     _check_target(target)
+    check_backend(backend)
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
     none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))
@@ -387,69 +469,49 @@ def iter_head_importance(
         check_labels(items, *num_outputs(model, model_kind(model)))
         N = len(items)
         total = np.zeros((L, H), dtype=np.float64)
-        with _Progress(progress, N, "attattr importance") as prog:
-            stream = iter_attributions(
-                model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
-                cancel=cancel, max_length=max_length, truncation=True,
-            )
-            for n, attr in enumerate(stream):
-                s = attr.head_scores(reduce).astype(np.float64)
-                total += s
-                prog.update(1)
-                check_cancel(cancel)
-                yield ImportanceStep(method, n + 1, N, total / (N if n + 1 == N else n + 1),
-                                     np.array([n]), s[None], n + 1 == N)
+        for idx, s in iter_sharded(backend, _attattr_pieces, model, tokenizer, items, progress=progress,
+                                   cancel=cancel, desc="attattr importance", multiple=batch_size or 1,
+                                   target=target, rule=rule, steps=steps, batch_size=batch_size,
+                                   max_length=max_length, reduce=reduce):
+            n = int(idx[0])
+            total += s[0]
+            yield ImportanceStep(method, n + 1, N, total / (N if n + 1 == N else n + 1), idx, s, n + 1 == N)
         return
 
     bs = 32 if batch_size is None else int(batch_size)
-    data = EncodedSet(model, tokenizer, examples, max_length=max_length)
-    N = len(data)
+    items = as_examples(examples)
+    N = len(items)
+    shard = dict(progress=progress, cancel=cancel, multiple=bs, batch_size=bs, max_length=max_length)
     if method == "attention":
-        red = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
-               "sum": lambda t: t.sum((-1, -2))}[reduce]
         total = torch.zeros(L, H, dtype=torch.float64)
         done = 0
-        with _Progress(progress, N, "attention importance") as prog, torch.no_grad(), data.prepared():
-            for idx, inputs, last, amask in data.batches(bs):
-                check_cancel(cancel)
-                with data.ctrl.session(record=True) as c:
-                    data.model(**inputs)
-                    attn = dict(c.attn)
-                m = amask.to(attn[0].dtype)
-                valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
-                per_ex = torch.stack([red(attn[l] * valid).double() for l in range(L)], 1).cpu()  # [b, L, H]
-                total += per_ex.sum(0)
-                done += len(idx)
-                prog.update(len(idx))
-                yield ImportanceStep(method, done, N, (total / (N if done == N else done)).numpy(),
-                                     np.asarray(idx), per_ex.numpy(), done == N)
+        for idx, per_ex in iter_sharded(backend, _attention_pieces, model, tokenizer, items,
+                                        desc="attention importance", reduce=reduce, **shard):
+            total += torch.from_numpy(per_ex).sum(0)
+            done += len(idx)
+            yield ImportanceStep(method, done, N, (total / (N if done == N else done)).numpy(), idx, per_ex,
+                                 done == N)
         return
     if method in ("taylor", "taylor-authors"):
-        if method == "taylor" and target == "gold":
-            data.need_labels('target="gold"')
         per = np.zeros((N, L, H), dtype=np.float64)
         seen = np.zeros(N, dtype=bool)
         done = 0
-        desc = "head-mask gradients" if method == "taylor" else "taylor (authors)"
-        batches = (_iter_head_mask_gradients(data, target, bs, cancel) if method == "taylor"
-                   else _iter_authors_taylor(data, bs, cancel))
-        with _Progress(progress, N, desc) as prog, data.prepared():
-            for idx, g in batches:
-                g = np.abs(g) if method == "taylor" else g
-                per[idx] = g
-                seen[idx] = True
-                done += len(idx)
-                prog.update(len(idx))
-                imp = per[seen].mean(0) if done < N else per.mean(0)
-                yield ImportanceStep(method, done, N, normalize_by_layer(imp) if normalize else imp,
-                                     np.asarray(idx), g, done == N)
+        for idx, g in iter_sharded(backend, _taylor_pieces, model, tokenizer, items, desc=method, target=target,
+                                   method=method, **shard):
+            per[idx] = g
+            seen[idx] = True
+            done += len(idx)
+            imp = per[seen].mean(0) if done < N else per.mean(0)
+            yield ImportanceStep(method, done, N, normalize_by_layer(imp) if normalize else imp, idx, g,
+                                 done == N)
         return
     # accuracy difference
-    data.need_labels('method="accuracy"')
+    data = EncodedSet(model, tokenizer, items, max_length=max_length)
     keep = np.ones((1 + L * H, L, H), dtype=np.float32)
     for k in range(L * H):
         keep[1 + k, k // H, k % H] = 0.0
-    acc = masked_accuracy(data, keep, batch_size=bs, progress=progress, cancel=cancel, desc="accuracy importance")
+    acc = sharded_accuracy(backend, data, keep, batch_size=bs, max_length=max_length, progress=progress,
+                           cancel=cancel, desc="accuracy importance", what='method="accuracy"')
     yield ImportanceStep(method, N, N, (acc[0] - acc[1:]).reshape(L, H).astype(np.float64), none_idx,
                          none_scores, True)
 
@@ -470,6 +532,7 @@ def head_importance(
     reduce: str = "max",
     max_length: int | None = None,
     normalize: bool = True,
+    backend=None,
 ) -> np.ndarray:
     """Importance of every attention head, ``[L, H]`` float64 (larger = more important).
 
@@ -486,6 +549,8 @@ def head_importance(
         progress: ``True`` (tqdm), or ``callable(done, total)``; ``cancel``: ``threading.Event``.
         reduce: per-example head summary for ``"attattr"``/``"attention"`` (``"max"`` = paper).
         normalize: layer-wise L2 normalisation of the Taylor methods (Michel et al.; default True).
+        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend`: shards of
+            the examples run on its workers; same result to float tolerance (see :mod:`.backends`).
 
     The last step of :func:`iter_head_importance` (the running estimate the widgets show).
     """
@@ -493,6 +558,7 @@ def head_importance(
     for step in iter_head_importance(
         model, tokenizer, examples, method=method, target=target, rule=rule, steps=steps, batch_size=batch_size,
         seed=seed, progress=progress, cancel=cancel, reduce=reduce, max_length=max_length, normalize=normalize,
+        backend=backend,
     ):
         pass
     if step is None:  # no examples
@@ -510,4 +576,5 @@ __all__ = [
     "masked_accuracy",
     "normalize_by_layer",
     "predict_masked",
+    "sharded_accuracy",
 ]

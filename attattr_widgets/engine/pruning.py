@@ -32,7 +32,8 @@ from .errors import ArgumentError, AttAttrError
 from .examples import as_examples
 from .hooks import controller_for
 from .errors import check_cancel
-from .importance import EncodedSet, _Progress, masked_accuracy
+from .backends import check_backend, iter_sharded
+from .importance import EncodedSet, _Progress, sharded_accuracy
 from .results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
@@ -126,7 +127,8 @@ class PruningSweep:
     def __init__(self, model, tokenizer, examples, importances: Mapping[str, np.ndarray], *, fractions=None,
                  order: str | Sequence[str] = "least-first", batch_size: int = 32, rounding: str = "round",
                  seed: int = 0, max_length: int | None = None, progress=None,
-                 cancel: threading.Event | None = None):
+                 cancel: threading.Event | None = None, backend=None):
+        check_backend(backend)
         if not isinstance(importances, Mapping):
             raise ArgumentError(f"importances must be a dict {{name: [L, H] array}}, got a "
                                 f"{type(importances).__name__}: pass {{'attattr': imp}} (or use pruning_curve for "
@@ -164,6 +166,7 @@ class PruningSweep:
         self.data = EncodedSet(model, tokenizer, examples, max_length=max_length)
         self.data.need_labels("pruning")
         self.rounding, self.batch_size, self.progress, self.cancel = rounding, batch_size, progress, cancel
+        self.max_length, self.backend = max_length, backend
 
     def __iter__(self) -> Iterator[PruningPoint]:
         K, N = len(self.fractions), len(self.data)
@@ -173,8 +176,9 @@ class PruningSweep:
                 group = sorted({ks[k] for ks in self.keys if not evaluated[ks[k]]})
                 if group:
                     base = prog.done
-                    self.acc[group] = masked_accuracy(
-                        self.data, self.stack[group], batch_size=self.batch_size, cancel=self.cancel,
+                    self.acc[group] = sharded_accuracy(
+                        self.backend, self.data, self.stack[group], batch_size=self.batch_size,
+                        max_length=self.max_length, cancel=self.cancel, what="pruning",
                         progress=lambda d, t, b=base: prog.update(b + d - prog.done))
                     evaluated[group] = True
                 yield PruningPoint(
@@ -204,6 +208,7 @@ def compare_pruning(
     max_length: int | None = None,
     progress=None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> list[PruningCurve]:
     """One :class:`PruningCurve` per (method, order): what the pruning plot shows.
 
@@ -211,10 +216,12 @@ def compare_pruning(
     list (e.g. ``("least-first", "largest-first")``); with several orders the curves are named
     ``"name, order"``. Every distinct mask is evaluated once, batched over examples, one fraction after the
     other (:class:`PruningSweep`, which the widgets iterate to draw the curves point by point).
+    ``backend``: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend` (each
+    fraction's masks are evaluated on shards of the examples, on its workers).
     """
     sweep = PruningSweep(model, tokenizer, examples, importances, fractions=fractions, order=order,
                          batch_size=batch_size, rounding=rounding, seed=seed, max_length=max_length,
-                         progress=progress, cancel=cancel)
+                         progress=progress, cancel=cancel, backend=backend)
     for _ in sweep:
         pass
     return sweep.curves()
@@ -235,6 +242,7 @@ def pruning_curve(
     max_length: int | None = None,
     progress=None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> PruningCurve:
     """Accuracy on ``examples`` as the heads are pruned in the global order of ``importance`` ``[L, H]``.
 
@@ -244,7 +252,7 @@ def pruning_curve(
     return compare_pruning(
         model, tokenizer, examples, {method_name or "importance": importance}, fractions=fractions, order=order,
         batch_size=batch_size, rounding=rounding, seed=seed, max_length=max_length, progress=progress,
-        cancel=cancel,
+        cancel=cancel, backend=backend,
     )[0]
 
 
@@ -270,6 +278,22 @@ def per_layer_masks(scores: np.ndarray, heads_per_layer, order: str, seed: int =
     return out
 
 
+def _effectiveness_pieces(model, tokenizer, items, *, offset, progress, cancel, target, rule, steps, batch_size,
+                          max_length):
+    """Shard function (see :mod:`.backends`): yields ``(index, (attribution max [L, H], attention max [L, H]))``
+    per example: the two per-example head rankings of :func:`effectiveness`."""
+    with _Progress(progress, len(items), "effectiveness: attribution") as prog:
+        for n, attr in enumerate(
+            iter_attributions(model, tokenizer, items, target=target, rule=rule, steps=steps,
+                              batch_size=batch_size, cancel=cancel, max_length=max_length)
+        ):
+            L, H = attr.scores.shape[:2]
+            head_max = (attr.head_scores("max"), attr.attention.reshape(L, H, -1).max(-1))
+            prog.update(1)
+            check_cancel(cancel)
+            yield offset + n, head_max
+
+
 def effectiveness(
     model,
     tokenizer,
@@ -285,6 +309,7 @@ def effectiveness(
     max_length: int | None = None,
     progress=None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> Effectiveness:
     """Paper Fig 2: are large-attribution heads more decisive than large-attention heads?
 
@@ -292,8 +317,10 @@ def effectiveness(
     each head by the max attribution over its real token pairs, and separately by the max attention
     probability; in every layer prune the k smallest-scoring (or largest-scoring) heads and check whether the
     prediction still equals the gold label. The ranking differs per example. Returns accuracy vs k for the
-    four (criterion, order) pairs; ``heads_per_layer`` defaults to 0..H.
+    four (criterion, order) pairs; ``heads_per_layer`` defaults to 0..H. ``backend``: ``None`` or a
+    :class:`~attattr_widgets.engine.backends.RayBackend` (attribution and the masked evaluation run on shards).
     """
+    check_backend(backend)
     steps = validate.steps(steps)
     batch_size = validate.batch_size(batch_size, allow_none=False)
     attribution_batch_size = validate.batch_size(attribution_batch_size, "attribution_batch_size")
@@ -318,22 +345,19 @@ def effectiveness(
     orders = ("smallest-first", "largest-first")
     N = len(items)
     keep = np.ones((N, len(crits) * len(orders) * len(ks), L, H), dtype=np.float32)
-    with _Progress(progress, N, "effectiveness: attribution") as prog:
-        for n, attr in enumerate(
-            iter_attributions(model, tokenizer, items, target=target, rule=rule, steps=steps,
-                              batch_size=attribution_batch_size, cancel=cancel, max_length=max_length)
-        ):
-            scores = {"attribution": attr.head_scores("max"),
-                      "attention": attr.attention.reshape(L, H, -1).max(-1)}
-            j = 0
-            for c in crits:
-                for o in orders:
-                    keep[n, j : j + len(ks)] = per_layer_masks(scores[c], ks, o, seed=seed + n)
-                    j += len(ks)
-            prog.update(1)
-            check_cancel(cancel)
-    acc_all = masked_accuracy(data, keep, per_example=True, batch_size=batch_size, progress=progress,
-                              cancel=cancel, desc="effectiveness: pruning")
+    for n, head_max in iter_sharded(backend, _effectiveness_pieces, model, tokenizer, items, progress=progress,
+                                    cancel=cancel, desc="effectiveness: attribution",
+                                    multiple=attribution_batch_size or 1, target=target, rule=rule, steps=steps,
+                                    batch_size=attribution_batch_size, max_length=max_length):
+        scores = dict(zip(crits, head_max))
+        j = 0
+        for c in crits:
+            for o in orders:
+                keep[n, j : j + len(ks)] = per_layer_masks(scores[c], ks, o, seed=seed + n)
+                j += len(ks)
+    acc_all = sharded_accuracy(backend, data, keep, per_example=True, batch_size=batch_size, max_length=max_length,
+                               progress=progress, cancel=cancel, desc="effectiveness: pruning",
+                               what="effectiveness")
     acc: dict = {}
     j = 0
     for c in crits:
@@ -341,7 +365,8 @@ def effectiveness(
         for o in orders:
             acc[c][o] = acc_all[j : j + len(ks)]
             j += len(ks)
-    full = float(masked_accuracy(data, np.ones((1, L, H), np.float32), batch_size=batch_size)[0])
+    full = float(sharded_accuracy(backend, data, np.ones((1, L, H), np.float32), batch_size=batch_size,
+                                  max_length=max_length, cancel=cancel, what="effectiveness")[0])
     return Effectiveness(heads=np.asarray(ks), accuracy=acc, num_examples=N, full_accuracy=full,
                          target=str(target), extra={"rule": rule, "steps": steps})
 

@@ -49,6 +49,7 @@ from torch import nn
 
 from . import validate
 from .errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
+from .backends import check_backend, iter_sharded
 from .examples import Example, as_examples, check_labels
 from .results import TriggerPattern, TriggerResult
 from .inputs import (
@@ -302,12 +303,11 @@ def iter_mine_triggers(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> Iterator[tuple[int, int, TriggerPattern | None]]:
     """:func:`mine_triggers` as a stream: ``(done, total, pattern)`` after each attributed example, ``pattern``
     None when that example gave none (too short, below ``min_score``, blacklisted). :func:`mine_triggers` sorts
     what this yields, so both give the same patterns. Same arguments as :func:`mine_triggers`."""
-    from .attribution import iter_attributions
-
     top_pairs = validate.integer(top_pairs, "top_pairs", minimum=1, fix="the authors use 2")
     ratio = validate.number(ratio, "ratio", minimum=0.0, maximum=1.0, fix="the authors use 0.2")
     min_score = validate.number(min_score, "min_score", fix="the authors use 0.02")
@@ -319,9 +319,9 @@ def iter_mine_triggers(
     max_length = validate.max_length(max_length)
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
+    check_backend(backend)
     items = as_examples(examples)
     total = len(items)
-    special = _special_ids(tokenizer)
     keep: list[tuple[int, Example, Encoded]] = []
     for idx, ex in enumerate(items):
         enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
@@ -330,21 +330,41 @@ def iter_mine_triggers(
     done = total - len(keep)
     _check_progress(progress, done, total)
     if keep:
-        stream = iter_attributions(
-            model, tokenizer, [ex for _, ex, _ in keep], target="pred", layers=layers, rule=rule, steps=steps,
-            batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
-        )
-        for (idx, ex, enc), attr in zip(keep, stream):
-            check_cancel(cancel)
-            if attr.num_tokens != len(enc):
-                raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
-            pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
+        skipped = done
+        shard_progress = None if progress is None else (lambda d, _t: progress(skipped + d, total))
+        for pat in iter_sharded(
+            backend, _mine_pieces, model, tokenizer, [ex for _, ex, _ in keep], progress=shard_progress,
+            cancel=cancel, desc="mining triggers", multiple=batch_size or 1,
+            indices=[i for i, _, _ in keep], encs=[e for _, _, e in keep], top_pairs=top_pairs, ratio=ratio,
+            layers=layers, rule=rule, steps=steps, batch_size=batch_size, device=device, max_length=max_length,
+        ):
             done += 1
-            _check_progress(progress, done, total)
             if pat is not None and (pat.score < min_score or (banned and any(
                     t.lower().removeprefix("##").strip() in banned for t in pat.tokens))):
                 pat = None
             yield done, total, pat
+
+
+def _mine_pieces(model, tokenizer, items, *, offset, progress, cancel, indices, encs, top_pairs, ratio, layers,
+                 rule, steps, batch_size, device, max_length):
+    """Shard function (see :mod:`.backends`): yields each example's pattern (or None), in order; ``indices`` /
+    ``encs``: the global example index and encoding of every example of the run (sliced at ``offset``)."""
+    from .attribution import iter_attributions
+
+    special = _special_ids(tokenizer)
+    encs = encs[offset : offset + len(items)]
+    stream = iter_attributions(
+        model, tokenizer, items, target="pred", layers=layers, rule=rule, steps=steps,
+        batch_size=batch_size, device=device, cancel=cancel, max_length=max_length, truncation=True,
+    )
+    for n, (ex, enc, attr) in enumerate(zip(items, encs, stream)):
+        check_cancel(cancel)
+        idx = indices[offset + n]
+        if attr.num_tokens != len(enc):
+            raise AttAttrError(f"example {idx}: attribution has {attr.num_tokens} tokens, encoding {len(enc)}")
+        pat = _pattern_from(attr, enc, special, idx, ex, top_pairs=top_pairs, ratio=ratio)
+        _check_progress(progress, n + 1, len(items))
+        yield pat
 
 
 def mine_triggers(
@@ -365,6 +385,7 @@ def mine_triggers(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> list[TriggerPattern]:
     """Mine one trigger pattern per example (paper.md §7.2 steps 1–7; see the module docstring).
 
@@ -379,13 +400,15 @@ def mine_triggers(
             largest entry to those layers — faster, and reported in each pattern's ``layer``).
         progress: ``progress(done, total)`` after each example; cancel: a ``threading.Event`` (raises
             :class:`AttributionCancelled`).
+        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend` (shards of
+            the examples are attributed on its workers; the same patterns in the same order).
 
     Returns: patterns sorted by score (highest first), one per example at most.
     """
     patterns = [pat for _, _, pat in iter_mine_triggers(
         model, tokenizer, examples, top_pairs=top_pairs, ratio=ratio, min_score=min_score, min_tokens=min_tokens,
         blacklist=blacklist, rule=rule, steps=steps, layers=layers, batch_size=batch_size, device=device,
-        max_length=max_length, progress=progress, cancel=cancel,
+        max_length=max_length, progress=progress, cancel=cancel, backend=backend,
     ) if pat is not None]
     patterns.sort(key=lambda p: -p.score)
     return patterns
@@ -440,6 +463,7 @@ def iter_evaluate_triggers(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> Iterator[TriggerResult]:
     """:func:`evaluate_triggers` as a stream: one :class:`TriggerResult` per pattern, in order (the clean
     examples are predicted once, first)."""
@@ -467,10 +491,35 @@ def iter_evaluate_triggers(
     if want is not None and (want.type, want.index or 0) != (dev.type, dev.index or 0):
         raise ArgumentError(f"device={device!r} but the model is on {dev}: move the model yourself "
                             f"(model.to({str(want)!r})) or leave device=None; the model is never moved for you")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    check_backend(backend)
     names = label_names(model) or []
     gold = np.array([ex.label for ex in items])
-    total = len(items) * (1 + len(pats))
+    N, P = len(items), len(pats)
+    before = np.zeros(N, dtype=np.int64)
+    after = np.zeros((P, N), dtype=np.int64)
+    truncated = np.zeros((P, N), dtype=bool)
+    covered = np.zeros(1 + P, dtype=np.int64)  # examples predicted: clean, then per pattern
+    nxt = 0
+    for p, off, preds, trunc in iter_sharded(backend, _evaluate_pieces, model, tokenizer, items, progress=progress,
+                                             cancel=cancel, desc="evaluating triggers", units=1 + P, patterns=pats,
+                                             batch_size=batch_size, max_length=max_length):
+        sl = slice(off, off + len(preds))
+        if p < 0:
+            before[sl] = preds
+        else:
+            after[p, sl], truncated[p, sl] = preds, trunc
+        covered[p + 1] += len(preds)
+        while nxt < P and covered[0] == N and covered[nxt + 1] == N:  # pattern nxt is complete
+            yield _trigger_result(pats[nxt], gold, before, after[nxt], int(truncated[nxt].sum()), names)
+            nxt += 1
+
+
+def _evaluate_pieces(model, tokenizer, items, *, offset, progress, cancel, patterns, batch_size, max_length):
+    """Shard function (see :mod:`.backends`): yields ``(-1, offset, clean predictions [n], None)`` then
+    ``(p, offset, predictions with pattern p inserted [n], truncated [n] bool)`` for each pattern."""
+    dev = next(model.parameters()).device
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    total = len(items) * (1 + len(patterns))
     done = 0
 
     def tick(k):
@@ -483,24 +532,28 @@ def iter_evaluate_triggers(
     try:
         clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
                  for ex in items]
-        before = _predict(model, clean, pad_id, batch_size, dev, tick, cancel)
-        for pat in pats:
+        yield -1, offset, _predict(model, clean, pad_id, batch_size, dev, tick, cancel), None
+        for p, pat in enumerate(patterns):
             encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
                     for ex in items]
-            after = _predict(model, encs, pad_id, batch_size, dev, tick, cancel)
-            per_class = []
-            for c in sorted(set(gold.tolist())):
-                sel = gold == c
-                b, a = float((before[sel] == c).mean()), float((after[sel] == c).mean())
-                per_class.append({"label": int(c), "name": names[c] if c < len(names) else str(c),
-                                  "n": int(sel.sum()), "before": b, "after": a, "drop": b - a})
-            yield (TriggerResult(
-                pattern=pat, per_class=per_class, overall_before=float((before == gold).mean()),
-                overall_after=float((after == gold).mean()), flip_rate=float((before != after).mean()),
-                n=len(items), truncated=sum(e.truncated for e in encs),
-            ))
+            preds = _predict(model, encs, pad_id, batch_size, dev, tick, cancel)
+            yield p, offset, preds, np.array([e.truncated for e in encs], dtype=bool)
     finally:
         model.train(was_training)
+
+
+def _trigger_result(pat, gold, before, after, truncated: int, names) -> TriggerResult:
+    per_class = []
+    for c in sorted(set(gold.tolist())):
+        sel = gold == c
+        b, a = float((before[sel] == c).mean()), float((after[sel] == c).mean())
+        per_class.append({"label": int(c), "name": names[c] if c < len(names) else str(c),
+                          "n": int(sel.sum()), "before": b, "after": a, "drop": b - a})
+    return TriggerResult(
+        pattern=pat, per_class=per_class, overall_before=float((before == gold).mean()),
+        overall_after=float((after == gold).mean()), flip_rate=float((before != after).mean()),
+        n=len(gold), truncated=truncated,
+    )
 
 
 def evaluate_triggers(
@@ -514,10 +567,11 @@ def evaluate_triggers(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> list[TriggerResult]:
     """:func:`evaluate_trigger` for several patterns, predicting the clean examples only once."""
     return list(iter_evaluate_triggers(model, tokenizer, examples, patterns, batch_size=batch_size, device=device,
-                                       max_length=max_length, progress=progress, cancel=cancel))
+                                       max_length=max_length, progress=progress, cancel=cancel, backend=backend))
 
 
 def evaluate_trigger(
@@ -531,10 +585,11 @@ def evaluate_trigger(
     max_length: int | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    backend=None,
 ) -> TriggerResult:
     """Per-gold-class accuracy of ``model`` on ``examples`` before and after inserting ``pattern``'s trigger
     WordPieces at the same relative position and segment (:func:`insert_trigger`).  ``examples`` need labels;
     single sentences and sentence pairs both work.  Batched (``batch_size``, right-padded, length-sorted),
     ``progress(done, total)`` per batch, ``cancel`` a ``threading.Event``."""
     return evaluate_triggers(model, tokenizer, examples, [pattern], batch_size=batch_size, device=device,
-                             max_length=max_length, progress=progress, cancel=cancel)[0]
+                             max_length=max_length, progress=progress, cancel=cancel, backend=backend)[0]

@@ -1,0 +1,610 @@
+"""Where dataset-level work runs: in this process (``backend=None``) or on a Ray cluster (:class:`RayBackend`).
+
+Every dataset-level entry point (``head_importance``, ``compare_pruning`` / ``pruning_curve``, ``effectiveness``,
+``iter_attributions``, ``mine_triggers``, ``evaluate_trigger(s)``) is written as
+
+    parts = run_sharded(backend, shard_fn, model, tokenizer, items, progress=..., cancel=..., **kwargs)
+    result = reduce(parts)            # deterministic, in example order
+
+with one *shard function* per computation, of the form
+
+    shard_fn(model, tokenizer, items: list[Example], *, offset: int, progress, cancel, **kwargs) -> part
+
+(``offset``: the global index of ``items[0]``; ``progress(done, total)`` counts the shard's own units;
+``cancel`` is an Event-like object with ``is_set()``). In process the shard function runs **once, on all the
+examples** (one shard, with the caller's ``progress``, exactly the loop of the single-machine code); on Ray it
+runs on consecutive slices of the examples, one model replica per worker, and the driver (the notebook
+kernel) receives the parts **in shard order**, whatever order the workers finish in. The reductions only
+concatenate per-example parts or add per-shard partial sums in that order, so the results equal the in-process
+ones to float tolerance (bit for bit where the part is per example and the batches are the same).
+
+Ray backend, in brief (details in :class:`RayBackend`):
+
+* workers are Ray actors (one model replica each, GPU when ``num_gpus_per_worker``), fed shards one at a time
+  by the driver (so a fast worker takes more shards);
+* the model goes to the workers once through the object store (re-sent only when its weights change), or each
+  worker builds its own from ``model_loader``;
+* progress: the driver polls each busy worker's counter and calls the caller's ``progress(done, total)`` in the
+  same units as in process; cancel: when the caller's ``cancel`` Event is set, the driver sets the running
+  workers' own events (the engine checks them between integration chunks and batches), waits for them to stop
+  and raises :class:`~attattr_widgets.engine.errors.AttributionCancelled`;
+* a worker that dies (process killed, node lost) has its shard re-queued on another worker (``max_retries``
+  attempts per shard); an error raised *by the computation* (bad input, out of memory) is raised on the driver
+  as the original exception, not retried.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import threading
+import time
+import types
+from collections import deque
+from typing import Any, Callable, Iterator, Sequence
+
+from .errors import AttAttrError, AttributionCancelled
+
+__all__ = ["RayBackend", "check_backend", "iter_sharded", "run_sharded"]
+
+INSTALL_HINT = "pip install 'attattr-widgets[distributed]'"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - exercised by test_backends with ray hidden
+        raise AttAttrError(
+            f"backend=RayBackend(...) needs Ray, which is not installed: {INSTALL_HINT} (or pip install 'ray[default]')"
+        ) from exc
+    return ray
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the dispatch every entry point uses
+
+
+def check_backend(backend) -> None:
+    """``None`` (in process) or a :class:`RayBackend`; anything else raises with the fix."""
+    if backend is not None and not isinstance(backend, RayBackend):
+        raise AttAttrError(
+            f"backend must be None (run in this process) or attattr_widgets.RayBackend(...), not {backend!r}"
+        )
+
+
+def iter_sharded(backend, fn: Callable, model, tokenizer, items: Sequence, *, progress=None, cancel=None,
+                 desc: str = "", units: int = 1, multiple: int = 1, **kwargs) -> Iterator[Any]:
+    """Run ``fn`` over ``items`` and yield its parts in order: one part in process, one per shard on Ray; when
+    ``fn`` is a generator function, its pieces instead (in process as it yields them, streaming; on Ray a
+    shard's pieces arrive when the shard is done).
+
+    ``units``: progress units per example (the in-process total is ``len(items) * units``); ``multiple``: Ray
+    shards hold a multiple of this many examples (the batch size, so batches are the same as in process).
+    """
+    check_backend(backend)
+    if backend is None:
+        out = fn(model, tokenizer, items, offset=0, progress=progress, cancel=cancel, **kwargs)
+        if isinstance(out, types.GeneratorType):
+            yield from out
+        else:
+            yield out
+        return
+    for part in backend.map(fn, model, tokenizer, list(items), progress=progress, cancel=cancel, desc=desc,
+                            units=units, multiple=multiple, kwargs=kwargs):
+        if isinstance(part, _Pieces):
+            yield from part
+        else:
+            yield part
+
+
+class _Pieces(list):
+    """What a worker returns for a generator shard function: the pieces it yielded, in order."""
+
+
+def run_sharded(backend, fn: Callable, model, tokenizer, items: Sequence, **kw) -> list:
+    """:func:`iter_sharded` collected into a list of parts, in order."""
+    return list(iter_sharded(backend, fn, model, tokenizer, items, **kw))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# shipping a model: pickled once, without the engine's per-process state
+
+
+def _none():
+    return None
+
+
+def _new_lock(reentrant: bool):
+    return threading.RLock() if reentrant else threading.Lock()
+
+
+def _dumps(obj) -> bytes:
+    """cloudpickle ``obj`` (model, tokenizer), dropping the engine's controllers (rebuilt on the worker), fresh
+    locks for locks, and tensors moved to the CPU (the worker puts the model on its own device)."""
+    import io
+
+    import torch
+    from ray import cloudpickle
+
+    from .hooks import AttnController
+
+    lock_t, rlock_t = type(threading.Lock()), type(threading.RLock())
+
+    class _Pickler(cloudpickle.CloudPickler):
+        def reducer_override(self, o):
+            if isinstance(o, AttnController):
+                return _none, ()
+            if isinstance(o, (lock_t, rlock_t)):
+                return _new_lock, (isinstance(o, rlock_t),)
+            if isinstance(o, threading.local):
+                return threading.local, ()
+            if isinstance(o, torch.Tensor) and o.device.type not in ("cpu", "meta"):
+                if isinstance(o, torch.nn.Parameter):
+                    return torch.nn.Parameter, (o.detach().cpu(), o.requires_grad)
+                return torch.Tensor.clone, (o.detach().cpu(),)
+            return super().reducer_override(o)
+
+    buf = io.BytesIO()
+    _Pickler(buf, protocol=5).dump(obj)
+    return buf.getvalue()
+
+
+def model_key(model, tokenizer) -> str:
+    """Identity of a model's current weights and config (metadata only, no hashing of the weights): changes
+    when a parameter is replaced or updated in place (torch's version counter), or the config changes."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{type(model).__module__}.{type(model).__qualname__}|{id(tokenizer)}|{len(tokenizer)}".encode())
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        h.update(f"{name}|{t.data_ptr()}|{t._version}|{tuple(t.shape)}|{t.dtype}|{t.device}".encode())
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "to_dict"):
+        h.update(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _loader_key(loader) -> str:
+    if isinstance(loader, (str, os.PathLike)):
+        return f"path:{os.fspath(loader)}"
+    from ray import cloudpickle
+
+    try:
+        return "callable:" + hashlib.blake2b(cloudpickle.dumps(loader), digest_size=16).hexdigest()
+    except Exception as exc:  # noqa: BLE001
+        raise AttAttrError(
+            f"model_loader {loader!r} cannot be pickled ({exc}): pass a module-level function (or a "
+            f"functools.partial of one) that returns (model, tokenizer), or a local path / load_model name"
+        ) from exc
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the worker (a Ray actor; a plain class so that this module imports without Ray)
+
+
+class _ShardCancel:
+    """The worker's cancel flag handed to the engine (``is_set()`` like a ``threading.Event``)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+class _Worker:
+    """One model replica. ``run`` computes one shard (one at a time); ``progress`` / ``cancel`` / ``info`` run
+    concurrently with it (threaded actor)."""
+
+    def __init__(self, num_threads: int):
+        import torch
+
+        torch.set_num_threads(max(1, int(num_threads)))
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self._key = None
+        self._model = None
+        self._lock = threading.Lock()
+        self._token = None
+        self._done = 0
+        self._cancel = _ShardCancel()
+        self._cancelled: set = set()
+
+    def info(self) -> dict:
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "gpus": [str(g) for g in ray.get_gpu_ids()]}
+
+    def progress(self):
+        return self._token, self._done
+
+    def cancel(self, token) -> None:
+        with self._lock:
+            self._cancelled.add(token)
+            if token == self._token:
+                self._cancel._event.set()
+
+    def _tick(self, done, total=None) -> None:
+        self._done = int(done)
+
+    def _load(self, key, box):
+        if key == self._key:
+            return self._model, 0.0
+        import ray
+        import torch
+        from ray import cloudpickle
+
+        t0 = time.perf_counter()
+        self._model = None  # free the previous replica first
+        kind = box[0]
+        if kind == "pickle":
+            model, tok = cloudpickle.loads(ray.get(box[1]))
+        else:
+            loader, tok = box[1], (cloudpickle.loads(ray.get(box[2])) if box[2] is not None else None)
+            if isinstance(loader, (str, os.PathLike)):
+                from ..demo import load_model
+
+                built = load_model(os.fspath(loader))
+            else:
+                built = loader()
+            if isinstance(built, tuple):
+                model, tok = built[0], built[1]
+            else:
+                model = built
+            if tok is None:
+                raise AttAttrError("model_loader returned a model without a tokenizer: return (model, tokenizer)")
+        if ray.get_gpu_ids() and torch.cuda.is_available():
+            model = model.to("cuda")
+        model.eval()
+        self._model, self._key = (model, tok), key
+        return self._model, time.perf_counter() - t0
+
+    def run(self, token, key, box, fn, items, offset, kwargs):
+        with self._lock:
+            self._token, self._done = token, 0
+            self._cancel = _ShardCancel()
+            if token in self._cancelled:
+                self._cancel._event.set()
+        (model, tok), load_s = self._load(key, box)
+        t0 = time.perf_counter()
+        try:
+            out = fn(model, tok, items, offset=offset, progress=self._tick, cancel=self._cancel, **kwargs)
+            if isinstance(out, types.GeneratorType):
+                out = _Pieces(out)
+        finally:
+            with self._lock:
+                self._token = None
+                self._cancelled.discard(token)
+        return out, {"pid": os.getpid(), "compute_s": time.perf_counter() - t0, "load_s": load_s}
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the backend
+
+
+class _Slot:
+    """Driver-side record of one worker actor."""
+
+    def __init__(self, actor, index: int):
+        self.actor = actor
+        self.index = index
+        self.pid: int | None = None
+        self.failures = 0
+        self.shard: int | None = None  # running shard id
+
+
+class RayBackend:
+    """Run dataset-level work on Ray: ``backend=aw.RayBackend(...)`` on any dataset-level entry point.
+
+    Args:
+        num_workers: model replicas (Ray actors). Default: one per GPU of the cluster when it has GPUs (with
+            ``num_gpus_per_worker``), else one per CPU (``num_cpus_per_worker`` each).
+        num_gpus_per_worker: GPUs per replica (default 1 when the cluster has GPUs, else 0); fractions share a GPU.
+        address: ``None`` → connect to the cluster Ray already knows (``ray.init`` called before, or
+            ``RAY_ADDRESS``) or start a local one; ``"auto"`` → the running cluster this machine belongs to;
+            ``"ray://host:10001"`` → a remote cluster through Ray Client.
+        model_loader: ``None`` → the caller's model and tokenizer are pickled once into the object store and every
+            worker loads that copy (re-sent when the weights change); a picklable callable returning
+            ``(model, tokenizer)`` (or a model; the caller's tokenizer is then shipped), or a local path / demo
+            name for :func:`attattr_widgets.demo.load_model`, run on every worker instead (big models: each
+            worker reads its own weights; the path must exist on every node).
+        shard_size: examples per task (default ``ceil(N / (4 · workers))``, rounded up to a multiple of the
+            batch size): smaller gives finer progress, faster cancel and cheaper retries, larger less overhead.
+        num_cpus_per_worker: CPUs reserved per replica (and torch threads in it); default 1.
+        max_retries: attempts per shard on other workers when a worker dies (default 3).
+        runtime_env: passed to ``ray.init`` when this backend connects (e.g. ``{"pip": [...]}``, ``working_dir``).
+
+    The backend starts lazily on first use and keeps its workers (and their model replicas) for later calls;
+    :meth:`shutdown` (or ``with RayBackend(...) as b:``) stops them, and stops Ray if this backend started it.
+    ``last_run`` describes the most recent call: shards, retries, per-shard worker pid, compute and wall time.
+    """
+
+    def __init__(self, num_workers: int | None = None, num_gpus_per_worker: float | None = None,
+                 address: str | None = None, model_loader=None, *, shard_size: int | None = None,
+                 num_cpus_per_worker: float = 1, max_retries: int = 3, runtime_env: dict | None = None):
+        _ray()  # fail now, with the install hint, rather than on first use
+        if num_workers is not None and (isinstance(num_workers, bool) or int(num_workers) != num_workers
+                                        or num_workers < 1):
+            raise AttAttrError(f"num_workers must be a positive integer or None, got {num_workers!r}")
+        if num_gpus_per_worker is not None and not num_gpus_per_worker >= 0:
+            raise AttAttrError(f"num_gpus_per_worker must be >= 0 or None, got {num_gpus_per_worker!r}")
+        if shard_size is not None and (isinstance(shard_size, bool) or int(shard_size) != shard_size or shard_size < 1):
+            raise AttAttrError(f"shard_size must be a positive integer or None, got {shard_size!r}")
+        if not num_cpus_per_worker > 0:
+            raise AttAttrError(f"num_cpus_per_worker must be > 0, got {num_cpus_per_worker!r}")
+        if model_loader is not None and not (callable(model_loader) or isinstance(model_loader, (str, os.PathLike))):
+            raise AttAttrError(
+                f"model_loader must be a callable returning (model, tokenizer), a local path or a load_model name, "
+                f"not {model_loader!r}"
+            )
+        self.num_workers = None if num_workers is None else int(num_workers)
+        self.num_gpus_per_worker = num_gpus_per_worker
+        self.address = address
+        self.model_loader = model_loader
+        self.shard_size = None if shard_size is None else int(shard_size)
+        self.num_cpus_per_worker = num_cpus_per_worker
+        self.max_retries = int(max_retries)
+        self.runtime_env = runtime_env
+        self.last_run: dict = {}
+        self._slots: list[_Slot] = []
+        self._started_ray = False
+        self._payloads: dict[str, Any] = {}
+        self._runs = 0
+        self._lock = threading.Lock()  # one map at a time per backend
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+    def __enter__(self) -> "RayBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return (f"RayBackend(num_workers={self.num_workers}, num_gpus_per_worker={self.num_gpus_per_worker}, "
+                f"address={self.address!r}, model_loader={self.model_loader!r}, started={bool(self._slots)})")
+
+    def start(self) -> "RayBackend":
+        """Connect to (or start) Ray and start the workers; called by the first run."""
+        if self._slots:
+            return self
+        ray = _ray()
+        if not ray.is_initialized():
+            kw: dict = {"runtime_env": self.runtime_env} if self.runtime_env else {}
+            if self.address is None and not os.environ.get("RAY_ADDRESS"):
+                want = (self.num_workers or 0) * self.num_cpus_per_worker
+                kw.update(num_cpus=max(os.cpu_count() or 1, math.ceil(want)), include_dashboard=False)
+            ray.init(address=self.address, **kw)
+            self._started_ray = True
+        res = ray.cluster_resources()
+        gpus = float(res.get("GPU", 0))
+        gpw = self.num_gpus_per_worker if self.num_gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+        n = self.num_workers
+        if n is None:
+            n = int(gpus // gpw) if gpw else int(float(res.get("CPU", 1)) // self.num_cpus_per_worker)
+            n = max(1, n)
+        if gpw and n * gpw > gpus:
+            raise AttAttrError(f"{n} workers × {gpw} GPUs need {n * gpw:g} GPUs but the cluster has {gpus:g}: "
+                               f"lower num_workers or num_gpus_per_worker")
+        actor_cls = ray.remote(_Worker)
+        opts = dict(num_cpus=self.num_cpus_per_worker, num_gpus=gpw, max_concurrency=4, max_restarts=2,
+                    max_task_retries=0)
+        threads = max(1, int(self.num_cpus_per_worker))
+        self._slots = [_Slot(actor_cls.options(**opts).remote(threads), i) for i in range(n)]
+        self.num_workers_started = n
+        return self
+
+    def shutdown(self) -> None:
+        """Stop the workers (and Ray, if this backend started it). A later run starts them again."""
+        try:
+            ray = _ray()
+        except AttAttrError:  # pragma: no cover
+            return
+        for s in self._slots:
+            try:
+                ray.kill(s.actor)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        self._slots = []
+        self._payloads.clear()
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+        self._started_ray = False
+
+    def worker_pids(self, timeout: float = 120.0) -> list[int]:
+        """Process ids of the live workers (starts them if needed; for tests and monitoring)."""
+        ray = _ray()
+        self.start()
+        infos = ray.get([s.actor.info.remote() for s in self._slots], timeout=timeout)
+        for s, i in zip(self._slots, infos):
+            s.pid = i["pid"]
+        return [i["pid"] for i in infos]
+
+    def status(self) -> list[dict]:
+        """Driver-side view of the workers during a run: ``{"index", "pid", "shard", "failures"}`` each."""
+        return [{"index": s.index, "pid": s.pid, "shard": s.shard, "failures": s.failures} for s in self._slots]
+
+    # -- model shipping -------------------------------------------------------------------------------------------
+    def _payload(self, model, tokenizer):
+        ray = _ray()
+        if self.model_loader is not None:
+            key = _loader_key(self.model_loader)
+            if key not in self._payloads:
+                tok_ref = ray.put(_dumps(tokenizer)) if tokenizer is not None else None
+                self._payloads = {key: ("loader", self.model_loader, tok_ref)}
+            return key, self._payloads[key]
+        key = model_key(model, tokenizer)
+        if key not in self._payloads:
+            self._payloads = {}  # one model at a time in the object store
+            self._payloads[key] = ("pickle", ray.put(_dumps((model, tokenizer))))
+        return key, self._payloads[key]
+
+    # -- sharding ---------------------------------------------------------------------------------------------------
+    def shards(self, n: int, multiple: int = 1) -> list[tuple[int, int]]:
+        """``[(start, stop)]`` slices of ``n`` examples (see ``shard_size``)."""
+        workers = max(1, len(self._slots) or self.num_workers or 1)
+        size = self.shard_size or max(1, math.ceil(n / (4 * workers)))
+        m = max(1, int(multiple))
+        size = m * math.ceil(size / m)
+        return [(a, min(n, a + size)) for a in range(0, n, size)]
+
+    # -- the run loop -------------------------------------------------------------------------------------------------
+    def map(self, fn: Callable, model, tokenizer, items: list, *, progress=None, cancel=None, desc: str = "",
+            units: int = 1, multiple: int = 1, kwargs: dict | None = None) -> Iterator[Any]:
+        """Yield ``fn``'s part for each shard of ``items``, in shard order (see the module docstring)."""
+        if not self._lock.acquire(blocking=False):
+            raise AttAttrError("this RayBackend is already running a computation: wait for it, or use a second "
+                               "RayBackend (both can share one cluster)")
+        try:
+            yield from self._map(fn, model, tokenizer, items, progress, cancel, desc, units, multiple, kwargs or {})
+        finally:
+            self._lock.release()
+
+    def _map(self, fn, model, tokenizer, items, progress, cancel, desc, units, multiple, kwargs):
+        ray = _ray()
+        from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+        from .importance import _Progress
+
+        died = (RayActorError, WorkerCrashedError)
+        t_start = time.perf_counter()
+        self.start()
+        key, box = self._payload(model, tokenizer)
+        shards = self.shards(len(items), multiple)
+        kw_ref = ray.put(kwargs)
+        self._runs += 1
+        run = self._runs
+        attempts = [0] * len(shards)
+        done_units = [0] * len(shards)
+        results: dict[int, Any] = {}
+        stats: list[dict | None] = [None] * len(shards)
+        pending = deque(range(len(shards)))
+        running: dict = {}  # ref -> (shard, slot, token, t_submit)
+        probing: dict = {}  # ref -> slot (info() call: worker starting or restarting)
+        for s in self._slots:
+            s.shard = None
+            probing[s.actor.info.remote()] = s
+        idle: list[_Slot] = []
+        retries, cancelled_tasks = 0, 0
+        next_out = 0
+        last_poll = 0.0
+        t_first_ready = None
+        prog = _Progress(progress, len(items) * units, desc)
+
+        def submit(slot: _Slot, sid: int):
+            a, b = shards[sid]
+            attempts[sid] += 1
+            token = (run, sid, attempts[sid])
+            ref = slot.actor.run.remote(token, key, box, fn, items[a:b], a, kw_ref)
+            slot.shard = sid
+            running[ref] = (sid, slot, token, time.perf_counter())
+
+        def stop_running(wait_s: float = 30.0) -> int:
+            """Cancel the running shards on their workers; wait for them to stop. Returns how many stopped
+            with AttributionCancelled (i.e. the cancel reached a running computation)."""
+            for ref, (_sid, slot, token, _t) in running.items():
+                try:
+                    slot.actor.cancel.remote(token)
+                except Exception:  # noqa: BLE001 - the worker is gone
+                    pass
+            n = 0
+            refs = list(running)
+            if refs:
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s)
+                for ref in ready:
+                    try:
+                        ray.get(ref)
+                    except RayTaskError as exc:
+                        n += isinstance(getattr(exc, "cause", None), AttributionCancelled)
+                    except Exception:  # noqa: BLE001
+                        pass
+            for _sid, slot, _t, _ts in running.values():
+                slot.shard = None
+            running.clear()
+            return n
+
+        finished = False
+        try:
+            while next_out < len(shards):
+                if cancel is not None and cancel.is_set():
+                    cancelled_tasks = stop_running()
+                    raise AttributionCancelled("cancelled")
+                while pending and idle:
+                    submit(idle.pop(0), pending.popleft())
+                if not running and not probing:
+                    raise AttAttrError(
+                        f"no Ray workers are left ({sum(s.failures for s in self._slots)} worker failures): "
+                        f"{len(pending)} of {len(shards)} shards did not run; check the cluster (ray status)"
+                    )
+                ready, _ = ray.wait(list(running) + list(probing), num_returns=1, timeout=0.1)
+                for ref in ready:
+                    if ref in probing:
+                        slot = probing.pop(ref)
+                        try:
+                            slot.pid = ray.get(ref)["pid"]
+                            idle.append(slot)
+                            t_first_ready = t_first_ready or time.perf_counter()
+                        except died:
+                            slot.failures += 1  # dead for good: leave it out
+                        continue
+                    sid, slot, token, t_sub = running.pop(ref)
+                    slot.shard = None
+                    try:
+                        part, st = ray.get(ref)
+                    except died:
+                        slot.failures += 1
+                        retries += 1
+                        if attempts[sid] > self.max_retries:
+                            raise AttAttrError(
+                                f"examples {shards[sid][0]}..{shards[sid][1] - 1} failed on {attempts[sid]} workers "
+                                f"(each worker died: out of memory? see `ray logs`); giving up"
+                            ) from None
+                        pending.appendleft(sid)
+                        probing[slot.actor.info.remote()] = slot  # back in the pool once it answers (restarted)
+                        continue
+                    except RayTaskError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, BaseException):
+                            raise cause from None
+                        raise
+                    results[sid] = part
+                    st.update(shard=sid, attempts=attempts[sid], latency_s=time.perf_counter() - t_sub)
+                    stats[sid] = st
+                    done_units[sid] = (shards[sid][1] - shards[sid][0]) * units
+                    idle.append(slot)
+                now = time.perf_counter()
+                if running and now - last_poll > 0.2:
+                    last_poll = now
+                    self._poll(ray, running, done_units, shards, units)
+                total_done = sum(done_units)
+                if total_done > prog.done:
+                    prog.update(total_done - prog.done)
+                while next_out in results:
+                    part = results.pop(next_out)
+                    next_out += 1
+                    yield part
+            finished = True
+        finally:
+            if not finished and running:
+                cancelled_tasks += stop_running()
+            prog.close()
+            done = [s for s in stats if s is not None]
+            self.last_run = {
+                "shards": len(shards), "examples": len(items), "workers": len(self._slots),
+                "retries": retries, "cancelled_tasks": cancelled_tasks, "completed": finished,
+                "wall_s": time.perf_counter() - t_start,
+                "startup_s": None if t_first_ready is None else t_first_ready - t_start,
+                "compute_s": sum(s["compute_s"] for s in done), "load_s": sum(s["load_s"] for s in done),
+                "shard_stats": stats,
+            }
+
+    def _poll(self, ray, running, done_units, shards, units) -> None:
+        refs = {slot.actor.progress.remote(): (sid, token) for sid, slot, token, _t in running.values()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0.5)
+        for ref in ready:
+            sid, token = refs[ref]
+            try:
+                tok, done = ray.get(ref)
+            except Exception:  # noqa: BLE001 - a dying worker: its run ref will say so
+                continue
+            if tok == token:
+                cap = (shards[sid][1] - shards[sid][0]) * units
+                done_units[sid] = max(done_units[sid], min(int(done), cap))
