@@ -198,6 +198,9 @@ def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | No
     """The self-contained HTML text for widgets and/or Bokeh layouts (see :func:`to_html`)."""
     from ipywidgets import Widget
 
+    from .widgets.serialize import valid_text
+
+    title, heading, description = (None if t is None else valid_text(str(t)) for t in (title, heading, description))
     items = _as_items(items)
     widgets = [it for it in items if isinstance(it, Widget)]
     for w in widgets:
@@ -271,10 +274,11 @@ def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "
     text = html_string(items, title=title, heading=heading, description=description)
     if path is None:
         return text
+    from .engine.results import atomic_write_text
+
     p = pathlib.Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text, encoding="utf-8")
-    return p
+    return atomic_write_text(p, text)  # a failed write keeps the previous file
 
 
 class HTMLExportMixin:

@@ -40,6 +40,15 @@ class ResultFileError(AttAttrError):
 # atomic writes
 
 
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()  # read once, at import (os.umask is process-wide)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -49,6 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp makes 0600 files: give the result the old file's mode, or what open() would have given
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else _NEW_FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         with _suppress():
@@ -87,15 +98,16 @@ class Saveable:
         return load_result(path, kind=cls)
 
 
-def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory"):
+def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", dtype=np.float32):
     """Two zero ``[L, H, n, n]`` arrays (scores, attention) in ``store``, and the store's name.
 
-    ``"memory"``: float32; ``"fp16"``: float16; a folder path: float32 ``scores.npy`` / ``attention.npy`` memory
-    maps created there (the folder is created; existing map files are replaced).
+    ``"memory"``: ``dtype`` (float32; float64 for models run in float64); ``"fp16"``: float16; a folder path:
+    float32 ``scores.npy`` / ``attention.npy`` memory maps created there (the folder is created; existing map
+    files are replaced).
     """
     shape = (int(L), int(H), int(n), int(n))
     if isinstance(store, str) and store in STORES:
-        dtype = np.float16 if store == "fp16" else np.float32
+        dtype = np.float16 if store == "fp16" else dtype
         return np.zeros(shape, dtype), np.zeros(shape, dtype), store
     if not isinstance(store, (str, os.PathLike)):
         raise AttAttrError(f"store={store!r}: use 'memory', 'fp16' or a folder path for memory-mapped maps")
@@ -688,9 +700,16 @@ def load_result(path: str | os.PathLike, kind: type | str | None = None) -> Any:
 
     ``kind`` (a class or its kind name) makes the loader refuse files of another kind.
     """
+    from .loadcheck import check_meta_size, check_record
+
     path = Path(path)
     if not path.is_file():
         raise ResultFileError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":  # np.load would read a bare .npy (of any declared size) at once
+        raise ResultFileError(f"{path}: not an attattr result file (a .npz archive written by .save()); "
+                              f"it starts with {magic!r}")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same clear error
@@ -698,6 +717,7 @@ def load_result(path: str | os.PathLike, kind: type | str | None = None) -> Any:
     with data:
         if "__meta__" not in data.files:
             raise ResultFileError(f"{path}: not an attattr result file (no __meta__ record)")
+        check_meta_size(path, data)
         try:
             meta = json.loads(str(data["__meta__"]))
         except (ValueError, TypeError) as exc:
@@ -711,6 +731,7 @@ def load_result(path: str | os.PathLike, kind: type | str | None = None) -> Any:
         got = meta.get("kind")
         if want is not None and got != want:
             raise ResultFileError(f"{path}: holds a {got!r} result, not a {want!r}")
+        check_record(path, meta, data)  # fields, lengths, shapes and sizes, from the array headers only
         return _from_record(path, meta, data)
 
 

@@ -64,10 +64,19 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
         super().__init__(**kwargs)
 
+    def get_state(self, key=None, drop_defaults=False):
+        """The synced state, every string valid Unicode (lone surrogates → U+FFFD) so that the comm (UTF-8),
+        saved notebooks and exported pages can carry it."""
+        from .serialize import valid_strings
+
+        return valid_strings(super().get_state(key=key, drop_defaults=drop_defaults))
+
     # -- helpers for subclasses ---------------------------------------------------------------------------
     def _send_custom(self, content: dict, buffers=None) -> None:
+        from .serialize import valid_strings
+
         if self.comm is not None:
-            self.send(content, buffers=list(buffers or []))
+            self.send(valid_strings(content), buffers=list(buffers or []))
 
 
 # Traits that carry binary arrays: serialized with serialize.jsonable

@@ -7,14 +7,38 @@ Only little-endian ``float16`` / ``float32`` / ``int32`` / ``uint8`` are sent; o
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 __all__ = ["SENDABLE_DTYPES", "as_sendable", "encode_array", "header", "pack", "decode_array", "jsonable",
-           "thumbnails", "head_summary"]
+           "thumbnails", "head_summary", "valid_strings", "valid_text"]
 
 SENDABLE_DTYPES = ("float16", "float32", "int32", "uint8")
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(s: str) -> str:
+    """``s`` with unpaired UTF-16 surrogates replaced by U+FFFD (a surrogate *pair* becomes its character).
+
+    Comm messages travel as UTF-8 and exports as JSON, neither of which can carry a lone surrogate (a Python
+    string from a crafted file or a broken decoder can hold one)."""
+    if s.isascii() or not _SURROGATE.search(s):
+        return s
+    return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def valid_strings(obj: Any) -> Any:
+    """Every string inside ``obj`` (dicts, lists, tuples) through :func:`valid_text`; other values unchanged."""
+    if isinstance(obj, str):
+        return valid_text(obj)
+    if isinstance(obj, dict):
+        return {valid_strings(k): valid_strings(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(valid_strings(v) for v in obj)
+    return obj
 
 
 def as_sendable(a: Any, dtype: str | None = None) -> np.ndarray:
