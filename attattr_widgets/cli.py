@@ -20,13 +20,18 @@ def _cached(key: dict, compute):
     """Cache a JSON-able result of ``compute()`` under the demo cache, keyed by ``key``."""
     from .demo.assets import cache_dir
 
+    from .engine.results import atomic_write_text
+
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / "results" / f"{key['what']}-{digest}.json"
     if path.exists():
-        return json.loads(path.read_text()), True
+        try:
+            return json.loads(path.read_text(encoding="utf-8")), True
+        except (OSError, ValueError):  # an unreadable cache entry is recomputed (and rewritten), not fatal
+            _say(f"cache entry {path} is unreadable: recomputing it")
     value = compute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value))
+    atomic_write_text(path, json.dumps(value))
     return value, False
 
 
@@ -35,13 +40,12 @@ def demo(args) -> int:
     import numpy as np
 
     import attattr_widgets as aw
-    from attattr_widgets import plots
     from attattr_widgets.demo import load_dataset, load_model
     from attattr_widgets.engine.importance import head_importance
     from attattr_widgets.engine.pruning import PruningCurve, compare_pruning
-    from attattr_widgets.export import to_html
-    from attattr_widgets.widgets import Explorer, TreeView
+    from attattr_widgets.engine.validate import output_path
 
+    out_path = output_path(args.out, "--out")  # checked before minutes of computation, not after
     t0 = time.perf_counter()
     _say("loading the sentiment demo model (all-MiniLM-L6-v2 fine-tuned on movie reviews, offline) ...")
     model, tok = load_model("sentiment")
@@ -52,8 +56,6 @@ def demo(args) -> int:
     _say(f"attributing: {args.text!r}")
     attr = aw.attribute(model, tok, args.text, progress=progress)
     _say(f"  -> predicted {attr.target_label!r} with p = {attr.prob:.3f}")
-    explorer = Explorer.from_attribution(attr)
-    tree = TreeView(attr, threshold=0.4)
 
     n_imp, n_eval = (16, 120) if args.small else (48, 400)
     examples = load_dataset("sentiment", "test")
@@ -71,21 +73,7 @@ def demo(args) -> int:
     if hit:
         _say("pruning curves: cached result")
     curves = [PruningCurve.from_dict(d) for d in result["curves"]]
-    plot = plots.pruning_plot(curves, title="Sentiment demo model: accuracy as heads are pruned (least important first)")
-    imp = np.asarray(result["importance"]["attattr"])
-    top = np.dstack(np.unravel_index(np.argsort(-imp, axis=None)[:3], imp.shape))[0]
-    out = to_html(
-        [explorer, tree, plot],
-        args.out,
-        title="attattr-widgets demo",
-        heading="Which attention links does the prediction depend on?",
-        description=(
-            f"“{args.text}” → {attr.target_label} (p = {attr.prob:.3f}). Click a head in the grid to compare its "
-            f"attention with its attribution. Most important heads: "
-            + ", ".join(f"layer {l} head {h}" for l, h in top)
-            + "."
-        ),
-    )
+    out = demo_page(attr, curves, np.asarray(result["importance"]["attattr"]), out_path)
     size = Path(out).stat().st_size / 1e6
     _say(f"\nwrote {Path(out).resolve()} ({size:.1f} MB, self-contained: opens offline in any browser) "
          f"in {time.perf_counter() - t0:.0f} s")
@@ -93,23 +81,52 @@ def demo(args) -> int:
     return 0
 
 
+def demo_page(attr, curves, importance, out) -> Path:
+    """The demo's offline page: Explorer and TreeView of ``attr``, the pruning curves, and a header naming the
+    three most important heads of ``importance`` [L, H]. Returns the written path."""
+    import numpy as np
+
+    from attattr_widgets import plots
+    from attattr_widgets.export import to_html
+    from attattr_widgets.widgets import Explorer, TreeView
+
+    plot = plots.pruning_plot(curves, title="Sentiment demo model: accuracy as heads are pruned (least important first)")
+    imp = np.asarray(importance)
+    top = np.dstack(np.unravel_index(np.argsort(-imp, axis=None)[:3], imp.shape))[0]
+    return to_html(
+        [Explorer.from_attribution(attr), TreeView(attr, threshold=0.4), plot],
+        out,
+        title="attattr-widgets demo",
+        heading="Which attention links does the prediction depend on?",
+        description=(
+            f"“{attr.text}” → {attr.target_label} (p = {attr.prob:.3f}). Click a head in the grid to compare its "
+            f"attention with its attribution. Most important heads: "
+            + ", ".join(f"layer {l} head {h}" for l, h in top)
+            + "."
+        ),
+    )
+
+
 def explain(args) -> int:
     """Attribute one input with a demo model or a checkpoint; save the result and/or an offline page."""
     import attattr_widgets as aw
     from attattr_widgets.demo import load_model
+    from attattr_widgets.engine.validate import output_path
 
+    save = None if args.save is None else output_path(args.save, "--save")
+    html = None if args.html is None else output_path(args.html, "--html")
     model, tok = load_model(args.model)
     attr = aw.attribute(model, tok, args.text, args.pair, target=args.target, rule=args.rule, steps=args.steps,
                         truncation=args.truncate,
                         progress=lambda r: _say(f"  layer {r.layer + 1}/{r.total} done"))
     _say(repr(attr))
-    if args.save:
-        _say(f"saved {attr.save(args.save)}")
-    if args.html:
+    if save is not None:
+        _say(f"saved {attr.save(save)}")
+    if html is not None:
         from attattr_widgets.export import to_html
         from attattr_widgets.widgets import Explorer
 
-        _say(f"wrote {to_html(Explorer.from_attribution(attr), args.html, title='AttAttr explorer')}")
+        _say(f"wrote {to_html(Explorer.from_attribution(attr), html, title='AttAttr explorer')}")
     return 0
 
 
@@ -153,7 +170,26 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=lambda a: _assets(a.rest))
 
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    user_errors = _user_errors()
+    try:
+        return int(args.func(args) or 0)
+    except user_errors as exc:  # the user's mistake: one clear line, exit 2 (as argparse does), no traceback
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"{parser.prog} {args.command}: error: {msg}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog} {args.command}: interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean bad input or setup (named in their message), not a bug in attattr-widgets."""
+    from .demo.assets import DemoAssetError
+    from .engine.errors import AttAttrError
+    from .export import ExportError
+
+    return (AttAttrError, DemoAssetError, ExportError, FileNotFoundError, PermissionError, IsADirectoryError,
+            NotADirectoryError)
 
 
 def _assets(rest: list[str]) -> int:

@@ -33,6 +33,7 @@ __all__ = [
     "max_length",
     "memory_budget",
     "number",
+    "output_path",
     "progress",
     "show",
     "steps",
@@ -238,6 +239,34 @@ def label(value: Any, name: str, num_classes: int | None = None, *, what: str = 
     if num_classes is not None and i >= int(num_classes):
         raise ArgumentError(f"{name} is {i} but the model has {int(num_classes)} {what} (0..{int(num_classes) - 1})")
     return i
+
+
+def output_path(value: Any, name: str = "path"):
+    """A path a file can be written to: not a folder, in a folder that exists (or can be created) and is
+    writable. Checked before a long computation, so it cannot fail at the end. Returns a ``pathlib.Path``;
+    raises :class:`~attattr_widgets.engine.errors.OutputPathError`."""
+    import os
+    from pathlib import Path
+
+    from .errors import OutputPathError
+
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise OutputPathError(f"{name} must be a file path, got {show(value)}")
+    p = Path(value).expanduser()
+    if p.is_dir():
+        raise OutputPathError(f"{name}={str(p)!r} is a folder: give a file name inside it, e.g. {str(p / 'out')!r}")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise OutputPathError(f"{name}={str(p)!r} exists and is not writable: choose another file or fix its "
+                              f"permissions")
+    folder = p.parent
+    while not folder.exists():  # the nearest existing ancestor decides whether the folders can be created
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputPathError(f"{name}={str(p)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{name}={str(p)!r}: the folder {str(folder)!r} is not writable: choose another "
+                              f"location")
+    return p
 
 
 def device(value: Any, name: str = "device"):
