@@ -55,6 +55,11 @@ def make_model(family: str, head: str = "cls", *, layers: int = 3, heads: int = 
         cfg = T.Qwen2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                             num_key_value_heads=max(1, heads // 2), intermediate_size=2 * hidden,
                             max_position_embeddings=64, pad_token_id=0, **common)
+    elif family == "modernbert":  # alternating global / sliding-window layers, rotary positions
+        cfg = T.ModernBertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                 intermediate_size=2 * hidden, max_position_embeddings=64, local_attention=4,
+                                 global_attn_every_n_layers=2, pad_token_id=0, bos_token_id=2, eos_token_id=3,
+                                 cls_token_id=2, sep_token_id=3, **common)
     else:
         raise ValueError(family)
     auto = T.AutoModelForSequenceClassification if head == "cls" else T.AutoModelForCausalLM

@@ -1,45 +1,67 @@
-"""The attribution engine against independent references: default logits, a naive paper-style implementation
-written here, finite differences of F along α, and the integrated-gradients completeness identity."""
+"""The v2 attribution engine against independent references: the v1 engine (materialised probabilities in
+every layer, kept in tests/reference), a naive paper-style implementation written here, finite differences of F
+along α, and the integrated-gradients completeness identity; plus the contract that a run never changes the
+user's model and never disturbs forwards in other threads."""
 from __future__ import annotations
 
+import copy
 import threading
 
 import numpy as np
 import pytest
 import torch
 from conftest import FAMILIES, make_model, make_tokenizer
+from reference.legacy_attribution import legacy_attribute
 
 import attattr_widgets as aw
-from attattr_widgets.engine.hooks import controller_for
+from attattr_widgets.engine.hooks import Captured, attention_probs, controller_for
 from attattr_widgets.engine.quadrature import quadrature
 
-CASES = [(f, "cls") for f in FAMILIES if f != "qwen2"] + [("gpt2", "lm"), ("llama", "lm"), ("qwen2", "lm")]
+CASES = [(f, "cls") for f in FAMILIES] + [("gpt2", "lm"), ("llama", "lm"), ("qwen2", "lm")]
 TEXT, PAIR = "the movie was not very good", "i love it"
 
 
-def _inputs(tok, head):
-    return tok(TEXT, PAIR, return_tensors="pt") if head == "cls" else tok(TEXT, return_tensors="pt")
+def _pair(head):
+    return PAIR if head == "cls" else None
+
+
+def _model_state(model):
+    """Everything a run must leave as it was: implementation, mode, flags, device, modules and their attributes."""
+    return {
+        "impl": model.config._attn_implementation,
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "device": [p.device for p in model.parameters()],
+        "modules": [(n, id(m), type(m)) for n, m in model.named_modules()],
+        "attrs": [sorted(vars(m)) for m in model.modules()],
+        "hooks": [(len(m._forward_hooks), len(m._forward_pre_hooks)) for m in model.modules()],
+        "pad": model.config.pad_token_id,
+    }
+
+
+# ---- injection: sessions are exact, thread-local, and leave the model alone ---------------------------------
 
 
 @pytest.mark.parametrize("family,head", CASES)
-def test_injection_reproduces_default_logits(family, head, tokenizer):
+def test_sessions_reproduce_default_logits_and_leave_the_model_alone(family, head, tokenizer):
     model = make_model(family, head)
     batch = tokenizer([TEXT, "a dog"], ["i love it", "the cat sat on the mat"] if head == "cls" else None,
                       return_tensors="pt", padding=True)
+    before = _model_state(model)
     with torch.no_grad():
         ref = model(**batch).logits  # the model's default (SDPA) implementation
         ctrl = controller_for(model)
-        assert model.config._attn_implementation == "attattr"
         plain = model(**batch).logits
-        with ctrl.session(alpha={1: torch.ones(2)}, head_mask={0: torch.ones(ctrl.num_heads)}, record=True):
+        with ctrl.session(alpha={1: torch.ones(2)}, head_mask={0: torch.ones(ctrl.num_heads)}, record=True) as s:
             same = model(**batch).logits
     mask = batch["attention_mask"].bool()
     if head == "lm":  # padded positions of a causal LM are not comparable
         ref, plain, same = ref[mask], plain[mask], same[mask]
-    assert (plain - ref).abs().max() <= 1e-5
+    assert torch.equal(plain, ref)
     assert (same - ref).abs().max() <= 1e-5
-    assert len(ctrl.attn) == ctrl.num_layers
-    assert ctrl.attn[0].shape[:2] == (2, ctrl.num_heads)
+    assert len(s.attn) == ctrl.num_layers and s.attn[0].shape[:2] == (2, ctrl.num_heads)
+    aw.attribute(model, tokenizer, TEXT, _pair(head), steps=2, layers=[0, 2])
+    assert _model_state(model) == before
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert", "gpt2", "llama", "albert"])
@@ -56,77 +78,155 @@ def test_per_row_alpha_and_head_mask_equal_separate_runs(family, tokenizer):
         with torch.no_grad(), ctrl.session(alpha={1: alphas[r : r + 1]}, head_mask={2: keep[r]}):
             alone = model(**enc).logits
         assert torch.allclose(together[r], alone[0], atol=1e-6)
+    # output scaling (fused attention) equals scaling the materialised probabilities (explicit path)
+    with torch.no_grad(), ctrl.session(alpha={1: alphas}, head_mask={2: keep}, record=True):
+        explicit = model(**rows).logits
+    assert torch.allclose(explicit, together, atol=1e-6)
+
+
+def test_a_session_in_another_thread_does_not_touch_this_threads_forwards(tokenizer):
+    model = make_model("bert", "cls")
+    ctrl = controller_for(model)
+    enc = tokenizer(TEXT, return_tensors="pt")
+    with torch.no_grad():
+        ref = model(**enc).logits
+    inside, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def other():
+        with torch.no_grad(), ctrl.session(alpha={0: torch.zeros(1), 1: torch.zeros(1)}, head_mask={2: torch.zeros(4)}):
+            inside.set()
+            go.wait(10)
+            model(**enc)
+        done.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    inside.wait(10)
+    with torch.no_grad():
+        mine = model(**enc).logits  # while the other thread's session is open
+    go.set()
+    t.join(10)
+    assert done.is_set() and torch.equal(mine, ref)
+
+
+def test_device_mismatch_raises_and_never_moves_the_model(tokenizer):
+    model = make_model("bert", "cls")
+    w = model.bert.embeddings.word_embeddings.weight.detach().clone()
+    for bad in ("meta", "cuda:0" if not torch.cuda.is_available() else "meta"):
+        with pytest.raises(aw.AttAttrError, match="never moves your model"):
+            aw.attribute(model, tokenizer, TEXT, device=bad, steps=1)
+    assert model.bert.embeddings.word_embeddings.weight.device.type == "cpu"
+    assert torch.equal(model.bert.embeddings.word_embeddings.weight, w)
+    aw.attribute(model, tokenizer, TEXT, device="cpu", steps=1, layers=[0])
+
+
+# ---- the output form against the materialised references ----------------------------------------------------
 
 
 def naive_attattr(model, tokenizer, text, text_pair, layer, target, rule, steps):
-    """The paper's algorithm, written independently: for each α, a full batch-1 forward with layer `layer`'s
-    probabilities replaced by α·A (a hook on its attention module's output), then ∂F/∂(αA)."""
+    """The paper's algorithm, written independently of the engine: for each α, a full batch-1 forward with
+    layer ``layer``'s probabilities replaced by α·A (materialised, a gradient leaf), then ∂F/∂(αA)."""
     ctrl = controller_for(model)
     enc = tokenizer(text, text_pair, return_tensors="pt") if text_pair else tokenizer(text, return_tensors="pt")
-    with torch.no_grad(), ctrl.session(record=True):
+    with torch.no_grad(), ctrl.session(record=True) as s:
         model(**enc)
-        A = ctrl.attn[layer].clone()
+        A = s.attn[layer].clone()
     alphas, weights = quadrature(rule, steps)
     total = torch.zeros_like(A)
     for a, w in zip(alphas, weights):
-        with ctrl.session(alpha={layer: torch.tensor([a], dtype=A.dtype)}, grad_layers={layer}):
+        with ctrl.session(alpha={layer: torch.tensor([a], dtype=A.dtype)}, grad_layers={layer}) as s:
             logits = model(**enc).logits
             if logits.dim() == 3:
                 logits = logits[:, -1]
             F = torch.softmax(logits, -1)[0, target]
-            (g,) = torch.autograd.grad(F, ctrl.leaves[layer])
+            (g,) = torch.autograd.grad(F, s.leaves[layer])
         total += w * g
     return (A * total)[0].numpy()
 
 
-@pytest.mark.parametrize("family,head", [("bert", "cls"), ("distilbert", "cls"), ("gpt2", "lm"), ("llama", "lm"),
-                                         ("albert", "cls"), ("roberta", "cls")])
-def test_prefix_cached_equals_naive_reference(family, head, tokenizer):
+@pytest.mark.parametrize("family,head", CASES + [("modernbert", "cls")])
+def test_output_form_equals_the_materialised_v1_engine_fp64(family, head, tokenizer):
     model = make_model(family, head, dtype=torch.float64)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    pair = PAIR if head == "cls" else None
-    attr = aw.attribute(model, tokenizer, TEXT, pair, rule="left", steps=5)
-    for layer in range(model.config.num_hidden_layers if hasattr(model.config, "num_hidden_layers") else 3):
-        ref = naive_attattr(model, tokenizer, TEXT, pair, layer, attr.target, "left", 5)
-        np.testing.assert_allclose(attr.scores[layer], ref, rtol=2e-6, atol=1e-12)  # float32 storage
+    pair = _pair(head)
+    attr = aw.attribute(model, tokenizer, TEXT, pair, rule="gauss-legendre", steps=5)
+    # v1: eager probabilities in every layer (module swapping; naive for ModernBERT, where v1's prefix crashed)
+    ref = legacy_attribute(copy.deepcopy(model), tokenizer, TEXT, pair, steps=5,
+                           method="naive" if family == "modernbert" else "prefix")
+    assert attr.target == ref["target"]
+    scale = np.abs(ref["scores"]).max()
+    assert attr.scores.dtype == np.float64
+    assert np.abs(attr.scores - ref["scores"]).max() <= 1e-8 * scale
+    np.testing.assert_allclose(attr.attention, ref["attention"], rtol=0, atol=1e-12)
     if family != "albert":  # ALBERT shares one module for all layers: no prefix to cache
         assert attr.extra["method"] == "prefix"
 
 
+@pytest.mark.parametrize("family,head", [("bert", "cls"), ("gpt2", "lm"), ("llama", "lm"), ("albert", "cls")])
+def test_output_form_equals_the_naive_reference_and_method_naive(family, head, tokenizer):
+    model = make_model(family, head, dtype=torch.float64)
+    pair = _pair(head)
+    attr = aw.attribute(model, tokenizer, TEXT, pair, rule="left", steps=5)
+    paper = aw.attribute(model, tokenizer, TEXT, pair, rule="left", steps=5, method="naive")
+    for layer in range(3):
+        ref = naive_attattr(model, tokenizer, TEXT, pair, layer, attr.target, "left", 5)
+        scale = np.abs(ref).max()
+        assert np.abs(attr.scores[layer] - ref).max() <= 1e-8 * scale
+        assert np.abs(paper.scores[layer] - ref).max() <= 1e-8 * scale
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta", "llama"])
+def test_padded_batches_with_masks_and_pairs_equal_single_examples(family, tokenizer):
+    model = make_model(family, "cls", dtype=torch.float64)
+    examples = [{"text": "a dog", "label": 0}, {"text": TEXT, "text_pair": PAIR, "label": 2},
+                {"text": "the cat sat on the mat", "label": 1}]
+    if family == "llama":  # decoder classifiers pool by pad id: the engine runs them one example at a time
+        examples = [dict(e, text_pair=None) for e in examples]
+    batched = list(aw.iter_attributions(model, tokenizer, examples, batch_size=3, steps=3))
+    for ex, got in zip(examples, batched):
+        ref = legacy_attribute(copy.deepcopy(model), tokenizer, ex["text"], ex.get("text_pair"),
+                               target=ex["label"], steps=3)
+        assert got.target == ex["label"] and got.num_tokens == ref["scores"].shape[-1]
+        assert np.abs(got.scores - ref["scores"]).max() <= 1e-8 * np.abs(ref["scores"]).max()
+
+
 def test_prefix_caching_skips_lower_blocks(tokenizer):
     model = make_model("bert", "cls", layers=4)
-    controller_for(model)  # its discovery forward is not part of the count
+    controller_for(model)  # its discovery forwards are not part of the count
     calls = [0] * 4
-    for i, block in enumerate(model.bert.encoder.layer):
-        block.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+    handles = [block.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+               for i, block in enumerate(model.bert.encoder.layer)]
     aw.attribute(model, tokenizer, TEXT, layers=[3], steps=4)
-    # clean forward (1) + zeroed-layer forward... of block 3 only + one α chunk: blocks 0..2 run only once
+    for h in handles:
+        h.remove()
+    # clean forward (1); the zeroed-layer pass and the α chunk run block 3 only: blocks 0..2 run once
     assert calls[:3] == [1, 1, 1]
-    assert calls[3] >= 2
+    assert calls[3] >= 3
 
 
 def test_gradient_matches_finite_differences_along_alpha(tokenizer):
-    """Σ A ⊙ ∂F/∂(αA) at α equals dF(αA)/dα, estimated by central differences."""
+    """Both forms of the node gradient equal dF(αA)/dα from central differences:
+    Σ A ⊙ ∂F/∂(αA) (materialised) and ⟨∂F/∂out, P V⟩ (output form)."""
     model = make_model("bert", "cls", dtype=torch.float64)
     ctrl = controller_for(model)
     enc = tokenizer(TEXT, return_tensors="pt")
-    with torch.no_grad(), ctrl.session(record=True):
+    with torch.no_grad(), ctrl.session(record=True, capture={1}) as s:
         target = int(model(**enc).logits.argmax())
-        A = ctrl.attn[1]
+        A, out = s.attn[1], s.captured[1].out
 
     def F(a):
         with torch.no_grad(), ctrl.session(alpha={1: torch.tensor([a], dtype=torch.float64)}):
             return float(torch.softmax(model(**enc).logits, -1)[0, target])
 
     for a in (0.0, 0.3, 0.8):
-        with ctrl.session(alpha={1: torch.tensor([a], dtype=torch.float64)}, grad_layers={1}):
-            Fv = torch.softmax(model(**enc).logits, -1)[0, target]
-            (g,) = torch.autograd.grad(Fv, ctrl.leaves[1])
-        analytic = float((A * g).sum())
+        alpha = {1: torch.tensor([a], dtype=torch.float64)}
+        with ctrl.session(alpha=alpha, grad_layers={1}) as s:
+            (g,) = torch.autograd.grad(torch.softmax(model(**enc).logits, -1)[0, target], s.leaves[1])
+        with ctrl.session(alpha=alpha, out_taps={1}) as s:
+            (go,) = torch.autograd.grad(torch.softmax(model(**enc).logits, -1)[0, target], s.leaves[1])
         h = 1e-5
         numeric = (F(a + h) - F(a - h)) / (2 * h)
-        assert abs(analytic - numeric) <= 1e-7 + 1e-5 * abs(numeric)
+        for analytic in (float((A * g).sum()), float((out * go).sum())):
+            assert abs(analytic - numeric) <= 1e-7 + 1e-5 * abs(numeric)
 
 
 # ---- a small model trained here, so the α-integrand is not nearly linear (random weights are too easy) ----
@@ -203,6 +303,28 @@ def test_completeness_error_decreases_with_steps(trained, rule):
     assert all(b < a for a, b in zip(errs, errs[1:])), errs
 
 
+
+
+def test_auto_steps_meet_the_tolerance_and_report_their_nodes(trained):
+    model, tok, texts = trained
+    for text in texts[:3]:
+        attr = aw.attribute(model, tok, text, steps="auto", tol=1e-4)
+        assert attr.steps == "auto" and attr.tol == 1e-4
+        assert all(attr.converged) and len(attr.layer_steps) == len(attr.layers)
+        assert np.max(attr.completeness) <= 1e-4
+        fixed = aw.attribute(model, tok, text, steps=max(attr.layer_steps))  # more nodes: same maps
+        np.testing.assert_allclose(attr.scores, fixed.scores, rtol=0, atol=1e-3 * np.abs(fixed.scores).max())
+    # a cap below what the tolerance needs: reported as not converged, never an endless loop
+    capped = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, max_steps=2)
+    assert capped.layer_steps == [2] * len(capped.layers) and not any(capped.converged)
+
+
+def test_auto_steps_use_few_nodes_where_the_integrand_is_easy(tokenizer):
+    model = make_model("bert", "cls", dtype=torch.float64)  # random weights: nearly linear in α
+    attr = aw.attribute(model, tokenizer, TEXT, steps="auto")
+    assert max(attr.layer_steps) <= 4 and np.max(attr.completeness) <= 1e-3
+
+
 # ---- API behaviour -------------------------------------------------------------------------------------------
 
 
@@ -241,45 +363,6 @@ def test_save_load_round_trip(tmp_path, tokenizer):
     for name in ("tokens", "target", "target_label", "prob", "layers", "rule", "steps", "text", "text_pair",
                  "label_names", "num_layers", "extra"):
         assert getattr(back, name) == getattr(attr, name), name
-
-
-@pytest.mark.parametrize("family", ["bert", "roberta"])
-def test_batched_attributions_equal_single_examples(family, tokenizer):
-    model = make_model(family, "cls")
-    examples = [{"text": "a dog", "label": 0}, {"text": TEXT, "text_pair": PAIR, "label": 2},
-                {"text": "the cat sat on the mat", "label": 1}]
-    batched = list(aw.iter_attributions(model, tokenizer, examples, batch_size=3, steps=3))
-    for ex, got in zip(examples, batched):
-        ref = aw.attribute(model, tokenizer, ex["text"], ex.get("text_pair"), target=ex["label"], steps=3)
-        assert got.tokens == ref.tokens and got.target == ex["label"]
-        np.testing.assert_allclose(got.scores, ref.scores, rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(got.head_scores(), ref.head_scores(), rtol=1e-4, atol=1e-7)
-
-
-def test_cancel_stops_the_run(tokenizer):
-    model = make_model("bert", "cls")
-    cancel = threading.Event()
-
-    seen = []
-
-    def stop_after_first(result):
-        seen.append(result.layer)
-        cancel.set()
-
-    with pytest.raises(aw.AttributionCancelled):
-        aw.attribute(model, tokenizer, TEXT, steps=2, progress=stop_after_first, cancel=cancel)
-    assert seen == [0]  # stopped before layer 1 started
-    assert all(p.requires_grad for p in model.parameters()) and not model.training  # state restored
-
-
-def test_parameters_and_mode_are_restored(tokenizer):
-    model = make_model("bert", "cls")
-    model.train()
-    aw.attribute(model, tokenizer, TEXT, steps=2, layers=[0])
-    assert model.training and all(p.requires_grad for p in model.parameters())
-
-
-# ---- bad input ----------------------------------------------------------------------------------------------
 
 
 def test_empty_text(tokenizer):
@@ -344,72 +427,129 @@ def test_unknown_rule_and_steps(tokenizer):
         aw.attribute(model, tokenizer, TEXT, steps=0)
 
 
-# ---- attention-function details: softcap, position_bias, boolean masks ------------------------------------
 
 
-def test_gemma2_softcap_and_sliding_window_match_eager(tokenizer):
-    import transformers as T
-
-    torch.manual_seed(0)
-    cfg = T.Gemma2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
-                         attn_logit_softcapping=5.0, sliding_window=4, pad_token_id=0)
-    model = T.Gemma2ForCausalLM(cfg).eval()
-    enc = tokenizer(TEXT, return_tensors="pt")
-    enc.pop("token_type_ids")
-    with torch.no_grad():
-        ref = model(**enc).logits  # Gemma2 defaults to eager
-        controller_for(model)
-        ours = model(**enc).logits
-    assert (ours - ref).abs().max() <= 1e-5
-    attr = aw.attribute(model, tokenizer, TEXT, steps=2, layers=[1])
-    assert np.isfinite(attr.scores).all()
+# ---- stores for long inputs, memory, cancellation, out-of-memory ----------------------------------------
 
 
-def test_t5_position_bias_matches_eager():
-    """Encoder–decoders are refused for attribution, but the attention function itself handles T5's bias."""
-    import transformers as T
-
-    from attattr_widgets.engine.hooks import register_attention
-
-    torch.manual_seed(0)
-    cfg = T.T5Config(vocab_size=100, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0)
-    model = T.T5ForConditionalGeneration(cfg).eval()
-    ids = torch.tensor([[5, 6, 7, 8, 9, 1]])
-    dec = torch.tensor([[0, 5, 6]])
-    with torch.no_grad():
-        model.set_attn_implementation("eager")
-        ref = model(input_ids=ids, decoder_input_ids=dec).logits
-        register_attention()
-        model.set_attn_implementation("attattr")
-        ours = model(input_ids=ids, decoder_input_ids=dec).logits
-    assert (ours - ref).abs().max() <= 1e-5
-    with pytest.raises(aw.UnsupportedModelError, match="encoder-decoder"):
-        controller_for(model)
+@pytest.mark.parametrize("store", ["fp16", "folder"])
+def test_stores_hold_the_same_maps(store, tmp_path, tokenizer):
+    model = make_model("gpt2", "lm")
+    ref = aw.attribute(model, tokenizer, TEXT, steps=3)
+    where = str(tmp_path / "maps") if store == "folder" else store
+    got = aw.attribute(model, tokenizer, TEXT, steps=3, store=where)
+    if store == "fp16":
+        assert got.scores.dtype == np.float16 and got.store == "fp16"
+        atol = 2e-3 * np.abs(ref.scores).max()
+    else:
+        assert isinstance(got.scores, np.memmap) and (tmp_path / "maps" / "scores.npy").is_file()
+        atol = 0
+    np.testing.assert_allclose(got.scores.astype(np.float32), ref.scores, rtol=1e-3 if atol else 0, atol=atol)
+    back = aw.Attribution.load(got.save(tmp_path / "a.npz"))
+    np.testing.assert_array_equal(back.scores, got.scores)
 
 
-def test_boolean_and_additive_masks_agree():
-    from attattr_widgets.engine.hooks import attattr_attention_forward
+class _MaxTensor(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest tensor any operation produces (forward and backward) on this thread."""
 
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
-    keep = torch.rand(2, 1, 5, 5) > 0.3
-    keep[..., 0] = True
-    additive = torch.zeros(2, 1, 5, 5).masked_fill(~keep, torch.finfo(torch.float32).min)
-    module = torch.nn.Module()
-    out_b, p_b = attattr_attention_forward(module, q, k, v, keep)
-    out_a, p_a = attattr_attention_forward(module, q, k, v, additive)
-    assert torch.allclose(p_b, p_a) and torch.allclose(out_b, out_a)
-    assert (p_b.masked_select(~keep.expand_as(p_b)) == 0).all()
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in torch.utils._pytree.tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
 
 
-# ---- memory: chunking and out-of-memory recovery ------------------------------------------------------------
+def test_no_rows_x_heads_x_t_squared_tensor_is_ever_allocated(tokenizer):
+    """Memory contract of the output form: nothing of size m·H·T² (m = α rows in a chunk) exists, while the
+    v1 engine (materialised probabilities) does allocate one — so this test can fail."""
+    model = make_model("gpt2", "lm", layers=3, heads=4, hidden=16)
+    text = " ".join(["the movie was not very good"] * 10)[:250]
+    n = len(tokenizer(text)["input_ids"])
+    m, H = 6, 4
+    limit = m * H * n * n
+    with _MaxTensor() as ours:
+        attr = aw.attribute(model, tokenizer, text, rule="gauss-legendre", steps=m)
+    assert attr.num_tokens == n and ours.largest < limit / 2, (ours.largest, limit)
+    with _MaxTensor() as v1:
+        legacy_attribute(copy.deepcopy(model), tokenizer, text, steps=m)
+    assert v1.largest >= limit
+
+
+class _CountingEvent(threading.Event):
+    def __init__(self):
+        super().__init__()
+        self.polls = 0
+
+    def is_set(self):
+        self.polls += 1
+        return super().is_set()
+
+
+def test_cancel_is_polled_inside_every_forward_and_backward(tokenizer):
+    """Stop must answer within one block on long inputs: the event is checked at every attention call of a
+    pass and again during the backward, not only between integration chunks."""
+    model = make_model("bert", "cls", layers=3)
+    ev = _CountingEvent()
+    aw.attribute(model, tokenizer, TEXT, steps=1, layers=[0], cancel=ev)
+    L = 3
+    # clean pass (L calls) + zero pass (L) + one α chunk: L forward calls and L backward hooks
+    assert ev.polls >= 4 * L
+    cancel = threading.Event()
+    seen = []
+
+    def stop_after_first(result):
+        seen.append(result.layer)
+        cancel.set()
+
+    with pytest.raises(aw.AttributionCancelled):
+        aw.attribute(model, tokenizer, TEXT, steps=2, progress=stop_after_first, cancel=cancel)
+    assert seen == [0]
+
+
+def test_parameters_and_mode_are_left_as_they_were(tokenizer):
+    model = make_model("bert", "cls")
+    model.train()
+    model.bert.embeddings.requires_grad_(False)
+    before = _model_state(model)
+    aw.attribute(model, tokenizer, TEXT, steps=2, layers=[0])
+    assert _model_state(model) == before
+
+
+def test_two_runs_at_once_leave_mode_flags_and_implementation_exactly(tokenizer):
+    model = make_model("bert", "cls", layers=3)
+    model.train()
+    model.classifier.requires_grad_(False)
+    before = _model_state(model)
+    ref = aw.attribute(copy.deepcopy(model).eval(), tokenizer, TEXT, steps=3)
+    results, errors = {}, []
+
+    def run(name, fn):
+        try:
+            results[name] = fn()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    ex = [{"text": TEXT, "label": 0}, {"text": "a dog", "label": 1}]
+    threads = [threading.Thread(target=run, args=("attr", lambda: aw.attribute(model, tokenizer, TEXT, steps=3))),
+               threading.Thread(target=run, args=("imp", lambda: aw.head_importance(model, tokenizer, ex, steps=2)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert _model_state(model) == before
+    np.testing.assert_allclose(results["attr"].scores, ref.scores, rtol=1e-5, atol=1e-8)
 
 
 def test_tiny_memory_budget_gives_identical_results(tokenizer):
     model = make_model("bert", "cls", dtype=torch.float64)
     big = aw.attribute(model, tokenizer, TEXT, steps=5)
-    small = aw.attribute(model, tokenizer, TEXT, steps=5, memory_budget=1)  # one α row per chunk
+    small = aw.attribute(model, tokenizer, TEXT, steps=5, memory_budget=1 << 20)  # one α row per chunk
     np.testing.assert_allclose(small.scores, big.scores, rtol=1e-10, atol=1e-15)
 
 
@@ -421,11 +561,11 @@ def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypa
     real = engine._Engine._grad_chunk
     sizes = []
 
-    def flaky(self, batch, layer, hidden, targets, alphas, k):
-        sizes.append(k)
-        if k > 1:
+    def flaky(self, batch, layer, hidden, targets, alphas, cancel):
+        sizes.append(len(alphas))
+        if len(alphas) > 1:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(self, batch, layer, hidden, targets, alphas, k)
+        return real(self, batch, layer, hidden, targets, alphas, cancel)
 
     monkeypatch.setattr(engine._Engine, "_grad_chunk", flaky)
     got = aw.attribute(model, tokenizer, TEXT, steps=4)
@@ -438,6 +578,69 @@ def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypa
     monkeypatch.setattr(engine._Engine, "_grad_chunk", always)
     with pytest.raises(aw.AttributionOutOfMemoryError, match="shorter text"):
         aw.attribute(model, tokenizer, TEXT, steps=4)
+
+
+@pytest.mark.parametrize("where", ["clean_forward", "zero_scores", "layer_maps"])
+def test_out_of_memory_anywhere_ends_in_the_clear_error(where, tokenizer, monkeypatch):
+    from attattr_widgets.engine import attribution as engine
+
+    def boom(self, *a, **k):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
+
+    monkeypatch.setattr(engine._Engine, where, boom)
+    with pytest.raises(aw.AttributionOutOfMemoryError, match="fewer layers"):
+        aw.attribute(make_model("bert", "cls"), tokenizer, TEXT, steps=2)
+
+
+# ---- attention maths: softcap, position bias, masks ----------------------------------------------------------
+
+
+def test_gemma2_softcap_and_sliding_window_match_the_materialised_engine(tokenizer):
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.Gemma2Config(vocab_size=100, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=64,
+                         attn_logit_softcapping=5.0, sliding_window=4, pad_token_id=0)
+    model = T.Gemma2ForCausalLM(cfg).eval().double()
+    assert model.config._attn_implementation == "eager"  # Gemma 2 defaults to its own eager function
+    attr = aw.attribute(model, tokenizer, TEXT, steps=3)
+    ref = legacy_attribute(copy.deepcopy(model), tokenizer, TEXT, steps=3)
+    # v2 runs Gemma 2's own eager function above the attributed layer, whose softmax is float32 even in a
+    # float64 model; v1 replaced it by a float64 softmax. Hence 1e-6, not 1e-8.
+    assert np.abs(attr.scores - ref["scores"]).max() <= 1e-6 * np.abs(ref["scores"]).max()
+    assert model.config._attn_implementation == "eager"
+
+
+def test_probabilities_with_t5_position_bias_match_t5s_eager_function():
+    from transformers.models.t5 import modeling_t5
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 4, 6, 8, dtype=torch.float64) for _ in range(3))
+    bias = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    module = torch.nn.Module()
+    module.training = False
+    _, ref = modeling_t5.eager_attention_forward(module, q, k, v, None, scaling=1.0, dropout=0.0,
+                                                 position_bias=bias)
+    c = Captured(q, k, v, None, False, 1.0, None, bias)
+    assert torch.allclose(attention_probs(c), ref, atol=1e-12)
+    assert torch.allclose(attention_probs(c, slice(2, 5)), ref[:, :, 2:5], atol=1e-12)
+
+
+def test_boolean_additive_and_causal_masks_agree():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 5, 8) for _ in range(3))
+    keep = torch.rand(2, 1, 5, 5) > 0.3
+    keep[..., 0] = True
+    additive = torch.zeros(2, 1, 5, 5).masked_fill(~keep, torch.finfo(torch.float32).min)
+    p_b = attention_probs(Captured(q, k, v, keep, False, 0.35, None, None))
+    p_a = attention_probs(Captured(q, k, v, additive, False, 0.35, None, None))
+    assert torch.allclose(p_b, p_a) and (p_b.masked_select(~keep.expand_as(p_b)) == 0).all()
+    causal = torch.ones(5, 5).tril().bool().view(1, 1, 5, 5)
+    p_c = attention_probs(Captured(q, k, v, None, True, 0.35, None, None))
+    p_m = attention_probs(Captured(q, k, v, causal, False, 0.35, None, None))
+    assert torch.allclose(p_c, p_m) and torch.allclose(attention_probs(Captured(q, k, v, None, True, 0.35, None, None),
+                                                                       slice(1, 3)), p_m[:, :, 1:3])
 
 
 def test_examples_from_a_datasets_dataset_and_bad_collections(tokenizer):

@@ -141,9 +141,11 @@ def test_attention_importance_matches_output_attentions(bert, tok):
     exs = SINGLES + PAIRS
     imp = head_importance(bert, tok, exs, method="attention", batch_size=3)
     per = []
+    eager = copy.deepcopy(bert)
+    eager.set_attn_implementation("eager")  # the engine leaves `bert` on SDPA, which returns no attentions
     with torch.no_grad():
         for e in exs:
-            att = bert(**encode_example(tok, e), output_attentions=True).attentions  # L × (1, H, n, n), unpadded
+            att = eager(**encode_example(tok, e), output_attentions=True).attentions  # L × (1, H, n, n), unpadded
             per.append(np.stack([a[0].reshape(a.shape[1], -1).max(-1).values.numpy() for a in att]))
     np.testing.assert_allclose(imp, np.mean(per, 0), rtol=1e-5, atol=1e-6)
 
