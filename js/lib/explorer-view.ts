@@ -182,6 +182,7 @@ export class ExplorerView {
   /** Draw everything that is dirty now (tests call this directly). */
   flush(): void {
     if (this.ac.signal.aborted) return;
+    if (this.theme.ensure()) this.dirty.add("all"); // first draw after the host attached the view
     const d = this.dirty;
     const all = d.has("all");
     this.dirty = new Set();
@@ -233,6 +234,8 @@ export class ExplorerView {
     r.pair = pair ? (m.get("locked") ?? []).join(",") : "";
     r.zoom = String(win.size || 0);
     r.window = `${win.r0},${win.c0},${win.size}`;
+    const hl = this.heat.layout;
+    r.heatBox = hl ? `${hl.x0},${hl.y0},${hl.side}` : "";
     r.tokens = String(this.tokens().length);
     r.matches = String(this.heat.matches.length);
     r.renders = String(this.renders);

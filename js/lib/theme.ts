@@ -19,9 +19,17 @@ export class ThemeWatcher {
   lutDiv: Uint32Array;
   lutSeq: Uint32Array;
   private cleanups: (() => void)[] = [];
+  /** Whether the last read saw the element in the page (a detached element has no resolved colours). */
+  private attached: boolean;
 
-  /** Reads the theme of `el` now; `onChange` runs after a re-read found different colours. */
+  /**
+   * Reads the theme of `el` now; `onChange` runs after a re-read found different colours. Hosts such as
+   * JupyterLab and Notebook 7 call render() before the view is attached: the first read then falls back to the
+   * page body's colour (the shell's grey, not the widget's background), so views call ensure() before each draw
+   * and the first draw after attachment re-reads.
+   */
   constructor(private el: Element, private onChange: () => void, signal: AbortSignal) {
+    this.attached = el.isConnected;
     this.theme = readTheme(el);
     this.lutDiv = makeLUT("diverging", this.theme);
     this.lutSeq = makeLUT("sequential", this.theme);
@@ -36,8 +44,15 @@ export class ThemeWatcher {
     }
   }
 
+  /** Re-read when the last read was made before the element was attached; returns whether the theme changed. */
+  ensure(): boolean {
+    if (this.attached || !this.el.isConnected) return false;
+    return this.refresh();
+  }
+
   /** Re-read the resolved colours; rebuilds the LUTs and calls onChange when they differ. Returns whether they did. */
   refresh(): boolean {
+    this.attached = this.el.isConnected;
     const t = readTheme(this.el);
     if (JSON.stringify(t) === JSON.stringify(this.theme)) return false;
     this.theme = t;

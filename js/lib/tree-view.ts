@@ -158,6 +158,7 @@ export class TreeView {
 
   render(): void {
     if (this.ac.signal.aborted) return;
+    this.themeWatch.ensure(); // first draw after the host attached the view
     const t = this.tree();
     const state = this.model.get("state");
     const err = this.model.get("error");

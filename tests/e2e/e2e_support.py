@@ -204,3 +204,59 @@ def element_shot(locator, path) -> None:
     locator.evaluate("e => e.scrollIntoView({block: 'start', inline: 'nearest'})")
     locator.page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
     locator.screenshot(path=str(path))
+
+
+# zero colour = widget background (issue 13) ------------------------------------------------------------------
+# An Attribution whose key columns 3..5 are exactly 0 (attention and attribution) and whose head (1, 2) is all 0,
+# so the grid cell of that head, the heatmap cells (row 1, col 4) and the sentence chips 3..5 (query 1) must be
+# painted in the widget's own background colour.
+ZERO_ATTR_SRC = r'''
+import numpy as np
+from attattr_widgets.engine.results import Attribution
+
+def zero_attr():
+    rng = np.random.default_rng(0)
+    L, H, n = 2, 3, 6
+    scores = (rng.random((L, H, n, n)) - 0.3).astype(np.float32)
+    attn = rng.random((L, H, n, n)).astype(np.float32)
+    scores[..., 3:] = 0
+    attn[..., 3:] = 0
+    attn /= attn.sum(-1, keepdims=True)
+    scores[1, 2] = 0
+    return Attribution(scores=scores, attention=attn, tokens=["[CLS]", "a", "b", "c", "d", "[SEP]"],
+                       token_type_ids=np.zeros(n, dtype=np.int64), target=1, target_label="positive", prob=0.9,
+                       layer_zero_probs=np.full(L, 0.5), completeness=np.zeros(L), layers=[0, 1], num_layers=L,
+                       rule="gauss-legendre", steps=4, text="a b c d", model_name="zero-probe")
+'''
+
+ZERO_PROBE_JS = """(r) => {
+  r.getAnimations({subtree: true}).forEach((a) => a.finish());   // chip colours fade in (CSS transition)
+  const px = (c, x, y) => { const k = c.width / c.clientWidth;
+    return Array.from(c.getContext('2d').getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data).slice(0, 3); };
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).slice(0, 3).map(Number);
+  const bg = rgb(getComputedStyle(r).backgroundColor);
+  const grid = r.querySelector('canvas.aa-grid-canvas');
+  const H = 3, cell = (grid.clientWidth - 36) / H - 2;
+  const gridZero = px(grid, 34 + 2 * (cell + 2) + cell / 2, 18 + 1 * (cell + 2) + cell / 2);
+  const [x0, y0, side] = r.dataset.heatBox.split(',').map(Number);
+  const win = r.dataset.window.split(',').map(Number), cs = side / win[2];
+  const at = (m) => px(r.querySelector(`canvas[data-map=${m}]`), x0 + (4 - win[1] + 0.5) * cs, y0 + (1 - win[0] + 0.5) * cs);
+  const chips = [3, 4, 5].map((i) => rgb(getComputedStyle(r.querySelector(`.aa-tok[data-i="${i}"]`)).backgroundColor));
+  const live = [0, 1, 2].map((i) => rgb(getComputedStyle(r.querySelector(`.aa-tok[data-i="${i}"]`)).backgroundColor));
+  return {bg, gridZero, attention: at('attention'), attribution: at('attribution'), chips, live,
+          page: rgb(getComputedStyle(document.body).backgroundColor)};
+}"""
+
+
+def assert_zero_is_background(probe: dict, where: str) -> None:
+    """Every zero-valued pixel / chip of ZERO_ATTR_SRC's explorer equals the widget background (±tolerance)."""
+    bg = probe["bg"]
+    assert len(bg) == 3, (where, probe)
+
+    def close(c, tol):
+        return len(c) == 3 and max(abs(a - b) for a, b in zip(c, bg)) <= tol
+
+    bad = {k: probe[k] for k, tol in (("gridZero", 2), ("attention", 2), ("attribution", 3)) if not close(probe[k], tol)}
+    bad.update({f"chip{i}": c for i, c in zip((3, 4, 5), probe["chips"]) if not close(c, 2)})
+    assert not bad, f"{where}: zero is not painted in the widget background {bg}: {bad} (page body {probe['page']})"
+    assert not all(close(c, 8) for c in probe["live"]), f"{where}: no chip is coloured at all: {probe}"
