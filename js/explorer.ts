@@ -1,6 +1,7 @@
 // anywidget front end of attattr_widgets.widgets.Explorer.
 import type { AnyModel } from "@anywidget/types";
 import "./lib/style.css";
+import "./lib/interactive.css";
 import { ExplorerView } from "./lib/explorer-view";
 import type { ExplorerModel } from "./lib/protocol";
 import { attachStream } from "./lib/stream";

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-from attattr_widgets.widgets import Explorer, TreeView
+from attattr_widgets.widgets import Explorer, HeadsView, TreeView, TriggersView
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BASE = {"_model_name", "_model_module", "_model_module_version", "_view_name", "_view_module",
@@ -28,6 +28,11 @@ def test_explorer_traits_match_typescript():
 
 def test_tree_traits_match_typescript():
     assert synced(TreeView) == ts_list("TREE_TRAITS")
+
+
+def test_heads_and_triggers_traits_match_typescript():
+    assert synced(HeadsView) == ts_list("HEADS_TRAITS")
+    assert synced(TriggersView) == ts_list("TRIGGERS_TRAITS")
 
 
 def test_js_sources_never_use_html_sinks():

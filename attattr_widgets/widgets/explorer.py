@@ -17,6 +17,16 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
   "zero_prob", "completeness", "tokens", "scores": {dtype, shape}, "thumbs": {dtype, shape}}`` + 2 buffers,
   one per finished layer, in order.
 * custom messages browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "resend", "run_id"}``.
+* input bar (when the Explorer has a model; ``interactive``): ``input_spec`` {kind "class" | "next-token", pair
+  (the model takes a second segment), label_names}; ``targets`` {text, text_pair, kind, pred, options: [{id,
+  label, prob}]} (every class, or the top-k next tokens) for the text in the box; ``history`` [{key, text,
+  text_pair, target, target_label, prob}] (the last ``HISTORY`` finished runs, newest last); ``contrast``
+  {} | {target, target_label, prob, state, error} (a second target for the same input) and ``head.contrast``
+  {view float32 [n, n]}: its attribution map for the selected head; front-end owned ``contrast_view``
+  "diff" | "target" | "contrast" (which map the attribution heatmap shows).
+  Browser -> kernel: ``{"type": "run", "text", "text_pair", "target"}`` (Enter / Run; target "pred", a class /
+  token id, or a token string), ``{"type": "targets", "text", "text_pair"}``, ``{"type": "history", "key"}``,
+  ``{"type": "contrast", "target"}`` (``target`` null clears it).
 """
 from __future__ import annotations
 
@@ -36,6 +46,8 @@ from .serialize import head_summary, pack, thumbnails
 __all__ = ["Explorer"]
 
 THUMB_SIZE = 32
+HISTORY = 8
+TOP_K_TOKENS = 10
 
 
 def _attribute(*args, **kwargs):
@@ -85,6 +97,12 @@ class Explorer(BaseWidget):
     normalize = traitlets.Enum(["global", "layer"], default_value="global").tag(sync=True)
     grid_mode = traitlets.Enum(["scores", "maps", "pair"], default_value="scores").tag(sync=True)
     pair = binary_trait(None)
+    interactive = traitlets.Bool(False).tag(sync=True)
+    input_spec = traitlets.Dict(default_value={}).tag(sync=True)
+    targets = traitlets.Dict(default_value={}).tag(sync=True)
+    history = traitlets.List(default_value=[]).tag(sync=True)
+    contrast = traitlets.Dict(default_value={}).tag(sync=True)
+    contrast_view = traitlets.Enum(["diff", "target", "contrast"], default_value="diff").tag(sync=True)
     # identifies this instance in the browser: anywidget gives initialize() and render() different model proxies
     _stream_key = traitlets.Unicode().tag(sync=True)
 
@@ -104,6 +122,14 @@ class Explorer(BaseWidget):
         self._layers: dict[int, Any] = {}  # index in `layers` -> LayerResult of the current run
         self._auto_select = True
         self._setting_selection = False
+        self._run_kwargs: dict = {}
+        self._history: dict[int, Any] = {}  # history key -> finished Attribution
+        self._history_seq = 0
+        self._contrast_attr = None
+        self._contrast_thread: threading.Thread | None = None
+        if model is not None and tokenizer is not None:
+            self.interactive = True
+            self.input_spec = _input_spec(model, tokenizer)
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_locked, names=["locked"])
         self.on_msg(self._on_custom)
@@ -160,6 +186,8 @@ class Explorer(BaseWidget):
         self.stop(wait=True)
         cancel = threading.Event()
         with self._lock:
+            self._run_kwargs = {k: v for k, v in attribute_kwargs.items() if k != "target"}
+            self._contrast_attr = None
             self._cancel = cancel
             self._layers = {}
             self._attribution = None
@@ -182,6 +210,7 @@ class Explorer(BaseWidget):
                 self.query = -1
                 self.selected = []
                 self.meta = {"text": text, "text_pair": text_pair, "model_name": _model_name(self.model)}
+                self.contrast = {}
             self._setting_selection = False
             self._auto_select = True
         t = threading.Thread(target=self._run, args=(run_id, cancel, text, text_pair, attribute_kwargs),
@@ -286,6 +315,8 @@ class Explorer(BaseWidget):
         state = self._final_state(attr)
         with self._lock:
             self._attribution = attr
+            if self.interactive:
+                self._remember(attr)
         with self._sync():
             for k, v in state.items():
                 if not k.startswith("_"):
@@ -444,9 +475,14 @@ class Explorer(BaseWidget):
             self.head = None
             return
         attn, scores = arrays
-        self.head = {"layer": sel[0], "head": sel[1],
-                     "attention": np.asarray(attn, dtype=np.float32),
-                     "attribution": np.asarray(scores, dtype=np.float32)}
+        head = {"layer": sel[0], "head": sel[1], "attention": np.asarray(attn, dtype=np.float32),
+                "attribution": np.asarray(scores, dtype=np.float32)}
+        other = self._contrast_attr
+        if other is not None and self.state == "done":
+            cs = np.asarray(other.scores)
+            if cs.shape[-1] == np.asarray(scores).shape[-1] and 0 <= sel[0] < cs.shape[0] and 0 <= sel[1] < cs.shape[1]:
+                head["contrast"] = np.asarray(cs[sel[0], sel[1]], dtype=np.float32)
+        self.head = head
 
     # ------------------------------------------------------------------ messages from the front end
     def _on_custom(self, _w, content: Any, buffers) -> None:
@@ -463,3 +499,144 @@ class Explorer(BaseWidget):
                 layers = sorted(self._layers.items())
             for _, r in layers:
                 self._send_layer(self.run_id, r, resend=True)
+        elif kind in ("run", "targets", "history", "contrast") and self.interactive:
+            try:
+                if kind == "run":
+                    text, pair = str(content.get("text") or ""), content.get("text_pair") or None
+                    self.explain(text, pair, target=_target_arg(content.get("target")), **self._run_kwargs)
+                elif kind == "targets":
+                    self.predict_targets(str(content.get("text") or ""), content.get("text_pair") or None)
+                elif kind == "history":
+                    self.show_run(int(content.get("key")))
+                else:
+                    t = content.get("target")
+                    self.compare(None if t is None else _target_arg(t))
+            except Exception as exc:  # noqa: BLE001 - shown in the view; a bad request must not kill the comm
+                with self._sync():
+                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
+                    if kind == "run" or self.state in ("empty", "running"):
+                        self.state = "error"
+
+    # ------------------------------------------------------------------ input bar: targets, history, contrast
+    def predict_targets(self, text: str, text_pair: str | None = None, k: int = TOP_K_TOKENS) -> dict:
+        """What the target selector offers for ``text``: every class with its probability, or the ``k`` most
+        probable next tokens (causal LMs); also stored in the ``targets`` trait."""
+        from ._predict import target_options
+
+        if not str(text).strip():
+            self.targets = {}
+            return {}
+        opts = target_options(self.model, self.tokenizer, text, text_pair, k=k,
+                              max_length=self._run_kwargs.get("max_length"))
+        out = {"text": text, "text_pair": text_pair, **opts}
+        self.targets = out
+        return out
+
+    def _remember(self, attr: Any) -> None:
+        self._history_seq += 1
+        key = self._history_seq
+        self._history[key] = attr
+        entry = {"key": key, "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
+                 "target": int(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
+                 "prob": float(getattr(attr, "prob", float("nan")))}
+        hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]
+        for old in list(self._history):
+            if old not in {h["key"] for h in hist}:
+                del self._history[old]
+        self.history = hist
+
+    def show_run(self, key: int) -> None:
+        """Show an earlier finished run again (a ``history`` entry's ``key``); no recomputation."""
+        attr = self._history.get(int(key))
+        if attr is None:
+            raise ValueError(f"run {key} is no longer in the history (the last {HISTORY} runs are kept)")
+        self.stop(wait=True)
+        state = self._final_state(attr)
+        with self._lock:
+            self._layers = {}
+            self._attribution = attr
+            self._contrast_attr = None
+            self._exception = None
+            self._setting_selection = True
+            with self._sync():
+                self.run_id = self.run_id + 1
+                for k2, v in state.items():
+                    if not k2.startswith("_"):
+                        setattr(self, k2, v)
+                self.locked, self.pair, self.contrast = [], None, {}
+                self._auto_select = True
+                self._set_selection(list(self._best_head(state["_scores"])))
+                self.query = state["meta"]["default_query"]
+                self.state = "done"
+            self._setting_selection = False
+
+    def compare(self, target: Any) -> None:
+        """Contrast: attribute ``target`` (a second class / next token) for the same input in the background;
+        the view then shows the difference map (this run's attribution − the contrast's) for the selected head.
+        ``None`` clears it. Needs a finished run."""
+        attr = self._attribution
+        if target is None:
+            self._contrast_attr = None
+            with self._sync():
+                self.contrast = {}
+                self._push_head()
+            return
+        if attr is None or self.state != "done":
+            raise ValueError("contrast needs a finished run: explain a text first and wait for it")
+        kwargs = {k: v for k, v in self._run_kwargs.items() if k != "layers"}
+        kwargs["layers"] = list(attr.layers)
+        key = self.run_id
+
+        def work():
+            try:
+                other = _attribute(self.model, self.tokenizer, attr.text, attr.text_pair, target=target, **kwargs)
+            except BaseException as exc:  # noqa: BLE001
+                if key == self.run_id:
+                    self.contrast = {**self.contrast, "state": "error", "error": f"{type(exc).__name__}: {exc}"}
+                return
+            if key != self.run_id:
+                return
+            with self._lock:
+                self._contrast_attr = other
+            with self._sync():
+                self.contrast = {"target": int(other.target), "target_label": str(other.target_label),
+                                 "prob": float(other.prob), "state": "done", "error": ""}
+                self._push_head()
+
+        self.contrast = {"target": target if isinstance(target, int) else str(target), "target_label": str(target),
+                         "state": "running", "error": ""}
+        t = threading.Thread(target=work, name=f"attattr-contrast-{key}", daemon=True)
+        self._contrast_thread = t
+        t.start()
+
+    def wait_contrast(self, timeout: float | None = None):
+        """Block until the contrast run ends; returns its Attribution (None if there is none)."""
+        if self._contrast_thread is not None:
+            self._contrast_thread.join(timeout)
+        return self._contrast_attr
+
+
+def _target_arg(t: Any) -> Any:
+    """A target from the front end: "pred", an int id (also as a numeric string), or a token / class string."""
+    if t is None or t == "":
+        return "pred"
+    if isinstance(t, bool):
+        raise ValueError(f"bad target {t!r}")
+    if isinstance(t, (int, float)) and float(t).is_integer():
+        return int(t)
+    return str(t)
+
+
+def _input_spec(model: Any, tokenizer: Any) -> dict:
+    from ..engine.inputs import CLASSIFIER, label_names, model_kind
+
+    try:
+        kind = model_kind(model)
+    except Exception:  # noqa: BLE001 - the engine refuses unsupported models when a run starts
+        return {"kind": "class", "pair": False, "label_names": []}
+    cls = kind == CLASSIFIER
+    pair = False
+    if cls:  # a second segment only means something to a model trained on pairs (token types, or [SEP]-joined)
+        tv = int(getattr(model.config, "type_vocab_size", 0) or 0)
+        pair = tv >= 2 or getattr(tokenizer, "sep_token", None) is not None
+    return {"kind": "class" if cls else "next-token", "pair": bool(pair), "label_names": list(label_names(model) or []) if cls else []}

@@ -24,7 +24,7 @@ running and always at the end of each step that finishes a method / a fraction:
 * ``effectiveness`` the :class:`Effectiveness` ``to_dict()`` or {} ; ``correlation`` {labels, r, spearman, n,
   x: {view float32 [L·H]}, y: {...}} or {};
 * front-end owned: ``view`` "importance" | "pruning" | "effectiveness" | "correlation", ``method`` (grid shown
-  when switchable), ``layout`` "side" | "single", ``selected`` [layer, head] | [];
+  when switchable), ``arrangement`` "side" | "single", ``selected`` [layer, head] | [];
 * ``head_examples`` [{index, text, text_pair, label, score}] — the examples where the selected head carries
   the most attribution under ``method`` (its per-example score, largest first).
 * browser -> kernel custom messages: ``{"type": "cancel", "run_id"}`` (Stop), ``{"type": "open", "index",
@@ -114,7 +114,7 @@ class HeadsView(BaseWidget):
     view = traitlets.Enum(["importance", "pruning", "effectiveness", "correlation"],
                           default_value="importance").tag(sync=True)
     method = traitlets.Unicode("").tag(sync=True)
-    layout = traitlets.Enum(["side", "single"], default_value="side").tag(sync=True)
+    arrangement = traitlets.Enum(["side", "single"], default_value="side").tag(sync=True)
     selected = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     head_examples = traitlets.List(default_value=[]).tag(sync=True)
 

@@ -4,6 +4,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { formatValue } from "./color";
 import { displayToken, h, nextFrame, truncate } from "./dom";
+import { ExplorerInput } from "./explorer-input";
 import { gridData, gridMode, pairScores } from "./explorer-state";
 import { GridPanel, normalizedScores, type GridData, type GridHead } from "./grid-panel";
 import { HeaderPanel } from "./header-panel";
@@ -25,6 +26,7 @@ export class ExplorerView {
   readonly grid: GridPanel;
   readonly heat: HeatPanel;
   readonly sentence: SentencePanel;
+  readonly input: ExplorerInput | null; // the input bar (Explorers with a model)
   private ac = new AbortController();
   private cleanups: (() => void)[] = [];
   private raf = 0;
@@ -82,7 +84,8 @@ export class ExplorerView {
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
     }, signal);
-    this.root.append(this.header.el, this.header.errorBox, this.body, this.tooltip.el);
+    this.input = model.get("interactive") ? new ExplorerInput(model, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
+    this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.body, this.tooltip.el);
     this.body.append(this.grid.el, this.heat.el, this.sentence.el);
     this.bind();
     this.invalidate("all");
@@ -204,7 +207,9 @@ export class ExplorerView {
     }
     if (all || d.has("grid")) this.renderGrid(gridWidth);
     const sel = this.selected();
-    if (all || d.has("heat") || d.has("sentence")) this.heat.prepare(m.get("head") as HeadPayload | null, sel, m.get("run_id"));
+    if (all || d.has("input")) this.input?.render();
+    const head = m.get("head") as HeadPayload | null;
+    if (all || d.has("heat") || d.has("sentence")) this.heat.prepare(this.input ? this.input.payload(head) : head, sel, m.get("run_id"));
     if (all || d.has("heat")) {
       const width = Math.max(300, (this.heat.el.clientWidth || w - gridWidth - 60) - 22);
       this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width });

@@ -29,6 +29,7 @@ export interface HeadPayload {
   head: number;
   attention: EncodedArray;
   attribution: EncodedArray;
+  contrast?: EncodedArray; // the contrast target's map for this head (when a contrast run is done)
 }
 
 export interface ExplorerModel {
@@ -49,6 +50,12 @@ export interface ExplorerModel {
   normalize: "global" | "layer";
   grid_mode: "scores" | "maps" | "pair";
   pair: { query: number; key: number; scores: EncodedArray } | null;
+  interactive: boolean;
+  input_spec: Record<string, unknown>;
+  targets: Record<string, unknown>;
+  history: Record<string, unknown>[];
+  contrast: Record<string, unknown>;
+  contrast_view: "diff" | "target" | "contrast";
   _stream_key: string;
   [key: string]: unknown;
 }
@@ -86,5 +93,117 @@ export interface TreeModel {
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
-  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "_stream_key"] as const;
+  "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
+  "targets", "history", "contrast", "contrast_view", "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title"] as const;
+
+export type ViewState = "empty" | "running" | "done" | "cancelled" | "error";
+
+export interface RunProgress {
+  done: number;
+  total: number;
+  elapsed_s: number;
+  eta_s: number | null;
+}
+
+export interface CurvePayload {
+  method: string;
+  order: string;
+  fractions: number[];
+  counts: number[];
+  accuracy: EncodedArray; // float32 [K], NaN = not evaluated yet
+  pruned: EncodedArray; // uint8 [K, L, H], 1 = pruned
+}
+
+export interface HeadExample {
+  index: number;
+  text: string;
+  text_pair: string | null;
+  label: number | null;
+  score: number;
+}
+
+export interface HeadsModel {
+  state: ViewState;
+  error: string;
+  run_id: number;
+  phase: "" | "importance" | "pruning" | "effectiveness";
+  meta: { model_name?: string; num_layers?: number; num_heads?: number; methods?: string[]; num_examples?: number;
+    num_eval?: number; fractions?: number[]; target?: string; label_names?: string[]; effectiveness?: boolean; error_detail?: string };
+  progress: Record<string, RunProgress>;
+  importance: Record<string, EncodedArray>; // method -> float32 [L, H] running estimate
+  curves: CurvePayload[];
+  effectiveness: { heads?: number[]; accuracy?: Record<string, Record<string, number[]>>; num_examples?: number; full_accuracy?: number };
+  correlation: { labels?: string[]; r?: number; spearman?: number | null; n?: number; method?: string; x?: EncodedArray; y?: EncodedArray };
+  view: "importance" | "pruning" | "effectiveness" | "correlation";
+  method: string;
+  arrangement: "side" | "single";
+  selected: number[];
+  head_examples: HeadExample[];
+  [key: string]: unknown;
+}
+
+export interface ClassAccuracy {
+  label: number;
+  name: string;
+  n: number;
+  before: number;
+  after: number;
+  drop: number;
+}
+
+export interface PatternRow {
+  id: number;
+  tokens: string[];
+  segments: number[];
+  relative: number[];
+  positions: number[];
+  score: number;
+  layer: number;
+  head: number;
+  pred: number;
+  pred_label: string;
+  gold: number | null;
+  text: string;
+  text_pair: string | null;
+  evaluated: boolean;
+  per_class?: ClassAccuracy[];
+  overall_before?: number;
+  overall_after?: number;
+  flip_rate?: number;
+}
+
+export interface Prediction {
+  pred: number;
+  label: string;
+  prob: number;
+}
+
+export interface AttackedSample {
+  index: number;
+  gold: number | null;
+  before: Prediction;
+  after: Prediction;
+  tokens: string[];
+  segments: number[];
+  inserted: boolean[];
+}
+
+export interface TriggersModel {
+  state: ViewState;
+  error: string;
+  run_id: number;
+  phase: "" | "mining" | "evaluating";
+  meta: { model_name?: string; label_names?: string[]; num_examples?: number; num_eval?: number; evaluate?: number; pair?: boolean; error_detail?: string };
+  progress: Record<string, RunProgress>;
+  patterns: PatternRow[];
+  selected: number;
+  samples: AttackedSample[];
+  custom: { text?: string; text_pair?: string | null; pattern?: number | null; before?: Prediction; after?: Prediction; tokens?: string[];
+    segments?: number[]; inserted?: boolean[]; trigger?: string[]; error?: string };
+  [key: string]: unknown;
+}
+
+export const HEADS_TRAITS = ["state", "error", "run_id", "phase", "meta", "progress", "importance", "curves", "effectiveness",
+  "correlation", "view", "method", "arrangement", "selected", "head_examples"] as const;
+export const TRIGGERS_TRAITS = ["state", "error", "run_id", "phase", "meta", "progress", "patterns", "selected", "samples", "custom"] as const;
