@@ -39,6 +39,21 @@ algorithm as well.
 
 Speed: O(L·H·n²) for the head sum and O(L·n²) numpy work for the growth, ~1–3 ms for 12 layers × 128 tokens,
 so the TreeView's threshold slider recomputes it live.
+
+**One algorithm, two implementations.**  :func:`tree_from_layer_sums` is the contract shared with the browser
+(``js/lib/tree-algo.ts``, used by the TreeView when there is no kernel: exported pages, reopened notebooks).  Its
+input is the float32 head sum ``S`` [L, n, n] (:func:`layer_sums`, shipped to the browser as is) plus ``layers``,
+``num_layers``, ``tokens`` and the already-resolved ``exclude_row``; every step below is float64 IEEE arithmetic in
+a fixed order, so both sides give bit-identical trees (``tests/test_tree_shared.py`` runs the TypeScript through
+node on many random cases):
+
+1. ``mx_l`` = max of ``S_l`` over rows ≠ exclude_row (all rows when None or n = 1); ``denom_l = |mx_l|`` when
+   ``mx_l > 0`` else +inf; ``P_l = S_l / denom_l``.
+2. ``C = S_0 + S_1 + … + S_{L-1}`` (added in this order), diagonal set to 0; ``r_i = Σ_j max(0, C_ij)`` added
+   j = 0..n-1 in order; root = first i ≠ exclude_row with the largest ``r_i``.
+3. Layers in decreasing model index (stable for equal indices); in each, every token j not yet in the tree whose
+   column has a candidate ``P_l[i, j] > τ`` with i a possible parent (in the tree before this layer, ≠ exclude_row)
+   joins with the first i of largest ``P_l[i, j]``; j ascending; nodes are listed root first, then as they join.
 """
 from __future__ import annotations
 
@@ -50,7 +65,8 @@ from . import validate
 from .errors import ArgumentError, AttAttrError
 from .results import AttributionTree, TreeEdge, TreeNode
 
-__all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "normalized_layer_scores"]
+__all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
+           "resolve_exclude_row", "tree_from_layer_sums"]
 
 _SPECIAL = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]*>|<\|[^|]*\|>)$")
 
@@ -61,37 +77,51 @@ def _cls_row(tokens: list[str]) -> int | None:
     return 0 if tokens and _SPECIAL.match(str(tokens[0]).strip()) else None
 
 
-def _prepare(attribution, exclude_row):
+def _check_attribution(attribution) -> None:
     if not all(hasattr(attribution, k) for k in ("scores", "tokens", "layers")):
         raise ArgumentError(f"attribution must be an Attribution (from attribute() or Attribution.load()), got "
                             f"{validate.show(attribution)}")
-    if not (exclude_row is None or exclude_row == "auto"):
-        exclude_row = validate.integer(exclude_row, "exclude_row", fix="'auto', None or a token index")
+
+
+def layer_sums(attribution) -> np.ndarray:
+    """Head sum of each attributed layer, ``S`` [L, n, n] float32 (``scores.sum(1)``): the tree's only array input."""
+    _check_attribution(attribution)
     scores = np.asarray(attribution.scores)
     if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
         raise AttAttrError(f"attribution.scores must have shape [layers, heads, n, n], got {scores.shape}")
-    S = scores.sum(1).astype(np.float64)  # float32 head sum (12 terms) is 2x faster than a float64 one
-    tokens = [str(t) for t in attribution.tokens]
+    return scores.sum(1, dtype=np.float32)  # float32 head sum (12 terms) is 2x faster than a float64 one
+
+
+def resolve_exclude_row(tokens: list[str], exclude_row: int | None | str, n: int) -> int | None:
+    """The query row left out of the normaliser (and never a parent): ``"auto"`` → 0 when token 0 is a special
+    token such as ``[CLS]``, else None; an index is checked; None or n <= 1 → None."""
+    if not (exclude_row is None or exclude_row == "auto"):
+        exclude_row = validate.integer(exclude_row, "exclude_row", fix="'auto', None or a token index")
     row = _cls_row(tokens) if exclude_row == "auto" else exclude_row
-    n = S.shape[-1]
     if row is not None and not 0 <= int(row) < max(n, 1):
         raise AttAttrError(f"exclude_row={row} is not a token index (0..{n - 1})")
-    if row is not None and n > 1:
-        keep = np.ones(n, dtype=bool)
+    return int(row) if row is not None and n > 1 else None
+
+
+def _normalize(S: np.ndarray, row: int | None) -> np.ndarray:
+    """Step 1: ``P_l = S_l / |max S_l|`` over rows ≠ row (layers without a positive maximum become 0)."""
+    S = S.astype(np.float64)
+    if row is not None:
+        keep = np.ones(S.shape[-1], dtype=bool)
         keep[row] = False
         mx = S[:, keep, :].reshape(S.shape[0], -1).max(-1)
     else:
-        row = None
-        mx = S.reshape(S.shape[0], -1).max(-1) if n else np.zeros(S.shape[0])
+        mx = S.reshape(S.shape[0], -1).max(-1) if S.shape[-1] else np.zeros(S.shape[0])
     denom = np.where(mx > 0, np.abs(mx), np.inf)
-    return S, S / denom[:, None, None], [int(x) for x in attribution.layers], tokens, row
+    return S / denom[:, None, None]
 
 
 def normalized_layer_scores(attribution, *, exclude_row: int | None | str = "auto") -> tuple[np.ndarray, list[int]]:
     """``(a, layers)``: head-summed scores of each attributed layer divided by |max over non-[CLS] rows|, [L, n, n]
     float64 (layers without a positive maximum are all zero), and the model layer index of each."""
-    _, P, layers, _, _ = _prepare(attribution, exclude_row)
-    return P, layers
+    S = layer_sums(attribution)
+    row = resolve_exclude_row([str(t) for t in attribution.tokens], exclude_row, S.shape[-1])
+    return _normalize(S, row), [int(x) for x in attribution.layers]
 
 
 def attribution_tree(attribution, *, threshold: float = 0.4, exclude_row: int | None | str = "auto"
@@ -109,25 +139,51 @@ def attribution_tree(attribution, *, threshold: float = 0.4, exclude_row: int | 
     where this follows and where it departs from the authors' code.
     """
     tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
-    S, P, layers, tokens, row = _prepare(attribution, exclude_row)
-    n = P.shape[-1]
+    S = layer_sums(attribution)
+    tokens = [str(t) for t in attribution.tokens]
+    layers = [int(x) for x in attribution.layers]
+    num_layers = int(getattr(attribution, "num_layers", 0) or (max(layers) + 1 if layers else 0))
+    return tree_from_layer_sums(S, layers=layers, num_layers=num_layers, tokens=tokens, threshold=tau,
+                                exclude_row=resolve_exclude_row(tokens, exclude_row, S.shape[-1]))
+
+
+def tree_from_layer_sums(S: np.ndarray, *, layers: list[int], num_layers: int, tokens: list[str],
+                         threshold: float = 0.4, exclude_row: int | None = None) -> AttributionTree:
+    """The tree algorithm on the head sums ``S`` [L, n, n] (float32 as from :func:`layer_sums`), ``layers`` (model
+    index of each row of S), ``num_layers``, ``tokens`` (n), τ and a resolved ``exclude_row`` (index or None).
+
+    The contract shared with the browser (``js/lib/tree-algo.ts``): see the module docstring, steps 1–3.
+    """
+    tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
+    S = np.asarray(S)
+    if S.ndim != 3 or S.shape[-1] != S.shape[-2]:
+        raise AttAttrError(f"layer sums must have shape [layers, n, n], got {S.shape}")
+    n = S.shape[-1]
     if n == 0:
         raise AttAttrError("attribution has no tokens")
     if len(tokens) != n:
         raise AttAttrError(f"attribution has {len(tokens)} tokens but scores for {n}")
-    if len(layers) != P.shape[0]:
-        raise AttAttrError(f"attribution.layers lists {len(layers)} layers but scores has {P.shape[0]}")
-    num_layers = int(getattr(attribution, "num_layers", 0) or (max(layers) + 1 if layers else 0))
+    if len(layers) != S.shape[0]:
+        raise AttAttrError(f"attribution.layers lists {len(layers)} layers but scores has {S.shape[0]}")
+    row = exclude_row if n > 1 else None
+    P = _normalize(S, row)
 
-    # root: largest positive off-diagonal row sum of C = Σ_l S_l among eligible query rows
-    C = S.sum(0)
+    # step 2 — root: largest positive off-diagonal row sum of C = Σ_l S_l, sums in a fixed order
+    S64 = S.astype(np.float64)
+    C = S64[0].copy() if len(S64) else np.zeros((n, n))
+    for k in range(1, len(S64)):
+        C += S64[k]
     np.fill_diagonal(C, 0.0)
-    rowsum = np.clip(C, 0.0, None).sum(1)
+    Cp = np.maximum(C, 0.0)
+    rowsum = np.zeros(n)
+    for j in range(n):
+        rowsum += Cp[:, j]
     eligible = np.ones(n, dtype=bool)
     if row is not None:
         eligible[row] = False
     root = int(np.argmax(np.where(eligible, rowsum, -np.inf)))
 
+    # step 3 — growth, layer-synchronous, top layer first
     in_tree = np.zeros(n, dtype=bool)
     in_tree[root] = True
     can_parent = in_tree.copy()
