@@ -21,6 +21,7 @@ from .errors import ArgumentError
 
 __all__ = [
     "MAX_STEPS",
+    "attribution",
     "batch_size",
     "callback",
     "cancel_event",
@@ -239,6 +240,24 @@ def label(value: Any, name: str, num_classes: int | None = None, *, what: str = 
     if num_classes is not None and i >= int(num_classes):
         raise ArgumentError(f"{name} is {i} but the model has {int(num_classes)} {what} (0..{int(num_classes) - 1})")
     return i
+
+
+def attribution(value: Any, name: str = "attribution"):
+    """An :class:`~attattr_widgets.engine.results.Attribution` (or an object with the same fields) whose maps,
+    tokens and layers agree: ``scores``/``attention`` [L, H, n, n], n ``tokens``, L ``layers``."""
+    if not all(hasattr(value, k) for k in ("scores", "attention", "tokens", "layers")):
+        raise ArgumentError(f"{name} must be an Attribution (from attribute() or Attribution.load()), got "
+                            f"{show(value)}")
+    shape = tuple(np.shape(value.scores))
+    if len(shape) != 4 or shape[2] != shape[3]:
+        raise ArgumentError(f"{name}.scores must have shape [layers, heads, n, n], got {list(shape)}")
+    if tuple(np.shape(value.attention)) != shape:
+        raise ArgumentError(f"{name}.attention has shape {list(np.shape(value.attention))}, scores {list(shape)}")
+    if len(value.tokens) != shape[2]:
+        raise ArgumentError(f"{name} has {len(value.tokens)} tokens but maps for {shape[2]}")
+    if len(value.layers) != shape[0]:
+        raise ArgumentError(f"{name}.layers lists {len(value.layers)} layers but the maps have {shape[0]}")
+    return value
 
 
 def output_path(value: Any, name: str = "path"):

@@ -63,6 +63,41 @@ def _model_name(model: Any) -> str:
     return str(name or type(model).__name__)
 
 
+def _layer_finite(r: Any) -> bool:
+    """Whether a streamed LayerResult holds only finite numbers (maps, zero-layer score, completeness)."""
+    nf = getattr(r, "nonfinite", None)
+    if isinstance(nf, bool):
+        return not nf
+    return bool(np.isfinite(np.asarray(r.scores)).all() and np.isfinite(np.asarray(r.attention)).all()
+                and np.isfinite([float(r.zero_prob), float(r.completeness)]).all())
+
+
+def _nonfinite_layers(attr: Any) -> list[int]:
+    """Model layer indices whose maps, zero-layer score or completeness hold NaN/inf (``attr.nonfinite`` when the
+    engine already says)."""
+    nf = getattr(attr, "nonfinite", None)
+    if isinstance(nf, (list, tuple)):
+        return [int(x) for x in nf]
+    scores, attn = np.asarray(attr.scores), np.asarray(attr.attention)
+    zero = np.asarray(getattr(attr, "layer_zero_probs", np.zeros(len(scores))), dtype=np.float64)
+    comp = np.asarray(getattr(attr, "completeness", np.zeros(len(scores))), dtype=np.float64)
+    layers = [int(x) for x in getattr(attr, "layers", range(len(scores)))]
+    return [layers[i] for i in range(len(scores))
+            if not (np.isfinite(scores[i]).all() and np.isfinite(attn[i]).all()
+                    and (i >= len(zero) or np.isfinite(zero[i])) and (i >= len(comp) or np.isfinite(comp[i])))]
+
+
+def _finite_or_none(v: Any) -> Any:
+    """NaN/inf floats → None at any depth (JSON, hence the comm and exports, has no NaN)."""
+    if isinstance(v, float):
+        return v if np.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite_or_none(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_finite_or_none(x) for x in v]
+    return v
+
+
 def _default_query(tokens: list[str], target_kind: str) -> int:
     if not tokens:
         return -1
@@ -144,6 +179,9 @@ class Explorer(BaseWidget):
     @classmethod
     def from_attribution(cls, attribution: Any, **kwargs) -> "Explorer":
         """An Explorer showing a finished :class:`Attribution` (no model needed)."""
+        from ..engine.validate import attribution as check_attribution
+
+        check_attribution(attribution)
         state = cls._final_state(attribution)
         sel = cls._best_head(state["_scores"])
         init = {k: v for k, v in state.items() if not k.startswith("_")}
@@ -291,6 +329,8 @@ class Explorer(BaseWidget):
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1])}
         self._send_layer(run_id, r)
         with self._sync():
+            if not _layer_finite(r):  # NaN/inf (bf16 overflow, a degenerate input): warn instead of "done"
+                self.meta = {**self.meta, "nonfinite": sorted({*self.meta.get("nonfinite", []), int(r.layer)})}
             self.layers_done = len(self._layers)
             if self._auto_select and (not self.selected or first):
                 self._set_selection([int(r.index), int(np.argmax(head_summary(scores)))])
@@ -387,13 +427,15 @@ class Explorer(BaseWidget):
             "target_kind": target_kind, "prob": float(getattr(attr, "prob", float("nan"))),
             "layers": [int(x) for x in getattr(attr, "layers", range(L))],
             "num_layers": int(getattr(attr, "num_layers", L)), "num_heads": int(H),
-            "rule": str(getattr(attr, "rule", "")), "steps": int(getattr(attr, "steps", 0) or 0),
+            "rule": str(getattr(attr, "rule", "")),
+            "steps": attr.steps if isinstance(getattr(attr, "steps", 0), str) else int(getattr(attr, "steps", 0) or 0),
             "layer_zero_probs": [float(x) for x in np.asarray(getattr(attr, "layer_zero_probs", []))],
             "completeness": [float(x) for x in np.asarray(getattr(attr, "completeness", []))],
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind), "thumb_size": int(th.shape[-1]),
+            "nonfinite": _nonfinite_layers(attr),
         }
-        meta = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in meta.items()}
+        meta = _finite_or_none(meta)
         return {"tokens": tokens, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}

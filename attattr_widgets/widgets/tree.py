@@ -59,8 +59,9 @@ class TreeView(BaseWidget):
     title = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, attribution: Any, threshold: float = 0.4, explorer: Any = None, **kwargs):
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+        from ..engine.validate import number
+
+        threshold = number(threshold, "threshold", minimum=0.0, maximum=1.0, fix="the paper uses 0.4")
         self.attribution = attribution
         self.explorer = explorer
         init = self._compute(float(threshold))

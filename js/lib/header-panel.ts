@@ -59,8 +59,12 @@ export class HeaderPanel {
       parts.length ? h("span", { class: "aa-chip" }, parts.join(" · ")) : "",
       text ? h("span", { class: "aa-text", title: text }, truncate(text, 160)) : "",
     );
-    this.badge.textContent = this.stopping && state === "running" ? "stopping…" : STATE_LABEL[state] ?? state;
+    const nonfinite = meta.nonfinite ?? [];
+    const warn = nonfinite.length > 0 && state !== "error";
+    this.badge.textContent = this.stopping && state === "running" ? "stopping…" : warn && state !== "running" ? "NaN/inf in results" : STATE_LABEL[state] ?? state;
     this.badge.dataset.state = state;
+    if (warn) this.badge.dataset.warn = "nonfinite";
+    else delete this.badge.dataset.warn;
     const { done, total } = p;
     const frac = total ? Math.min(1, done / total) : 0;
     this.progressBar.style.width = `${(state === "done" ? 1 : frac) * 100}%`;
@@ -75,7 +79,12 @@ export class HeaderPanel {
     if (state === "error" && err) {
       this.errorBox.append(h("strong", {}, "Attribution failed: "), err);
       if (meta.error_detail) this.errorBox.append(h("details", {}, h("summary", {}, "details"), h("pre", {}, meta.error_detail)));
+    } else if (warn) {
+      this.errorBox.append(h("strong", {}, "Warning: "),
+        `NaN or infinite values in layer${nonfinite.length > 1 ? "s" : ""} ${nonfinite.join(", ")} — those maps are not meaningful ` +
+        "(half precision overflow or a degenerate input); rerun in float32 (precision=\"fp32\") or with another input.");
     }
-    this.errorBox.hidden = !(state === "error" && err);
+    this.errorBox.dataset.kind = warn ? "warning" : "error";
+    this.errorBox.hidden = !((state === "error" && err) || warn);
   }
 }

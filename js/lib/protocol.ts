@@ -15,13 +15,15 @@ export interface ExplorerMeta {
   num_layers?: number;
   num_heads?: number;
   rule?: string;
-  steps?: number;
+  steps?: number | string;
   layer_zero_probs?: number[];
   completeness?: number[];
   label_names?: string[];
   default_query?: number;
   thumb_size?: number;
   error_detail?: string;
+  /** Model layer indices whose results hold NaN/inf (bf16 overflow, a degenerate input): shown as a warning. */
+  nonfinite?: number[];
 }
 
 export interface HeadPayload {
