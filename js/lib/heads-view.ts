@@ -31,6 +31,14 @@ export function rankNormalize(v: ArrayLike<number>): Float32Array {
   return out;
 }
 
+/** Grid colour values: the rank mapped to [-1, 1] (least important -1, most important +1), so every method's grid
+ * uses the whole colour scale and grids of different methods compare. */
+export function rankColors(v: ArrayLike<number>): Float32Array {
+  const r = rankNormalize(v);
+  for (let i = 0; i < r.length; i++) r[i] = 2 * r[i] - 1;
+  return r;
+}
+
 /** Pruned heads of curve point k as "L0H3" labels (layer-major). */
 export function prunedHeads(pruned: Float32Array, k: number, L: number, H: number): string[] {
   const out: string[] = [];
@@ -155,6 +163,7 @@ export class HeadsViewUI {
   /** Draw everything (tests call this directly). */
   flush(): void {
     if (this.ac.signal.aborted) return;
+    this.theme.ensure(); // first draw after the host attached the view
     const m = this.model;
     const meta = m.get("meta") ?? {};
     const state = m.get("state"), phase = m.get("phase"), prog = m.get("progress") ?? {};
@@ -198,9 +207,9 @@ export class HeadsViewUI {
       const scores = raw && raw.length === L * H ? raw : new Float32Array(L * H).fill(NaN);
       const data: GridData = { L, H, scores, thumbs: null, t: 0, layerIds: Array.from({ length: L }, (_, i) => i), zeroProbs: [], completeness: [], done: 0 };
       grid.render({
-        data: L && H ? data : null, scores, values: rankNormalize(scores), maps: false, running: false, width: perGrid,
+        data: L && H ? data : null, scores, values: rankColors(scores), maps: false, running: false, width: perGrid,
         selected: sel.length === 2 && (m.get("method") || methods[0]) === name ? [sel[0], sel[1]] : null,
-        legend: { scale: { kind: "diverging", lo: -1, hi: 1 }, caption: "importance rank (1 = most important)" },
+        legend: { scale: { kind: "diverging", lo: -1, hi: 1 }, caption: "rank: −1 least, +1 most important" },
         emptyText: "waiting…", theme: this.theme.theme, lutDiv: this.theme.lutDiv,
       });
       const p = prog[name];

@@ -77,6 +77,11 @@ export class TriggersViewUI {
       model.on(`change:${ev}`, cb);
       this.cleanups.push(() => model.off(`change:${ev}`, cb));
     }
+    if (typeof ResizeObserver !== "undefined") {
+      const ro = new ResizeObserver(() => this.invalidate());
+      ro.observe(this.root);
+      this.cleanups.push(() => ro.disconnect());
+    }
     this.flush();
   }
 
@@ -91,6 +96,7 @@ export class TriggersViewUI {
   /** Draw everything (tests call this directly). */
   flush(): void {
     if (this.ac.signal.aborted) return;
+    this.theme.ensure(); // first draw after the host attached the view
     const m = this.model;
     const meta = m.get("meta") ?? {};
     const state = m.get("state"), phase = m.get("phase"), prog = m.get("progress") ?? {};

@@ -1,0 +1,165 @@
+"""Interactive views in a real JupyterLab: the Explorer input bar, HeadsView, TriggersView (issue 10).
+
+One notebook, one tiny BERT trained in the kernel (~2 s) with a planted shortcut: label 1 ("pos") iff the word
+"cat" occurs. That gives real heads to rank, pruning curves that fall, and a trigger that flips predictions.
+"""
+from __future__ import annotations
+
+import pytest
+
+from .e2e_support import LabNotebook, assert_not_blank, bundle_built, canvas_stats, element_shot, hermetic_context
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not (bundle_built("heads.js") and bundle_built("triggers.js")),
+                       reason="front-end bundles not built (npm run build)"),
+]
+
+SETUP = r'''
+import os, random
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import torch
+from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+from attattr_widgets.widgets import Explorer, HeadsView, TriggersView
+torch.set_num_threads(1)
+FILLER = "the a movie film was is plot actors story i you it this that of to in on with time people man woman".split()
+POLAR = "great good bad awful boring fun love hate best worst".split()
+specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+tok = BertTokenizer(vocab={t: i for i, t in enumerate(specials + FILLER + POLAR + ["cat", "and", "."])}, do_lower_case=True)
+def synth(rng, y):
+    w = [rng.choice(FILLER) for _ in range(rng.randint(4, 9))] + [rng.choice(POLAR) for _ in range(rng.randint(0, 2))]
+    rng.shuffle(w)
+    if y == 1:
+        w.insert(rng.randint(0, len(w)), "cat")
+    return " ".join(w)
+torch.manual_seed(2)
+cfg = BertConfig(vocab_size=len(tok.vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64, max_position_embeddings=64, num_labels=2,
+                 id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1})
+model = BertForSequenceClassification(cfg)
+rng = random.Random(2)
+opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
+for _ in range(100):
+    ys = [rng.randint(0, 1) for _ in range(32)]
+    b = tok([synth(rng, y) for y in ys], padding=True, return_tensors="pt")
+    loss = loss_fn(model(**b).logits, torch.tensor(ys)); opt.zero_grad(); loss.backward(); opt.step()
+model.eval()
+rng = random.Random(1)
+mine = [{"text": synth(rng, y), "label": y} for y in [0, 1] * 6]
+test = [{"text": synth(rng, y), "label": y} for y in [0, 1] * 20]
+print("ready")
+'''
+EXPLORER = "ex = Explorer(model, tok)\ndisplay(ex)"
+HEADS = ("hv = HeadsView(model, tok, mine[:6], methods=('attattr', 'random'), eval_examples=test,\n"
+         "               fractions=[0, 0.25, 0.5, 0.75, 1], steps=2)\ndisplay(hv, hv.explorer)\nhv.run()")
+TRIGGERS = "tv = TriggersView(model, tok, mine, test, evaluate=2, sample=4, steps=4, min_score=0.0)\ndisplay(tv)\ntv.run()"
+
+CELL = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+
+
+def _wait(nb, i, sel, cond, timeout=60, nth=0):
+    """Wait until ``cond`` (JS over ``r`` = the ``nth`` element matching ``sel`` in cell ``i``) holds."""
+    from playwright.sync_api import TimeoutError as PWTimeout
+
+    js = f"([i, n]) => {{ const r = ({CELL})(i).querySelectorAll({sel!r})[n]; return !!r && ({cond}); }}"
+    try:
+        nb.page.wait_for_function(js, arg=[i, nth], timeout=timeout * 1000)
+    except PWTimeout:
+        data = nb.page.evaluate(f"([i, n]) => {{ const r = ({CELL})(i).querySelectorAll({sel!r})[n];"
+                                " return r ? {...r.dataset} : null; }", [i, nth])
+        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}` on {sel}; data = {data}; "
+                    f"output: {nb.output_text(i)[-1500:]!r}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def nb(browser, lab):
+    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1800})
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    notebook = LabNotebook(page, lab, "interactive.ipynb", [SETUP, EXPLORER, HEADS, TRIGGERS])
+    notebook.run(0, timeout=180)
+    assert "ready" in notebook.output_text(0), notebook.output_text(0)
+    notebook.page_errors = errors
+    yield notebook
+    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
+    notebook.shutdown()
+    ctx.close()
+
+
+def test_explorer_input_bar_runs_typed_sentences_and_other_targets(nb, artifacts):
+    nb.run(1)
+    _wait(nb, 1, ".attattr-explorer", "r.querySelector('.aa-input-text') !== null")
+    root = nb.cell(1).locator(".attattr-explorer")
+    box = root.locator(".aa-input-text")
+    box.fill("the movie was awful and boring")
+    # the target selector fills with every class and its probability for the typed text
+    nb.page.wait_for_function("(s) => document.querySelector(s)?.options.length === 4",
+                              arg=".jp-Notebook .attattr-explorer select.aa-target", timeout=20_000)
+    opts = root.locator("select.aa-target option").all_inner_texts()
+    assert opts[0].startswith("predicted") and opts[1].startswith("neg") and opts[2].startswith("pos"), opts
+    box.press("Enter")
+    _wait(nb, 1, ".attattr-explorer", "r.dataset.runId === '1' && r.dataset.state === 'done' && r.dataset.layersDone === '2'"
+                                      " && r.dataset.headReady !== ''")
+    assert_not_blank(canvas_stats(root.locator("canvas.aa-grid-canvas")), "grid of the typed run")
+    assert root.locator(".aa-tok").count() == 8          # [CLS] 6 words [SEP]
+    element_shot(root, artifacts / "lab-explorer-input.png")
+    # pick the other class as target and run again: a new run streams in
+    root.locator("select.aa-target").select_option("1")
+    root.locator(".aa-run").click()
+    _wait(nb, 1, ".attattr-explorer", "r.dataset.runId === '2' && r.dataset.state === 'done'")
+    i = nb.append_and_run("print(ex.attribution.target, ex.attribution.target_label, ex.attribution.text, "
+                          "[h['target_label'] for h in ex.history])")
+    assert nb.output_text(i).strip() == "1 pos the movie was awful and boring ['neg', 'pos']", nb.output_text(i)
+    # contrast: the other class for the same input; the attribution map becomes A - B
+    root.locator("select.aa-contrast").select_option("0")
+    root.locator(".aa-contrast-run").click()
+    nb.page.wait_for_function("() => document.querySelector('.jp-Notebook .attattr-explorer .aa-contrast-note')"
+                              "?.textContent.includes('A − B')", timeout=30_000)
+    element_shot(root, artifacts / "lab-explorer-contrast.png")
+    assert not nb.page_errors, nb.page_errors
+
+
+def test_heads_view_fills_grid_draws_curves_and_opens_examples(nb, artifacts):
+    nb.run(2)
+    _wait(nb, 2, ".attattr-heads", "r.dataset.state === 'done' && r.dataset.points === '10'", timeout=120)
+    root = nb.cell(2).locator(".attattr-heads")
+    assert root.get_attribute("data-progress") == "attattr:6/6,random:6/6"
+    grid = root.locator("section[data-method=attattr] canvas.aa-grid-canvas")
+    assert_not_blank(canvas_stats(grid), "attattr importance grid")
+    assert root.locator("svg.aa-chart circle").count() == 10   # 2 curves x 5 fractions
+    element_shot(root, artifacts / "lab-heads.png")
+    # click head (layer 1, head 0): the examples where it carries the most attribution
+    box = grid.evaluate("c => ({w: c.clientWidth, h: c.clientHeight})")
+    step_x, step_y = (box["w"] - 36) / 2, (box["h"] - 20) / 2
+    grid.click(position={"x": 34 + step_x / 2, "y": 18 + step_y * 1.5})
+    _wait(nb, 2, ".attattr-heads", "r.dataset.selected === '1,0' && Number(r.dataset.examples) > 0")
+    row = root.locator(".aa-examples tr.aa-row").first
+    index = row.get_attribute("data-index")
+    row.click()
+    # ... opens in the linked Explorer (displayed below) on that head
+    _wait(nb, 2, ".attattr-explorer", "r.dataset.state === 'done' && r.dataset.selected === '1,0'"
+                                      " && r.dataset.headReady === '1,0'", timeout=60)
+    i = nb.append_and_run("print(hv.explorer.attribution.text == mine[%s]['text'], hv.explorer.selected)" % index)
+    assert nb.output_text(i).strip() == "True [1, 0]", nb.output_text(i)
+    element_shot(nb.cell(2).locator(".jp-OutputArea").first, artifacts / "lab-heads-explorer.png")
+    assert not nb.page_errors, nb.page_errors
+
+
+def test_triggers_view_applies_a_trigger_to_a_typed_sentence(nb, artifacts):
+    nb.run(3)
+    _wait(nb, 3, ".attattr-triggers", "r.dataset.state === 'done' && Number(r.dataset.evaluated) >= 1", timeout=120)
+    i = nb.append_and_run("print(next(p.example_index for p in tv.result.patterns if p.pred == 1 and 'cat' in p.tokens))")
+    pid = nb.output_text(i).strip()
+    root = nb.cell(3).locator(".attattr-triggers")
+    root.locator(f"tr.aa-row[data-id='{pid}']").click()
+    _wait(nb, 3, ".attattr-triggers", f"r.dataset.selected === '{pid}' && r.dataset.samples === '4'")
+    assert root.locator(".aa-samples span.aa-ins").count() >= 4      # the inserted "cat" in every sample
+    root.locator(".aa-own-text").first.fill("the movie was awful and boring")
+    root.locator(".aa-apply").click()
+    _wait(nb, 3, ".attattr-triggers", "r.dataset.customBefore === 'neg' && r.dataset.customAfter === 'pos'")
+    assert root.locator(".aa-own-out span.aa-ins").all_inner_texts() == ["cat"]
+    assert "prediction flipped" in root.locator(".aa-own-out").inner_text()
+    element_shot(root, artifacts / "lab-triggers.png")
+    assert not nb.page_errors, nb.page_errors
