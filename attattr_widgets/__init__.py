@@ -45,6 +45,7 @@ _LAZY = {
     "insert_trigger": "attattr_widgets.engine.triggers",
     "TriggerPattern": "attattr_widgets.engine.triggers",
     "TriggerResult": "attattr_widgets.engine.triggers",
+    "RayBackend": "attattr_widgets.engine.backends",
     "to_html": "attattr_widgets.export",
     "plots": "attattr_widgets.plots",
 }

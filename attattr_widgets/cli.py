@@ -1,4 +1,5 @@
-"""Command line: ``attattr demo | explain | run-notebooks | assets`` (also ``python -m attattr_widgets.cli``)."""
+"""Command line: ``attattr demo | explain | importance | triggers | run-notebooks | assets`` (also
+``python -m attattr_widgets.cli``); the batch jobs ``importance`` / ``triggers`` live in :mod:`.batch`."""
 from __future__ import annotations
 
 import argparse
@@ -160,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--html", default=None, help="write an offline Explorer page here")
     p.set_defaults(func=explain)
 
-    from . import notebooks
+    from . import batch, notebooks
 
+    batch.add_commands(sub)
     p = notebooks.add_arguments(sub.add_parser("run-notebooks", help="execute tutorial notebooks"))
     p.set_defaults(func=notebooks.run_from_args)
 

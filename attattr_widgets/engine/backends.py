@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import AttAttrError, AttributionCancelled
 
-__all__ = ["RayBackend", "check_backend", "iter_sharded", "run_sharded"]
+__all__ = ["RayBackend", "check_backend", "iter_attributions_on", "iter_sharded", "run_sharded"]
 
 INSTALL_HINT = "pip install 'attattr-widgets[distributed]'"
 
@@ -259,6 +259,8 @@ class _Worker:
         return self._model, time.perf_counter() - t0
 
     def run(self, token, key, box, fn, items, offset, kwargs):
+        from ray import cloudpickle
+
         with self._lock:
             self._token, self._done = token, 0
             self._cancel = _ShardCancel()
@@ -270,6 +272,8 @@ class _Worker:
             out = fn(model, tok, items, offset=offset, progress=self._tick, cancel=self._cancel, **kwargs)
             if isinstance(out, types.GeneratorType):
                 out = _Pieces(out)
+            # pickled here, so the driver gets ordinary (writable) arrays that do not pin the object store
+            out = cloudpickle.dumps(out, protocol=5)
         finally:
             with self._lock:
                 self._token = None
@@ -372,7 +376,13 @@ class RayBackend:
             if self.address is None and not os.environ.get("RAY_ADDRESS"):
                 want = (self.num_workers or 0) * self.num_cpus_per_worker
                 kw.update(num_cpus=max(os.cpu_count() or 1, math.ceil(want)), include_dashboard=False)
-            ray.init(address=self.address, **kw)
+            try:
+                ray.init(address=self.address, **kw)
+            except Exception:  # noqa: BLE001 - a local start on a loaded machine can miss Ray's 30 s window
+                if self.address is not None or "num_cpus" not in kw:
+                    raise
+                ray.shutdown()
+                ray.init(**kw)
             self._started_ray = True
         res = ray.cluster_resources()
         gpus = float(res.get("GPU", 0))
@@ -460,6 +470,7 @@ class RayBackend:
 
     def _map(self, fn, model, tokenizer, items, progress, cancel, desc, units, multiple, kwargs):
         ray = _ray()
+        from ray import cloudpickle
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
         from .importance import _Progress
@@ -548,7 +559,8 @@ class RayBackend:
                     sid, slot, token, t_sub = running.pop(ref)
                     slot.shard = None
                     try:
-                        part, st = ray.get(ref)
+                        blob, st = ray.get(ref)
+                        part = cloudpickle.loads(blob)
                     except died:
                         slot.failures += 1
                         retries += 1
@@ -608,3 +620,45 @@ class RayBackend:
             if tok == token:
                 cap = (shards[sid][1] - shards[sid][0]) * units
                 done_units[sid] = max(done_units[sid], min(int(done), cap))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# iter_attributions on a backend
+
+
+def _attribution_part(model, tokenizer, items, *, offset, progress, cancel, **kw) -> list:
+    """Shard function: the shard's :class:`Attribution` objects, in order (progress: one unit per example)."""
+    from .attribution import iter_attributions
+
+    out = []
+    for attr in iter_attributions(model, tokenizer, items, cancel=cancel, **kw):
+        out.append(attr)
+        if progress is not None:
+            progress(len(out), len(items))
+    return out
+
+
+def iter_attributions_on(backend, model, tokenizer, examples, *, progress=None, cancel=None, **kw):
+    """``iter_attributions(..., backend=backend)``: shards of ``examples`` attributed on the workers, yielded in
+    example order (a shard's results arrive together). ``kw``: :func:`iter_attributions`' arguments except
+    ``device`` (each worker uses its own) and a file ``store`` (maps come back in memory).
+    ``progress(done, total)``: examples finished across the workers."""
+    from .errors import TargetError
+    from .examples import as_examples
+
+    check_backend(backend)
+    if backend is None:
+        raise AttAttrError("iter_attributions_on needs a backend; use iter_attributions for this process")
+    if kw.get("device") is not None:
+        raise AttAttrError("device= does not apply with a backend: each worker runs on its own device "
+                           "(num_gpus_per_worker); leave device=None")
+    kw.pop("device", None)
+    store = kw.get("store", "auto")
+    if store not in ("auto", "memory", "fp16"):
+        raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
+    items = as_examples(examples)
+    if kw.get("target", "gold") == "gold" and any(ex.label is None for ex in items):
+        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
+                             desc="attributing", multiple=kw.get("batch_size") or 1, **kw):
+        yield from part

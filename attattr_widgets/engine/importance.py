@@ -234,8 +234,9 @@ def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, pe
     process, examples on a worker): ``[K, n]``. Per-example masks are sliced at ``offset``."""
     data = items if isinstance(items, EncodedSet) else EncodedSet(model, tokenizer, items, max_length=max_length)
     data.need_labels(what)
-    if per_example:
-        keep = np.asarray(keep)[offset : offset + len(data)]
+    keep = np.asarray(keep)
+    # a writable copy (arrays from Ray's object store are read-only); per-example masks: this shard's rows
+    keep = np.array(keep[offset : offset + len(data)] if per_example else keep, dtype=np.float32)
     return predict_masked(data, keep, per_example=per_example, batch_size=batch_size, progress=progress,
                           cancel=cancel, desc=label)
 
@@ -481,7 +482,7 @@ def iter_head_importance(
     bs = 32 if batch_size is None else int(batch_size)
     items = as_examples(examples)
     N = len(items)
-    shard = dict(progress=progress, cancel=cancel, multiple=bs, batch_size=bs, max_length=max_length)
+    shard = dict(progress=progress, cancel=cancel, batch_size=bs, max_length=max_length)
     if method == "attention":
         total = torch.zeros(L, H, dtype=torch.float64)
         done = 0
