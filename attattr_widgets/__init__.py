@@ -27,6 +27,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "Explorer": "attattr_widgets.widgets",
     "TreeView": "attattr_widgets.widgets",
+    "HeadsView": "attattr_widgets.widgets",
+    "HeadsResult": "attattr_widgets.widgets",
+    "TriggersView": "attattr_widgets.widgets",
+    "TriggersResult": "attattr_widgets.widgets",
     "head_importance": "attattr_widgets.engine.importance",
     "pruning_curve": "attattr_widgets.engine.pruning",
     "compare_pruning": "attattr_widgets.engine.pruning",

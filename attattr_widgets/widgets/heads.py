@@ -47,8 +47,8 @@ from ._base import BaseWidget, binary_trait, css_asset, esm_asset
 
 __all__ = ["HeadsResult", "HeadsView"]
 
-IMPORTANCE_KWARGS = ("target", "rule", "steps", "batch_size", "seed", "reduce", "max_length", "normalize")
-PRUNING_KWARGS = ("order", "rounding", "seed", "max_length", "eval_batch_size")
+IMPORTANCE_KWARGS = ("target", "rule", "steps", "batch_size", "seed", "reduce", "max_length", "normalize", "backend")
+PRUNING_KWARGS = ("order", "rounding", "seed", "max_length", "eval_batch_size", "backend")
 TOP_EXAMPLES = 8
 
 
@@ -95,7 +95,8 @@ class HeadsView(BaseWidget):
         interval: seconds between trait updates while running (the view redraws at most that often).
         engine_kwargs: ``target``, ``rule``, ``steps``, ``batch_size``, ``seed``, ``reduce``, ``max_length``,
             ``normalize`` (importance) and ``order``, ``rounding``, ``eval_batch_size`` (pruning; default
-            ``batch_size`` or 32), exactly as the engine functions take them.
+            ``batch_size`` or 32), exactly as the engine functions take them; ``backend`` (e.g. an
+            ``aw.RayBackend``) goes to every engine call.
     """
 
     _esm = esm_asset("heads.js")
@@ -358,7 +359,7 @@ class HeadsView(BaseWidget):
         with self._sync():
             self.phase = "effectiveness"
         t0 = time.monotonic()
-        kw = {k: v for k, v in self.engine_kwargs.items() if k in ("target", "rule", "steps", "seed", "max_length")}
+        kw = {k: v for k, v in self.engine_kwargs.items() if k in ("target", "rule", "steps", "seed", "max_length", "backend")}
         if "eval_batch_size" in self.engine_kwargs or "batch_size" in self.engine_kwargs:
             kw["batch_size"] = int(self.engine_kwargs.get("eval_batch_size", self.engine_kwargs.get("batch_size")))
         eff = effectiveness(self.model, self.tokenizer, self.eff_items, cancel=cancel,

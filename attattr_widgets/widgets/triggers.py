@@ -37,7 +37,7 @@ from ._base import BaseWidget, css_asset, esm_asset
 __all__ = ["TriggersResult", "TriggersView"]
 
 MINE_KWARGS = ("top_pairs", "ratio", "min_score", "min_tokens", "blacklist", "rule", "steps", "layers",
-               "batch_size", "max_length")
+               "batch_size", "max_length", "backend")
 
 
 @dataclass
@@ -224,7 +224,8 @@ class TriggersView(BaseWidget):
             self._push(force=True)
             if chosen:
                 for k, res in enumerate(iter_evaluate_triggers(self.model, self.tokenizer, self.eval_items, chosen,
-                                                               batch_size=self.eval_batch_size, cancel=cancel)):
+                                                               batch_size=self.eval_batch_size, cancel=cancel,
+                                                               backend=self.mine_kwargs.get("backend"))):
                     if run_id != self.run_id:
                         return
                     with self._lock:
