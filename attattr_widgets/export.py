@@ -262,16 +262,28 @@ def html_string(items: Any, *, title: str = "AttAttr widgets", heading: str | No
 
 
 def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "AttAttr widgets",
-            heading: str | None = None, description: str | None = None) -> Any:
+            heading: str | None = None, description: str | None = None, heads: Any = "all",
+            max_bytes: int | None = None) -> Any:
     """Write one self-contained HTML file rendering ``items`` offline (no CDN, no network).
 
     ``items``: a widget (anywidget / ipywidgets, containers included), a Bokeh layout, or a list mixing
     them (rendered top to bottom). ``title`` is the page title; ``heading``/``description`` optionally add a
     visible header. Returns the written ``pathlib.Path``, or the HTML text when ``path`` is None.
 
+    Explorers among the items embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or
+    ``[(layer_index, head), ...]``) as compressed float16 up to ``max_bytes`` (default
+    ``widgets.embed.DEFAULT_MAX_BYTES``), so the page draws every embedded head without a kernel and says which
+    heads were left out; TreeViews embed their layer sums, so the threshold slider works in the page.
+
     The file is ~4 MB (html-manager's bundle) plus the widgets' state (binary traits base64-encoded).
     """
-    text = html_string(items, title=title, heading=heading, description=description)
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        for it in _as_items(items):
+            if hasattr(it, "_embedding"):
+                stack.enter_context(it._embedding(heads, max_bytes))
+        text = html_string(items, title=title, heading=heading, description=description)
     if path is None:
         return text
     from .engine.results import atomic_write_text

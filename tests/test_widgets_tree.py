@@ -37,7 +37,8 @@ def test_fake_tree_dict_is_passed_through(monkeypatch, attr):
     monkeypatch.setattr(tree_mod, "_attribution_tree", fake_tree)
     w = TreeView(attr, threshold=0.3)
     state, bufs = wc.open_state(w)
-    assert not bufs and state["state"] == "done" and state["threshold"] == 0.3 and not state["linked"]
+    assert set(bufs) == {("layer_sums", "sums", "view")}   # the only binary: the embedded layer sums
+    assert state["state"] == "done" and state["threshold"] == 0.3 and not state["linked"]
     assert set(state["tree"]) == KEYS and state["tree"]["edges"][0]["score"] == pytest.approx(0.8)
     assert type(state["tree"]["edges"][0]["score"]) is float
 

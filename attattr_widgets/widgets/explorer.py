@@ -138,6 +138,9 @@ class Explorer(BaseWidget):
     history = traitlets.List(default_value=[]).tag(sync=True)
     contrast = traitlets.Dict(default_value={}).tag(sync=True)
     contrast_view = traitlets.Enum(["diff", "target", "contrast"], default_value="diff").tag(sync=True)
+    # every head's maps (float16, compressed) up to a budget, so exports / saved notebooks draw any head without a
+    # kernel (widgets/embed.py embed_heads); set when a run is done, None while running
+    heads_data = binary_trait(None)
     # identifies this instance in the browser: anywidget gives initialize() and render() different model proxies
     _stream_key = traitlets.Unicode().tag(sync=True)
 
@@ -241,6 +244,7 @@ class Explorer(BaseWidget):
                 self.head_scores = None
                 self.thumbs = None
                 self.head = None
+                self.heads_data = None
                 self.tokens = []
                 self.token_types = []
                 self.locked = []
@@ -326,7 +330,8 @@ class Explorer(BaseWidget):
                 self.tokens = [str(t) for t in r.tokens]
                 self.layers_total = int(r.total)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": int(r.target),
-                             "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1])}
+                             "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
+                             **self._target_meta(int(r.target))}
         self._send_layer(run_id, r)
         with self._sync():
             if not _layer_finite(r):  # NaN/inf (bf16 overflow, a degenerate input): warn instead of "done"
@@ -408,6 +413,52 @@ class Explorer(BaseWidget):
             self.meta = {**self.meta, "error_detail": detail[-4000:]}
             self.state = "error"
 
+    def _target_meta(self, target: int) -> dict:
+        """``target_kind`` / ``target_label`` / ``label_names`` while streaming (the final state has them too)."""
+        spec = self.input_spec or {}
+        kind = spec.get("kind", "class")
+        names = list(spec.get("label_names") or [])
+        label = names[target] if kind == "class" and 0 <= target < len(names) else ""
+        if kind == "next-token" and self.tokenizer is not None:
+            with contextlib.suppress(Exception):
+                label = str(self.tokenizer.decode([target]))
+        return {"target_kind": kind, "target_label": label, "label_names": names}
+
+    def embed_heads(self, heads: Any = "all", max_bytes: int | None = None) -> dict | None:
+        """Embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or ``[(layer_index, head), ...]``) in
+        the widget state, up to ``max_bytes`` compressed (default ``widgets.embed.DEFAULT_MAX_BYTES``; None = no
+        limit), so a saved notebook or an HTML export draws them without a kernel; returns the ``heads_data``
+        summary. Done automatically (all heads, default budget) when a run finishes."""
+        from .embed import DEFAULT_MAX_BYTES, embed_heads
+
+        if self._attribution is None:
+            raise ValueError("no finished attribution to embed yet (wait for the run: explorer.wait())")
+        data = embed_heads(self._attribution, heads, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        self.heads_data = data
+        return data
+
+    def to_html(self, path: Any = None, *, heads: Any = "all", max_bytes: int | None = None, **kwargs) -> Any:
+        """One self-contained offline HTML page of this explorer (see :func:`attattr_widgets.export.to_html`)
+        with the maps of ``heads`` embedded up to ``max_bytes`` (see :meth:`embed_heads`); the page draws any
+        embedded head and says which heads were left out."""
+        from ..export import to_html
+
+        kwargs.setdefault("title", f"AttAttr – {type(self).__name__}")
+        return to_html(self, path, heads=heads, max_bytes=max_bytes, **kwargs)
+
+    @contextlib.contextmanager
+    def _embedding(self, heads: Any, max_bytes: int | None):
+        """Temporarily embed ``heads`` (export); the previous ``heads_data`` is restored afterwards."""
+        if self._attribution is None or (heads == "all" and max_bytes is None and self.heads_data is not None):
+            yield
+            return
+        before = self.heads_data
+        self.embed_heads(heads, max_bytes)
+        try:
+            yield
+        finally:
+            self.heads_data = before
+
     @staticmethod
     def _final_state(attr: Any) -> dict:
         scores = np.asarray(attr.scores, dtype=np.float32)
@@ -436,7 +487,10 @@ class Explorer(BaseWidget):
             "nonfinite": _nonfinite_layers(attr),
         }
         meta = _finite_or_none(meta)
-        return {"tokens": tokens, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
+        from .embed import DEFAULT_MAX_BYTES, embed_heads
+
+        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES),
+                "tokens": tokens, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}
 

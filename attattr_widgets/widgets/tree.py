@@ -3,7 +3,10 @@
 Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 ``{"tokens", "num_layers", "threshold", "root", "nodes": [{"index", "token", "layer"}],
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
-``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool).
+``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
+``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
+None when over budget): with it the browser recomputes the tree for any threshold with the same algorithm
+(``js/lib/tree-algo.ts``), so the slider works without a kernel (exported pages, reopened notebooks).
 Browser -> kernel custom message: ``{"type": "edge", "parent", "child", "layer"}`` (click on an edge): selects
 that layer (and the head with the largest attribution for that token pair) in the linked Explorer.
 """
@@ -14,7 +17,7 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ._base import BaseWidget, css_asset, esm_asset
+from ._base import BaseWidget, binary_trait, css_asset, esm_asset
 
 __all__ = ["TreeView"]
 
@@ -57,6 +60,7 @@ class TreeView(BaseWidget):
     selected_edge = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     linked = traitlets.Bool(False).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    layer_sums = binary_trait(None)
 
     def __init__(self, attribution: Any, threshold: float = 0.4, explorer: Any = None, **kwargs):
         from ..engine.validate import number
@@ -65,11 +69,20 @@ class TreeView(BaseWidget):
         self.attribution = attribution
         self.explorer = explorer
         init = self._compute(float(threshold))
-        init.update(threshold=float(threshold), linked=explorer is not None)
+        init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution))
         init.update(kwargs)
         super().__init__(**init)
         self.observe(self._on_threshold, names=["threshold"])
         self.on_msg(self._on_custom)
+
+    @staticmethod
+    def _sums(attribution: Any) -> dict | None:
+        from .embed import embed_layer_sums
+
+        try:
+            return embed_layer_sums(attribution)
+        except Exception:  # noqa: BLE001 - no browser-side tree then; the kernel still computes it
+            return None
 
     def _compute(self, threshold: float) -> dict:
         try:

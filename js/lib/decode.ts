@@ -25,7 +25,7 @@ export function bytesOf(x: BufferLike): Uint8Array {
   return new Uint8Array(x.buffer as ArrayBuffer, x.byteOffset, x.byteLength);
 }
 
-function base64ToBytes(s: string): Uint8Array {
+export function base64ToBytes(s: string): Uint8Array {
   const bin = atob(s);
   const out = new Uint8Array(bin.length);
   for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);

@@ -5,6 +5,7 @@ import type { AnyModel } from "@anywidget/types";
 import { formatValue } from "./color";
 import { displayToken, h, nextFrame, truncate } from "./dom";
 import { ExplorerInput } from "./explorer-input";
+import { EmbeddedHeadStore } from "./embedded-heads";
 import { gridData, gridMode, pairScores } from "./explorer-state";
 import { GridPanel, normalizedScores, type GridData, type GridHead } from "./grid-panel";
 import { HeaderPanel } from "./header-panel";
@@ -26,6 +27,8 @@ export class ExplorerView {
   readonly grid: GridPanel;
   readonly heat: HeatPanel;
   readonly sentence: SentencePanel;
+  readonly embedded = new EmbeddedHeadStore(() => this.invalidate("heat,sentence"));
+  private embedNote = h("div", { class: "aa-muted aa-embed-note" });
   readonly input: ExplorerInput | null; // the input bar (Explorers with a model)
   private ac = new AbortController();
   private cleanups: (() => void)[] = [];
@@ -87,6 +90,7 @@ export class ExplorerView {
     this.input = model.get("interactive") ? new ExplorerInput(model, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
     this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.body, this.tooltip.el);
     this.body.append(this.grid.el, this.heat.el, this.sentence.el);
+    this.grid.el.append(this.embedNote);
     this.bind();
     this.invalidate("all");
     this.flush();
@@ -117,6 +121,7 @@ export class ExplorerView {
     on("change:query", "heat,sentence");
     on("change:locked", "grid,heat,sentence");
     on("change:pair", "grid");
+    on("change:heads_data", "grid,heat,sentence");
     this.cleanups.push(this.cache.subscribe(() => this.invalidate("grid,header")));
     for (const b of this.normButtons) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
     for (const b of this.modeButtons) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
@@ -208,11 +213,14 @@ export class ExplorerView {
     if (all || d.has("grid")) this.renderGrid(gridWidth);
     const sel = this.selected();
     if (all || d.has("input")) this.input?.render();
-    const head = m.get("head") as HeadPayload | null;
+    this.embedded.update(m.get("heads_data"));
+    let head = m.get("head") as HeadPayload | null;
+    if (sel && !(head && head.layer === sel[0] && head.head === sel[1])) head = this.embedded.payload(sel[0], sel[1]) ?? head;
     if (all || d.has("heat") || d.has("sentence")) this.heat.prepare(this.input ? this.input.payload(head) : head, sel, m.get("run_id"));
     if (all || d.has("heat")) {
       const width = Math.max(300, (this.heat.el.clientWidth || w - gridWidth - 60) - 22);
-      this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width });
+      this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width,
+        missing: sel ? this.embedded.missing(sel[0], sel[1], this.layerId(sel[0])) : null });
     }
     if (all || d.has("sentence")) this.renderSentence();
     this.renders++;
@@ -231,6 +239,8 @@ export class ExplorerView {
     const sel = this.selected();
     r.selected = sel ? sel.join(",") : "";
     r.headReady = hd ? `${hd.layer},${hd.head}` : "";
+    r.headSource = hd ? this.heat.source : "";
+    r.embedded = String(this.embedded.count);
     r.query = String(this.hoverLock.query());
     r.hover = hover ? `${hover.row},${hover.col}` : "";
     r.locked = (m.get("locked") ?? []).join(",");
@@ -252,6 +262,10 @@ export class ExplorerView {
     const g = (this.data = gridData(m, this.cache));
     const state = m.get("state");
     const normalize = m.get("normalize");
+    this.embedded.update(m.get("heads_data"));
+    const note = g ? this.embedded.note() : null;
+    this.embedNote.textContent = note ?? "";
+    this.embedNote.hidden = !note;
     for (const b of this.normButtons) b.classList.toggle("aa-on", b.dataset.value === normalize);
     const pair = pairScores(m);
     const mode = gridMode(m, g, pair);

@@ -40,6 +40,7 @@ export interface HeatProps {
   layerId: number | null; // model layer index of the selected row
   state: string;
   width: number; // CSS px available for both maps
+  missing?: string | null; // why the selected head cannot be drawn without the kernel (not embedded)
 }
 
 const KEYS: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
@@ -56,6 +57,8 @@ export class HeatPanel {
   matches: number[] = [];
   private matchPos = -1;
   private key = "";
+  /** Where the drawn maps come from: "kernel" (float32 `head` trait) or "embedded" (float16 `heads_data`). */
+  source = "kernel";
   private attnOff: HTMLCanvasElement | null = null;
   private attrOff: HTMLCanvasElement | null = null;
   private drag: { x: number; y: number; win: Window; moved: boolean } | null = null;
@@ -219,7 +222,8 @@ export class HeatPanel {
       return;
     }
     const th = this.host.theme;
-    const key = `${runId}:${payload.layer}:${payload.head}:${th.theme.dark}:${this.gamma}`;
+    const source = (payload as { source?: string }).source ?? "kernel";
+    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}`;
     if (key === this.key && this.data) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {
@@ -239,6 +243,7 @@ export class HeatPanel {
       attnScale: positiveScale(attn.data), attrScale: signedScale(attr.data),
     };
     this.key = key;
+    this.source = source;
     const g = this.gamma;
     this.attnOff = pixelsToCanvas(matrixPixels(gammaArray(attn.data, g), n, n, th.lutSeq, gammaScale(this.data.attnScale, g)), n, n);
     this.attrOff = pixelsToCanvas(matrixPixels(gammaArray(attr.data, g), n, n, th.lutDiv, gammaScale(this.data.attrScale, g)), n, n);
@@ -277,14 +282,15 @@ export class HeatPanel {
     this.layerId = p.layerId;
     const hd = this.data, sel = p.selected, state = p.state;
     const theme = this.host.theme.theme;
-    if (sel) this.title.replaceChildren(h("span", {}, `Layer ${p.layerId ?? sel[0]} · head ${sel[1]}`), h("span", { class: "aa-muted" }, "  query rows × key columns"));
+    if (sel) this.title.replaceChildren(h("span", {}, `Layer ${p.layerId ?? sel[0]} · head ${sel[1]}`), h("span", { class: "aa-muted" }, "  query rows × key columns"),
+      hd && this.source === "embedded" ? h("span", { class: "aa-muted aa-embedded", title: "drawn from the maps embedded in the widget state (float16, ~3 significant digits)" }, " · embedded float16") : "");
     else this.title.replaceChildren(h("span", {}, "Selected head"));
     if (!hd) {
       this.wrap.hidden = true;
       this.empty.hidden = false;
       this.layout = null;
       this.empty.textContent = !sel ? (state === "running" ? "Waiting for the first layer…" : "Select a head in the grid.")
-        : state === "running" ? `Layer ${sel[0]} is still being computed…` : state === "done" || state === "cancelled" ? "Loading head…" : "No data for this head.";
+        : state === "running" ? `Layer ${sel[0]} is still being computed…` : state === "done" || state === "cancelled" ? (p.missing ? `Loading head… ${p.missing}` : "Loading head…") : "No data for this head.";
       this.readout.replaceChildren();
       this.attnLegend.replaceChildren();
       this.attrLegend.replaceChildren();

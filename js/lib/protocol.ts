@@ -1,5 +1,6 @@
 // Synced traits of the Python widgets (attattr_widgets/widgets/*.py) mirrored as TypeScript types.
 import type { EncodedArray } from "./decode";
+import type { DeflatedArray } from "./inflate";
 
 export type RunState = "empty" | "running" | "done" | "cancelled" | "error";
 
@@ -34,6 +35,22 @@ export interface HeadPayload {
   contrast?: EncodedArray; // the contrast target's map for this head (when a contrast run is done)
 }
 
+/** Every embedded head's maps (attattr_widgets/widgets/embed.py `embed_heads`): float16 [2, n, n] chunks scaled by `scales`. */
+export interface EmbeddedHeads {
+  format: number;
+  L: number;
+  H: number;
+  n: number;
+  heads: number[][]; // [layer index, head] of each chunk
+  scales: number[][]; // [attention max, attribution max] of each chunk
+  chunks: DeflatedArray[];
+  requested: number;
+  omitted: number; // heads of the L x H grid not embedded
+  policy: string; // "all" | "top-k" | "list"
+  budget: number | null; // max_bytes used
+  bytes: number;
+}
+
 export interface ExplorerModel {
   tokens: string[];
   token_types: number[];
@@ -58,6 +75,7 @@ export interface ExplorerModel {
   history: Record<string, unknown>[];
   contrast: Record<string, unknown>;
   contrast_view: "diff" | "target" | "contrast";
+  heads_data: EmbeddedHeads | null;
   _stream_key: string;
   [key: string]: unknown;
 }
@@ -90,14 +108,15 @@ export interface TreeModel {
   selected_edge: number[];
   linked: boolean;
   title: string;
+  layer_sums: { sums: DeflatedArray; layers: number[]; num_layers: number; exclude_row: number | null } | null;
   [key: string]: unknown;
 }
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "_stream_key"] as const;
-export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title"] as const;
+  "targets", "history", "contrast", "contrast_view", "heads_data", "_stream_key"] as const;
+export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
 
 export type ViewState = "empty" | "running" | "done" | "cancelled" | "error";
 

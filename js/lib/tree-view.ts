@@ -2,7 +2,9 @@
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, diverging, formatValue } from "./color";
 import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, nextFrame, s, svgToPng, truncate } from "./dom";
+import { inflateArray, isDeflated } from "./inflate";
 import type { TreeDict, TreeEdge, TreeModel } from "./protocol";
+import { treeFromLayerSums, type TreeInput } from "./tree-algo";
 import { ThemeWatcher } from "./theme";
 import { Tooltip, type TipLine } from "./tooltip";
 
@@ -64,6 +66,11 @@ export class TreeView {
   private layout: TreeLayout | null = null;
   private scrolled = false;
   private debounce = 0;
+  /** Threshold shown: the slider's value while the user moves it, else the `threshold` trait. */
+  private thr = 0;
+  /** Layer sums embedded in the state (`layer_sums`): the tree is then computed here for any threshold. */
+  private sums: { src: unknown; input: TreeInput | null } = { src: undefined, input: null };
+  private local: { thr: number; tree: TreeDict } | null = null;
   private raf = 0;
 
   constructor(private model: Model, el: HTMLElement) {
@@ -91,19 +98,23 @@ export class TreeView {
     }, o);
     this.slider.addEventListener("input", () => {
       const v = Number(this.slider.value);
+      this.thr = v;
       this.thrText.textContent = v.toFixed(2);
+      if (this.sums.input) this.schedule(); // the browser has the layer sums: redraw now, kernel or not
       clearTimeout(this.debounce);
       this.debounce = setTimeout(() => {
         this.model.set("threshold", v);
         this.model.save_changes();
       }, 120) as unknown as number;
     }, o);
-    for (const ev of ["change:tree", "change:state", "change:error", "change:selected_edge", "change:title", "change:linked"]) {
+    for (const ev of ["change:tree", "change:state", "change:error", "change:selected_edge", "change:title", "change:linked", "change:layer_sums"]) {
       const cb = () => this.schedule();
       model.on(ev, cb);
       this.cleanups.push(() => model.off(ev, cb));
     }
     const cbThr = () => {
+      this.thr = Number(model.get("threshold"));
+      this.schedule();
       this.slider.value = String(model.get("threshold"));
       this.thrText.textContent = Number(model.get("threshold")).toFixed(2);
     };
@@ -141,7 +152,7 @@ export class TreeView {
   }
 
   private fileName(ext: string): string {
-    return `attattr_tree_t${Number(this.model.get("threshold")).toFixed(2)}.${ext}`;
+    return `attattr_tree_t${this.thr.toFixed(2)}.${ext}`;
   }
 
   private schedule(): void {
@@ -152,8 +163,30 @@ export class TreeView {
     });
   }
 
+  /** The tree drawn: computed here from the embedded layer sums (same algorithm as the kernel), else the trait. */
   tree(): TreeDict {
-    return normalizeTree(this.model.get("tree"));
+    this.loadSums();
+    const inp = this.sums.input;
+    const trait = normalizeTree(this.model.get("tree"));
+    if (!inp || inp.tokens.length !== inp.n) return trait;
+    if (!this.local || this.local.thr !== this.thr) this.local = { thr: this.thr, tree: treeFromLayerSums(inp, this.thr) };
+    return this.local.tree;
+  }
+
+  /** Decode `layer_sums` once per trait value (async: inflate), then redraw. */
+  private loadSums(): void {
+    const src = this.model.get("layer_sums");
+    if (src === this.sums.src) return;
+    const box: { src: unknown; input: TreeInput | null } = { src, input: null };
+    this.sums = box;
+    this.local = null;
+    if (!src || !isDeflated(src.sums)) return;
+    const tokens = normalizeTree(this.model.get("tree")).tokens;
+    inflateArray(src.sums).then((d) => {
+      if (this.sums !== box || d.shape.length !== 3) return;
+      box.input = { S: d.data, L: d.shape[0], n: d.shape[2], layers: src.layers, num_layers: src.num_layers, tokens, exclude_row: src.exclude_row };
+      this.schedule();
+    }, () => undefined);
   }
 
   render(): void {
@@ -166,8 +199,8 @@ export class TreeView {
     this.errorBox.replaceChildren();
     if (state === "error" && err) this.errorBox.append(h("strong", {}, "Could not build the tree: "), err);
     this.errorBox.hidden = !(state === "error" && err);
-    this.slider.value = String(this.model.get("threshold"));
-    this.thrText.textContent = Number(this.model.get("threshold")).toFixed(2);
+    this.slider.value = String(this.thr);
+    this.thrText.textContent = this.thr.toFixed(2);
     this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}` : "";
     this.compactBox.checked = this.isCompact(t);
     this.svg = t.tokens.length ? this.buildSvg(t) : null;
@@ -184,7 +217,8 @@ export class TreeView {
     d.state = state;
     d.nodes = String(t.nodes.length);
     d.edges = String(t.edges.length);
-    d.threshold = String(this.model.get("threshold"));
+    d.threshold = String(this.thr);
+    d.treeSource = this.sums.input ? "browser" : "kernel";
     d.selectedEdge = (this.model.get("selected_edge") ?? []).join(",");
   }
 
@@ -266,7 +300,7 @@ export class TreeView {
     if (t.root !== null && !drawn.has(t.root)) drawNode(t.root, L, true);
     svg.appendChild(nodes);
     if (!t.edges.length) {
-      svg.appendChild(s("text", { x: lay.width / 2, y: lay.y(Math.floor(L / 2)), "text-anchor": "middle", "font-size": 12, fill: fg, "fill-opacity": 0.6 }, `No attribution link above τ = ${Number(this.model.get("threshold")).toFixed(2)}: lower the threshold.`));
+      svg.appendChild(s("text", { x: lay.width / 2, y: lay.y(Math.floor(L / 2)), "text-anchor": "middle", "font-size": 12, fill: fg, "fill-opacity": 0.6 }, `No attribution link above τ = ${this.thr.toFixed(2)}: lower the threshold.`));
     }
     return svg;
   }
