@@ -13,7 +13,6 @@ Inputs are duck-typed. A *pruning curve* is any object or mapping with
 """
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -102,7 +101,7 @@ def _count_pruned(entry: Any) -> int | None:
 
 
 def _short_heads(entry: Any, limit: int = 8) -> str:
-    """A short, escaped text listing of pruned heads for a tooltip ("L0H3, L1H0, … (+5)")."""
+    """A short text listing of pruned heads for a tooltip ("L0H3, L1H0, … (+5)")."""
     if entry is None:
         return ""
     a = np.asarray(entry)
@@ -174,7 +173,7 @@ def pruning_plot(curves: Any, *, title: str = "Accuracy vs. fraction of heads pr
         has_counts = has_counts or any(n is not None for n in n_pruned)
         src = ColumnDataSource({
             "x": x, "y": y * (100.0 if percent else 1.0),
-            "method": [html.escape(method)] * len(x),
+            "method": [method] * len(x),  # Bokeh draws (label, "@field") tooltips as text: no escaping here
             "n_pruned": n_col, "heads": heads_txt,
         })
         base = names[i]
@@ -423,7 +422,7 @@ def effectiveness_plot(result: Any, heads: Any = None, *, baseline: float | None
         color = _crit_color(crit, crits.index(crit))
         dash = "solid" if order == "smallest-first" else "dashed"
         label = f"{crit}, {order}"
-        src = ColumnDataSource({"x": x, "y": y, "label": [html.escape(label)] * len(x)})
+        src = ColumnDataSource({"x": x, "y": y, "label": [label] * len(x)})  # tooltips are text (see above)
         p.line("x", "y", source=src, color=color, line_dash=dash, line_width=2, legend_label=label,
                name=f"{crit}:{order}")
         rends.append(p.scatter("x", "y", source=src, color=color, size=6, legend_label=label,

@@ -55,8 +55,9 @@ def test_pruning_plot_one_line_per_method_with_tools():
     # list-of-pairs form and missing pruned
     assert list(lines[1].data_source.data["n_pruned"]) == ["0", "1", "2", "3"]
     assert list(lines[2].data_source.data["n_pruned"]) == ["?"] * 4
-    # method names are escaped in tooltip data (tokens/names are untrusted)
-    assert lines[2].data_source.data["method"][0] == "&lt;b&gt;random&lt;/b&gt;"
+    # method names stay raw in tooltip data: Bokeh draws (label, "@field") tooltips as text, so escaping them
+    # here showed "&lt;b&gt;" in the browser (tests/e2e/test_hostile_exports.py checks the tooltip text)
+    assert lines[2].data_source.data["method"][0] == "<b>random</b>"
 
 
 def test_pruning_plot_accepts_mapping_and_single_curve():

@@ -1,0 +1,167 @@
+"""Hostile strings through every export, checked as text (no browser): the JSON embedded in exported pages is
+valid for every string and round-trips; saved notebook widget state too. The same pages are opened in Chromium
+by tests/e2e/test_hostile_exports.py."""
+from __future__ import annotations
+
+import html.parser
+import json
+
+import nbformat
+import numpy as np
+import pytest
+
+from attattr_widgets import export, plots
+from attattr_widgets.engine.results import Attribution, PruningCurve
+from attattr_widgets.widgets import Explorer, TreeView
+
+from hostile import BASE, expected_text, hostile_strings
+
+STRINGS = hostile_strings()
+
+
+def hostile_attribution(tokens=None, *, L: int = 2, H: int = 2, seed: int = 0, nan_layer: int | None = None):
+    """An Attribution whose every string field is hostile (tokens, text, pair, model name, labels)."""
+    tokens = list(BASE if tokens is None else tokens)
+    n = len(tokens)
+    rng = np.random.default_rng(seed)
+    scores = rng.normal(size=(L, H, n, n)).astype(np.float32)
+    attn = rng.random(size=(L, H, n, n)).astype(np.float32)
+    if nan_layer is not None:
+        scores[nan_layer, 0, 1, 1] = np.nan
+    return Attribution(
+        scores=scores, attention=attn, tokens=tokens, token_type_ids=np.zeros(n, np.int64), target=1,
+        target_label="</script><!--label", prob=0.75, layer_zero_probs=np.full(L, 0.25), completeness=np.zeros(L),
+        layers=list(range(L)), num_layers=L, rule="gauss-legendre", steps=4,
+        text="<!-- text </script> \u2028 \ud800 " + STRINGS[-1][:200], text_pair="pair \"'\\ <b>x</b>",
+        model_name="model<!--name\u2029", label_names=["neg</script>", "</script><!--label", "a&b"],
+    )
+
+
+def hostile_curves():
+    fr = np.linspace(0, 1, 5)
+    names = ["<!--AttAttr", "</script>Taylor", "a\"b\\c\u2028", "\ud800random", "🙂 RTL \u202eabc"]
+    return [PruningCurve(method=m, fractions=fr, accuracy=0.9 - 0.1 * i * fr, pruned=np.zeros((5, 2, 2), bool))
+            for i, m in enumerate(names)], names
+
+
+class _Scripts(html.parser.HTMLParser):
+    """Collects every <script>'s type and text, and the page title."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[str, str]] = []
+        self._in: str | None = None
+        self._buf: list[str] = []
+        self.title = ""
+        self._title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "script":
+            self._in, self._buf = dict(attrs).get("type", ""), []
+        elif tag == "title":
+            self._title = True
+
+    def handle_endtag(self, tag):
+        if tag == "script" and self._in is not None:
+            self.scripts.append((self._in, "".join(self._buf)))
+            self._in = None
+        elif tag == "title":
+            self._title = False
+
+    def handle_data(self, data):
+        if self._in is not None:
+            self._buf.append(data)
+        elif self._title:
+            self.title += data
+
+
+def page_scripts(text: str) -> _Scripts:
+    p = _Scripts()
+    p.feed(text)
+    p.close()
+    return p
+
+
+def widget_states(text: str) -> dict:
+    """model_id -> state of the widget-state script (must be valid JSON)."""
+    scripts = [s for t, s in page_scripts(text).scripts if t == export.WIDGET_STATE_MIME]
+    assert len(scripts) == 1, "one widget-state script"
+    data = json.loads(scripts[0])  # raises on "Bad escaped character" etc.
+    return {k: v["state"] for k, v in data["state"].items()}
+
+
+@pytest.mark.parametrize("s", STRINGS, ids=lambda s: repr(s)[:30])
+def test_json_for_script_is_valid_json_and_cannot_close_the_script(s):
+    txt = export.json_for_script({"s": s, "list": [s, s]})
+    assert json.loads(txt) == {"s": s, "list": [s, s]}
+    low = txt.lower()
+    assert "</script" not in low and "<!--" not in low and "<script" not in low
+    assert "\u2028" not in txt and "\u2029" not in txt and "<" not in txt and ">" not in txt
+
+
+def test_explorer_and_tree_exports_round_trip_every_string(tmp_path):
+    attr = hostile_attribution(STRINGS)
+    ex = Explorer.from_attribution(attr)
+    tv = TreeView(attr, threshold=0.3, title="tree <!-- title </script>")
+    title, heading = "<!--title</script>\u2028", "</script><h1>heading"
+    page = export.to_html([ex, tv], tmp_path / "e.html", title=title, heading=heading, description="<!-- d \ud800")
+    text = page.read_text(encoding="utf-8")
+    assert page_scripts(text).title == expected_text(title)
+    states = widget_states(text)
+    ex_state = states[ex.model_id]
+    assert ex_state["tokens"] == [expected_text(t) for t in STRINGS]
+    assert ex_state["meta"]["model_name"] == expected_text(attr.model_name)
+    assert ex_state["meta"]["text"] == expected_text(attr.text)
+    assert ex_state["meta"]["label_names"] == attr.label_names
+    tree_state = states[tv.model_id]
+    assert tree_state["tree"]["tokens"] == [expected_text(t) for t in STRINGS]
+    assert tree_state["title"] == tv.title
+
+
+def test_plots_export_round_trips_every_string(tmp_path):
+    curves, names = hostile_curves()
+    fig = plots.pruning_plot(curves, title="<!--title</script>")
+    plots.save_html(fig, tmp_path / "p.html")
+    text = (tmp_path / "p.html").read_text(encoding="utf-8")
+    docs = [json.loads(s) for t, s in page_scripts(text).scripts if t == "application/json"]
+    assert docs, "Bokeh embeds its document as JSON"
+    blob = json.dumps(docs)
+    for name in names:
+        assert json.dumps("curve:" + expected_text(name))[1:-1] in blob
+
+
+def test_demo_page_round_trips_every_string(tmp_path):
+    from attattr_widgets.cli import demo_page
+
+    attr = hostile_attribution(STRINGS[:60])
+    curves, _ = hostile_curves()
+    out = demo_page(attr, curves, np.arange(4.0).reshape(2, 2), tmp_path / "demo.html")
+    states = widget_states(out.read_text(encoding="utf-8"))
+    assert any(s.get("tokens") == [expected_text(t) for t in STRINGS[:60]] for s in states.values())
+
+
+def test_saved_notebook_widget_state_round_trips(tmp_path):
+    """What JupyterLab / nbclient store in a saved notebook: the ipywidgets embed state in the metadata."""
+    from ipywidgets.embed import embed_data, escape_script
+
+    attr = hostile_attribution(STRINGS)
+    ex = Explorer.from_attribution(attr)
+    data = embed_data(views=[ex])
+    state = data["manager_state"]
+    json.loads(escape_script(json.dumps(state)))  # what ipywidgets.embed writes into <script>
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": state}
+    path = tmp_path / "saved.ipynb"
+    nbformat.write(nb, path)  # UTF-8: would fail on an unpaired surrogate
+    back = nbformat.read(path, as_version=4).metadata["widgets"]["application/vnd.jupyter.widget-state+json"]
+    assert back["state"][ex.model_id]["state"]["tokens"] == [expected_text(t) for t in STRINGS]
+
+
+def test_nan_results_export_as_valid_json_and_are_flagged(tmp_path):
+    attr = hostile_attribution(["[CLS]", "a", "b", "[SEP]"], L=3, nan_layer=1)
+    attr.completeness[2] = np.inf
+    ex = Explorer.from_attribution(attr)
+    assert ex.meta["nonfinite"] == [1, 2]
+    assert ex.meta["completeness"][2] is None
+    states = widget_states(export.to_html(ex))
+    assert states[ex.model_id]["meta"]["nonfinite"] == [1, 2]
