@@ -164,3 +164,95 @@ def test_pruning_plot_hover_and_legend_toggle_offline(tmp_path, offline, artifac
     page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('curve:Taylor').visible === false")
     assert page.evaluate("() => Bokeh.documents[0].get_model_by_name('curve:AttAttr').visible") is True
     assert _network(ctx) == []
+
+
+GRID_CELL_JS = """([r, l, h, H]) => { const c = r.querySelector('canvas.aa-grid-canvas'); const box = c.getBoundingClientRect();
+  const cell = (c.clientWidth - 36) / H - 2; return {x: box.left + 34 + h * (cell + 2) + cell / 2,
+  y: box.top + 18 + l * (cell + 2) + cell / 2}; }"""
+
+
+def _click_head(page, root, l, h, H):
+    pos = page.evaluate(GRID_CELL_JS, [root.element_handle(), l, h, H])
+    page.mouse.click(pos["x"], pos["y"])
+
+
+@pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
+def test_exported_page_draws_other_heads_and_recomputes_the_tree(tmp_path, offline, artifacts):
+    """Issue 13: a file:// page with no kernel — three other heads draw their heatmaps (embedded maps) and the
+    tree follows the threshold slider (computed in the browser; the same trees as the kernel's)."""
+    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.engine.tree import attribution_tree
+    from attattr_widgets.widgets import Explorer, TreeView
+
+    model, tok = tiny_model(layers=3, heads=4)
+    attr = attribute(model, tok, "the movie was not very good , but the actors were great", steps=4)
+    ex = Explorer.from_attribution(attr)
+    tree = TreeView(attr, threshold=0.3)
+    path = export.to_html([ex, tree], tmp_path / "heads.html", title="Explorer")
+    ctx, page = offline
+    page.goto(path.as_uri())
+    page.wait_for_function("() => { const r = document.querySelector('.attattr-explorer');"
+                           " return r && r.dataset.state === 'done' && r.dataset.headReady !== ''; }")
+    root = page.locator(".attattr-explorer")
+    assert root.get_attribute("data-embedded") == "12"
+    first = root.get_attribute("data-selected")
+    attn = root.locator("canvas[data-map=attention]")
+    fps = {canvas_stats(attn)["fp"]}
+    others = [hd for hd in ((0, 1), (1, 3), (2, 2), (0, 0), (2, 0)) if f"{hd[0]},{hd[1]}" != first][:3]
+    for l, h in others:
+        _click_head(page, root, l, h, 4)
+        page.wait_for_function(f"() => document.querySelector('.attattr-explorer').dataset.headReady === '{l},{h}'",
+                               timeout=10_000)
+        assert root.get_attribute("data-head-source") == "embedded"
+        stats = canvas_stats(attn)
+        assert_not_blank(stats, f"attention map of layer {l} head {h}")
+        assert_not_blank(canvas_stats(root.locator("canvas[data-map=attribution]")), f"attribution L{l} H{h}")
+        fps.add(stats["fp"])
+    assert len(fps) == 4, "each head must draw its own heatmap"
+    assert "embedded float16" in root.locator(".aa-heat-panel .aa-panel-title").inner_text()
+    root.screenshot(path=str(artifacts / "export-other-head.png"))
+
+    t = page.locator(".attattr-tree")
+    page.wait_for_function("() => document.querySelector('.attattr-tree').dataset.treeSource === 'browser'")
+    seen = {}
+    for thr in (0.3, 0.05, 0.6, 0.95):
+        page.evaluate("(v) => { const s = document.querySelector('.attattr-tree .aa-slider'); s.value = String(v);"
+                      " s.dispatchEvent(new Event('input')); }", thr)
+        page.wait_for_function(f"() => document.querySelector('.attattr-tree').dataset.threshold === '{thr}'")
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        ref = attribution_tree(attr, threshold=thr)
+        seen[thr] = (int(t.get_attribute("data-nodes")), int(t.get_attribute("data-edges")))
+        assert seen[thr] == (len(ref.nodes), len(ref.edges)), (thr, seen[thr], ref)
+        edges = sorted(t.locator("g[data-edge]").evaluate_all("gs => gs.map(g => g.dataset.edge)"))
+        assert edges == sorted(f"{e.parent},{e.child},{e.layer}" for e in ref.edges), thr
+        if thr == 0.05:
+            t.screenshot(path=str(artifacts / "export-tree-slider.png"))
+    assert len(set(seen.values())) >= 2, f"the tree did not change with the slider: {seen}"
+    assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
+@pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
+def test_exported_page_says_which_heads_were_not_embedded(tmp_path, offline):
+    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.widgets import Explorer
+
+    model, tok = tiny_model(layers=3, heads=4)
+    attr = attribute(model, tok, "the movie was not very good", steps=4)
+    ex = Explorer.from_attribution(attr)
+    kept = ex.embed_heads("top-2")["heads"]
+    path = ex.to_html(tmp_path / "top2.html", heads="top-2")
+    ctx, page = offline
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('.attattr-explorer')?.dataset.headReady !== ''"
+                           " && document.querySelector('.attattr-explorer')?.dataset.state === 'done'")
+    root = page.locator(".attattr-explorer")
+    assert root.get_attribute("data-embedded") == "2"
+    assert "2 of 12 heads" in root.locator(".aa-embed-note").inner_text()
+    l, h = next((a, b) for a in range(3) for b in range(4) if [a, b] not in kept)
+    _click_head(page, root, l, h, 4)
+    page.wait_for_function(f"() => document.querySelector('.attattr-explorer').dataset.selected === '{l},{h}'")
+    msg = root.locator(".aa-heat-panel .aa-placeholder").inner_text()
+    assert "not embedded" in msg and "to_html" in msg, msg
+    assert root.get_attribute("data-head-ready") == ""
+    assert not page.console_errors, page.console_errors
