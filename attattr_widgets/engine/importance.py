@@ -458,6 +458,7 @@ def iter_head_importance(
     max_length = validate.max_length(max_length)
     _check_target(target)
     check_backend(backend)
+    model_kind(model)  # unsupported heads are refused before the controller probes the model
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
     none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))

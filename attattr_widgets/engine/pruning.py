@@ -34,6 +34,7 @@ from .hooks import controller_for
 from .errors import check_cancel
 from .backends import check_backend, iter_sharded
 from .importance import EncodedSet, _Progress, sharded_accuracy
+from .inputs import model_kind
 from .results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
@@ -143,6 +144,7 @@ class PruningSweep:
         seed = validate.integer(seed, "seed", minimum=0)
         validate.progress(progress)
         validate.cancel_event(cancel)
+        model_kind(model)  # unsupported heads are refused before the controller probes the model
         ctrl = controller_for(model)
         L, H = ctrl.num_layers, ctrl.num_heads
         self.specs = []
