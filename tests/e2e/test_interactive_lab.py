@@ -163,3 +163,42 @@ def test_triggers_view_applies_a_trigger_to_a_typed_sentence(nb, artifacts):
     assert "prediction flipped" in root.locator(".aa-own-out").inner_text()
     element_shot(root, artifacts / "lab-triggers.png")
     assert not nb.page_errors, nb.page_errors
+
+
+def test_heads_and_triggers_export_render_offline(tmp_path, browser, artifacts):
+    """to_html of a finished HeadsView + TriggersView: a self-contained page that draws with no network."""
+    from attattr_widgets import export
+    from attattr_widgets.widgets import HeadsView, TriggersView
+
+    from .e2e_support import local_only, tiny_model
+
+    model, tok = tiny_model(layers=2, heads=2, hidden=32)
+    hostile = "</script><img src=x onerror=alert(1)> <!-- &amp;"
+    exs = [{"text": t, "label": i % 2} for i, t in enumerate(
+        ["the movie was great fun", "bad plot and boring actors", "i love this film", "the worst story ever",
+         "a good time", "not very good"])]
+    hv = HeadsView(model, tok, exs, methods=("attattr", "random"), fractions=[0, 0.5, 1], steps=1)
+    hv.run()
+    hv.wait(120)
+    tv = TriggersView(model, tok, exs, exs, evaluate=1, steps=1, min_score=0.0)
+    tv.run()
+    tv.wait(120)
+    hv.meta = {**hv.meta, "model_name": hostile}            # untrusted text in the exported state
+    path = export.to_html([hv, tv], tmp_path / "interactive.html", title=hostile)
+    ctx = hermetic_context(browser, local_only, viewport={"width": 1200, "height": 1400})
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("dialog", lambda d: errors.append(f"dialog: {d.message}"))
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('.attattr-heads')?.dataset.state === 'done'"
+                           " && document.querySelector('.attattr-heads').dataset.points === '6'"
+                           " && document.querySelector('.attattr-triggers')?.dataset.state === 'done'", timeout=30_000)
+    assert_not_blank(canvas_stats(page.locator(".attattr-heads section[data-method=attattr] canvas.aa-grid-canvas")),
+                     "exported importance grid")
+    assert hostile in page.locator(".attattr-heads .aa-title").inner_text()
+    assert page.locator(".attattr-triggers tr.aa-row").count() >= 1
+    page.locator(".attattr-heads").screenshot(path=str(artifacts / "export-heads.png"))
+    assert not errors, errors
+    assert not ctx.blocked and all(local_only(u) for u in ctx.requests), ctx.blocked
+    ctx.close()
