@@ -96,3 +96,17 @@ def test_contrast_difference_map(model, tokenizer):
     assert st["contrast"]["state"] == "done"
     wc.custom_from_front_end(ex, {"type": "contrast", "target": None})
     assert ex.contrast == {} and "contrast" not in ex.head
+
+
+def test_target_selector_is_filled_after_a_run(model, lm, tokenizer):
+    ex = Explorer(model, tokenizer)
+    ex.explain("i love this film", steps=1)
+    ex.wait(60)
+    assert ex.targets["text"] == "i love this film" and len(ex.targets["options"]) == 3
+    assert ex.targets["pred"] == ex.attribution.target
+    ex2 = Explorer(lm, tokenizer)
+    ex2.explain("the cat sat on the", steps=1, layers=[1])
+    a = ex2.wait(60)
+    opts = ex2.targets["options"]
+    assert ex2.targets["kind"] == "next-token" and len(opts) == 10 and opts[0]["id"] == a.target
+    assert opts[0]["prob"] == pytest.approx(a.prob, rel=1e-4)

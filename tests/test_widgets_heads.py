@@ -150,3 +150,14 @@ def test_bad_arguments_are_refused(bert, tok):
         HeadsView(bert, tok, EXAMPLES, stepz=3)
     with pytest.raises(Exception, match="no examples"):
         HeadsView(bert, tok, [])
+
+
+def test_methods_without_per_example_scores_rank_examples_by_attattr(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:3], methods=("random", "attattr"), fractions=[0.0, 1.0], steps=2, interval=0.0)
+    hv.run()
+    res = hv.wait(120)
+    assert np.isnan(res.example_scores["random"]).all()
+    wc.from_front_end(hv, {"method": "random", "selected": [0, 1]})
+    rows = hv.head_examples
+    assert rows and all(r["method"] == "attattr" for r in rows)
+    assert [r["index"] for r in rows] == list(np.argsort(-res.example_scores["attattr"][:, 0, 1], kind="stable"))

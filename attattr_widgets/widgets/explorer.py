@@ -362,6 +362,8 @@ class Explorer(BaseWidget):
             self._attribution = attr
             if self.interactive:
                 self._remember(attr)
+        if self.interactive:
+            self._targets_for(attr)
         with self._sync():
             for k, v in state.items():
                 if not k.startswith("_"):
@@ -628,6 +630,16 @@ class Explorer(BaseWidget):
         self.targets = out
         return out
 
+    def _targets_for(self, attr: Any) -> None:
+        """Fill the target selector for a shown run's input (its classes / top-k next tokens with probabilities)."""
+        text = getattr(attr, "text", None)
+        if not text or (self.targets.get("text") == text and self.targets.get("text_pair") == getattr(attr, "text_pair", None)):
+            return
+        try:
+            self.predict_targets(text, getattr(attr, "text_pair", None))
+        except Exception:  # noqa: BLE001 - the selector then lists the class names only
+            pass
+
     def _remember(self, attr: Any) -> None:
         self._history_seq += 1
         key = self._history_seq
@@ -648,6 +660,7 @@ class Explorer(BaseWidget):
             raise ValueError(f"run {key} is no longer in the history (the last {HISTORY} runs are kept)")
         self.stop(wait=True)
         state = self._final_state(attr)
+        self._targets_for(attr)
         with self._lock:
             self._layers = {}
             self._attribution = attr

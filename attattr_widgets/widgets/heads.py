@@ -25,8 +25,9 @@ running and always at the end of each step that finishes a method / a fraction:
   x: {view float32 [L·H]}, y: {...}} or {};
 * front-end owned: ``view`` "importance" | "pruning" | "effectiveness" | "correlation", ``method`` (grid shown
   when switchable), ``arrangement`` "side" | "single", ``selected`` [layer, head] | [];
-* ``head_examples`` [{index, text, text_pair, label, score}] — the examples where the selected head carries
-  the most attribution under ``method`` (its per-example score, largest first).
+* ``head_examples`` [{index, text, text_pair, label, score, method}] — the examples where the selected head
+  carries the most attribution under ``method`` (its per-example score, largest first; methods without
+  per-example scores, "random" and "accuracy", use the first method that has them).
 * browser -> kernel custom messages: ``{"type": "cancel", "run_id"}`` (Stop), ``{"type": "open", "index",
   "layer", "head"}`` (open an example in the linked Explorer on that head).
 """
@@ -407,20 +408,26 @@ class HeadsView(BaseWidget):
         m = method or self.method or self.methods[0]
         with self._lock:
             per = self._example_scores.get(m)
+            if (per is None or not np.isfinite(per).any()) and method is None:
+                # "random" / "accuracy" have no per-example scores: rank by a method that has them
+                m = next((k for k in self.methods if np.isfinite(self._example_scores.get(k, np.nan)).any()), m)
+                per = self._example_scores.get(m)
         if per is None or not (0 <= layer < per.shape[1] and 0 <= head < per.shape[2]):
             return []
         s = per[:, layer, head]
         idx = [int(i) for i in np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")[:k]
                if np.isfinite(s[i])]
         return [{"index": i, "text": self.items[i].text, "text_pair": self.items[i].text_pair,
-                 "label": self.items[i].label, "score": float(s[i])} for i in idx]
+                 "label": self.items[i].label, "score": float(s[i]), "method": m} for i in idx]
 
     def _on_selected(self, change) -> None:
         self._push_examples()
 
     def _push_examples(self) -> None:
         sel = list(self.selected)
-        self.head_examples = self.top_examples(*sel) if len(sel) == 2 else []
+        rows = self.top_examples(*sel) if len(sel) == 2 else []
+        with self._sync():
+            self.head_examples = rows
 
     def open_example(self, index: int, layer: int, head: int):
         """Explain example ``index`` in the linked Explorer (same target and quadrature as the importance run)

@@ -246,7 +246,7 @@ export class HeadsViewUI {
       return;
     }
     const title = h("div", { class: "aa-panel-title" }, `Layer ${sel[0]} · head ${sel[1]} `,
-      h("span", { class: "aa-muted" }, rows.length ? `examples where it scores highest (${method}); click one to open it in the linked Explorer` : `no per-example scores for ${method}`));
+      h("span", { class: "aa-muted" }, rows.length ? `examples where it scores highest (${rows[0].method ?? method}); click one to open it in the linked Explorer` : `no per-example scores for ${method}`));
     const table = h("table", { class: "aa-table" },
       h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "text"), h("th", {}, "label"), h("th", {}, "score"))));
     const body = h("tbody");

@@ -142,6 +142,7 @@ export interface HeadExample {
   text_pair: string | null;
   label: number | null;
   score: number;
+  method?: string; // the method whose per-example scores ranked the rows
 }
 
 export interface HeadsModel {
