@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "bokeh_widget",
     "correlation_plot",
     "effectiveness_plot",
     "pearson_r",
@@ -465,16 +466,31 @@ def save_html(obj: Any, path: Any, title: str = "AttAttr plot") -> str:
 _NOTEBOOK_READY = False
 
 
-def show(obj: Any):
+def show(obj: Any) -> None:
     """Display a Bokeh layout in JupyterLab 4 / Notebook 7 (offline BokehJS).
 
     Uses ``jupyter_bokeh.BokehModel`` (an ipywidget; Python callbacks work) when available, else
-    ``bokeh.io.show`` after ``output_notebook(INLINE)``. Returns the displayed object (the BokehModel, or None).
+    ``bokeh.io.show`` after ``output_notebook(INLINE)``. Returns None, so a cell ending in ``plots.show(fig)``
+    shows the plot once (a returned widget would be displayed a second time); for a handle to link Python
+    callbacks, use :func:`bokeh_widget` and display it yourself.
     """
+    from IPython.display import display
+
+    w = bokeh_widget(obj)
+    if w is not None:
+        display(w)
+        return None
+    from bokeh.io import show as bk_show
+    bk_show(obj)
+    return None
+
+
+def bokeh_widget(obj: Any) -> Any:
+    """The layout as a ``jupyter_bokeh.BokehModel`` ipywidget (not displayed; inline BokehJS), or None when
+    jupyter_bokeh is not installed (``pip install jupyter_bokeh``)."""
     global _NOTEBOOK_READY
     from bokeh.io import output_notebook
     from bokeh.resources import INLINE
-    from IPython.display import display
 
     if not _NOTEBOOK_READY:
         output_notebook(resources=INLINE, hide_banner=True)
@@ -482,11 +498,5 @@ def show(obj: Any):
     try:
         from jupyter_bokeh import BokehModel
     except ImportError:
-        BokehModel = None
-    if BokehModel is not None:
-        w = BokehModel(obj)
-        display(w)
-        return w
-    from bokeh.io import show as bk_show
-    bk_show(obj)
-    return None
+        return None
+    return BokehModel(obj)

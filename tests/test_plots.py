@@ -206,9 +206,11 @@ def test_show_uses_bokehmodel_or_falls_back(monkeypatch):
     import importlib.util
 
     if importlib.util.find_spec("jupyter_bokeh") is not None:
-        w = plots.show(fig)
-        assert type(w).__name__ == "BokehModel" and shown == [w]
+        assert plots.show(fig) is None            # nothing returned: a cell ending in show() displays once
+        assert len(shown) == 1 and type(shown[0]).__name__ == "BokehModel"
+        assert type(plots.bokeh_widget(fig)).__name__ == "BokehModel" and len(shown) == 1   # not displayed
     monkeypatch.setitem(sys.modules, "jupyter_bokeh", None)          # not installed -> bokeh.io.show
     calls = []
     monkeypatch.setattr(bokeh.io, "show", lambda obj: calls.append(obj))
     assert plots.show(fig) is None and calls == [fig]
+    assert plots.bokeh_widget(fig) is None
