@@ -264,7 +264,12 @@ def train(task: str, *, seed: int = 0, train_size: int, epochs: int, max_len: in
         "trainable_params": n_trainable, "train_seconds": round(train_s, 1),
         "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
     }
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..engine.results import atomic_write_bytes
+
+    def save_file(tensors, path, metadata):  # atomic: an interrupted run keeps the previous delta
+        atomic_write_bytes(path, save(tensors, metadata=metadata))
 
     save_file(tensors, str(out), metadata={k: json.dumps(v) for k, v in report.items()})
     fresh, _ = encoder_base(len(names), names)  # evaluate exactly what ships: the fp16 delta on a fresh base
