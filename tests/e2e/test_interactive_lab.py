@@ -121,6 +121,27 @@ def test_explorer_input_bar_runs_typed_sentences_and_other_targets(nb, artifacts
     assert not nb.page_errors, nb.page_errors
 
 
+def test_explorer_causal_lm_offers_top_tokens_and_free_entry(nb, artifacts):
+    i = nb.append_and_run(
+        "from transformers import GPT2Config, GPT2LMHeadModel\ntorch.manual_seed(0)\n"
+        "lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok.vocab), n_embd=32, n_layer=2, n_head=2, n_positions=64)).eval()\n"
+        "lx = Explorer(lm, tok)\ndisplay(lx)")
+    _wait(nb, i, ".attattr-explorer", "r.querySelector('.aa-input-text') !== null")
+    root = nb.cell(i).locator(".attattr-explorer")
+    assert root.locator(".aa-input-pair").is_hidden()           # no second segment for a causal LM
+    root.locator(".aa-input-text").fill("the cat sat on the")
+    nb.page.wait_for_function("(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+                              ".querySelector('select.aa-target')?.options.length === 12", arg=i, timeout=20_000)
+    root.locator("select.aa-target").select_option("__free__")
+    free = root.locator(".aa-input-free")
+    free.fill("movie")
+    free.press("Enter")
+    _wait(nb, i, ".attattr-explorer", "r.dataset.runId === '1' && r.dataset.state === 'done'")
+    j = nb.append_and_run("print(lx.attribution.target == tok.convert_tokens_to_ids('movie'), lx.attribution.target_kind)")
+    assert nb.output_text(j).split() == ["True", "next-token"], nb.output_text(j)
+    element_shot(root, artifacts / "lab-explorer-lm-input.png")
+
+
 def test_heads_view_fills_grid_draws_curves_and_opens_examples(nb, artifacts):
     nb.run(2)
     _wait(nb, 2, ".attattr-heads", "r.dataset.state === 'done' && r.dataset.points === '10'", timeout=120)
