@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .results import HeadImportance
 from .attribution import iter_attributions, prepared
 from .backends import check_backend, iter_sharded, run_sharded
 from .errors import AttAttrError, TargetError, check_cancel
@@ -565,7 +566,7 @@ def head_importance(
         pass
     if step is None:  # no examples
         raise AttAttrError("no examples given: pass at least one {'text', 'label'} example")
-    return step.estimate
+    return HeadImportance(step.estimate, method=method, num_examples=step.done, target=str(target))
 
 
 __all__ = [
