@@ -57,8 +57,9 @@ test-py: install
 test-e2e: install e2e-deps
 	$(PY) -m pytest -q -m e2e tests/e2e
 
+# fast: no real weights, no browser, no local Ray cluster (`make test-py` runs those: CI does)
 test-fast: .venv/.installed
-	$(PY) -m pytest -q -m "not slow and not e2e"
+	$(PY) -m pytest -q -m "not slow and not e2e and not distributed"
 
 notebooks: install
 	$(PY) -m attattr_widgets.cli run-notebooks notebooks --small

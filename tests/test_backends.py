@@ -73,6 +73,7 @@ def backend(ray_cluster):
     b.shutdown()
 
 
+@pytest.mark.distributed
 @pytest.mark.parametrize("method", ["attattr", "attention", "taylor", "taylor-authors", "accuracy"])
 def test_head_importance_equals_in_process(method, backend, bert, tok):
     ref = list(iter_head_importance(bert, tok, EXAMPLES, method=method))
@@ -101,6 +102,7 @@ def test_head_importance_equals_in_process(method, backend, bert, tok):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+@pytest.mark.distributed
 def test_pruning_and_effectiveness_equal_in_process(backend, bert, tok):
     imps = {"attention": head_importance(bert, tok, EXAMPLES, method="attention"),
             "random": head_importance(bert, tok, EXAMPLES, method="random")}
@@ -120,6 +122,7 @@ def test_pruning_and_effectiveness_equal_in_process(backend, bert, tok):
             np.testing.assert_array_equal(e_got.accuracy[c][o], e_ref.accuracy[c][o])
 
 
+@pytest.mark.distributed
 def test_triggers_equal_in_process(backend, bert, tok):
     ref = mine_triggers(bert, tok, EXAMPLES, min_score=-1.0, min_tokens=5)
     got = mine_triggers(bert, tok, EXAMPLES, min_score=-1.0, min_tokens=5, backend=backend)
@@ -131,6 +134,7 @@ def test_triggers_equal_in_process(backend, bert, tok):
     assert [r.to_dict() for r in r_got] == [r.to_dict() for r in r_ref]
 
 
+@pytest.mark.distributed
 def test_iter_attributions_in_order(backend, bert, tok):
     from attattr_widgets.engine.attribution import iter_attributions
 
@@ -143,6 +147,7 @@ def test_iter_attributions_in_order(backend, bert, tok):
         next(iter_attributions_on(backend, bert, tok, [{"text": "no label"}]))
 
 
+@pytest.mark.distributed
 def test_changed_weights_are_shipped_again(backend, tok):
     import torch
 
@@ -155,6 +160,7 @@ def test_changed_weights_are_shipped_again(backend, tok):
     assert not np.allclose(a, b)
 
 
+@pytest.mark.distributed
 def test_cancel_reaches_running_tasks(backend, bert, tok):
     b = backend
     b.shard_size = 12  # two long shards, both running when Stop comes
@@ -172,6 +178,7 @@ def test_cancel_reaches_running_tasks(backend, bert, tok):
         b.shard_size = 3
 
 
+@pytest.mark.distributed
 def test_killed_worker_is_retried_on_another(backend, bert, tok):
     backend.worker_pids()
     killed = {}
@@ -200,6 +207,7 @@ def _tiny_checkpoint(tmp_path, tok):
     return str(path)
 
 
+@pytest.mark.distributed
 def test_model_loader_builds_the_model_on_each_worker(ray_cluster, tmp_path, tok):
     from attattr_widgets.demo import load_model
 
@@ -216,6 +224,7 @@ def test_model_loader_builds_the_model_on_each_worker(ray_cluster, tmp_path, tok
         b.shutdown()
 
 
+@pytest.mark.distributed
 def test_cli_importance_and_triggers_write_typed_results(ray_cluster, backend, tmp_path, tok):
     from attattr_widgets import cli
     from attattr_widgets.demo import load_model

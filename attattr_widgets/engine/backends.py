@@ -348,6 +348,8 @@ class RayBackend:
         self.num_cpus_per_worker = num_cpus_per_worker
         self.max_retries = int(max_retries)
         self.runtime_env = runtime_env
+        self.start_timeout = 300.0  # seconds to wait for a first worker before giving up with the reason
+        self._gpus_per_worker = 0.0
         self.last_run: dict = {}
         self._slots: list[_Slot] = []
         self._started_ray = False
@@ -394,6 +396,7 @@ class RayBackend:
         if gpw and n * gpw > gpus:
             raise AttAttrError(f"{n} workers × {gpw} GPUs need {n * gpw:g} GPUs but the cluster has {gpus:g}: "
                                f"lower num_workers or num_gpus_per_worker")
+        self._gpus_per_worker = float(gpw)
         actor_cls = ray.remote(_Worker)
         opts = dict(num_cpus=self.num_cpus_per_worker, num_gpus=gpw, max_concurrency=4, max_restarts=2,
                     max_task_retries=0)
@@ -540,6 +543,14 @@ class RayBackend:
                     raise AttributionCancelled("cancelled")
                 while pending and idle:
                     submit(idle.pop(0), pending.popleft())
+                if not running and not idle and probing and time.perf_counter() - t_start > self.start_timeout:
+                    res = ray.cluster_resources()
+                    raise AttAttrError(
+                        f"no Ray worker started within {self.start_timeout:.0f} s: each needs "
+                        f"{self.num_cpus_per_worker:g} CPU(s) and {self._gpus_per_worker:g} GPU(s), the cluster has "
+                        f"{res.get('CPU', 0):g} CPUs and {res.get('GPU', 0):g} GPUs (other jobs may hold them): "
+                        f"lower num_workers / num_cpus_per_worker / num_gpus_per_worker, or see `ray status`"
+                    )
                 if not running and not probing:
                     raise AttAttrError(
                         f"no Ray workers are left ({sum(s.failures for s in self._slots)} worker failures): "
