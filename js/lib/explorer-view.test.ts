@@ -255,3 +255,24 @@ describe("keyboard", () => {
     expect(model.get("locked")).toEqual([4, 2]); // clamped to n - 1
   });
 });
+
+describe("heatmap SVG export", () => {
+  it("is a real vector: rects per colour run, tokens as text, no embedded raster", () => {
+    const { view } = mount(doneState());
+    const svg = view.heat.toSvg()!;
+    expect(svg.querySelectorAll("image").length).toBe(0);
+    const att = svg.querySelector('[data-map="attention"]')!, atr = svg.querySelector('[data-map="attribution"]')!;
+    const n = TOKENS.length;
+    for (const g of [att, atr]) {
+      const rects = g.querySelectorAll("[shape-rendering] rect");
+      expect(rects.length).toBeGreaterThanOrEqual(n); // at least one run per row
+      expect(rects.length).toBeLessThanOrEqual(n * n);
+      const cover = [...rects].reduce((a, r) => a + Number(r.getAttribute("width")) * Number(r.getAttribute("height")), 0);
+      const side = view.heat.layout!.side;
+      expect(cover).toBeCloseTo(side * side, 0); // the runs tile the whole map
+    }
+    const texts = [...svg.querySelectorAll("text")].map((t) => t.textContent);
+    expect(texts).toContain("<img src=x onerror=alert(1)>");
+    expect(svg.querySelector("img, script")).toBeNull();
+  });
+});

@@ -1,9 +1,9 @@
 // Painting one heatmap canvas: the (windowed) matrix from its offscreen pixels, frame, segment boundary, token
 // labels (or search ticks when cells are too small), query row band, sentence-hover column, hover cross and lock.
 import { cssRGB, type Theme } from "./color";
-import { displayToken, isSpecialToken } from "./dom";
+import { displayToken, isSpecialToken, s } from "./dom";
 import type { Cell } from "./hover-lock";
-import { heatCellRect, type HeatLayout } from "./layout";
+import { heatCellRect, type HeatLayout, type Window } from "./layout";
 
 /** Text shortened with an ellipsis to fit maxW pixels in the context's current font. */
 export function fitText(ctx: CanvasRenderingContext2D, text: string, maxW: number): string {
@@ -130,4 +130,72 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
     ctx.strokeRect(x - 1.25, y - 1.25, Math.max(3, w) + 2.5, Math.max(3, w) + 2.5);
   }
   ctx.restore();
+}
+
+export interface HeatSvgArgs {
+  values: ArrayLike<number>; // n x n, row-major, already under the contrast transform
+  scale: { lo: number; hi: number }; // domain of the LUT (same as the canvas)
+  lut: Uint32Array; // ABGR colours, as painted on the canvas
+  n: number;
+  layout: HeatLayout; // the canvas geometry: the SVG matches what is on screen
+  tokens: string[];
+  labels: boolean;
+  theme: Theme;
+}
+
+/** One heatmap as vector shapes (a <g>): the visible window as rects — one per run of equal colour in a row —,
+ * a frame and the token labels, at the canvas' coordinates. */
+export function heatSvg(a: HeatSvgArgs): SVGElement {
+  const hl = a.layout, win = hl.win, cs = hl.side / win.size;
+  const fg = cssRGB(a.theme.fg);
+  const g = s("g", {});
+  const k = 255 / (a.scale.hi - a.scale.lo || 1);
+  const color = (i: number) => {
+    const c = a.lut[i];
+    return `#${[c & 255, (c >>> 8) & 255, (c >>> 16) & 255].map((x) => x.toString(16).padStart(2, "0")).join("")}`;
+  };
+  const cells = s("g", { "shape-rendering": "crispEdges" });
+  const r1 = Math.min(a.n, win.r0 + win.size), c1 = Math.min(a.n, win.c0 + win.size);
+  for (let r = win.r0; r < r1; r++) {
+    let start = win.c0, prev = -1;
+    const flush = (end: number) => {
+      if (prev >= 0) cells.appendChild(s("rect", { x: +(hl.x0 + (start - win.c0) * cs).toFixed(2), y: +(hl.y0 + (r - win.r0) * cs).toFixed(2), width: +((end - start) * cs).toFixed(2), height: +cs.toFixed(2), fill: color(prev) }));
+    };
+    for (let c = win.c0; c < c1; c++) {
+      const v = a.values[r * a.n + c];
+      const t = Number.isFinite(v) ? Math.round((v - a.scale.lo) * k) : 0;
+      const idx = t < 0 ? 0 : t > 255 ? 255 : t;
+      if (idx !== prev) {
+        flush(c);
+        start = c;
+        prev = idx;
+      }
+    }
+    flush(c1);
+  }
+  g.appendChild(cells);
+  g.appendChild(s("rect", { x: hl.x0 - 0.5, y: hl.y0 - 0.5, width: hl.side + 1, height: hl.side + 1, fill: "none", stroke: fg, "stroke-opacity": 0.25 }));
+  if (a.labels) {
+    const fs = Math.min(11, Math.max(8, cs * 0.8));
+    for (let i = win.r0; i < r1; i++)
+      g.appendChild(s("text", { x: hl.x0 - 4, y: hl.y0 + (i - win.r0 + 0.5) * cs, "font-size": fs, "text-anchor": "end", "dominant-baseline": "middle", fill: fg, "fill-opacity": isSpecialToken(a.tokens[i] ?? "") ? 0.45 : 0.8 }, displayToken(a.tokens[i] ?? "")));
+    for (let j = win.c0; j < c1; j++) {
+      const x = hl.x0 + (j - win.c0 + 0.5) * cs, y = hl.y0 - 4;
+      g.appendChild(s("text", { x: 0, y: 0, transform: `translate(${x.toFixed(2)},${y}) rotate(-90)`, "font-size": fs, "dominant-baseline": "middle", fill: fg, "fill-opacity": isSpecialToken(a.tokens[j] ?? "") ? 0.45 : 0.8 }, displayToken(a.tokens[j] ?? "")));
+    }
+  }
+  return g;
+}
+
+/** The zoom minimap: the whole attribution map scaled to `side` px and the window shown as a box. */
+export function drawMinimap(ctx: CanvasRenderingContext2D, side: number, off: HTMLCanvasElement | null, n: number, win: Window, theme: Theme): void {
+  ctx.clearRect(0, 0, side, side);
+  if (off) {
+    ctx.imageSmoothingEnabled = true;
+    ctx.drawImage(off, 0, 0, side, side);
+  }
+  const k = side / n;
+  ctx.strokeStyle = theme.dark ? "#ffd54a" : "#e65100";
+  ctx.lineWidth = 1.5;
+  ctx.strokeRect(win.c0 * k + 0.75, win.r0 * k + 0.75, Math.max(3, win.size * k - 1.5), Math.max(3, win.size * k - 1.5));
 }

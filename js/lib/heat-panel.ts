@@ -7,7 +7,7 @@ import { canvasToBlob, displayToken, downloadBlob, downloadSvg, h, s, sizeCanvas
 import type { HoverLock, LockChange } from "./hover-lock";
 import { composite, downloadButtons } from "./image-export";
 import { centerWindow, clampWindow, hitHeat, searchTokens, zoomLevels, type HeatLayout, type Window } from "./layout";
-import { drawHeat } from "./heat-draw";
+import { drawHeat, drawMinimap, heatSvg } from "./heat-draw";
 import { legendSvg } from "./legend";
 import { matrixPixels, pixelsToCanvas } from "./paint";
 import type { HeadPayload } from "./protocol";
@@ -352,19 +352,8 @@ export class HeatPanel {
     const hd = this.data;
     const zoomed = !!hd && this.win.size < hd.n;
     this.minimap.hidden = !zoomed;
-    if (!zoomed || !hd) return;
-    const side = 72;
-    const ctx = sizeCanvas(this.minimap, side, side);
-    if (!ctx) return;
-    ctx.clearRect(0, 0, side, side);
-    if (this.attrOff) {
-      ctx.imageSmoothingEnabled = true;
-      ctx.drawImage(this.attrOff, 0, 0, side, side);
-    }
-    const k = side / hd.n;
-    ctx.strokeStyle = this.host.theme.theme.dark ? "#ffd54a" : "#e65100";
-    ctx.lineWidth = 1.5;
-    ctx.strokeRect(this.win.c0 * k + 0.75, this.win.r0 * k + 0.75, Math.max(3, this.win.size * k - 1.5), Math.max(3, this.win.size * k - 1.5));
+    const ctx = zoomed && hd ? sizeCanvas(this.minimap, 72, 72) : null;
+    if (ctx && hd) drawMinimap(ctx, 72, this.attrOff, hd.n, this.win, this.host.theme.theme);
   }
 
   // ---------------------------------------------------------------------------------------- export
@@ -374,24 +363,35 @@ export class HeatPanel {
   }
   private layerId: number | null = null;
 
+  /** Both maps as a real vector SVG (rects per colour run of the visible window, token labels, legends). */
   toSvg(): SVGElement | null {
     const hd = this.data, hl = this.layout;
     if (!hd || !hl) return null;
-    const theme = this.host.theme.theme;
+    const th = this.host.theme, theme = th.theme;
     const fg = cssRGB(theme.fg), bg = cssRGB(theme.bg);
     const cw = parseFloat(this.attnCanvas.style.width) || this.attnCanvas.width;
     const ch = parseFloat(this.attnCanvas.style.height) || this.attnCanvas.height;
-    const W = cw * 2 + 36, H = ch + 40;
+    const legends = [this.attnLegend, this.attrLegend].map((b) => b.querySelector("svg")?.cloneNode(true) as SVGElement | undefined);
+    const legH = Math.max(0, ...legends.map((l) => Number(l?.getAttribute("height")) || 0));
+    const W = cw * 2 + 36, H = ch + 40 + legH;
     const svg = s("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, "font-family": "system-ui, sans-serif" }, s("rect", { width: W, height: H, fill: bg }));
     svg.appendChild(s("text", { x: 12, y: 18, "font-size": 13, fill: fg }, `${this.caption()}: attention | attribution`));
-    [this.attnCanvas, this.attrCanvas].forEach((c, k) => {
-      let href = "";
-      try {
-        href = c.toDataURL("image/png");
-      } catch {
-        href = "";
+    const g = this.gamma, labels = hl.side / hl.win.size >= 9;
+    const maps = [
+      { values: gammaArray(hd.attn, g), scale: gammaScale(hd.attnScale, g), lut: th.lutSeq },
+      { values: gammaArray(hd.attr, g), scale: gammaScale(hd.attrScale, g), lut: th.lutDiv },
+    ];
+    maps.forEach((m, k) => {
+      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), labels, theme });
+      map.setAttribute("transform", `translate(${12 + k * (cw + 12)},28)`);
+      map.setAttribute("data-map", k ? "attribution" : "attention");
+      svg.appendChild(map);
+      const leg = legends[k];
+      if (leg) {
+        leg.setAttribute("x", String(12 + k * (cw + 12)));
+        leg.setAttribute("y", String(28 + ch + 4));
+        svg.appendChild(leg);
       }
-      svg.appendChild(s("image", { x: 12 + k * (cw + 12), y: 28, width: cw, height: ch, href, preserveAspectRatio: "none" }));
     });
     return svg;
   }
