@@ -165,3 +165,30 @@ def test_nan_results_export_as_valid_json_and_are_flagged(tmp_path):
     assert ex.meta["completeness"][2] is None
     states = widget_states(export.to_html(ex))
     assert states[ex.model_id]["meta"]["nonfinite"] == [1, 2]
+
+
+def test_live_explorer_flags_a_nonfinite_layer_while_streaming(monkeypatch):
+    """A NaN layer streamed by the engine is flagged in meta (the header shows the warning) and the messages and
+    state sent over the comm are valid JSON (no NaN, no unpaired surrogate)."""
+    import widget_comm as wc
+
+    from attattr_widgets.engine.results import LayerResult
+    from attattr_widgets.widgets import explorer as explorer_mod
+
+    wc.install(monkeypatch)
+    attr = hostile_attribution(["[CLS]", "x\udfffy", "b", "[SEP]"], L=3, nan_layer=2)
+
+    def fake_attribute(model, tokenizer, text, text_pair=None, *, progress=None, cancel=None, **kw):
+        for i in range(3):
+            progress(LayerResult(layer=i, index=i, total=3, tokens=attr.tokens, scores=attr.scores[i],
+                                 attention=attr.attention[i], zero_prob=0.1, completeness=0.0, target=1, prob=0.7))
+        return attr
+
+    monkeypatch.setattr(explorer_mod, "_attribute", fake_attribute)
+    w = Explorer(model=object(), tokenizer=object())
+    w.explain("the movie")
+    w.wait(30)
+    assert w.state == "done" and w.meta["nonfinite"] == [2]
+    for kind, data, _bufs in w.comm.log:
+        json.dumps(data, allow_nan=False).encode("utf-8")  # what jupyter_client's packer needs
+    assert w.get_state()["tokens"][1] == "x\ufffdy"

@@ -151,7 +151,24 @@ CASES = [
     ("treeview-threshold", lambda e: aw.TreeView(e["attr"], threshold=2), ArgumentError, "threshold"),
     ("explorer-not-attribution", lambda e: aw.Explorer.from_attribution({"scores": 1}), ArgumentError,
      "attribution"),
+    ("headsview-fractions", lambda e: _views().HeadsView(e["model"], e["tok"], SINGLES, fractions=2),
+     ArgumentError, "fractions"),
+    ("headsview-interval", lambda e: _views().HeadsView(e["model"], e["tok"], SINGLES, interval="soon"),
+     ArgumentError, "interval"),
+    ("headsview-label", lambda e: _views().HeadsView(e["model"], e["tok"], _ex(9)), ArgumentError, "label"),
+    ("triggersview-sample", lambda e: _views().TriggersView(e["model"], e["tok"], SINGLES, SINGLES, sample=1.5),
+     ArgumentError, "sample"),
+    ("triggersview-batch", lambda e: _views().TriggersView(e["model"], e["tok"], SINGLES, SINGLES,
+                                                           eval_batch_size=0), ArgumentError, "eval_batch_size"),
+    ("triggersview-lm", lambda e: _views().TriggersView(e["lm"], e["tok"], SINGLES, SINGLES),
+     UnsupportedModelError, "classifier"),
 ]
+
+
+def _views():
+    import attattr_widgets.widgets as views
+
+    return views
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])

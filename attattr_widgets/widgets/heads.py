@@ -143,9 +143,16 @@ class HeadsView(BaseWidget):
             raise ValueError("examples is empty: pass at least one {'text', 'label'} example")
         self.eval_items = self.items if eval_examples is None else as_examples(eval_examples)
         self.eff_items = None if effectiveness_examples is None else as_examples(effectiveness_examples)
+        from ..engine import validate
+        from ..engine.examples import check_labels
         from ..engine.hooks import controller_for
-        from ..engine.inputs import label_names
+        from ..engine.inputs import label_names, model_kind, num_outputs
 
+        fractions = validate.fractions(fractions)  # refused here, not later in the background thread
+        interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        outputs = num_outputs(model, model_kind(model))  # unsupported heads refused before the model is probed
+        for items in (self.items, self.eval_items, self.eff_items or []):
+            check_labels(items, *outputs)
         ctrl = controller_for(model)
         L, H = ctrl.num_layers, ctrl.num_heads
         fr = None if fractions is None else [float(f) for f in np.asarray(fractions, dtype=float).ravel()]

@@ -93,8 +93,20 @@ class TriggersView(BaseWidget):
         self.eval_items = as_examples(eval_examples)
         if any(ex.label is None for ex in self.eval_items):
             raise ValueError("eval_examples need a gold 'label' in every example (accuracy per gold class)")
-        if int(evaluate) < 0 or int(sample) < 0:
-            raise ValueError(f"evaluate={evaluate!r} and sample={sample!r} must be >= 0")
+        from ..engine import validate
+        from ..engine.examples import check_labels
+        from ..engine.inputs import CLASSIFIER, model_kind, num_outputs
+
+        evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
+        sample = validate.integer(sample, "sample", minimum=0, fix="attacked examples shown per pattern")
+        eval_batch_size = validate.batch_size(eval_batch_size, "eval_batch_size", allow_none=False)
+        interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        if model_kind(model) != CLASSIFIER:
+            from ..engine.errors import UnsupportedModelError
+
+            raise UnsupportedModelError(f"TriggersView needs a sequence classifier (accuracy per gold class); "
+                                        f"{type(model).__name__} is a language model")
+        check_labels(self.items + self.eval_items, *num_outputs(model, CLASSIFIER))
         meta = {"model_name": str(getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__),
                 "label_names": list(label_names(model) or []), "num_examples": len(self.items),
                 "num_eval": len(self.eval_items), "evaluate": int(evaluate),
