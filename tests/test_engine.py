@@ -641,6 +641,16 @@ def test_boolean_additive_and_causal_masks_agree():
     p_m = attention_probs(Captured(q, k, v, causal, False, 0.35, None, None))
     assert torch.allclose(p_c, p_m) and torch.allclose(attention_probs(Captured(q, k, v, None, True, 0.35, None, None),
                                                                        slice(1, 3)), p_m[:, :, 1:3])
+    # flash attention's (B, T) padding mask plus causality == the 4-D mask SDPA would get
+    from attattr_widgets.engine.hooks import _capture
+
+    pad = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    module = torch.nn.Module()
+    module.is_causal = True
+    c2 = _capture(module, q, k, v, pad, {"scaling": 0.35})
+    four = causal & pad.bool()[:, None, None, :]
+    assert torch.allclose(attention_probs(c2)[:, :, :3], attention_probs(Captured(q, k, v, four, False, 0.35, None,
+                                                                                  None))[:, :, :3])
 
 
 def test_examples_from_a_datasets_dataset_and_bad_collections(tokenizer):

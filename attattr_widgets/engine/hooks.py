@@ -58,8 +58,9 @@ SUPPORTED_FAMILIES = (
 class Captured:
     """What layer l's attention function received in a clean pass (detached).
 
-    ``query`` (B, Hq, T, d), ``key``/``value`` (B, Hkv, T, d), ``mask`` (as passed: None, bool or additive,
-    broadcastable to (B, 1|H, T, T)), ``causal`` (True when the model relied on SDPA's ``is_causal`` with no mask),
+    ``query`` (B, Hq, T, d), ``key``/``value`` (B, Hkv, T, d), ``mask`` (None, bool or additive, broadcastable to
+    (B, 1|H, T, T); flash attention's (B, T) padding mask becomes (B, 1, 1, T)), ``causal`` (apply a causal mask
+    on top: SDPA's ``is_causal`` without a mask, or flash attention),
     ``scaling``, ``softcap``, ``position_bias``.
     """
 
@@ -106,7 +107,7 @@ def attention_probs(c: Captured, rows: slice | None = None, dtype: torch.dtype |
             scores = scores.masked_fill(~m, torch.finfo(work).min)
         else:
             scores = scores + m.to(work)
-    elif c.causal:
+    if c.causal:
         t = scores.shape[-2]
         qpos = torch.arange(Tq0, Tq0 + t, device=scores.device).view(-1, 1) + (Tk - c.query.shape[2])
         scores = scores.masked_fill(torch.arange(Tk, device=scores.device).view(1, -1) > qpos,
@@ -218,9 +219,14 @@ def _capture(module, query, key, value, mask, kwargs, detach: bool = True) -> Ca
     is_causal = kwargs.get("is_causal")
     is_causal = getattr(module, "is_causal", False) if is_causal is None else is_causal
     pb = kwargs.get("position_bias")
+    if mask is not None and mask.dim() == 2:  # flash attention gets the (B, T) padding mask, causality apart
+        mask = mask.bool()[:, None, None, :]
+        causal = bool(is_causal) and query.shape[2] > 1
+    else:  # a 4-D mask already holds causality; SDPA's is_causal applies only when there is no mask
+        causal = bool(is_causal) and mask is None and query.shape[2] > 1
     return Captured(
         query=d(query), key=d(key), value=d(value), mask=None if mask is None else d(mask),
-        causal=bool(is_causal) and mask is None and query.shape[2] > 1, scaling=float(scaling),
+        causal=causal, scaling=float(scaling),
         softcap=kwargs.get("softcap"), position_bias=None if pb is None else d(pb),
     )
 
