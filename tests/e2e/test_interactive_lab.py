@@ -5,6 +5,8 @@ One notebook, one tiny BERT trained in the kernel (~2 s) with a planted shortcut
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .e2e_support import LabNotebook, assert_not_blank, bundle_built, canvas_stats, element_shot, hermetic_context
@@ -183,6 +185,29 @@ def test_triggers_view_applies_a_trigger_to_a_typed_sentence(nb, artifacts):
     assert root.locator(".aa-own-out span.aa-ins").all_inner_texts() == ["cat"]
     assert "prediction flipped" in root.locator(".aa-own-out").inner_text()
     element_shot(root, artifacts / "lab-triggers.png")
+    assert not nb.page_errors, nb.page_errors
+
+
+def test_views_follow_the_dark_theme(nb, artifacts):
+    """After a switch to JupyterLab Dark the chart, grid and tables repaint on the dark background."""
+    page = nb.page
+    bg_js = """(sel) => { const r = document.querySelector(sel); const c = getComputedStyle(r).backgroundColor;
+        const rect = r.querySelector('svg.aa-chart > rect'); return [c, rect ? rect.getAttribute('fill') : null]; }"""
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    try:
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+        page.wait_for_function("""() => { const r = document.querySelector('.jp-Notebook .attattr-heads');
+            const f = r?.querySelector('svg.aa-chart > rect')?.getAttribute('fill') || '';
+            const m = f.match(/[0-9]+/g); return m && m.slice(0, 3).reduce((a, b) => a + Number(b), 0) < 200; }""",
+                               timeout=20_000)
+        css, fill = page.evaluate(bg_js, ".jp-Notebook .attattr-heads")
+        nums = lambda t: [int(x) for x in re.findall(r"\d+", t)[:3]]
+        assert nums(css) == nums(fill), (css, fill)          # chart background = the widget's dark background
+        element_shot(nb.cell(2).locator(".attattr-heads"), artifacts / "lab-heads-dark.png")
+        element_shot(nb.cell(3).locator(".attattr-triggers"), artifacts / "lab-triggers-dark.png")
+    finally:
+        page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+        page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=30_000)
     assert not nb.page_errors, nb.page_errors
 
 
