@@ -176,9 +176,11 @@ def run_notebook(path: str | os.PathLike, *, small: bool = True, timeout: float 
                     run_sync(km.shutdown_kernel)(now=True)
     saved = None
     if save_to is not None:
+        from .engine.results import atomic_write_text
+
         saved = pathlib.Path(save_to) / path.name
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, saved)
+        text = nbformat.writes(nb)
+        atomic_write_text(saved, text if text.endswith("\n") else text + "\n")  # as nbformat.write, atomically
     return NotebookResult(path, time.perf_counter() - t0, len(code_cells), err, saved)
 
 
