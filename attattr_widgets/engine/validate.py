@@ -27,6 +27,7 @@ __all__ = [
     "cancel_event",
     "choice",
     "device",
+    "flag",
     "fractions",
     "integer",
     "label",
@@ -98,6 +99,14 @@ def number(value: Any, name: str, *, minimum: float | None = None, maximum: floa
         hi = "inf" if maximum is None else f"{maximum:g}"
         raise ArgumentError(f"{name} must lie in [{lo}, {hi}], got {show(value)}{hint}")
     return f
+
+
+def flag(value: Any, name: str) -> bool:
+    """A bool (``numpy.bool_`` too); ``"yes"``, ``1`` or None are refused rather than read as truthy."""
+    v = _scalar(value)
+    if not isinstance(v, (bool, np.bool_)):
+        raise ArgumentError(f"{name} must be True or False, got {show(value)}")
+    return bool(v)
 
 
 def choice(value: Any, name: str, options: Iterable[str]) -> str:
