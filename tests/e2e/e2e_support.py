@@ -77,15 +77,21 @@ CELL_JS = "(i) => document.querySelectorAll('.jp-Notebook .jp-Cell')[i]"
 class LabNotebook:
     """Drive one notebook in a JupyterLab page through ``window.jupyterapp``."""
 
-    def __init__(self, page, lab: Lab, name: str, cells: list[str]):
+    def __init__(self, page, lab: Lab, name: str, cells: list[str] | None):
         self.page, self.lab, self.name = page, lab, name
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-        nbformat.write(nb, lab.root / name)
+        if cells is not None:
+            nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+            nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+            nbformat.write(nb, lab.root / name)
         page.goto(f"{lab.base}/lab/tree/{name}?reset")
         page.wait_for_function(
             "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
             " && window.jupyterapp.shell.currentWidget.content.widgets.length > 0", timeout=90_000)
+
+    @classmethod
+    def open(cls, page, lab: Lab, name: str) -> "LabNotebook":
+        """Open a notebook file already in the Lab root (e.g. one saved with widget state)."""
+        return cls(page, lab, name, None)
 
     def run(self, i: int, wait: bool = True, timeout: float = 120) -> None:
         """Run cell ``i``; with ``wait`` until the kernel replied (not merely queued)."""
