@@ -205,3 +205,19 @@ def test_live_explorer_flags_a_nonfinite_layer_while_streaming(monkeypatch):
     for kind, data, _bufs in w.comm.log:
         json.dumps(data, allow_nan=False).encode("utf-8")  # what jupyter_client's packer needs
     assert w.get_state()["tokens"][1] == "x\ufffdy"
+
+
+def test_real_engine_nan_run_is_flagged_in_the_live_explorer():
+    """A degenerate model (an inf weight: what a bf16 overflow produces) gives NaN maps from the real engine;
+    the Explorer ends flagged, its state stays valid JSON."""
+    import torch
+    from conftest import make_model, make_tokenizer
+
+    model, tok = make_model("bert", layers=2, heads=2), make_tokenizer()
+    with torch.no_grad():
+        model.bert.encoder.layer[1].attention.self.query.weight[0, 0] = float("inf")
+    w = Explorer(model, tok)
+    w.explain("the movie was great", steps=2)
+    attr = w.wait(120)
+    assert w.state == "done" and w.meta["nonfinite"] == [0, 1] and not np.isfinite(attr.scores).all()
+    json.dumps({k: v for k, v in w.get_state().items() if k in ("meta", "tokens")}, allow_nan=False)
