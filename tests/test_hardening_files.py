@@ -414,3 +414,15 @@ def test_demo_cache_entry_that_is_unreadable_is_recomputed(tmp_path, monkeypatch
     entry.write_text('{"x": ')  # truncated by a crash of an older version
     assert cli._cached(key, lambda: {"x": 2}) == ({"x": 2}, False)
     assert cli._cached(key, lambda: {"x": 3}) == ({"x": 2}, True)
+
+
+@pytest.mark.parametrize("name", ["Attribution.save", "export.to_html", "plots.save_html", "save_result:list"])
+def test_writing_onto_a_folder_or_through_a_file_names_the_path(tmp_path, name):
+    from attattr_widgets.engine.errors import OutputPathError
+
+    (tmp_path / "file.txt").write_text("x")
+    for target, words in [(tmp_path, "is a folder"), (tmp_path / "file.txt" / "out.npz", "is a file")]:
+        with pytest.raises(OutputPathError, match=words) as info:
+            WRITERS[name](target, 0.5)
+        assert str(target if words == "is a folder" else tmp_path / "file.txt") in str(info.value)
+    assert (tmp_path / "file.txt").read_text() == "x"

@@ -52,7 +52,9 @@ _NEW_FILE_MODE = _new_file_mode()  # read once, at import (os.umask is process-w
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` (its folder is created) through a temporary file in the same folder and
     ``os.replace``: a failed or interrupted write leaves the previous file as it was."""
-    path = Path(path)
+    from .validate import output_path
+
+    path = output_path(path, "path")  # a folder in the way, a file as folder: OutputPathError naming the path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     try:
