@@ -105,3 +105,22 @@ def test_bad_arguments(shortcut_model):  # noqa: F811
         TriggersView(model, tok, mine, test, stepz=2)
     with pytest.raises(ValueError, match="label"):
         TriggersView(model, tok, mine, [{"text": "a"}])
+
+
+def test_table_keeps_the_best_rows_and_every_evaluated_one(shortcut_model):  # noqa: F811
+    model, tok, mine, test = shortcut_model
+    tv = TriggersView(model, tok, mine, test, evaluate=2, max_rows=3, steps=2, min_score=0.0, interval=0.0)
+    tv.run()
+    res = tv.wait(120)
+    ids = [r["id"] for r in tv.patterns]
+    best = [p.example_index for p in res.patterns[:3]]
+    evaluated = {r.pattern.example_index for r in res.results}
+    assert ids[:3] == best and set(ids) == set(best) | evaluated
+    assert tv.meta["num_patterns"] == len(res.patterns) > len(ids)
+    # attacked samples: examples of the classes the trigger attacks come first
+    p = res.results[0].pattern
+    wc.from_front_end(tv, {"selected": p.example_index})
+    golds = [r["gold"] for r in tv.samples]
+    other = sum(ex["label"] != p.pred for ex in test)
+    assert golds[: min(other, len(golds))] == [g for g in golds if g != p.pred][: min(other, len(golds))]
+    assert all(g != p.pred for g in golds[: min(other, len(golds))])

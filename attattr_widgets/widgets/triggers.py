@@ -11,10 +11,11 @@ and predicts before / after.
 
 Protocol (js/triggers.ts; names in js/lib/protocol.ts), all synced traits:
 ``state``, ``error``, ``run_id``, ``phase`` "" | "mining" | "evaluating", ``meta`` {model_name, label_names,
-num_examples, num_eval, pair}, ``progress`` {mining|evaluating: {done, total, elapsed_s, eta_s}},
+num_examples, num_eval, pair, num_patterns}, ``progress`` {mining|evaluating: {done, total, elapsed_s, eta_s}},
 ``patterns`` [{id, tokens, segments, relative, positions, score, layer, head, pred, pred_label, gold, text,
 text_pair, evaluated, per_class: [{label, name, n, before, after, drop}], overall_before, overall_after,
-flip_rate}] (id = source example index), front-end owned ``selected`` (pattern id, -1 none);
+flip_rate}] (id = source example index; the ``max_rows`` best by score plus every evaluated one, so a long
+mining run does not resend thousands of rows), front-end owned ``selected`` (pattern id, -1 none);
 ``samples`` [{index, gold, before: {pred, label, prob}, after: {...}, tokens, inserted: [bool], segments}]
 for the selected pattern; ``custom`` {text, text_pair, pattern, before, after, tokens, inserted, error}.
 Browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "apply", "text", "text_pair", "pattern"}``.
@@ -79,7 +80,8 @@ class TriggersView(BaseWidget):
     custom = traitlets.Dict(default_value={}).tag(sync=True)
 
     def __init__(self, model: Any, tokenizer: Any, examples: Any, eval_examples: Any, *, evaluate: int = 3,
-                 sample: int = 6, eval_batch_size: int = 32, interval: float = 0.25, **mine_kwargs):
+                 sample: int = 6, eval_batch_size: int = 32, max_rows: int = 200, interval: float = 0.25,
+                 **mine_kwargs):
         from ..engine.examples import as_examples
         from ..engine.inputs import label_names
 
@@ -99,6 +101,7 @@ class TriggersView(BaseWidget):
 
         evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
         sample = validate.integer(sample, "sample", minimum=0, fix="attacked examples shown per pattern")
+        max_rows = validate.integer(max_rows, "max_rows", minimum=1, fix="pattern rows shown in the table")
         eval_batch_size = validate.batch_size(eval_batch_size, "eval_batch_size", allow_none=False)
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
         if model_kind(model) != CLASSIFIER:
@@ -114,6 +117,7 @@ class TriggersView(BaseWidget):
         super().__init__(meta=meta)
         self.model, self.tokenizer = model, tokenizer
         self.evaluate, self.sample, self.eval_batch_size = int(evaluate), int(sample), int(eval_batch_size)
+        self.max_rows = int(max_rows)
         self.mine_kwargs = dict(mine_kwargs)
         self.interval = float(interval)
         self._lock = threading.RLock()
@@ -288,11 +292,16 @@ class TriggersView(BaseWidget):
             return
         self._last_push = now
         with self._lock:
-            rows = [_row(p, self._results.get(p.example_index)) for p in sorted(self._patterns, key=lambda p: -p.score)]
+            ranked = sorted(self._patterns, key=lambda p: -p.score)
+            shown = ranked[: self.max_rows] + [p for p in ranked[self.max_rows:] if p.example_index in self._results]
+            rows = [_row(p, self._results.get(p.example_index)) for p in shown]
             prog = dict(self._progress_state)
+            total = len(ranked)
         with self._sync():
             self.patterns = rows
             self.progress = prog
+            if self.meta.get("num_patterns") != total:
+                self.meta = {**self.meta, "num_patterns": total}
 
     # ------------------------------------------------------------------ selection -> attacked samples
     def _resolve_pattern(self, pattern: Any):
@@ -312,14 +321,19 @@ class TriggersView(BaseWidget):
         raise ValueError("no trigger pattern yet: run() the view (or pass pattern=...)")
 
     def samples_for(self, pid: int) -> list[dict]:
-        """The first ``sample`` evaluation examples with pattern ``pid`` inserted, predicted before / after."""
+        """``sample`` evaluation examples with pattern ``pid`` inserted, predicted before / after: first those of
+        the classes the trigger attacks (gold label other than the pattern's class), then the others, each in
+        order."""
         from ..engine.inputs import encode
         from ..engine.triggers import insert_trigger
         from ._predict import predict_encoded
 
         pat = self.pattern(pid)
         rows = []
-        for i, ex in enumerate(self.eval_items[: self.sample]):
+        order = [i for i, ex in enumerate(self.eval_items) if ex.label != pat.pred]
+        order += [i for i, ex in enumerate(self.eval_items) if ex.label == pat.pred]
+        for i in order[: self.sample]:
+            ex = self.eval_items[i]
             clean = encode(self.model, self.tokenizer, ex.text, ex.text_pair, truncation=True)
             att = insert_trigger(self.tokenizer, ex.text, ex.text_pair, pattern=pat, model=self.model)
             rows.append({"index": i, "gold": ex.label, "before": _short(predict_encoded(self.model, clean)),

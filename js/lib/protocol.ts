@@ -216,7 +216,8 @@ export interface TriggersModel {
   error: string;
   run_id: number;
   phase: "" | "mining" | "evaluating";
-  meta: { model_name?: string; label_names?: string[]; num_examples?: number; num_eval?: number; evaluate?: number; pair?: boolean; error_detail?: string };
+  meta: { model_name?: string; label_names?: string[]; num_examples?: number; num_eval?: number; evaluate?: number; pair?: boolean;
+    num_patterns?: number; error_detail?: string };
   progress: Record<string, RunProgress>;
   patterns: PatternRow[];
   selected: number;

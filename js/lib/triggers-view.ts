@@ -38,6 +38,7 @@ export class TriggersViewUI {
   private raf = 0;
   private renders = 0;
   private table = h("div", { class: "aa-trig-table" });
+  private tableNote = h("span", { class: "aa-muted aa-table-note" });
   private samples = h("section", { class: "aa-panel aa-samples" });
   private own = h("section", { class: "aa-panel aa-own-panel" });
   private ownText = h("input", { class: "aa-own-text", type: "text", placeholder: "Paste or type your own sentence…", spellcheck: "false", "aria-label": "your sentence" });
@@ -58,7 +59,7 @@ export class TriggersViewUI {
       return true;
     }, signal);
     const tablePanel = h("section", { class: "aa-panel aa-patterns" },
-      h("div", { class: "aa-panel-head" }, h("div", { class: "aa-panel-title" }, "Trigger patterns ", h("span", { class: "aa-muted" }, "click one to see it attack")),
+      h("div", { class: "aa-panel-head" }, h("div", { class: "aa-panel-title" }, "Trigger patterns ", h("span", { class: "aa-muted" }, "click one to see it attack"), this.tableNote),
         downloadButtons(() => this.downloadSvg(), () => this.downloadPng(), signal)),
       this.table);
     this.own.append(h("div", { class: "aa-panel-title" }, "Try it ", h("span", { class: "aa-muted" }, "insert the selected trigger into your own input")),
@@ -130,11 +131,13 @@ export class TriggersViewUI {
     const rows = m.get("patterns") ?? [];
     const sel = m.get("selected");
     const pairs = !!m.get("meta")?.pair;
+    const total = m.get("meta")?.num_patterns ?? rows.length;
+    this.tableNote.textContent = total > rows.length ? ` · showing the ${rows.length} best of ${total}` : "";
     if (!rows.length) {
       this.table.replaceChildren(h("div", { class: "aa-placeholder" }, m.get("state") === "running" ? "Mining: patterns appear as examples are attributed…" : "No patterns yet: view.run()."));
       return;
     }
-    const head = h("tr", {}, ...["#", "trigger", "relative position", ...(pairs ? ["segment"] : []), "score", "layer/head", "attacks (pred.)", "accuracy per gold class: before → after", "flipped"].map((t) => h("th", {}, t)));
+    const head = h("tr", {}, ...["#", "trigger", "relative position", ...(pairs ? ["segment"] : []), "score", "layer/head", "from class", "accuracy per gold class: before → after", "flipped"].map((t) => h("th", {}, t)));
     const body = h("tbody");
     rows.forEach((p: PatternRow, i: number) => {
       const cells = accuracyCells(p.per_class);
