@@ -288,9 +288,7 @@ def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "
         return text
     from .engine.results import atomic_write_text
 
-    p = pathlib.Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(p, text)  # a failed write keeps the previous file
+    return atomic_write_text(path, text)  # a failed write keeps the previous file
 
 
 class HTMLExportMixin:

@@ -454,13 +454,9 @@ def to_html_string(obj: Any, title: str = "AttAttr plot") -> str:
 
 def save_html(obj: Any, path: Any, title: str = "AttAttr plot") -> str:
     """Write a self-contained HTML file (BokehJS inlined, zero network requests). Returns the path."""
-    import pathlib
-
     from .engine.results import atomic_write_text
-    p = pathlib.Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(p, to_html_string(obj, title))  # a failed write keeps the previous file
-    return str(p)
+
+    return str(atomic_write_text(path, to_html_string(obj, title)))  # a failed write keeps the previous file
 
 
 _NOTEBOOK_READY = False
