@@ -110,3 +110,17 @@ def test_target_selector_is_filled_after_a_run(model, lm, tokenizer):
     opts = ex2.targets["options"]
     assert ex2.targets["kind"] == "next-token" and len(opts) == 10 and opts[0]["id"] == a.target
     assert opts[0]["prob"] == pytest.approx(a.prob, rel=1e-4)
+
+
+def test_history_is_bounded_by_count_and_memory(model, tokenizer, monkeypatch):
+    import attattr_widgets.widgets.explorer as explorer_mod
+
+    ex = Explorer(model, tokenizer)
+    for i in range(explorer_mod.HISTORY + 2):
+        ex.explain(f"the movie {'was ' * i}good", steps=1, layers=[0])
+        ex.wait(60)
+    assert len(ex.history) == explorer_mod.HISTORY and ex.history[-1]["text"].count("was") == explorer_mod.HISTORY + 1
+    monkeypatch.setattr(explorer_mod, "HISTORY_BYTES", 1)   # every map is over the budget: only the newest stays
+    ex.explain("fun", steps=1, layers=[0])
+    ex.wait(60)
+    assert [h["text"] for h in ex.history] == ["fun"] and len(ex._history) == 1

@@ -20,7 +20,8 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
 * input bar (when the Explorer has a model; ``interactive``): ``input_spec`` {kind "class" | "next-token", pair
   (the model takes a second segment), label_names}; ``targets`` {text, text_pair, kind, pred, options: [{id,
   label, prob}]} (every class, or the top-k next tokens) for the text in the box; ``history`` [{key, text,
-  text_pair, target, target_label, prob}] (the last ``HISTORY`` finished runs, newest last); ``contrast``
+  text_pair, target, target_label, prob}] (the last ``HISTORY`` finished runs whose maps fit ``HISTORY_BYTES``,
+  newest last); ``contrast``
   {} | {target, target_label, prob, state, error} (a second target for the same input) and ``head.contrast``
   {view float32 [n, n]}: its attribution map for the selected head; front-end owned ``contrast_view``
   "diff" | "target" | "contrast" (which map the attribution heatmap shows).
@@ -47,6 +48,7 @@ __all__ = ["Explorer"]
 
 THUMB_SIZE = 32
 HISTORY = 8
+HISTORY_BYTES = 1 << 30  # maps kept in memory for the history (older runs dropped beyond it)
 TOP_K_TOKENS = 10
 
 
@@ -648,6 +650,13 @@ class Explorer(BaseWidget):
                  "target": int(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
                  "prob": float(getattr(attr, "prob", float("nan")))}
         hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]
+        # long inputs make big maps: keep older runs only while all kept maps fit HISTORY_BYTES (newest always kept)
+        used = 0
+        for i in range(len(hist) - 1, -1, -1):
+            used += _map_bytes(self._history[hist[i]["key"]])
+            if used > HISTORY_BYTES and i < len(hist) - 1:
+                hist = hist[i + 1:]
+                break
         for old in list(self._history):
             if old not in {h["key"] for h in hist}:
                 del self._history[old]
@@ -723,6 +732,17 @@ class Explorer(BaseWidget):
         if self._contrast_thread is not None:
             self._contrast_thread.join(timeout)
         return self._contrast_attr
+
+
+def _map_bytes(attr: Any) -> int:
+    """Bytes of an Attribution's score and attention maps held in memory (memory-mapped maps count as 0)."""
+    n = 0
+    for name in ("scores", "attention"):
+        a = getattr(attr, name, None)
+        if isinstance(a, np.memmap):
+            continue
+        n += int(getattr(a, "nbytes", 0) or 0)
+    return n
 
 
 def _target_arg(t: Any) -> Any:
