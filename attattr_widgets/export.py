@@ -349,8 +349,9 @@ def screenshot(html: str | os.PathLike, png: str | os.PathLike, *, width: int = 
     system Chromium (nothing is downloaded); raises :class:`ExportError` if neither is available.
     """
     src = pathlib.Path(html).resolve()
-    out = pathlib.Path(png)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from .engine.validate import output_path
+
+    out = output_path(png, "png")  # checked before the browser starts
     exe = find_chromium()
     if exe is None:
         raise ExportError("screenshot needs Chromium: `apt-get install chromium` (or set ATTATTR_CHROMIUM)")
@@ -372,9 +373,12 @@ def screenshot(html: str | os.PathLike, png: str | os.PathLike, *, width: int = 
                 page.wait_for_function(wait_for or _DEFAULT_WAIT, timeout=timeout * 1000)
                 page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
                 if selector:
-                    page.locator(selector).first.screenshot(path=str(out))
+                    shot = page.locator(selector).first.screenshot()
                 else:
-                    page.screenshot(path=str(out), full_page=full_page)
+                    shot = page.screenshot(full_page=full_page)
+                from .engine.results import atomic_write_bytes
+
+                atomic_write_bytes(out, shot)  # a failed shot keeps the previous PNG
             finally:
                 browser.close()
 
