@@ -144,3 +144,48 @@ def plots_uri(p) -> str:
     import pathlib
 
     return pathlib.Path(p).resolve().as_uri()
+
+
+def _hostile_model():
+    from conftest import make_model
+
+    model = make_model("bert", layers=2, heads=2, num_labels=3)
+    names = ["neg</script><!--", "<img src=x onerror=\"window.__pwned=1\">", "a&b \u2028 \ud800"]
+    model.config.id2label = dict(enumerate(names))
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.config._name_or_path = "org/<!--model</script>\u2029"
+    return model, names
+
+
+HOSTILE_EXAMPLES = [{"text": "the movie was <!-- great </script> fun", "label": 0},
+                    {"text": "bad \" plot \\ \u2028 ever", "label": 1},
+                    {"text": "i love the dog 🙂 and the cat", "label": 2},
+                    {"text": "this film is not very good", "label": 1}]
+
+
+def test_heads_and_triggers_views_export_hostile_names_as_text(tmp_path, offline, artifacts):
+    from conftest import make_tokenizer
+
+    from attattr_widgets.widgets import HeadsView, TriggersView
+
+    ctx, page = offline
+    model, names = _hostile_model()
+    tok = make_tokenizer()
+    heads = HeadsView(model, tok, HOSTILE_EXAMPLES, methods=("attention", "random"), fractions=[0, 0.5, 1])
+    heads.run()
+    heads.wait(300)
+    trig = TriggersView(model, tok, HOSTILE_EXAMPLES, HOSTILE_EXAMPLES, steps=2, min_score=-1e9, evaluate=2)
+    trig.run()
+    trig.wait(300)
+    assert heads.state == "done" and trig.state == "done", (heads.error, trig.error)
+    path = export.to_html([heads, trig], tmp_path / "views.html", title="<!--views</script>")
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('.attattr-heads')?.dataset.state === 'done'"
+                           " && document.querySelector('.attattr-triggers')?.dataset.state === 'done'")
+    model_name = expected_text(model.config._name_or_path)
+    assert page.locator(".attattr-heads .aa-title").first.text_content() == f"AttAttr heads · {model_name}"
+    assert page.locator(".attattr-triggers .aa-title").first.text_content() == f"AttAttr triggers · {model_name}"
+    shown = page.locator(".attattr-triggers").first.text_content()
+    assert any(expected_text(n) in shown for n in names), "class names are shown as text"
+    page.screenshot(path=str(artifacts / "hostile-heads-triggers.png"), full_page=True)
+    _no_injection(ctx, page)
