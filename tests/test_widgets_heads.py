@@ -161,3 +161,29 @@ def test_methods_without_per_example_scores_rank_examples_by_attattr(bert, tok):
     rows = hv.head_examples
     assert rows and all(r["method"] == "attattr" for r in rows)
     assert [r["index"] for r in rows] == list(np.argsort(-res.example_scores["attattr"][:, 0, 1], kind="stable"))
+
+
+def test_example_ranking_matches_the_shared_cases():
+    """heads.py and js/lib/heads-view.ts rank a head's examples by one rule (the JS side checks the same file)."""
+    import json
+    import pathlib
+
+    from attattr_widgets.widgets.heads import rank_examples, ranking_method
+
+    cases = json.loads((pathlib.Path(__file__).parent / "data" / "top_examples_cases.json").read_text())["cases"]
+    for c in cases:
+        scores = [np.nan if x is None else x for x in c["scores"]]
+        assert rank_examples(scores, c["k"]) == c["expected"], c
+        assert ranking_method(c["method"], c["have"]) == c["expected_method"], c
+
+
+def test_view_gets_the_examples_and_their_scores_for_kernel_less_ranking(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:3], methods=("attattr", "random"), fractions=[0.0, 1.0], steps=2, interval=0.0)
+    state, _ = wc.open_state(hv)
+    assert [e["text"] for e in state["examples"]] == [e["text"] for e in EXAMPLES[:3]]
+    hv.run()
+    res = hv.wait(120)
+    st = wc.merged_state(hv)
+    assert set(st["example_scores"]) == {"attattr"}          # random has no per-example scores
+    h = st["example_scores"]["attattr"]
+    np.testing.assert_allclose(wc.decode(h, h["view"]), res.example_scores["attattr"].astype(np.float32))

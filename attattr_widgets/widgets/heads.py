@@ -25,6 +25,10 @@ running and always at the end of each step that finishes a method / a fraction:
   x: {view float32 [L·H]}, y: {...}} or {};
 * front-end owned: ``view`` "importance" | "pruning" | "effectiveness" | "correlation", ``method`` (grid shown
   when switchable), ``arrangement`` "side" | "single", ``selected`` [layer, head] | [];
+* ``examples`` [{text, text_pair, label}] (the importance examples) and ``example_scores`` {method: float32
+  [N, L, H]} (per-example head scores, NaN = not processed; sent when a method finishes or stops): the view
+  ranks a clicked head's examples from them (the same rule as :meth:`HeadsView.top_examples`, tested on shared
+  cases), so this also works in exported pages;
 * ``head_examples`` [{index, text, text_pair, label, score, method}] — the examples where the selected head
   carries the most attribution under ``method`` (its per-example score, largest first; methods without
   per-example scores, "random" and "accuracy", use the first method that has them).
@@ -119,6 +123,8 @@ class HeadsView(BaseWidget):
     arrangement = traitlets.Enum(["side", "single"], default_value="side").tag(sync=True)
     selected = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     head_examples = traitlets.List(default_value=[]).tag(sync=True)
+    examples = traitlets.List(default_value=[]).tag(sync=True)
+    example_scores = binary_trait({})
 
     def __init__(self, model: Any, tokenizer: Any, examples: Any, *, methods=("attattr", "taylor", "random"),
                  eval_examples: Any = None, fractions=None, effectiveness_examples: Any = None,
@@ -161,7 +167,8 @@ class HeadsView(BaseWidget):
                 "fractions": fr if fr is not None else [round(x, 10) for x in np.linspace(0, 1, 11).tolist()],
                 "target": str(engine_kwargs.get("target", "gold")), "label_names": list(label_names(model) or []),
                 "effectiveness": self.eff_items is not None}
-        super().__init__(meta=meta, method=methods[0])
+        rows = [{"text": ex.text, "text_pair": ex.text_pair, "label": ex.label} for ex in self.items]
+        super().__init__(meta=meta, method=methods[0], examples=rows)
         self.model, self.tokenizer = model, tokenizer
         self.methods = methods
         self.fractions = fractions
@@ -291,6 +298,7 @@ class HeadsView(BaseWidget):
             if run_id != self.run_id:
                 return
             self._result = self._make_result(partial=True)
+            self._push_example_scores()
             if isinstance(exc, AttributionCancelled):
                 self._push(force=True)
                 with self._sync():
@@ -336,6 +344,7 @@ class HeadsView(BaseWidget):
                     self._counts[m] = step.done
                 self._progress(m, step.done, step.total, t0)
                 self._push(force=step.final)
+            self._push_example_scores()
             if self.selected:
                 self._push_examples()
 
@@ -402,6 +411,14 @@ class HeadsView(BaseWidget):
             self.curves = curves
             self.progress = prog
 
+    def _push_example_scores(self) -> None:
+        """Per-example head scores of every method that has them, so the view ranks a clicked head's examples
+        itself (also in exported pages without a kernel). Sent once per finished (or stopped) method."""
+        with self._lock:
+            out = {m: np.asarray(v, dtype=np.float32) for m, v in self._example_scores.items() if np.isfinite(v).any()}
+        with self._sync():
+            self.example_scores = out
+
     def _make_result(self, partial: bool) -> HeadsResult:
         with self._lock:
             return HeadsResult(importance=dict(self._estimates), curves=list(self._curves),
@@ -414,18 +431,15 @@ class HeadsView(BaseWidget):
         (default: the view's ``method``; ``"attattr"``: the head's max attribution in that example)."""
         m = method or self.method or self.methods[0]
         with self._lock:
+            have = [k2 for k2 in self.methods if np.isfinite(self._example_scores.get(k2, np.nan)).any()]
+            if method is None:
+                m = ranking_method(m, have)
             per = self._example_scores.get(m)
-            if (per is None or not np.isfinite(per).any()) and method is None:
-                # "random" / "accuracy" have no per-example scores: rank by a method that has them
-                m = next((k for k in self.methods if np.isfinite(self._example_scores.get(k, np.nan)).any()), m)
-                per = self._example_scores.get(m)
         if per is None or not (0 <= layer < per.shape[1] and 0 <= head < per.shape[2]):
             return []
         s = per[:, layer, head]
-        idx = [int(i) for i in np.argsort(-np.where(np.isfinite(s), s, -np.inf), kind="stable")[:k]
-               if np.isfinite(s[i])]
         return [{"index": i, "text": self.items[i].text, "text_pair": self.items[i].text_pair,
-                 "label": self.items[i].label, "score": float(s[i]), "method": m} for i in idx]
+                 "label": self.items[i].label, "score": float(s[i]), "method": m} for i in rank_examples(s, k)]
 
     def _on_selected(self, change) -> None:
         self._push_examples()
@@ -461,6 +475,21 @@ class HeadsView(BaseWidget):
                 self.open_example(int(content["index"]), int(content["layer"]), int(content["head"]))
             except Exception as exc:  # noqa: BLE001 - a bad click must not kill the comm
                 self.error = f"{type(exc).__name__}: {exc}"
+
+
+def ranking_method(method: str, have: list[str]) -> str:
+    """The method whose per-example scores rank a head's examples: ``method`` if it has any, else the first of
+    ``have`` (methods with scores, in the view's order) — "random" / "accuracy" have none. Mirrored by
+    ``rankingMethod`` in js/lib/heads-view.ts."""
+    return method if method in have or not have else have[0]
+
+
+def rank_examples(scores, k: int = TOP_EXAMPLES) -> list[int]:
+    """Indices of the ``k`` largest finite scores (compared in float32, as the view does), largest first, ties
+    by index. Mirrored by ``rankExamples`` in js/lib/heads-view.ts (tests/data/top_examples_cases.json)."""
+    s = np.asarray(scores, dtype=np.float32)
+    key = np.where(np.isfinite(s), -s, np.inf)
+    return [int(i) for i in np.argsort(key, kind="stable")[: int(k)] if np.isfinite(s[i])]
 
 
 def _curve_payload(c) -> dict:

@@ -7,12 +7,15 @@ import { decodeCached } from "./decode";
 import { h, nextFrame, truncate } from "./dom";
 import { GridPanel, headTipHead, type GridData } from "./grid-panel";
 import { LineChart, PALETTE, type ChartSeries } from "./line-chart";
-import type { CurvePayload, HeadsModel } from "./protocol";
+import type { CurvePayload, HeadExample, HeadsModel } from "./protocol";
 import { progressText, RunHeader } from "./run-header";
 import { ThemeWatcher } from "./theme";
 import { Tooltip, type TipLine } from "./tooltip";
 
 type Model = AnyModel<HeadsModel>;
+
+/** Examples listed for a clicked head (heads.py TOP_EXAMPLES). */
+export const TOP_EXAMPLES = 8;
 
 /** Rank of every finite value in [0, 1] (0 = smallest, 1 = largest; ties share their mean rank); NaN stays NaN. */
 export function rankNormalize(v: ArrayLike<number>): Float32Array {
@@ -37,6 +40,19 @@ export function rankColors(v: ArrayLike<number>): Float32Array {
   const r = rankNormalize(v);
   for (let i = 0; i < r.length; i++) r[i] = 2 * r[i] - 1;
   return r;
+}
+
+/** The method whose per-example scores rank a head's examples (attattr_widgets/widgets/heads.py ranking_method). */
+export function rankingMethod(method: string, have: string[]): string {
+  return have.includes(method) || !have.length ? method : have[0];
+}
+
+/** Indices of the k largest finite scores, largest first, ties by index (heads.py rank_examples). */
+export function rankExamples(scores: ArrayLike<number>, k: number): number[] {
+  const idx: number[] = [];
+  for (let i = 0; i < scores.length; i++) if (Number.isFinite(scores[i])) idx.push(i);
+  idx.sort((a, b) => (scores[b] - scores[a]) || (a - b));
+  return idx.slice(0, k);
 }
 
 /** Pruned heads of curve point k as "L0H3" labels (layer-major). */
@@ -123,7 +139,7 @@ export class HeadsViewUI {
     for (const b of this.tabs) b.addEventListener("click", () => this.setTrait("view", b.dataset.view as HeadsModel["view"]), o);
     for (const b of this.layoutBtns) b.addEventListener("click", () => this.setTrait("arrangement", b.dataset.layout as HeadsModel["arrangement"]), o);
     this.methodSel.addEventListener("change", () => this.setTrait("method", this.methodSel.value), o);
-    for (const ev of ["state", "error", "phase", "meta", "progress", "importance", "curves", "effectiveness", "correlation", "view", "method", "arrangement", "selected", "head_examples"]) {
+    for (const ev of ["state", "error", "phase", "meta", "progress", "importance", "curves", "effectiveness", "correlation", "view", "method", "arrangement", "selected", "head_examples", "examples", "example_scores"]) {
       const cb = () => this.invalidate();
       model.on(`change:${ev}`, cb);
       this.cleanups.push(() => model.off(`change:${ev}`, cb));
@@ -236,11 +252,29 @@ export class HeadsViewUI {
     return lines;
   }
 
+  /** The selected head's top examples, ranked here from `example_scores` (works without a kernel), else as sent. */
+  private topRows(sel: number[], method: string): HeadExample[] {
+    const m = this.model;
+    const per = m.get("example_scores") ?? {};
+    const methods = (m.get("meta")?.methods ?? []).filter((x) => per[x]);
+    const [L, H] = this.shape();
+    if (!methods.length || sel.length !== 2) return m.get("head_examples") ?? [];
+    const use = rankingMethod(method, methods);
+    const d = decodeCached(per[use]);
+    if (!d || d.shape.length !== 3 || d.shape[1] !== L || d.shape[2] !== H) return m.get("head_examples") ?? [];
+    const N = d.shape[0];
+    const col = new Float32Array(N);
+    for (let i = 0; i < N; i++) col[i] = d.data[(i * L + sel[0]) * H + sel[1]];
+    const exs = m.get("examples") ?? [];
+    return rankExamples(col, TOP_EXAMPLES).map((i) => ({ index: i, text: exs[i]?.text ?? "", text_pair: exs[i]?.text_pair ?? null,
+      label: exs[i]?.label ?? null, score: col[i], method: use }));
+  }
+
   private renderExamples(): void {
     const m = this.model;
     const sel = m.get("selected") ?? [];
-    const rows = m.get("head_examples") ?? [];
     const method = m.get("method") || (m.get("meta")?.methods ?? [])[0] || "";
+    const rows = this.topRows(sel, method);
     if (sel.length !== 2) {
       this.examples.replaceChildren(h("div", { class: "aa-panel-title" }, "Examples ", h("span", { class: "aa-muted" }, "click a head in a grid")));
       return;
@@ -325,7 +359,7 @@ export class HeadsViewUI {
     r.progress = (m.get("meta")?.methods ?? []).map((x) => `${x}:${prog[x]?.done ?? 0}/${prog[x]?.total ?? 0}`).join(",");
     r.points = String(this.curves.points);
     r.selected = (m.get("selected") ?? []).join(",");
-    r.examples = String((m.get("head_examples") ?? []).length);
+    r.examples = String(this.topRows(m.get("selected") ?? [], m.get("method") || (m.get("meta")?.methods ?? [])[0] || "").length);
     r.renders = String(this.renders);
   }
 

@@ -162,6 +162,8 @@ export interface HeadsModel {
   arrangement: "side" | "single";
   selected: number[];
   head_examples: HeadExample[];
+  examples: { text: string; text_pair: string | null; label: number | null }[];
+  example_scores: Record<string, EncodedArray>; // method -> float32 [N, L, H] per-example head scores (NaN = not yet)
   [key: string]: unknown;
 }
 
@@ -228,5 +230,5 @@ export interface TriggersModel {
 }
 
 export const HEADS_TRAITS = ["state", "error", "run_id", "phase", "meta", "progress", "importance", "curves", "effectiveness",
-  "correlation", "view", "method", "arrangement", "selected", "head_examples"] as const;
+  "correlation", "view", "method", "arrangement", "selected", "head_examples", "examples", "example_scores"] as const;
 export const TRIGGERS_TRAITS = ["state", "error", "run_id", "phase", "meta", "progress", "patterns", "selected", "samples", "custom"] as const;

@@ -244,6 +244,16 @@ def test_heads_and_triggers_export_render_offline(tmp_path, browser, artifacts):
                      "exported importance grid")
     assert hostile in page.locator(".attattr-heads .aa-title").inner_text()
     assert page.locator(".attattr-triggers tr.aa-row").count() >= 1
+    # no kernel: clicking a head still lists its top examples (ranked in the browser from the embedded scores)
+    grid = page.locator(".attattr-heads section[data-method=attattr] canvas.aa-grid-canvas")
+    box = grid.evaluate("c => ({w: c.clientWidth, h: c.clientHeight})")
+    step_x, step_y = (box["w"] - 36) / 2, (box["h"] - 20) / 2
+    grid.click(position={"x": 34 + step_x * 1.5, "y": 18 + step_y * 0.5})
+    page.wait_for_function("() => document.querySelector('.attattr-heads').dataset.selected === '0,1'"
+                           " && document.querySelector('.attattr-heads').dataset.examples === '6'", timeout=10_000)
+    top = hv.top_examples(0, 1, "attattr")
+    shown = page.locator(".attattr-heads .aa-examples tr.aa-row").evaluate_all("rs => rs.map(r => Number(r.dataset.index))")
+    assert shown == [r["index"] for r in top], (shown, top)
     page.locator(".attattr-heads").screenshot(path=str(artifacts / "export-heads.png"))
     assert not errors, errors
     assert not ctx.blocked and all(local_only(u) for u in ctx.requests), ctx.blocked
