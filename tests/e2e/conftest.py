@@ -42,22 +42,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("lab")
-    root = tmp / "root"
-    settings = tmp / "settings"
-    for d in (root, settings, tmp / "workspaces", tmp / "config", tmp / "runtime", tmp / "ipython"):
-        d.mkdir(parents=True, exist_ok=True)
-    # user settings: no news / update checks, no extension manager (it would query PyPI)
-    for plugin, value in {
-        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-        "@jupyterlab/extensionmanager-extension/plugin": {"enabled": False},
-    }.items():
-        f = settings / (plugin + ".jupyterlab-settings")
-        f.parent.mkdir(parents=True, exist_ok=True)
-        f.write_text(json.dumps(value))
-    port = _free_port()
+def _server_env(tmp) -> dict:
     env = dict(os.environ)
     env.update({
         "JUPYTER_CONFIG_DIR": str(tmp / "config"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
@@ -67,14 +52,29 @@ def lab(tmp_path_factory):
         "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"),
     })
     env.pop("ATTATTR_SMALL", None)
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-           "--port-retries=0", "--ServerApp.token=", "--ServerApp.password=",
-           "--ServerApp.disable_check_xsrf=True", "--LabApp.expose_app_in_browser=True",
-           f"--ServerApp.root_dir={root}", f"--LabApp.user_settings_dir={settings}",
-           f"--LabApp.workspaces_dir={tmp / 'workspaces'}", "--LabApp.news_url=None",
-           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--ServerApp.open_browser=False", "--allow-root"]
-    log = tmp / "lab.log"
+    return env
+
+
+def _jupyter_dirs(tmp_path_factory, name, extension_manager=True):
+    tmp = tmp_path_factory.mktemp(name)
+    root = tmp / "root"
+    settings = tmp / "settings"
+    for d in (root, settings, tmp / "workspaces", tmp / "config", tmp / "runtime", tmp / "ipython"):
+        d.mkdir(parents=True, exist_ok=True)
+    # user settings: no news / update checks, no extension manager (it would query PyPI)
+    plugins = {}
+    if extension_manager:   # JupyterLab; Notebook 7 has neither plugin (settings without a schema break its start)
+        plugins = {"@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+                   "@jupyterlab/extensionmanager-extension/plugin": {"enabled": False}}
+    for plugin, value in plugins.items():
+        f = settings / (plugin + ".jupyterlab-settings")
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(value))
+    return tmp, root, settings
+
+
+def _serve(cmd, env, root, log, port, ready_path, what):
+    """Start a server process, wait until ``ready_path`` answers, yield the :class:`Lab` handle, stop it."""
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=root,
                                 start_new_session=True)
@@ -82,24 +82,73 @@ def lab(tmp_path_factory):
     deadline = time.monotonic() + 90
     while True:
         if proc.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {proc.returncode} during startup:\n{server.log_tail()}",
-                        pytrace=False)
+            pytest.fail(f"{what} exited with {proc.returncode} during startup:\n{server.log_tail()}", pytrace=False)
         try:
-            server.api("/api/status")
+            server.get(ready_path)
             break
         except (urllib.error.URLError, ConnectionError, OSError):
             if time.monotonic() > deadline:
                 _stop(proc)
-                pytest.fail(f"JupyterLab did not answer on {server.base} within 90 s:\n{server.log_tail()}",
+                pytest.fail(f"{what} did not answer on {server.base} within 90 s:\n{server.log_tail()}",
                             pytrace=False)
             time.sleep(0.2)  # polling interval while the server boots
-    yield server
+    return server
+
+
+def _jupyter_server(tmp_path_factory, name, module, app_class):
+    tmp, root, settings = _jupyter_dirs(tmp_path_factory, name, extension_manager=module != "notebook")
+    port = _free_port()
+    cmd = [sys.executable, "-m", module, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           "--port-retries=0", "--ServerApp.token=", "--ServerApp.password=",
+           "--ServerApp.disable_check_xsrf=True", f"--{app_class}.expose_app_in_browser=True",
+           f"--ServerApp.root_dir={root}", f"--{app_class}.user_settings_dir={settings}",
+           f"--{app_class}.workspaces_dir={tmp / 'workspaces'}", f"--{app_class}.news_url=None",
+           f"--{app_class}.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--ServerApp.open_browser=False", "--allow-root"]
+    if module == "notebook":   # Notebook 7 has no news / update-check options
+        cmd = [c for c in cmd if "news_url" not in c and "check_for_updates" not in c]
+    return _serve(cmd, _server_env(tmp), root, tmp / f"{name}.log", port, "/api/status", module)
+
+
+def _shutdown(server) -> None:
     try:
         server.api("/api/shutdown", method="POST")   # also shuts its kernels down
-        proc.wait(timeout=20)
+        server.proc.wait(timeout=20)
     except (OSError, subprocess.TimeoutExpired):   # URLError is an OSError; _stop() below kills it
         pass
-    _stop(proc)
+    _stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    server = _jupyter_server(tmp_path_factory, "lab", "jupyterlab", "LabApp")
+    yield server
+    _shutdown(server)
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory):
+    """Notebook 7 (``python -m notebook``), same settings as ``lab``; ``window.jupyterapp`` is exposed."""
+    pytest.importorskip("notebook", reason="Notebook 7 is in the test extra: pip install -e '.[test]'")
+    server = _jupyter_server(tmp_path_factory, "nb7", "notebook", "JupyterNotebookApp")
+    yield server
+    _shutdown(server)
+
+
+@pytest.fixture(scope="session")
+def marimo_server(tmp_path_factory):
+    """``marimo run`` of tests/e2e/marimo_app.py (read-only app mode, no token) on a free port."""
+    pytest.importorskip("marimo", reason="marimo is in the test extra: pip install -e '.[test]'")
+    tmp = tmp_path_factory.mktemp("marimo")
+    port = _free_port()
+    app = pathlib.Path(__file__).parent / "marimo_app.py"
+    env = _server_env(tmp)
+    env["MARIMO_NO_UPDATE_CHECK"] = "1"
+    cmd = [sys.executable, "-m", "marimo", "run", str(app), "--headless", "--host", "127.0.0.1", "--port",
+           str(port), "--no-token", "--no-sandbox"]
+    server = _serve(cmd, env, tmp, tmp / "marimo.log", port, "/", "marimo run")
+    yield server
+    _stop(server.proc)
 
 
 def _stop(proc: subprocess.Popen) -> None:

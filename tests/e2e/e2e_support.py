@@ -39,6 +39,10 @@ class Lab:
         except OSError:
             return ""
 
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(self.base + path, timeout=10) as r:
+            return r.read()
+
     def api(self, path: str, method: str = "GET") -> object:
         req = urllib.request.Request(self.base + path, method=method, data=b"" if method != "GET" else None)
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -77,13 +81,14 @@ CELL_JS = "(i) => document.querySelectorAll('.jp-Notebook .jp-Cell')[i]"
 class LabNotebook:
     """Drive one notebook in a JupyterLab page through ``window.jupyterapp``."""
 
-    def __init__(self, page, lab: Lab, name: str, cells: list[str] | None):
+    def __init__(self, page, lab: Lab, name: str, cells: list[str] | None, url: str = "/lab/tree/{name}?reset"):
+        """``url``: where the notebook opens (``"/notebooks/{name}"`` for Notebook 7)."""
         self.page, self.lab, self.name = page, lab, name
         if cells is not None:
             nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
             nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
             nbformat.write(nb, lab.root / name)
-        page.goto(f"{lab.base}/lab/tree/{name}?reset")
+        page.goto(lab.base + url.format(name=name))
         page.wait_for_function(
             "() => window.jupyterapp?.shell.currentWidget?.sessionContext?.session?.kernel?.status === 'idle'"
             " && window.jupyterapp.shell.currentWidget.content.widgets.length > 0", timeout=90_000)
