@@ -46,3 +46,26 @@ def test_notebook7(browser, notebook7, artifacts):
         ctx.close()
     assert not errors, errors
     assert not ctx.blocked, f"Notebook 7 tried to reach the network: {ctx.blocked}"
+
+
+# marimo renders outputs inside (open) shadow roots: find the explorers through them, in page order
+DEEP_ROOT = """(i) => { const all = []; const walk = (n) => { n.querySelectorAll('.attattr-explorer').forEach((e) => all.push(e));
+  n.querySelectorAll('*').forEach((e) => e.shadowRoot && walk(e.shadowRoot)); }; walk(document); return all[i]; }"""
+
+
+def test_marimo_run(browser, marimo_server, artifacts):
+    ctx = hermetic_context(browser, marimo_server.is_local, viewport={"width": 1280, "height": 1300})
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
+    try:
+        page.goto(marimo_server.base + "/")
+        ex = HostExplorer(page, DEEP_ROOT, "marimo")
+        ex.wait(0, "true", timeout=180)
+        ex.zero_is_background(0)
+        page.evaluate_handle(f"({DEEP_ROOT})(0)").as_element().screenshot(path=str(artifacts / "marimo-zero.png"))
+        ex.streams_click_and_stop(1, 4, shot=artifacts / "marimo-explorer.png")
+    finally:
+        ctx.close()
+    assert not errors, errors
+    assert not ctx.blocked, f"marimo tried to reach the network: {ctx.blocked}"
