@@ -230,8 +230,9 @@ export class HeadsViewUI {
       });
       const p = prog[name];
       const cap = this.captions.get(name)!;
-      cap.textContent = p ? `${p.done >= p.total ? "✓ " : ""}${progressText(p, "examples")}${state === "cancelled" && p.done < p.total ? " (partial)" : ""}` : "not started";
-      cap.classList.toggle("aa-partial", state === "cancelled" && !!p && p.done < p.total);
+      const partial = state !== "running" && !!p && p.done < p.total;
+      cap.textContent = p ? (partial ? `${p.done} / ${p.total} examples (partial)` : `${p.done >= p.total ? "✓ " : ""}${progressText(p, "examples")}`) : "not started";
+      cap.classList.toggle("aa-partial", partial);
     }
     this.renderExamples();
     this.renderCurves(w);
@@ -321,7 +322,8 @@ export class HeadsViewUI {
     this.curves.render({
       series, xLabel: "fraction of heads pruned", yLabel: "accuracy", xDomain: [0, 1], yDomain: [0, 1], width: Math.min(760, w - 30), height: 230,
       xFormat: (x) => `${Math.round(x * 100)}%`, theme: this.theme.theme, baseline: Number.isFinite(full) ? { y: full, label: "full model" } : null,
-      emptyText: m.get("phase") === "importance" ? "The pruning curves draw once the importance is estimated." : "No pruning curves.",
+      emptyText: m.get("state") === "cancelled" || m.get("state") === "error" ? "Stopped before the pruning curves."
+        : m.get("phase") === "importance" ? "The pruning curves draw once the importance is estimated." : "No pruning curves.",
     });
     if (!curves.length) this.curves.points = 0;
   }

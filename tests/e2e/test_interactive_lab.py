@@ -170,6 +170,22 @@ def test_heads_view_fills_grid_draws_curves_and_opens_examples(nb, artifacts):
     assert not nb.page_errors, nb.page_errors
 
 
+def test_heads_view_stop_keeps_the_partial_grid(nb, artifacts):
+    i = nb.append_and_run("slow = HeadsView(model, tok, (mine + test) * 4, methods=('attattr',), steps=64)\n"
+                          "display(slow)\nslow.run()")
+    _wait(nb, i, ".attattr-heads", "r.dataset.state === 'running' && Number(r.dataset.progress.split(':')[1].split('/')[0]) >= 2",
+          timeout=60)
+    root = nb.cell(i).locator(".attattr-heads")
+    element_shot(root, artifacts / "lab-heads-streaming.png")
+    root.locator(".attattr-stop").click()
+    _wait(nb, i, ".attattr-heads", "r.dataset.state === 'cancelled'", timeout=30)
+    assert "(partial)" in root.locator(".aa-grid-caption").inner_text()
+    assert_not_blank(canvas_stats(root.locator("canvas.aa-grid-canvas")), "partial grid")
+    j = nb.append_and_run("r = slow.wait(30)\nprint(r.partial, 0 < r.importance['attattr'].num_examples < 208, r.curves)")
+    assert nb.output_text(j).split() == ["True", "True", "[]"], nb.output_text(j)
+    element_shot(root, artifacts / "lab-heads-stopped.png")
+
+
 def test_triggers_view_applies_a_trigger_to_a_typed_sentence(nb, artifacts):
     nb.run(3)
     _wait(nb, 3, ".attattr-triggers", "r.dataset.state === 'done' && Number(r.dataset.evaluated) >= 1", timeout=120)
