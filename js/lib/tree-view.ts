@@ -201,7 +201,8 @@ export class TreeView {
     this.errorBox.hidden = !(state === "error" && err);
     this.slider.value = String(this.thr);
     this.thrText.textContent = this.thr.toFixed(2);
-    this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}` : "";
+    const kernelOnly = !this.model.get("layer_sums") ? " · other thresholds need the kernel (layer sums not embedded: over the size budget)" : "";
+    this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}${kernelOnly}` : "";
     this.compactBox.checked = this.isCompact(t);
     this.svg = t.tokens.length ? this.buildSvg(t) : null;
     if (this.svg) {
