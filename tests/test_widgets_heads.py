@@ -187,3 +187,19 @@ def test_view_gets_the_examples_and_their_scores_for_kernel_less_ranking(bert, t
     assert set(st["example_scores"]) == {"attattr"}          # random has no per-example scores
     h = st["example_scores"]["attattr"]
     np.testing.assert_allclose(wc.decode(h, h["view"]), res.example_scores["attattr"].astype(np.float32))
+
+
+def test_a_second_run_starts_clean(bert, tok):
+    hv = HeadsView(bert, tok, EXAMPLES[:2], methods=("attattr",), fractions=[0.0, 1.0], steps=2, interval=0.0)
+    hv.run()
+    hv.wait(120)
+    n = len(wc.updates(hv))
+    hv.run()
+    first = [s for s, _ in wc.updates(hv)[n:]]
+    reset = next(s for s in first if s.get("state") == "running")
+    assert reset["progress"] == {} and reset["importance"] == {} and reset["curves"] == [] and reset["example_scores"] == {}
+    hv.wait(120)
+    later = [s["progress"] for s in first if "progress" in s and s["progress"]]
+    assert all(set(p) <= {"attattr", "pruning"} for p in later)
+    assert later[0] == {"attattr": later[0]["attattr"]} and later[0]["attattr"]["done"] == 0   # no stale entries
+    assert hv.state == "done" and hv.run_id == 2

@@ -223,6 +223,7 @@ class HeadsView(BaseWidget):
             self._result = None
             self._estimates, self._counts, self._example_scores = {}, {}, {}
             self._curves, self._effectiveness = [], None
+            self._progress_state = {}
             run_id = self.run_id + 1
             with self._sync():
                 self.run_id = run_id
@@ -234,6 +235,7 @@ class HeadsView(BaseWidget):
                 self.curves = []
                 self.effectiveness = {}
                 self.head_examples = []
+                self.example_scores = {}
         t = threading.Thread(target=self._run, args=(run_id, cancel), name=f"attattr-heads-{run_id}", daemon=True)
         self._thread = t
         t.start()
