@@ -110,7 +110,9 @@ class Explorer(BaseWidget):
     """Interactive AttAttr explorer.
 
     ``Explorer(model, tokenizer).explain(text, text_pair=None, **attribute_kwargs)`` starts a background
-    attribution run and returns at once; the view fills layer by layer. ``Explorer.from_attribution(attr)``
+    attribution run and returns at once; the view fills layer by layer. With a model the view also has an input
+    bar (type a text, pick a target, Enter; switch back through the history; contrast a second target:
+    :meth:`compare`), which reuses the settings of the last ``explain()``. ``Explorer.from_attribution(attr)``
     shows a saved :class:`~attattr_widgets.engine.attribution.Attribution`.
     """
 
