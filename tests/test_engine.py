@@ -666,3 +666,17 @@ def test_examples_from_a_datasets_dataset_and_bad_collections(tokenizer):
     for bad, match in (([], "no examples"), ("a string", "not one string"), ([{"label": 1}], "no 'text'")):
         with pytest.raises(aw.AttAttrError, match=match):
             as_examples(bad)
+
+
+def test_nonfinite_results_are_flagged_per_layer(tokenizer, tmp_path):
+    model = make_model("bert", "cls")
+    with torch.no_grad():
+        model.bert.encoder.layer[1].attention.self.query.weight[0, 0] = float("inf")
+    seen = []
+    attr = aw.attribute(model, tokenizer, TEXT, steps=2, progress=seen.append)
+    assert attr.nonfinite and set(attr.nonfinite) == {r.layer for r in seen if r.nonfinite}
+    assert not np.isfinite(attr.prob)  # the inf reaches the prediction: every layer's gradient is NaN
+    back = aw.Attribution.load(attr.save(tmp_path / "nf.npz"))
+    assert back.nonfinite == attr.nonfinite
+    clean = aw.attribute(make_model("bert", "cls"), tokenizer, TEXT, steps=2)
+    assert clean.nonfinite == []

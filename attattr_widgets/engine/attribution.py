@@ -52,6 +52,7 @@ from .inputs import (
     is_decoder_classifier,
     label_names,
     model_kind,
+    num_outputs,
     prediction_logits,
     resolve_target,
 )
@@ -420,11 +421,13 @@ class _Engine:
                 for b in range(B):
                     delta = float(F_clean[b] - zero[b])
                     err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+                    finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                                  and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
                     r = LayerResult(
                         layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
                         scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
                         completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                        converged=converged,
+                        converged=converged, nonfinite=not finite,
                     )
                     per_ex[b].append(r)
                     if progress is not None:
@@ -449,6 +452,7 @@ class _Engine:
                 truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
                 extra={"method": self.method}, layer_steps=[r.steps for r in rs],
                 converged=[r.converged for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,
+                nonfinite=[r.layer for r in rs if r.nonfinite],
             ))
         return results
 
@@ -461,6 +465,9 @@ def _store_for(store, b: int, B: int):
 
 # ------------------------------------------------------------------------------------------------------------
 # public API
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "model")
 
 
 def _quad(rule, steps, tol, max_steps) -> _Quad:
@@ -526,11 +533,16 @@ def attribute(
     quad = _quad(rule, steps, tol, max_steps)
     eng = _Engine(
         model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=precision, memory_budget=validate.memory_budget(memory_budget), store=store,
+        precision=validate.choice(precision, "precision", PRECISIONS),
+        memory_budget=validate.memory_budget(memory_budget), store=store,
     )
     layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
     progress = validate.callback(progress, "progress", "progress(layer_result)")
     cancel = validate.cancel_event(cancel)
+    truncation = validate.flag(truncation, "truncation")
+    if gold is not None:
+        n, what = num_outputs(model, eng.kind)
+        gold = validate.label(gold, "gold", n, what=what)
     enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
     return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
 
@@ -565,14 +577,17 @@ def iter_attributions(
     examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
     Long examples are truncated to the model's positions by default (flagged ``truncated``).
     """
-    from .examples import as_examples
+    from .examples import as_examples, check_labels
 
     items = as_examples(examples)
     quad = _quad(rule, steps, tol, max_steps)
     eng = _Engine(
         model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=precision, memory_budget=validate.memory_budget(memory_budget), store=store,
+        precision=validate.choice(precision, "precision", PRECISIONS),
+        memory_budget=validate.memory_budget(memory_budget), store=store,
     )
+    check_labels(items, *num_outputs(model, eng.kind))
+    truncation = validate.flag(truncation, "truncation")
     layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
     batch_size = validate.batch_size(batch_size)
     cancel = validate.cancel_event(cancel)

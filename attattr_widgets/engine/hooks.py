@@ -670,6 +670,9 @@ def controller_for(model: nn.Module) -> AttnController:
     :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
     encoder–decoders.
     """
+    from .inputs import model_kind
+
+    model_kind(model)  # unsupported heads (token classification, multiple choice, no text input) first
     with _controllers_lock:
         layout = _layouts.get(model)
         if layout is None:

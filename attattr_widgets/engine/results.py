@@ -143,6 +143,7 @@ class LayerResult:
     prob: float
     steps: int = 0
     converged: bool = True
+    nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
 
 
 @dataclass
@@ -154,7 +155,8 @@ class Attribution(Saveable):
     ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
     ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the nodes each layer used and
-    ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count).
+    ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count); ``nonfinite`` the model
+    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs).
 
     ``store``: where the two [L, H, n, n] maps live — ``"memory"`` (float32), ``"fp16"`` (float16 in memory, half
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
@@ -187,6 +189,7 @@ class Attribution(Saveable):
     converged: list[bool] = field(default_factory=list)
     tol: float | None = None
     store: str = "memory"
+    nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("scores", "attention", "token_type_ids", "layer_zero_probs", "completeness")
 
@@ -220,7 +223,8 @@ class Attribution(Saveable):
             prob=float(first.prob), layer_zero_probs=np.asarray([lr.zero_prob for lr in layers], np.float64),
             completeness=np.asarray([lr.completeness for lr in layers], np.float64),
             layers=[int(lr.layer) for lr in layers], layer_steps=[int(lr.steps) for lr in layers],
-            converged=[bool(lr.converged) for lr in layers], store=where, **meta,
+            converged=[bool(lr.converged) for lr in layers], store=where,
+            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite], **meta,
         )
 
     @property
