@@ -117,3 +117,38 @@ describe("compact axis", () => {
     expect(labels()).toBe(300);
   });
 });
+
+describe("tree computed in the browser from the embedded layer sums", () => {
+  async function deflate(bytes: Uint8Array): Promise<DataView> {
+    const s = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("deflate"));
+    return new DataView(await new Response(s).arrayBuffer());
+  }
+
+  it("follows the slider without the kernel and agrees with tree-algo", async () => {
+    const n = 5, L = 3, S = new Float32Array(L * n * n);
+    for (let k = 0; k < S.length; k++) S[k] = Math.sin(k * 1.7) * 2;
+    const layer_sums = { sums: { codec: "deflate", dtype: "float32", shape: [L, n, n], view: await deflate(new Uint8Array(S.buffer)) }, layers: [0, 1, 2], num_layers: 3, exclude_row: 0 };
+    const { root, model } = mount({ layer_sums });
+    expect(root.dataset.treeSource).toBe("kernel"); // decoding
+    for (let i = 0; i < 100 && root.dataset.treeSource !== "browser"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      view!.render();
+    }
+    expect(root.dataset.treeSource).toBe("browser");
+    const { treeFromLayerSums } = await import("./tree-algo");
+    const counts = new Set<string>();
+    for (const v of ["0", "0.3", "0.9"]) {
+      const slider = root.querySelector(".aa-slider") as HTMLInputElement;
+      slider.value = v;
+      slider.dispatchEvent(new Event("input"));
+      view!.render();
+      const want = treeFromLayerSums({ S, L, n, layers: [0, 1, 2], num_layers: 3, tokens: TREE.tokens, exclude_row: 0 }, Number(v));
+      expect(root.dataset.threshold).toBe(v);
+      expect(root.dataset.edges).toBe(String(want.edges.length));
+      expect([...root.querySelectorAll("[data-edge]")].map((g) => g.getAttribute("data-edge")).sort()).toEqual(want.edges.map(edgeKey).sort());
+      counts.add(root.dataset.edges!);
+    }
+    expect(counts.size).toBeGreaterThan(1);
+    expect(model.get("threshold")).toBe(0.4); // the kernel hears about it after the debounce only
+  });
+});
