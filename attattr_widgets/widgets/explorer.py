@@ -67,26 +67,24 @@ def _model_name(model: Any) -> str:
 
 def _layer_finite(r: Any) -> bool:
     """Whether a streamed LayerResult holds only finite numbers (maps, zero-layer score, completeness)."""
-    nf = getattr(r, "nonfinite", None)
-    if isinstance(nf, bool):
-        return not nf
+    if getattr(r, "nonfinite", False):
+        return False
     return bool(np.isfinite(np.asarray(r.scores)).all() and np.isfinite(np.asarray(r.attention)).all()
                 and np.isfinite([float(r.zero_prob), float(r.completeness)]).all())
 
 
 def _nonfinite_layers(attr: Any) -> list[int]:
-    """Model layer indices whose maps, zero-layer score or completeness hold NaN/inf (``attr.nonfinite`` when the
-    engine already says)."""
-    nf = getattr(attr, "nonfinite", None)
-    if isinstance(nf, (list, tuple)):
-        return [int(x) for x in nf]
+    """Model layer indices whose maps, zero-layer score or completeness hold NaN/inf: the engine's own
+    ``attr.nonfinite`` plus whatever the arrays show (results built or loaded by hand carry no flag)."""
+    flagged = {int(x) for x in (getattr(attr, "nonfinite", None) or [])}
     scores, attn = np.asarray(attr.scores), np.asarray(attr.attention)
     zero = np.asarray(getattr(attr, "layer_zero_probs", np.zeros(len(scores))), dtype=np.float64)
     comp = np.asarray(getattr(attr, "completeness", np.zeros(len(scores))), dtype=np.float64)
     layers = [int(x) for x in getattr(attr, "layers", range(len(scores)))]
-    return [layers[i] for i in range(len(scores))
-            if not (np.isfinite(scores[i]).all() and np.isfinite(attn[i]).all()
-                    and (i >= len(zero) or np.isfinite(zero[i])) and (i >= len(comp) or np.isfinite(comp[i])))]
+    return sorted(flagged | {layers[i] for i in range(len(scores))
+                             if not (np.isfinite(scores[i]).all() and np.isfinite(attn[i]).all()
+                                     and (i >= len(zero) or np.isfinite(zero[i]))
+                                     and (i >= len(comp) or np.isfinite(comp[i])))})
 
 
 def _finite_or_none(v: Any) -> Any:
