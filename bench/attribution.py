@@ -41,6 +41,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Intra-op threads per measurement. One by default: on a shared machine a multi-threaded forward waits in
+#: OpenMP barriers whenever one of its threads is descheduled, which distorts "× one forward" ratios; with one
+#: thread the load only time-slices every pass alike. Set ATTATTR_BENCH_THREADS=2 on an idle machine.
+THREADS = int(os.environ.get("ATTATTR_BENCH_THREADS", "1"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 METHODS = {
@@ -107,7 +111,7 @@ def measure(model_name: str, n: int, method: str, layers) -> dict:
     """One (model, length, method) cell, in this process: forward time, run time, peak memory, completeness."""
     import attattr_widgets as aw
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(THREADS)
     model, tok = _load(model_name)
     text = _text(tok, n)
     enc = tok(text, return_tensors="pt")
@@ -235,8 +239,8 @@ def main() -> None:
         args.bert, args.decoder = [32], [128]
     load = os.getloadavg()[0]
     print(f"# AttAttr benchmark — {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC — "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"1-min load at start {load:.1f}", flush=True)
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {THREADS} thread(s) per run, torch "
+          f"{torch.__version__}, 1-min load at start {load:.1f}", flush=True)
     rows = []
     plan = [("bert-base", n, m, None) for n in args.bert for m in METHODS]
     plan += [("decoder", n, m, [0]) for n in args.decoder for m in METHODS
