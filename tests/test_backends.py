@@ -139,7 +139,7 @@ def test_iter_attributions_in_order(backend, bert, tok):
     from attattr_widgets.engine.attribution import iter_attributions
 
     ref = list(iter_attributions(bert, tok, EXAMPLES[:7], target="pred", steps=4))
-    got = list(iter_attributions_on(backend, bert, tok, EXAMPLES[:7], target="pred", steps=4))
+    got = list(iter_attributions(bert, tok, EXAMPLES[:7], target="pred", steps=4, backend=backend))
     assert [a.text for a in got] == [a.text for a in ref]
     for a, b in zip(got, ref):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-7)

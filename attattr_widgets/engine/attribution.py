@@ -568,6 +568,7 @@ def iter_attributions(
     precision: str = "auto",
     memory_budget: int | None = None,
     store="auto",
+    backend=None,
 ) -> Iterator[Attribution]:
     """Attribute many examples (dataset-level work), yielding one :class:`Attribution` per example, in order.
 
@@ -576,7 +577,18 @@ def iter_attributions(
     the prediction. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
     examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
     Long examples are truncated to the model's positions by default (flagged ``truncated``).
+    ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend`, which attributes
+    shards of the examples on its workers and yields them here in example order.
     """
+    if backend is not None:
+        from .backends import iter_attributions_on
+
+        yield from iter_attributions_on(
+            backend, model, tokenizer, examples, target=target, layers=layers, rule=rule, steps=steps, tol=tol,
+            max_steps=max_steps, batch_size=batch_size, device=device, cancel=cancel, max_length=max_length,
+            truncation=truncation, score=score, method=method, precision=precision, memory_budget=memory_budget,
+            store=store)
+        return
     from .examples import as_examples, check_labels
 
     items = as_examples(examples)
