@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
+from typing import Any
 
 import anywidget
 import traitlets
@@ -77,6 +79,46 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
 
         if self.comm is not None:
             self.send(valid_strings(content), buffers=list(buffers or []))
+
+
+class BackgroundRun:
+    """The run lifecycle the dataset views share: ``run()`` starts one background thread, ``stop()`` sets its
+    cancel event (what was computed so far is kept, the result is ``partial``), ``wait()`` joins it and returns
+    the result or re-raises the run's error. Subclasses set ``_result`` / ``_exception`` from the thread."""
+
+    _thread: threading.Thread | None = None
+    _cancel: threading.Event | None = None
+    _exception: BaseException | None = None
+    _result: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def result(self):
+        """The result of the last run (partial after a Stop), None while running."""
+        return self._result
+
+    def _start(self, target, run_id: int, cancel: threading.Event, name: str) -> None:
+        t = threading.Thread(target=target, args=(run_id, cancel), name=f"{name}-{run_id}", daemon=True)
+        self._thread = t
+        t.start()
+
+    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Cancel the run; everything computed so far is kept (``state == "cancelled"``, result ``partial``)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait(self, timeout: float | None = None):
+        """Block until the run ends and return its result (None if never run); re-raises the run's error."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._exception is not None:
+            raise self._exception
+        return self._result
 
 
 # Traits that carry binary arrays: serialized with serialize.jsonable

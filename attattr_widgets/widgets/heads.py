@@ -48,7 +48,7 @@ import numpy as np
 import traitlets
 
 from ..engine.errors import AttributionCancelled
-from ._base import BaseWidget, binary_trait, css_asset, esm_asset
+from ._base import BackgroundRun, BaseWidget, binary_trait, css_asset, esm_asset
 
 __all__ = ["HeadsResult", "HeadsView"]
 
@@ -84,7 +84,7 @@ class HeadsResult:
         return f"HeadsResult({'partial, ' if self.partial else ''}importance={{{imp}}}, curves={len(self.curves)})"
 
 
-class HeadsView(BaseWidget):
+class HeadsView(BackgroundRun, BaseWidget):
     """Live dataset-level view: importance grids, pruning curves, effectiveness, correlation (see module doc).
 
     Args:
@@ -204,15 +204,6 @@ class HeadsView(BaseWidget):
             self._explorer = Explorer(self.model, self.tokenizer)
         return self._explorer
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def result(self) -> HeadsResult | None:
-        """The result of the last run (partial after a Stop), None while running."""
-        return self._result
-
     def run(self) -> None:
         """Start (or restart) the computation in a background thread and return at once."""
         self.stop(wait=True)
@@ -236,24 +227,7 @@ class HeadsView(BaseWidget):
                 self.effectiveness = {}
                 self.head_examples = []
                 self.example_scores = {}
-        t = threading.Thread(target=self._run, args=(run_id, cancel), name=f"attattr-heads-{run_id}", daemon=True)
-        self._thread = t
-        t.start()
-
-    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
-        """Cancel the run; everything computed so far is kept (``state == "cancelled"``, result ``partial``)."""
-        if self._cancel is not None:
-            self._cancel.set()
-        if wait and self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def wait(self, timeout: float | None = None) -> HeadsResult | None:
-        """Block until the run ends and return its :class:`HeadsResult`; re-raises the run's error."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._exception is not None:
-            raise self._exception
-        return self._result
+        self._start(self._run, run_id, cancel, "attattr-heads")
 
     def compare_with(self, other: Any, *, method: str | None = None, labels: tuple[str, str] | None = None):
         """Fig 4: Pearson/Spearman correlation of this view's importance with ``other`` (another HeadsView, or

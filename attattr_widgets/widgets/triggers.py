@@ -33,7 +33,7 @@ from typing import Any
 import traitlets
 
 from ..engine.errors import AttributionCancelled
-from ._base import BaseWidget, css_asset, esm_asset
+from ._base import BackgroundRun, BaseWidget, css_asset, esm_asset
 
 __all__ = ["TriggersResult", "TriggersView"]
 
@@ -62,7 +62,7 @@ def inserted_flags(clean: list[int], attacked: list[int]) -> list[bool]:
     return out
 
 
-class TriggersView(BaseWidget):
+class TriggersView(BackgroundRun, BaseWidget):
     """Mined trigger patterns, their attack results, attacked samples and a live "apply" box (module doc)."""
 
     _esm = esm_asset("triggers.js")
@@ -139,14 +139,6 @@ class TriggersView(BaseWidget):
             yield
 
     # ------------------------------------------------------------------ public API
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    @property
-    def result(self) -> TriggersResult | None:
-        return self._result
-
     def run(self) -> None:
         """Start mining (then evaluating) in a background thread and return at once."""
         self.stop(wait=True)
@@ -159,23 +151,7 @@ class TriggersView(BaseWidget):
                 self.run_id = run_id
                 self.state, self.error, self.phase = "running", "", "mining"
                 self.progress, self.patterns, self.samples, self.selected = {}, [], [], -1
-        t = threading.Thread(target=self._run, args=(run_id, cancel), name=f"attattr-triggers-{run_id}", daemon=True)
-        self._thread = t
-        t.start()
-
-    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
-        """Cancel the run; patterns mined and results evaluated so far are kept (``partial``)."""
-        if self._cancel is not None:
-            self._cancel.set()
-        if wait and self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def wait(self, timeout: float | None = None) -> TriggersResult | None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._exception is not None:
-            raise self._exception
-        return self._result
+        self._start(self._run, run_id, cancel, "attattr-triggers")
 
     def pattern(self, pid: int):
         """The mined :class:`TriggerPattern` with id ``pid`` (its source example's index)."""
