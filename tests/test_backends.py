@@ -167,9 +167,13 @@ def test_cancel_reaches_running_tasks(backend, bert, tok):
     try:
         b.worker_pids()
         cancel = threading.Event()
+        def stop_while_busy(done, total):  # Stop only while a shard is computing (not between shards)
+            if any(s["shard"] is not None for s in b.status()):
+                cancel.set()
+
         with pytest.raises(AttributionCancelled):
-            head_importance(bert, tok, EXAMPLES, steps=16, backend=b, cancel=cancel,
-                            progress=lambda d, t: cancel.set())
+            # steps=64: a shard takes seconds, so it is still running when the cancel reaches its worker
+            head_importance(bert, tok, EXAMPLES, steps=64, backend=b, cancel=cancel, progress=stop_while_busy)
         assert b.last_run["cancelled_tasks"] >= 1 and not b.last_run["completed"]
         # the workers are free again: the next run completes
         np.testing.assert_allclose(head_importance(bert, tok, EXAMPLES[:4], method="attention", backend=b),
