@@ -82,9 +82,10 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
 
 
 class BackgroundRun:
-    """The run lifecycle the dataset views share: ``run()`` starts one background thread, ``stop()`` sets its
-    cancel event (what was computed so far is kept, the result is ``partial``), ``wait()`` joins it and returns
-    the result or re-raises the run's error. Subclasses set ``_result`` / ``_exception`` from the thread."""
+    """The run lifecycle every streaming view shares (Explorer, HeadsView, TriggersView): one background thread
+    per run, ``stop()`` sets its cancel event (what was computed so far is kept), ``wait()`` joins it and returns
+    :attr:`result` or re-raises the run's error. Subclasses set ``_result`` / ``_exception`` from the thread (or
+    override :attr:`result`)."""
 
     _thread: threading.Thread | None = None
     _cancel: threading.Event | None = None
@@ -100,8 +101,9 @@ class BackgroundRun:
         """The result of the last run (partial after a Stop), None while running."""
         return self._result
 
-    def _start(self, target, run_id: int, cancel: threading.Event, name: str) -> None:
-        t = threading.Thread(target=target, args=(run_id, cancel), name=f"{name}-{run_id}", daemon=True)
+    def _start(self, target, run_id: int, cancel: threading.Event, name: str, *args) -> None:
+        """Run ``target(run_id, cancel, *args)`` in a daemon thread named ``name-run_id``."""
+        t = threading.Thread(target=target, args=(run_id, cancel, *args), name=f"{name}-{run_id}", daemon=True)
         self._thread = t
         t.start()
 
@@ -118,7 +120,7 @@ class BackgroundRun:
             self._thread.join(timeout)
         if self._exception is not None:
             raise self._exception
-        return self._result
+        return self.result
 
 
 # Traits that carry binary arrays: serialized with serialize.jsonable

@@ -41,7 +41,7 @@ import numpy as np
 import traitlets
 
 from ..engine.errors import AttributionCancelled
-from ._base import BaseWidget, binary_trait, css_asset, esm_asset
+from ._base import BackgroundRun, BaseWidget, binary_trait, css_asset, esm_asset
 from .serialize import head_summary, pack, thumbnails
 
 __all__ = ["Explorer"]
@@ -104,7 +104,7 @@ def _default_query(tokens: list[str], target_kind: str) -> int:
     return len(tokens) - 1 if target_kind == "next-token" else 0
 
 
-class Explorer(BaseWidget):
+class Explorer(BackgroundRun, BaseWidget):
     """Interactive AttAttr explorer.
 
     ``Explorer(model, tokenizer).explain(text, text_pair=None, **attribute_kwargs)`` starts a background
@@ -209,9 +209,7 @@ class Explorer(BaseWidget):
         """The finished :class:`Attribution` of the last run (None while running / after an error)."""
         return self._attribution
 
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    result = attribution  # what wait() returns, as for the dataset views
 
     def explain(self, text: str, text_pair: str | None = None, **attribute_kwargs) -> None:
         """Start attributing ``text`` (and ``text_pair``) in a background thread and return at once.
@@ -257,25 +255,7 @@ class Explorer(BaseWidget):
                 self.contrast = {}
             self._setting_selection = False
             self._auto_select = True
-        t = threading.Thread(target=self._run, args=(run_id, cancel, text, text_pair, attribute_kwargs),
-                             name=f"attattr-explain-{run_id}", daemon=True)
-        self._thread = t
-        t.start()
-
-    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
-        """Cancel the run in progress (the view ends in the ``cancelled`` state)."""
-        if self._cancel is not None:
-            self._cancel.set()
-        if wait and self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def wait(self, timeout: float | None = None):
-        """Block until the current run ends; returns the Attribution (None if cancelled), re-raises errors."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._exception is not None:
-            raise self._exception
-        return self._attribution
+        self._start(self._run, run_id, cancel, "attattr-explain", text, text_pair, attribute_kwargs)
 
     def select(self, layer: int, head: int, query: int | None = None, key: int | None = None) -> None:
         """Select a head (``layer`` = index into the attribution's layer axis) and optionally a token pair."""
