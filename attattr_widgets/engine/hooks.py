@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from .errors import AttributionCancelled, UnsupportedModelError
+from .errors import UnsupportedModelError, check_cancel
 
 SUPPORTED_FAMILIES = (
     "BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, ModernBERT (encoders); GPT-2, Llama, Mistral, Qwen2, "
@@ -150,14 +150,9 @@ def _current() -> Session | None:
     return getattr(_local, "session", None)
 
 
-def _check_cancel(s: Session) -> None:
-    if s.cancel is not None and s.cancel.is_set():
-        raise AttributionCancelled("attribution cancelled")
-
-
 def _process(s: Session, layer: int, base: Callable, module, query, key, value, attention_mask, kwargs):
     """The session's work at one attention call; returns the attention function's ``(out, weights)``."""
-    _check_cancel(s)
+    check_cancel(s.cancel)
     if layer in s.capture:
         s.captured[layer] = _capture(module, query, key, value, attention_mask, kwargs)
     if s.explicit(layer):
@@ -202,7 +197,7 @@ def _process(s: Session, layer: int, base: Callable, module, query, key, value, 
         keep = keep.to(device=out.device, dtype=out.dtype)
         out = out * (keep.view(1, 1, -1, 1) if keep.dim() == 1 else keep.view(keep.shape[0], 1, -1, 1))
     if s.cancel is not None and out.requires_grad:
-        out.register_hook(lambda g: (_check_cancel(s), g)[1])  # Stop answers during the backward too
+        out.register_hook(lambda g: (check_cancel(s.cancel), g)[1])  # Stop answers during the backward too
     return out, weights
 
 
