@@ -480,6 +480,58 @@ def test_no_rows_x_heads_x_t_squared_tensor_is_ever_allocated(tokenizer):
     assert v1.largest >= limit
 
 
+def _saved_bytes(fn) -> int:
+    """Bytes autograd saves for the backward while ``fn`` runs (every saved tensor, counted once per save)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total[0]
+
+
+def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeypatch):
+    """The α passes run on a copy whose parameters are detached aliases: same numbers, the user's parameters keep
+    requires_grad, and autograd keeps much less (no Linear input is saved for a weight gradient nobody asks for).
+    Against the same engine on the user's own parameters, so the test fails if the copy stops being frozen."""
+    from attattr_widgets.engine import hooks
+
+    model = make_model("llama", "lm", layers=3, heads=4, hidden=32)
+    text = " ".join(["the movie was not very good"] * 4)
+    ctrl = controller_for(model)
+    frozen = ctrl.shadow(frozen=True)
+    ours = dict(model.named_parameters())
+    for name, p in frozen.named_parameters():
+        assert not p.requires_grad and p.data_ptr() == ours[name].data_ptr()  # aliases: no bytes copied
+    assert all(p.requires_grad for p in model.parameters())
+    assert not any(hooks._LAYER_TAG in vars(m) for m in model.modules())
+    assert sorted(getattr(m, hooks._LAYER_TAG) for m in frozen.modules() if hooks._LAYER_TAG in vars(m)) == [0, 1, 2]
+
+    before = _model_state(model)
+    kw = dict(rule="gauss-legendre", steps=4, layers=[0])
+    attr = None
+
+    def run():
+        nonlocal attr
+        attr = aw.attribute(model, tokenizer, text, **kw)
+
+    saved_frozen = _saved_bytes(run)
+    assert _model_state(model) == before
+    monkeypatch.setattr(hooks, "_frozen_copy", lambda m, layout: m)  # the same passes on the user's parameters
+    ref = None
+
+    def run_ref():
+        nonlocal ref
+        ref = aw.attribute(model, tokenizer, text, **kw)
+
+    saved_live = _saved_bytes(run_ref)
+    np.testing.assert_allclose(attr.scores, ref.scores, rtol=1e-5, atol=1e-7)
+    assert saved_frozen < 0.7 * saved_live, (saved_frozen, saved_live)
+
+
 class _CountingEvent(threading.Event):
     def __init__(self):
         super().__init__()

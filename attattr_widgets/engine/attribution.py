@@ -226,13 +226,15 @@ class _Engine:
             return out[:, -1]
         return prediction_logits(self.kind, net(**inputs).logits, last)
 
-    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None):
-        """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``)
-        or the model itself; decoder classifiers get a placeholder pad id on the shadow's own config."""
+    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None,
+             frozen: bool = False):
+        """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``;
+        ``frozen``: parameters that do not require grad, for the gradient passes) or the model itself; decoder
+        classifiers get a placeholder pad id on the shadow's own config."""
         overrides = {"pad_token_id": -1} if self.decoder_cls and self.model.config.pad_token_id is None else None
-        if hidden is not None or grab or overrides:
+        if hidden is not None or grab or overrides or frozen:
             return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
-                                    config_overrides=overrides)
+                                    config_overrides=overrides, frozen=frozen)
         return self.model
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
@@ -263,9 +265,9 @@ class _Engine:
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
         last = batch.last.repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
+            net = self._net(layer, hidden[layer].repeat_interleave(k, 0), frozen=True)
         else:
-            net = self._net()
+            net = self._net(frozen=True)
         naive = self.method == "naive"
         with torch.enable_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha_rows}, cancel=cancel,

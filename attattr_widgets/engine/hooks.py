@@ -22,7 +22,10 @@ A session (``ctrl.session(...)``, thread-local) can, per layer l:
 
 Prefix caching without swapping modules: :meth:`AttnController.shadow` builds a shallow copy of the module path
 from the root to the blocks' ``ModuleList`` (parameters and all other modules shared, nothing of the user's
-changed) whose blocks below l return their input and whose block l is fed a cached hidden state.
+changed) whose blocks below l return their input and whose block l is fed a cached hidden state. With
+``frozen=True`` the shadow is a structural copy of the whole model whose parameters are detached aliases (same
+storage, ``requires_grad=False``): autograd then keeps only what the gradient w.r.t. the taps needs — not the
+input of every Linear, as it would for weights that require grad — and the user's parameters keep their flags.
 
 Layers are discovered by one tiny forward in the discovering thread (works without ``layer_idx``, e.g.
 DistilBERT, and for ALBERT, whose single attention module runs once per layer: indexed by call count). Models
@@ -338,13 +341,14 @@ class Layout:
         return len(self.modules)
 
     def layer_of(self, module: nn.Module, s: Session) -> int | None:
+        tag = module.__dict__.get(_LAYER_TAG)  # a frozen copy's attention module: the original's layer
         if self.shared:
-            if module is not self.modules[0]:
+            if module is not self.modules[0] and tag is None:
                 return None
             layer = s.calls % self.num_layers
             s.calls += 1
             return layer
-        return self.index.get(id(module))
+        return tag if tag is not None else self.index.get(id(module))
 
 
 def _discover(model: nn.Module) -> Layout:
@@ -474,6 +478,41 @@ class _Observe(_Stand):
         out = self._block(*args, **kwargs)
         self._kinds[self.i] = isinstance(out, tuple)
         return out
+
+
+_LAYER_TAG = "_attattr_layer"  # set on a frozen copy's attention modules (ours), never on the user's
+
+
+def _frozen_copy(model: nn.Module, layout: "Layout") -> nn.Module:
+    """A structural copy of ``model``: every module copied (``copy.copy``, own ``_modules`` / ``_parameters`` /
+    ``_buffers`` dicts, shared modules and tied weights kept shared), every parameter replaced by a detached alias
+    of the same storage with ``requires_grad=False`` (no bytes copied; the user's in-place updates show through).
+    The copies of the attention modules carry their layer index (``_LAYER_TAG``)."""
+    layer_of = {id(m): (0 if layout.shared else i) for i, m in enumerate(layout.modules)}
+    modules: dict[int, nn.Module] = {}
+    params: dict[int, nn.Parameter] = {}
+
+    def alias(p: nn.Parameter | None):
+        if p is None:
+            return None
+        a = params.get(id(p))
+        if a is None:
+            a = params[id(p)] = nn.Parameter(p.detach(), requires_grad=False)
+        return a
+
+    def walk(m: nn.Module) -> nn.Module:
+        c = modules.get(id(m))
+        if c is None:
+            c = modules[id(m)] = copy.copy(m)
+            d = c.__dict__
+            d["_parameters"] = {k: alias(p) for k, p in m._parameters.items()}
+            d["_buffers"] = dict(m._buffers)
+            d["_modules"] = {k: None if v is None else walk(v) for k, v in m._modules.items()}
+            if id(m) in layer_of:
+                d[_LAYER_TAG] = layer_of[id(m)]
+        return c
+
+    return walk(model)
 
 
 def _shadow_with(model: nn.Module, path: list[str], blocks: nn.ModuleList, entries: list[nn.Module],
@@ -633,17 +672,20 @@ class AttnController:
 
     # -- shadow models ----------------------------------------------------------------------------------------
     def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
-               store: dict | None = None, config_overrides: dict | None = None) -> nn.Module:
+               store: dict | None = None, config_overrides: dict | None = None, frozen: bool = False) -> nn.Module:
         """The model with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the
-        inputs of blocks ``grab`` recorded into ``store``. Needs ``self.blocks``; the user's model is unchanged."""
+        inputs of blocks ``grab`` recorded into ``store``; ``frozen``: on a copy whose parameters do not require
+        grad (for passes that differentiate w.r.t. taps only). The user's model is unchanged."""
         lay = self.layout
         grab = set(grab)
+        model = _frozen_copy(self.model, lay) if frozen else self.model
         if lay.blocks is None:
             if hidden is not None or grab:
                 raise RuntimeError("prefix caching needs one block per layer")
-            return _shadow_with(self.model, [], None, [], config_overrides)
+            return _shadow_with(model, [], None, [], config_overrides)
+        blocks = model.get_submodule(".".join(lay.path)) if frozen else lay.blocks
         entries: list[nn.Module] = []
-        for i, b in enumerate(lay.blocks):
+        for i, b in enumerate(blocks):
             if hidden is not None and i < start:
                 entries.append(_Skip(b, lay.block_outputs_tuple[i]))
             elif hidden is not None and i == start:
@@ -652,7 +694,7 @@ class AttnController:
                 entries.append(_Grab(b, i, store if store is not None else {}))
             else:
                 entries.append(b)
-        return _shadow_with(self.model, lay.path, lay.blocks, entries, config_overrides)
+        return _shadow_with(model, lay.path, blocks, entries, config_overrides)
 
 
 _controllers_lock = threading.Lock()

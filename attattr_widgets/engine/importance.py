@@ -281,12 +281,13 @@ def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tenso
 
 def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel):
     """Yield ``(idx [b], grads [b, L, H] float64)`` per length-sorted batch: signed ∂L/∂ξ of each example."""
+    net = data.ctrl.shadow(frozen=True)  # parameters that do not require grad: the gradient is w.r.t. ξ only
     for idx, inputs, last, _ in data.batches(batch_size):
         check_cancel(cancel)
         b = len(idx)
         xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
         with torch.enable_grad(), data.ctrl.session(head_mask=xi):
-            logits = data.logits(data.model(**inputs).logits, last)
+            logits = data.logits(net(**inputs).logits, last)
             y = _targets(data, idx, logits, target)
             loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits,
                                    y, reduction="sum")
@@ -326,10 +327,11 @@ def head_mask_gradients(
 def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
     """Yield ``(idx [b], per-example Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| [b, L, H] float64)`` per batch."""
     layers = range(data.L)
+    net = data.ctrl.shadow(frozen=True)  # the gradient is w.r.t. the taps only
     for idx, inputs, last, amask in data.batches(batch_size):
         check_cancel(cancel)
         with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
-            logits = data.logits(data.model(**inputs).logits, last)
+            logits = data.logits(net(**inputs).logits, last)
             S = logits.sum()  # the authors' backpropagated quantity: the sum of the logits (quirk)
             grads = torch.autograd.grad(S, [ctrl.leaves[l] for l in layers])
             attn = dict(ctrl.attn)
