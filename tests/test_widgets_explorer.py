@@ -175,6 +175,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
     for content, bufs in layers:
         i = content["index"]
         assert content["total"] == L and content["heads"] == H and content["tokens"] == result.tokens
+        assert (content["steps"], content["converged"]) == (result.layer_steps[i], result.converged[i]) == (2, True)
         assert content["scores"] == {"dtype": "float32", "shape": [H]}
         np.testing.assert_allclose(wc.decode(content["scores"], bufs[0]), head_summary(result.scores[i]))
         assert content["thumbs"]["dtype"] == "float16"
@@ -187,6 +188,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
     assert {"head_scores", "thumbs", "meta", "state"} <= set(final[0])  # unchanged traits are not resent
     state = wc.merged_state(w)
     assert state["state"] == "done" and state["layers_done"] == L
+    assert state["meta"]["layer_steps"] == [2] * L and state["meta"]["converged"] == [True] * L
     np.testing.assert_allclose(wc.decode(state["head_scores"], state["head_scores"]["view"]), result.head_scores())
     sel = state["selected"]
     np.testing.assert_array_equal(wc.decode(state["head"]["attribution"], state["head"]["attribution"]["view"]),

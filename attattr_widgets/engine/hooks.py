@@ -589,8 +589,8 @@ def _mode(model: nn.Module, fake_pad: bool = False) -> Iterator[None]:
 
 def prepared(model: nn.Module, kind: str, rows_need_pad: bool):
     """Context for dataset engines: eval() semantics and (for decoder classifiers run one example at a time
-    without a pad id) a placeholder pad id, restored afterwards under a lock. Parameters are never frozen:
-    gradients are taken with ``torch.autograd.grad`` w.r.t. taps only."""
+    without a pad id) a placeholder pad id, restored afterwards under a lock. The user's parameters are never
+    frozen: gradient passes run on ``ctrl.shadow(frozen=True)`` and differentiate w.r.t. taps only."""
     from .inputs import CLASSIFIER
 
     fake = kind == CLASSIFIER and getattr(model.config, "pad_token_id", None) is None and not rows_need_pad

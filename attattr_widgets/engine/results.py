@@ -128,7 +128,8 @@ class LayerResult:
 
     ``scores``/``attention``: [H, n, n] float32; ``zero_prob``: F with this layer's attention zeroed;
     ``completeness``: |Σ scores − (prob − zero_prob)| / |prob − zero_prob|; ``steps``: quadrature nodes used for
-    this layer; ``converged``: False when ``steps="auto"`` hit its node cap before reaching ``tol``.
+    this layer; ``converged``: False when ``steps="auto"`` stopped before reaching ``tol`` (its node cap, or three
+    orders in a row that did not improve).
     """
 
     layer: int

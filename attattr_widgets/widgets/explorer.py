@@ -14,7 +14,8 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
   ``pair`` {query, key, scores: {view, dtype=float32, shape=[L, H]}}: every head's attribution of the locked token
   pair (sent when ``locked`` changes; colours the grid in "pair" mode).
 * custom messages kernel -> browser: ``{"type": "layer", "run_id", "index", "layer", "total", "heads",
-  "zero_prob", "completeness", "tokens", "scores": {dtype, shape}, "thumbs": {dtype, shape}}`` + 2 buffers,
+  "zero_prob", "completeness", "steps", "converged", "tokens", "scores": {dtype, shape}, "thumbs": {dtype, shape}}``
+  + 2 buffers,
   one per finished layer, in order.
 * custom messages browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "resend", "run_id"}``.
 * input bar (when the Explorer has a model; ``interactive``): ``input_spec`` {kind "class" | "next-token", pair
@@ -334,7 +335,8 @@ class Explorer(BackgroundRun, BaseWidget):
         h_thumbs, b_thumbs = pack(thumbnails(scores, THUMB_SIZE), "float16")
         msg = {"type": "layer", "run_id": run_id, "index": int(r.index), "layer": int(r.layer),
                "total": int(r.total), "heads": int(scores.shape[0]), "zero_prob": float(r.zero_prob),
-               "completeness": float(r.completeness), "tokens": [str(t) for t in r.tokens],
+               "completeness": float(r.completeness), "steps": int(getattr(r, "steps", 0) or 0),
+               "converged": bool(getattr(r, "converged", True)), "tokens": [str(t) for t in r.tokens],
                "scores": h_scores, "thumbs": h_thumbs, "resend": resend}
         self._send_custom(msg, [b_scores, b_thumbs])
 
@@ -466,6 +468,8 @@ class Explorer(BackgroundRun, BaseWidget):
             "steps": attr.steps if isinstance(getattr(attr, "steps", 0), str) else int(getattr(attr, "steps", 0) or 0),
             "layer_zero_probs": [float(x) for x in np.asarray(getattr(attr, "layer_zero_probs", []))],
             "completeness": [float(x) for x in np.asarray(getattr(attr, "completeness", []))],
+            "layer_steps": [int(x) for x in np.ravel(getattr(attr, "layer_steps", []))],
+            "converged": [bool(x) for x in np.ravel(getattr(attr, "converged", []))],
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind), "thumb_size": int(th.shape[-1]),
             "nonfinite": _nonfinite_layers(attr),

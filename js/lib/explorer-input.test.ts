@@ -51,12 +51,16 @@ describe("Explorer with a model: input bar", () => {
     const { model, view } = mount({ contrast: { target: 0, target_label: "neg", state: "done", error: "" } });
     view.flush();
     const attr = view.heat.data!.attr;
+    const caption = () => document.querySelector(".aa-attr-what")!.textContent;
     expect(attr[1]).toBeCloseTo(0.3, 6);         // A - B = 0.5 - 0.2
+    expect(caption()).toBe("Attr(pos) − Attr(neg)");
     model.set("contrast_view", "contrast");
     view.flush();
     expect(view.heat.data!.attr[1]).toBeCloseTo(0.2, 6);
+    expect(caption()).toBe("Attr(neg)");
     model.set("contrast_view", "target");
     view.flush();
     expect(view.heat.data!.attr[1]).toBeCloseTo(0.5, 6);
+    expect(caption()).toBe("A ⊙ ∫∂F/∂A");
   });
 });

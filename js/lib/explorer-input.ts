@@ -59,6 +59,15 @@ export class ExplorerInput {
   /** The payload the heatmaps draw: the head as sent, or its contrast map / difference map. */
   payload(p: HeadPayload | null): HeadPayload | null {
     const c = (this.model.get("contrast") ?? {}) as ContrastInfo;
-    return contrastPayload(p, (this.model.get("contrast_view") as ContrastView) ?? "diff", c.state === "done");
+    const view = (this.model.get("contrast_view") as ContrastView) ?? "diff";
+    const out = contrastPayload(p, view, c.state === "done");
+    if (!out || out === p) return out;
+    const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
+    return { ...out, label: contrastLabel(view, meta.target_label ?? String(meta.target ?? "target"), c.target_label ?? String(c.target ?? "contrast")) };
   }
+}
+
+/** The attribution map's caption under a contrast view: "Attr(A) − Attr(B)" or "Attr(B)". */
+export function contrastLabel(view: ContrastView, target: string, contrast: string): string {
+  return view === "contrast" ? `Attr(${contrast})` : `Attr(${target}) − Attr(${contrast})`;
 }

@@ -1,6 +1,7 @@
 // What the Explorer's panels draw, derived from its model: trait state merged with streamed layer chunks
 // (the run state), the locked pair's per-head scores, and the grid mode actually available.
 import type { AnyModel } from "@anywidget/types";
+import { formatValue } from "./color";
 import { decodeCached } from "./decode";
 import type { GridData } from "./grid-panel";
 import type { ExplorerMeta, ExplorerModel } from "./protocol";
@@ -32,6 +33,8 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
       layerIds: meta.layers && meta.layers.length === L ? meta.layers : Array.from({ length: L }, (_, i) => i),
       zeroProbs: Array.from({ length: L }, (_, i) => meta.layer_zero_probs?.[i] ?? null),
       completeness: Array.from({ length: L }, (_, i) => meta.completeness?.[i] ?? null),
+      nodes: Array.from({ length: L }, (_, i) => meta.layer_steps?.[i] ?? null),
+      converged: Array.from({ length: L }, (_, i) => meta.converged?.[i] ?? null),
       done,
     };
   }
@@ -44,6 +47,8 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
   const layerIds = Array.from({ length: L }, (_, i) => (meta.layers && meta.layers[i] !== undefined ? meta.layers[i] : i));
   const zeroProbs: (number | null)[] = Array(L).fill(null);
   const completeness: (number | null)[] = Array(L).fill(null);
+  const nodes: (number | null)[] = Array(L).fill(null);
+  const converged: (boolean | null)[] = Array(L).fill(null);
   for (const c of chunks) {
     if (c.index >= L || c.heads !== H) continue;
     scores.set(c.scores.subarray(0, H), c.index * H);
@@ -51,8 +56,10 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
     layerIds[c.index] = c.layer;
     zeroProbs[c.index] = c.zeroProb;
     completeness[c.index] = c.completeness;
+    nodes[c.index] = c.steps;
+    converged[c.index] = c.converged;
   }
-  return { L, H, scores, thumbs, t, layerIds, zeroProbs, completeness, done: chunks.length };
+  return { L, H, scores, thumbs, t, layerIds, zeroProbs, completeness, nodes, converged, done: chunks.length };
 }
 
 /** Per-head attribution of the locked pair when the kernel sent it for the current lock. */
@@ -70,4 +77,13 @@ export function gridMode(model: Model, g: GridData | null, pair: PairScores | nu
   if (m === "maps" && g?.thumbs) return "maps";
   if (m === "pair" && pair) return "pair";
   return "scores";
+}
+
+/** The grid tooltip's line on a layer's integration: completeness error, nodes used, and whether `steps="auto"`
+ * reached its tolerance ("not converged" otherwise). */
+export function integrationLine(completeness: number, nodes: number | null, converged: boolean | null): string {
+  const parts = [`IG completeness ${formatValue(completeness, 3)}`];
+  if (nodes) parts.push(`${nodes} node${nodes === 1 ? "" : "s"}`);
+  if (converged === false) parts.push("not converged (raise steps)");
+  return parts.join(" · ");
 }

@@ -1,7 +1,8 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it } from "vitest";
 import widget from "../explorer";
-import { gridData } from "./explorer-state";
+import { formatValue } from "./color";
+import { gridData, integrationLine } from "./explorer-state";
 import { ExplorerView } from "./explorer-view";
 import { normalizedScores } from "./grid-panel";
 import { cacheFor } from "./stream";
@@ -103,7 +104,7 @@ describe("Explorer view", () => {
     const stop = root.querySelector(".attattr-stop") as HTMLButtonElement;
     expect(stop.disabled).toBe(false);
     const chunk = (run_id: number, index: number) => [
-      { type: "layer", run_id, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: TOKENS, scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
+      { type: "layer", run_id, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, steps: 4 + index, converged: index === 0, tokens: TOKENS, scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
       [new DataView(Float32Array.from([0.5, -0.25]).buffer), new Uint8Array(Float32Array.from([1, -1]).buffer)],
     ];
     model.emit("msg:custom", ...chunk(4, 0)); // late chunk of an old run
@@ -120,6 +121,10 @@ describe("Explorer view", () => {
     expect(g.L).toBe(3);
     expect(Array.from(g.scores.slice(0, 4))).toEqual([0.5, -0.25, 0.5, -0.25]);
     expect(Number.isNaN(g.scores[4])).toBe(true);
+    expect(g.nodes).toEqual([4, 5, null]);
+    expect(g.converged).toEqual([true, false, null]);
+    expect(integrationLine(g.completeness[1]!, g.nodes[1], g.converged[1])).toBe("IG completeness 0.9 · 5 nodes · not converged (raise steps)");
+    expect(integrationLine(0.0001234, 1, true)).toBe(`IG completeness ${formatValue(0.0001234, 3)} · 1 node`);
     stop.click();
     expect(model.sent.at(-1)!.content).toEqual({ type: "cancel", run_id: 5 });
     view.flush();
@@ -169,7 +174,7 @@ describe("Explorer view", () => {
   });
 
   it("normalises per layer or globally", () => {
-    const g = { L: 2, H: 2, scores: Float32Array.from([1, -2, 0.5, 0.25]), thumbs: null, t: 0, layerIds: [0, 1], zeroProbs: [], completeness: [], done: 2 };
+    const g = { L: 2, H: 2, scores: Float32Array.from([1, -2, 0.5, 0.25]), thumbs: null, t: 0, layerIds: [0, 1], zeroProbs: [], completeness: [], nodes: [], converged: [], done: 2 };
     expect(Array.from(normalizedScores(g, "global").values)).toEqual([0.5, -1, 0.25, 0.125]);
     expect(Array.from(normalizedScores(g, "layer").values)).toEqual([0.5, -1, 1, 0.5]);
   });

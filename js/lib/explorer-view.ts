@@ -6,7 +6,7 @@ import { formatValue } from "./color";
 import { displayToken, h, nextFrame, truncate } from "./dom";
 import { ExplorerInput } from "./explorer-input";
 import { EmbeddedHeadStore } from "./embedded-heads";
-import { gridData, gridMode, pairScores } from "./explorer-state";
+import { gridData, gridMode, integrationLine, pairScores } from "./explorer-state";
 import { GridPanel, normalizedScores, type GridData, type GridHead } from "./grid-panel";
 import { HeaderPanel } from "./header-panel";
 import { HeatPanel, type HeatHost } from "./heat-panel";
@@ -299,7 +299,7 @@ export class ExplorerView {
     }
     const zp = g.zeroProbs[c.layer], cp = g.completeness[c.layer];
     if (zp !== null && zp !== undefined) lines.push(`p with layer's attention zeroed ${formatValue(zp, 3)}`);
-    if (cp !== null && cp !== undefined) lines.push(`IG completeness ${formatValue(cp, 3)}`);
+    if (cp !== null && cp !== undefined) lines.push(integrationLine(cp, g.nodes[c.layer] ?? null, g.converged[c.layer] ?? null));
     return lines;
   }
 

@@ -18,6 +18,8 @@ export interface GridData {
   layerIds: number[]; // model layer index of each row
   zeroProbs: (number | null)[];
   completeness: (number | null)[];
+  nodes: (number | null)[]; // quadrature nodes per layer
+  converged: (boolean | null)[];
   done: number;
 }
 

@@ -19,9 +19,13 @@ export interface HeadData {
   n: number;
   attn: Float32Array;
   attr: Float32Array;
+  label: string; // what the attribution map shows, when not the run's target ("" = the run's target)
   attnScale: Scale;
   attrScale: Scale;
 }
+
+/** Caption of the attribution map of the run's own target. */
+const ATTR_FORMULA = "A ⊙ ∫∂F/∂A";
 
 /** What the panel reads from and writes to its view. */
 export interface HeatHost {
@@ -66,6 +70,7 @@ export class HeatPanel {
   private title = h("div", { class: "aa-panel-title" });
   private scaleLin = h("button", { class: "aa-seg aa-on", type: "button", "data-gamma": "1", title: "Linear colour scale" }, "linear");
   private scaleSqrt = h("button", { class: "aa-seg", type: "button", "data-gamma": "0.5", title: "Square-root colour scale: small values become visible" }, "√ contrast");
+  private attrWhat = h("span", { class: "aa-muted aa-attr-what" }, ATTR_FORMULA);
   private attnLegend = h("div", { class: "aa-legend-box" });
   private attrLegend = h("div", { class: "aa-legend-box" });
   private wrap = h("div", { class: "aa-heat-wrap" });
@@ -79,7 +84,7 @@ export class HeatPanel {
   constructor(private host: HeatHost, signal: AbortSignal) {
     this.wrap.append(
       h("figure", { class: "aa-heat" }, h("figcaption", {}, "Attention ", h("span", { class: "aa-muted" }, "A")), this.attnCanvas, this.attnLegend),
-      h("figure", { class: "aa-heat" }, h("figcaption", {}, "Attribution ", h("span", { class: "aa-muted" }, "A ⊙ ∫∂F/∂A")), this.attrCanvas, this.attrLegend),
+      h("figure", { class: "aa-heat" }, h("figcaption", {}, "Attribution ", this.attrWhat), this.attrCanvas, this.attrLegend),
     );
     this.el = h("section", { class: "aa-panel aa-heat-panel" },
       h("div", { class: "aa-panel-head" }, this.title, downloadButtons(() => this.downloadSvg(), () => this.downloadPng(), signal)),
@@ -223,7 +228,8 @@ export class HeatPanel {
     }
     const th = this.host.theme;
     const source = (payload as { source?: string }).source ?? "kernel";
-    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}`;
+    const label = payload.label ?? "";
+    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}`;
     if (key === this.key && this.data) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {
@@ -239,7 +245,7 @@ export class HeatPanel {
     const n = attn.shape[0];
     const prevN = this.data?.n ?? 0;
     this.data = {
-      layer: payload.layer, head: payload.head, n, attn: attn.data, attr: attr.data,
+      layer: payload.layer, head: payload.head, n, attn: attn.data, attr: attr.data, label,
       attnScale: positiveScale(attn.data), attrScale: signedScale(attr.data),
     };
     this.key = key;
@@ -298,6 +304,7 @@ export class HeatPanel {
     }
     this.wrap.hidden = false;
     this.empty.hidden = true;
+    this.attrWhat.textContent = hd.label || ATTR_FORMULA;
     const lm = this.labelMetrics();
     const side0 = this.mapSide(lm.rowW);
     const cs = Math.max(side0 / this.win.size, 0);
@@ -375,7 +382,7 @@ export class HeatPanel {
     const legH = Math.max(0, ...legends.map((l) => Number(l?.getAttribute("height")) || 0));
     const W = cw * 2 + 36, H = ch + 40 + legH;
     const svg = s("svg", { width: W, height: H, viewBox: `0 0 ${W} ${H}`, "font-family": "system-ui, sans-serif" }, s("rect", { width: W, height: H, fill: bg }));
-    svg.appendChild(s("text", { x: 12, y: 18, "font-size": 13, fill: fg }, `${this.caption()}: attention | attribution`));
+    svg.appendChild(s("text", { x: 12, y: 18, "font-size": 13, fill: fg }, `${this.caption()}: attention | attribution${hd.label ? ` ${hd.label}` : ""}`));
     const g = this.gamma, labels = hl.side / hl.win.size >= 9;
     const maps = [
       { values: gammaArray(hd.attn, g), scale: gammaScale(hd.attnScale, g), lut: th.lutSeq },
@@ -403,7 +410,7 @@ export class HeatPanel {
 
   async downloadPng(): Promise<void> {
     if (!this.data) return;
-    const title = `${this.caption()} — attention (left), attribution (right)`;
+    const title = `${this.caption()} — attention (left), attribution${this.data.label ? ` ${this.data.label}` : ""} (right)`;
     const legends = [this.attnLegend.querySelector("svg"), this.attrLegend.querySelector("svg")];
     downloadBlob(await canvasToBlob(await composite(this.host.theme.theme, [this.attnCanvas, this.attrCanvas], legends, title)), `${this.host.fileName()}_heatmaps.png`);
   }

@@ -19,6 +19,8 @@ export interface ExplorerMeta {
   steps?: number | string;
   layer_zero_probs?: number[];
   completeness?: number[];
+  layer_steps?: number[]; // quadrature nodes each layer used
+  converged?: boolean[]; // false: steps="auto" stopped before its tolerance on that layer
   label_names?: string[];
   default_query?: number;
   thumb_size?: number;
@@ -33,6 +35,7 @@ export interface HeadPayload {
   attention: EncodedArray;
   attribution: EncodedArray;
   contrast?: EncodedArray; // the contrast target's map for this head (when a contrast run is done)
+  label?: string; // what the attribution map shows when it is not the run's own target (contrast views; plain text)
 }
 
 /** Every embedded head's maps (attattr_widgets/widgets/embed.py `embed_heads`): float16 [2, n, n] chunks scaled by `scales`. */

@@ -11,6 +11,8 @@ export interface LayerChunk {
   heads: number;
   zeroProb: number;
   completeness: number;
+  steps: number | null; // quadrature nodes the layer used
+  converged: boolean | null; // false: steps="auto" stopped before its tolerance
   tokens: string[];
   scores: Float32Array; // [H]
   thumbs: Float32Array | null; // [H, t, t]
@@ -26,6 +28,8 @@ export interface LayerMessage {
   heads: number;
   zero_prob: number;
   completeness: number;
+  steps?: number;
+  converged?: boolean;
   tokens?: string[];
   scores: ArrayHeader;
   thumbs?: ArrayHeader;
@@ -57,7 +61,8 @@ export class StreamCache {
     const thumbs = msg.thumbs && buffers[1] ? decodeArray(msg.thumbs, buffers[1]) : null;
     this.layers.set(msg.index, {
       runId: msg.run_id, index: msg.index, layer: msg.layer, total: msg.total, heads: msg.heads,
-      zeroProb: msg.zero_prob, completeness: msg.completeness, tokens: msg.tokens ?? [],
+      zeroProb: msg.zero_prob, completeness: msg.completeness, steps: msg.steps ?? null, converged: msg.converged ?? null,
+      tokens: msg.tokens ?? [],
       scores: scores.data, thumbs: thumbs ? thumbs.data : null, thumbSize: thumbs ? thumbs.shape[thumbs.shape.length - 1] : 0,
     });
     this.emit();

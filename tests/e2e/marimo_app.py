@@ -29,7 +29,7 @@ def _(Explorer, mo, ns):
     slow_model, slow_tok = ns["make_tiny"](layers=24, heads=4, hidden=64, seed=1)
     ex = Explorer(slow_model, slow_tok)
     ex.explain(" ".join(["the movie was not very good , but the actors were great and i love this film ."] * 6),
-               steps=64)
+               steps=256)
     run_view = mo.ui.anywidget(ex)
     run_view
     return

@@ -28,7 +28,7 @@ slow_model, slow_tok = make_tiny(layers=24, heads=4, hidden=64, seed=1)
 print("ready")
 """
 FAST = f"ex = Explorer(model, tok)\ndisplay(ex)\nex.explain({SHORT!r}, steps=4);"
-SLOW = f"ex2 = Explorer(slow_model, slow_tok)\ndisplay(ex2)\nex2.explain({LONG!r}, steps=64);"
+SLOW = f"ex2 = Explorer(slow_model, slow_tok)\ndisplay(ex2)\nex2.explain({LONG!r}, steps=256);"
 
 ROOT = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.attattr-explorer')"
 

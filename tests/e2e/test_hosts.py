@@ -19,7 +19,7 @@ slow_model, slow_tok = make_tiny(layers=24, heads=4, hidden=64, seed=1)
 print("ready")
 """
 ZERO = "Explorer.from_attribution(zero_attr(), selected=[0, 0], query=1)"
-SLOW = f"ex = Explorer(slow_model, slow_tok)\ndisplay(ex)\nex.explain({LONG!r}, steps=64)"
+SLOW = f"ex = Explorer(slow_model, slow_tok)\ndisplay(ex)\nex.explain({LONG!r}, steps=256)"
 NB_ROOT = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.attattr-explorer')"
 
 

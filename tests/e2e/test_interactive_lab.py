@@ -172,7 +172,7 @@ def test_heads_view_fills_grid_draws_curves_and_opens_examples(nb, artifacts):
 
 
 def test_heads_view_stop_keeps_the_partial_grid(nb, artifacts):
-    i = nb.append_and_run("slow = HeadsView(model, tok, (mine + test) * 4, methods=('attattr',), steps=64)\n"
+    i = nb.append_and_run("slow = HeadsView(model, tok, (mine + test) * 4, methods=('attattr',), steps=256)\n"
                           "display(slow)\nslow.run()")
     _wait(nb, i, ".attattr-heads", "r.dataset.state === 'running' && Number(r.dataset.progress.split(':')[1].split('/')[0]) >= 2",
           timeout=60)
