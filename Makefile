@@ -2,22 +2,27 @@
 SHELL := /bin/bash
 PY    := .venv/bin/python
 PIP   := $(PY) -m pip
+# The locked dependency set (scripts/lock.py): every install below is constrained to it, so a fresh clone
+# resolves exactly what CI tested. `make lock` moves it deliberately.
+LOCK  := constraints.txt
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 # Where downloaded demo assets (weights converted once, datasets) are cached, once per machine.
 export ATTATTR_CACHE ?= $(HOME)/.cache/attattr_widgets
 
-.PHONY: all venv js install assets demo lab test test-fast test-js test-py test-e2e notebooks bench clean e2e-deps
+.PHONY: all venv js install assets demo lab test test-fast test-js test-py test-e2e notebooks bench clean e2e-deps \
+        lock check-lock
 
 all: install
 
 # --- environment -----------------------------------------------------------------------------------------
 # torch: the CPU build (a wheel on disk here) unless an NVIDIA GPU is present.
-.venv/.torch:
+.venv/.torch: $(LOCK)
+	rm -rf .venv
 	python3 -m venv .venv
-	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c $(LOCK) --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  $(PIP) install -q torch; else $(PIP) install -q torch==2.13.0; fi
+	  $(PIP) install -q -c $(LOCK) torch; else $(PIP) install -q -c $(LOCK) torch==2.13.0; fi
 	touch $@
 venv: .venv/.torch
 
@@ -28,9 +33,24 @@ node_modules/.stamp: package.json package-lock.json
 js: node_modules/.stamp
 	npm run build
 
-.venv/.installed: .venv/.torch pyproject.toml
-	$(PIP) install -q -e ".[demo,test]"
+.venv/.installed: .venv/.torch pyproject.toml $(LOCK)
+	$(PIP) install -q -c $(LOCK) -e ".[demo,test]"
+	$(PY) scripts/lock.py check $(LOCK)
 	touch $@
+
+# Is the environment exactly the locked set? (`make install` checks this once; run it after installing by hand.)
+check-lock: .venv/.installed
+	$(PY) scripts/lock.py check $(LOCK)
+
+# Re-resolve the newest releases pyproject.toml allows, in a scratch venv, and record them. Then `make test`.
+lock:
+	rm -rf .venv-lock
+	python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --upgrade pip
+	.venv-lock/bin/python -m pip install -q torch==2.13.0
+	.venv-lock/bin/python -m pip install -q -e ".[demo,test]"
+	.venv-lock/bin/python scripts/lock.py write $(LOCK)
+	rm -rf .venv-lock
 
 install: .venv/.installed js assets
 
@@ -45,7 +65,7 @@ demo: install
 lab: install
 	.venv/bin/jupyter lab notebooks/
 
-test: install e2e-deps test-js test-py test-e2e notebooks
+test: install check-lock e2e-deps test-js test-py test-e2e notebooks
 
 test-js: js
 	npm run typecheck

@@ -23,7 +23,8 @@ def make_tokenizer():
     return BertTokenizer(vocab=vocab, do_lower_case=True)
 
 
-FAMILIES = ("bert", "roberta", "distilbert", "electra", "albert", "gpt2", "llama", "qwen2")
+FAMILIES = ("bert", "roberta", "distilbert", "electra", "albert", "gpt2", "llama", "qwen2", "falcon",
+            "falcon-alibi")
 
 
 def make_model(family: str, head: str = "cls", *, layers: int = 3, heads: int = 4, hidden: int = 32,
@@ -55,6 +56,13 @@ def make_model(family: str, head: str = "cls", *, layers: int = 3, heads: int = 
         cfg = T.Qwen2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                             num_key_value_heads=max(1, heads // 2), intermediate_size=2 * hidden,
                             max_position_embeddings=64, pad_token_id=0, **common)
+    elif family == "falcon":  # rotary, multi-query (one key/value head), parallel attention + MLP
+        cfg = T.FalconConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                             max_position_embeddings=64, pad_token_id=0, **common)
+    elif family == "falcon-alibi":  # ALiBi bias carried in the additive mask; grouped-query "new" architecture
+        cfg = T.FalconConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                             num_kv_heads=max(1, heads // 2), new_decoder_architecture=True, alibi=True,
+                             max_position_embeddings=64, pad_token_id=0, **common)
     elif family == "modernbert":  # alternating global / sliding-window layers, rotary positions
         cfg = T.ModernBertConfig(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                                  intermediate_size=2 * hidden, max_position_embeddings=64, local_attention=4,

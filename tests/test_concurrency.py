@@ -23,7 +23,8 @@ def recording_comm(monkeypatch):
     wc.install(monkeypatch)
 
 
-@pytest.mark.parametrize("family,head", [("bert", "cls"), ("llama", "lm"), ("distilbert", "cls")])
+@pytest.mark.parametrize("family,head", [("bert", "cls"), ("llama", "lm"), ("distilbert", "cls"),
+                                         ("falcon-alibi", "lm")])
 def test_main_thread_forwards_during_an_explorer_run_equal_a_deep_copy(family, head, tokenizer):
     model = make_model(family, head, layers=4, hidden=48, heads=4)
     twin = copy.deepcopy(model)

@@ -17,7 +17,8 @@ import attattr_widgets as aw
 from attattr_widgets.engine.hooks import Captured, attention_probs, controller_for
 from attattr_widgets.engine.quadrature import quadrature
 
-CASES = [(f, "cls") for f in FAMILIES] + [("gpt2", "lm"), ("llama", "lm"), ("qwen2", "lm")]
+CASES = [(f, "cls") for f in FAMILIES] + [("gpt2", "lm"), ("llama", "lm"), ("qwen2", "lm"), ("falcon", "lm"),
+                                          ("falcon-alibi", "lm")]
 TEXT, PAIR = "the movie was not very good", "i love it"
 
 
@@ -161,7 +162,25 @@ def test_output_form_equals_the_materialised_v1_engine_fp64(family, head, tokeni
         assert attr.extra["method"] == "prefix"
 
 
-@pytest.mark.parametrize("family,head", [("bert", "cls"), ("gpt2", "lm"), ("llama", "lm"), ("albert", "cls")])
+@pytest.mark.parametrize("family,head", CASES + [("modernbert", "cls")])
+def test_attention_equals_transformers_own_eager_attentions(family, head, tokenizer):
+    """P as the engine forms it (from the captured query/key/mask) against the probabilities transformers' own
+    eager attention returns with ``output_attentions=True``: no code of ours on the reference side."""
+    model = make_model(family, head, dtype=torch.float64)
+    pair = _pair(head)
+    attr = aw.attribute(model, tokenizer, TEXT, pair, steps=1)
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    enc = tokenizer(TEXT, pair, return_tensors="pt") if pair else tokenizer(TEXT, return_tensors="pt")
+    with torch.no_grad():
+        ref = torch.cat(eager(**enc, output_attentions=True).attentions).numpy()  # (L, H, T, T)
+    assert attr.attention.shape == ref.shape
+    # decoders' eager softmax runs in float32 even for a float64 model (rotary families, Falcon, ModernBERT)
+    np.testing.assert_allclose(attr.attention, ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("family,head", [("bert", "cls"), ("gpt2", "lm"), ("llama", "lm"), ("albert", "cls"),
+                                         ("falcon", "lm"), ("falcon-alibi", "cls")])
 def test_output_form_equals_the_naive_reference_and_method_naive(family, head, tokenizer):
     model = make_model(family, head, dtype=torch.float64)
     pair = _pair(head)
@@ -174,12 +193,12 @@ def test_output_form_equals_the_naive_reference_and_method_naive(family, head, t
         assert np.abs(paper.scores[layer] - ref).max() <= 1e-8 * scale
 
 
-@pytest.mark.parametrize("family", ["bert", "roberta", "llama"])
+@pytest.mark.parametrize("family", ["bert", "roberta", "llama", "falcon-alibi"])
 def test_padded_batches_with_masks_and_pairs_equal_single_examples(family, tokenizer):
     model = make_model(family, "cls", dtype=torch.float64)
     examples = [{"text": "a dog", "label": 0}, {"text": TEXT, "text_pair": PAIR, "label": 2},
                 {"text": "the cat sat on the mat", "label": 1}]
-    if family == "llama":  # decoder classifiers pool by pad id: the engine runs them one example at a time
+    if family in ("llama", "falcon-alibi"):  # decoder classifiers pool by pad id: run one example at a time
         examples = [dict(e, text_pair=None) for e in examples]
     batched = list(aw.iter_attributions(model, tokenizer, examples, batch_size=3, steps=3))
     for ex, got in zip(examples, batched):
@@ -404,7 +423,7 @@ def test_model_without_head(tokenizer):
         aw.attribute(model, tokenizer, TEXT)
 
 
-@pytest.mark.parametrize("name", ["deberta-v2", "xlnet", "falcon"])
+@pytest.mark.parametrize("name", ["deberta-v2", "xlnet", "bloom"])
 def test_unsupported_architectures_raise(name, tokenizer):
     import transformers as T
 
@@ -412,10 +431,22 @@ def test_unsupported_architectures_raise(name, tokenizer):
         "deberta-v2": lambda: T.DebertaV2Config(vocab_size=100, hidden_size=32, num_hidden_layers=2,
                                                 num_attention_heads=4, intermediate_size=64),
         "xlnet": lambda: T.XLNetConfig(vocab_size=100, d_model=32, n_layer=2, n_head=4, d_inner=64),
-        "falcon": lambda: T.FalconConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4),
+        "bloom": lambda: T.BloomConfig(vocab_size=100, hidden_size=32, n_layer=2, n_head=4),
     }[name]()
     model = T.AutoModelForSequenceClassification.from_config(cfg).eval()
     with pytest.raises(aw.UnsupportedModelError, match="Supported"):
+        aw.attribute(model, tokenizer, TEXT)
+
+
+def test_falcon_on_an_older_transformers_is_refused_with_the_upgrade(tokenizer, monkeypatch):
+    """Falcon reaches the AttentionInterface from transformers 5.25 on; before that the error names the upgrade.
+    Stood in for by a model whose attention never reaches the interface, labelled as Falcon."""
+    import transformers as T
+
+    model = T.AutoModelForSequenceClassification.from_config(T.DebertaV2Config(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)).eval()
+    monkeypatch.setattr(type(model.config), "model_type", "falcon")
+    with pytest.raises(aw.UnsupportedModelError, match=r"pip install 'transformers>=5\.25'"):
         aw.attribute(model, tokenizer, TEXT)
 
 

@@ -29,7 +29,8 @@ input of every Linear, as it would for weights that require grad — and the use
 
 Layers are discovered by one tiny forward in the discovering thread (works without ``layer_idx``, e.g.
 DistilBERT, and for ALBERT, whose single attention module runs once per layer: indexed by call count). Models
-whose attention never reaches the interface (DeBERTa, XLNet, Falcon, …) raise :class:`UnsupportedModelError`.
+whose attention never reaches the interface (DeBERTa, XLNet, BLOOM, …; Falcon before transformers 5.25) raise
+:class:`UnsupportedModelError`.
 """
 from __future__ import annotations
 
@@ -43,14 +44,18 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
+import transformers
 from torch import nn
 
 from .errors import UnsupportedModelError, check_cancel
 
 SUPPORTED_FAMILIES = (
     "BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, ModernBERT (encoders); GPT-2, Llama, Mistral, Qwen2, "
-    "Gemma 1/2 and other decoders whose attention calls transformers' AttentionInterface"
+    "Gemma 1/2, Falcon (transformers >= 5.25) and other decoders whose attention calls transformers' "
+    "AttentionInterface"
 )
+# Families whose attention moved onto the interface in a later transformers release than the one installed.
+_ROUTED_SINCE = {"falcon": (5, 25)}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -359,11 +364,15 @@ def _discover(model: nn.Module) -> Layout:
     order = [m for m, _ in calls]
     heads = [h for _, h in calls]
     if not order:
+        model_type = getattr(model.config, "model_type", "?")
+        since = _ROUTED_SINCE.get(model_type)
+        upgrade = (f" transformers {'.'.join(map(str, since))} routes {model_type} through the interface; you have "
+                   f"{transformers.__version__}: pip install 'transformers>={since[0]}.{since[1]}'." if since else "")
         raise UnsupportedModelError(
-            f"{type(model).__name__} (model_type={getattr(model.config, 'model_type', '?')!r}) does not route "
-            f"its attention through transformers' AttentionInterface, so its attention probabilities cannot "
-            f"be attributed. Supported: {SUPPORTED_FAMILIES}. Not supported: DeBERTa, XLNet, Falcon, BLOOM, "
-            f"Longformer, BigBird and other models with a hand-written attention."
+            f"{type(model).__name__} (model_type={model_type!r}) does not route its attention through "
+            f"transformers' AttentionInterface, so its attention probabilities cannot be attributed.{upgrade} "
+            f"Supported: {SUPPORTED_FAMILIES}. Not supported: DeBERTa, XLNet, BLOOM, MPT, GPT-Neo, Longformer, "
+            f"BigBird and other models with a hand-written attention."
         )
     shared = len(set(map(id, order))) != len(order)
     blocks, path = (None, []) if shared else _find_blocks(model, order)
