@@ -8,7 +8,8 @@ See which attention links a Transformer's prediction actually depends on (Hao et
 """
 from __future__ import annotations
 
-from .engine.attribution import Attribution, LayerResult, attribute, iter_attributions
+from .engine.attribution.api import attribute, iter_attributions
+from .engine.results import Attribution, LayerResult
 from .engine.errors import (
     AttAttrError,
     AttributionCancelled,
@@ -19,7 +20,7 @@ from .engine.errors import (
     TargetError,
     UnsupportedModelError,
 )
-from .engine.hooks import controller_for
+from .engine.intercept.controller import controller_for
 
 __version__ = "0.1.0"
 
@@ -31,25 +32,25 @@ _LAZY = {
     "HeadsResult": "attattr_widgets.widgets",
     "TriggersView": "attattr_widgets.widgets",
     "TriggersResult": "attattr_widgets.widgets",
-    "head_importance": "attattr_widgets.engine.importance",
-    "pruning_curve": "attattr_widgets.engine.pruning",
-    "compare_pruning": "attattr_widgets.engine.pruning",
-    "effectiveness": "attattr_widgets.engine.pruning",
-    "head_correlation": "attattr_widgets.engine.pruning",
+    "head_importance": "attattr_widgets.engine.analysis.importance",
+    "pruning_curve": "attattr_widgets.engine.analysis.pruning",
+    "compare_pruning": "attattr_widgets.engine.analysis.pruning",
+    "effectiveness": "attattr_widgets.engine.analysis.pruning",
+    "head_correlation": "attattr_widgets.engine.analysis.pruning",
     "PruningCurve": "attattr_widgets.engine.results",
     "Effectiveness": "attattr_widgets.engine.results",
     "Correlation": "attattr_widgets.engine.results",
-    "head_mask_gradients": "attattr_widgets.engine.importance",
-    "attribution_tree": "attattr_widgets.engine.tree",
+    "head_mask_gradients": "attattr_widgets.engine.analysis.importance",
+    "attribution_tree": "attattr_widgets.engine.analysis.tree",
     "AttributionTree": "attattr_widgets.engine.results",
-    "mine_triggers": "attattr_widgets.engine.triggers",
-    "evaluate_trigger": "attattr_widgets.engine.triggers",
-    "top_triggers": "attattr_widgets.engine.triggers",
-    "evaluate_triggers": "attattr_widgets.engine.triggers",
-    "insert_trigger": "attattr_widgets.engine.triggers",
+    "mine_triggers": "attattr_widgets.engine.analysis.triggers",
+    "evaluate_trigger": "attattr_widgets.engine.analysis.triggers",
+    "top_triggers": "attattr_widgets.engine.analysis.triggers",
+    "evaluate_triggers": "attattr_widgets.engine.analysis.triggers",
+    "insert_trigger": "attattr_widgets.engine.analysis.triggers",
     "TriggerPattern": "attattr_widgets.engine.results",
     "TriggerResult": "attattr_widgets.engine.results",
-    "RayBackend": "attattr_widgets.engine.backends",
+    "RayBackend": "attattr_widgets.batch",
     "HeadImportance": "attattr_widgets.engine.results",
     "save_result": "attattr_widgets.engine.results",
     "load_result": "attattr_widgets.engine.results",

@@ -14,14 +14,37 @@ for a shipped demo set (``demo:sentiment:test``).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import time
 from pathlib import Path
+
+from .engine.backends.ray import RayBackend as _EngineRayBackend
+
+
+class RayBackend(_EngineRayBackend):
+    """:class:`attattr_widgets.engine.backends.ray.RayBackend` whose ``model_loader`` may also be a local path or
+    a demo name, built on every worker by :func:`attattr_widgets.demo.load_model` (the path must exist on every
+    node). Everything else is the engine's backend (see its docstring)."""
+
+    def __init__(self, *args, model_loader=None, **kwargs):
+        super().__init__(*args, model_loader=loader_for(model_loader), **kwargs)
+
+
+def loader_for(spec):
+    """A picklable ``model_loader`` for ``spec``: a path or demo name becomes
+    ``functools.partial(load_model, spec)``; a callable or None is returned as it is."""
+    if isinstance(spec, (str, os.PathLike)):
+        from .demo import load_model
+
+        return functools.partial(load_model, os.fspath(spec))
+    return spec
 
 
 def add_commands(sub) -> None:
     """Register the ``importance`` and ``triggers`` sub-commands on an argparse ``sub`` parser."""
-    from .engine.importance import METHODS
+    from .engine.analysis.importance import METHODS
 
     p = sub.add_parser("importance", help="head importance over a data set (optionally on Ray); writes .npz")
     _common(p)
@@ -106,8 +129,6 @@ def load_examples(spec: str, limit: int | None = None) -> list[dict]:
 def _backend(args):
     if args.backend == "local":
         return None
-    from .engine.backends import RayBackend
-
     return RayBackend(num_workers=args.workers, num_gpus_per_worker=args.gpus_per_worker, address=args.address,
                       model_loader=args.model if args.load_on_workers else None, shard_size=args.shard_size,
                       num_cpus_per_worker=args.cpus_per_worker)
@@ -144,7 +165,7 @@ def _run_meta(args, backend, t0: float) -> dict:
 def importance(args) -> int:
     """``attattr importance``: head importance of ``--method`` over ``--data``, saved as a HeadImportance."""
     from .demo import load_model
-    from .engine.importance import head_importance
+    from .engine.analysis.importance import head_importance
     from .engine.results import HeadImportance, save_result
     from .engine.validate import output_path
 
@@ -172,7 +193,7 @@ def triggers(args) -> int:
     """``attattr triggers``: mine patterns over ``--data`` (and evaluate the best on ``--evaluate``)."""
     from .demo import load_model
     from .engine.results import save_result
-    from .engine.triggers import evaluate_triggers, mine_triggers
+    from .engine.analysis.triggers import evaluate_triggers, mine_triggers
     from .engine.validate import output_path
 
     out = output_path(args.out, "--out")

@@ -42,8 +42,9 @@ def demo(args) -> int:
 
     import attattr_widgets as aw
     from attattr_widgets.demo import load_dataset, load_model
-    from attattr_widgets.engine.importance import head_importance
-    from attattr_widgets.engine.pruning import PruningCurve, compare_pruning
+    from attattr_widgets.engine.analysis.importance import head_importance
+    from attattr_widgets.engine.analysis.pruning import compare_pruning
+    from attattr_widgets.engine.results import PruningCurve
     from attattr_widgets.engine.validate import output_path
 
     out_path = output_path(args.out, "--out")  # checked before minutes of computation, not after

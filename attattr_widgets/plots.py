@@ -9,7 +9,7 @@ Inputs are duck-typed. A *pruning curve* is any object or mapping with
 * ``method`` (str), ``fractions`` ([K] fraction of heads pruned), ``accuracy`` ([K]),
 * optionally ``pruned`` (K entries, each an ``[L, H]`` boolean mask or a list of ``(layer, head)`` pairs).
 
-``attattr_widgets.engine.pruning.PruningCurve`` is one of them.
+``attattr_widgets.engine.analysis.pruning.PruningCurve`` is one of them.
 """
 from __future__ import annotations
 
@@ -242,7 +242,7 @@ def correlation_plot(imp_a: Any, imp_b: Any = None, labels: Sequence[str] = ("ta
     """Scatter of per-head importance of two tasks (one dot per head), Pearson r in the title.
 
     ``imp_a``/``imp_b``: ``[L, H]`` arrays (or flat ``[L*H]`` with ``num_heads=``), or ``imp_a`` alone an
-    ``engine.pruning.Correlation`` (``head_correlation()`` result); ``labels``: the two task names (axis
+    ``engine.analysis.pruning.Correlation`` (``head_correlation()`` result); ``labels``: the two task names (axis
     labels). Hover shows layer, head and both values; dots are coloured by layer. The figure's
     ``tags[0]["pearson_r"]`` holds r.
     """
@@ -251,7 +251,7 @@ def correlation_plot(imp_a: Any, imp_b: Any = None, labels: Sequence[str] = ("ta
     from bokeh.transform import linear_cmap
 
     if imp_b is None and all(_get(imp_a, k) is not None for k in ("x", "y", "layer", "head")):
-        corr = imp_a                                   # engine.pruning.Correlation (or a dict like it)
+        corr = imp_a                                   # engine.analysis.pruning.Correlation (or a dict like it)
         layer_ids = np.asarray(_get(corr, "layer"), int)
         head_ids = np.asarray(_get(corr, "head"), int)
         grid = np.full((layer_ids.max() + 1, head_ids.max() + 1), np.nan)

@@ -36,8 +36,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from attattr_widgets.demo import load_dataset, load_model
-    from attattr_widgets.engine.backends import RayBackend
-    from attattr_widgets.engine.importance import head_importance
+    from attattr_widgets.engine.backends.ray import RayBackend
+    from attattr_widgets.engine.analysis.importance import head_importance
 
     model, tok = load_model("sentiment")
     items = load_dataset("sentiment", "validation")[: args.n]

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from attattr_widgets.demo import load_dataset, load_model
-from attattr_widgets.engine.importance import head_importance
-from attattr_widgets.engine.pruning import Effectiveness, PruningCurve, compare_pruning, effectiveness, head_correlation
+from attattr_widgets.engine.analysis.importance import head_importance
+from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness, head_correlation
+from attattr_widgets.engine.results import Effectiveness, PruningCurve
 
 METHODS = ("attattr", "taylor", "taylor-authors", "accuracy", "attention", "random")
 

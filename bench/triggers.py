@@ -33,8 +33,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch
 
 from attattr_widgets.demo import load_dataset, load_model
-from attattr_widgets.engine.inputs import encode
-from attattr_widgets.engine.triggers import evaluate_triggers, mine_triggers, top_triggers
+from attattr_widgets.engine.model.encode import encode
+from attattr_widgets.engine.analysis.triggers import evaluate_triggers, mine_triggers, top_triggers
 
 #: Obviously polar words (hand list standing in for the paper's sentiment lexicon).
 _POLAR_WORDS = """

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from conftest import PAIRS, SINGLES, make_strong_bert
 
-from attattr_widgets.engine.backends import RayBackend, iter_attributions_on
+from attattr_widgets.engine.attribution.api import iter_attributions_on
+from attattr_widgets.batch import RayBackend
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled, TargetError
-from attattr_widgets.engine.importance import head_importance, iter_head_importance
-from attattr_widgets.engine.pruning import compare_pruning, effectiveness, pruning_curve
-from attattr_widgets.engine.triggers import evaluate_triggers, mine_triggers
+from attattr_widgets.engine.analysis.importance import head_importance, iter_head_importance
+from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness, pruning_curve
+from attattr_widgets.engine.analysis.triggers import evaluate_triggers, mine_triggers
 
 EXAMPLES = (SINGLES + PAIRS) * 3  # 24 labelled examples, singles and pairs
 
@@ -136,7 +137,7 @@ def test_triggers_equal_in_process(backend, bert, tok):
 
 @pytest.mark.distributed
 def test_iter_attributions_in_order(backend, bert, tok):
-    from attattr_widgets.engine.attribution import iter_attributions
+    from attattr_widgets.engine.attribution.api import iter_attributions
 
     ref = list(iter_attributions(bert, tok, EXAMPLES[:7], target="pred", steps=4))
     got = list(iter_attributions(bert, tok, EXAMPLES[:7], target="pred", steps=4, backend=backend))

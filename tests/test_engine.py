@@ -14,7 +14,8 @@ from conftest import FAMILIES, make_model, make_tokenizer
 from reference.legacy_attribution import legacy_attribute
 
 import attattr_widgets as aw
-from attattr_widgets.engine.hooks import Captured, attention_probs, controller_for
+from attattr_widgets.engine.intercept.controller import controller_for
+from attattr_widgets.engine.intercept.probs import attention_probs, Captured
 from attattr_widgets.engine.quadrature import quadrature
 
 CASES = [(f, "cls") for f in FAMILIES] + [("gpt2", "lm"), ("llama", "lm"), ("qwen2", "lm"), ("falcon", "lm"),
@@ -528,7 +529,8 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
     """The α passes run on a copy whose parameters are detached aliases: same numbers, the user's parameters keep
     requires_grad, and autograd keeps much less (no Linear input is saved for a weight gradient nobody asks for).
     Against the same engine on the user's own parameters, so the test fails if the copy stops being frozen."""
-    from attattr_widgets.engine import hooks
+    from attattr_widgets.engine.intercept import controller as controller_mod
+    from attattr_widgets.engine.intercept.layout import LAYER_TAG
 
     model = make_model("llama", "lm", layers=3, heads=4, hidden=32)
     text = " ".join(["the movie was not very good"] * 4)
@@ -538,8 +540,8 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
     for name, p in frozen.named_parameters():
         assert not p.requires_grad and p.data_ptr() == ours[name].data_ptr()  # aliases: no bytes copied
     assert all(p.requires_grad for p in model.parameters())
-    assert not any(hooks._LAYER_TAG in vars(m) for m in model.modules())
-    assert sorted(getattr(m, hooks._LAYER_TAG) for m in frozen.modules() if hooks._LAYER_TAG in vars(m)) == [0, 1, 2]
+    assert not any(LAYER_TAG in vars(m) for m in model.modules())
+    assert sorted(getattr(m, LAYER_TAG) for m in frozen.modules() if LAYER_TAG in vars(m)) == [0, 1, 2]
 
     before = _model_state(model)
     kw = dict(rule="gauss-legendre", steps=4, layers=[0])
@@ -551,7 +553,7 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
 
     saved_frozen = _saved_bytes(run)
     assert _model_state(model) == before
-    monkeypatch.setattr(hooks, "_frozen_copy", lambda m, layout: m)  # the same passes on the user's parameters
+    monkeypatch.setattr(controller_mod, "_frozen_copy", lambda m, layout: m)  # the same passes on the user's parameters
     ref = None
 
     def run_ref():
@@ -637,7 +639,7 @@ def test_tiny_memory_budget_gives_identical_results(tokenizer):
 
 
 def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypatch):
-    from attattr_widgets.engine import attribution as engine
+    from attattr_widgets.engine.attribution import engine
 
     model = make_model("bert", "cls", dtype=torch.float64)
     ref = aw.attribute(model, tokenizer, TEXT, steps=4)
@@ -665,7 +667,7 @@ def test_out_of_memory_halves_the_chunk_then_reports_clearly(tokenizer, monkeypa
 
 @pytest.mark.parametrize("where", ["clean_forward", "zero_scores", "layer_maps"])
 def test_out_of_memory_anywhere_ends_in_the_clear_error(where, tokenizer, monkeypatch):
-    from attattr_widgets.engine import attribution as engine
+    from attattr_widgets.engine.attribution import engine
 
     def boom(self, *a, **k):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB")
@@ -725,7 +727,7 @@ def test_boolean_additive_and_causal_masks_agree():
     assert torch.allclose(p_c, p_m) and torch.allclose(attention_probs(Captured(q, k, v, None, True, 0.35, None, None),
                                                                        slice(1, 3)), p_m[:, :, 1:3])
     # flash attention's (B, T) padding mask plus causality == the 4-D mask SDPA would get
-    from attattr_widgets.engine.hooks import _capture
+    from attattr_widgets.engine.intercept.session import _capture
 
     pad = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     module = torch.nn.Module()
@@ -739,7 +741,7 @@ def test_boolean_additive_and_causal_masks_agree():
 def test_examples_from_a_datasets_dataset_and_bad_collections(tokenizer):
     from datasets import Dataset
 
-    from attattr_widgets.engine.examples import Example, as_examples
+    from attattr_widgets.engine.model.examples import as_examples, Example
 
     rows = {"text": ["a dog", TEXT], "text_pair": [None, PAIR], "label": [0, 2]}
     assert as_examples(Dataset.from_dict(rows)) == [Example("a dog", None, 0), Example(TEXT, PAIR, 2)]

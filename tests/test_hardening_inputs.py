@@ -20,13 +20,13 @@ from attattr_widgets.engine.errors import (
     TargetError,
     UnsupportedModelError,
 )
-from attattr_widgets.engine.examples import as_examples
-from attattr_widgets.engine.importance import head_importance
-from attattr_widgets.engine.inputs import encode
-from attattr_widgets.engine.pruning import compare_pruning, effectiveness
+from attattr_widgets.engine.model.examples import as_examples
+from attattr_widgets.engine.analysis.importance import head_importance
+from attattr_widgets.engine.model.encode import encode
+from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness
 from attattr_widgets.engine.results import TriggerPattern
-from attattr_widgets.engine.tree import attribution_tree
-from attattr_widgets.engine.triggers import evaluate_trigger, evaluate_triggers, mine_triggers
+from attattr_widgets.engine.analysis.tree import attribution_tree
+from attattr_widgets.engine.analysis.triggers import evaluate_trigger, evaluate_triggers, mine_triggers
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +241,7 @@ def test_blacklist_as_a_list_filters_words_not_letters(env):
 
 
 def test_truncated_is_true_exactly_when_tokens_were_cut(env):
-    from attattr_widgets.engine.inputs import max_positions
+    from attattr_widgets.engine.model.encode import max_positions
 
     model, tok = env["model"], env["tok"]
     limit = max_positions(model, tok)
@@ -260,7 +260,7 @@ def test_minus_one_is_not_the_last_class_in_trigger_results(env):
     """A -1 label used to be reported under the last class name; now it is refused (see CASES) and a valid
     set names each class by its own index."""
     res = evaluate_trigger(env["model"], env["tok"], SINGLES, env["pat"])
-    names = aw.engine.inputs.label_names(env["model"]) if hasattr(aw, "engine") else None
+    names = aw.engine.model.kinds.label_names(env["model"]) if hasattr(aw, "engine") else None
     assert [c["label"] for c in res.per_class] == sorted({e["label"] for e in SINGLES})
     if names:
         assert all(c["name"] == names[c["label"]] for c in res.per_class)

@@ -9,17 +9,12 @@ import pytest
 import torch
 from conftest import PAIRS, SINGLES, encode_example, make_model, make_strong_bert
 
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled, TargetError
-from attattr_widgets.engine.hooks import controller_for
-from attattr_widgets.engine.importance import (
-    METHODS,
-    EncodedSet,
-    head_importance,
-    head_mask_gradients,
-    normalize_by_layer,
-    predict_masked,
-)
+from attattr_widgets.engine.intercept.controller import controller_for
+from attattr_widgets.engine.analysis.importance import head_importance, head_mask_gradients, normalize_by_layer
+from attattr_widgets.engine.analysis.importance import METHODS
+from attattr_widgets.engine.model.predict import EncodedSet, predict_masked
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from attattr_widgets import plots
 
 
 @dataclass
-class FakeCurve:                 # duck type of engine.pruning.PruningCurve
+class FakeCurve:                 # duck type of engine.analysis.pruning.PruningCurve
     method: str
     fractions: np.ndarray
     accuracy: np.ndarray
@@ -163,7 +163,7 @@ def test_palette_matches_bokeh():
 
 def test_engine_result_types():
     """The engine's own dataclasses (PruningCurve, Effectiveness, Correlation) plot directly."""
-    pr = pytest.importorskip("attattr_widgets.engine.pruning")
+    pr = pytest.importorskip("attattr_widgets.engine.analysis.pruning")
     fr = np.linspace(0, 1, 3)
     pruned = np.zeros((3, 2, 2), bool)
     pruned[1, 0, :] = True

@@ -10,22 +10,12 @@ import pytest
 import torch
 from conftest import PAIRS, SINGLES, WORDS, encode_example, make_model, make_strong_bert
 
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled
-from attattr_widgets.engine.hooks import controller_for
-from attattr_widgets.engine.importance import head_importance
-from attattr_widgets.engine.pruning import (
-    Correlation,
-    Effectiveness,
-    PruningCurve,
-    compare_pruning,
-    effectiveness,
-    head_correlation,
-    per_layer_masks,
-    pruned_counts,
-    pruning_curve,
-    pruning_masks,
-)
+from attattr_widgets.engine.intercept.controller import controller_for
+from attattr_widgets.engine.analysis.importance import head_importance
+from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness, head_correlation, per_layer_masks, pruned_counts, pruning_curve, pruning_masks
+from attattr_widgets.engine.results import Correlation, Effectiveness, PruningCurve
 
 EXAMPLES = SINGLES + PAIRS
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from attattr_widgets.engine.errors import AttAttrError
-from attattr_widgets.engine.tree import AttributionTree, attribution_tree, normalized_layer_scores
+from attattr_widgets.engine.analysis.tree import attribution_tree, normalized_layer_scores
+from attattr_widgets.engine.results import AttributionTree
 
 
 def fake(scores, tokens=None, layers=None, num_layers=None):
@@ -222,7 +223,7 @@ def test_threshold_monotonicity(a, t1, t2):
 def test_on_a_real_attribution(tokenizer):
     from conftest import make_model
 
-    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.engine.attribution.api import attribute
 
     model = make_model("bert", layers=3, heads=2)
     attr = attribute(model, tokenizer, "the movie was great fun", "i love this film", steps=3)

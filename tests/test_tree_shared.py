@@ -1,4 +1,4 @@
-"""The attribution tree has ONE algorithm with two implementations: the kernel's (engine/tree.py
+"""The attribution tree has ONE algorithm with two implementations: the kernel's (engine/analysis/tree.py
 ``tree_from_layer_sums``) and the browser's (js/lib/tree-algo.ts, used by the TreeView in exported pages and
 reopened notebooks). This runs the TypeScript through node (bundled by esbuild) on the same inputs as the Python
 and requires identical trees — same root, nodes, edges and bit-identical edge scores — over many random cases,
@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from attattr_widgets.engine.tree import attribution_tree, layer_sums, resolve_exclude_row, tree_from_layer_sums
+from attattr_widgets.engine.analysis.tree import attribution_tree, layer_sums, resolve_exclude_row, tree_from_layer_sums
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ESBUILD = REPO / "node_modules" / ".bin" / "esbuild"

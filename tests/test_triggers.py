@@ -12,17 +12,10 @@ from conftest import make_model, make_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttributionCancelled
-from attattr_widgets.engine.triggers import (
-    TriggerPattern,
-    TriggerResult,
-    evaluate_trigger,
-    evaluate_triggers,
-    insert_trigger,
-    mine_triggers,
-    top_triggers,
-)
+from attattr_widgets.engine.analysis.triggers import evaluate_trigger, evaluate_triggers, insert_trigger, mine_triggers, top_triggers
+from attattr_widgets.engine.results import TriggerPattern, TriggerResult
 
 
 def pattern(tok, words, segments, relative, **kw):

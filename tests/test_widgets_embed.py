@@ -8,8 +8,8 @@ import widget_comm as wc
 from conftest import make_model
 from test_widgets_explorer import PAIR, TEXT, fake_attr
 
-from attattr_widgets.engine.attribution import attribute
-from attattr_widgets.engine.tree import attribution_tree, layer_sums, tree_from_layer_sums
+from attattr_widgets.engine.attribution.api import attribute
+from attattr_widgets.engine.analysis.tree import attribution_tree, layer_sums, tree_from_layer_sums
 from attattr_widgets.widgets import Explorer, TreeView
 from attattr_widgets.widgets.embed import embed_heads, embed_layer_sums, head_order, inflate_array
 from attattr_widgets.widgets.serialize import head_summary

@@ -14,7 +14,7 @@ import widget_comm as wc
 from conftest import make_model
 
 import attattr_widgets.widgets.explorer as explorer_mod
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttributionCancelled
 from attattr_widgets.widgets import BUNDLE_MISSING_MESSAGE, Explorer
 from attattr_widgets.widgets.serialize import head_summary, thumbnails
@@ -371,7 +371,7 @@ def test_missing_bundle_fallback_imports_and_explains(tmp_path):
 
 
 def test_from_saved_attribution_file(tmp_path, attr):
-    from attattr_widgets.engine.attribution import Attribution
+    from attattr_widgets.engine.results import Attribution
 
     path = attr.save(tmp_path / "a.npz")
     w = Explorer.from_attribution(Attribution.load(path), normalize="layer")

@@ -6,7 +6,7 @@ import pytest
 import widget_comm as wc
 from conftest import make_model
 
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import TargetError
 from attattr_widgets.widgets import Explorer
 

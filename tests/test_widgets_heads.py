@@ -8,9 +8,9 @@ import pytest
 import widget_comm as wc
 from conftest import PAIRS, SINGLES, make_strong_bert
 
-import attattr_widgets.engine.importance as importance_mod
-from attattr_widgets.engine.importance import head_importance
-from attattr_widgets.engine.pruning import compare_pruning, effectiveness
+import attattr_widgets.engine.analysis.importance as importance_mod
+from attattr_widgets.engine.analysis.importance import head_importance
+from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness
 from attattr_widgets.widgets import HeadsView
 
 FRACTIONS = [0.0, 0.25, 0.5, 1.0]

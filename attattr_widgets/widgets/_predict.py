@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.attribution import prepared
-from ..engine.inputs import CLASSIFIER, Encoded, collate, encode, label_names, model_kind, prediction_logits
+from ..engine.intercept.mode import prepared
+from ..engine.model.encode import collate, encode, Encoded
+from ..engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits
 
 __all__ = ["probabilities", "predict_encoded", "target_options"]
 

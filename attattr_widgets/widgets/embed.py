@@ -8,8 +8,8 @@ widget state and reopened with the kernel shut down).
   per head, heads in decreasing head score, up to ``max_bytes`` of compressed data. The Explorer's ``heads_data``
   trait; the front end draws any embedded head without the kernel and says which heads were left out.
 * :func:`embed_layer_sums` — the float32 head sums ``S`` [L, n, n] the attribution tree is built from
-  (``engine.tree.layer_sums``), so the TreeView recomputes the tree for any threshold in the browser with the
-  shared algorithm (``engine.tree.tree_from_layer_sums`` / ``js/lib/tree-algo.ts``).
+  (``engine.analysis.tree.layer_sums``), so the TreeView recomputes the tree for any threshold in the browser with the
+  shared algorithm (``engine.analysis.tree.tree_from_layer_sums`` / ``js/lib/tree-algo.ts``).
 """
 from __future__ import annotations
 
@@ -126,7 +126,7 @@ def embed_heads(attribution: Any, heads: Any = "all", max_bytes: int | None = DE
 def embed_layer_sums(attribution: Any, max_bytes: int | None = DEFAULT_MAX_BYTES) -> dict | None:
     """The TreeView's ``layer_sums`` trait: ``{"sums": deflate_array(float32 [L, n, n]), "layers", "num_layers",
     "exclude_row"}`` — exactly what ``tree_from_layer_sums`` consumes — or None when it is over ``max_bytes``."""
-    from ..engine.tree import layer_sums, resolve_exclude_row
+    from ..engine.analysis.tree import layer_sums, resolve_exclude_row
 
     S = layer_sums(attribution)
     tokens = [str(t) for t in attribution.tokens]

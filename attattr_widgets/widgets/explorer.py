@@ -55,7 +55,7 @@ TOP_K_TOKENS = 10
 
 def _attribute(*args, **kwargs):
     """Indirection so tests can substitute a fake engine."""
-    from ..engine.attribution import attribute
+    from ..engine.attribution.api import attribute
 
     return attribute(*args, **kwargs)
 
@@ -741,7 +741,7 @@ def _target_arg(t: Any) -> Any:
 
 
 def _input_spec(model: Any, tokenizer: Any) -> dict:
-    from ..engine.inputs import CLASSIFIER, label_names, model_kind
+    from ..engine.model.kinds import CLASSIFIER, label_names, model_kind
 
     try:
         kind = model_kind(model)

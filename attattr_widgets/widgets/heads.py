@@ -4,8 +4,8 @@ effectiveness (Fig 2) and cross-task correlation (Fig 4) in one widget.
 ``HeadsView(model, tokenizer, examples, methods=("attattr", "taylor", "random"), eval_examples=None,
 fractions=None, **engine_kwargs)``; ``.run()`` starts a background thread and returns, ``.stop()`` cancels,
 ``.wait(timeout)`` returns a :class:`HeadsResult`. The numbers are those of
-:func:`~attattr_widgets.engine.importance.head_importance` and
-:func:`~attattr_widgets.engine.pruning.compare_pruning` on the same data and settings: the view iterates the
+:func:`~attattr_widgets.engine.analysis.importance.head_importance` and
+:func:`~attattr_widgets.engine.analysis.pruning.compare_pruning` on the same data and settings: the view iterates the
 very streams those functions consume (``iter_head_importance``, ``PruningSweep``), so they are equal by
 construction.
 
@@ -129,8 +129,8 @@ class HeadsView(BackgroundRun, BaseWidget):
     def __init__(self, model: Any, tokenizer: Any, examples: Any, *, methods=("attattr", "taylor", "random"),
                  eval_examples: Any = None, fractions=None, effectiveness_examples: Any = None,
                  explorer: Any = None, interval: float = 0.25, **engine_kwargs):
-        from ..engine.examples import as_examples
-        from ..engine.importance import METHODS
+        from ..engine.model.examples import as_examples
+        from ..engine.analysis.importance import METHODS
 
         unknown = sorted(set(engine_kwargs) - set(IMPORTANCE_KWARGS) - set(PRUNING_KWARGS))
         if unknown:
@@ -150,9 +150,9 @@ class HeadsView(BackgroundRun, BaseWidget):
         self.eval_items = self.items if eval_examples is None else as_examples(eval_examples)
         self.eff_items = None if effectiveness_examples is None else as_examples(effectiveness_examples)
         from ..engine import validate
-        from ..engine.examples import check_labels
-        from ..engine.hooks import controller_for
-        from ..engine.inputs import label_names, model_kind, num_outputs
+        from ..engine.model.examples import check_labels
+        from ..engine.intercept.controller import controller_for
+        from ..engine.model.kinds import label_names, model_kind, num_outputs
 
         fractions = validate.fractions(fractions)  # refused here, not later in the background thread
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
@@ -232,7 +232,7 @@ class HeadsView(BackgroundRun, BaseWidget):
     def compare_with(self, other: Any, *, method: str | None = None, labels: tuple[str, str] | None = None):
         """Fig 4: Pearson/Spearman correlation of this view's importance with ``other`` (another HeadsView, or
         an [L, H] array); shown in the "correlation" view and returned as a :class:`Correlation`."""
-        from ..engine.pruning import head_correlation
+        from ..engine.analysis.pruning import head_correlation
 
         m = method or self.methods[0]
         mine = self._estimates.get(m)
@@ -297,7 +297,7 @@ class HeadsView(BackgroundRun, BaseWidget):
             self.state = "done"
 
     def _run_importance(self, run_id: int, cancel: threading.Event) -> None:
-        from ..engine.importance import iter_head_importance
+        from ..engine.analysis.importance import iter_head_importance
         from ..engine.results import HeadImportance
 
         N = len(self.items)
@@ -325,7 +325,7 @@ class HeadsView(BackgroundRun, BaseWidget):
                 self._push_examples()
 
     def _run_pruning(self, run_id: int, cancel: threading.Event) -> None:
-        from ..engine.pruning import PruningSweep
+        from ..engine.analysis.pruning import PruningSweep
 
         with self._sync():
             self.phase = "pruning"
@@ -347,7 +347,7 @@ class HeadsView(BackgroundRun, BaseWidget):
             self._push(force=True)
 
     def _run_effectiveness(self, run_id: int, cancel: threading.Event) -> None:
-        from ..engine.pruning import effectiveness
+        from ..engine.analysis.pruning import effectiveness
 
         with self._sync():
             self.phase = "effectiveness"

@@ -24,7 +24,7 @@ __all__ = ["TreeView"]
 
 def _attribution_tree(attribution: Any, threshold: float) -> dict:
     """Indirection so tests can substitute a fake tree builder."""
-    from ..engine.tree import attribution_tree
+    from ..engine.analysis.tree import attribution_tree
 
     tree = attribution_tree(attribution, threshold=threshold)
     return tree.to_dict() if hasattr(tree, "to_dict") else dict(tree)

@@ -4,8 +4,8 @@
 mines in a background thread (patterns stream into the table, one example at a time), then evaluates the
 ``evaluate`` best distinct patterns per predicted class on ``eval_examples`` (accuracy before → after per gold
 class, one pattern at a time). ``.stop()`` keeps what is done; ``.wait()`` returns a :class:`TriggersResult`
-whose ``patterns`` equal :func:`~attattr_widgets.engine.triggers.mine_triggers` and whose ``results`` equal
-:func:`~attattr_widgets.engine.triggers.evaluate_triggers` of the same patterns (the view iterates the streams
+whose ``patterns`` equal :func:`~attattr_widgets.engine.analysis.triggers.mine_triggers` and whose ``results`` equal
+:func:`~attattr_widgets.engine.analysis.triggers.evaluate_triggers` of the same patterns (the view iterates the streams
 those functions consume). ``.apply(text, text_pair=None, pattern=None)`` inserts a trigger into your own input
 and predicts before / after.
 
@@ -82,8 +82,8 @@ class TriggersView(BackgroundRun, BaseWidget):
     def __init__(self, model: Any, tokenizer: Any, examples: Any, eval_examples: Any, *, evaluate: int = 3,
                  sample: int = 6, eval_batch_size: int = 32, max_rows: int = 200, interval: float = 0.25,
                  **mine_kwargs):
-        from ..engine.examples import as_examples
-        from ..engine.inputs import label_names
+        from ..engine.model.examples import as_examples
+        from ..engine.model.kinds import label_names
 
         unknown = sorted(set(mine_kwargs) - set(MINE_KWARGS))
         if unknown:
@@ -96,8 +96,8 @@ class TriggersView(BackgroundRun, BaseWidget):
         if any(ex.label is None for ex in self.eval_items):
             raise ValueError("eval_examples need a gold 'label' in every example (accuracy per gold class)")
         from ..engine import validate
-        from ..engine.examples import check_labels
-        from ..engine.inputs import CLASSIFIER, model_kind, num_outputs
+        from ..engine.model.examples import check_labels
+        from ..engine.model.kinds import CLASSIFIER, model_kind, num_outputs
 
         evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
         sample = validate.integer(sample, "sample", minimum=0, fix="attacked examples shown per pattern")
@@ -164,8 +164,8 @@ class TriggersView(BackgroundRun, BaseWidget):
     def apply(self, text: str, text_pair: str | None = None, pattern: Any = None) -> dict:
         """Insert ``pattern`` (a pattern id, a :class:`TriggerPattern`, or None = the selected / best one) into
         your input and predict before and after; the result is also shown in the view (``custom``)."""
-        from ..engine.inputs import encode
-        from ..engine.triggers import insert_trigger
+        from ..engine.model.encode import encode
+        from ..engine.analysis.triggers import insert_trigger
         from ._predict import predict_encoded
 
         out: dict = {"text": str(text), "text_pair": text_pair, "pattern": None}
@@ -189,7 +189,7 @@ class TriggersView(BackgroundRun, BaseWidget):
 
     # ------------------------------------------------------------------ background run
     def _run(self, run_id: int, cancel: threading.Event) -> None:
-        from ..engine.triggers import iter_evaluate_triggers, iter_mine_triggers, top_triggers
+        from ..engine.analysis.triggers import iter_evaluate_triggers, iter_mine_triggers, top_triggers
 
         try:
             t0 = time.monotonic()
@@ -300,8 +300,8 @@ class TriggersView(BackgroundRun, BaseWidget):
         """``sample`` evaluation examples with pattern ``pid`` inserted, predicted before / after: first those of
         the classes the trigger attacks (gold label other than the pattern's class), then the others, each in
         order."""
-        from ..engine.inputs import encode
-        from ..engine.triggers import insert_trigger
+        from ..engine.model.encode import encode
+        from ..engine.analysis.triggers import insert_trigger
         from ._predict import predict_encoded
 
         pat = self.pattern(pid)

@@ -69,7 +69,7 @@ def test_exported_widgets_and_bokeh_render_offline(tmp_path, offline, artifacts)
 
 @pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
 def test_exported_explorer_renders_offline(tmp_path, offline, artifacts):
-    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.engine.attribution.api import attribute
     from attattr_widgets.widgets import Explorer, TreeView
 
     model, tok = tiny_model(layers=3, heads=4)
@@ -180,8 +180,8 @@ def _click_head(page, root, l, h, H):
 def test_exported_page_draws_other_heads_and_recomputes_the_tree(tmp_path, offline, artifacts):
     """Issue 13: a file:// page with no kernel — three other heads draw their heatmaps (embedded maps) and the
     tree follows the threshold slider (computed in the browser; the same trees as the kernel's)."""
-    from attattr_widgets.engine.attribution import attribute
-    from attattr_widgets.engine.tree import attribution_tree
+    from attattr_widgets.engine.attribution.api import attribute
+    from attattr_widgets.engine.analysis.tree import attribution_tree
     from attattr_widgets.widgets import Explorer, TreeView
 
     model, tok = tiny_model(layers=3, heads=4)
@@ -234,7 +234,7 @@ def test_exported_page_draws_other_heads_and_recomputes_the_tree(tmp_path, offli
 
 @pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
 def test_exported_page_says_which_heads_were_not_embedded(tmp_path, offline):
-    from attattr_widgets.engine.attribution import attribute
+    from attattr_widgets.engine.attribution.api import attribute
     from attattr_widgets.widgets import Explorer
 
     model, tok = tiny_model(layers=3, heads=4)

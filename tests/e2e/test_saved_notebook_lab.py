@@ -18,7 +18,7 @@ pytestmark = [
 ]
 
 CODE = TINY_MODEL_SRC + """
-from attattr_widgets.engine.attribution import attribute
+from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.widgets import Explorer
 model, tok = make_tiny(layers=3, heads=4)
 attr = attribute(model, tok, "the movie was not very good , but the actors were great", steps=4)

@@ -12,9 +12,8 @@ import torch
 from torch import nn
 
 from attattr_widgets.engine.errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
-from attattr_widgets.engine.inputs import (
-    CLASSIFIER, Encoded, collate, encode, label_names, model_kind, prediction_logits, resolve_target,
-)
+from attattr_widgets.engine.model.encode import collate, encode, Encoded
+from attattr_widgets.engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits, resolve_target
 from attattr_widgets.engine.quadrature import quadrature
 
 from .legacy_hooks import AttnController, controller_for

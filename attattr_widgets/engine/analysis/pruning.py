@@ -26,16 +26,18 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .attribution import iter_attributions
-from . import validate
-from .errors import ArgumentError, AttAttrError
-from .examples import as_examples
-from .hooks import controller_for
-from .errors import check_cancel
-from .backends import check_backend, iter_sharded
-from .importance import EncodedSet, _Progress, sharded_accuracy
-from .inputs import model_kind
-from .results import Correlation, Effectiveness, PruningCurve
+from ..attribution.api import iter_attributions
+from .. import validate
+from ..errors import ArgumentError, AttAttrError
+from ..model.examples import as_examples
+from ..intercept.controller import controller_for
+from ..errors import check_cancel
+from ..backends.dispatch import check_backend, iter_sharded
+from ..analysis.importance import sharded_accuracy
+from ..model.predict import EncodedSet
+from ..progress import Progress
+from ..model.kinds import model_kind
+from ..results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
     "least-first": "least-first", "smallest-first": "least-first", "ascending": "least-first",
@@ -173,7 +175,7 @@ class PruningSweep:
     def __iter__(self) -> Iterator[PruningPoint]:
         K, N = len(self.fractions), len(self.data)
         evaluated = np.zeros(len(self.stack), dtype=bool)
-        with _Progress(self.progress, N * len(self.stack), "pruning") as prog:
+        with Progress(self.progress, N * len(self.stack), "pruning") as prog:
             for k in range(K):
                 group = sorted({ks[k] for ks in self.keys if not evaluated[ks[k]]})
                 if group:
@@ -218,7 +220,7 @@ def compare_pruning(
     list (e.g. ``("least-first", "largest-first")``); with several orders the curves are named
     ``"name, order"``. Every distinct mask is evaluated once, batched over examples, one fraction after the
     other (:class:`PruningSweep`, which the widgets iterate to draw the curves point by point).
-    ``backend``: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend` (each
+    ``backend``: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend` (each
     fraction's masks are evaluated on shards of the examples, on its workers).
     """
     sweep = PruningSweep(model, tokenizer, examples, importances, fractions=fractions, order=order,
@@ -284,7 +286,7 @@ def _effectiveness_pieces(model, tokenizer, items, *, offset, progress, cancel, 
                           max_length):
     """Shard function (see :mod:`.backends`): yields ``(index, (attribution max [L, H], attention max [L, H]))``
     per example: the two per-example head rankings of :func:`effectiveness`."""
-    with _Progress(progress, len(items), "effectiveness: attribution") as prog:
+    with Progress(progress, len(items), "effectiveness: attribution") as prog:
         for n, attr in enumerate(
             iter_attributions(model, tokenizer, items, target=target, rule=rule, steps=steps,
                               batch_size=batch_size, cancel=cancel, max_length=max_length)
@@ -320,7 +322,7 @@ def effectiveness(
     probability; in every layer prune the k smallest-scoring (or largest-scoring) heads and check whether the
     prediction still equals the gold label. The ranking differs per example. Returns accuracy vs k for the
     four (criterion, order) pairs; ``heads_per_layer`` defaults to 0..H. ``backend``: ``None`` or a
-    :class:`~attattr_widgets.engine.backends.RayBackend` (attribution and the masked evaluation run on shards).
+    :class:`~attattr_widgets.engine.backends.ray.RayBackend` (attribution and the masked evaluation run on shards).
     """
     check_backend(backend)
     steps = validate.steps(steps)

@@ -1,37 +1,4 @@
-"""Where dataset-level work runs: in this process (``backend=None``) or on a Ray cluster (:class:`RayBackend`).
-
-Every dataset-level entry point (``head_importance``, ``compare_pruning`` / ``pruning_curve``, ``effectiveness``,
-``iter_attributions``, ``mine_triggers``, ``evaluate_trigger(s)``) is written as
-
-    parts = run_sharded(backend, shard_fn, model, tokenizer, items, progress=..., cancel=..., **kwargs)
-    result = reduce(parts)            # deterministic, in example order
-
-with one *shard function* per computation, of the form
-
-    shard_fn(model, tokenizer, items: list[Example], *, offset: int, progress, cancel, **kwargs) -> part
-
-(``offset``: the global index of ``items[0]``; ``progress(done, total)`` counts the shard's own units;
-``cancel`` is an Event-like object with ``is_set()``). In process the shard function runs **once, on all the
-examples** (one shard, with the caller's ``progress``, exactly the loop of the single-machine code); on Ray it
-runs on consecutive slices of the examples, one model replica per worker, and the driver (the notebook
-kernel) receives the parts **in shard order**, whatever order the workers finish in. The reductions only
-concatenate per-example parts or add per-shard partial sums in that order, so the results equal the in-process
-ones to float tolerance (bit for bit where the part is per example and the batches are the same).
-
-Ray backend, in brief (details in :class:`RayBackend`):
-
-* workers are Ray actors (one model replica each, GPU when ``num_gpus_per_worker``), fed shards one at a time
-  by the driver (so a fast worker takes more shards);
-* the model goes to the workers once through the object store (re-sent only when its weights change), or each
-  worker builds its own from ``model_loader``;
-* progress: the driver polls each busy worker's counter and calls the caller's ``progress(done, total)`` in the
-  same units as in process; cancel: when the caller's ``cancel`` Event is set, the driver sets the running
-  workers' own events (the engine checks them between integration chunks and batches), waits for them to stop
-  and raises :class:`~attattr_widgets.engine.errors.AttributionCancelled`;
-* a worker that dies (process killed, node lost) has its shard re-queued on another worker (``max_retries``
-  attempts per shard); an error raised *by the computation* (bad input, out of memory) is raised on the driver
-  as the original exception, not retried.
-"""
+"""The Ray backend: workers (one model replica each) fed shards by the driver, progress, cancel and retries."""
 from __future__ import annotations
 
 import hashlib
@@ -40,13 +7,12 @@ import math
 import os
 import threading
 import time
-import types
+
+from ..errors import AttAttrError, AttributionCancelled
 from collections import deque
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator
 
-from .errors import AttAttrError, AttributionCancelled
-
-__all__ = ["RayBackend", "check_backend", "iter_attributions_on", "iter_sharded", "run_sharded"]
+from .worker import _Worker
 
 INSTALL_HINT = "pip install 'attattr-widgets[distributed]'"
 
@@ -59,56 +25,6 @@ def _ray():
             f"backend=RayBackend(...) needs Ray, which is not installed: {INSTALL_HINT} (or pip install 'ray[default]')"
         ) from exc
     return ray
-
-
-# ------------------------------------------------------------------------------------------------------------
-# the dispatch every entry point uses
-
-
-def check_backend(backend) -> None:
-    """``None`` (in process) or a :class:`RayBackend`; anything else raises with the fix."""
-    if backend is not None and not isinstance(backend, RayBackend):
-        raise AttAttrError(
-            f"backend must be None (run in this process) or attattr_widgets.RayBackend(...), not {backend!r}"
-        )
-
-
-def iter_sharded(backend, fn: Callable, model, tokenizer, items: Sequence, *, progress=None, cancel=None,
-                 desc: str = "", units: int = 1, multiple: int = 1, **kwargs) -> Iterator[Any]:
-    """Run ``fn`` over ``items`` and yield its parts in order: one part in process, one per shard on Ray; when
-    ``fn`` is a generator function, its pieces instead (in process as it yields them, streaming; on Ray a
-    shard's pieces arrive when the shard is done).
-
-    ``units``: progress units per example (the in-process total is ``len(items) * units``); ``multiple``: Ray
-    shards hold a multiple of this many examples (the batch size, so batches are the same as in process).
-    """
-    check_backend(backend)
-    if backend is None:
-        out = fn(model, tokenizer, items, offset=0, progress=progress, cancel=cancel, **kwargs)
-        if isinstance(out, types.GeneratorType):
-            yield from out
-        else:
-            yield out
-        return
-    for part in backend.map(fn, model, tokenizer, list(items), progress=progress, cancel=cancel, desc=desc,
-                            units=units, multiple=multiple, kwargs=kwargs):
-        if isinstance(part, _Pieces):
-            yield from part
-        else:
-            yield part
-
-
-class _Pieces(list):
-    """What a worker returns for a generator shard function: the pieces it yielded, in order."""
-
-
-def run_sharded(backend, fn: Callable, model, tokenizer, items: Sequence, **kw) -> list:
-    """:func:`iter_sharded` collected into a list of parts, in order."""
-    return list(iter_sharded(backend, fn, model, tokenizer, items, **kw))
-
-
-# ------------------------------------------------------------------------------------------------------------
-# shipping a model: pickled once, without the engine's per-process state
 
 
 def _none():
@@ -127,7 +43,7 @@ def _dumps(obj) -> bytes:
     import torch
     from ray import cloudpickle
 
-    from .hooks import AttnController
+    from ..intercept.controller import AttnController
 
     lock_t, rlock_t = type(threading.Lock()), type(threading.RLock())
 
@@ -173,116 +89,8 @@ def _loader_key(loader) -> str:
     except Exception as exc:  # noqa: BLE001
         raise AttAttrError(
             f"model_loader {loader!r} cannot be pickled ({exc}): pass a module-level function (or a "
-            f"functools.partial of one) that returns (model, tokenizer), or a local path / load_model name"
+            f"functools.partial of one) that returns (model, tokenizer)"
         ) from exc
-
-
-# ------------------------------------------------------------------------------------------------------------
-# the worker (a Ray actor; a plain class so that this module imports without Ray)
-
-
-class _ShardCancel:
-    """The worker's cancel flag handed to the engine (``is_set()`` like a ``threading.Event``)."""
-
-    def __init__(self):
-        self._event = threading.Event()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-
-class _Worker:
-    """One model replica. ``run`` computes one shard (one at a time); ``progress`` / ``cancel`` / ``info`` run
-    concurrently with it (threaded actor)."""
-
-    def __init__(self, num_threads: int):
-        import torch
-
-        torch.set_num_threads(max(1, int(num_threads)))
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self._key = None
-        self._model = None
-        self._lock = threading.Lock()
-        self._token = None
-        self._done = 0
-        self._cancel = _ShardCancel()
-        self._cancelled: set = set()
-
-    def info(self) -> dict:
-        import ray
-
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "gpus": [str(g) for g in ray.get_gpu_ids()]}
-
-    def progress(self):
-        return self._token, self._done
-
-    def cancel(self, token) -> None:
-        with self._lock:
-            self._cancelled.add(token)
-            if token == self._token:
-                self._cancel._event.set()
-
-    def _tick(self, done, total=None) -> None:
-        self._done = int(done)
-
-    def _load(self, key, box):
-        if key == self._key:
-            return self._model, 0.0
-        import ray
-        import torch
-        from ray import cloudpickle
-
-        t0 = time.perf_counter()
-        self._model = None  # free the previous replica first
-        kind = box[0]
-        if kind == "pickle":
-            model, tok = cloudpickle.loads(ray.get(box[1]))
-        else:
-            loader, tok = box[1], (cloudpickle.loads(ray.get(box[2])) if box[2] is not None else None)
-            if isinstance(loader, (str, os.PathLike)):
-                from ..demo import load_model
-
-                built = load_model(os.fspath(loader))
-            else:
-                built = loader()
-            if isinstance(built, tuple):
-                model, tok = built[0], built[1]
-            else:
-                model = built
-            if tok is None:
-                raise AttAttrError("model_loader returned a model without a tokenizer: return (model, tokenizer)")
-        if ray.get_gpu_ids() and torch.cuda.is_available():
-            model = model.to("cuda")
-        model.eval()
-        self._model, self._key = (model, tok), key
-        return self._model, time.perf_counter() - t0
-
-    def run(self, token, key, box, fn, items, offset, kwargs):
-        from ray import cloudpickle
-
-        with self._lock:
-            self._token, self._done = token, 0
-            self._cancel = _ShardCancel()
-            if token in self._cancelled:
-                self._cancel._event.set()
-        (model, tok), load_s = self._load(key, box)
-        t0 = time.perf_counter()
-        try:
-            out = fn(model, tok, items, offset=offset, progress=self._tick, cancel=self._cancel, **kwargs)
-            if isinstance(out, types.GeneratorType):
-                out = _Pieces(out)
-            # pickled here, so the driver gets ordinary (writable) arrays that do not pin the object store
-            out = cloudpickle.dumps(out, protocol=5)
-        finally:
-            with self._lock:
-                self._token = None
-                self._cancelled.discard(token)
-        return out, {"pid": os.getpid(), "compute_s": time.perf_counter() - t0, "load_s": load_s}
-
-
-# ------------------------------------------------------------------------------------------------------------
-# the backend
 
 
 class _Slot:
@@ -308,9 +116,9 @@ class RayBackend:
             ``"ray://host:10001"`` → a remote cluster through Ray Client.
         model_loader: ``None`` → the caller's model and tokenizer are pickled once into the object store and every
             worker loads that copy (re-sent when the weights change); a picklable callable returning
-            ``(model, tokenizer)`` (or a model; the caller's tokenizer is then shipped), or a local path / demo
-            name for :func:`attattr_widgets.demo.load_model`, run on every worker instead (big models: each
-            worker reads its own weights; the path must exist on every node).
+            ``(model, tokenizer)`` (or a model; the caller's tokenizer is then shipped), run on every worker
+            instead (big models: each worker reads its own weights). ``attattr_widgets.RayBackend`` also takes
+            a local path or demo name here (resolved in :mod:`attattr_widgets.batch`).
         shard_size: examples per task (default ``ceil(N / (4 · workers))``, rounded up to a multiple of the
             batch size): smaller gives finer progress, faster cancel and cheaper retries, larger less overhead.
         num_cpus_per_worker: CPUs reserved per replica (and torch threads in it); default 1.
@@ -335,7 +143,11 @@ class RayBackend:
             raise AttAttrError(f"shard_size must be a positive integer or None, got {shard_size!r}")
         if not num_cpus_per_worker > 0:
             raise AttAttrError(f"num_cpus_per_worker must be > 0, got {num_cpus_per_worker!r}")
-        if model_loader is not None and not (callable(model_loader) or isinstance(model_loader, (str, os.PathLike))):
+        if isinstance(model_loader, (str, os.PathLike)):
+            raise AttAttrError(
+                f"model_loader={model_loader!r} is a path or name: use attattr_widgets.RayBackend, which resolves "
+                f"it with attattr_widgets.demo.load_model, or pass functools.partial(load_model, {model_loader!r})")
+        if model_loader is not None and not callable(model_loader):
             raise AttAttrError(
                 f"model_loader must be a callable returning (model, tokenizer), a local path or a load_model name, "
                 f"not {model_loader!r}"
@@ -476,7 +288,7 @@ class RayBackend:
         from ray import cloudpickle
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
-        from .importance import _Progress
+        from ..progress import Progress
 
         died = (RayActorError, WorkerCrashedError)
         t_start = time.perf_counter()
@@ -501,7 +313,7 @@ class RayBackend:
         next_out = 0
         last_poll = 0.0
         t_first_ready = None
-        prog = _Progress(progress, len(items) * units, desc)
+        prog = Progress(progress, len(items) * units, desc)
 
         def submit(slot: _Slot, sid: int):
             a, b = shards[sid]
@@ -631,45 +443,3 @@ class RayBackend:
             if tok == token:
                 cap = (shards[sid][1] - shards[sid][0]) * units
                 done_units[sid] = max(done_units[sid], min(int(done), cap))
-
-
-# ------------------------------------------------------------------------------------------------------------
-# iter_attributions on a backend
-
-
-def _attribution_part(model, tokenizer, items, *, offset, progress, cancel, **kw) -> list:
-    """Shard function: the shard's :class:`Attribution` objects, in order (progress: one unit per example)."""
-    from .attribution import iter_attributions
-
-    out = []
-    for attr in iter_attributions(model, tokenizer, items, cancel=cancel, **kw):
-        out.append(attr)
-        if progress is not None:
-            progress(len(out), len(items))
-    return out
-
-
-def iter_attributions_on(backend, model, tokenizer, examples, *, progress=None, cancel=None, **kw):
-    """``iter_attributions(..., backend=backend)``: shards of ``examples`` attributed on the workers, yielded in
-    example order (a shard's results arrive together). ``kw``: :func:`iter_attributions`' arguments except
-    ``device`` (each worker uses its own) and a file ``store`` (maps come back in memory).
-    ``progress(done, total)``: examples finished across the workers."""
-    from .errors import TargetError
-    from .examples import as_examples
-
-    check_backend(backend)
-    if backend is None:
-        raise AttAttrError("iter_attributions_on needs a backend; use iter_attributions for this process")
-    if kw.get("device") is not None:
-        raise AttAttrError("device= does not apply with a backend: each worker runs on its own device "
-                           "(num_gpus_per_worker); leave device=None")
-    kw.pop("device", None)
-    store = kw.get("store", "auto")
-    if store not in ("auto", "memory", "fp16"):
-        raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
-    items = as_examples(examples)
-    if kw.get("target", "gold") == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
-    for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
-                             desc="attributing", multiple=kw.get("batch_size") or 1, **kw):
-        yield from part

@@ -26,7 +26,7 @@ more important, for one of
   layer-wise normalisation, so we divide by the number of examples.
 * ``"accuracy"`` — Michel et al.'s accuracy difference: accuracy of the full model minus accuracy with that
   head alone masked (L·H + 1 evaluations, batched with per-row head masks). On a few hundred examples many heads
-  tie (often at 0); :func:`~attattr_widgets.engine.pruning.pruning_curve` breaks ties with a seeded random
+  tie (often at 0); :func:`~attattr_widgets.engine.analysis.pruning.pruning_curve` breaks ties with a seeded random
   order rather than by layer.
 * ``"random"`` — uniform random scores from ``numpy.random.default_rng(seed)`` (the control).
 
@@ -45,189 +45,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .results import HeadImportance
-from .attribution import iter_attributions, prepared
-from .backends import check_backend, iter_sharded, run_sharded
-from .errors import AttAttrError, TargetError, check_cancel
-from . import validate
-from .examples import Example, as_examples, check_labels
-from .hooks import controller_for
-from .inputs import CLASSIFIER, collate, encode, is_decoder_classifier, model_kind, num_outputs, prediction_logits
+from .. import validate
+from ..attribution.api import iter_attributions
+from ..backends.dispatch import check_backend, iter_sharded, run_sharded
+from ..errors import AttAttrError, TargetError, check_cancel
+from ..intercept.controller import controller_for
+from ..model.examples import as_examples, check_labels
+from ..model.kinds import model_kind, num_outputs
+from ..model.predict import EncodedSet, masked_accuracy, predict_masked
+from ..progress import Progress
+from ..results import HeadImportance
 
 METHODS = ("attattr", "attention", "taylor", "taylor-authors", "accuracy", "random")
-
-ProgressArg = "bool | Callable[[int, int], None] | None"
-
-# rows × padded length per forward when several head masks are stacked into one batch
-_ROW_TOKENS = 8192
-
-
-# ------------------------------------------------------------------------------------------------------------
-# progress and cancellation
-
-
-class _Progress:
-    """``progress=True`` → tqdm bar; a callable → ``progress(done, total)``; ``None``/``False`` → silent."""
-
-    def __init__(self, progress, total: int, desc: str):
-        self.total = int(total)
-        self.done = 0
-        self.bar = None
-        self.cb = None
-        if progress is True:
-            try:
-                from tqdm.auto import tqdm
-
-                self.bar = tqdm(total=self.total, desc=desc, leave=False)
-            except ImportError:  # pragma: no cover - tqdm is a dependency
-                self.bar = None
-        elif validate.progress(progress) is not None and progress is not False:
-            self.cb = progress
-
-    def update(self, n: int = 1) -> None:
-        self.done = min(self.total, self.done + int(n))
-        if self.bar is not None:
-            self.bar.update(int(n))
-        if self.cb is not None:
-            self.cb(self.done, self.total)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-# ------------------------------------------------------------------------------------------------------------
-# encoded, length-sorted example sets and batched (masked) evaluation
-
-
-class EncodedSet:
-    """Examples encoded once for repeated evaluation: length-sorted batches, padded per batch.
-
-    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Decoder classifiers without a pad id
-    are evaluated one example at a time (unpadded; their pooling looks for the pad id).
-    """
-
-    def __init__(self, model, tokenizer, examples, *, max_length: int | None = None, truncation: bool = True):
-        self.model, self.tokenizer = model, tokenizer
-        self.items: list[Example] = as_examples(examples)
-        self.kind = model_kind(model)
-        check_labels(self.items, *num_outputs(model, self.kind))
-        max_length = validate.max_length(max_length)
-        self.ctrl = controller_for(model)
-        self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
-        self.device = next(model.parameters()).device
-        self.dtype = next(model.parameters()).dtype
-        self.encs = [
-            encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-            for ex in self.items
-        ]
-        self.lengths = np.array([len(e) for e in self.encs])
-        self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
-        self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
-        cfg_pad = getattr(model.config, "pad_token_id", None)
-        self.unpadded = self.decoder_cls and cfg_pad is None
-        if self.decoder_cls and cfg_pad is not None:
-            self.pad_id = int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
-        else:
-            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.order = np.argsort(self.lengths, kind="stable")
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def need_labels(self, what: str) -> None:
-        if (self.labels < 0).any():
-            missing = int((self.labels < 0).sum())
-            raise TargetError(f"{what} needs a 'label' in every example ({missing} have none)")
-        if self.kind == CLASSIFIER:
-            C = int(getattr(self.model.config, "num_labels", 0) or 0)
-            if C and self.labels.max() >= C:
-                raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} classes")
-
-    def batches(self, batch_size: int):
-        """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
-        bs = 1 if self.unpadded else validate.batch_size(batch_size, allow_none=False)
-        for s in range(0, len(self.order), bs):
-            idx = self.order[s : s + bs]
-            encs = [self.encs[i] for i in idx]
-            inputs = collate(encs, self.pad_id, self.device)
-            last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
-            yield idx, inputs, last, inputs["attention_mask"]
-
-    def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        return prediction_logits(self.kind, out_logits, last)
-
-    def prepared(self):
-        return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
-
-
-def predict_masked(
-    data: EncodedSet,
-    keep: np.ndarray | torch.Tensor,
-    *,
-    per_example: bool = False,
-    batch_size: int = 32,
-    row_tokens: int = _ROW_TOKENS,
-    progress=None,
-    cancel: threading.Event | None = None,
-    desc: str = "evaluating",
-) -> np.ndarray:
-    """Predicted class (or next token) of every example under K head masks: ``[K, N]`` int.
-
-    ``keep``: ``[K, L, H]`` (1 = keep, 0 = prune; the same K masks for every example) or, with
-    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis). The masks of a
-    batch are stacked as per-row ``(rows, H)`` head masks, so one forward evaluates up to
-    ``row_tokens // (b·T)`` masks for b padded examples of length T.
-    """
-    keep = torch.as_tensor(np.asarray(keep, dtype=np.float32))
-    N = len(data)
-    if per_example:
-        if keep.dim() != 4 or keep.shape[0] != N:
-            raise AttAttrError(f"per-example masks must be [N={N}, K, L, H], got {tuple(keep.shape)}")
-        K = keep.shape[1]
-    else:
-        if keep.dim() != 3:
-            raise AttAttrError(f"masks must be [K, L, H], got {tuple(keep.shape)}")
-        K = keep.shape[0]
-    if tuple(keep.shape[-2:]) != (data.L, data.H):
-        raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
-    keep = keep.to(device=data.device, dtype=data.dtype)
-    preds = np.zeros((K, N), dtype=np.int64)
-    with _Progress(progress, N * K, desc) as prog, torch.no_grad(), data.prepared():
-        for idx, inputs, last, _ in data.batches(batch_size):
-            b, T = inputs["input_ids"].shape
-            kc = int(max(1, min(K, row_tokens // max(1, b * T))))
-            idx_t = torch.as_tensor(idx, device=data.device)
-            for k0 in range(0, K, kc):
-                check_cancel(cancel)
-                ks = slice(k0, min(K, k0 + kc))
-                kk = ks.stop - ks.start
-                if per_example:
-                    m = keep[idx_t][:, ks].reshape(b * kk, data.L, data.H)
-                else:
-                    m = keep[ks].repeat(b, 1, 1)  # row i*kk + j  ↔  example i, mask j
-                rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
-                head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
-                with data.ctrl.session(head_mask=head_mask):
-                    out = data.model(**rows).logits
-                pred = data.logits(out, last.repeat_interleave(kk, 0)).argmax(-1).view(b, kk)
-                preds[ks.start : ks.stop, idx] = pred.T.cpu().numpy()
-                prog.update(b * kk)
-    return preds
-
-
-def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) -> np.ndarray:
-    """Accuracy against the gold labels under each of K head masks: ``[K]`` (see :func:`predict_masked`)."""
-    data.need_labels("accuracy")
-    preds = predict_masked(data, keep, per_example=per_example, **kw)
-    return (preds == data.labels[None, :]).mean(1)
-
 
 def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, per_example, batch_size, max_length,
                   label, what):
@@ -241,12 +70,11 @@ def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, pe
     return predict_masked(data, keep, per_example=per_example, batch_size=batch_size, progress=progress,
                           cancel=cancel, desc=label)
 
-
 def sharded_accuracy(backend, data: EncodedSet, keep, *, per_example: bool = False, batch_size: int = 32,
                      max_length: int | None = None, progress=None, cancel=None, desc: str = "evaluating",
                      what: str = "accuracy") -> np.ndarray:
     """:func:`masked_accuracy` in process (``backend=None``) or over shards of ``data``'s examples on a
-    :class:`~attattr_widgets.engine.backends.RayBackend` (the predictions are concatenated in example order):
+    :class:`~attattr_widgets.engine.backends.ray.RayBackend` (the predictions are concatenated in example order):
     ``[K]``. ``max_length`` must be the one ``data`` was encoded with."""
     data.need_labels(what)
     K = int(np.shape(keep)[-3])
@@ -256,17 +84,14 @@ def sharded_accuracy(backend, data: EncodedSet, keep, *, per_example: bool = Fal
     preds = np.concatenate(parts, axis=1)
     return (preds == data.labels[None, :]).mean(1)
 
-
 # ------------------------------------------------------------------------------------------------------------
 # gradient-based baselines
-
 
 def _check_target(target) -> None:
     """``"gold"``, ``"pred"``, a class index or (for ``"attattr"``) a class name; never a bool or a float."""
     if isinstance(target, bool) or not isinstance(target, (str, int, np.integer)):
         raise TargetError(f"target must be 'gold', 'pred' or a class index, got {validate.show(target)} "
                           f"({type(target).__name__})")
-
 
 def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tensor:
     if target == "gold":
@@ -277,7 +102,6 @@ def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tenso
         validate.label(target, "target", logits.shape[-1])
         return torch.full((logits.shape[0],), int(target), device=logits.device, dtype=torch.long)
     raise TargetError(f"target must be 'gold', 'pred' or a class index, not {target!r}")
-
 
 def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel):
     """Yield ``(idx [b], grads [b, L, H] float64)`` per length-sorted batch: signed ∂L/∂ξ of each example."""
@@ -293,7 +117,6 @@ def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel)
                                    y, reduction="sum")
             grads = torch.autograd.grad(loss, [xi[l] for l in range(data.L)])
         yield idx, torch.stack(grads, 1).double().cpu().numpy()
-
 
 def head_mask_gradients(
     model,
@@ -317,12 +140,11 @@ def head_mask_gradients(
     if target == "gold":
         data.need_labels('target="gold"')
     out = np.zeros((len(data), data.L, data.H), dtype=np.float64)
-    with _Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
+    with Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
         for idx, g in _iter_head_mask_gradients(data, target, batch_size, cancel):
             out[idx] = g
             prog.update(len(idx))
     return out
-
 
 def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
     """Yield ``(idx [b], per-example Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| [b, L, H] float64)`` per batch."""
@@ -342,12 +164,11 @@ def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
             per_ex[:, l] = (per_tok * q).sum(2).cpu()
         yield idx, per_ex.numpy()
 
-
 def _attattr_pieces(model, tokenizer, items, *, offset, progress, cancel, target, rule, steps, batch_size,
                     max_length, reduce):
     """Shard function (see :mod:`.backends`): yields ``(index [1], head scores [1, L, H] float64)`` per example,
     ``index`` global (``offset`` + position)."""
-    with _Progress(progress, len(items), "attattr importance") as prog:
+    with Progress(progress, len(items), "attattr importance") as prog:
         stream = iter_attributions(
             model, tokenizer, items, target=target, rule=rule, steps=steps, batch_size=batch_size,
             cancel=cancel, max_length=max_length, truncation=True,
@@ -358,16 +179,14 @@ def _attattr_pieces(model, tokenizer, items, *, offset, progress, cancel, target
             check_cancel(cancel)
             yield np.array([offset + n]), s[None]
 
-
 _REDUCERS = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
              "sum": lambda t: t.sum((-1, -2))}
-
 
 def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_size, max_length, reduce):
     """Shard function: yields ``(index [b], reduced attention [b, L, H] float64)`` per length-sorted batch."""
     data = EncodedSet(model, tokenizer, items, max_length=max_length)
     red = _REDUCERS[reduce]
-    with _Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
+    with Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
         for idx, inputs, last, amask in data.batches(batch_size):
             check_cancel(cancel)
             with data.ctrl.session(record=True) as c:
@@ -379,7 +198,6 @@ def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batc
             prog.update(len(idx))
             yield offset + np.asarray(idx), per_ex.numpy()
 
-
 def _taylor_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_size, max_length, target, method):
     """Shard function: yields ``(index [b], per-example scores [b, L, H])`` per batch: |∂L/∂ξ| (``"taylor"``)
     or the authors' per-example sum (``"taylor-authors"``), before any normalisation."""
@@ -389,11 +207,10 @@ def _taylor_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_s
     desc = "head-mask gradients" if method == "taylor" else "taylor (authors)"
     batches = (_iter_head_mask_gradients(data, target, batch_size, cancel) if method == "taylor"
                else _iter_authors_taylor(data, batch_size, cancel))
-    with _Progress(progress, len(data), desc) as prog, data.prepared():
+    with Progress(progress, len(data), desc) as prog, data.prepared():
         for idx, g in batches:
             prog.update(len(idx))
             yield offset + np.asarray(idx), (np.abs(g) if method == "taylor" else g)
-
 
 def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
     """Michel et al.'s layer-wise normalisation: each layer's row divided by its L^exponent norm."""
@@ -401,10 +218,8 @@ def normalize_by_layer(imp: np.ndarray, exponent: float = 2.0) -> np.ndarray:
     norm = np.power(np.power(np.abs(imp), exponent).sum(-1, keepdims=True), 1.0 / exponent)
     return imp / (norm + 1e-20)
 
-
 # ------------------------------------------------------------------------------------------------------------
 # public API
-
 
 @dataclass
 class ImportanceStep:
@@ -425,7 +240,6 @@ class ImportanceStep:
     example_index: np.ndarray
     example_scores: np.ndarray
     final: bool = False
-
 
 def iter_head_importance(
     model,
@@ -520,7 +334,6 @@ def iter_head_importance(
     yield ImportanceStep(method, N, N, (acc[0] - acc[1:]).reshape(L, H).astype(np.float64), none_idx,
                          none_scores, True)
 
-
 def head_importance(
     model,
     tokenizer,
@@ -554,7 +367,7 @@ def head_importance(
         progress: ``True`` (tqdm), or ``callable(done, total)``; ``cancel``: ``threading.Event``.
         reduce: per-example head summary for ``"attattr"``/``"attention"`` (``"max"`` = paper).
         normalize: layer-wise L2 normalisation of the Taylor methods (Michel et al.; default True).
-        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend`: shards of
+        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend`: shards of
             the examples run on its workers; same result to float tolerance (see :mod:`.backends`).
 
     The last step of :func:`iter_head_importance` (the running estimate the widgets show).
@@ -569,7 +382,6 @@ def head_importance(
     if step is None:  # no examples
         raise AttAttrError("no examples given: pass at least one {'text', 'label'} example")
     return HeadImportance(step.estimate, method=method, num_examples=step.done, target=str(target))
-
 
 __all__ = [
     "METHODS",

@@ -61,9 +61,9 @@ import re
 
 import numpy as np
 
-from . import validate
-from .errors import ArgumentError, AttAttrError
-from .results import AttributionTree, TreeEdge, TreeNode
+from .. import validate
+from ..errors import ArgumentError, AttAttrError
+from ..results import AttributionTree, TreeEdge, TreeNode
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
            "resolve_exclude_row", "tree_from_layer_sums"]

@@ -6,8 +6,8 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import validate
-from .errors import ArgumentError, AttAttrError
+from .. import validate
+from ..errors import ArgumentError, AttAttrError
 
 
 @dataclass(frozen=True)

@@ -31,129 +31,37 @@ taken w.r.t. the materialised probabilities of layer l (for reference and benchm
 """
 from __future__ import annotations
 
-import contextlib
-import threading
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import validate
-from .errors import AttAttrError, AttributionOutOfMemoryError, TargetError, check_cancel
-from .hooks import AttnController, Captured, accepts, attention_probs, controller_for, prepared
-from .inputs import (
+from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
+from ..intercept.controller import AttnController, accepts, controller_for
+from ..intercept.probs import Captured, attention_probs
+from ..model.encode import Encoded, collate
+from ..intercept.mode import prepared
+from ..model.kinds import (
     CAUSAL_LM,
     CLASSIFIER,
-    Encoded,
-    collate,
-    encode,
     is_decoder_classifier,
     label_names,
     model_kind,
-    num_outputs,
     prediction_logits,
     resolve_target,
 )
-from .quadrature import RULES, quadrature
-from .results import Attribution, LayerResult, allocate_maps
+from ..quadrature import RULES, quadrature
+from ..results import Attribution, LayerResult, allocate_maps
+from .budget import _autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error, _store_for
+from .scores import SCORES, _target_score
 
-SCORES = ("prob", "logprob", "logit")
 METHODS = ("prefix", "naive")
+
+
 #: Gauss–Legendre orders tried by ``steps="auto"`` (each layer starts at the order its predecessor needed).
 AUTO_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-_MAPS_IN_MEMORY = 2 << 30  # store="auto": float32 maps up to 2 GiB, float16 up to 3x that, then ask for a path
-
-__all__ = ["Attribution", "LayerResult", "attribute", "iter_attributions", "completeness_gap", "prepared"]
-
-
-# ------------------------------------------------------------------------------------------------------------
-# helpers
-
-
-def _autocast(device: torch.device, precision: str):
-    if device.type != "cuda" or precision in ("fp32", "model"):
-        return contextlib.nullcontext()
-    if precision == "auto":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast("cuda", dtype=dtype)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    msg = str(exc)
-    return isinstance(exc, (RuntimeError, MemoryError)) and (
-        isinstance(exc, MemoryError) or "out of memory" in msg or "can't allocate memory" in msg
-    )
-
-
-def _oom_error(what: str, T: int, exc: BaseException) -> AttributionOutOfMemoryError:
-    return AttributionOutOfMemoryError(
-        f"out of memory {what} for a {T}-token input: use a shorter text (truncation=True with max_length), "
-        f"fewer layers (layers=[...]), a smaller memory_budget, store='fp16' or store='<folder>' for the maps, "
-        f"or a device with more memory"
-    ).with_traceback(exc.__traceback__)
-
-
-def _bytes_per_row(model: nn.Module, T: int, layers_above: int, itemsize: int, eager: bool) -> int:
-    """Activation bytes one α row keeps for the backward through ``layers_above`` blocks (fused attention:
-    no T² term; eager attention materialises probabilities in every block)."""
-    cfg = model.config
-    d = int(getattr(cfg, "hidden_size", 0) or getattr(cfg, "n_embd", 0) or 768)
-    ff = int(getattr(cfg, "intermediate_size", 0) or getattr(cfg, "n_inner", 0) or 4 * d)
-    H = int(getattr(cfg, "num_attention_heads", 0) or getattr(cfg, "n_head", 0) or 12)
-    per_layer = 16 * T * d + 4 * T * ff + (3 * H * T * T if eager else 0)
-    return max(1, layers_above * per_layer * itemsize)
-
-
-def _memory_budget(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.6)
-    return 2 << 30
-
-
-def _target_score(logits: torch.Tensor, targets: torch.Tensor, score: str, acc_dtype) -> torch.Tensor:
-    logits = logits.to(acc_dtype)
-    if score == "prob":
-        vals = torch.softmax(logits, -1)
-    elif score == "logprob":
-        vals = torch.log_softmax(logits, -1)
-    else:
-        vals = logits
-    return vals.gather(-1, targets.view(-1, 1)).squeeze(-1)
-
-
-def _resolve_device(model: nn.Module, device) -> torch.device:
-    here = next(model.parameters()).device
-    device = validate.device(device)
-    if device is None:
-        return here
-    if device.type != here.type or (device.index is not None and here.index is not None and device.index != here.index):
-        raise AttAttrError(
-            f"device={str(device)!r} but the model is on {str(here)!r}: attattr-widgets never moves your model; "
-            f"move it yourself (model.to({str(device)!r})) or leave device=None"
-        )
-    return here
-
-
-def _choose_store(store, L: int, H: int, n: int, B: int):
-    if store != "auto":
-        return store
-    need = 2 * L * H * n * n * 4 * B
-    if need <= _MAPS_IN_MEMORY:
-        return "memory"
-    if need // 2 <= 3 * _MAPS_IN_MEMORY:
-        return "fp16"
-    raise AttributionOutOfMemoryError(
-        f"the attribution and attention maps of {L} layers x {H} heads x {n}² tokens need {need / 2**30:.1f} GiB "
-        f"(float32): pass store='<folder>' to keep them in memory-mapped files there, store='fp16' to halve "
-        f"them in memory, or fewer layers (layers=[...])"
-    )
 
 
 @dataclass
@@ -168,10 +76,6 @@ class _Quad:
     @property
     def auto(self) -> bool:
         return self.steps == "auto"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# one batch of encoded examples
 
 
 class _Batch:
@@ -457,171 +361,3 @@ class _Engine:
                 nonfinite=[r.layer for r in rs if r.nonfinite],
             ))
         return results
-
-
-def _store_for(store, b: int, B: int):
-    if isinstance(store, str) and store in ("memory", "fp16"):
-        return store
-    return store if B == 1 else f"{store}/{b}"
-
-
-# ------------------------------------------------------------------------------------------------------------
-# public API
-
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16", "model")
-
-
-def _quad(rule, steps, tol, max_steps) -> _Quad:
-    steps = validate.steps(steps)
-    tol = validate.number(tol, "tol", minimum=0.0, fix="a relative completeness error such as 1e-3")
-    max_steps = validate.integer(max_steps, "max_steps", minimum=1, maximum=validate.MAX_STEPS,
-                                 fix="the node cap for steps='auto', e.g. 32")
-    return _Quad(rule=rule, steps=steps, tol=float(tol), max_steps=int(max_steps))
-
-
-def attribute(
-    model: nn.Module,
-    tokenizer,
-    text: str,
-    text_pair: str | None = None,
-    *,
-    target="pred",
-    layers: Iterable[int] | int | None = None,
-    rule: str = "gauss-legendre",
-    steps: int | str = "auto",
-    tol: float = 1e-3,
-    max_steps: int = 32,
-    device=None,
-    progress: Callable[[LayerResult], None] | None = None,
-    cancel: threading.Event | None = None,
-    max_length: int | None = None,
-    truncation: bool = False,
-    score: str = "prob",
-    gold: int | None = None,
-    method: str = "prefix",
-    precision: str = "auto",
-    memory_budget: int | None = None,
-    store="auto",
-) -> Attribution:
-    """Attribute one example's prediction to every attention link of every (selected) layer.
-
-    Args:
-        model: a transformers classifier (``*ForSequenceClassification``) or causal LM whose attention routes
-            through ``AttentionInterface`` (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama,
-            Qwen2, …). It is never changed, and forwards of it in other threads are unaffected.
-        text, text_pair: the input (a sentence, or a premise/hypothesis pair).
-        target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
-            a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
-        layers: layer indices to compute (default: all).
-        rule, steps: quadrature. ``steps="auto"`` (default) raises the number of Gauss–Legendre nodes per layer
-            (2, 3, 4, 6, 8, …, at most ``max_steps``) until the IG completeness error is below ``tol`` (relative,
-            with a floor at the float precision); ``layer_steps`` and ``converged`` report what each layer used.
-            A fixed ``steps=6`` is the previous default; ``rule="left", steps=20`` is the authors' code.
-        progress: called once per finished layer with a :class:`LayerResult` (what the widgets stream).
-        cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with
-            :class:`AttributionCancelled`.
-        max_length, truncation: inputs longer than the model's positions raise unless ``truncation=True``.
-        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``.
-        method: ``"prefix"`` (fast, default) or ``"naive"`` (the paper's algorithm; same numbers, slower).
-        precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
-        memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
-            memory on CUDA); out-of-memory halves the chunk, then raises :class:`AttributionOutOfMemoryError`.
-        store: where the [L, H, n, n] maps are kept: ``"auto"`` (float32 in memory up to 2 GiB, float16 up to
-            6 GiB), ``"memory"``, ``"fp16"`` or a folder path (memory-mapped float32 files).
-
-    Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …).
-    """
-    quad = _quad(rule, steps, tol, max_steps)
-    eng = _Engine(
-        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=validate.choice(precision, "precision", PRECISIONS),
-        memory_budget=validate.memory_budget(memory_budget), store=store,
-    )
-    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
-    progress = validate.callback(progress, "progress", "progress(layer_result)")
-    cancel = validate.cancel_event(cancel)
-    truncation = validate.flag(truncation, "truncation")
-    if gold is not None:
-        n, what = num_outputs(model, eng.kind)
-        gold = validate.label(gold, "gold", n, what=what)
-    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
-    return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
-
-
-def iter_attributions(
-    model: nn.Module,
-    tokenizer,
-    examples,
-    *,
-    target="gold",
-    layers: Iterable[int] | int | None = None,
-    rule: str = "gauss-legendre",
-    steps: int | str = "auto",
-    tol: float = 1e-3,
-    max_steps: int = 32,
-    batch_size: int | None = None,
-    device=None,
-    cancel: threading.Event | None = None,
-    max_length: int | None = None,
-    truncation: bool = True,
-    score: str = "prob",
-    method: str = "prefix",
-    precision: str = "auto",
-    memory_budget: int | None = None,
-    store="auto",
-    backend=None,
-) -> Iterator[Attribution]:
-    """Attribute many examples (dataset-level work), yielding one :class:`Attribution` per example, in order.
-
-    ``examples``: dicts ``{"text", "text_pair"?, "label"?}``, a ``datasets.Dataset``, a DataFrame or a dict of
-    columns. ``target="gold"`` attributes each example's label (the paper's head-importance setting); ``"pred"``
-    the prediction. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
-    examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
-    Long examples are truncated to the model's positions by default (flagged ``truncated``).
-    ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend`, which attributes
-    shards of the examples on its workers and yields them here in example order.
-    """
-    if backend is not None:
-        from .backends import iter_attributions_on
-
-        yield from iter_attributions_on(
-            backend, model, tokenizer, examples, target=target, layers=layers, rule=rule, steps=steps, tol=tol,
-            max_steps=max_steps, batch_size=batch_size, device=device, cancel=cancel, max_length=max_length,
-            truncation=truncation, score=score, method=method, precision=precision, memory_budget=memory_budget,
-            store=store)
-        return
-    from .examples import as_examples, check_labels
-
-    items = as_examples(examples)
-    quad = _quad(rule, steps, tol, max_steps)
-    eng = _Engine(
-        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=validate.choice(precision, "precision", PRECISIONS),
-        memory_budget=validate.memory_budget(memory_budget), store=store,
-    )
-    check_labels(items, *num_outputs(model, eng.kind))
-    truncation = validate.flag(truncation, "truncation")
-    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
-    batch_size = validate.batch_size(batch_size)
-    cancel = validate.cancel_event(cancel)
-    if batch_size is None:
-        batch_size = 8 if eng.device.type == "cuda" else 1
-    if eng.decoder_cls:
-        batch_size = 1  # decoder heads pool the last non-pad token by pad id: keep examples unpadded
-    if target == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
-    for start in range(0, len(items), batch_size):
-        chunk = items[start : start + batch_size]
-        encs = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-                for ex in chunk]
-        yield from eng.run(
-            encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
-            [ex.label for ex in chunk], None, cancel,
-        )
-
-
-def completeness_gap(attr: Attribution) -> np.ndarray:
-    """Absolute IG completeness gap per layer: |Σ scores − (prob − zero_prob)|, [L]."""
-    sums = attr.scores.reshape(attr.scores.shape[0], -1).astype(np.float64).sum(-1)
-    return np.abs(sums - (attr.prob - attr.layer_zero_probs))

@@ -47,23 +47,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import validate
-from .errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
-from .backends import check_backend, iter_sharded
-from .examples import Example, as_examples, check_labels
-from .results import TriggerPattern, TriggerResult
-from .inputs import (
-    CLASSIFIER,
-    Encoded,
-    collate,
-    display_tokens,
-    encode,
-    is_decoder_classifier,
-    label_names,
-    max_positions,
-    model_kind,
-    num_outputs,
-)
+from .. import validate
+from ..errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
+from ..backends.dispatch import check_backend, iter_sharded
+from ..model.examples import as_examples, check_labels, Example
+from ..results import TriggerPattern, TriggerResult
+from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
+from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
 
 __all__ = [
     "TriggerPattern",
@@ -130,7 +120,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
 
     Each trigger token goes into its source segment (clamped to the target's last segment, so a pair pattern on
     a single sentence puts everything in it) at content index ``floor(r · (m' + t − 1) + 1/2)``; see the module
-    docstring.  Returns an :class:`~attattr_widgets.engine.inputs.Encoded` whose ``truncated`` flag says whether
+    docstring.  Returns an :class:`~attattr_widgets.engine.model.encode.Encoded` whose ``truncated`` flag says whether
     content had to be removed to fit ``max_length`` / the model's positions (``model`` optional: without it no
     length limit applies and ``token_type_ids`` are kept whenever the tokenizer makes them).
     """
@@ -349,7 +339,7 @@ def _mine_pieces(model, tokenizer, items, *, offset, progress, cancel, indices, 
                  rule, steps, batch_size, device, max_length):
     """Shard function (see :mod:`.backends`): yields each example's pattern (or None), in order; ``indices`` /
     ``encs``: the global example index and encoding of every example of the run (sliced at ``offset``)."""
-    from .attribution import iter_attributions
+    from ..attribution.api import iter_attributions
 
     special = _special_ids(tokenizer)
     encs = encs[offset : offset + len(items)]
@@ -400,7 +390,7 @@ def mine_triggers(
             largest entry to those layers — faster, and reported in each pattern's ``layer``).
         progress: ``progress(done, total)`` after each example; cancel: a ``threading.Event`` (raises
             :class:`AttributionCancelled`).
-        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.RayBackend` (shards of
+        backend: ``None`` (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend` (shards of
             the examples are attributed on its workers; the same patterns in the same order).
 
     Returns: patterns sorted by score (highest first), one per example at most.

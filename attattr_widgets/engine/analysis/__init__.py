@@ -1,0 +1,1 @@
+"""Dataset-level analyses built on attribution: head importance, pruning, attribution trees, triggers."""

@@ -1,0 +1,201 @@
+"""The public attribution functions: :func:`attribute` (one example) and :func:`iter_attributions` (many, in
+process or as shards on a backend, yielded in example order)."""
+from __future__ import annotations
+
+import threading
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+from torch import nn
+
+from .. import validate
+from ..backends.dispatch import check_backend, iter_sharded
+from ..errors import AttAttrError, TargetError
+from ..model.encode import encode
+from ..model.examples import as_examples, check_labels
+from ..model.kinds import num_outputs
+from ..results import Attribution, LayerResult
+from .budget import PRECISIONS, _resolve_device
+from .engine import _Engine, _Quad
+
+def _quad(rule, steps, tol, max_steps) -> _Quad:
+    steps = validate.steps(steps)
+    tol = validate.number(tol, "tol", minimum=0.0, fix="a relative completeness error such as 1e-3")
+    max_steps = validate.integer(max_steps, "max_steps", minimum=1, maximum=validate.MAX_STEPS,
+                                 fix="the node cap for steps='auto', e.g. 32")
+    return _Quad(rule=rule, steps=steps, tol=float(tol), max_steps=int(max_steps))
+
+def attribute(
+    model: nn.Module,
+    tokenizer,
+    text: str,
+    text_pair: str | None = None,
+    *,
+    target="pred",
+    layers: Iterable[int] | int | None = None,
+    rule: str = "gauss-legendre",
+    steps: int | str = "auto",
+    tol: float = 1e-3,
+    max_steps: int = 32,
+    device=None,
+    progress: Callable[[LayerResult], None] | None = None,
+    cancel: threading.Event | None = None,
+    max_length: int | None = None,
+    truncation: bool = False,
+    score: str = "prob",
+    gold: int | None = None,
+    method: str = "prefix",
+    precision: str = "auto",
+    memory_budget: int | None = None,
+    store="auto",
+) -> Attribution:
+    """Attribute one example's prediction to every attention link of every (selected) layer.
+
+    Args:
+        model: a transformers classifier (``*ForSequenceClassification``) or causal LM whose attention routes
+            through ``AttentionInterface`` (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama,
+            Qwen2, …). It is never changed, and forwards of it in other threads are unaffected.
+        text, text_pair: the input (a sentence, or a premise/hypothesis pair).
+        target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
+            a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
+        layers: layer indices to compute (default: all).
+        rule, steps: quadrature. ``steps="auto"`` (default) raises the number of Gauss–Legendre nodes per layer
+            (2, 3, 4, 6, 8, …, at most ``max_steps``) until the IG completeness error is below ``tol`` (relative,
+            with a floor at the float precision); ``layer_steps`` and ``converged`` report what each layer used.
+            A fixed ``steps=6`` is the previous default; ``rule="left", steps=20`` is the authors' code.
+        progress: called once per finished layer with a :class:`LayerResult` (what the widgets stream).
+        cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with
+            :class:`AttributionCancelled`.
+        max_length, truncation: inputs longer than the model's positions raise unless ``truncation=True``.
+        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``.
+        method: ``"prefix"`` (fast, default) or ``"naive"`` (the paper's algorithm; same numbers, slower).
+        precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
+        memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
+            memory on CUDA); out-of-memory halves the chunk, then raises :class:`AttributionOutOfMemoryError`.
+        store: where the [L, H, n, n] maps are kept: ``"auto"`` (float32 in memory up to 2 GiB, float16 up to
+            6 GiB), ``"memory"``, ``"fp16"`` or a folder path (memory-mapped float32 files).
+
+    Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …).
+    """
+    quad = _quad(rule, steps, tol, max_steps)
+    eng = _Engine(
+        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
+        precision=validate.choice(precision, "precision", PRECISIONS),
+        memory_budget=validate.memory_budget(memory_budget), store=store,
+    )
+    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
+    progress = validate.callback(progress, "progress", "progress(layer_result)")
+    cancel = validate.cancel_event(cancel)
+    truncation = validate.flag(truncation, "truncation")
+    if gold is not None:
+        n, what = num_outputs(model, eng.kind)
+        gold = validate.label(gold, "gold", n, what=what)
+    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
+    return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
+
+def iter_attributions(
+    model: nn.Module,
+    tokenizer,
+    examples,
+    *,
+    target="gold",
+    layers: Iterable[int] | int | None = None,
+    rule: str = "gauss-legendre",
+    steps: int | str = "auto",
+    tol: float = 1e-3,
+    max_steps: int = 32,
+    batch_size: int | None = None,
+    device=None,
+    cancel: threading.Event | None = None,
+    max_length: int | None = None,
+    truncation: bool = True,
+    score: str = "prob",
+    method: str = "prefix",
+    precision: str = "auto",
+    memory_budget: int | None = None,
+    store="auto",
+    backend=None,
+) -> Iterator[Attribution]:
+    """Attribute many examples (dataset-level work), yielding one :class:`Attribution` per example, in order.
+
+    ``examples``: dicts ``{"text", "text_pair"?, "label"?}``, a ``datasets.Dataset``, a DataFrame or a dict of
+    columns. ``target="gold"`` attributes each example's label (the paper's head-importance setting); ``"pred"``
+    the prediction. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
+    examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
+    Long examples are truncated to the model's positions by default (flagged ``truncated``).
+    ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend`, which attributes
+    shards of the examples on its workers and yields them here in example order.
+    """
+    if backend is not None:
+        yield from iter_attributions_on(
+            backend, model, tokenizer, examples, target=target, layers=layers, rule=rule, steps=steps, tol=tol,
+            max_steps=max_steps, batch_size=batch_size, device=device, cancel=cancel, max_length=max_length,
+            truncation=truncation, score=score, method=method, precision=precision, memory_budget=memory_budget,
+            store=store)
+        return
+
+    items = as_examples(examples)
+    quad = _quad(rule, steps, tol, max_steps)
+    eng = _Engine(
+        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
+        precision=validate.choice(precision, "precision", PRECISIONS),
+        memory_budget=validate.memory_budget(memory_budget), store=store,
+    )
+    check_labels(items, *num_outputs(model, eng.kind))
+    truncation = validate.flag(truncation, "truncation")
+    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
+    batch_size = validate.batch_size(batch_size)
+    cancel = validate.cancel_event(cancel)
+    if batch_size is None:
+        batch_size = 8 if eng.device.type == "cuda" else 1
+    if eng.decoder_cls:
+        batch_size = 1  # decoder heads pool the last non-pad token by pad id: keep examples unpadded
+    if target == "gold" and any(ex.label is None for ex in items):
+        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        encs = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
+                for ex in chunk]
+        yield from eng.run(
+            encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
+            [ex.label for ex in chunk], None, cancel,
+        )
+
+def completeness_gap(attr: Attribution) -> np.ndarray:
+    """Absolute IG completeness gap per layer: |Σ scores − (prob − zero_prob)|, [L]."""
+    sums = attr.scores.reshape(attr.scores.shape[0], -1).astype(np.float64).sum(-1)
+    return np.abs(sums - (attr.prob - attr.layer_zero_probs))
+
+# ------------------------------------------------------------------------------------------------------------
+# many examples on a backend
+
+def _attribution_part(model, tokenizer, items, *, offset, progress, cancel, **kw) -> list:
+    """Shard function: the shard's :class:`Attribution` objects, in order (progress: one unit per example)."""
+    out = []
+    for attr in iter_attributions(model, tokenizer, items, cancel=cancel, **kw):
+        out.append(attr)
+        if progress is not None:
+            progress(len(out), len(items))
+    return out
+
+def iter_attributions_on(backend, model, tokenizer, examples, *, progress=None, cancel=None, **kw):
+    """``iter_attributions(..., backend=backend)``: shards of ``examples`` attributed on the workers, yielded in
+    example order (a shard's results arrive together). ``kw``: :func:`iter_attributions`' arguments except
+    ``device`` (each worker uses its own) and a file ``store`` (maps come back in memory).
+    ``progress(done, total)``: examples finished across the workers."""
+    check_backend(backend)
+    if backend is None:
+        raise AttAttrError("iter_attributions_on needs a backend; use iter_attributions for this process")
+    if kw.get("device") is not None:
+        raise AttAttrError("device= does not apply with a backend: each worker runs on its own device "
+                           "(num_gpus_per_worker); leave device=None")
+    kw.pop("device", None)
+    store = kw.get("store", "auto")
+    if store not in ("auto", "memory", "fp16"):
+        raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
+    items = as_examples(examples)
+    if kw.get("target", "gold") == "gold" and any(ex.label is None for ex in items):
+        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
+                             desc="attributing", multiple=kw.get("batch_size") or 1, **kw):
+        yield from part

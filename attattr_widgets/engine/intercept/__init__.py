@@ -1,0 +1,1 @@
+"""Watching the model's own attention through transformers' AttentionInterface, without changing the model."""

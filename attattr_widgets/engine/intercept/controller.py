@@ -1,0 +1,144 @@
+"""The per-model controller: the API the attribution and dataset engines use to configure the interception.
+
+Nothing is stamped on the model, no module is swapped, ``config`` is not touched, the model is never moved.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+import weakref
+from typing import Iterable, Iterator
+
+import torch
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .interface import _implementations, _watching
+from .discover import _discover
+from .layout import Layout
+from .session import Session, _current, _local, _session
+from .shadow import _Feed, _frozen_copy, _Grab, _shadow_with, _Skip
+from .support import SUPPORTED_FAMILIES
+
+_layouts: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()
+
+
+class AttnController:
+    """Per-model view of the injection. Create with :func:`controller_for` (cached outside the model).
+
+    ``num_layers`` (L), ``num_heads`` (H, query heads), ``blocks`` (the ``nn.ModuleList`` of the L blocks, or
+    None where the layers share one module, as in ALBERT). ``attn`` / ``leaves``: what the calling thread's
+    latest session recorded.
+    """
+
+    def __init__(self, model: nn.Module, layout: Layout):
+        self._model = weakref.ref(model)
+        self.layout = layout
+        self.num_layers = layout.num_layers
+        self.num_heads = layout.num_heads
+        self.blocks = layout.blocks
+        self.shared = layout.shared
+
+    @property
+    def model(self) -> nn.Module:
+        m = self._model()
+        if m is None:
+            raise RuntimeError("the model of this controller no longer exists")
+        return m
+
+    @property
+    def attn(self) -> dict[int, torch.Tensor]:
+        s = _current() or getattr(_local, "last", None)
+        return {} if s is None else s.attn
+
+    @property
+    def leaves(self) -> dict[int, torch.Tensor]:
+        s = _current() or getattr(_local, "last", None)
+        return {} if s is None else s.leaves
+
+    @contextlib.contextmanager
+    def session(
+        self,
+        *,
+        alpha: dict[int, torch.Tensor] | None = None,
+        grad_layers: Iterable[int] = (),
+        tap_layers: Iterable[int] = (),
+        out_taps: Iterable[int] = (),
+        head_mask: dict[int, torch.Tensor] | None = None,
+        record: bool = False,
+        capture: Iterable[int] = (),
+        cancel=None,
+    ) -> Iterator[Session]:
+        """Configure the injection for the forwards this thread runs inside the ``with`` block.
+
+        Other threads are not affected. Yields the :class:`Session` (``.attn``, ``.leaves``, ``.captured``).
+        """
+        s = Session(
+            layout=self.layout, alpha=dict(alpha or {}), grad_layers=frozenset(grad_layers),
+            tap_layers=frozenset(tap_layers), out_taps=frozenset(out_taps), head_mask=dict(head_mask or {}),
+            record=record, capture=frozenset(capture), cancel=cancel,
+        )
+        with _watching(self.layout.impls), _session(s):
+            yield s
+
+    # -- shadow models ----------------------------------------------------------------------------------------
+    def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
+               store: dict | None = None, config_overrides: dict | None = None, frozen: bool = False) -> nn.Module:
+        """The model with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the
+        inputs of blocks ``grab`` recorded into ``store``; ``frozen``: on a copy whose parameters do not require
+        grad (for passes that differentiate w.r.t. taps only). The user's model is unchanged."""
+        lay = self.layout
+        grab = set(grab)
+        model = _frozen_copy(self.model, lay) if frozen else self.model
+        if lay.blocks is None:
+            if hidden is not None or grab:
+                raise RuntimeError("prefix caching needs one block per layer")
+            return _shadow_with(model, [], None, [], config_overrides)
+        blocks = model.get_submodule(".".join(lay.path)) if frozen else lay.blocks
+        entries: list[nn.Module] = []
+        for i, b in enumerate(blocks):
+            if hidden is not None and i < start:
+                entries.append(_Skip(b, lay.block_outputs_tuple[i]))
+            elif hidden is not None and i == start:
+                entries.append(_Feed(b, hidden))
+            elif i in grab:
+                entries.append(_Grab(b, i, store if store is not None else {}))
+            else:
+                entries.append(b)
+        return _shadow_with(model, lay.path, blocks, entries, config_overrides)
+
+
+_controllers_lock = threading.Lock()
+
+
+def controller_for(model: nn.Module) -> AttnController:
+    """Discover ``model``'s attention layers once (cached outside the model) and return its controller.
+
+    Nothing about the model changes: it keeps its attention implementation, mode and parameters. Raises
+    :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
+    encoder–decoders.
+    """
+    from ..model.kinds import model_kind
+
+    model_kind(model)  # unsupported heads (token classification, multiple choice, no text input) first
+    with _controllers_lock:
+        layout = _layouts.get(model)
+        if layout is None:
+            if getattr(model.config, "is_encoder_decoder", False):
+                raise UnsupportedModelError(
+                    f"{type(model).__name__} is an encoder-decoder model; attattr-widgets attributes encoder "
+                    f"classifiers and decoder language models. Supported: {SUPPORTED_FAMILIES}"
+                )
+            layout = _discover(model)
+            _layouts[model] = layout
+        layout.impls = _implementations(model)  # the user may switch implementations between runs
+        return AttnController(model, layout)
+
+
+def accepts(model: nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (e.g. ``logits_to_keep``)."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False

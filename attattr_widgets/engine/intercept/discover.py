@@ -1,0 +1,73 @@
+"""Discovering a model's :class:`~.layout.Layout` once, by one tiny forward.
+
+Works without ``layer_idx`` (e.g. DistilBERT) and for ALBERT, whose single attention module runs once per layer
+(indexed by call count). Models whose attention never reaches the interface (DeBERTa, XLNet, BLOOM, …; Falcon
+before transformers 5.25) raise :class:`UnsupportedModelError`.
+"""
+from __future__ import annotations
+
+import torch
+import transformers
+from torch import nn
+
+from ..errors import UnsupportedModelError
+from .interface import _implementations, _watching
+from .layout import Layout
+from .session import Session, _session
+from .shadow import _Observe, _shadow_with
+from .support import _ROUTED_SINCE, SUPPORTED_FAMILIES
+
+
+def _discover(model: nn.Module) -> Layout:
+    impls = _implementations(model)
+    calls: list = []
+    with _watching(impls), _session(Session(layout=None, spy=calls)), torch.no_grad():  # type: ignore[arg-type]
+        model(**_dummy_inputs(model))
+    order = [m for m, _ in calls]
+    heads = [h for _, h in calls]
+    if not order:
+        model_type = getattr(model.config, "model_type", "?")
+        since = _ROUTED_SINCE.get(model_type)
+        upgrade = (f" transformers {'.'.join(map(str, since))} routes {model_type} through the interface; you have "
+                   f"{transformers.__version__}: pip install 'transformers>={since[0]}.{since[1]}'." if since else "")
+        raise UnsupportedModelError(
+            f"{type(model).__name__} (model_type={model_type!r}) does not route its attention through "
+            f"transformers' AttentionInterface, so its attention probabilities cannot be attributed.{upgrade} "
+            f"Supported: {SUPPORTED_FAMILIES}. Not supported: DeBERTa, XLNet, BLOOM, MPT, GPT-Neo, Longformer, "
+            f"BigBird and other models with a hand-written attention."
+        )
+    shared = len(set(map(id, order))) != len(order)
+    blocks, path = (None, []) if shared else _find_blocks(model, order)
+    block_io = {} if blocks is None else _block_output_kinds(model, blocks, path)
+    layout = Layout(
+        modules=order, num_heads=heads[0], shared=shared, blocks=blocks, path=path, impls=impls,
+        block_outputs_tuple=[block_io.get(i, False) for i in range(len(order))],
+    )
+    if not shared:
+        layout.index = {id(m): i for i, m in enumerate(order)}
+    return layout
+
+
+def _find_blocks(model: nn.Module, order: list[nn.Module]) -> tuple[nn.ModuleList | None, list[str]]:
+    """The ``nn.ModuleList`` whose i-th child contains the i-th attention module, and its attribute path."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.ModuleList) and len(m) == len(order):
+            if all(any(sub is att for sub in block.modules()) for block, att in zip(m, order)):
+                return m, name.split(".") if name else []
+    return None, []
+
+
+def _block_output_kinds(model: nn.Module, blocks: nn.ModuleList, path: list[str]) -> dict[int, bool]:
+    """Whether each block returns a tuple (older block APIs) rather than a tensor, seen on the dummy input."""
+    kinds: dict[int, bool] = {}
+    shadow = _shadow_with(model, path, blocks, [_Observe(b, i, kinds) for i, b in enumerate(blocks)])
+    with torch.no_grad():
+        shadow(**_dummy_inputs(model))
+    return kinds
+
+
+def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
+    device = next(model.parameters()).device
+    vocab = int(getattr(model.config, "vocab_size", 8) or 8)
+    ids = torch.tensor([[min(5, vocab - 1), min(6, vocab - 1), min(7, vocab - 1)]], device=device)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
