@@ -38,7 +38,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     import attattr_widgets as aw
-    import attattr_widgets.engine.attribution as engine
+    import attattr_widgets.engine.attribution.engine as engine
     from attattr_widgets.demo import load_model
 
     model, tok = load_model("decoder")
