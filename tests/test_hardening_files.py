@@ -350,7 +350,7 @@ def test_bad_records(tmp_path):
 
 
 def test_oversized_record_is_refused_before_reading(tmp_path, monkeypatch):
-    from attattr_widgets.engine import loadcheck
+    from attattr_widgets.engine.results import loadcheck
 
     path = make_attr().save(tmp_path / "a.npz")
     monkeypatch.setattr(loadcheck, "MAX_META_BYTES", 1024)
