@@ -49,8 +49,9 @@ def save_result(obj: Any, path: str | os.PathLike) -> Path:
                 "format_version": FORMAT_VERSION, "items": [r for r, _ in records]}
         arrays = {f"{i}/{k}": v for i, (_, a) in enumerate(records) for k, v in a.items()}
     else:
+        kind = _kind_of(obj)
         record, arrays = obj.to_record()
-        meta = {"kind": _kind_of(obj), "format_version": FORMAT_VERSION, **record}
+        meta = {"kind": kind, "format_version": FORMAT_VERSION, **record}
     buf = io.BytesIO()
     np.savez_compressed(buf, __meta__=np.array(json.dumps(meta)), **arrays)
     return atomic_write_bytes(path, buf.getvalue())
