@@ -1,20 +1,16 @@
 """A result's saved schema, derived once from its dataclass fields.
 
-Every field annotation becomes a JSON type that knows how to check a value read from a file, turn it into the
-field's Python value, and turn the Python value back into JSON:
+Every field annotation becomes a JSON type that checks a value read from a file, turns it into the field's Python
+value, and turns the Python value back into JSON (the names in brackets are how error messages spell the type):
 
-=========================================  ======================  ==========================================
-annotation                                 JSON (as named in errors)  Python value after loading
-=========================================  ======================  ==========================================
-``str`` / ``int`` / ``float`` / ``bool``   ``str`` / ``int`` / ``num`` / ``bool``   the same (``float`` accepts JSON ints)
-``dict``                                   ``dict``                 the object as read
-``X | None``, ``int | str``               ``X|None``, ``int|str``  the alternative that matches
-``list[X]``, ``tuple[X, X]``              ``list[X]``              a list / a tuple
-``dict[str, X]``                           ``dict``                 a dict of X
-a dataclass deriving :class:`Record`       ``dict`` (its own fields)  an instance (closed or open, see below)
-a ``TypedDict``                            ``dict`` (its keys)       a dict
-``np.ndarray`` declared with :func:`array`  nested lists (``list[num]`` for 1-D)  an array of the declared dtype
-=========================================  ======================  ==========================================
+* ``str`` / ``int`` / ``float`` / ``bool`` / ``dict`` [``str`` / ``int`` / ``num`` / ``bool`` / ``dict``]
+  (``float`` accepts JSON integers; ``bool`` is never an ``int``);
+* ``X | None``, ``int | str`` [``X|None``, ``int|str``]: the alternative that matches;
+* ``list[X]`` and ``tuple[X, X]`` [``list[X]``]: a list, or a tuple after loading;
+* ``dict[str, X]`` [``dict``]: an object whose values are X;
+* a dataclass deriving :class:`Record`, a ``TypedDict`` [``dict``]: a nested object with its own fields;
+* ``np.ndarray`` declared with :func:`array` [``list[num]``, ``list[int]`` for 1-D, else ``list``]: rectangular
+  nested lists of numbers (bools saved as 0/1), loaded as an array of the declared dtype.
 
 A field is *required* in a file when it has no default and its type does not admit None. A record is *closed*
 (unknown keys refused) when its class says ``closed=True``; otherwise unknown keys are ignored.
@@ -40,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["KINDS", "ArraySpec", "Schema", "SchemaError", "array", "schema_of", "short"]
+__all__ = ["KINDS", "ArraySpec", "Record", "Schema", "SchemaError", "array", "schema_of"]
 
 #: result kind name -> class (filled by ``Result.__init_subclass__``; ``results/__init__`` imports every kind)
 KINDS: dict[str, type] = {}
@@ -50,7 +46,7 @@ class SchemaError(Exception):
     """A JSON value does not match its derived type. The message says where and what (loadcheck adds the file)."""
 
 
-def short(v: Any) -> str:
+def _short(v: Any) -> str:
     """A value as shown in error messages: its repr, cut at 50 characters, and its type."""
     r = repr(v)
     return (r if len(r) <= 50 else r[:49] + "…") + f" ({type(v).__name__})"
@@ -110,7 +106,7 @@ class JSONType:
 
     def check(self, v: Any, name: str, where: str) -> None:
         if not self.ok(v):
-            raise SchemaError(f"{where}: field {name} is {short(v)}, expected {self.text}")
+            raise SchemaError(f"{where}: field {name} is {_short(v)}, expected {self.text}")
 
     def load(self, v: Any) -> Any:
         return v
@@ -171,7 +167,7 @@ class Union(JSONType):
         for a in self.alts:
             if a.holds(v):
                 return a.dump(v)
-        raise TypeError(f"{short(v)} is not {self.text}")
+        raise TypeError(f"{_short(v)} is not {self.text}")
 
     def holds(self, v):
         return any(a.holds(v) for a in self.alts)
@@ -254,10 +250,10 @@ class ArrayJSON(JSONType):
         """Shape of a rectangular nested list of ``depth`` levels (no ragged rows, no strings)."""
         if depth == 0:
             if not self._leaf(v):
-                raise SchemaError(f"{where}: field {name} holds {short(v)}, expected a number")
+                raise SchemaError(f"{where}: field {name} holds {_short(v)}, expected a number")
             return ()
         if not isinstance(v, list):
-            raise SchemaError(f"{where}: field {name} is {short(v)}, expected {self.text}")
+            raise SchemaError(f"{where}: field {name} is {_short(v)}, expected {self.text}")
         inner = [self._shape(x, name, where, depth - 1) for x in v]
         if inner and any(s != inner[0] for s in inner):
             raise SchemaError(f"{where}: field {name} is ragged (rows of different lengths)")
