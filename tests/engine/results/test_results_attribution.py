@@ -9,7 +9,7 @@ from result_samples import make_attr
 from attattr_widgets.engine.errors import AttAttrError
 from attattr_widgets.engine.reductions import reduce_heads
 from attattr_widgets.engine.results import sum_heads
-from attattr_widgets.engine.tree import layer_sums
+from attattr_widgets.engine.analysis.tree import layer_sums
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
