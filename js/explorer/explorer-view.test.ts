@@ -237,6 +237,31 @@ describe("stream ordering", () => {
     expect(root.dataset.layersDone).toBe("1");
   });
 
+  it("the resend command's response fills the layers the page missed", async () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 4, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 2, layers_total: 2 });
+    const ask = model.invoked.find((c) => c.name === "_cmd_resend")!;
+    expect(ask.msg).toEqual({ run_id: 4 });
+    const layers = [0, 1].map((i) => ({ ...chunk(4, i)[0], resend: true, special: [true, false, false, false, true] }));
+    ask.reply({ ok: true, run_id: 4, layers }, [...(chunk(4, 0)[1] as DataView[]), new DataView(new ArrayBuffer(0)), ...(chunk(4, 1)[1] as DataView[]), new DataView(new ArrayBuffer(0))]);
+    await new Promise((r) => setTimeout(r, 0));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("2");
+    // the tokens come from the streamed layers, with the kernel's special flags
+    expect([...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent)).toEqual([]);
+    model.update({ tokens: [] });
+    view.flush();
+    expect([...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent)).toEqual(["[CLS]", "[SEP]"]);
+  });
+
+  it("marks the special tokens the kernel flagged (the `special` trait), nothing re-derived", () => {
+    const { root, model, view } = mount({ ...doneState(), special: [false, true, false, false, true] });
+    const special = () => [...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent);
+    expect(special()).toEqual(["<img src=x onerror=alert(1)>", "[SEP]"]);
+    model.update({ special: [true, false, false, false, false] });
+    view.flush();
+    expect(special()).toEqual(["[CLS]"]);
+  });
+
   it("asks the kernel to resend when it knows of more finished layers than it received", () => {
     const { model } = mount({ ...doneState(), state: "done", run_id: 2, head_scores: null, layers_done: 0 });
     model.update({ run_id: 3, state: "running" });

@@ -66,7 +66,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       fileName: () => this.fileName(),
     }, signal);
     const host: HeatHost = {
-      tokens: () => this.tokens(), tokenTypes: () => model.get("token_types") ?? [], hoverLock: this.hoverLock,
+      tokens: () => this.tokens(), special: () => this.special(), tokenTypes: () => model.get("token_types") ?? [], hoverLock: this.hoverLock,
       tokenHover: () => this.sentence.hover, theme: this.theme, lock: (c, parts) => this.lock(c, parts),
       invalidate: (parts) => this.invalidate(parts), fileName: () => this.fileName(),
     };
@@ -132,6 +132,14 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     if (t && t.length) return t;
     const first = [...this.cache.layers.values()][0];
     return first ? first.tokens : [];
+  }
+
+  /** Per token: a special token, as the kernel sent it with the tokens (trait, else the first streamed layer). */
+  special(): boolean[] {
+    const t = this.model.get("tokens");
+    if (t && t.length) return this.model.get("special") ?? [];
+    const first = [...this.cache.layers.values()][0];
+    return first ? first.special : [];
   }
 
   selected(): [number, number] | null {
@@ -276,7 +284,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const lock = this.hoverLock.lockedCell();
     const sel = this.selected();
     this.sentence.render({
-      tokens: toks, types: this.model.get("token_types") ?? [], query: q, key: lock ? lock.col : -1,
+      tokens: toks, special: this.special(), types: this.model.get("token_types") ?? [], query: q, key: lock ? lock.col : -1,
       row: hd && q >= 0 && q < hd.n ? hd.attr.subarray(q * hd.n, (q + 1) * hd.n) : null,
       matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t),
       gamma: this.heat.gamma, theme: this.theme.theme,

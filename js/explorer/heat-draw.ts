@@ -1,7 +1,7 @@
 // Painting one heatmap canvas: the (windowed) matrix from its offscreen pixels, frame, segment boundary, token
 // labels (or search ticks when cells are too small), query row band, sentence-hover column, hover cross and lock.
 import { cssRGB, type Theme } from "../shared/color";
-import { displayToken, isSpecialToken, s } from "../shared/dom";
+import { displayToken, s } from "../shared/dom";
 import type { Cell } from "./hover-lock";
 import { heatCellRect, type HeatLayout, type Window } from "../shared/layout";
 
@@ -25,6 +25,7 @@ export interface HeatDrawArgs {
   layout: HeatLayout;
   n: number;
   tokens: string[];
+  special: boolean[]; // per token: a special token (sent by the kernel), drawn fainter
   types: number[]; // token_types (segment boundary at the first 1)
   query: number; // query row (hover > lock > query)
   locked: Cell | null;
@@ -70,7 +71,7 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
     for (let i = win.r0; i < Math.min(a.n, win.r0 + win.size); i++) {
       const hot = i === q || a.matches.includes(i);
       ctx.fillStyle = hot ? hotColor : fg;
-      ctx.globalAlpha = hot ? 1 : isSpecialToken(toks[i] ?? "") ? 0.45 : 0.8;
+      ctx.globalAlpha = hot ? 1 : a.special[i] ? 0.45 : 0.8;
       ctx.textAlign = "right";
       ctx.fillText(fitText(ctx, displayToken(toks[i] ?? ""), hl.x0 - 8), hl.x0 - 4, hl.y0 + (i - win.r0 + 0.5) * cs);
     }
@@ -80,7 +81,7 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
       ctx.translate(hl.x0 + (j - win.c0 + 0.5) * cs, hl.y0 - 4);
       ctx.rotate(-Math.PI / 2);
       ctx.fillStyle = hot ? hotColor : fg;
-      ctx.globalAlpha = hot ? 1 : isSpecialToken(toks[j] ?? "") ? 0.45 : 0.8;
+      ctx.globalAlpha = hot ? 1 : a.special[j] ? 0.45 : 0.8;
       ctx.textAlign = "left";
       ctx.fillText(fitText(ctx, displayToken(toks[j] ?? ""), hl.y0 - 8), 0, 0);
       ctx.restore();
@@ -139,6 +140,7 @@ export interface HeatSvgArgs {
   n: number;
   layout: HeatLayout; // the canvas geometry: the SVG matches what is on screen
   tokens: string[];
+  special: boolean[];
   labels: boolean;
   theme: Theme;
 }
@@ -178,10 +180,10 @@ export function heatSvg(a: HeatSvgArgs): SVGElement {
   if (a.labels) {
     const fs = Math.min(11, Math.max(8, cs * 0.8));
     for (let i = win.r0; i < r1; i++)
-      g.appendChild(s("text", { x: hl.x0 - 4, y: hl.y0 + (i - win.r0 + 0.5) * cs, "font-size": fs, "text-anchor": "end", "dominant-baseline": "middle", fill: fg, "fill-opacity": isSpecialToken(a.tokens[i] ?? "") ? 0.45 : 0.8 }, displayToken(a.tokens[i] ?? "")));
+      g.appendChild(s("text", { x: hl.x0 - 4, y: hl.y0 + (i - win.r0 + 0.5) * cs, "font-size": fs, "text-anchor": "end", "dominant-baseline": "middle", fill: fg, "fill-opacity": a.special[i] ? 0.45 : 0.8 }, displayToken(a.tokens[i] ?? "")));
     for (let j = win.c0; j < c1; j++) {
       const x = hl.x0 + (j - win.c0 + 0.5) * cs, y = hl.y0 - 4;
-      g.appendChild(s("text", { x: 0, y: 0, transform: `translate(${x.toFixed(2)},${y}) rotate(-90)`, "font-size": fs, "dominant-baseline": "middle", fill: fg, "fill-opacity": isSpecialToken(a.tokens[j] ?? "") ? 0.45 : 0.8 }, displayToken(a.tokens[j] ?? "")));
+      g.appendChild(s("text", { x: 0, y: 0, transform: `translate(${x.toFixed(2)},${y}) rotate(-90)`, "font-size": fs, "dominant-baseline": "middle", fill: fg, "fill-opacity": a.special[j] ? 0.45 : 0.8 }, displayToken(a.tokens[j] ?? "")));
     }
   }
   return g;

@@ -30,6 +30,7 @@ const ATTR_FORMULA = "A ⊙ ∫∂F/∂A";
 /** What the panel reads from and writes to its view. */
 export interface HeatHost {
   tokens(): string[];
+  special(): boolean[]; // per token: a special token (sent by the kernel with the tokens)
   tokenTypes(): number[];
   hoverLock: HoverLock;
   tokenHover(): number; // key column hovered in the sentence, -1 = none
@@ -330,7 +331,7 @@ export class HeatPanel {
   private draw(ctx: CanvasRenderingContext2D, off: HTMLCanvasElement | null, labels: boolean, W: number, H: number): void {
     const host = this.host, hl = host.hoverLock;
     drawHeat(ctx, {
-      off, labels, W, H, layout: this.layout!, n: this.data!.n, tokens: host.tokens(), types: host.tokenTypes(),
+      off, labels, W, H, layout: this.layout!, n: this.data!.n, tokens: host.tokens(), special: host.special(), types: host.tokenTypes(),
       query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, tokenHover: host.tokenHover(),
       theme: host.theme.theme,
     });
@@ -389,7 +390,7 @@ export class HeatPanel {
       { values: gammaArray(hd.attr, g), scale: gammaScale(hd.attrScale, g), lut: th.lutDiv },
     ];
     maps.forEach((m, k) => {
-      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), labels, theme });
+      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme });
       map.setAttribute("transform", `translate(${12 + k * (cw + 12)},28)`);
       map.setAttribute("data-map", k ? "attribution" : "attention");
       svg.appendChild(map);

@@ -1,12 +1,13 @@
 // Sentence panel: the input tokens as chips (escaped text), coloured by one attribution row (the query token's
 // attribution to every key token); query / key / search-match marks; click a token to make it the query.
 import { colorOf, cssRGB, gammaScale, gammaValue, signedScale, textOn, type Scale, type Theme } from "../shared/color";
-import { displayToken, h, isSpecialToken } from "../shared/dom";
+import { displayToken, h } from "../shared/dom";
 import { legendSvg } from "../shared/legend";
 import type { TipLine, Tooltip } from "../shared/tooltip";
 
 export interface SentenceProps {
   tokens: string[];
+  special: boolean[]; // per token: a special token (sent by the kernel with the tokens)
   types: number[]; // token_types: a segment boundary is marked before the first token of segment 1
   row: Float32Array | null; // attribution of the query row to each token, null = no colours
   query: number;
@@ -65,13 +66,13 @@ export class SentencePanel {
 
   render(p: SentenceProps): void {
     const toks = p.tokens;
-    const key = toks.join("\u0001") + "|" + p.types.join(",");
+    const key = toks.join("\u0001") + "|" + p.types.join(",") + "|" + p.special.map(Number).join("");
     if (key !== this.key) {
       this.key = key;
       const types = p.types;
       this.spans = toks.map((t, i) => {
         const span = h("span", { class: "aa-tok", "data-i": i, tabindex: -1 }, displayToken(t));
-        if (isSpecialToken(t)) span.classList.add("aa-special");
+        if (p.special[i]) span.classList.add("aa-special");
         if (t.startsWith("##")) span.classList.add("aa-cont");
         if (types[i] === 1 && types[i - 1] === 0) span.classList.add("aa-segb");
         return span;

@@ -17,6 +17,7 @@ export interface LayerChunk {
   steps: number | null; // quadrature nodes the layer used
   converged: boolean | null; // false: steps="auto" stopped before its tolerance
   tokens: string[];
+  special: boolean[]; // per token: a special token (the kernel's engine.tree.special_mask)
   scores: Float32Array; // [H]
   thumbs: Float32Array | null; // [H, t, t]
   thumbSize: number;
@@ -34,6 +35,7 @@ export interface LayerMessage {
   steps?: number;
   converged?: boolean;
   tokens?: string[];
+  special?: boolean[];
   scores: ArrayHeader;
   thumbs?: ArrayHeader;
   resend?: boolean;
@@ -65,7 +67,7 @@ export class StreamCache {
     this.layers.set(msg.index, {
       runId: msg.run_id, index: msg.index, layer: msg.layer, total: msg.total, heads: msg.heads,
       zeroProb: msg.zero_prob, completeness: msg.completeness, steps: msg.steps ?? null, converged: msg.converged ?? null,
-      tokens: msg.tokens ?? [],
+      tokens: msg.tokens ?? [], special: msg.special ?? [],
       scores: scores.data, thumbs: thumbs ? thumbs.data : null, thumbSize: thumbs ? thumbs.shape[thumbs.shape.length - 1] : 0,
     });
     this.emit();

@@ -5,6 +5,7 @@
 // is ignored. Without a kernel (exported pages, notebooks reopened without one) nothing answers: calls stay
 // pending until superseded or torn down, and the view keeps drawing its synced state, as it always did.
 import type { AnyModel, Experimental } from "@anywidget/types";
+import type { CommandName } from "./protocol";
 
 export type Invoke = Experimental["invoke"];
 
@@ -38,14 +39,14 @@ function sendInvoke(model: AnyModel): Invoke {
 }
 
 export class Commands {
-  private pending = new Map<string, AbortController>();
+  private pending = new Map<CommandName, AbortController>();
   private fallback: Invoke | null = null;
 
   /** `invoke` is the host's `experimental.invoke` (absent: the `model.send` form); `signal` the view's lifetime. */
   constructor(private model: AnyModel, private invoke: Invoke | undefined, private signal: AbortSignal) {}
 
   /** Call command `name` with `msg`; resolves to [response, buffers], or null when aborted / superseded. */
-  async call<T = CommandResponse>(name: string, msg: object = {}): Promise<[T, DataView[]] | null> {
+  async call<T = CommandResponse>(name: CommandName, msg: object = {}): Promise<[T, DataView[]] | null> {
     if (this.signal.aborted) return null;
     this.pending.get(name)?.abort();
     const ac = new AbortController();

@@ -52,10 +52,6 @@ export function truncate(t: string, max: number): string {
   return t.length > max ? t.slice(0, Math.max(1, max - 1)) + "…" : t;
 }
 
-export function isSpecialToken(tok: string): boolean {
-  return /^(\[(CLS|SEP|PAD|MASK|UNK)\]|<\/?s>|<pad>|<unk>|<mask>|<\|[^|]*\|>|<bos>|<eos>)$/i.test(tok);
-}
-
 export function cssVar(el: Element, name: string, fallback: string): string {
   if (typeof getComputedStyle !== "function") return fallback;
   const v = getComputedStyle(el).getPropertyValue(name).trim();

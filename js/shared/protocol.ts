@@ -57,6 +57,7 @@ export interface EmbeddedHeads {
 
 export interface ExplorerModel {
   tokens: string[];
+  special: boolean[]; // per token: a special token ([CLS], </s>, …: the kernel's engine.tree.special_mask)
   token_types: number[];
   meta: ExplorerMeta;
   run_id: number;
@@ -106,6 +107,7 @@ export interface TreeDict {
 
 export interface TreeModel {
   tree: Partial<TreeDict>;
+  special: boolean[]; // per token of the tree's tokens: a special token (the kernel's engine.tree.special_mask)
   threshold: number;
   state: "empty" | "done" | "error";
   error: string;
@@ -117,10 +119,10 @@ export interface TreeModel {
 }
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
-export const EXPLORER_TRAITS = ["tokens", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
+export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
   "targets", "history", "contrast", "contrast_view", "heads_data", "_stream_key"] as const;
-export const TREE_TRAITS = ["tree", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
+export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
 
 export interface RunProgress {
   done: number;
@@ -211,6 +213,7 @@ export interface AttackedSample {
   before: Prediction;
   after: Prediction;
   tokens: string[];
+  special: boolean[]; // per token: a special token (sent by the kernel)
   segments: number[];
   inserted: boolean[];
 }
@@ -227,9 +230,17 @@ export interface TriggersModel {
   selected: number;
   samples: AttackedSample[];
   custom: { text?: string; text_pair?: string | null; pattern?: number | null; before?: Prediction; after?: Prediction; tokens?: string[];
-    segments?: number[]; inserted?: boolean[]; trigger?: string[]; error?: string };
+    special?: boolean[]; segments?: number[]; inserted?: boolean[]; trigger?: string[]; error?: string };
   [key: string]: unknown;
 }
+
+/** Requests to the kernel: anywidget commands (`@command` methods of the Python classes, js/shared/commands.ts),
+ * checked against the Python classes by tests/test_widgets_protocol.py. */
+export const EXPLORER_COMMANDS = ["_cmd_cancel", "_cmd_resend", "_cmd_run", "_cmd_targets", "_cmd_history", "_cmd_contrast"] as const;
+export const HEADS_COMMANDS = ["_cmd_cancel", "_cmd_open"] as const;
+export const TRIGGERS_COMMANDS = ["_cmd_cancel", "_cmd_apply"] as const;
+export const TREE_COMMANDS = ["_cmd_edge"] as const;
+export type CommandName = (typeof EXPLORER_COMMANDS | typeof HEADS_COMMANDS | typeof TRIGGERS_COMMANDS | typeof TREE_COMMANDS)[number];
 
 export const HEADS_TRAITS = ["state", "error", "run_id", "phase", "meta", "progress", "importance", "curves", "effectiveness",
   "correlation", "view", "method", "arrangement", "selected", "head_examples", "examples", "example_scores"] as const;

@@ -2,7 +2,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, diverging, formatValue } from "../shared/color";
 import type { Invoke } from "../shared/commands";
-import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, s, svgToPng, truncate } from "../shared/dom";
+import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } from "../shared/dom";
 import { inflateArray, isDeflated } from "../shared/inflate";
 import type { TreeDict, TreeEdge, TreeModel } from "../shared/protocol";
 import { treeFromLayerSums, type TreeInput } from "./tree-algo";
@@ -101,7 +101,7 @@ export class TreeView extends ViewBase<TreeModel> {
         this.model.save_changes();
       }, 120) as unknown as number;
     }, o);
-    this.onTraits(["tree", "state", "error", "selected_edge", "title", "linked", "layer_sums"], () => this.schedule());
+    this.onTraits(["tree", "special", "state", "error", "selected_edge", "title", "linked", "layer_sums"], () => this.schedule());
     const cbThr = () => {
       this.thr = Number(model.get("threshold"));
       this.schedule();
@@ -258,13 +258,14 @@ export class TreeView extends ViewBase<TreeModel> {
     // nodes
     const nodes = s("g", { class: "aa-nodes" });
     const drawn = new Set<number>();
+    const special = this.model.get("special") ?? []; // the kernel's per-token flags
     const drawNode = (index: number, layer: number, isRoot: boolean) => {
       drawn.add(index);
       const x = lay.x(index), y = lay.y(Math.min(L, layer));
       const tok = t.tokens[index] ?? "";
       const g = s("g", { class: "aa-node", "data-node": index, transform: `translate(${x},${y})` },
         s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : fg, "stroke-width": 1.6 }),
-        s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: fg, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": isSpecialToken(tok) ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
+        s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: fg, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": special[index] ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
         s("title", {}, `${tok} (#${index}) · enters at layer ${layer}`),
       );
       nodes.appendChild(g);

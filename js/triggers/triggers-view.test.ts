@@ -31,10 +31,14 @@ describe("TriggersView", () => {
   });
 
   it("renders tokens as text with the inserted ones highlighted", () => {
-    const line = tokenLine(["[CLS]", HOSTILE, "cat", "[SEP]"], [false, false, true, false]);
+    const line = tokenLine(["[CLS]", HOSTILE, "cat", "[SEP]"], [false, false, true, false], [true, false, false, true]);
     expect(line.querySelectorAll("span.aa-ins").length).toBe(1);
     expect(line.querySelector("script")).toBeNull();
     expect(line.textContent).toContain(HOSTILE);
+    // special tokens are what the kernel flagged, nothing re-derived here
+    expect([...line.querySelectorAll("span.aa-special")].map((e) => e.textContent)).toEqual(["[CLS]", "[SEP]"]);
+    const flagged = tokenLine(["<x>", "[CLS]"], [false, false], [false, false]);
+    expect(flagged.querySelectorAll("span.aa-special").length).toBe(0);
   });
 
   it("streams rows, selects a pattern, applies it to a typed sentence", () => {

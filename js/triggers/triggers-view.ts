@@ -4,7 +4,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, formatValue } from "../shared/color";
 import type { Invoke } from "../shared/commands";
-import { displayToken, downloadBlob, downloadSvg, h, isSpecialToken, s, svgToPng, truncate } from "../shared/dom";
+import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } from "../shared/dom";
 import { downloadButtons } from "../shared/image-export";
 import type { AttackedSample, ClassAccuracy, PatternRow, Prediction, TriggersModel } from "../shared/protocol";
 import { DATASET_HEADER, Header, percentProgress, progressText } from "../shared/header";
@@ -21,10 +21,11 @@ export function accuracyCells(per: ClassAccuracy[] | undefined): { text: string;
   return per.map((c) => ({ text: `${c.name}: ${pct(c.before)} → ${pct(c.after)}`, drop: c.drop > 0 && c.drop === worst }));
 }
 
-/** Tokens as spans, the inserted ones highlighted (`span.aa-ins`), text only. */
-export function tokenLine(tokens: string[], inserted: boolean[]): HTMLElement {
+/** Tokens as spans, the inserted ones highlighted (`span.aa-ins`), special ones (as the kernel flagged them)
+ * muted, text only. */
+export function tokenLine(tokens: string[], inserted: boolean[], special: boolean[]): HTMLElement {
   return h("div", { class: "aa-tokline" }, ...tokens.map((t, i) => h("span", {
-    class: `${inserted[i] ? "aa-ins" : ""}${isSpecialToken(t) ? " aa-special" : ""}`.trim() || null, "data-inserted": inserted[i] ? 1 : null }, displayToken(t))));
+    class: `${inserted[i] ? "aa-ins" : ""}${special[i] ? " aa-special" : ""}`.trim() || null, "data-inserted": inserted[i] ? 1 : null }, displayToken(t))));
 }
 
 function predText(p: Prediction | undefined): string {
@@ -158,7 +159,7 @@ export class TriggersViewUI extends ViewBase<TriggersModel> {
           h("td", {}, r.gold === null ? "" : names[r.gold] ?? String(r.gold)),
           h("td", { class: "aa-pred" }, predText(r.before)),
           h("td", { class: r.after.pred !== r.before.pred ? "aa-flip" : "aa-pred" }, predText(r.after)),
-          h("td", {}, tokenLine(r.tokens, r.inserted)))))));
+          h("td", {}, tokenLine(r.tokens, r.inserted, r.special ?? [])))))));
   }
 
   private renderOwn(): void {
@@ -178,7 +179,7 @@ export class TriggersViewUI extends ViewBase<TriggersModel> {
     this.ownOut.replaceChildren(
       h("div", { class: "aa-own-result" }, "before ", h("span", { class: "aa-pred aa-before" }, predText(c.before)), "  →  after ",
         h("span", { class: `${flipped ? "aa-flip" : "aa-pred"} aa-after` }, predText(c.after)), flipped ? h("span", { class: "aa-flip" }, "  prediction flipped") : ""),
-      tokenLine(c.tokens ?? [], c.inserted ?? []));
+      tokenLine(c.tokens ?? [], c.inserted ?? [], c.special ?? []));
   }
 
   /** The pattern table as an SVG (text rows), for the downloads. */
