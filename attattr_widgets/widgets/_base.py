@@ -2,6 +2,7 @@
 (:func:`command`) and the run lifecycle of the streaming views (:class:`BackgroundRun`)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pathlib
@@ -120,7 +121,7 @@ class BackgroundRun:
     ``"error"`` (anything else, kept for ``wait()``) — lands in one synced update that sets ``state``, ``error`` and
     ``meta["error_detail"]``. A run superseded by a newer one (``run_id`` changed) ends silently.
 
-    Subclasses (widgets with ``run_id`` / ``state`` / ``error`` / ``meta`` traits and a ``_sync()`` context) give
+    Subclasses (widgets with ``run_id`` / ``state`` / ``error`` / ``meta`` traits and an RLock ``_lock``) give
     the work to ``_start`` and may override ``_finish_prepare`` (outside the final update: keep the result, compute
     what to show) and ``_finish_apply`` (inside it: their own traits)."""
 
@@ -128,6 +129,14 @@ class BackgroundRun:
     _cancel: threading.Event | None = None
     _exception: BaseException | None = None
     _result: Any = None
+
+    _lock: threading.RLock  # set by the subclass's __init__
+
+    @contextlib.contextmanager
+    def _sync(self):
+        """hold_sync() serialised across the worker thread and the comm thread (ipywidgets' is not thread-safe)."""
+        with self._lock, self.hold_sync():
+            yield
 
     @property
     def running(self) -> bool:

@@ -175,12 +175,6 @@ class Explorer(BackgroundRun, BaseWidget):
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_locked, names=["locked"])
 
-    @contextlib.contextmanager
-    def _sync(self):
-        """hold_sync() serialised across the worker thread and the comm thread (ipywidgets' is not thread-safe)."""
-        with self._lock, self.hold_sync():
-            yield
-
     # ------------------------------------------------------------------ construction from a saved result
     @classmethod
     def from_attribution(cls, attribution: Any, **kwargs) -> "Explorer":

@@ -37,7 +37,6 @@ running and always at the end of each step that finishes a method / a fraction:
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -185,11 +184,6 @@ class HeadsView(BackgroundRun, BaseWidget):
         self._effectiveness = None
         self._last_push = 0.0
         self.observe(self._on_selected, names=["selected", "method"])
-
-    @contextlib.contextmanager
-    def _sync(self):
-        with self._lock, self.hold_sync():
-            yield
 
     # ------------------------------------------------------------------ public API
     @property

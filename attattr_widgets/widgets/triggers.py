@@ -24,7 +24,6 @@ for the selected pattern; ``custom`` {text, text_pair, pattern, before, after, t
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import threading
 import time
@@ -132,11 +131,6 @@ class TriggersView(BackgroundRun, BaseWidget):
         self._last_push = 0.0
         self._progress_state: dict = {}
         self.observe(self._on_selected, names=["selected"])
-
-    @contextlib.contextmanager
-    def _sync(self):
-        with self._lock, self.hold_sync():
-            yield
 
     # ------------------------------------------------------------------ public API
     def run(self) -> None:
