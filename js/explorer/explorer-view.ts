@@ -9,7 +9,7 @@ import { ExplorerInput } from "./explorer-input";
 import { EmbeddedHeadStore } from "./embedded-heads";
 import { gridData, gridMode, integrationLine, pairScores } from "./explorer-state";
 import { GridPanel, normalizedScores, type GridData, type GridHead } from "../shared/grid-panel";
-import { Header } from "../shared/header";
+import type { Header } from "../shared/header";
 import { EXPLORER_HEADER, explorerHeader } from "./explorer-header";
 import { HeatPanel, type HeatHost } from "./heat-panel";
 import { HoverLock, type LockChange } from "./hover-lock";
@@ -49,12 +49,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       locked: model.get("locked") ?? [], query: model.get("query"), n: this.tokens().length,
       defaultQuery: (model.get("meta") as ExplorerMeta)?.default_query,
     }));
-    this.header = new Header(() => {
-      if (model.get("state") !== "running") return false;
-      void this.commands.call("_cmd_cancel", { run_id: model.get("run_id") });
-      this.invalidate("header");
-      return true;
-    }, signal, EXPLORER_HEADER);
+    this.header = this.runHeader(EXPLORER_HEADER, () => this.invalidate("header"));
     this.grid = new GridPanel({
       title: ["Heads ", h("span", { class: "aa-muted" }, "layer × head, max attribution")],
       toolbar: [h("div", { class: "aa-segmented", role: "group", "aria-label": "normalise" }, ...this.normButtons),

@@ -9,7 +9,7 @@ import { h, truncate } from "../shared/dom";
 import { GridPanel, headTipHead, type GridData } from "../shared/grid-panel";
 import { LineChart, PALETTE, type ChartSeries } from "./line-chart";
 import type { CurvePayload, HeadExample, HeadsModel } from "../shared/protocol";
-import { DATASET_HEADER, Header, percentProgress, progressText } from "../shared/header";
+import { DATASET_HEADER, type Header, percentProgress, progressText } from "../shared/header";
 import { Tooltip, type TipLine } from "../shared/tooltip";
 import { ViewBase } from "../shared/view-base";
 
@@ -82,12 +82,7 @@ export class HeadsViewUI extends ViewBase<HeadsModel> {
     super(model, el, "attattr-heads", invoke);
     const signal = this.signal;
     this.tooltip = new Tooltip(this.root);
-    this.header = new Header(() => {
-      if (model.get("state") !== "running") return false;
-      void this.commands.call("_cmd_cancel", { run_id: model.get("run_id") });
-      this.schedule();
-      return true;
-    }, signal, DATASET_HEADER);
+    this.header = this.runHeader(DATASET_HEADER);
     const seg = (attr: string, v: string, label: string, title: string) => h("button", { class: "aa-seg", type: "button", [attr]: v, title }, label);
     this.tabs = [seg("data-view", "importance", "importance & pruning", "Importance grids, pruning curves, top examples per head"),
       seg("data-view", "effectiveness", "effectiveness", "Fig 2: prune heads per layer by attribution vs attention"),

@@ -5,6 +5,7 @@
 import type { AnyModel } from "@anywidget/types";
 import { Commands, type Invoke } from "./commands";
 import { h, nextFrame } from "./dom";
+import { Header, type HeaderOptions } from "./header";
 import { ThemeWatcher } from "./theme";
 
 export abstract class ViewBase<T extends Record<string, any>> {
@@ -75,6 +76,17 @@ export abstract class ViewBase<T extends Record<string, any>> {
   /** Run `fn` on destroy. */
   protected onDestroy(fn: () => void): void {
     this.cleanups.push(fn);
+  }
+
+  /** The header of a view with a run: its Stop sends `_cmd_cancel` for the current run, then `redraw()`. */
+  protected runHeader(options: HeaderOptions, redraw: () => void = () => this.schedule()): Header {
+    const m = this.model as AnyModel;
+    return new Header(() => {
+      if (m.get("state") !== "running") return false;
+      void this.commands.call("_cmd_cancel", { run_id: m.get("run_id") });
+      redraw();
+      return true;
+    }, this.signal, options);
   }
 
   /** Set a front-end owned trait, sync it to the kernel, redraw. */

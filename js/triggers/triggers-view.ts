@@ -7,7 +7,7 @@ import type { Invoke } from "../shared/commands";
 import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } from "../shared/dom";
 import { downloadButtons } from "../shared/image-export";
 import type { AttackedSample, ClassAccuracy, PatternRow, Prediction, TriggersModel } from "../shared/protocol";
-import { DATASET_HEADER, Header, percentProgress, progressText } from "../shared/header";
+import { DATASET_HEADER, type Header, percentProgress, progressText } from "../shared/header";
 import { ViewBase } from "../shared/view-base";
 
 type Model = AnyModel<TriggersModel>;
@@ -46,12 +46,7 @@ export class TriggersViewUI extends ViewBase<TriggersModel> {
   constructor(model: Model, el: HTMLElement, invoke?: Invoke) {
     super(model, el, "attattr-triggers", invoke);
     const signal = this.signal;
-    this.header = new Header(() => {
-      if (model.get("state") !== "running") return false;
-      void this.commands.call("_cmd_cancel", { run_id: model.get("run_id") });
-      this.schedule();
-      return true;
-    }, signal, DATASET_HEADER);
+    this.header = this.runHeader(DATASET_HEADER);
     const tablePanel = h("section", { class: "aa-panel aa-patterns" },
       h("div", { class: "aa-panel-head" }, h("div", { class: "aa-panel-title" }, "Trigger patterns ", h("span", { class: "aa-muted" }, "click one to see it attack"), this.tableNote),
         downloadButtons(() => this.downloadSvg(), () => this.downloadPng(), signal)),
