@@ -157,10 +157,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     this.schedule();
   }
 
-  /** Draw everything that is dirty now (tests call this directly). */
-  flush(): void {
-    if (this.signal.aborted) return;
-    if (this.theme.ensure()) this.dirty.add("all"); // first draw after the host attached the view
+  /** Draw everything that is dirty (`themeReread`: everything). */
+  protected draw(themeReread: boolean): void {
+    if (themeReread) this.dirty.add("all");
     const d = this.dirty;
     const all = d.has("all");
     this.dirty = new Set();

@@ -1,7 +1,8 @@
 // The base of the four views: the root element, one AbortController for every listener, trait subscriptions
 // (model.on / off), a ResizeObserver on the root's width, the host theme, kernel commands, and frame scheduling
-// (`schedule()` coalesces redraws into one `flush()` per animation frame). Subclasses build their panels, then
-// call `flush()` once at the end of their constructor.
+// (`schedule()` coalesces redraws into one `flush()` per animation frame; `flush()` re-reads the theme once the host
+// attached the view, then calls the subclass's `draw()`). Subclasses build their panels, then call `flush()` once at
+// the end of their constructor.
 import type { AnyModel } from "@anywidget/types";
 import { Commands, type Invoke } from "./commands";
 import { h, nextFrame } from "./dom";
@@ -30,7 +31,14 @@ export abstract class ViewBase<T extends Record<string, any>> {
   }
 
   /** Draw what is due now (tests call it directly). */
-  abstract flush(): void;
+  flush(): void {
+    if (this.ac.signal.aborted) return;
+    // hosts call render() before attaching the view: the first draw after attachment re-reads the colours
+    this.draw(this.theme.ensure());
+  }
+
+  /** The view's drawing; `themeReread`: the colours were just re-read (everything must be redrawn). */
+  protected abstract draw(themeReread: boolean): void;
 
   /** The host theme changed: redraw (subclasses drop cached colours first). */
   protected themeChanged(): void {

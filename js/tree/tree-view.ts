@@ -160,10 +160,8 @@ export class TreeView extends ViewBase<TreeModel> {
     }, () => undefined);
   }
 
-  /** Draw the tree (tests call this directly). */
-  flush(): void {
-    if (this.signal.aborted) return;
-    this.theme.ensure(); // first draw after the host attached the view
+  /** Draw the tree. */
+  protected draw(): void {
     const t = this.tree();
     const state = this.model.get("state");
     const err = this.model.get("error");

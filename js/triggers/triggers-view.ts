@@ -67,10 +67,8 @@ export class TriggersViewUI extends ViewBase<TriggersModel> {
     this.flush();
   }
 
-  /** Draw everything (tests call this directly). */
-  flush(): void {
-    if (this.signal.aborted) return;
-    this.theme.ensure(); // first draw after the host attached the view
+  /** Draw everything. */
+  protected draw(): void {
     const m = this.model;
     const meta = m.get("meta") ?? {};
     const state = m.get("state"), phase = m.get("phase"), prog = m.get("progress") ?? {};
