@@ -15,7 +15,6 @@ import traitlets
 from anywidget.experimental import command as _anywidget_command
 
 from ..engine.errors import AttributionCancelled
-
 from ..export import HTMLExportMixin
 
 # ATTATTR_WIDGETS_STATIC overrides where the bundles are looked up (tests of the missing-bundle fallback).
