@@ -1,5 +1,5 @@
 """The attribution tree (paper Algorithm 1): :class:`AttributionTree` of :class:`TreeNode` s and
-:class:`TreeEdge` s. Built by :func:`~attattr_widgets.engine.tree.attribution_tree`; numpy-free."""
+:class:`TreeEdge` s. Built by :func:`~attattr_widgets.engine.analysis.tree.attribution_tree`; numpy-free."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

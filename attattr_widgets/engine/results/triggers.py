@@ -1,5 +1,5 @@
 """Trigger results (paper §4.3): a mined :class:`TriggerPattern` and the :class:`TriggerResult` of inserting it
-(per-class :class:`ClassAccuracy` before / after). Built by :mod:`attattr_widgets.engine.triggers`."""
+(per-class :class:`ClassAccuracy` before / after). Built by :mod:`attattr_widgets.engine.analysis.triggers`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
