@@ -605,7 +605,7 @@ class Explorer(BackgroundRun, BaseWidget):
     def predict_targets(self, text: str, text_pair: str | None = None, k: int = TOP_K_TOKENS) -> dict:
         """What the target selector offers for ``text``: every class with its probability, or the ``k`` most
         probable next tokens (causal LMs); also stored in the ``targets`` trait."""
-        from ._predict import target_options
+        from ..engine.model.predict import target_options
 
         if not str(text).strip():
             self.targets = {}

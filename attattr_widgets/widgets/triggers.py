@@ -166,7 +166,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         your input and predict before and after; the result is also shown in the view (``custom``)."""
         from ..engine.model.encode import encode
         from ..engine.analysis.triggers import insert_trigger
-        from ._predict import predict_encoded
+        from ..engine.model.predict import predict_encoded
 
         out: dict = {"text": str(text), "text_pair": text_pair, "pattern": None}
         try:
@@ -302,7 +302,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         order."""
         from ..engine.model.encode import encode
         from ..engine.analysis.triggers import insert_trigger
-        from ._predict import predict_encoded
+        from ..engine.model.predict import predict_encoded
 
         pat = self.pattern(pid)
         rows = []
