@@ -195,27 +195,17 @@ def batched_forward(
     return out
 
 
-def predict_masked(
-    data: EncodedSet,
-    keep: np.ndarray | torch.Tensor,
-    *,
-    per_example: bool = False,
-    batch_size: int = 32,
-    row_tokens: int = _ROW_TOKENS,
-    progress=None,
-    cancel: threading.Event | None = None,
-    desc: str = "evaluating",
-) -> np.ndarray:
+def predict_masked(data: EncodedSet, keep: np.ndarray | torch.Tensor, *, per_example: bool = False,
+                   **kw) -> np.ndarray:
     """Predicted class (or next token) of every example under K head masks: ``[K, N]`` int.
 
     ``keep``: ``[K, L, H]`` (1 = keep, 0 = prune; the same K masks for every example) or, with
-    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis); see
-    :func:`batched_forward`.
+    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis). ``kw``:
+    ``batch_size``, ``row_tokens``, ``progress``, ``cancel``, ``desc`` of :func:`batched_forward`.
     """
     if keep is None:
         raise AttAttrError("masks must be [K, L, H], got None: use predict(data) for predictions without masks")
-    return batched_forward(data, keep, per_example=per_example, batch_size=batch_size, row_tokens=row_tokens,
-                           progress=progress, cancel=cancel, desc=desc)
+    return batched_forward(data, keep, per_example=per_example, **kw)
 
 
 def predict(data: EncodedSet, *, batch_size: int = 32, progress=None, cancel: threading.Event | None = None,
