@@ -226,8 +226,9 @@ def head_importance(
         backend=backend,
     ):
         pass
-    if step is None:  # no examples
-        raise AttAttrError("no examples given: pass at least one {'text', 'label'} example")
+    if step is None:  # only a registered method of one's own can end without a step (examples are never empty)
+        raise AttAttrError(f"importance method {method!r} yielded no ImportanceStep: it must yield at least its "
+                           f"final one")
     return HeadImportance(step.estimate, method=method, num_examples=step.done, target=str(target))
 
 __all__ = [

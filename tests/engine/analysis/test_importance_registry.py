@@ -68,6 +68,9 @@ def test_registry_errors(registry, model_tok):
 
     with pytest.raises(AttAttrError, match="'wrong-shape' gave an estimate of shape \\(3,\\)"):
         head_importance(model, tok, SINGLES, method="wrong-shape")
+    importance_method("silent")(lambda req: iter(()))
+    with pytest.raises(AttAttrError, match="'silent' yielded no ImportanceStep"):
+        head_importance(model, tok, SINGLES, method="silent")
 
 
 def test_random_needs_no_examples(model_tok):
