@@ -13,10 +13,9 @@ Two forms of the same rule:
   BOS or EOS.
 * :func:`special_mask` — where only display strings exist (saved results, the attribution tree, what the browser
   shows): a string written like a special token — ``[NAME]``, ``<name>`` / ``</name>``, ``<|name|>`` — less the
-  written forms of UNK and MASK. For the tokenizers the engine supports the two agree on every encoded input
-  (``tests/engine/model/test_tokens.py``); a text that contains the literal string ``[CLS]`` is the one place they
-  may differ (the tokenizer splits it into ordinary pieces, which never read ``[CLS]`` again, or keeps it as the
-  special token, in which case both forms say special).
+  written forms of UNK and MASK. The two agree on every token a tokenizer adds and on ordinary text
+  (``tests/engine/model/test_tokens.py``); they can differ only on a special token's string typed into the text
+  itself, e.g. SmolLM2's ``<|endoftext|>``, which is its unknown token (content by id, special by its string).
 """
 from __future__ import annotations
 

@@ -51,3 +51,21 @@ def test_tree_excludes_the_row_of_a_leading_special_token():
     assert resolve_exclude_row(["<s>", "a"], "auto", 2) == 0
     assert resolve_exclude_row(["[UNK]", "a"], "auto", 2) is None  # a word, not a read-out token
     assert resolve_exclude_row(["the", "a"], "auto", 2) is None
+
+
+def test_a_byte_level_tokenizer_agrees_too():
+    """SmolLM2's tokenizer (the demo decoder's, when its assets are cached): chat markers are special by both."""
+    from attattr_widgets.demo.assets import cache_dir
+
+    path = cache_dir() / "smollm2-135m-instruct"
+    if not (path / "tokenizer.json").exists():
+        pytest.skip("the demo decoder's tokenizer is not cached (make assets)")
+    from transformers import AutoTokenizer
+
+    from attattr_widgets.engine.model.encode import display_tokens
+
+    bpe = AutoTokenizer.from_pretrained(path)
+    for text in ("<|im_start|>user\nThe capital of France is<|im_end|>", "a [CLS] b <s> c"):
+        ids = bpe(text)["input_ids"]
+        assert special_mask(display_tokens(bpe, ids)) == [i in special_ids(bpe) for i in ids]
+    assert special_mask(display_tokens(bpe, bpe("<|im_start|>hi")["input_ids"]))[0]
