@@ -50,8 +50,8 @@ class EncodedSet:
     def __init__(self, model, tokenizer, examples=None, *, max_length: int | None = None, truncation: bool = True,
                  encodings: Sequence[Encoded] | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.items: list[Example] | None = None if examples is None and encodings is not None else as_examples(
-            examples)
+        given = examples is not None or encodings is None
+        self.items: list[Example] | None = as_examples(examples) if given else None
         self.kind = model_kind(model)
         if self.items is not None:
             check_labels(self.items, *num_outputs(model, self.kind))
