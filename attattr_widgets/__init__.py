@@ -40,7 +40,7 @@ _LAZY = {
     "PruningCurve": "attattr_widgets.engine.results",
     "Effectiveness": "attattr_widgets.engine.results",
     "Correlation": "attattr_widgets.engine.results",
-    "head_mask_gradients": "attattr_widgets.engine.analysis.importance",
+    "head_mask_gradients": "attattr_widgets.engine.analysis.taylor",
     "attribution_tree": "attattr_widgets.engine.analysis.tree",
     "AttributionTree": "attattr_widgets.engine.results",
     "mine_triggers": "attattr_widgets.engine.analysis.triggers",

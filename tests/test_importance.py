@@ -12,8 +12,8 @@ from conftest import PAIRS, SINGLES, encode_example, make_model, make_strong_ber
 from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttAttrError, AttributionCancelled, TargetError
 from attattr_widgets.engine.intercept.controller import controller_for
-from attattr_widgets.engine.analysis.importance import head_importance, head_mask_gradients, normalize_by_layer
-from attattr_widgets.engine.analysis.importance import METHODS
+from attattr_widgets.engine.analysis.importance import METHODS, head_importance
+from attattr_widgets.engine.analysis.taylor import head_mask_gradients, normalize_by_layer
 from attattr_widgets.engine.model.predict import EncodedSet, predict_masked
 
 

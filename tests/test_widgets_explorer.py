@@ -16,7 +16,7 @@ from conftest import make_model
 import attattr_widgets.widgets.explorer as explorer_mod
 from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttributionCancelled
-from attattr_widgets.engine.analysis.tree import special_mask
+from attattr_widgets.engine.model.tokens import special_mask
 from attattr_widgets.widgets import BUNDLE_MISSING_MESSAGE, Explorer
 from attattr_widgets.widgets.serialize import head_summary, thumbnails
 

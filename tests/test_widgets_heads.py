@@ -8,7 +8,7 @@ import pytest
 import widget_comm as wc
 from conftest import PAIRS, SINGLES, make_strong_bert
 
-import attattr_widgets.engine.analysis.importance as importance_mod
+import attattr_widgets.engine.analysis.maxima as maxima_mod
 from attattr_widgets.engine.analysis.importance import head_importance
 from attattr_widgets.engine.analysis.pruning import compare_pruning, effectiveness
 from attattr_widgets.widgets import HeadsView
@@ -83,7 +83,7 @@ def test_grid_fills_then_curves_draw_point_by_point(bert, tok):
 
 def test_stop_keeps_partial_results(bert, tok, monkeypatch):
     gate, reached = threading.Event(), threading.Event()
-    real = importance_mod.iter_attributions
+    real = maxima_mod.iter_attributions
 
     def slow(*a, **kw):
         for i, attr in enumerate(real(*a, **kw)):
@@ -92,7 +92,7 @@ def test_stop_keeps_partial_results(bert, tok, monkeypatch):
                 reached.set()
                 gate.wait(10)
 
-    monkeypatch.setattr(importance_mod, "iter_attributions", slow)
+    monkeypatch.setattr(maxima_mod, "iter_attributions", slow)
     hv = HeadsView(bert, tok, EXAMPLES, methods=("attattr", "random"), fractions=FRACTIONS, steps=2, interval=0.0)
     hv.run()
     assert reached.wait(60)

@@ -55,7 +55,7 @@ def test_no_hand_dispatched_requests_remain():
 
 def test_special_mask_is_the_engine_definition():
     """What the kernel sends as ``special`` with every token list (the browser has no regex of its own)."""
-    from attattr_widgets.engine.analysis.tree import special_mask
+    from attattr_widgets.engine.model.tokens import special_mask
     from attattr_widgets.widgets.serialize import token_fields
 
     toks = ["[CLS]", "the", " [SEP] ", "</s>", "<|endoftext|>", "<img src=x onerror=alert(1)>", "[not special]", "▁<s"]

@@ -8,7 +8,8 @@ from conftest import make_model
 
 import attattr_widgets.widgets.tree as tree_mod
 from attattr_widgets.engine.attribution.api import attribute
-from attattr_widgets.engine.analysis.tree import attribution_tree, special_mask
+from attattr_widgets.engine.analysis.tree import attribution_tree
+from attattr_widgets.engine.model.tokens import special_mask
 from attattr_widgets.widgets import Explorer, TreeView
 
 KEYS = {"tokens", "num_layers", "threshold", "root", "nodes", "edges"}

@@ -8,7 +8,7 @@ import widget_comm as wc
 from test_triggers import shortcut_model  # noqa: F401 - the module fixture (tiny BERT with a planted "cat" shortcut)
 
 import attattr_widgets.engine.analysis.triggers as triggers_mod
-from attattr_widgets.engine.analysis.tree import special_mask
+from attattr_widgets.engine.model.tokens import special_mask
 from attattr_widgets.engine.analysis.triggers import evaluate_triggers, mine_triggers, top_triggers
 from attattr_widgets.widgets import TriggersView
 from attattr_widgets.widgets.triggers import inserted_flags

@@ -4,7 +4,7 @@ sentence coloured by the selected query token's attribution, all linked; streams
 Protocol (js/explorer/, names in js/shared/protocol.ts):
 
 * synced traits (durable: reload / export show them)
-  ``tokens`` list[str], ``special`` list[bool] (per token: a special token, ``engine.analysis.tree.special_mask``),
+  ``tokens`` list[str], ``special`` list[bool] (per token: a special token, ``engine.model.tokens.special_mask``),
   ``token_types`` list[int], ``meta`` dict, ``run_id`` int, ``state``
   ("empty" | "running" | "done" | "cancelled" | "error"), ``error`` str, ``layers_done`` / ``layers_total`` int,
   ``head_scores`` {view, dtype=float32, shape=[L, H]} (NaN rows = layers not computed),
@@ -602,7 +602,7 @@ class Explorer(BackgroundRun, BaseWidget):
     def predict_targets(self, text: str, text_pair: str | None = None, k: int = TOP_K_TOKENS) -> dict:
         """What the target selector offers for ``text``: every class with its probability, or the ``k`` most
         probable next tokens (causal LMs); also stored in the ``targets`` trait."""
-        from ._predict import target_options
+        from ..engine.model.predict import target_options
 
         if not str(text).strip():
             self.targets = {}

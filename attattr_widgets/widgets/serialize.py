@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.analysis.tree import special_mask
+from ..engine.model.tokens import special_mask
 
 __all__ = ["SENDABLE_DTYPES", "as_sendable", "encode_array", "header", "pack", "decode_array", "jsonable",
            "thumbnails", "head_summary", "token_fields", "valid_strings", "valid_text"]
@@ -45,7 +45,7 @@ def valid_strings(obj: Any) -> Any:
 
 def token_fields(tokens: Any) -> dict:
     """``{"tokens": [str, ...], "special": [bool, ...]}``: a token list as every view gets it, with the engine's
-    per-token special-token flag (:func:`attattr_widgets.engine.analysis.tree.special_mask`) — the browser reads ``special``
+    per-token special-token flag (:func:`attattr_widgets.engine.model.tokens.special_mask`) — the browser reads ``special``
     and never re-derives it."""
     toks = [str(t) for t in tokens]
     return {"tokens": toks, "special": special_mask(toks)}

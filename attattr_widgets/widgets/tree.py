@@ -3,7 +3,7 @@
 Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 ``{"tokens", "num_layers", "threshold", "root", "nodes": [{"index", "token", "layer"}],
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
-``special`` (per token of ``tree["tokens"]``: a special token, ``engine.analysis.tree.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
+``special`` (per token of ``tree["tokens"]``: a special token, ``engine.model.tokens.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
 ``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
 None when over budget): with it the browser recomputes the tree for any threshold with the same algorithm
 (``js/tree/tree-algo.ts``), so the slider works without a kernel (exported pages, reopened notebooks).

@@ -18,7 +18,7 @@ flip_rate}] (id = source example index; the ``max_rows`` best by score plus ever
 mining run does not resend thousands of rows), front-end owned ``selected`` (pattern id, -1 none);
 ``samples`` [{index, gold, before: {pred, label, prob}, after: {...}, tokens, inserted: [bool], segments}]
 for the selected pattern; ``custom`` {text, text_pair, pattern, before, after, tokens, inserted, error}.
-``samples`` and ``custom`` carry ``special`` (per token: a special token, ``engine.analysis.tree.special_mask``) with their
+``samples`` and ``custom`` carry ``special`` (per token: a special token, ``engine.model.tokens.special_mask``) with their
 ``tokens``. Browser -> kernel commands (``js/shared/commands.ts``): ``_cmd_cancel`` ``{run_id}`` (Stop),
 ``_cmd_apply`` ``{text, text_pair, pattern}``.
 """
@@ -160,7 +160,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         your input and predict before and after; the result is also shown in the view (``custom``)."""
         from ..engine.model.encode import encode
         from ..engine.analysis.triggers import insert_trigger
-        from ._predict import predict_encoded
+        from ..engine.model.predict import predict_encoded
 
         out: dict = {"text": str(text), "text_pair": text_pair, "pattern": None}
         try:
@@ -281,7 +281,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         order."""
         from ..engine.model.encode import encode
         from ..engine.analysis.triggers import insert_trigger
-        from ._predict import predict_encoded
+        from ..engine.model.predict import predict_encoded
 
         pat = self.pattern(pid)
         rows = []

@@ -17,7 +17,7 @@ export interface LayerChunk {
   steps: number | null; // quadrature nodes the layer used
   converged: boolean | null; // false: steps="auto" stopped before its tolerance
   tokens: string[];
-  special: boolean[]; // per token: a special token (the kernel's engine.analysis.tree.special_mask)
+  special: boolean[]; // per token: a special token (the kernel's engine.model.tokens.special_mask)
   scores: Float32Array; // [H]
   thumbs: Float32Array | null; // [H, t, t]
   thumbSize: number;

@@ -57,7 +57,7 @@ export interface EmbeddedHeads {
 
 export interface ExplorerModel {
   tokens: string[];
-  special: boolean[]; // per token: a special token ([CLS], </s>, …: the kernel's engine.analysis.tree.special_mask)
+  special: boolean[]; // per token: a special token ([CLS], </s>, …: the kernel's engine.model.tokens.special_mask)
   token_types: number[];
   meta: ExplorerMeta;
   run_id: number;
@@ -107,7 +107,7 @@ export interface TreeDict {
 
 export interface TreeModel {
   tree: Partial<TreeDict>;
-  special: boolean[]; // per token of the tree's tokens: a special token (the kernel's engine.analysis.tree.special_mask)
+  special: boolean[]; // per token of the tree's tokens: a special token (the kernel's engine.model.tokens.special_mask)
   threshold: number;
   state: "empty" | "done" | "error";
   error: string;

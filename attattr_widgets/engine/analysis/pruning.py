@@ -33,7 +33,7 @@ from ..model.examples import as_examples
 from ..intercept.controller import controller_for
 from ..errors import check_cancel
 from ..backends.dispatch import check_backend, iter_sharded
-from ..analysis.importance import sharded_accuracy
+from .accuracy import sharded_accuracy
 from ..model.predict import EncodedSet
 from ..progress import Progress
 from ..model.kinds import model_kind

@@ -57,29 +57,20 @@ node on many random cases):
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from .. import validate
 from ..errors import ArgumentError, AttAttrError
+from ..model.tokens import is_special_token
 from ..results import AttributionTree, TreeEdge, TreeNode, sum_heads
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
-           "resolve_exclude_row", "special_mask", "tree_from_layer_sums"]
-
-_SPECIAL = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]*>|<\|[^|]*\|>)$")
-
-
-def special_mask(tokens: list[str]) -> list[bool]:
-    """Per token: whether it is a special token (``[CLS]``, ``</s>``, ``<|endoftext|>``, ... — the ``_SPECIAL``
-    pattern, surrounding whitespace ignored). The widgets send this with the tokens; the browser only reads it."""
-    return [bool(_SPECIAL.match(str(t).strip())) for t in tokens]
-
+           "resolve_exclude_row", "tree_from_layer_sums"]
 
 def _cls_row(tokens: list[str]) -> int | None:
-    """Index of the read-out token whose row the normaliser skips: 0 if token 0 is a special token."""
-    return 0 if tokens and _SPECIAL.match(str(tokens[0]).strip()) else None
+    """Index of the read-out token whose row the normaliser skips: 0 if token 0 is a special token
+    (:func:`~attattr_widgets.engine.model.tokens.is_special_token`: the engine's one rule, on display strings)."""
+    return 0 if tokens and is_special_token(tokens[0]) else None
 
 
 def _check_attribution(attribution) -> None:

@@ -52,8 +52,10 @@ from ..errors import ArgumentError, AttAttrError, UnsupportedModelError, check_c
 from ..backends.dispatch import check_backend, iter_sharded
 from ..model.examples import as_examples, check_labels, Example
 from ..results import TriggerPattern, TriggerResult
-from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
-from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
+from ..model.encode import display_tokens, encode, Encoded, max_positions
+from ..model.kinds import CLASSIFIER, label_names, model_kind, num_outputs
+from ..model.predict import EncodedSet, predict
+from ..model.tokens import special_ids
 
 __all__ = [
     "TriggerPattern",
@@ -75,23 +77,7 @@ Progress = Callable[[int, int], None]
 # helpers
 
 
-def _special_ids(tokenizer) -> set[int]:
-    """Ids of structural special tokens ([CLS], [SEP], [PAD], <s>, </s>, …): never trigger tokens, never content.
-    ``[UNK]`` and ``[MASK]`` stand for words, so they count as ordinary content."""
-    ids = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
-    for name in ("cls_token_id", "sep_token_id", "pad_token_id", "bos_token_id", "eos_token_id"):
-        v = getattr(tokenizer, name, None)
-        if v is not None:
-            ids.add(int(v))
-    for name in ("unk_token_id", "mask_token_id"):
-        v = getattr(tokenizer, name, None)
-        if v is not None and v not in (getattr(tokenizer, k, None) for k in ("cls_token_id", "sep_token_id",
-                                                                              "bos_token_id", "eos_token_id")):
-            ids.discard(int(v))
-    return ids
-
-
-def _content(ids: Sequence[int], segments: Sequence[int], special: set[int]) -> dict[int, list[int]]:
+def _content(ids: Sequence[int], segments: Sequence[int], special: frozenset[int]) -> dict[int, list[int]]:
     """Segment -> positions of its non-special tokens, in order."""
     out: dict[int, list[int]] = {}
     for p, (i, s) in enumerate(zip(ids, segments)):
@@ -145,7 +131,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
     ids = enc.input_ids[0].tolist()
     segments = list(enc.segments)
     tti = enc.token_type_ids[0].tolist() if enc.token_type_ids is not None else list(segments)
-    special = _special_ids(tokenizer)
+    special = special_ids(tokenizer)
     content = _content(ids, segments, special)
     seg_list = sorted(set(segments))
     last_seg = max(content) if content else seg_list[-1]
@@ -228,7 +214,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
 # mining
 
 
-def _pattern_from(attr, enc: Encoded, special: set[int], index: int, ex: Example, *, top_pairs: int,
+def _pattern_from(attr, enc: Encoded, special: frozenset[int], index: int, ex: Example, *, top_pairs: int,
                   ratio: float) -> TriggerPattern | None:
     scores = np.asarray(attr.scores)
     _L, H, n, _ = scores.shape
@@ -341,7 +327,7 @@ def _mine_pieces(model, tokenizer, items, *, offset, progress, cancel, indices, 
     ``encs``: the global example index and encoding of every example of the run (sliced at ``offset``)."""
     from ..attribution.api import iter_attributions
 
-    special = _special_ids(tokenizer)
+    special = special_ids(tokenizer)
     encs = encs[offset : offset + len(items)]
     stream = iter_attributions(
         model, tokenizer, items, target="pred", layers=layers, rule=rule, steps=steps,
@@ -426,22 +412,6 @@ def top_triggers(patterns: Sequence[TriggerPattern], per_class: int = 3, *, dist
 # evaluation
 
 
-@torch.no_grad()
-def _predict(model: nn.Module, encs: Sequence[Encoded], pad_id: int, batch_size: int, device,
-             tick: Callable[[int], None], cancel) -> np.ndarray:
-    if is_decoder_classifier(model):
-        batch_size = 1
-    order = sorted(range(len(encs)), key=lambda i: len(encs[i]))  # length-sorted batches pad little
-    out = np.zeros(len(encs), dtype=np.int64)
-    for start in range(0, len(order), batch_size):
-        check_cancel(cancel)
-        idx = order[start:start + batch_size]
-        logits = model(**collate([encs[i] for i in idx], pad_id, device)).logits
-        out[idx] = logits.argmax(-1).cpu().numpy()
-        tick(len(idx))
-    return out
-
-
 def iter_evaluate_triggers(
     model: nn.Module,
     tokenizer,
@@ -507,29 +477,21 @@ def iter_evaluate_triggers(
 def _evaluate_pieces(model, tokenizer, items, *, offset, progress, cancel, patterns, batch_size, max_length):
     """Shard function (see :mod:`.backends`): yields ``(-1, offset, clean predictions [n], None)`` then
     ``(p, offset, predictions with pattern p inserted [n], truncated [n] bool)`` for each pattern."""
-    dev = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     total = len(items) * (1 + len(patterns))
-    done = 0
 
-    def tick(k):
-        nonlocal done
-        done += k
-        _check_progress(progress, done, total)
+    def part(k: int):  # progress of prediction k (0 = clean) as a share of the shard's total
+        return None if progress is None else (lambda d, _t: progress(k * len(items) + d, total))
 
-    was_training = model.training
-    model.eval()
-    try:
-        clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
-                 for ex in items]
-        yield -1, offset, _predict(model, clean, pad_id, batch_size, dev, tick, cancel), None
-        for p, pat in enumerate(patterns):
-            encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
-                    for ex in items]
-            preds = _predict(model, encs, pad_id, batch_size, dev, tick, cancel)
-            yield p, offset, preds, np.array([e.truncated for e in encs], dtype=bool)
-    finally:
-        model.train(was_training)
+    def predictions(k: int, encs) -> np.ndarray:
+        data = EncodedSet(model, tokenizer, None, encodings=encs)  # predictions need no labels
+        return predict(data, batch_size=batch_size, progress=part(k), cancel=cancel, desc="evaluating triggers")
+
+    clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True) for ex in items]
+    yield -1, offset, predictions(0, clean), None
+    for p, pat in enumerate(patterns):
+        encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
+                for ex in items]
+        yield p, offset, predictions(p + 1, encs), np.array([e.truncated for e in encs], dtype=bool)
 
 
 def _trigger_result(pat, gold, before, after, truncated: int, names) -> TriggerResult:

@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import validate
 from ..errors import ArgumentError, EmptyInputError, InputTooLongError
+from .tokens import special_ids
 
 
 @dataclass
@@ -164,10 +165,10 @@ def check_text(text, name: str = "text") -> str:
 
 
 def _segment_sizes(tokenizer, enc, text_pair) -> list[int]:
-    """Number of non-special tokens of each segment of an encoding: [first] or [first, pair]."""
+    """Number of content (non-special, :func:`~.tokens.special_ids`) tokens of each segment of an encoding:
+    [first] or [first, pair]."""
     ids = enc["input_ids"][0].tolist()
-    words = {getattr(tokenizer, "unk_token_id", None), getattr(tokenizer, "mask_token_id", None)}
-    special = {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or []) if i not in words}
+    special = special_ids(tokenizer)
     tti = enc.get("token_type_ids")
     if text_pair is None:
         return [sum(1 for i in ids if int(i) not in special)]

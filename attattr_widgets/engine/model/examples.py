@@ -67,7 +67,14 @@ def as_examples(obj) -> list[Example]:
 
     Texts must be strings; a missing ``text_pair`` / ``label`` (None, NaN) means none; labels must be whole
     numbers >= 0 (``1.7`` and ``-1`` are refused, not rounded or wrapped around).
+
+    A non-empty ``list`` of :class:`Example` is already normalised: it is returned as it is (the same list, not
+    copied), so the engine normalises a dataset once at its public entry and passes the list down.
     """
+    if type(obj) is list and obj and all(type(x) is Example for x in obj):
+        return obj
+    if obj is None:
+        raise AttAttrError(f"examples is None: pass at least one example; accepted: {_FORMS}")
     rows = _rows(obj)
     n = len(rows)
     if n == 0:

@@ -1,20 +1,33 @@
-"""Batched prediction: examples encoded once (:class:`EncodedSet`) and predicted under stacked head masks —
-the one batched forward of the engine (accuracy, pruning, effectiveness, triggers and the widgets' top-k)."""
+"""Batched prediction, the engine's one forward for predictions: examples encoded once (:class:`EncodedSet`) and
+run in length-sorted, padded batches, optionally under stacked head masks (:func:`batched_forward`).
+
+Everything that predicts goes through it: accuracy under head masks (importance, pruning, effectiveness:
+:func:`predict_masked`), triggers (:func:`predict`, on encodings with the trigger spliced in) and one input's class
+probabilities / top-k next tokens (:func:`probabilities`, :func:`target_options`). Every forward runs under
+``torch.no_grad()`` inside the engine's ``prepared()`` context (eval mode, restored afterwards), so the user's model
+is left exactly as it was.
+"""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import validate
 from ..errors import AttAttrError, TargetError, check_cancel
-from ..intercept.controller import controller_for
+from ..intercept.controller import AttnController, controller_for
 from ..intercept.mode import prepared
 from ..progress import Progress
-from .encode import collate, encode
+from .encode import Encoded, collate, encode
 from .examples import Example, as_examples, check_labels
-from .kinds import CLASSIFIER, is_decoder_classifier, model_kind, num_outputs, prediction_logits
+from .kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs, prediction_logits
+
+__all__ = ["EncodedSet", "batched_forward", "masked_accuracy", "predict", "predict_encoded", "predict_masked",
+           "probabilities", "target_options"]
 
 # rows × padded length per forward when several head masks are stacked into one batch
 _ROW_TOKENS = 8192
@@ -23,37 +36,66 @@ _ROW_TOKENS = 8192
 class EncodedSet:
     """Examples encoded once for repeated evaluation: length-sorted batches, padded per batch.
 
+    ``examples``: anything :func:`~attattr_widgets.engine.model.examples.as_examples` accepts (an already
+    normalised ``list[Example]`` is taken as it is). ``encodings``: the inputs already encoded, one
+    :class:`~attattr_widgets.engine.model.encode.Encoded` each (e.g. with a trigger spliced in), used instead of
+    encoding ``examples``, which then only give the labels and may be None (``tokenizer`` only gives the pad id
+    and may be None too).
+
     ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Decoder classifiers without a pad id
-    are evaluated one example at a time (unpadded; their pooling looks for the pad id).
+    are evaluated one example at a time (unpadded; their pooling looks for the pad id). ``ctrl`` (and ``L``,
+    ``H``) are looked up on first use: a plain prediction needs no attention controller.
     """
 
-    def __init__(self, model, tokenizer, examples, *, max_length: int | None = None, truncation: bool = True):
+    def __init__(self, model, tokenizer, examples=None, *, max_length: int | None = None, truncation: bool = True,
+                 encodings: Sequence[Encoded] | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.items: list[Example] = as_examples(examples)
+        given = examples is not None or encodings is None
+        self.items: list[Example] | None = as_examples(examples) if given else None
         self.kind = model_kind(model)
-        check_labels(self.items, *num_outputs(model, self.kind))
-        max_length = validate.max_length(max_length)
-        self.ctrl = controller_for(model)
-        self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
+        if self.items is not None:
+            check_labels(self.items, *num_outputs(model, self.kind))
+        if encodings is None:
+            max_length = validate.max_length(max_length)
+            self.encs = [
+                encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
+                for ex in self.items
+            ]
+        else:
+            self.encs = list(encodings)
+            if not self.encs:
+                raise AttAttrError("no encodings given: pass at least one encoded input")
+            if self.items is not None and len(self.items) != len(self.encs):
+                raise AttAttrError(f"{len(self.encs)} encodings for {len(self.items)} examples: pass one each")
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.encs = [
-            encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-            for ex in self.items
-        ]
         self.lengths = np.array([len(e) for e in self.encs])
-        self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
+        self.labels = (np.full(len(self.encs), -1) if self.items is None else
+                       np.array([-1 if ex.label is None else int(ex.label) for ex in self.items]))
         self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
         cfg_pad = getattr(model.config, "pad_token_id", None)
         self.unpadded = self.decoder_cls and cfg_pad is None
         if self.decoder_cls and cfg_pad is not None:
             self.pad_id = int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
         else:
-            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+            tok_pad = None if tokenizer is None else tokenizer.pad_token_id
+            self.pad_id = tok_pad if tok_pad is not None else 0
         self.order = np.argsort(self.lengths, kind="stable")
 
+    @cached_property
+    def ctrl(self) -> AttnController:
+        return controller_for(self.model)
+
+    @property
+    def L(self) -> int:
+        return self.ctrl.num_layers
+
+    @property
+    def H(self) -> int:
+        return self.ctrl.num_heads
+
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.encs)
 
     def need_labels(self, what: str) -> None:
         if (self.labels < 0).any():
@@ -81,10 +123,15 @@ class EncodedSet:
         return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
 
 
-def predict_masked(
+def _argmax(logits: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1)
+
+
+def batched_forward(
     data: EncodedSet,
-    keep: np.ndarray | torch.Tensor,
+    keep: np.ndarray | torch.Tensor | None = None,
     *,
+    read: Callable[[torch.Tensor], torch.Tensor] = _argmax,
     per_example: bool = False,
     batch_size: int = 32,
     row_tokens: int = _ROW_TOKENS,
@@ -92,27 +139,33 @@ def predict_masked(
     cancel: threading.Event | None = None,
     desc: str = "evaluating",
 ) -> np.ndarray:
-    """Predicted class (or next token) of every example under K head masks: ``[K, N]`` int.
+    """The engine's one batched forward for predictions: ``read(prediction logits [rows, C])`` of every example
+    under K head masks, ``[K, N, ...]`` (``read`` gives ``[rows, ...]``; default: the arg-max, ``[K, N]`` int).
 
-    ``keep``: ``[K, L, H]`` (1 = keep, 0 = prune; the same K masks for every example) or, with
-    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis). The masks of a
-    batch are stacked as per-row ``(rows, H)`` head masks, so one forward evaluates up to
-    ``row_tokens // (b·T)`` masks for b padded examples of length T.
+    The prediction logits are the classifier's ``[rows, C]`` or the causal LM's next-token ``[rows, V]`` at each
+    row's last real position. ``keep``: None (a plain forward, K = 1, no head mask), ``[K, L, H]`` (1 = keep,
+    0 = prune; the same K masks for every example) or, with ``per_example=True``, ``[N, K, L, H]``
+    (example-specific masks, the effectiveness analysis). The masks of a batch are stacked as per-row
+    ``(rows, H)`` head masks, so one forward evaluates up to ``row_tokens // (b·T)`` masks for b padded examples
+    of length T. ``progress`` counts example × mask rows, ``cancel`` is checked before every forward.
     """
-    keep = torch.as_tensor(np.asarray(keep, dtype=np.float32))
     N = len(data)
-    if per_example:
-        if keep.dim() != 4 or keep.shape[0] != N:
-            raise AttAttrError(f"per-example masks must be [N={N}, K, L, H], got {tuple(keep.shape)}")
-        K = keep.shape[1]
+    if keep is None:
+        K = 1
     else:
-        if keep.dim() != 3:
-            raise AttAttrError(f"masks must be [K, L, H], got {tuple(keep.shape)}")
-        K = keep.shape[0]
-    if tuple(keep.shape[-2:]) != (data.L, data.H):
-        raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
-    keep = keep.to(device=data.device, dtype=data.dtype)
-    preds = np.zeros((K, N), dtype=np.int64)
+        keep = torch.as_tensor(np.asarray(keep, dtype=np.float32))
+        if per_example:
+            if keep.dim() != 4 or keep.shape[0] != N:
+                raise AttAttrError(f"per-example masks must be [N={N}, K, L, H], got {tuple(keep.shape)}")
+            K = keep.shape[1]
+        else:
+            if keep.dim() != 3:
+                raise AttAttrError(f"masks must be [K, L, H], got {tuple(keep.shape)}")
+            K = keep.shape[0]
+        if tuple(keep.shape[-2:]) != (data.L, data.H):
+            raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
+        keep = keep.to(device=data.device, dtype=data.dtype)
+    out: np.ndarray | None = None
     with Progress(progress, N * K, desc) as prog, torch.no_grad(), data.prepared():
         for idx, inputs, last, _ in data.batches(batch_size):
             b, T = inputs["input_ids"].shape
@@ -122,18 +175,43 @@ def predict_masked(
                 check_cancel(cancel)
                 ks = slice(k0, min(K, k0 + kc))
                 kk = ks.stop - ks.start
-                if per_example:
-                    m = keep[idx_t][:, ks].reshape(b * kk, data.L, data.H)
+                if keep is None:
+                    logits = data.model(**inputs).logits
                 else:
-                    m = keep[ks].repeat(b, 1, 1)  # row i*kk + j  ↔  example i, mask j
-                rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
-                head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
-                with data.ctrl.session(head_mask=head_mask):
-                    out = data.model(**rows).logits
-                pred = data.logits(out, last.repeat_interleave(kk, 0)).argmax(-1).view(b, kk)
-                preds[ks.start : ks.stop, idx] = pred.T.cpu().numpy()
+                    if per_example:
+                        m = keep[idx_t][:, ks].reshape(b * kk, data.L, data.H)
+                    else:
+                        m = keep[ks].repeat(b, 1, 1)  # row i*kk + j  ↔  example i, mask j
+                    rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
+                    head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
+                    with data.ctrl.session(head_mask=head_mask):
+                        logits = data.model(**rows).logits
+                got = read(data.logits(logits, last.repeat_interleave(kk, 0))).cpu().numpy()
+                got = got.reshape(b, kk, *got.shape[1:])
+                if out is None:
+                    out = np.zeros((K, N, *got.shape[2:]), dtype=got.dtype)
+                out[ks.start : ks.stop, idx] = got.swapaxes(0, 1)
                 prog.update(b * kk)
-    return preds
+    return out
+
+
+def predict_masked(data: EncodedSet, keep: np.ndarray | torch.Tensor, *, per_example: bool = False,
+                   **kw) -> np.ndarray:
+    """Predicted class (or next token) of every example under K head masks: ``[K, N]`` int.
+
+    ``keep``: ``[K, L, H]`` (1 = keep, 0 = prune; the same K masks for every example) or, with
+    ``per_example=True``, ``[N, K, L, H]`` (example-specific masks, the effectiveness analysis). ``kw``:
+    ``batch_size``, ``row_tokens``, ``progress``, ``cancel``, ``desc`` of :func:`batched_forward`.
+    """
+    if keep is None:
+        raise AttAttrError("masks must be [K, L, H], got None: use predict(data) for predictions without masks")
+    return batched_forward(data, keep, per_example=per_example, **kw)
+
+
+def predict(data: EncodedSet, *, batch_size: int = 32, progress=None, cancel: threading.Event | None = None,
+            desc: str = "predicting") -> np.ndarray:
+    """Predicted class (or next token) of every example of ``data``, no head masked: ``[N]`` int."""
+    return batched_forward(data, batch_size=batch_size, progress=progress, cancel=cancel, desc=desc)[0]
 
 
 def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) -> np.ndarray:
@@ -141,3 +219,45 @@ def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) 
     data.need_labels("accuracy")
     preds = predict_masked(data, keep, per_example=per_example, **kw)
     return (preds == data.labels[None, :]).mean(1)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# one input (the Explorer's target selector, the TriggersView's "apply to my sentence")
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.double(), -1)
+
+
+def probabilities(model: Any, enc: Encoded) -> np.ndarray:
+    """Softmax of the prediction logits of one encoded input: [C] (classes) or [V] (next token), float64."""
+    return batched_forward(EncodedSet(model, None, encodings=[enc]), read=_softmax)[0, 0]
+
+
+def predict_encoded(model: Any, enc: Encoded) -> dict:
+    """``{"pred", "label", "prob", "probs"}`` of one encoded input (classifier: class names; LM: top token)."""
+    p = probabilities(model, enc)
+    i = int(np.argmax(p))
+    names = label_names(model) if model_kind(model) == CLASSIFIER else None
+    return {"pred": i, "label": names[i] if names else str(i), "prob": float(p[i]),
+            "probs": [float(x) for x in p] if names else []}
+
+
+def target_options(model: Any, tokenizer: Any, text: str, text_pair: str | None = None, *, k: int = 10,
+                   max_length: int | None = None) -> dict:
+    """What the target selector offers for one input.
+
+    Classifiers: every class ``{"id", "label", "prob"}`` in class order. Causal LMs: the ``k`` most probable next
+    tokens (``label`` = the token as text, e.g. ``" Paris"``), most probable first. ``pred`` is the arg-max id,
+    ``kind`` ``"class"`` | ``"next-token"``.
+    """
+    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
+    p = probabilities(model, enc)
+    kind = model_kind(model)
+    if kind == CLASSIFIER:
+        names = label_names(model) or [str(i) for i in range(len(p))]
+        opts = [{"id": i, "label": str(names[i]), "prob": float(p[i])} for i in range(len(p))]
+        return {"kind": "class", "pred": int(np.argmax(p)), "options": opts, "truncated": bool(enc.truncated)}
+    top = np.argsort(-p, kind="stable")[: max(1, int(k))]
+    opts = [{"id": int(i), "label": str(tokenizer.decode([int(i)])), "prob": float(p[i])} for i in top]
+    return {"kind": "next-token", "pred": int(top[0]), "options": opts, "truncated": bool(enc.truncated)}
