@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.model.tokens import special_mask
+from ..engine.reductions import reduce_heads
 
 __all__ = ["SENDABLE_DTYPES", "as_sendable", "encode_array", "header", "pack", "decode_array", "jsonable",
            "thumbnails", "head_summary", "token_fields", "valid_strings", "valid_text"]
@@ -132,5 +133,4 @@ def thumbnails(scores: np.ndarray, size: int = 32) -> np.ndarray:
 
 def head_summary(scores: np.ndarray) -> np.ndarray:
     """[H, n, n] -> [H] float32: max attribution over token pairs (the engine's ``head_scores('max')``)."""
-    s = np.asarray(scores, dtype=np.float32)
-    return s.reshape(s.shape[0], -1).max(-1).astype(np.float32)
+    return reduce_heads(np.asarray(scores, dtype=np.float32), "max")

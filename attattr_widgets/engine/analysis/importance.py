@@ -31,6 +31,7 @@ from ..errors import ArgumentError, AttAttrError, TargetError
 from ..intercept.controller import controller_for
 from ..model.examples import as_examples
 from ..model.kinds import model_kind
+from ..reductions import HEAD_REDUCTIONS
 from ..results import HeadImportance
 from .accuracy import accuracy_steps
 from .maxima import attattr_steps, attention_steps
@@ -155,7 +156,7 @@ def iter_head_importance(
     :func:`head_importance` returns the last step's ``estimate``, so both are equal by construction. Same
     arguments as :func:`head_importance`."""
     m = _lookup(method)
-    if reduce not in ("max", "absmax", "sum"):
+    if reduce not in HEAD_REDUCTIONS:
         raise AttAttrError(f"unknown reduce {reduce!r}: choose 'max', 'absmax' or 'sum'")
     steps = validate.steps(steps)
     batch_size = validate.batch_size(batch_size)

@@ -27,6 +27,7 @@ from ..model.examples import check_labels
 from ..model.kinds import model_kind, num_outputs
 from ..model.predict import EncodedSet
 from ..progress import Progress
+from ..reductions import HEAD_REDUCTIONS
 from .protocol import ImportanceRequest, ImportanceStep
 
 __all__ = ["attattr_steps", "attention_steps"]
@@ -61,14 +62,10 @@ def attattr_steps(req: ImportanceRequest) -> Iterator[ImportanceStep]:
         yield ImportanceStep(req.method, n + 1, N, total / (N if n + 1 == N else n + 1), idx, s, n + 1 == N)
 
 
-_REDUCERS = {"max": lambda t: t.amax((-1, -2)), "absmax": lambda t: t.abs().amax((-1, -2)),
-             "sum": lambda t: t.sum((-1, -2))}
-
-
 def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_size, max_length, reduce):
     """Shard function: yields ``(index [b], reduced attention [b, L, H] float64)`` per length-sorted batch."""
     data = EncodedSet(model, tokenizer, items, max_length=max_length)
-    red = _REDUCERS[reduce]
+    red = HEAD_REDUCTIONS[reduce]
     with Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
         for idx, inputs, last, amask in data.batches(batch_size):
             check_cancel(cancel)
@@ -77,7 +74,7 @@ def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batc
                 attn = dict(c.attn)
             m = amask.to(attn[0].dtype)
             valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys
-            per_ex = torch.stack([red(attn[l] * valid).double() for l in range(data.L)], 1).cpu()  # [b, L, H]
+            per_ex = torch.stack([red(attn[l], valid).double() for l in range(data.L)], 1).cpu()  # [b, L, H]
             prog.update(len(idx))
             yield offset + np.asarray(idx), per_ex.numpy()
 
