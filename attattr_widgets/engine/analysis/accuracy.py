@@ -39,7 +39,8 @@ def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, pe
 def sharded_accuracy(backend, data: EncodedSet, keep, *, per_example: bool = False, batch_size: int = 32,
                      max_length: int | None = None, progress=None, cancel=None, desc: str = "evaluating",
                      what: str = "accuracy") -> np.ndarray:
-    """:func:`~attattr_widgets.engine.model.predict.masked_accuracy` in process (``backend=None``) or over shards
+    """Accuracy against the gold labels under each of K head masks (``keep`` [K, L, H], or [N, K, L, H] with
+    ``per_example``; :func:`~attattr_widgets.engine.model.predict.predict_masked`) in process (``backend=None``) or over shards
     of ``data``'s examples on a :class:`~attattr_widgets.engine.backends.ray.RayBackend` (the predictions are
     concatenated in example order): ``[K]``. ``max_length`` must be the one ``data`` was encoded with."""
     data.need_labels(what)

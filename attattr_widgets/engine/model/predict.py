@@ -26,7 +26,7 @@ from .encode import Encoded, collate, encode
 from .examples import Example, as_examples, check_labels
 from .kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs, prediction_logits
 
-__all__ = ["EncodedSet", "batched_forward", "masked_accuracy", "predict", "predict_encoded", "predict_masked",
+__all__ = ["EncodedSet", "batched_forward", "predict", "predict_encoded", "predict_masked",
            "probabilities", "target_options"]
 
 # rows × padded length per forward when several head masks are stacked into one batch
@@ -212,13 +212,6 @@ def predict(data: EncodedSet, *, batch_size: int = 32, progress=None, cancel: th
             desc: str = "predicting") -> np.ndarray:
     """Predicted class (or next token) of every example of ``data``, no head masked: ``[N]`` int."""
     return batched_forward(data, batch_size=batch_size, progress=progress, cancel=cancel, desc=desc)[0]
-
-
-def masked_accuracy(data: EncodedSet, keep, *, per_example: bool = False, **kw) -> np.ndarray:
-    """Accuracy against the gold labels under each of K head masks: ``[K]`` (see :func:`predict_masked`)."""
-    data.need_labels("accuracy")
-    preds = predict_masked(data, keep, per_example=per_example, **kw)
-    return (preds == data.labels[None, :]).mean(1)
 
 
 # ------------------------------------------------------------------------------------------------------------
