@@ -12,22 +12,22 @@ import numpy as np
 import torch
 
 from ..engine.intercept.mode import prepared
-from ..engine.model.encode import collate, encode, Encoded
-from ..engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits
+from ..engine.model.encode import collate, Encoded
+from ..engine.model.adapters import adapter_for
 
 __all__ = ["probabilities", "predict_encoded", "target_options"]
 
 
 def probabilities(model: Any, enc: Encoded) -> np.ndarray:
     """Softmax of the prediction logits of one encoded input: [C] (classes) or [V] (next token), float64."""
-    kind = model_kind(model)
+    adapter = adapter_for(model)
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", None)
-    with torch.no_grad(), prepared(model, kind, rows_need_pad=False):
+    with torch.no_grad(), prepared(model, adapter, rows_need_pad=False):
         inputs = collate([enc], 0 if pad is None else int(pad), device)
         logits = model(**inputs).logits
         last = torch.tensor([len(enc) - 1], device=device)
-        out = prediction_logits(kind, logits, last)[0]
+        out = adapter.prediction_logits(logits, last)[0]
     return torch.softmax(out.double(), -1).cpu().numpy()
 
 
@@ -35,7 +35,7 @@ def predict_encoded(model: Any, enc: Encoded) -> dict:
     """``{"pred", "label", "prob", "probs"}`` of one encoded input (classifier: class names; LM: top token)."""
     p = probabilities(model, enc)
     i = int(np.argmax(p))
-    names = label_names(model) if model_kind(model) == CLASSIFIER else None
+    names = adapter_for(model).label_names()
     return {"pred": i, "label": names[i] if names else str(i), "prob": float(p[i]),
             "probs": [float(x) for x in p] if names else []}
 
@@ -48,13 +48,8 @@ def target_options(model: Any, tokenizer: Any, text: str, text_pair: str | None 
     tokens (``label`` = the token as text, e.g. ``" Paris"``), most probable first. ``pred`` is the arg-max id,
     ``kind`` ``"class"`` | ``"next-token"``.
     """
-    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
+    adapter = adapter_for(model)
+    enc = adapter.encode(tokenizer, text, text_pair, max_length=max_length, truncation=True)
     p = probabilities(model, enc)
-    kind = model_kind(model)
-    if kind == CLASSIFIER:
-        names = label_names(model) or [str(i) for i in range(len(p))]
-        opts = [{"id": i, "label": str(names[i]), "prob": float(p[i])} for i in range(len(p))]
-        return {"kind": "class", "pred": int(np.argmax(p)), "options": opts, "truncated": bool(enc.truncated)}
-    top = np.argsort(-p, kind="stable")[: max(1, int(k))]
-    opts = [{"id": int(i), "label": str(tokenizer.decode([int(i)])), "prob": float(p[i])} for i in top]
-    return {"kind": "next-token", "pred": int(top[0]), "options": opts, "truncated": bool(enc.truncated)}
+    opts = adapter.target_options(tokenizer, p, k)
+    return {"kind": adapter.target_kind, "pred": int(np.argmax(p)), "options": opts, "truncated": bool(enc.truncated)}

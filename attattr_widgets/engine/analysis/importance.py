@@ -51,7 +51,7 @@ from ..backends.dispatch import check_backend, iter_sharded, run_sharded
 from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
 from ..model.examples import as_examples, check_labels
-from ..model.kinds import model_kind, num_outputs
+from ..model.adapters import adapter_for
 from ..model.predict import EncodedSet, masked_accuracy, predict_masked
 from ..progress import Progress
 from ..results import HeadImportance
@@ -275,7 +275,7 @@ def iter_head_importance(
     max_length = validate.max_length(max_length)
     _check_target(target)
     check_backend(backend)
-    model_kind(model)  # unsupported heads are refused before the controller probes the model
+    adapter = adapter_for(model)  # unsupported heads are refused before the controller probes the model
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
     none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))
@@ -285,7 +285,7 @@ def iter_head_importance(
         return
     if method == "attattr":
         items = as_examples(examples)
-        check_labels(items, *num_outputs(model, model_kind(model)))
+        check_labels(items, *adapter.num_outputs())
         N = len(items)
         total = np.zeros((L, H), dtype=np.float64)
         for idx, s in iter_sharded(backend, _attattr_pieces, model, tokenizer, items, progress=progress,

@@ -53,7 +53,7 @@ from ..backends.dispatch import check_backend, iter_sharded
 from ..model.examples import as_examples, check_labels, Example
 from ..results import TriggerPattern, TriggerResult
 from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
-from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
+from ..model.adapters import adapter_for
 
 __all__ = [
     "TriggerPattern",
@@ -429,7 +429,7 @@ def top_triggers(patterns: Sequence[TriggerPattern], per_class: int = 3, *, dist
 @torch.no_grad()
 def _predict(model: nn.Module, encs: Sequence[Encoded], pad_id: int, batch_size: int, device,
              tick: Callable[[int], None], cancel) -> np.ndarray:
-    if is_decoder_classifier(model):
+    if adapter_for(model).unpadded:
         batch_size = 1
     order = sorted(range(len(encs)), key=lambda i: len(encs[i]))  # length-sorted batches pad little
     out = np.zeros(len(encs), dtype=np.int64)
@@ -461,13 +461,14 @@ def iter_evaluate_triggers(
     max_length = validate.max_length(max_length)
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
-    if model_kind(model) != CLASSIFIER:
+    adapter = adapter_for(model)
+    if not adapter.classifies:
         raise UnsupportedModelError(f"evaluating a trigger needs a sequence classifier (accuracy per gold class); "
                                     f"{type(model).__name__} is a language model")
     items = as_examples(examples)
     if any(ex.label is None for ex in items):
         raise AttAttrError("evaluating a trigger needs a gold 'label' in every example")
-    check_labels(items, *num_outputs(model, CLASSIFIER))
+    check_labels(items, *adapter.num_outputs())
     if isinstance(patterns, (TriggerPattern, dict)):
         raise ArgumentError("patterns must be a list of patterns: for one pattern use evaluate_trigger(..., "
                             "pattern) or pass [pattern]")
@@ -482,7 +483,7 @@ def iter_evaluate_triggers(
         raise ArgumentError(f"device={device!r} but the model is on {dev}: move the model yourself "
                             f"(model.to({str(want)!r})) or leave device=None; the model is never moved for you")
     check_backend(backend)
-    names = label_names(model) or []
+    names = adapter.label_names() or []
     gold = np.array([ex.label for ex in items])
     N, P = len(items), len(pats)
     before = np.zeros(N, dtype=np.int64)

@@ -12,9 +12,9 @@ from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
 from ..intercept.mode import prepared
 from ..progress import Progress
-from .encode import collate, encode
+from .adapters import adapter_for
+from .encode import collate
 from .examples import Example, as_examples, check_labels
-from .kinds import CLASSIFIER, is_decoder_classifier, model_kind, num_outputs, prediction_logits
 
 # rows × padded length per forward when several head masks are stacked into one batch
 _ROW_TOKENS = 8192
@@ -23,33 +23,29 @@ _ROW_TOKENS = 8192
 class EncodedSet:
     """Examples encoded once for repeated evaluation: length-sorted batches, padded per batch.
 
-    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Decoder classifiers without a pad id
-    are evaluated one example at a time (unpadded; their pooling looks for the pad id).
+    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Where the adapter asks for it (decoder
+    classifiers without a pad id: their pooling looks for the pad id) examples are evaluated one at a time.
     """
 
     def __init__(self, model, tokenizer, examples, *, max_length: int | None = None, truncation: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.items: list[Example] = as_examples(examples)
-        self.kind = model_kind(model)
-        check_labels(self.items, *num_outputs(model, self.kind))
+        self.adapter = adapter_for(model)
+        check_labels(self.items, *self.adapter.num_outputs())
         max_length = validate.max_length(max_length)
         self.ctrl = controller_for(model)
         self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.encs = [
-            encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
+            self.adapter.encode(tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
             for ex in self.items
         ]
         self.lengths = np.array([len(e) for e in self.encs])
         self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
-        self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
-        cfg_pad = getattr(model.config, "pad_token_id", None)
-        self.unpadded = self.decoder_cls and cfg_pad is None
-        if self.decoder_cls and cfg_pad is not None:
-            self.pad_id = int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
-        else:
-            self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # one example at a time only where the adapter's pooling needs it and no pad id lets batches pad
+        self.unpadded = self.adapter.unpadded and getattr(model.config, "pad_token_id", None) is None
+        self.pad_id = self.adapter.pad_id(tokenizer)
         self.order = np.argsort(self.lengths, kind="stable")
 
     def __len__(self) -> int:
@@ -59,10 +55,9 @@ class EncodedSet:
         if (self.labels < 0).any():
             missing = int((self.labels < 0).sum())
             raise TargetError(f"{what} needs a 'label' in every example ({missing} have none)")
-        if self.kind == CLASSIFIER:
-            C = int(getattr(self.model.config, "num_labels", 0) or 0)
-            if C and self.labels.max() >= C:
-                raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} classes")
+        C, noun = self.adapter.num_outputs()
+        if C and self.labels.max() >= C:
+            raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} {noun}")
 
     def batches(self, batch_size: int):
         """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
@@ -75,10 +70,10 @@ class EncodedSet:
             yield idx, inputs, last, inputs["attention_mask"]
 
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        return prediction_logits(self.kind, out_logits, last)
+        return self.adapter.prediction_logits(out_logits, last)
 
     def prepared(self):
-        return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
+        return prepared(self.model, self.adapter, rows_need_pad=not self.unpadded)
 
 
 def predict_masked(
