@@ -91,10 +91,6 @@ class _Engine:
         self._start_rung = 0  # steps="auto": where the next layer starts on AUTO_LADDER
 
     # -- forwards -----------------------------------------------------------------------------------------------
-    def _forward(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
-        """Prediction logits of each row (where the adapter reads F): [R, C] or [R, V]."""
-        return self.adapter.logits(net, inputs, last)
-
     def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None,
              frozen: bool = False):
         """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``;
@@ -114,7 +110,7 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self._forward(net, batch.inputs, batch.last)
+            logits = self.adapter.logits(net, batch.inputs, batch.last)
         return s.captured, hidden, logits
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
@@ -124,7 +120,7 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self._forward(net, batch.inputs, batch.last)
+            logits = self.adapter.logits(net, batch.inputs, batch.last)
         return target_score(logits, targets, self.score, self.acc_dtype)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
@@ -142,7 +138,7 @@ class _Engine:
             alpha={layer: alpha_rows}, cancel=cancel,
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
-            logits = self._forward(net, rows, last)
+            logits = self.adapter.logits(net, rows, last)
             F = target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
