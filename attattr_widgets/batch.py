@@ -31,6 +31,15 @@ class RayBackend(_EngineRayBackend):
     def __init__(self, *args, model_loader=None, **kwargs):
         super().__init__(*args, model_loader=loader_for(model_loader), **kwargs)
 
+    @property
+    def model_loader(self):
+        """What each worker builds its replica with (None: the caller's model is shipped)."""
+        return self._model_loader
+
+    @model_loader.setter
+    def model_loader(self, spec) -> None:
+        self._model_loader = loader_for(spec)
+
 
 def loader_for(spec):
     """A picklable ``model_loader`` for ``spec``: a path or demo name becomes

@@ -1,17 +1,17 @@
-// Builds one ESM bundle per widget entry (every js/*.ts at the top level) into attattr_widgets/static/,
+// Builds one ESM bundle per view (js/<view>/index.ts -> attattr_widgets/static/<view>.js + .css),
 // and copies the three scripts that make exported HTML render offline (require.js, anywidget's AMD
 // module, the ipywidgets HTML manager) into attattr_widgets/static/vendor/.
 import * as esbuild from "esbuild";
-import { copyFileSync, mkdirSync, readdirSync } from "node:fs";
+import { copyFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const outdir = path.join(root, "attattr_widgets", "static");
 const watch = process.argv.includes("--watch");
 
-const entries = readdirSync(path.join(root, "js"))
-  .filter((f) => f.endsWith(".ts") && !f.endsWith(".d.ts") && !f.includes(".test."))
-  .map((f) => path.join(root, "js", f));
+// one bundle per view folder: explorer.js, heads.js, tree.js, triggers.js (the names the Python classes load)
+const VIEWS = ["explorer", "heads", "tree", "triggers"];
+const entries = Object.fromEntries(VIEWS.map((v) => [v, path.join(root, "js", v, "index.ts")]));
 
 const options = {
   entryPoints: entries,
@@ -53,6 +53,6 @@ const options = {
 if (watch) {
   const ctx = await esbuild.context(options);
   await ctx.watch();
-} else if (entries.length) {
+} else {
   await esbuild.build(options);
 }

@@ -1,5 +1,5 @@
 """The attribution tree has ONE algorithm with two implementations: the kernel's (engine/analysis/tree.py
-``tree_from_layer_sums``) and the browser's (js/lib/tree-algo.ts, used by the TreeView in exported pages and
+``tree_from_layer_sums``) and the browser's (js/tree/tree-algo.ts, used by the TreeView in exported pages and
 reopened notebooks). This runs the TypeScript through node (bundled by esbuild) on the same inputs as the Python
 and requires identical trees — same root, nodes, edges and bit-identical edge scores — over many random cases,
 including exact ties, layers without a positive maximum, duplicate / unsorted layer indices and n = 1.
@@ -35,9 +35,9 @@ process.stdin.on("end", () => {
 def run_ts(tmp_path_factory):
     node = shutil.which("node")
     if node is None or not ESBUILD.exists():
-        pytest.skip("needs node and esbuild (`npm ci`) to run js/lib/tree-algo.ts")
+        pytest.skip("needs node and esbuild (`npm ci`) to run js/tree/tree-algo.ts")
     d = tmp_path_factory.mktemp("tree-ts")
-    subprocess.run([str(ESBUILD), str(REPO / "js" / "lib" / "tree-algo.ts"), "--bundle", "--format=esm",
+    subprocess.run([str(ESBUILD), str(REPO / "js" / "tree" / "tree-algo.ts"), "--bundle", "--format=esm",
                     f"--outfile={d / 'tree-algo.mjs'}", "--log-level=warning"], check=True)
     (d / "run.mjs").write_text(RUNNER)
 

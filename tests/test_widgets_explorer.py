@@ -16,6 +16,7 @@ from conftest import make_model
 import attattr_widgets.widgets.explorer as explorer_mod
 from attattr_widgets.engine.attribution.api import attribute
 from attattr_widgets.engine.errors import AttributionCancelled
+from attattr_widgets.engine.analysis.tree import special_mask
 from attattr_widgets.widgets import BUNDLE_MISSING_MESSAGE, Explorer
 from attattr_widgets.widgets.serialize import head_summary, thumbnails
 
@@ -168,6 +169,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
     assert w.explain(TEXT, PAIR, steps=2) is None  # returns at once, no second view
     result = w.wait(60)
     assert w.state == "done" and result is w.attribution
+    assert w.special == special_mask(result.tokens) and len(w.special) == len(w.tokens)
     L, H, n, _ = result.scores.shape
     layers = [c for c in wc.customs(w) if c[0]["type"] == "layer"]
     assert [c[0]["index"] for c in layers] == list(range(L))
@@ -175,6 +177,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
     for content, bufs in layers:
         i = content["index"]
         assert content["total"] == L and content["heads"] == H and content["tokens"] == result.tokens
+        assert content["special"] == special_mask(result.tokens) and content["special"][0] is True  # [CLS]
         assert (content["steps"], content["converged"]) == (result.layer_steps[i], result.converged[i]) == (2, True)
         assert content["scores"] == {"dtype": "float32", "shape": [H]}
         np.testing.assert_allclose(wc.decode(content["scores"], bufs[0]), head_summary(result.scores[i]))
@@ -232,7 +235,7 @@ def test_stop_from_front_end_cancels_cleanly(monkeypatch):
     w = Explorer(model=object(), tokenizer=object())
     w.explain("hello")
     assert eng.reached.wait(10)
-    wc.custom_from_front_end(w, {"type": "cancel", "run_id": w.run_id})
+    assert wc.command_from_front_end(w, "_cmd_cancel", {"run_id": w.run_id})[0] == {"ok": True}
     assert w.wait(10) is None
     assert w.state == "cancelled" and w.error == "" and w.layers_done == 2 and not w.running
     hs = w.head_scores
@@ -240,7 +243,7 @@ def test_stop_from_front_end_cancels_cleanly(monkeypatch):
     last = wc.updates(w)[-1][0]
     assert last["state"] == "cancelled" and "head_scores" in last  # one final update
     # a cancel for another run is ignored
-    wc.custom_from_front_end(w, {"type": "cancel", "run_id": 12345})
+    wc.command_from_front_end(w, "_cmd_cancel", {"run_id": 12345})
 
 
 def test_cancel_with_real_engine(model, tokenizer):
@@ -305,10 +308,13 @@ def test_resend_replays_layers_of_the_current_run(monkeypatch):
     w = Explorer(model=object(), tokenizer=object())
     w.explain("x")
     assert eng.reached.wait(10)
-    n_before = len(wc.customs(w))
-    wc.custom_from_front_end(w, {"type": "resend", "run_id": w.run_id})
-    replay = wc.customs(w)[n_before:]
+    response, bufs = wc.command_from_front_end(w, "_cmd_resend", {"run_id": w.run_id})
+    replay = [(h, bufs[2 * k:2 * k + 2]) for k, h in enumerate(response["layers"])]
     assert [c[0]["index"] for c in replay] == [0, 1] and all(c[0]["resend"] for c in replay)
+    assert response["ok"] and response["run_id"] == w.run_id and len(bufs) == 4
+    pushed = [c for c in wc.customs(w) if c[0].get("type") == "layer"]
+    for (head, (b_scores, b_thumbs)), (orig, (o_scores, o_thumbs)) in zip(replay, pushed):
+        assert {**head, "resend": False} == orig and (b_scores, b_thumbs) == (o_scores, o_thumbs)
     eng.release.set()
     w.wait(10)
 

@@ -31,7 +31,7 @@ def lm():
 def test_input_spec_and_target_options(model, lm, tokenizer):
     ex = Explorer(model, tokenizer)
     assert ex.interactive and ex.input_spec == {"kind": "class", "pair": True, "label_names": ["neg", "neutral", "pos"]}
-    wc.custom_from_front_end(ex, {"type": "targets", "text": "the movie was great", "text_pair": None})
+    wc.command_from_front_end(ex, "_cmd_targets", {"text": "the movie was great", "text_pair": None})
     t = ex.targets
     assert t["kind"] == "class" and [o["label"] for o in t["options"]] == ["neg", "neutral", "pos"]
     assert sum(o["prob"] for o in t["options"]) == pytest.approx(1.0)
@@ -52,7 +52,7 @@ def test_typed_run_streams_then_history_switches_back(model, tokenizer):
     ex.explain("the movie was great", steps=2)
     first = ex.wait(60)
     run1 = ex.run_id
-    wc.custom_from_front_end(ex, {"type": "run", "text": "bad plot", "text_pair": "i love this film", "target": 2})
+    wc.command_from_front_end(ex, "_cmd_run", {"text": "bad plot", "text_pair": "i love this film", "target": 2})
     second = ex.wait(60)
     assert ex.run_id == run1 + 1 and ex.state == "done"
     assert second.text == "bad plot" and second.text_pair == "i love this film" and second.target == 2
@@ -64,14 +64,14 @@ def test_typed_run_streams_then_history_switches_back(model, tokenizer):
     assert [h["text"] for h in ex.history] == ["the movie was great", "bad plot"]
     assert ex.history[1]["target_label"] == "pos"
     # switch back to the first run: no recomputation, its numbers are shown again
-    wc.custom_from_front_end(ex, {"type": "history", "key": ex.history[0]["key"]})
+    wc.command_from_front_end(ex, "_cmd_history", {"key": ex.history[0]["key"]})
     assert ex.state == "done" and ex.attribution is first and ex.meta["text"] == "the movie was great"
     np.testing.assert_array_equal(ex.head["attribution"], first.scores[ex.selected[0], ex.selected[1]])
     # a free-text target for a classifier names a class
-    wc.custom_from_front_end(ex, {"type": "run", "text": "fun", "target": "neg"})
+    wc.command_from_front_end(ex, "_cmd_run", {"text": "fun", "target": "neg"})
     assert ex.wait(60).target == 0
     # a bad target is shown as an error, the comm survives
-    wc.custom_from_front_end(ex, {"type": "run", "text": "fun", "target": "nonsense"})
+    wc.command_from_front_end(ex, "_cmd_run", {"text": "fun", "target": "nonsense"})
     with pytest.raises(TargetError, match="nonsense"):
         ex.wait(60)
     assert ex.state == "error" and "nonsense" in ex.error
@@ -81,7 +81,7 @@ def test_contrast_difference_map(model, tokenizer):
     ex = Explorer(model, tokenizer)
     ex.explain("the movie was not bad", target=2, steps=2)
     a = ex.wait(60)
-    wc.custom_from_front_end(ex, {"type": "contrast", "target": 0})
+    wc.command_from_front_end(ex, "_cmd_contrast", {"target": 0})
     b = ex.wait_contrast(60)
     assert ex.contrast["state"] == "done" and ex.contrast["target_label"] == "neg"
     ref = attribute(model, tokenizer, "the movie was not bad", target=0, steps=2)
@@ -94,7 +94,7 @@ def test_contrast_difference_map(model, tokenizer):
     st = wc.merged_state(ex)
     assert ("head", "contrast", "view") in {p for _, ps in wc.updates(ex) for p in ps}
     assert st["contrast"]["state"] == "done"
-    wc.custom_from_front_end(ex, {"type": "contrast", "target": None})
+    wc.command_from_front_end(ex, "_cmd_contrast", {"target": None})
     assert ex.contrast == {} and "contrast" not in ex.head
 
 

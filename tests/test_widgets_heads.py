@@ -96,7 +96,7 @@ def test_stop_keeps_partial_results(bert, tok, monkeypatch):
     hv = HeadsView(bert, tok, EXAMPLES, methods=("attattr", "random"), fractions=FRACTIONS, steps=2, interval=0.0)
     hv.run()
     assert reached.wait(60)
-    wc.custom_from_front_end(hv, {"type": "cancel", "run_id": hv.run_id})
+    wc.command_from_front_end(hv, "_cmd_cancel", {"run_id": hv.run_id})
     gate.set()
     res = hv.wait(60)
     assert hv.state == "cancelled" and res.partial
@@ -120,7 +120,7 @@ def test_click_head_lists_examples_and_opens_the_explorer(bert, tok):
     per = res.example_scores["attattr"][:, 1, 2]
     assert [r["index"] for r in rows] == list(np.argsort(-per, kind="stable"))
     assert rows[0]["score"] == pytest.approx(per.max()) and rows[0]["text"] == EXAMPLES[rows[0]["index"]]["text"]
-    wc.custom_from_front_end(hv, {"type": "open", "index": rows[0]["index"], "layer": 1, "head": 2})
+    wc.command_from_front_end(hv, "_cmd_open", {"index": rows[0]["index"], "layer": 1, "head": 2})
     attr = hv.explorer.wait(60)
     assert hv.explorer.state == "done" and hv.explorer.selected == [1, 2]
     assert attr.text == EXAMPLES[rows[0]["index"]]["text"] and attr.target == EXAMPLES[rows[0]["index"]]["label"]
@@ -164,7 +164,7 @@ def test_methods_without_per_example_scores_rank_examples_by_attattr(bert, tok):
 
 
 def test_example_ranking_matches_the_shared_cases():
-    """heads.py and js/lib/heads-view.ts rank a head's examples by one rule (the JS side checks the same file)."""
+    """heads.py and js/heads/heads-view.ts rank a head's examples by one rule (the JS side checks the same file)."""
     import json
     import pathlib
 

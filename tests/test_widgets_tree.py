@@ -8,7 +8,7 @@ from conftest import make_model
 
 import attattr_widgets.widgets.tree as tree_mod
 from attattr_widgets.engine.attribution.api import attribute
-from attattr_widgets.engine.analysis.tree import attribution_tree
+from attattr_widgets.engine.analysis.tree import attribution_tree, special_mask
 from attattr_widgets.widgets import Explorer, TreeView
 
 KEYS = {"tokens", "num_layers", "threshold", "root", "nodes", "edges"}
@@ -59,18 +59,20 @@ def test_edge_click_selects_layer_head_and_pair_in_linked_explorer(attr):
     w = TreeView(attr, threshold=0.0, explorer=ex)
     assert w.linked and w.tree["edges"]
     e = w.tree["edges"][-1]
-    wc.custom_from_front_end(w, {"type": "edge", "parent": e["parent"], "child": e["child"], "layer": e["layer"]})
+    wc.command_from_front_end(w, "_cmd_edge", {"parent": e["parent"], "child": e["child"], "layer": e["layer"]})
     li = attr.layers.index(e["layer"])
     head = int(np.argmax(attr.scores[li, :, e["parent"], e["child"]]))
     assert ex.selected == [li, head]
     assert ex.query == e["parent"] and ex.locked == [e["parent"], e["child"]]
     assert ex.head["layer"] == li and ex.head["head"] == head
     assert w.selected_edge == [e["parent"], e["child"], e["layer"]]
+    assert w.special == special_mask(attr.tokens)
     # raising the threshold past that edge clears the highlight
     wc.from_front_end(w, {"threshold": 1.0})
     assert w.selected_edge == [] or w.selected_edge in [[x["parent"], x["child"], x["layer"]] for x in w.tree["edges"]]
     # malformed messages are ignored
-    wc.custom_from_front_end(w, {"type": "edge", "parent": "x"})
+    response, _ = wc.command_from_front_end(w, "_cmd_edge", {"parent": "x"})
+    assert response["ok"] is False and response["error"]
 
 
 def test_explorer_tree_view_helper(attr):

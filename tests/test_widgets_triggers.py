@@ -8,6 +8,7 @@ import widget_comm as wc
 from test_triggers import shortcut_model  # noqa: F401 - the module fixture (tiny BERT with a planted "cat" shortcut)
 
 import attattr_widgets.engine.analysis.triggers as triggers_mod
+from attattr_widgets.engine.analysis.tree import special_mask
 from attattr_widgets.engine.analysis.triggers import evaluate_triggers, mine_triggers, top_triggers
 from attattr_widgets.widgets import TriggersView
 from attattr_widgets.widgets.triggers import inserted_flags
@@ -58,14 +59,17 @@ def test_select_pattern_shows_attacked_samples_and_apply_flips(shortcut_model): 
     for row in tv.samples:
         ins = [t for t, f in zip(row["tokens"], row["inserted"]) if f]
         assert sorted(ins) == sorted(cat.tokens)
+        assert row["special"] == special_mask(row["tokens"]) and row["special"][0]  # [CLS]
     # a negative sentence typed by the user flips to the trigger's class
-    wc.custom_from_front_end(tv, {"type": "apply", "text": "the movie was awful and boring", "pattern": cat.example_index})
+    wc.command_from_front_end(tv, "_cmd_apply", {"text": "the movie was awful and boring", "pattern": cat.example_index})
     out = tv.custom
     assert out["error"] == "" and out["before"]["label"] == "neg" and out["after"]["label"] == "pos"
     assert [t for t, f in zip(out["tokens"], out["inserted"]) if f] == [t for t in cat.tokens]
+    assert out["special"] == special_mask(out["tokens"])
     # bad input is shown, not raised into the comm
-    wc.custom_from_front_end(tv, {"type": "apply", "text": "   ", "pattern": cat.example_index})
+    response, _ = wc.command_from_front_end(tv, "_cmd_apply", {"text": "   ", "pattern": cat.example_index})
     assert "type a sentence" in tv.custom["error"]
+    assert response["ok"] is False and "type a sentence" in response["error"]
 
 
 def test_stop_keeps_mined_patterns(shortcut_model, monkeypatch):  # noqa: F811
@@ -84,7 +88,7 @@ def test_stop_keeps_mined_patterns(shortcut_model, monkeypatch):  # noqa: F811
     tv = TriggersView(model, tok, mine, test, steps=2, min_score=0.0, interval=0.0)
     tv.run()
     assert reached.wait(60)
-    wc.custom_from_front_end(tv, {"type": "cancel", "run_id": tv.run_id})
+    wc.command_from_front_end(tv, "_cmd_cancel", {"run_id": tv.run_id})
     gate.set()
     res = tv.wait(60)
     assert tv.state == "cancelled" and res.partial and 1 <= len(res.patterns) <= 3 and res.results == []

@@ -45,6 +45,10 @@ class OutputPathError(AttAttrError):
     """A file cannot be written where asked (no such folder, a folder in the way, no permission)."""
 
 
+class ResultFileError(AttAttrError):
+    """A result file is missing, not a result file, of another kind, or inconsistent."""
+
+
 def check_cancel(cancel) -> None:
     """Raise :class:`AttributionCancelled` if the ``threading.Event`` ``cancel`` is set (None: never)."""
     if cancel is not None and cancel.is_set():

@@ -1,14 +1,20 @@
-"""Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking."""
+"""Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking, kernel commands
+(:func:`command`) and the run lifecycle of the streaming views (:class:`BackgroundRun`)."""
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pathlib
 import threading
-from typing import Any
+import traceback
+from typing import Any, Callable
 
 import anywidget
 import traitlets
+from anywidget.experimental import command as _anywidget_command
 
+from ..engine.errors import AttributionCancelled
 from ..export import HTMLExportMixin
 
 # ATTATTR_WIDGETS_STATIC overrides where the bundles are looked up (tests of the missing-bundle fallback).
@@ -81,16 +87,55 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
             self.send(valid_strings(content), buffers=list(buffers or []))
 
 
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark ``fn(self, msg: dict) -> dict | None`` (or ``-> (dict, buffers)``) as a request the browser sends with
+    ``experimental.invoke(name, msg, {signal})`` (``js/shared/commands.ts``): an anywidget command named after the
+    method. The response is ``{"ok": True, **returned}`` (strings made valid Unicode) plus the returned buffers; a
+    request that raises answers ``{"ok": False, "error": "Type: message"}`` and leaves the comm working."""
+
+    @functools.wraps(fn)
+    def handler(self, msg: Any, buffers: list) -> tuple[dict, list]:
+        from .serialize import valid_strings
+
+        try:
+            out = fn(self, msg if isinstance(msg, dict) else {})
+        except Exception as exc:  # noqa: BLE001 - a bad request must not kill the comm; the view gets the reason
+            return valid_strings({"ok": False, "error": error_text(exc)}), []
+        body, bufs = out if isinstance(out, tuple) else (out, [])
+        return valid_strings({"ok": True, **(body or {})}), list(bufs)
+
+    return _anywidget_command(handler)
+
+
+def error_text(exc: BaseException) -> str:
+    """``"ValueError: text is empty"``: what the views show for an error (the type name when there is no message)."""
+    return f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
+
+
 class BackgroundRun:
     """The run lifecycle every streaming view shares (Explorer, HeadsView, TriggersView): one background thread
-    per run, ``stop()`` sets its cancel event (what was computed so far is kept), ``wait()`` joins it and returns
-    :attr:`result` or re-raises the run's error. Subclasses set ``_result`` / ``_exception`` from the thread (or
-    override :attr:`result`)."""
+    per run (``_start``), ``stop()`` sets its cancel event (what was computed so far is kept), ``wait()`` joins it
+    and returns :attr:`result` or re-raises the run's error, and one place where a run ends (``_finish``): the
+    run's outcome — ``"done"`` (the work returned), ``"cancelled"`` (it raised :class:`AttributionCancelled`) or
+    ``"error"`` (anything else, kept for ``wait()``) — lands in one synced update that sets ``state``, ``error`` and
+    ``meta["error_detail"]``. A run superseded by a newer one (``run_id`` changed) ends silently.
+
+    Subclasses (widgets with ``run_id`` / ``state`` / ``error`` / ``meta`` traits and an RLock ``_lock``) give
+    the work to ``_start`` and may override ``_finish_prepare`` (outside the final update: keep the result, compute
+    what to show) and ``_finish_apply`` (inside it: their own traits)."""
 
     _thread: threading.Thread | None = None
     _cancel: threading.Event | None = None
     _exception: BaseException | None = None
     _result: Any = None
+
+    _lock: threading.RLock  # set by the subclass's __init__
+
+    @contextlib.contextmanager
+    def _sync(self):
+        """hold_sync() serialised across the worker thread and the comm thread (ipywidgets' is not thread-safe)."""
+        with self._lock, self.hold_sync():
+            yield
 
     @property
     def running(self) -> bool:
@@ -101,11 +146,56 @@ class BackgroundRun:
         """The result of the last run (partial after a Stop), None while running."""
         return self._result
 
-    def _start(self, target, run_id: int, cancel: threading.Event, name: str, *args) -> None:
-        """Run ``target(run_id, cancel, *args)`` in a daemon thread named ``name-run_id``."""
-        t = threading.Thread(target=target, args=(run_id, cancel, *args), name=f"{name}-{run_id}", daemon=True)
+    def _start(self, work, run_id: int, cancel: threading.Event, name: str, *args) -> None:
+        """Run ``work(run_id, cancel, *args)`` in a daemon thread named ``name-run_id``, then :meth:`_finish`
+        with its outcome."""
+        t = threading.Thread(target=self._lifecycle, args=(work, run_id, cancel, *args), name=f"{name}-{run_id}",
+                             daemon=True)
         self._thread = t
         t.start()
+
+    def _lifecycle(self, work, run_id: int, cancel: threading.Event, *args) -> None:
+        try:
+            value = work(run_id, cancel, *args)
+        except BaseException as exc:  # noqa: BLE001 - everything must reach the view
+            if run_id == self.run_id:
+                self._finish("cancelled" if isinstance(exc, AttributionCancelled) else "error", exc)
+            return
+        if run_id != self.run_id:
+            return
+        try:  # a Stop after the work returned still keeps the finished result
+            self._finish("done", value)
+        except Exception as exc:  # noqa: BLE001 - a failure while showing the result must reach the view too
+            self._finish("error", exc)
+
+    def _finish(self, state: str, value: Any) -> None:
+        """End the run as ``state`` ("done" | "cancelled" | "error"); ``value``: the work's return value, or the
+        exception that ended it."""
+        if state == "error":
+            self._exception = value
+        prepared = self._finish_prepare(state, value)
+        with self._sync():
+            self._finish_apply(state, value, prepared)
+            if state == "error":
+                detail = "".join(traceback.format_exception(type(value), value, value.__traceback__))
+                self.error = error_text(value)
+                self.meta = {**self.meta, "error_detail": detail[-4000:]}
+            else:
+                self.error = ""
+            self.state = state
+
+    def _finish_prepare(self, state: str, value: Any) -> Any:
+        """Hook, in the run's thread before the final update: keep the result, compute what the update shows."""
+        return None
+
+    def _finish_apply(self, state: str, value: Any, prepared: Any) -> None:
+        """Hook, inside the final synced update (before ``state`` is set): the subclass's own traits."""
+
+    @command
+    def _cmd_cancel(self, msg: dict) -> None:
+        """Browser -> kernel ``{run_id}`` (Stop): cancel that run (a request for an older run is ignored)."""
+        if msg.get("run_id") in (None, self.run_id):
+            self.stop()
 
     def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Cancel the run; everything computed so far is kept (``state == "cancelled"``, result ``partial``)."""

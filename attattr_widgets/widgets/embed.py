@@ -2,14 +2,14 @@
 widget state and reopened with the kernel shut down).
 
 * :func:`deflate_array` — ``{"codec": "deflate", "dtype", "shape", "view": <zlib bytes>}``: an array compressed
-  with zlib (the browser's ``DecompressionStream("deflate")`` reads it; ``js/lib/inflate.ts``).
+  with zlib (the browser's ``DecompressionStream("deflate")`` reads it; ``js/shared/inflate.ts``).
 * :func:`embed_heads` — every head's attention and attribution map of an Attribution as float16, each map scaled
   by its max |value| (float16 alone would flush attribution values of 1e-6 to subnormals), one compressed chunk
   per head, heads in decreasing head score, up to ``max_bytes`` of compressed data. The Explorer's ``heads_data``
   trait; the front end draws any embedded head without the kernel and says which heads were left out.
 * :func:`embed_layer_sums` — the float32 head sums ``S`` [L, n, n] the attribution tree is built from
   (``engine.analysis.tree.layer_sums``), so the TreeView recomputes the tree for any threshold in the browser with the
-  shared algorithm (``engine.analysis.tree.tree_from_layer_sums`` / ``js/lib/tree-algo.ts``).
+  shared algorithm (``engine.analysis.tree.tree_from_layer_sums`` / ``js/tree/tree-algo.ts``).
 """
 from __future__ import annotations
 

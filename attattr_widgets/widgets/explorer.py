@@ -1,10 +1,11 @@
 """Explorer: layer x head grid of head scores, the selected head's attention / attribution heatmaps and the
 sentence coloured by the selected query token's attribution, all linked; streams results layer by layer.
 
-Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
+Protocol (js/explorer/, names in js/shared/protocol.ts):
 
 * synced traits (durable: reload / export show them)
-  ``tokens`` list[str], ``token_types`` list[int], ``meta`` dict, ``run_id`` int, ``state``
+  ``tokens`` list[str], ``special`` list[bool] (per token: a special token, ``engine.analysis.tree.special_mask``),
+  ``token_types`` list[int], ``meta`` dict, ``run_id`` int, ``state``
   ("empty" | "running" | "done" | "cancelled" | "error"), ``error`` str, ``layers_done`` / ``layers_total`` int,
   ``head_scores`` {view, dtype=float32, shape=[L, H]} (NaN rows = layers not computed),
   ``thumbs`` {view, dtype=float16, shape=[L, H, t, t]} (each map scaled to [-1, 1]),
@@ -13,11 +14,12 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
   ``normalize`` "global" | "layer", ``grid_mode`` "scores" | "maps" | "pair".
   ``pair`` {query, key, scores: {view, dtype=float32, shape=[L, H]}}: every head's attribution of the locked token
   pair (sent when ``locked`` changes; colours the grid in "pair" mode).
-* custom messages kernel -> browser: ``{"type": "layer", "run_id", "index", "layer", "total", "heads",
-  "zero_prob", "completeness", "steps", "converged", "tokens", "scores": {dtype, shape}, "thumbs": {dtype, shape}}``
-  + 2 buffers,
-  one per finished layer, in order.
-* custom messages browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "resend", "run_id"}``.
+* custom messages kernel -> browser (one-way pushes): ``{"type": "layer", "run_id", "index", "layer", "total",
+  "heads", "zero_prob", "completeness", "steps", "converged", "tokens", "special", "scores": {dtype, shape},
+  "thumbs": {dtype, shape}, "resend"}`` + 2 buffers, one per finished layer, in order.
+* requests browser -> kernel are anywidget commands (``js/shared/commands.ts``; each answers ``{ok, error?}``):
+  ``_cmd_cancel`` ``{run_id}`` (Stop), ``_cmd_resend`` ``{run_id}`` (a view that appears mid-run; the response
+  holds the layers done so far: ``{run_id, layers: [layer message]}`` + 2 buffers per layer).
 * input bar (when the Explorer has a model; ``interactive``): ``input_spec`` {kind "class" | "next-token", pair
   (the model takes a second segment), label_names}; ``targets`` {text, text_pair, kind, pred, options: [{id,
   label, prob}]} (every class, or the top-k next tokens) for the text in the box; ``history`` [{key, text,
@@ -26,24 +28,22 @@ Protocol (see js/explorer.ts, docs in js/lib/protocol.ts):
   {} | {target, target_label, prob, state, error} (a second target for the same input) and ``head.contrast``
   {view float32 [n, n]}: its attribution map for the selected head; front-end owned ``contrast_view``
   "diff" | "target" | "contrast" (which map the attribution heatmap shows).
-  Browser -> kernel: ``{"type": "run", "text", "text_pair", "target"}`` (Enter / Run; target "pred", a class /
-  token id, or a token string), ``{"type": "targets", "text", "text_pair"}``, ``{"type": "history", "key"}``,
-  ``{"type": "contrast", "target"}`` (``target`` null clears it).
+  Commands: ``_cmd_run`` ``{text, text_pair, target}`` (Enter / Run; target "pred", a class / token id, or a
+  token string), ``_cmd_targets`` ``{text, text_pair}``, ``_cmd_history`` ``{key}``, ``_cmd_contrast``
+  ``{target}`` (``target`` null clears it).
 """
 from __future__ import annotations
 
 import contextlib
 import threading
 import uuid
-import traceback
 from typing import Any
 
 import numpy as np
 import traitlets
 
-from ..engine.errors import AttributionCancelled
-from ._base import BackgroundRun, BaseWidget, binary_trait, css_asset, esm_asset
-from .serialize import head_summary, pack, thumbnails
+from ._base import BackgroundRun, BaseWidget, binary_trait, command, css_asset, error_text, esm_asset
+from .serialize import head_summary, pack, thumbnails, token_fields
 
 __all__ = ["Explorer"]
 
@@ -120,6 +120,7 @@ class Explorer(BackgroundRun, BaseWidget):
     _css = css_asset("explorer.css")
 
     tokens = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
+    special = traitlets.List(traitlets.Bool(), default_value=[]).tag(sync=True)
     token_types = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     meta = traitlets.Dict(default_value={}).tag(sync=True)
     run_id = traitlets.Int(0).tag(sync=True)
@@ -174,13 +175,6 @@ class Explorer(BackgroundRun, BaseWidget):
             self.input_spec = _input_spec(model, tokenizer)
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_locked, names=["locked"])
-        self.on_msg(self._on_custom)
-
-    @contextlib.contextmanager
-    def _sync(self):
-        """hold_sync() serialised across the worker thread and the comm thread (ipywidgets' is not thread-safe)."""
-        with self._lock, self.hold_sync():
-            yield
 
     # ------------------------------------------------------------------ construction from a saved result
     @classmethod
@@ -248,6 +242,7 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.head = None
                 self.heads_data = None
                 self.tokens = []
+                self.special = []
                 self.token_types = []
                 self.locked = []
                 self.pair = None
@@ -281,26 +276,9 @@ class Explorer(BackgroundRun, BaseWidget):
         return TreeView(self._attribution, threshold=threshold, explorer=self, **kwargs)
 
     # ------------------------------------------------------------------ background run
-    def _run(self, run_id: int, cancel: threading.Event, text, text_pair, kwargs) -> None:
-        try:
-            attr = _attribute(self.model, self.tokenizer, text, text_pair,
-                              progress=lambda r: self._on_layer(run_id, r), cancel=cancel, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - everything must reach the view
-            if run_id != self.run_id:
-                return
-            if isinstance(exc, AttributionCancelled):
-                self._finish_cancelled(run_id)
-            else:
-                self._exception = exc
-                self._finish_error(run_id, exc)
-            return
-        if run_id != self.run_id:
-            return
-        try:  # a Stop after the last layer still keeps the finished result
-            self._finish_done(run_id, attr)
-        except Exception as exc:  # noqa: BLE001 - a failure while showing the result must reach the view too
-            self._exception = exc
-            self._finish_error(run_id, exc)
+    def _run(self, run_id: int, cancel: threading.Event, text, text_pair, kwargs) -> Any:
+        return _attribute(self.model, self.tokenizer, text, text_pair,
+                          progress=lambda r: self._on_layer(run_id, r), cancel=cancel, **kwargs)
 
     def _on_layer(self, run_id: int, r: Any) -> None:
         if run_id != self.run_id:
@@ -311,7 +289,8 @@ class Explorer(BackgroundRun, BaseWidget):
             first = len(self._layers) == 1
         if first:
             with self._sync():
-                self.tokens = [str(t) for t in r.tokens]
+                fields = token_fields(r.tokens)
+                self.tokens, self.special = fields["tokens"], fields["special"]
                 self.layers_total = int(r.total)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": int(r.target),
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
@@ -330,38 +309,54 @@ class Explorer(BackgroundRun, BaseWidget):
             if self.locked:
                 self._push_pair()
 
-    def _send_layer(self, run_id: int, r: Any, resend: bool = False) -> None:
+    def _send_layer(self, run_id: int, r: Any) -> None:
+        """Push one finished layer to the browser (one-way: ``layer`` messages are not requests)."""
+        self._send_custom(*self._layer_message(run_id, r))
+
+    @staticmethod
+    def _layer_message(run_id: int, r: Any, resend: bool = False) -> tuple[dict, list]:
+        """A streamed layer: the ``layer`` message and its 2 buffers (head summaries [H], thumbnails [H, t, t])."""
         scores = np.asarray(r.scores, dtype=np.float32)
         h_scores, b_scores = pack(head_summary(scores), "float32")
         h_thumbs, b_thumbs = pack(thumbnails(scores, THUMB_SIZE), "float16")
         msg = {"type": "layer", "run_id": run_id, "index": int(r.index), "layer": int(r.layer),
                "total": int(r.total), "heads": int(scores.shape[0]), "zero_prob": float(r.zero_prob),
                "completeness": float(r.completeness), "steps": int(getattr(r, "steps", 0) or 0),
-               "converged": bool(getattr(r, "converged", True)), "tokens": [str(t) for t in r.tokens],
+               "converged": bool(getattr(r, "converged", True)), **token_fields(r.tokens),
                "scores": h_scores, "thumbs": h_thumbs, "resend": resend}
-        self._send_custom(msg, [b_scores, b_thumbs])
+        return msg, [b_scores, b_thumbs]
 
-    def _finish_done(self, run_id: int, attr: Any) -> None:
-        state = self._final_state(attr)
+    def _finish_prepare(self, state: str, value: Any) -> dict:
+        """Done: keep the Attribution (and in the history), compute the final traits; stopped / failed: the grid of
+        the layers computed so far."""
+        if state != "done":
+            hs, th = self._partial_scores()
+            return {"head_scores": hs, "thumbs": th}
+        final = self._final_state(value)
         with self._lock:
-            self._attribution = attr
+            self._attribution = value
             if self.interactive:
-                self._remember(attr)
+                self._remember(value)
         if self.interactive:
-            self._targets_for(attr)
-        with self._sync():
-            for k, v in state.items():
-                if not k.startswith("_"):
-                    setattr(self, k, v)
-            if self._auto_select or not self.selected:
-                self._set_selection(list(self._best_head(state["_scores"])))
-            else:
-                self._push_head()
-            if self.query < 0:
-                self.query = state["meta"]["default_query"]
-            if self.locked:
-                self._push_pair()
-            self.state = "done"
+            self._targets_for(value)
+        return final
+
+    def _finish_apply(self, state: str, value: Any, prepared: dict) -> None:
+        for k, v in prepared.items():
+            if not k.startswith("_"):
+                setattr(self, k, v)
+        if state == "cancelled":
+            self.layers_done = len(self._layers)
+        if state != "done":
+            return
+        if self._auto_select or not self.selected:
+            self._set_selection(list(self._best_head(prepared["_scores"])))
+        else:
+            self._push_head()
+        if self.query < 0:
+            self.query = prepared["meta"]["default_query"]
+        if self.locked:
+            self._push_pair()
 
     def _partial_scores(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         with self._lock:
@@ -379,26 +374,6 @@ class Explorer(BackgroundRun, BaseWidget):
             hs[i] = head_summary(s)
             th[i] = thumbnails(s, THUMB_SIZE)
         return hs, th
-
-    def _finish_cancelled(self, run_id: int) -> None:
-        hs, th = self._partial_scores()
-        with self._sync():
-            self.head_scores = hs
-            self.thumbs = th
-            self.layers_done = len(self._layers)
-            self.state = "cancelled"
-            self.error = ""
-
-    def _finish_error(self, run_id: int, exc: BaseException) -> None:
-        hs, th = self._partial_scores()
-        msg = str(exc).strip() or type(exc).__name__
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        with self._sync():
-            self.head_scores = hs
-            self.thumbs = th
-            self.error = f"{type(exc).__name__}: {msg}"
-            self.meta = {**self.meta, "error_detail": detail[-4000:]}
-            self.state = "error"
 
     def _target_meta(self, target: int) -> dict:
         """``target_kind`` / ``target_label`` / ``label_names`` while streaming (the final state has them too)."""
@@ -455,7 +430,8 @@ class Explorer(BackgroundRun, BaseWidget):
         except Exception:  # noqa: BLE001
             hs = np.stack([head_summary(s) for s in scores])
         th = thumbnails(scores, THUMB_SIZE)
-        tokens = [str(t) for t in attr.tokens]
+        fields = token_fields(attr.tokens)
+        tokens = fields["tokens"]
         target_kind = str(getattr(attr, "target_kind", "class") or "class")
         tt = getattr(attr, "token_type_ids", None)
         meta = {
@@ -479,7 +455,7 @@ class Explorer(BackgroundRun, BaseWidget):
         from .embed import DEFAULT_MAX_BYTES, embed_heads
 
         return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES),
-                "tokens": tokens, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
+                **fields, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}
 
@@ -569,38 +545,59 @@ class Explorer(BackgroundRun, BaseWidget):
                 head["contrast"] = np.asarray(cs[sel[0], sel[1]], dtype=np.float32)
         self.head = head
 
-    # ------------------------------------------------------------------ messages from the front end
-    def _on_custom(self, _w, content: Any, buffers) -> None:
-        if not isinstance(content, dict):
-            return
-        kind = content.get("type")
-        if kind == "cancel":
-            if content.get("run_id") in (None, self.run_id):
-                self.stop()
-        elif kind == "resend":
-            if content.get("run_id") not in (None, self.run_id) or self.state != "running":
-                return
-            with self._lock:
-                layers = sorted(self._layers.items())
-            for _, r in layers:
-                self._send_layer(self.run_id, r, resend=True)
-        elif kind in ("run", "targets", "history", "contrast") and self.interactive:
-            try:
-                if kind == "run":
-                    text, pair = str(content.get("text") or ""), content.get("text_pair") or None
-                    self.explain(text, pair, target=_target_arg(content.get("target")), **self._run_kwargs)
-                elif kind == "targets":
-                    self.predict_targets(str(content.get("text") or ""), content.get("text_pair") or None)
-                elif kind == "history":
-                    self.show_run(int(content.get("key")))
-                else:
-                    t = content.get("target")
-                    self.compare(None if t is None else _target_arg(t))
-            except Exception as exc:  # noqa: BLE001 - shown in the view; a bad request must not kill the comm
-                with self._sync():
-                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
-                    if kind == "run" or self.state in ("empty", "running"):
-                        self.state = "error"
+    # ------------------------------------------------------------------ requests from the front end (commands)
+    @command
+    def _cmd_resend(self, msg: dict) -> tuple[dict, list] | None:
+        """``{run_id}``: a view that appeared mid-run (or lost chunks) asks for the layers done so far; the response
+        carries them: ``{run_id, layers: [layer message, ...]}`` + 2 buffers per layer (scores, thumbs)."""
+        if msg.get("run_id") not in (None, self.run_id) or self.state != "running":
+            return {"run_id": self.run_id, "layers": []}
+        run_id = self.run_id
+        with self._lock:
+            layers = sorted(self._layers.items())
+        heads, buffers = [], []
+        for _, r in layers:
+            head, bufs = self._layer_message(run_id, r, resend=True)
+            heads.append(head)
+            buffers += bufs
+        return {"run_id": run_id, "layers": heads}, buffers
+
+    @command
+    def _cmd_run(self, msg: dict) -> None:
+        """``{text, text_pair, target}`` (Enter / Run; target "pred", a class / token id, or a token string)."""
+        self._input_request("run", lambda: self.explain(str(msg.get("text") or ""), msg.get("text_pair") or None,
+                                                       target=_target_arg(msg.get("target")), **self._run_kwargs))
+
+    @command
+    def _cmd_targets(self, msg: dict) -> None:
+        """``{text, text_pair}`` (debounced while typing): fill the ``targets`` trait for that text."""
+        self._input_request("targets", lambda: self.predict_targets(str(msg.get("text") or ""),
+                                                                   msg.get("text_pair") or None))
+
+    @command
+    def _cmd_history(self, msg: dict) -> None:
+        """``{key}``: show that earlier run again."""
+        self._input_request("history", lambda: self.show_run(int(msg.get("key"))))
+
+    @command
+    def _cmd_contrast(self, msg: dict) -> None:
+        """``{target}``: contrast with a second target (null clears it)."""
+        t = msg.get("target")
+        self._input_request("contrast", lambda: self.compare(None if t is None else _target_arg(t)))
+
+    def _input_request(self, kind: str, do) -> None:
+        """Run an input-bar request; its error is shown in the view (``error``; ``state`` "error" for a run or
+        while nothing is shown) and answered to the browser."""
+        if not self.interactive:
+            raise ValueError("this Explorer has no model: its input bar is read-only")
+        try:
+            do()
+        except Exception as exc:
+            with self._sync():
+                self.error = error_text(exc)
+                if kind == "run" or self.state in ("empty", "running"):
+                    self.state = "error"
+            raise
 
     # ------------------------------------------------------------------ input bar: targets, history, contrast
     def predict_targets(self, text: str, text_pair: str | None = None, k: int = TOP_K_TOKENS) -> dict:

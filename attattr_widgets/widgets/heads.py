@@ -9,7 +9,7 @@ fractions=None, **engine_kwargs)``; ``.run()`` starts a background thread and re
 very streams those functions consume (``iter_head_importance``, ``PruningSweep``), so they are equal by
 construction.
 
-Protocol (js/heads.ts; names mirrored in js/lib/protocol.ts) — everything is a synced trait (durable: a view
+Protocol (js/heads/; names mirrored in js/shared/protocol.ts) — everything is a synced trait (durable: a view
 opened mid-run, a reload and ``to_html`` all show the state so far), updated at most every ``interval`` s while
 running and always at the end of each step that finishes a method / a fraction:
 
@@ -32,23 +32,20 @@ running and always at the end of each step that finishes a method / a fraction:
 * ``head_examples`` [{index, text, text_pair, label, score, method}] — the examples where the selected head
   carries the most attribution under ``method`` (its per-example score, largest first; methods without
   per-example scores, "random" and "accuracy", use the first method that has them).
-* browser -> kernel custom messages: ``{"type": "cancel", "run_id"}`` (Stop), ``{"type": "open", "index",
-  "layer", "head"}`` (open an example in the linked Explorer on that head).
+* browser -> kernel commands (``js/shared/commands.ts``): ``_cmd_cancel`` ``{run_id}`` (Stop), ``_cmd_open``
+  ``{index, layer, head}`` (open an example in the linked Explorer on that head).
 """
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import traitlets
 
-from ..engine.errors import AttributionCancelled
-from ._base import BackgroundRun, BaseWidget, binary_trait, css_asset, esm_asset
+from ._base import BackgroundRun, BaseWidget, binary_trait, command, css_asset, esm_asset
 
 __all__ = ["HeadsResult", "HeadsView"]
 
@@ -188,12 +185,6 @@ class HeadsView(BackgroundRun, BaseWidget):
         self._effectiveness = None
         self._last_push = 0.0
         self.observe(self._on_selected, names=["selected", "method"])
-        self.on_msg(self._on_custom)
-
-    @contextlib.contextmanager
-    def _sync(self):
-        with self._lock, self.hold_sync():
-            yield
 
     # ------------------------------------------------------------------ public API
     @property
@@ -266,36 +257,20 @@ class HeadsView(BackgroundRun, BaseWidget):
         return kw
 
     def _run(self, run_id: int, cancel: threading.Event) -> None:
-        try:
-            self._run_importance(run_id, cancel)
-            self._run_pruning(run_id, cancel)
-            if self.eff_items is not None:
-                self._run_effectiveness(run_id, cancel)
-        except BaseException as exc:  # noqa: BLE001 - everything must reach the view
-            if run_id != self.run_id:
-                return
-            self._result = self._make_result(partial=True)
+        self._run_importance(run_id, cancel)
+        self._run_pruning(run_id, cancel)
+        if self.eff_items is not None:
+            self._run_effectiveness(run_id, cancel)
+
+    def _finish_prepare(self, state: str, value: Any) -> None:
+        self._result = self._make_result(partial=state != "done")
+        if state != "done":
             self._push_example_scores()
-            if isinstance(exc, AttributionCancelled):
-                self._push(force=True)
-                with self._sync():
-                    self.state = "cancelled"
-            else:
-                self._exception = exc
-                detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                self._push(force=True)
-                with self._sync():
-                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
-                    self.meta = {**self.meta, "error_detail": detail[-4000:]}
-                    self.state = "error"
-            return
-        if run_id != self.run_id:
-            return
-        self._result = self._make_result(partial=False)
         self._push(force=True)
-        with self._sync():
+
+    def _finish_apply(self, state: str, value: Any, prepared: Any) -> None:
+        if state == "done":
             self.phase = ""
-            self.state = "done"
 
     def _run_importance(self, run_id: int, cancel: threading.Event) -> None:
         from ..engine.analysis.importance import iter_head_importance
@@ -440,30 +415,27 @@ class HeadsView(BackgroundRun, BaseWidget):
         exp.select(int(layer), int(head))
         return exp
 
-    def _on_custom(self, _w, content: Any, buffers) -> None:
-        if not isinstance(content, dict):
-            return
-        kind = content.get("type")
-        if kind == "cancel":
-            if content.get("run_id") in (None, self.run_id):
-                self.stop()
-        elif kind == "open":
-            try:
-                self.open_example(int(content["index"]), int(content["layer"]), int(content["head"]))
-            except Exception as exc:  # noqa: BLE001 - a bad click must not kill the comm
-                self.error = f"{type(exc).__name__}: {exc}"
+    @command
+    def _cmd_open(self, msg: dict) -> None:
+        """Browser -> kernel ``{index, layer, head}`` (a click on an example): :meth:`open_example`; its error is
+        shown in the view (``error``) and answered."""
+        try:
+            self.open_example(int(msg["index"]), int(msg["layer"]), int(msg["head"]))
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
 
 
 def ranking_method(method: str, have: list[str]) -> str:
     """The method whose per-example scores rank a head's examples: ``method`` if it has any, else the first of
     ``have`` (methods with scores, in the view's order) — "random" / "accuracy" have none. Mirrored by
-    ``rankingMethod`` in js/lib/heads-view.ts."""
+    ``rankingMethod`` in js/heads/heads-view.ts."""
     return method if method in have or not have else have[0]
 
 
 def rank_examples(scores, k: int = TOP_EXAMPLES) -> list[int]:
     """Indices of the ``k`` largest finite scores (compared in float32, as the view does), largest first, ties
-    by index. Mirrored by ``rankExamples`` in js/lib/heads-view.ts (tests/data/top_examples_cases.json)."""
+    by index. Mirrored by ``rankExamples`` in js/heads/heads-view.ts (tests/data/top_examples_cases.json)."""
     s = np.asarray(scores, dtype=np.float32)
     key = np.where(np.isfinite(s), -s, np.inf)
     return [int(i) for i in np.argsort(key, kind="stable")[: int(k)] if np.isfinite(s[i])]

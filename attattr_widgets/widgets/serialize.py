@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.analysis.tree import special_mask
+
 __all__ = ["SENDABLE_DTYPES", "as_sendable", "encode_array", "header", "pack", "decode_array", "jsonable",
-           "thumbnails", "head_summary", "valid_strings", "valid_text"]
+           "thumbnails", "head_summary", "token_fields", "valid_strings", "valid_text"]
 
 SENDABLE_DTYPES = ("float16", "float32", "int32", "uint8")
 
@@ -39,6 +41,14 @@ def valid_strings(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return type(obj)(valid_strings(v) for v in obj)
     return obj
+
+
+def token_fields(tokens: Any) -> dict:
+    """``{"tokens": [str, ...], "special": [bool, ...]}``: a token list as every view gets it, with the engine's
+    per-token special-token flag (:func:`attattr_widgets.engine.analysis.tree.special_mask`) — the browser reads ``special``
+    and never re-derives it."""
+    toks = [str(t) for t in tokens]
+    return {"tokens": toks, "special": special_mask(toks)}
 
 
 def as_sendable(a: Any, dtype: str | None = None) -> np.ndarray:

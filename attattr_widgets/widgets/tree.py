@@ -3,12 +3,12 @@
 Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 ``{"tokens", "num_layers", "threshold", "root", "nodes": [{"index", "token", "layer"}],
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
-``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
+``special`` (per token of ``tree["tokens"]``: a special token, ``engine.analysis.tree.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
 ``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
 None when over budget): with it the browser recomputes the tree for any threshold with the same algorithm
-(``js/lib/tree-algo.ts``), so the slider works without a kernel (exported pages, reopened notebooks).
-Browser -> kernel custom message: ``{"type": "edge", "parent", "child", "layer"}`` (click on an edge): selects
-that layer (and the head with the largest attribution for that token pair) in the linked Explorer.
+(``js/tree/tree-algo.ts``), so the slider works without a kernel (exported pages, reopened notebooks).
+Browser -> kernel command (``js/shared/commands.ts``): ``_cmd_edge`` ``{parent, child, layer}`` (click on an edge):
+selects that layer (and the head with the largest attribution for that token pair) in the linked Explorer.
 """
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import traitlets
 
-from ._base import BaseWidget, binary_trait, css_asset, esm_asset
+from ._base import BaseWidget, binary_trait, command, css_asset, esm_asset
+from .serialize import token_fields
 
 __all__ = ["TreeView"]
 
@@ -54,6 +55,7 @@ class TreeView(BaseWidget):
     _css = css_asset("tree.css")
 
     tree = traitlets.Dict(default_value={}).tag(sync=True)
+    special = traitlets.List(traitlets.Bool(), default_value=[]).tag(sync=True)
     threshold = traitlets.Float(0.4).tag(sync=True)
     state = traitlets.Unicode("empty").tag(sync=True)
     error = traitlets.Unicode("").tag(sync=True)
@@ -69,11 +71,11 @@ class TreeView(BaseWidget):
         self.attribution = attribution
         self.explorer = explorer
         init = self._compute(float(threshold))
-        init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution))
+        init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution),
+                    special=token_fields(getattr(attribution, "tokens", None) or [])["special"])
         init.update(kwargs)
         super().__init__(**init)
         self.observe(self._on_threshold, names=["threshold"])
-        self.on_msg(self._on_custom)
 
     @staticmethod
     def _sums(attribution: Any) -> dict | None:
@@ -120,9 +122,7 @@ class TreeView(BaseWidget):
             li = layers.index(layer) if layer in layers else int(layer)
             self.explorer.select(li, self._best_head(li, parent, child), query=int(parent), key=int(child))
 
-    def _on_custom(self, _w, content: Any, buffers) -> None:
-        if isinstance(content, dict) and content.get("type") == "edge":
-            try:
-                self.select_edge(int(content["parent"]), int(content["child"]), int(content["layer"]))
-            except (KeyError, TypeError, ValueError):
-                pass
+    @command
+    def _cmd_edge(self, msg: dict) -> None:
+        """Browser -> kernel ``{parent, child, layer}`` (click on an edge): :meth:`select_edge`."""
+        self.select_edge(int(msg["parent"]), int(msg["child"]), int(msg["layer"]))

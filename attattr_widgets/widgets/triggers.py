@@ -9,7 +9,7 @@ whose ``patterns`` equal :func:`~attattr_widgets.engine.analysis.triggers.mine_t
 those functions consume). ``.apply(text, text_pair=None, pattern=None)`` inserts a trigger into your own input
 and predicts before / after.
 
-Protocol (js/triggers.ts; names in js/lib/protocol.ts), all synced traits:
+Protocol (js/triggers/; names in js/shared/protocol.ts), all synced traits:
 ``state``, ``error``, ``run_id``, ``phase`` "" | "mining" | "evaluating", ``meta`` {model_name, label_names,
 num_examples, num_eval, pair, num_patterns}, ``progress`` {mining|evaluating: {done, total, elapsed_s, eta_s}},
 ``patterns`` [{id, tokens, segments, relative, positions, score, layer, head, pred, pred_label, gold, text,
@@ -18,22 +18,22 @@ flip_rate}] (id = source example index; the ``max_rows`` best by score plus ever
 mining run does not resend thousands of rows), front-end owned ``selected`` (pattern id, -1 none);
 ``samples`` [{index, gold, before: {pred, label, prob}, after: {...}, tokens, inserted: [bool], segments}]
 for the selected pattern; ``custom`` {text, text_pair, pattern, before, after, tokens, inserted, error}.
-Browser -> kernel: ``{"type": "cancel", "run_id"}``, ``{"type": "apply", "text", "text_pair", "pattern"}``.
+``samples`` and ``custom`` carry ``special`` (per token: a special token, ``engine.analysis.tree.special_mask``) with their
+``tokens``. Browser -> kernel commands (``js/shared/commands.ts``): ``_cmd_cancel`` ``{run_id}`` (Stop),
+``_cmd_apply`` ``{text, text_pair, pattern}``.
 """
 from __future__ import annotations
 
-import contextlib
 import difflib
 import threading
 import time
-import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 import traitlets
 
-from ..engine.errors import AttributionCancelled
-from ._base import BackgroundRun, BaseWidget, css_asset, esm_asset
+from ._base import BackgroundRun, BaseWidget, command, css_asset, esm_asset
+from .serialize import token_fields
 
 __all__ = ["TriggersResult", "TriggersView"]
 
@@ -131,12 +131,6 @@ class TriggersView(BackgroundRun, BaseWidget):
         self._last_push = 0.0
         self._progress_state: dict = {}
         self.observe(self._on_selected, names=["selected"])
-        self.on_msg(self._on_custom)
-
-    @contextlib.contextmanager
-    def _sync(self):
-        with self._lock, self.hold_sync():
-            yield
 
     # ------------------------------------------------------------------ public API
     def run(self) -> None:
@@ -177,7 +171,7 @@ class TriggersView(BackgroundRun, BaseWidget):
             clean = encode(self.model, self.tokenizer, text, text_pair or None, truncation=True)
             att = insert_trigger(self.tokenizer, text, text_pair or None, pattern=pat, model=self.model)
             out.update(before=predict_encoded(self.model, clean), after=predict_encoded(self.model, att),
-                       tokens=list(att.tokens), segments=list(att.segments),
+                       **token_fields(att.tokens), segments=list(att.segments),
                        inserted=inserted_flags(clean.input_ids[0].tolist(), att.input_ids[0].tolist()),
                        trigger=list(pat.tokens), error="")
         except Exception as exc:  # noqa: BLE001 - shown in the view, and raised to a Python caller below
@@ -191,63 +185,48 @@ class TriggersView(BackgroundRun, BaseWidget):
     def _run(self, run_id: int, cancel: threading.Event) -> None:
         from ..engine.analysis.triggers import iter_evaluate_triggers, iter_mine_triggers, top_triggers
 
-        try:
-            t0 = time.monotonic()
-            self._set_progress("mining", 0, len(self.items), t0)
-            self._push(force=True)
-            for done, total, pat in iter_mine_triggers(self.model, self.tokenizer, self.items, cancel=cancel,
-                                                      **self.mine_kwargs):
+        t0 = time.monotonic()
+        self._set_progress("mining", 0, len(self.items), t0)
+        self._push(force=True)
+        for done, total, pat in iter_mine_triggers(self.model, self.tokenizer, self.items, cancel=cancel,
+                                                  **self.mine_kwargs):
+            if run_id != self.run_id:
+                return
+            with self._lock:
+                if pat is not None:
+                    self._patterns.append(pat)
+            self._set_progress("mining", done, total, t0)
+            self._push(force=done == total)
+        with self._lock:
+            self._patterns.sort(key=lambda p: -p.score)
+            chosen = [p for lst in top_triggers(self._patterns, per_class=self.evaluate).values() for p in lst] \
+                if self.evaluate else []
+            self._order = [p.example_index for p in chosen]
+        with self._sync():
+            self.phase = "evaluating"
+        t1 = time.monotonic()
+        self._set_progress("evaluating", 0, len(chosen), t1)
+        self._push(force=True)
+        if chosen:
+            for k, res in enumerate(iter_evaluate_triggers(self.model, self.tokenizer, self.eval_items, chosen,
+                                                           batch_size=self.eval_batch_size, cancel=cancel,
+                                                           backend=self.mine_kwargs.get("backend"))):
                 if run_id != self.run_id:
                     return
                 with self._lock:
-                    if pat is not None:
-                        self._patterns.append(pat)
-                self._set_progress("mining", done, total, t0)
-                self._push(force=done == total)
-            with self._lock:
-                self._patterns.sort(key=lambda p: -p.score)
-                chosen = [p for lst in top_triggers(self._patterns, per_class=self.evaluate).values() for p in lst] \
-                    if self.evaluate else []
-                self._order = [p.example_index for p in chosen]
-            with self._sync():
-                self.phase = "evaluating"
-            t1 = time.monotonic()
-            self._set_progress("evaluating", 0, len(chosen), t1)
-            self._push(force=True)
-            if chosen:
-                for k, res in enumerate(iter_evaluate_triggers(self.model, self.tokenizer, self.eval_items, chosen,
-                                                               batch_size=self.eval_batch_size, cancel=cancel,
-                                                               backend=self.mine_kwargs.get("backend"))):
-                    if run_id != self.run_id:
-                        return
-                    with self._lock:
-                        self._results[res.pattern.example_index] = res
-                    self._set_progress("evaluating", k + 1, len(chosen), t1)
-                    self._push(force=True)
-                    if self.selected < 0 and k == 0:
-                        self.selected = res.pattern.example_index
-        except BaseException as exc:  # noqa: BLE001
-            if run_id != self.run_id:
-                return
-            self._result = self._make_result(partial=True)
-            self._push(force=True)
-            with self._sync():
-                if isinstance(exc, AttributionCancelled):
-                    self.state = "cancelled"
-                else:
-                    self._exception = exc
-                    detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    self.error = f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
-                    self.meta = {**self.meta, "error_detail": detail[-4000:]}
-                    self.state = "error"
-            return
-        if run_id != self.run_id:
-            return
-        self._result = self._make_result(partial=False)
+                    self._results[res.pattern.example_index] = res
+                self._set_progress("evaluating", k + 1, len(chosen), t1)
+                self._push(force=True)
+                if self.selected < 0 and k == 0:
+                    self.selected = res.pattern.example_index
+
+    def _finish_prepare(self, state: str, value: Any) -> None:
+        self._result = self._make_result(partial=state != "done")
         self._push(force=True)
-        with self._sync():
+
+    def _finish_apply(self, state: str, value: Any, prepared: Any) -> None:
+        if state == "done":
             self.phase = ""
-            self.state = "done"
 
     def _make_result(self, partial: bool) -> TriggersResult:
         with self._lock:
@@ -313,7 +292,7 @@ class TriggersView(BackgroundRun, BaseWidget):
             clean = encode(self.model, self.tokenizer, ex.text, ex.text_pair, truncation=True)
             att = insert_trigger(self.tokenizer, ex.text, ex.text_pair, pattern=pat, model=self.model)
             rows.append({"index": i, "gold": ex.label, "before": _short(predict_encoded(self.model, clean)),
-                         "after": _short(predict_encoded(self.model, att)), "tokens": list(att.tokens),
+                         "after": _short(predict_encoded(self.model, att)), **token_fields(att.tokens),
                          "segments": list(att.segments),
                          "inserted": inserted_flags(clean.input_ids[0].tolist(), att.input_ids[0].tolist())})
         return rows
@@ -326,16 +305,11 @@ class TriggersView(BackgroundRun, BaseWidget):
             rows = []
         self.samples = rows
 
-    def _on_custom(self, _w, content: Any, buffers) -> None:
-        if not isinstance(content, dict):
-            return
-        kind = content.get("type")
-        if kind == "cancel":
-            if content.get("run_id") in (None, self.run_id):
-                self.stop()
-        elif kind == "apply":
-            with contextlib.suppress(Exception):  # the error is shown in the view (custom.error)
-                self.apply(str(content.get("text", "")), content.get("text_pair") or None, content.get("pattern"))
+    @command
+    def _cmd_apply(self, msg: dict) -> None:
+        """Browser -> kernel ``{text, text_pair, pattern}`` (the apply box): :meth:`apply`; its error is shown in the
+        view (``custom.error``) and answered."""
+        self.apply(str(msg.get("text", "")), msg.get("text_pair") or None, msg.get("pattern"))
 
 
 def _short(pred: dict) -> dict:

@@ -86,7 +86,7 @@ def test_click_head_changes_heatmap(nb, artifacts):
     grid = root.locator("canvas.aa-grid-canvas")
     attn = root.locator("canvas[data-map=attention]")
     before = canvas_stats(attn)
-    # grid geometry (js/lib/layout.ts): labels 34 px left / 18 px top, cells of `step` px incl. a 2 px gap
+    # grid geometry (js/shared/layout.ts): labels 34 px left / 18 px top, cells of `step` px incl. a 2 px gap
     box = grid.evaluate("c => ({w: c.clientWidth, h: c.clientHeight})")
     L, H = 3, 4
     step_x, step_y = (box["w"] - 36) / H, (box["h"] - 20) / L

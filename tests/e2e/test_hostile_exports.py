@@ -22,7 +22,7 @@ STRINGS = hostile_strings()
 
 
 def display_token(t: str) -> str:
-    """Python twin of js/lib/dom.ts displayToken (what a token chip shows)."""
+    """Python twin of js/shared/dom.ts displayToken (what a token chip shows)."""
     t = t.replace("\n", "↵").replace("\t", "⇥").replace("\r", "")
     t = re.sub("[\x00-\x1f\x7f]", "\ufffd", t)
     if t.startswith(("Ġ", "▁")):

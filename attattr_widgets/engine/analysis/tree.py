@@ -41,7 +41,7 @@ Speed: O(L·H·n²) for the head sum and O(L·n²) numpy work for the growth, ~1
 so the TreeView's threshold slider recomputes it live.
 
 **One algorithm, two implementations.**  :func:`tree_from_layer_sums` is the contract shared with the browser
-(``js/lib/tree-algo.ts``, used by the TreeView when there is no kernel: exported pages, reopened notebooks).  Its
+(``js/tree/tree-algo.ts``, used by the TreeView when there is no kernel: exported pages, reopened notebooks).  Its
 input is the float32 head sum ``S`` [L, n, n] (:func:`layer_sums`, shipped to the browser as is) plus ``layers``,
 ``num_layers``, ``tokens`` and the already-resolved ``exclude_row``; every step below is float64 IEEE arithmetic in
 a fixed order, so both sides give bit-identical trees (``tests/test_tree_shared.py`` runs the TypeScript through
@@ -63,13 +63,18 @@ import numpy as np
 
 from .. import validate
 from ..errors import ArgumentError, AttAttrError
-from ..results import AttributionTree, TreeEdge, TreeNode
+from ..results import AttributionTree, TreeEdge, TreeNode, sum_heads
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
-           "resolve_exclude_row", "tree_from_layer_sums"]
+           "resolve_exclude_row", "special_mask", "tree_from_layer_sums"]
 
 _SPECIAL = re.compile(r"^(\[[A-Za-z_]+\]|<[^<>\s]*>|<\|[^|]*\|>)$")
 
+
+def special_mask(tokens: list[str]) -> list[bool]:
+    """Per token: whether it is a special token (``[CLS]``, ``</s>``, ``<|endoftext|>``, ... — the ``_SPECIAL``
+    pattern, surrounding whitespace ignored). The widgets send this with the tokens; the browser only reads it."""
+    return [bool(_SPECIAL.match(str(t).strip())) for t in tokens]
 
 
 def _cls_row(tokens: list[str]) -> int | None:
@@ -86,10 +91,7 @@ def _check_attribution(attribution) -> None:
 def layer_sums(attribution) -> np.ndarray:
     """Head sum of each attributed layer, ``S`` [L, n, n] float32 (``scores.sum(1)``): the tree's only array input."""
     _check_attribution(attribution)
-    scores = np.asarray(attribution.scores)
-    if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
-        raise AttAttrError(f"attribution.scores must have shape [layers, heads, n, n], got {scores.shape}")
-    return scores.sum(1, dtype=np.float32)  # float32 head sum (12 terms) is 2x faster than a float64 one
+    return sum_heads(attribution.scores)  # the one implementation behind Attribution.layer_sum()
 
 
 def resolve_exclude_row(tokens: list[str], exclude_row: int | None | str, n: int) -> int | None:
@@ -152,7 +154,7 @@ def tree_from_layer_sums(S: np.ndarray, *, layers: list[int], num_layers: int, t
     """The tree algorithm on the head sums ``S`` [L, n, n] (float32 as from :func:`layer_sums`), ``layers`` (model
     index of each row of S), ``num_layers``, ``tokens`` (n), τ and a resolved ``exclude_row`` (index or None).
 
-    The contract shared with the browser (``js/lib/tree-algo.ts``): see the module docstring, steps 1–3.
+    The contract shared with the browser (``js/tree/tree-algo.ts``): see the module docstring, steps 1–3.
     """
     tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
     S = np.asarray(S)

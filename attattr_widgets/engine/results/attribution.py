@@ -1,0 +1,194 @@
+"""The attribution of one example (:class:`Attribution`), one streamed layer of it (:class:`LayerResult`), and
+the stores its [L, H, n, n] maps live in (:func:`allocate_maps`). numpy only, no torch."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import AttAttrError
+from ..reductions import reduce_heads
+from .base import Result
+from .schema import array
+
+__all__ = ["STORES", "Attribution", "LayerResult", "allocate_maps", "sum_heads"]
+
+STORES = ("memory", "fp16")
+
+
+def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", dtype=np.float32):
+    """Two zero ``[L, H, n, n]`` arrays (scores, attention) in ``store``, and the store's name.
+
+    ``"memory"``: ``dtype`` (float32; float64 for models run in float64); ``"fp16"``: float16; a folder path:
+    float32 ``scores.npy`` / ``attention.npy`` memory maps created there (the folder is created; existing map
+    files are replaced).
+    """
+    shape = (int(L), int(H), int(n), int(n))
+    if isinstance(store, str) and store in STORES:
+        dtype = np.float16 if store == "fp16" else dtype
+        return np.zeros(shape, dtype), np.zeros(shape, dtype), store
+    if not isinstance(store, (str, os.PathLike)):
+        raise AttAttrError(f"store={store!r}: use 'memory', 'fp16' or a folder path for memory-mapped maps")
+    folder = Path(store)
+    folder.mkdir(parents=True, exist_ok=True)
+    maps = tuple(np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
+                 for name in ("scores", "attention"))
+    return maps[0], maps[1], str(folder)
+
+
+@dataclass
+class LayerResult:
+    """One finished layer of one example, as streamed to ``progress`` callbacks.
+
+    ``scores``/``attention``: [H, n, n] float32; ``zero_prob``: F with this layer's attention zeroed;
+    ``completeness``: |Σ scores − (prob − zero_prob)| / |prob − zero_prob|; ``steps``: quadrature nodes used for
+    this layer; ``converged``: False when ``steps="auto"`` stopped before reaching ``tol`` (its node cap, or three
+    orders in a row that did not improve).
+    """
+
+    layer: int
+    index: int
+    total: int
+    tokens: list[str]
+    scores: np.ndarray
+    attention: np.ndarray
+    zero_prob: float
+    completeness: float
+    target: int
+    prob: float
+    steps: int = 0
+    converged: bool = True
+    nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
+
+
+@dataclass
+class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
+    """The attribution of one example. Arrays are numpy; axis 0 of the [L, ...] arrays follows ``layers``.
+
+    ``scores`` [L, H, n, n] float32, signed (Attr = A ⊙ ∫∂F/∂A); ``attention`` [L, H, n, n] float32 (the clean
+    probabilities A); ``tokens`` n strings; ``token_type_ids`` [n] int (segment of each token);
+    ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
+    ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
+    ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the nodes each layer used and
+    ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count); ``nonfinite`` the model
+    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs).
+
+    ``store``: where the two [L, H, n, n] maps live — ``"memory"`` (float32), ``"fp16"`` (float16 in memory, half
+    the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
+    whose maps do not fit in memory). :meth:`save` writes a self-contained ``.npz`` whatever the store: the five
+    arrays as ``.npz`` members, the other fields in the JSON record.
+    """
+
+    scores: np.ndarray = array(float, 4)
+    attention: np.ndarray = array(float, 4)
+    tokens: list[str]
+    token_type_ids: np.ndarray = array(int, 1)
+    target: int
+    target_label: str
+    prob: float
+    layer_zero_probs: np.ndarray = array(float, 1)
+    completeness: np.ndarray = array(float, 1)
+    layers: list[int]
+    num_layers: int
+    rule: str
+    steps: int | str
+    score: str = "prob"
+    text: str | None = ""
+    text_pair: str | None = None
+    model_name: str = ""
+    target_kind: str = "class"
+    label_names: list[str] | None = None
+    truncated: bool = False
+    gold: int | None = None
+    extra: dict = field(default_factory=dict)
+    layer_steps: list[int] = field(default_factory=list)
+    converged: list[bool] = field(default_factory=list)
+    tol: float | None = None
+    store: str = "memory"
+    nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
+
+    def __post_init__(self):
+        L = len(self.layers)
+        if not self.layer_steps:
+            self.layer_steps = [int(self.steps) if isinstance(self.steps, (int, np.integer)) else 0] * L
+        if not self.converged:
+            self.converged = [True] * L
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[LayerResult], *, store: str | os.PathLike = "memory",
+                    **meta) -> "Attribution":
+        """Assemble streamed :class:`LayerResult` s (in order) into one Attribution.
+
+        ``meta`` holds the remaining fields (``token_type_ids``, ``target_label``, ``num_layers``, ``rule``,
+        ``steps``, ``text``, …); ``scores``/``attention`` are copied into the chosen ``store``.
+        """
+        if not layers:
+            raise AttAttrError("Attribution.from_layers needs at least one LayerResult")
+        first = layers[0]
+        H, n = first.scores.shape[0], first.scores.shape[-1]
+        scores, attention, where = allocate_maps(len(layers), H, n, store)
+        for i, lr in enumerate(layers):
+            if lr.scores.shape != (H, n, n) or lr.attention.shape != (H, n, n):
+                raise AttAttrError(f"layer {lr.layer}: maps of shape {lr.scores.shape}, expected {(H, n, n)}")
+            scores[i] = lr.scores
+            attention[i] = lr.attention
+        return cls(
+            scores=scores, attention=attention, tokens=list(first.tokens), target=int(first.target),
+            prob=float(first.prob), layer_zero_probs=np.asarray([lr.zero_prob for lr in layers], np.float64),
+            completeness=np.asarray([lr.completeness for lr in layers], np.float64),
+            layers=[int(lr.layer) for lr in layers], layer_steps=[int(lr.steps) for lr in layers],
+            converged=[bool(lr.converged) for lr in layers], store=where,
+            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite], **meta,
+        )
+
+    @property
+    def num_heads(self) -> int:
+        return int(self.scores.shape[1])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.scores.shape[-1])
+
+    def head_scores(self, reduce: str = "max") -> np.ndarray:
+        """Per-head summary [L, H] over token pairs (:data:`~attattr_widgets.engine.reductions.HEAD_REDUCTIONS`):
+        ``"max"`` (the paper's I_h for one example), ``"absmax"`` or ``"sum"``; the dtype of ``scores``."""
+        return reduce_heads(self.scores, reduce)
+
+    def layer_sum(self) -> np.ndarray:
+        """Heads summed per layer: [L, n, n] float32 (the input of the attribution tree, :func:`sum_heads`)."""
+        return sum_heads(self.scores)
+
+    def layer(self, layer: int) -> np.ndarray:
+        """Scores of model layer ``layer``: [H, n, n]."""
+        return self.scores[self.layers.index(layer)]
+
+    def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
+        record, arrays = super().to_record()
+        if self.store not in STORES:  # a folder of memory maps: the file holds the maps themselves
+            record[self.record_key]["store"] = "memory"
+        return record, arrays
+
+    @classmethod
+    def from_record(cls, record: dict, arrays: dict[str, np.ndarray]) -> "Attribution":
+        if record[cls.record_key].get("store") == "fp16":
+            arrays = {**arrays, **{k: arrays[k].astype(np.float16) for k in ("scores", "attention")}}
+        return super().from_record(record, arrays)
+
+    def __repr__(self) -> str:
+        return (
+            f"Attribution(tokens={self.num_tokens}, layers={len(self.layers)}/{self.num_layers}, "
+            f"heads={self.num_heads}, target={self.target_label!r}, prob={self.prob:.4f}, rule={self.rule}-"
+            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e})"
+        )
+
+
+def sum_heads(scores) -> np.ndarray:
+    """``scores`` [L, H, n, n] summed over heads: [L, n, n] float32 (a float32 sum of H terms; also the
+    attribution tree's input). Raises :class:`~attattr_widgets.engine.errors.AttAttrError` for another shape."""
+    scores = np.asarray(scores)
+    if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
+        raise AttAttrError(f"attribution.scores must have shape [layers, heads, n, n], got {scores.shape}")
+    return scores.sum(1, dtype=np.float32)  # float32 head sum (12 terms) is 2x faster than a float64 one

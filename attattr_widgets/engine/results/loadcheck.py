@@ -1,0 +1,240 @@
+"""What a result file must hold, checked before anything is built or allocated.
+
+:func:`check_record` is called by :func:`~.fileformat.load_result` once the JSON record is parsed:
+
+1. each field's type, the required fields and unknown keys — from the kind's schema, derived from its dataclass
+   fields (:func:`.schema.schema_of`), never written here again;
+2. the ``.npy`` *headers* of its arrays (rank and dtype from the schema; a few hundred bytes each): a file that
+   claims a 10¹² × 10¹² array, holds Python objects or is truncated is refused without reading it;
+3. cross-field checks, one function per kind below: tokens, maps and layer lists agree, lengths match.
+
+Every problem is one :class:`~attattr_widgets.engine.errors.ResultFileError` naming the file and what is wrong —
+never a numpy ``MemoryError`` / ``ValueError`` or a half-built result. Pickles are never loaded (``allow_pickle=False``
+and object dtypes are refused from the header).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, TypedDict
+
+import numpy as np
+
+from ..errors import ResultFileError
+from .schema import KINDS, ArraySpec, SchemaError, schema_of
+
+__all__ = ["MAX_META_BYTES", "check_meta_size", "check_record", "max_array_bytes"]
+
+#: Largest JSON record accepted (the record holds tokens, texts and small result tables, never maps).
+MAX_META_BYTES = 256 << 20
+
+_DTYPE_NAMES = {"f": "floating-point", "i": "integer", "u": "unsigned integer", "b": "boolean"}
+
+
+def max_array_bytes() -> int:
+    """Largest array a file may declare: 3/4 of this machine's physical memory (numpy loads .npz arrays whole)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") * 0.75)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        return 16 << 30
+
+
+def _gib(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GiB" if n >= 1 << 30 else f"{n / (1 << 20):.1f} MiB"
+
+
+class _File:
+    """One open ``.npz`` (``data``) at ``path``: array headers, and :meth:`fail` raising the file's error."""
+
+    def __init__(self, path: Path, data):
+        self.path, self.data = path, data
+        self.limit = max_array_bytes()
+
+    def fail(self, what: str):
+        raise ResultFileError(f"{self.path}: {what}")
+
+    def header(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        if key not in self.data.files:
+            self.fail(f"array {key!r} is missing")
+        name = key + ".npy"
+        try:
+            info = self.data.zip.getinfo(name)
+            with self.data.zip.open(name) as fh:
+                version = np.lib.format.read_magic(fh)
+                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)
+                shape, _fortran, dtype = reader(fh)
+                offset = fh.tell()
+        except Exception as exc:  # noqa: BLE001 - every unreadable header gets the same clear error
+            self.fail(f"array {key!r} is unreadable ({type(exc).__name__}: {exc})")
+        if dtype.hasobject:
+            self.fail(f"array {key!r} holds Python objects (a pickle), which are never loaded")
+        if any(int(s) < 0 for s in shape):
+            self.fail(f"array {key!r} declares a negative shape {shape}")
+        nbytes = math.prod(int(s) for s in shape) * dtype.itemsize
+        if nbytes > self.limit:
+            self.fail(f"array {key!r} declares shape {tuple(shape)} ({_gib(nbytes)}), more than this machine can "
+                      f"load ({_gib(self.limit)})")
+        if nbytes > info.file_size - offset:
+            self.fail(f"array {key!r} declares shape {tuple(shape)} ({nbytes} bytes) but the file holds "
+                      f"{info.file_size - offset}: the file is truncated or was edited")
+        return tuple(int(s) for s in shape), dtype
+
+    def array(self, key: str, spec: ArraySpec) -> tuple[int, ...]:
+        """Check ``key``'s header against its declared rank and dtype kinds; its shape."""
+        shape, dtype = self.header(key)
+        if len(shape) != spec.ndim:
+            self.fail(f"array {key!r} has shape {list(shape)}, expected {spec.ndim} dimensions")
+        if dtype.kind not in spec.kinds:
+            self.fail(f"array {key!r} has dtype {dtype}, expected "
+                      + " or ".join(_DTYPE_NAMES.get(k, k) for k in spec.kinds))
+        return shape
+
+    def shape(self, shapes: dict[str, tuple[int, ...]], key: str, want: tuple, what: str) -> None:
+        """``want`` entries are ints (must match) or None (any)."""
+        got = shapes[key]
+        if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got)):
+            text = "[" + ", ".join("*" if w is None else str(w) for w in want) + "]"
+            self.fail(f"array {key!r} ({what}) has shape {list(got)}, expected {text}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# cross-field checks, one per kind (types, required fields and array ranks are already checked)
+
+
+def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
+    n, layers, L_model = len(m["tokens"]), m["layers"], m["num_layers"]
+    L = len(layers)
+    if L == 0:
+        f.fail(f"{where} lists no layers")
+    if L_model < 1 or any(not 0 <= x < L_model for x in layers):
+        f.fail(f"{where}: layers {layers} are not indices of a {L_model}-layer model")
+    if len(set(layers)) != L:
+        f.fail(f"{where}: layers {layers} repeat a layer")
+    for k in ("layer_steps", "converged"):
+        if m.get(k) and len(m[k]) != L:
+            f.fail(f"{where}: {k} has {len(m[k])} entries for {L} layers")
+    H = shapes["scores"][1]
+    f.shape(shapes, "scores", (L, None, n, n), f"[layers, heads, tokens, tokens] for {L} layers and {n} tokens")
+    f.shape(shapes, "attention", (L, H, n, n), "same shape as scores")
+    f.shape(shapes, "token_type_ids", (n,), f"one segment id per token ({n})")
+    for k in ("layer_zero_probs", "completeness"):
+        f.shape(shapes, k, (L,), "one value per layer")
+    names = m.get("label_names")
+    if m.get("target_kind", "class") == "class" and names and not 0 <= m["target"] < len(names):
+        f.fail(f"{where}: target {m['target']} is not one of the {len(names)} classes {names}")
+
+
+def _pruning_curve(f: _File, d: dict, shapes: dict, where: str) -> None:
+    K = len(d["fractions"])
+    if len(d["accuracy"]) != K:
+        f.fail(f"{where}: {len(d['accuracy'])} accuracies for {K} fractions")
+    if any(not 0 <= x <= 1 for x in d["fractions"]):
+        f.fail(f"{where}: fractions must lie in [0, 1]")
+    shape = np.shape(d["pruned"])  # rectangular: checked with its type
+    if shape[0] != K:
+        f.fail(f"{where}: 'pruned' has {shape[0]} masks for {K} fractions")
+    if d.get("importance") is not None:
+        imp = np.shape(d["importance"])
+        if K and imp != shape[1:]:
+            f.fail(f"{where}: 'importance' is {list(imp)} but the masks are {list(shape[1:])}")
+
+
+def _effectiveness(f: _File, d: dict, shapes: dict, where: str) -> None:
+    K = len(d["heads"])
+    for c, orders in d["accuracy"].items():
+        for o, v in orders.items():
+            if len(v) != K:
+                f.fail(f"{where}: accuracy[{c!r}][{o!r}] must be {K} numbers (one per head count)")
+
+
+def _correlation(f: _File, d: dict, shapes: dict, where: str) -> None:
+    for k in ("layer", "head", "x", "y"):
+        if len(d[k]) != d["n"]:
+            f.fail(f"{where}: {k!r} has {len(d[k])} entries but n = {d['n']}")
+    if "labels" in d and len(d["labels"]) != 2:
+        f.fail(f"{where}: 'labels' must name the two tasks")
+
+
+def _attribution_tree(f: _File, d: dict, shapes: dict, where: str) -> None:
+    n = len(d["tokens"])
+    if not 0 <= d["root"] < max(n, 1):
+        f.fail(f"{where}: root {d['root']} is not a token index (0..{n - 1})")
+    for i, node in enumerate(d["nodes"]):
+        if not 0 <= node["index"] < n:
+            f.fail(f"{where}: node {i} has index {node['index']}, not a token index (0..{n - 1})")
+    for i, e in enumerate(d["edges"]):
+        if not (0 <= e["parent"] < n and 0 <= e["child"] < n):
+            f.fail(f"{where}: edge {i} ({e['parent']} → {e['child']}) is outside the {n} tokens")
+
+
+def _trigger_pattern(f: _File, d: dict, shapes: dict, where: str) -> None:
+    n = len(d["tokens"])
+    for k in ("token_ids", "positions", "segments", "relative"):
+        if len(d[k]) != n:
+            f.fail(f"{where}: {k!r} has {len(d[k])} entries for {n} trigger tokens")
+
+
+def _trigger_result(f: _File, d: dict, shapes: dict, where: str) -> None:
+    _trigger_pattern(f, d["pattern"], shapes, f"{where} 'pattern'")
+
+
+#: kind -> cross-field check(file, record fields, {array name: shape}, where); kinds without one need none
+CROSS_CHECKS = {"attribution": _attribution, "pruning_curve": _pruning_curve, "effectiveness": _effectiveness,
+                "correlation": _correlation, "attribution_tree": _attribution_tree,
+                "trigger_pattern": _trigger_pattern, "trigger_result": _trigger_result}
+
+
+def _one(f: _File, kind: str, meta: Any, prefix: str, where: str) -> None:
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        f.fail(f"unknown result kind {kind!r} (this version reads {', '.join(KINDS)})")
+    if not isinstance(meta, dict):
+        f.fail(f"{where} is a {type(meta).__name__}, expected a JSON object")
+    if cls.record_key not in meta:
+        f.fail(f"{where} has no {cls.record_key!r} field")
+    schema = cls.record_schema()
+    fields_where = f"{where} {cls.record_key!r}"
+    try:
+        schema.check(meta[cls.record_key], fields_where)
+    except SchemaError as exc:
+        f.fail(str(exc))
+    shapes = {k: f.array(prefix + k, spec) for k, spec in schema.arrays.items()}
+    check = CROSS_CHECKS.get(kind)
+    if check is not None:
+        check(f, meta[cls.record_key], shapes, fields_where)
+
+
+class _ListRecord(TypedDict):
+    """The record of a list of results (its other keys: ``kind``, ``format_version``)."""
+
+    item_kind: str
+    items: list[dict]
+
+
+def check_meta_size(path: Path, data) -> None:
+    """Refuse a ``__meta__`` record larger than :data:`MAX_META_BYTES` from its header, before reading it."""
+    f = _File(path, data)
+    shape, dtype = f.header("__meta__")
+    if dtype.kind != "U" or shape != ():
+        f.fail(f"the __meta__ record is a {dtype} array of shape {list(shape)}, expected one JSON string")
+    if dtype.itemsize > MAX_META_BYTES:
+        f.fail(f"the __meta__ record is {_gib(dtype.itemsize)}, more than the {_gib(MAX_META_BYTES)} a result "
+               f"record can be")
+
+
+def check_record(path: Path, meta: dict, data) -> None:
+    """Check the parsed record ``meta`` (kind, fields, types, lengths) and the headers of the arrays it needs."""
+    f = _File(path, data)
+    kind = meta.get("kind")
+    if kind == "list":
+        try:
+            schema_of(_ListRecord).check(meta, "the record")
+        except SchemaError as exc:
+            f.fail(str(exc))
+        item_kind, items = meta["item_kind"], meta["items"]
+        for i, item in enumerate(items):
+            _one(f, item_kind, item, f"{i}/", f"item {i}")
+    else:
+        _one(f, kind, meta, "", "the record")

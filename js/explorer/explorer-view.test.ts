@@ -1,0 +1,308 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it } from "vitest";
+import widget from "./index";
+import { formatValue } from "../shared/color";
+import { gridData, integrationLine } from "./explorer-state";
+import { ExplorerView } from "./explorer-view";
+import { normalizedScores } from "../shared/grid-panel";
+import { cacheFor } from "./stream";
+import { f16, f32, FakeModel, rng } from "../shared/testing";
+
+const TOKENS = ["[CLS]", "<img src=x onerror=alert(1)>", "a&amp;b", "</script><b>x", "[SEP]"];
+
+function doneState(L = 3, H = 2, tokens = TOKENS) {
+  const n = tokens.length, r = rng(7);
+  const scores = Array.from({ length: L * H }, () => r() * 2 - 1);
+  const attn = Array.from({ length: n * n }, () => r());
+  const attr = Array.from({ length: n * n }, () => r() - 0.5);
+  return {
+    tokens, token_types: tokens.map(() => 0), run_id: 1, state: "done", error: "", layers_done: L, layers_total: L,
+    meta: { model_name: "tiny-bert", target_label: "positive", prob: 0.9, layers: Array.from({ length: L }, (_, i) => i), default_query: 0, text: "<b>hi</b>" },
+    head_scores: f32(scores, [L, H]), thumbs: f16(Array.from({ length: L * H * 4 }, () => r() * 2 - 1), [L, H, 2, 2]),
+    head: { layer: 1, head: 0, attention: f32(attn, [n, n]), attribution: f32(attr, [n, n]) },
+    selected: [1, 0], query: -1, locked: [], normalize: "global", grid_mode: "scores",
+  };
+}
+
+let cleanup: (() => void) | null = null;
+afterEach(() => {
+  cleanup?.();
+  cleanup = null;
+  document.body.replaceChildren();
+});
+
+let KEY = 0;
+/** anywidget gives initialize() and render() different proxies of one model: mirror that. */
+function proxy(m: FakeModel): any {
+  return { get: (k: string) => m.get(k), set: (k: string, v: any) => m.set(k, v), save_changes: () => m.save_changes(),
+    send: (c: any, cb?: any, b?: any) => m.send(c, cb, b), on: (e: string, f: any) => m.on(e, f), off: (e?: any, f?: any) => m.off(e, f) };
+}
+
+function mount(state: Record<string, any>) {
+  const model = new FakeModel({ _stream_key: `k${++KEY}`, ...state });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  const init = (widget as any).initialize({ model: proxy(model), experimental: { invoke: model.invoke } });
+  const view = new ExplorerView(proxy(model), el, model.invoke);
+  cleanup = () => {
+    view.destroy();
+    if (typeof init === "function") init();
+  };
+  return { model, el, view, root: el.querySelector(".attattr-explorer") as HTMLElement };
+}
+
+describe("Explorer view", () => {
+  it("mounts under .attattr-explorer with test hooks set after drawing", () => {
+    const { root } = mount(doneState());
+    expect(root).not.toBeNull();
+    expect(root.dataset.state).toBe("done");
+    expect(root.dataset.layersDone).toBe("3");
+    expect(root.dataset.selected).toBe("1,0");
+    expect(root.dataset.headReady).toBe("1,0");
+    expect(root.dataset.query).toBe("0");
+    expect(root.querySelectorAll("canvas.aa-grid-canvas, canvas.aa-heat-canvas").length).toBe(3);
+    expect((root.querySelector(".aa-minimap") as HTMLElement).hidden).toBe(true); // not zoomed
+    expect(root.querySelector(".attattr-stop")).not.toBeNull();
+  });
+
+  it("shows tokens as text, never as markup", () => {
+    const { root } = mount(doneState());
+    const toks = [...root.querySelectorAll(".aa-sentence .aa-tok")].map((e) => e.textContent);
+    expect(toks).toEqual(TOKENS);
+    expect(root.querySelector("img, b, script")).toBeNull();
+    expect(document.querySelector("img")).toBeNull();
+    expect(root.querySelector(".aa-text")!.textContent).toBe("<b>hi</b>");
+  });
+
+  it("grid click selects a head; sentence click sets the query", () => {
+    const { root, model, view } = mount(doneState());
+    const canvas = root.querySelector(".aa-grid-canvas") as HTMLCanvasElement;
+    const gl = view.grid.layout!;
+    const step = gl.cell + gl.gap;
+    canvas.dispatchEvent(new MouseEvent("click", { clientX: gl.x0 + step + 2, clientY: gl.y0 + 2 * step + 2, bubbles: true }));
+    expect(model.get("selected")).toEqual([2, 1]);
+    expect(model.saves).toBeGreaterThan(0);
+    view.flush();
+    expect(root.dataset.selected).toBe("2,1");
+    expect(root.dataset.headReady).toBe(""); // waits for the kernel to send that head
+    const tok = root.querySelectorAll(".aa-tok")[3] as HTMLElement;
+    tok.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(model.get("query")).toBe(3);
+    expect(model.get("locked")).toEqual([]);
+  });
+
+  it("normalise / mode toggles write the traits", () => {
+    const { root, model } = mount(doneState());
+    (root.querySelector('[data-value="layer"]') as HTMLButtonElement).click();
+    (root.querySelector('[data-value="maps"]') as HTMLButtonElement).click();
+    expect(model.get("normalize")).toBe("layer");
+    expect(model.get("grid_mode")).toBe("maps");
+  });
+
+  it("streams: drops chunks of other runs, fills the grid layer by layer, Stop sends cancel", () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 5, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 0, layers_total: 3 });
+    const stop = root.querySelector(".attattr-stop") as HTMLButtonElement;
+    expect(stop.disabled).toBe(false);
+    const chunk = (run_id: number, index: number) => [
+      { type: "layer", run_id, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, steps: 4 + index, converged: index === 0, tokens: TOKENS, scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
+      [new DataView(Float32Array.from([0.5, -0.25]).buffer), new Uint8Array(Float32Array.from([1, -1]).buffer)],
+    ];
+    model.emit("msg:custom", ...chunk(4, 0)); // late chunk of an old run
+    view.flush();
+    expect(root.dataset.layersDone).toBe("0");
+    expect(cacheFor(model).dropped).toBe(1);
+    model.emit("msg:custom", ...chunk(5, 0));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    model.emit("msg:custom", ...chunk(5, 1));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("2");
+    const g = gridData(model as any, cacheFor(model))!;
+    expect(g.L).toBe(3);
+    expect(Array.from(g.scores.slice(0, 4))).toEqual([0.5, -0.25, 0.5, -0.25]);
+    expect(Number.isNaN(g.scores[4])).toBe(true);
+    expect(g.nodes).toEqual([4, 5, null]);
+    expect(g.converged).toEqual([true, false, null]);
+    expect(integrationLine(g.completeness[1]!, g.nodes[1], g.converged[1])).toBe("IG completeness 0.9 · 5 nodes · not converged (raise steps)");
+    expect(integrationLine(0.0001234, 1, true)).toBe(`IG completeness ${formatValue(0.0001234, 3)} · 1 node`);
+    stop.click();
+    expect(model.calls().at(-1)).toEqual({ name: "_cmd_cancel", msg: { run_id: 5 } });
+    view.flush();
+    expect(stop.disabled).toBe(true);
+    model.update({ state: "cancelled" });
+    view.flush();
+    expect(root.dataset.state).toBe("cancelled");
+    expect(stop.hidden).toBe(true);
+  });
+
+  it("asks for a resend when it appears in the middle of a run", () => {
+    const { model } = mount({ ...doneState(), state: "running", run_id: 9, head_scores: null });
+    expect(model.calls().some((c) => c.name === "_cmd_resend" && c.msg.run_id === 9)).toBe(true);
+  });
+
+  it("shows engine errors as text", () => {
+    const { root } = mount({ ...doneState(), state: "error", error: "ValueError: <b>bad</b> input", meta: { error_detail: "Traceback..." } });
+    const box = root.querySelector(".aa-error") as HTMLElement;
+    expect(box.hidden).toBe(false);
+    expect(box.textContent).toContain("ValueError: <b>bad</b> input");
+    expect(box.querySelector("b")).toBeNull();
+    expect(root.dataset.state).toBe("error");
+  });
+
+  it("search marks matching tokens and Enter makes the match the query", () => {
+    const { root, model, view } = mount(doneState());
+    const input = root.querySelector(".aa-search") as HTMLInputElement;
+    input.value = "script";
+    input.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(root.dataset.matches).toBe("1");
+    expect(root.querySelectorAll(".aa-tok.aa-match").length).toBe(1);
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(model.get("query")).toBe(3);
+  });
+
+  it("long inputs open zoomed into a window", () => {
+    const n = 300;
+    const toks = Array.from({ length: n }, (_, i) => `t${i}`);
+    const st = doneState(2, 2, toks);
+    const { root } = mount(st);
+    expect(root.dataset.tokens).toBe("300");
+    expect(root.dataset.zoom).toBe("64");
+    const opts = [...root.querySelectorAll(".aa-select option")].map((o) => (o as HTMLOptionElement).value);
+    expect(opts).toEqual(["300", "128", "64", "32", "16"]);
+    expect((root.querySelector(".aa-minimap") as HTMLElement).hidden).toBe(false);
+  });
+
+  it("normalises per layer or globally", () => {
+    const g = { L: 2, H: 2, scores: Float32Array.from([1, -2, 0.5, 0.25]), thumbs: null, t: 0, layerIds: [0, 1], zeroProbs: [], completeness: [], nodes: [], converged: [], done: 2 };
+    expect(Array.from(normalizedScores(g, "global").values)).toEqual([0.5, -1, 0.25, 0.125]);
+    expect(Array.from(normalizedScores(g, "layer").values)).toEqual([0.5, -1, 1, 0.5]);
+  });
+
+  it("removes every listener on teardown", () => {
+    const { model, el } = mount(doneState());
+    const cache = cacheFor(model);
+    expect(model.listenerCount).toBeGreaterThan(0);
+    expect(cache.listenerCount).toBe(1);
+    const input = el.querySelector(".aa-search") as HTMLInputElement;
+    cleanup!();
+    cleanup = null;
+    expect(model.listenerCount).toBe(0);
+    expect(cache.listenerCount).toBe(0);
+    expect(el.querySelector(".attattr-explorer")).toBeNull();
+    const saves = model.saves;
+    input.value = "x";
+    input.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    model.set("state", "done"); // no handler left: nothing throws, nothing is saved
+    expect(model.saves).toBe(saves);
+  });
+});
+
+describe("pair mode", () => {
+  it("colours heads by the locked pair once the kernel sent it", () => {
+    const { root, model, view } = mount(doneState());
+    const pairBtn = root.querySelector('[data-value="pair"]') as HTMLButtonElement;
+    expect(pairBtn.disabled).toBe(true);
+    model.update({ locked: [2, 3], grid_mode: "pair" });
+    view.flush();
+    expect(root.dataset.gridMode).toBe("scores"); // falls back until the pair arrives
+    model.update({ pair: { query: 2, key: 3, scores: f32([0.1, -0.2, 0.3, 0.4, 0.5, -0.6], [3, 2]) } });
+    view.flush();
+    expect(pairBtn.disabled).toBe(false);
+    expect(root.dataset.gridMode).toBe("pair");
+    expect(root.dataset.pair).toBe("2,3");
+    expect(root.querySelector(".aa-legend-box")!.textContent).toContain("→");
+    model.update({ locked: [] }); // a stale pair is ignored
+    view.flush();
+    expect(root.dataset.gridMode).toBe("scores");
+  });
+});
+
+describe("stream ordering", () => {
+  const chunk = (run_id: number, index: number) => [
+    { type: "layer", run_id, index, layer: index, total: 2, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: TOKENS, scores: { dtype: "float32", shape: [2] } },
+    [new DataView(Float32Array.from([0.5, -0.25]).buffer)],
+  ];
+
+  it("keeps chunks that overtake their run_id update (ipywidgets applies traits asynchronously)", () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 1, head_scores: null, thumbs: null, head: null, selected: [], layers_total: 2 });
+    model.emit("msg:custom", ...chunk(2, 0)); // run 2 started in the kernel; its run_id update is still in flight
+    view.flush();
+    expect(root.dataset.layersDone).toBe("0");
+    model.update({ run_id: 2 });
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    model.emit("msg:custom", ...chunk(1, 1)); // a late chunk of run 1 is dropped
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+  });
+
+  it("the resend command's response fills the layers the page missed", async () => {
+    const { root, model, view } = mount({ ...doneState(), state: "running", run_id: 4, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 2, layers_total: 2 });
+    const ask = model.invoked.find((c) => c.name === "_cmd_resend")!;
+    expect(ask.msg).toEqual({ run_id: 4 });
+    const layers = [0, 1].map((i) => ({ ...chunk(4, i)[0], resend: true, special: [true, false, false, false, true] }));
+    ask.reply({ ok: true, run_id: 4, layers }, [...(chunk(4, 0)[1] as DataView[]), new DataView(new ArrayBuffer(0)), ...(chunk(4, 1)[1] as DataView[]), new DataView(new ArrayBuffer(0))]);
+    await new Promise((r) => setTimeout(r, 0));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("2");
+    // the tokens come from the streamed layers, with the kernel's special flags
+    expect([...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent)).toEqual([]);
+    model.update({ tokens: [] });
+    view.flush();
+    expect([...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent)).toEqual(["[CLS]", "[SEP]"]);
+  });
+
+  it("marks the special tokens the kernel flagged (the `special` trait), nothing re-derived", () => {
+    const { root, model, view } = mount({ ...doneState(), special: [false, true, false, false, true] });
+    const special = () => [...root.querySelectorAll(".aa-sentence .aa-tok.aa-special")].map((e) => e.textContent);
+    expect(special()).toEqual(["<img src=x onerror=alert(1)>", "[SEP]"]);
+    model.update({ special: [true, false, false, false, false] });
+    view.flush();
+    expect(special()).toEqual(["[CLS]"]);
+  });
+
+  it("asks the kernel to resend when it knows of more finished layers than it received", () => {
+    const { model } = mount({ ...doneState(), state: "done", run_id: 2, head_scores: null, layers_done: 0 });
+    model.update({ run_id: 3, state: "running" });
+    expect(model.calls()).toEqual([]);
+    model.update({ layers_done: 2 });
+    expect(model.calls()).toEqual([{ name: "_cmd_resend", msg: { run_id: 3 } }]);
+    model.update({ layers_done: 3 }); // throttled
+    expect(model.calls().length).toBe(1);
+  });
+});
+
+describe("keyboard", () => {
+  it("arrow keys on a heatmap move the locked cell", () => {
+    const { root, model } = mount({ ...doneState(), locked: [1, 1], query: 1 });
+    const c = root.querySelector("canvas[data-map=attribution]") as HTMLCanvasElement;
+    c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true }));
+    c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(model.get("locked")).toEqual([2, 2]);
+    expect(model.get("query")).toBe(2);
+    for (let i = 0; i < 9; i++) c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    expect(model.get("locked")).toEqual([4, 2]); // clamped to n - 1
+  });
+});
+
+describe("heatmap SVG export", () => {
+  it("is a real vector: rects per colour run, tokens as text, no embedded raster", () => {
+    const { view } = mount(doneState());
+    const svg = view.heat.toSvg()!;
+    expect(svg.querySelectorAll("image").length).toBe(0);
+    const att = svg.querySelector('[data-map="attention"]')!, atr = svg.querySelector('[data-map="attribution"]')!;
+    const n = TOKENS.length;
+    for (const g of [att, atr]) {
+      const rects = g.querySelectorAll("[shape-rendering] rect");
+      expect(rects.length).toBeGreaterThanOrEqual(n); // at least one run per row
+      expect(rects.length).toBeLessThanOrEqual(n * n);
+      const cover = [...rects].reduce((a, r) => a + Number(r.getAttribute("width")) * Number(r.getAttribute("height")), 0);
+      const side = view.heat.layout!.side;
+      expect(cover).toBeCloseTo(side * side, 0); // the runs tile the whole map
+    }
+    const texts = [...svg.querySelectorAll("text")].map((t) => t.textContent);
+    expect(texts).toContain("<img src=x onerror=alert(1)>");
+    expect(svg.querySelector("img, script")).toBeNull();
+  });
+});

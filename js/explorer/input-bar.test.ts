@@ -1,0 +1,62 @@
+// @vitest-environment happy-dom
+import { describe, expect, it } from "vitest";
+import { chosenTarget, contrastPayload, InputBar, optionLabel } from "./input-bar";
+import { f32 } from "../shared/testing";
+
+function bar() {
+  const calls: any[] = [];
+  const b = new InputBar({
+    onRun: (...a) => calls.push(["run", ...a]), onTargets: (...a) => calls.push(["targets", ...a]),
+    onHistory: (k) => calls.push(["history", k]), onContrast: (t) => calls.push(["contrast", t]), onContrastView: (v) => calls.push(["view", v]),
+  }, new AbortController().signal);
+  document.body.appendChild(b.el);
+  return { b, calls };
+}
+
+const PROPS = { spec: { kind: "class" as const, pair: true, label_names: ["neg", "<b>pos</b>"] }, targets: {}, history: [], contrast: {},
+  contrastView: "diff" as const, text: null, textPair: null, target: null, runState: "empty" };
+
+describe("input bar", () => {
+  it("turns the selector and free entry into a target", () => {
+    expect(chosenTarget("__pred__", "")).toBe("pred");
+    expect(chosenTarget("2", "")).toBe(2);
+    expect(chosenTarget("__free__", " Paris")).toBe(" Paris");
+    expect(chosenTarget("__free__", "17")).toBe(17);
+    expect(optionLabel({ id: 1, label: "Ġworld", prob: 0.25 }, "next-token")).toContain("·world");
+  });
+
+  it("runs on Enter with text, pair and target; lists classes as text", () => {
+    const { b, calls } = bar();
+    b.render(PROPS);
+    expect([...b.target.options].map((o) => o.textContent)).toEqual(["predicted", "neg", "<b>pos</b>", "other…"]);
+    expect(b.el.querySelector("b")).toBeNull();
+    b.text.value = "a fine film";
+    b.pair.value = "so good";
+    b.target.value = "1";
+    b.text.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(calls.at(-1)).toEqual(["run", "a fine film", "so good", 1]);
+  });
+
+  it("offers the history and the contrast targets; contrast sends the other class", () => {
+    const { b, calls } = bar();
+    b.render({ ...PROPS, runState: "done", text: "x", target: 0, history: [{ key: 3, text: "x", text_pair: null, target: 0, target_label: "neg", prob: 0.9 }],
+      targets: { text: "x", kind: "class", pred: 0, options: [{ id: 0, label: "neg", prob: 0.9 }, { id: 1, label: "pos", prob: 0.1 }] } });
+    expect(b.history.options.length).toBe(2);
+    b.history.value = "3";
+    b.history.dispatchEvent(new Event("change"));
+    expect(calls.at(-1)).toEqual(["history", 3]);
+    expect([...b.contrastSel.options].map((o) => o.value)).toEqual(["", "1"]);
+    b.contrastSel.value = "1";
+    b.contrastBtn.click();
+    expect(calls.at(-1)).toEqual(["contrast", 1]);
+  });
+
+  it("computes the difference map A - B for the contrast view", () => {
+    const p = { layer: 0, head: 0, attention: f32([1, 0, 0, 1], [2, 2]), attribution: f32([0.5, 0.1, 0, 0.2], [2, 2]), contrast: f32([0.1, 0.1, 0.3, 0], [2, 2]) };
+    const d = contrastPayload(p, "diff", true)!;
+    const v = new Float32Array((d.attribution.view as Float32Array).buffer);
+    expect(Array.from(v).map((x) => Math.round(x * 10) / 10)).toEqual([0.4, 0, -0.3, 0.2]);
+    expect(contrastPayload(p, "target", true)).toBe(p);
+    expect(contrastPayload(p, "diff", false)).toBe(p);
+  });
+});

@@ -1,0 +1,106 @@
+// Sentence panel: the input tokens as chips (escaped text), coloured by one attribution row (the query token's
+// attribution to every key token); query / key / search-match marks; click a token to make it the query.
+import { colorOf, cssRGB, gammaScale, gammaValue, signedScale, textOn, type Scale, type Theme } from "../shared/color";
+import { displayToken, h } from "../shared/dom";
+import { legendSvg } from "../shared/legend";
+import type { TipLine, Tooltip } from "../shared/tooltip";
+
+export interface SentenceProps {
+  tokens: string[];
+  special: boolean[]; // per token: a special token (sent by the kernel with the tokens)
+  types: number[]; // token_types: a segment boundary is marked before the first token of segment 1
+  row: Float32Array | null; // attribution of the query row to each token, null = no colours
+  query: number;
+  key: number; // locked key token, -1 = none
+  matches: () => number[]; // search matches (read after onRebuild)
+  onRebuild?: (tokens: string[]) => void; // the chips were rebuilt for new tokens
+  gamma: number;
+  theme: Theme;
+  /** Title after the query pill, or null for the plain "Tokens" title. */
+  note: string | null;
+}
+
+export interface SentenceOptions {
+  onQuery: (i: number) => void; // token clicked
+  onHoverChange: () => void; // hovered token changed (redraw the heatmap column band)
+  tooltip: Tooltip;
+  tipLines: (i: number) => TipLine[];
+}
+
+export class SentencePanel {
+  readonly el: HTMLElement;
+  readonly sentence = h("div", { class: "aa-sentence" });
+  /** Token under the pointer, -1 = none. */
+  hover = -1;
+  private title = h("div", { class: "aa-panel-title" });
+  private legend = h("div", { class: "aa-legend-box" });
+  private spans: HTMLSpanElement[] = [];
+  private key = "";
+
+  constructor(opts: SentenceOptions, signal: AbortSignal) {
+    this.el = h("section", { class: "aa-panel aa-sentence-panel" },
+      h("div", { class: "aa-panel-head" }, this.title, this.legend),
+      this.sentence,
+    );
+    const o = { signal };
+    const indexOf = (t: EventTarget | null): number => {
+      const el = (t as HTMLElement | null)?.closest?.("[data-i]") as HTMLElement | null;
+      return el && this.sentence.contains(el) ? Number(el.dataset.i) : -1;
+    };
+    this.sentence.addEventListener("click", (e) => {
+      const i = indexOf(e.target);
+      if (i >= 0) opts.onQuery(i);
+    }, o);
+    this.sentence.addEventListener("pointerover", (e) => {
+      const i = indexOf(e.target);
+      this.hover = i;
+      if (i >= 0) opts.tooltip.show(e as PointerEvent, opts.tipLines(i));
+      opts.onHoverChange();
+    }, o);
+    this.sentence.addEventListener("pointerleave", () => {
+      this.hover = -1;
+      opts.tooltip.hide();
+      opts.onHoverChange();
+    }, o);
+  }
+
+  render(p: SentenceProps): void {
+    const toks = p.tokens;
+    const key = toks.join("\u0001") + "|" + p.types.join(",") + "|" + p.special.map(Number).join("");
+    if (key !== this.key) {
+      this.key = key;
+      const types = p.types;
+      this.spans = toks.map((t, i) => {
+        const span = h("span", { class: "aa-tok", "data-i": i, tabindex: -1 }, displayToken(t));
+        if (p.special[i]) span.classList.add("aa-special");
+        if (t.startsWith("##")) span.classList.add("aa-cont");
+        if (types[i] === 1 && types[i - 1] === 0) span.classList.add("aa-segb");
+        return span;
+      });
+      this.sentence.replaceChildren(...this.spans);
+      p.onRebuild?.(toks);
+    }
+    const q = p.query, row = p.row;
+    const scale: Scale | null = row ? signedScale(row) : null;
+    const matchSet = new Set(p.matches());
+    const g = p.gamma;
+    this.spans.forEach((span, i) => {
+      if (row && scale) {
+        const c = colorOf(gammaValue(row[i], g), gammaScale(scale, g), p.theme);
+        span.style.backgroundColor = cssRGB(c);
+        span.style.color = Math.abs(gammaValue(row[i], g)) / gammaValue(scale.hi, g) > 0.45 ? textOn(c) : "";
+      } else {
+        span.style.backgroundColor = "";
+        span.style.color = "";
+      }
+      span.classList.toggle("aa-query", i === q);
+      span.classList.toggle("aa-key", p.key >= 0 && i === p.key);
+      span.classList.toggle("aa-match", matchSet.has(i));
+    });
+    if (toks.length && q >= 0 && p.note !== null) {
+      this.title.replaceChildren("Attribution from query ", h("span", { class: "aa-tokpill" }, displayToken(toks[q]), h("sub", {}, String(q))),
+        h("span", { class: "aa-muted" }, p.note));
+    } else this.title.replaceChildren("Tokens");
+    this.legend.replaceChildren(scale ? legendSvg(scale, p.theme, { width: 200, gamma: g }) : "");
+  }
+}

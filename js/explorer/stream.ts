@@ -1,0 +1,177 @@
+// Model-level cache of streamed layers (custom messages are not state: a view that appears later reads
+// them from here). Chunks of another run_id than the model's current one are dropped. The kernel pushes one
+// `layer` message per finished layer (one-way); a page that missed some asks with the `_cmd_resend` command,
+// whose response carries the layers done so far.
+import type { AnyModel } from "@anywidget/types";
+import { Commands, type Invoke } from "../shared/commands";
+import { decodeArray, type ArrayHeader, type BufferLike } from "../shared/decode";
+
+export interface LayerChunk {
+  runId: number;
+  index: number;
+  layer: number;
+  total: number;
+  heads: number;
+  zeroProb: number;
+  completeness: number;
+  steps: number | null; // quadrature nodes the layer used
+  converged: boolean | null; // false: steps="auto" stopped before its tolerance
+  tokens: string[];
+  special: boolean[]; // per token: a special token (the kernel's engine.analysis.tree.special_mask)
+  scores: Float32Array; // [H]
+  thumbs: Float32Array | null; // [H, t, t]
+  thumbSize: number;
+}
+
+export interface LayerMessage {
+  type: "layer";
+  run_id: number;
+  index: number;
+  layer: number;
+  total: number;
+  heads: number;
+  zero_prob: number;
+  completeness: number;
+  steps?: number;
+  converged?: boolean;
+  tokens?: string[];
+  special?: boolean[];
+  scores: ArrayHeader;
+  thumbs?: ArrayHeader;
+  resend?: boolean;
+}
+
+type Listener = () => void;
+
+export class StreamCache {
+  runId = -1;
+  layers = new Map<number, LayerChunk>();
+  dropped = 0;
+  private listeners = new Set<Listener>();
+
+  /**
+   * Returns true when the chunk was accepted. Chunks of an older run than the model's `run_id` (or than the run
+   * already cached) are dropped. A chunk of a *newer* run is kept: ipywidgets applies trait updates
+   * asynchronously but fires custom messages at once, so a run's first chunks can overtake its `run_id` update.
+   */
+  accept(msg: LayerMessage, buffers: readonly BufferLike[], currentRunId: number): boolean {
+    if (!msg || msg.type !== "layer") return false;
+    if (msg.run_id < currentRunId || msg.run_id < this.runId) {
+      this.dropped++;
+      return false;
+    }
+    if (this.runId !== msg.run_id) this.reset(msg.run_id);
+    const scores = decodeArray(msg.scores, buffers[0]);
+    if (!scores) return false;
+    const thumbs = msg.thumbs && buffers[1] ? decodeArray(msg.thumbs, buffers[1]) : null;
+    this.layers.set(msg.index, {
+      runId: msg.run_id, index: msg.index, layer: msg.layer, total: msg.total, heads: msg.heads,
+      zeroProb: msg.zero_prob, completeness: msg.completeness, steps: msg.steps ?? null, converged: msg.converged ?? null,
+      tokens: msg.tokens ?? [], special: msg.special ?? [],
+      scores: scores.data, thumbs: thumbs ? thumbs.data : null, thumbSize: thumbs ? thumbs.shape[thumbs.shape.length - 1] : 0,
+    });
+    this.emit();
+    return true;
+  }
+
+  reset(runId: number): void {
+    this.runId = runId;
+    this.layers.clear();
+    this.emit();
+  }
+
+  subscribe(fn: Listener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  get listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  private emit(): void {
+    for (const fn of [...this.listeners]) fn();
+  }
+}
+
+// anywidget hands `initialize` and each `render` *different* proxy objects of the same model, so the cache is
+// keyed by the per-instance `_stream_key` trait (a uuid set by Python); the object is the fallback key.
+const BY_KEY = new Map<string, StreamCache>();
+const BY_OBJECT = new WeakMap<object, StreamCache>();
+
+function streamKey(model: object): string {
+  const get = (model as { get?: (k: string) => unknown }).get;
+  const k = typeof get === "function" ? get.call(model, "_stream_key") : undefined;
+  return typeof k === "string" ? k : "";
+}
+
+export function cacheFor(model: object): StreamCache {
+  const key = streamKey(model);
+  let c = key ? BY_KEY.get(key) : BY_OBJECT.get(model);
+  if (!c) {
+    c = new StreamCache();
+    if (key) BY_KEY.set(key, c);
+    else BY_OBJECT.set(model, c);
+  }
+  return c;
+}
+
+/** Forget a model's cache (its `initialize` cleanup: the model was closed). */
+export function dropCache(model: object): void {
+  const key = streamKey(model);
+  if (key) BY_KEY.delete(key);
+  else BY_OBJECT.delete(model);
+}
+
+/** `_cmd_resend`'s response: the current run's layers so far, 2 buffers each (scores, thumbs). */
+export interface ResendResponse {
+  ok: boolean;
+  run_id?: number;
+  layers?: LayerMessage[];
+}
+
+/** Wire the model's msg:custom to its cache (called from the AFM `initialize` with the host's `invoke`).
+ * Returns a cleanup. */
+export function attachStream(model: AnyModel, invoke?: Invoke): () => void {
+  const cache = cacheFor(model);
+  const ac = new AbortController();
+  const commands = new Commands(model, invoke, ac.signal);
+  const onMsg = (msg: LayerMessage, buffers: BufferLike[]) => {
+    if (msg && msg.type === "layer") cache.accept(msg, buffers ?? [], model.get("run_id") as number);
+  };
+  const onRun = () => {
+    const id = model.get("run_id") as number;
+    if (cache.runId < id) cache.reset(id);
+  };
+  let lastAsk = -Infinity;
+  const askResend = () => {
+    const now = typeof performance !== "undefined" ? performance.now() : Date.now();
+    if (now - lastAsk < 1500) return;
+    lastAsk = now;
+    void commands.call<ResendResponse>("_cmd_resend", { run_id: model.get("run_id") }).then((res) => {
+      if (!res) return;
+      const [r, buffers] = res;
+      (r.layers ?? []).forEach((msg, k) => cache.accept(msg, buffers.slice(2 * k, 2 * k + 2), model.get("run_id") as number));
+    });
+  };
+  // self-healing: the kernel says more layers are done than this page received (a fresh page mid-run, or
+  // chunks lost in transit) -> ask for the layers done so far (only works while the kernel is idle, which it
+  // is: the run happens in a background thread)
+  const onDone = () => {
+    const id = model.get("run_id") as number;
+    if (model.get("state") !== "running") return;
+    const have = cache.runId === id ? cache.layers.size : 0;
+    if (have < ((model.get("layers_done") as number) || 0)) askResend();
+  };
+  model.on("msg:custom", onMsg);
+  model.on("change:run_id", onRun);
+  model.on("change:layers_done", onDone);
+  if (model.get("state") === "running" && cache.layers.size === 0) askResend();
+  return () => {
+    ac.abort();
+    model.off("msg:custom", onMsg);
+    model.off("change:run_id", onRun);
+    model.off("change:layers_done", onDone);
+    dropCache(model);
+  };
+}

@@ -1,0 +1,154 @@
+// @vitest-environment happy-dom
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { edgeKey, normalizeTree, treeLayout, TreeView } from "./tree-view";
+import { FakeModel } from "../shared/testing";
+
+const TREE = {
+  tokens: ["[CLS]", "<svg onload=alert(1)>", "good", "&lt;", "[SEP]"],
+  num_layers: 3, threshold: 0.4, root: 2,
+  nodes: [{ index: 2, token: "good", layer: 3 }, { index: 1, token: "<svg onload=alert(1)>", layer: 2 }, { index: 3, token: "&lt;", layer: 0 }],
+  edges: [{ parent: 2, child: 1, layer: 2, score: 0.9 }, { parent: 1, child: 3, layer: 0, score: 0.5 }],
+};
+
+let view: TreeView | null = null;
+afterEach(() => {
+  view?.destroy();
+  view = null;
+  vi.useRealTimers();
+  document.body.replaceChildren();
+});
+
+function mount(state: Record<string, any> = {}) {
+  const model = new FakeModel({ tree: TREE, threshold: 0.4, state: "done", error: "", selected_edge: [], linked: true, title: "", ...state });
+  const el = document.createElement("div");
+  document.body.appendChild(el);
+  view = new TreeView(model as any, el, model.invoke);
+  return { model, root: el.querySelector(".attattr-tree") as HTMLElement };
+}
+
+describe("TreeView", () => {
+  it("draws nodes and edges as SVG with hooks", () => {
+    const { root } = mount();
+    expect(root.dataset.state).toBe("done");
+    expect(root.dataset.edges).toBe("2");
+    expect(root.dataset.nodes).toBe("3");
+    expect(root.querySelectorAll("svg [data-edge]").length).toBe(2);
+    expect(root.querySelectorAll("svg [data-node]").length).toBe(3);
+  });
+
+  it("escapes token text", () => {
+    const { root } = mount();
+    const texts = [...root.querySelectorAll("svg text")].map((t) => t.textContent);
+    expect(texts.some((t) => t!.includes("<svg onload"))).toBe(true);
+    expect(root.querySelectorAll("svg svg").length).toBe(0);
+    expect(texts).toContain("&lt;");
+  });
+
+  it("edge click sends the edge and highlights it", () => {
+    const { root, model } = mount();
+    const edge = root.querySelector('[data-edge="1,3,0"] path') as SVGElement;
+    edge.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(model.calls().at(-1)).toEqual({ name: "_cmd_edge", msg: { parent: 1, child: 3, layer: 0 } });
+    expect(model.get("selected_edge")).toEqual([1, 3, 0]);
+    expect(root.dataset.selectedEdge).toBe("1,3,0");
+    expect(root.querySelector('[data-edge="1,3,0"]')!.getAttribute("class")).toContain("aa-hot");
+  });
+
+  it("slider writes the threshold, debounced", () => {
+    vi.useFakeTimers();
+    const { root, model } = mount();
+    const slider = root.querySelector(".aa-slider") as HTMLInputElement;
+    for (const v of ["0.5", "0.55", "0.6"]) {
+      slider.value = v;
+      slider.dispatchEvent(new Event("input"));
+    }
+    expect(model.get("threshold")).toBe(0.4);
+    vi.advanceTimersByTime(200);
+    expect(model.get("threshold")).toBe(0.6);
+    expect(model.saves).toBe(1);
+  });
+
+  it("shows an empty-tree hint and errors", () => {
+    const { root } = mount({ tree: { ...TREE, edges: [], nodes: [] } });
+    expect(root.textContent).toContain("lower the threshold");
+    view!.destroy();
+    const { root: r2 } = mount({ state: "error", error: "RuntimeError: <i>x</i>", tree: {} });
+    expect(r2.querySelector(".aa-error")!.textContent).toContain("<i>x</i>");
+    expect(r2.querySelector("i")).toBeNull();
+  });
+
+  it("cleans up model listeners", () => {
+    const { model } = mount();
+    expect(model.listenerCount).toBeGreaterThan(0);
+    view!.destroy();
+    view = null;
+    expect(model.listenerCount).toBe(0);
+  });
+});
+
+describe("tree layout", () => {
+  it("puts higher layers higher and tokens left to right", () => {
+    const lay = treeLayout(10, 4, 800);
+    expect(lay.y(3)).toBeLessThan(lay.y(0));
+    expect(lay.x(1)).toBeGreaterThan(lay.x(0));
+    expect(lay.dx).toBeGreaterThanOrEqual(26);
+    expect(treeLayout(500, 12, 800).width).toBeGreaterThan(800); // long inputs scroll horizontally
+  });
+  it("normalises partial dicts", () => {
+    expect(normalizeTree(undefined).edges).toEqual([]);
+    expect(edgeKey({ parent: 1, child: 2, layer: 3 })).toBe("1,2,3");
+  });
+});
+
+describe("compact axis", () => {
+  it("long inputs show only the tree's tokens on the x axis (toggle)", () => {
+    const tokens = Array.from({ length: 300 }, (_, i) => `w${i}`);
+    const tree = { tokens, num_layers: 3, threshold: 0.4, root: 5, nodes: [{ index: 5, token: "w5", layer: 3 }, { index: 200, token: "w200", layer: 1 }], edges: [{ parent: 5, child: 200, layer: 1, score: 0.7 }] };
+    const model = new FakeModel({ tree, threshold: 0.4, state: "done", error: "", selected_edge: [], linked: false, title: "" });
+    const el = document.createElement("div");
+    document.body.appendChild(el);
+    view = new TreeView(model as any, el, model.invoke);
+    const labels = () => el.querySelectorAll(".aa-axis text").length;
+    expect(labels()).toBe(2);
+    const box = el.querySelector(".aa-compact") as HTMLInputElement;
+    expect(box.checked).toBe(true);
+    box.checked = false;
+    box.dispatchEvent(new Event("change"));
+    expect(labels()).toBe(300);
+  });
+});
+
+describe("tree computed in the browser from the embedded layer sums", () => {
+  async function deflate(bytes: Uint8Array): Promise<DataView> {
+    const s = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("deflate"));
+    return new DataView(await new Response(s).arrayBuffer());
+  }
+
+  it("follows the slider without the kernel and agrees with tree-algo", async () => {
+    const n = 5, L = 3, S = new Float32Array(L * n * n);
+    for (let k = 0; k < S.length; k++) S[k] = Math.sin(k * 1.7) * 2;
+    const layer_sums = { sums: { codec: "deflate", dtype: "float32", shape: [L, n, n], view: await deflate(new Uint8Array(S.buffer)) }, layers: [0, 1, 2], num_layers: 3, exclude_row: 0 };
+    const { root, model } = mount({ layer_sums });
+    expect(root.dataset.treeSource).toBe("kernel"); // decoding
+    for (let i = 0; i < 100 && root.dataset.treeSource !== "browser"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      view!.flush();
+    }
+    expect(root.dataset.treeSource).toBe("browser");
+    const { treeFromLayerSums } = await import("./tree-algo");
+    const counts = new Set<string>();
+    for (const v of ["0", "0.3", "0.9"]) {
+      const slider = root.querySelector(".aa-slider") as HTMLInputElement;
+      slider.value = v;
+      slider.dispatchEvent(new Event("input"));
+      view!.flush();
+      const want = treeFromLayerSums({ S, L, n, layers: [0, 1, 2], num_layers: 3, tokens: TREE.tokens, exclude_row: 0 }, Number(v));
+      expect(root.dataset.threshold).toBe(v);
+      expect(root.dataset.edges).toBe(String(want.edges.length));
+      expect([...root.querySelectorAll("[data-edge]")].map((g) => g.getAttribute("data-edge")).sort()).toEqual(want.edges.map(edgeKey).sort());
+      counts.add(root.dataset.edges!);
+    }
+    expect(counts.size).toBeGreaterThan(1);
+    expect(model.get("threshold")).toBe(0.4); // the kernel hears about it after the debounce only
+  });
+});
