@@ -260,7 +260,7 @@ def test_minus_one_is_not_the_last_class_in_trigger_results(env):
     """A -1 label used to be reported under the last class name; now it is refused (see CASES) and a valid
     set names each class by its own index."""
     res = evaluate_trigger(env["model"], env["tok"], SINGLES, env["pat"])
-    names = aw.engine.model.kinds.label_names(env["model"]) if hasattr(aw, "engine") else None
+    names = aw.engine.model.adapters.adapter_for(env["model"]).label_names() if hasattr(aw, "engine") else None
     assert [c["label"] for c in res.per_class] == sorted({e["label"] for e in SINGLES})
     if names:
         assert all(c["name"] == names[c["label"]] for c in res.per_class)

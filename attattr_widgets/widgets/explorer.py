@@ -100,9 +100,10 @@ def _finite_or_none(v: Any) -> Any:
 
 
 def _default_query(tokens: list[str], target_kind: str) -> int:
-    if not tokens:
-        return -1
-    return len(tokens) - 1 if target_kind == "next-token" else 0
+    """The query row the view opens on, as the adapter of results of ``target_kind`` says (-1: no tokens)."""
+    from ..engine.model.adapters import adapter_class
+
+    return adapter_class(target_kind).default_query(len(tokens)) if tokens else -1
 
 
 class Explorer(BackgroundRun, BaseWidget):
@@ -376,14 +377,14 @@ class Explorer(BackgroundRun, BaseWidget):
 
     def _target_meta(self, target: int) -> dict:
         """``target_kind`` / ``target_label`` / ``label_names`` while streaming (the final state has them too)."""
+        from ..engine.model.adapters import adapter_for
+
         spec = self.input_spec or {}
-        kind = spec.get("kind", "class")
-        names = list(spec.get("label_names") or [])
-        label = names[target] if kind == "class" and 0 <= target < len(names) else ""
-        if kind == "next-token" and self.tokenizer is not None:
-            with contextlib.suppress(Exception):
-                label = str(self.tokenizer.decode([target]))
-        return {"target_kind": kind, "target_label": label, "label_names": names}
+        label = ""
+        with contextlib.suppress(Exception):  # a label is a nicety while streaming: the final state has it
+            label = str(adapter_for(self.model).target_label(self.tokenizer, target))
+        return {"target_kind": spec.get("kind", "class"), "target_label": label,
+                "label_names": list(spec.get("label_names") or [])}
 
     def embed_heads(self, heads: Any = "all", max_bytes: int | None = None) -> dict | None:
         """Embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or ``[(layer_index, head), ...]``) in
@@ -738,15 +739,11 @@ def _target_arg(t: Any) -> Any:
 
 
 def _input_spec(model: Any, tokenizer: Any) -> dict:
-    from ..engine.model.kinds import CLASSIFIER, label_names, model_kind
+    from ..engine.model.adapters import adapter_for
 
     try:
-        kind = model_kind(model)
+        adapter = adapter_for(model)
     except Exception:  # noqa: BLE001 - the engine refuses unsupported models when a run starts
         return {"kind": "class", "pair": False, "label_names": []}
-    cls = kind == CLASSIFIER
-    pair = False
-    if cls:  # a second segment only means something to a model trained on pairs (token types, or [SEP]-joined)
-        tv = int(getattr(model.config, "type_vocab_size", 0) or 0)
-        pair = tv >= 2 or getattr(tokenizer, "sep_token", None) is not None
-    return {"kind": "class" if cls else "next-token", "pair": bool(pair), "label_names": list(label_names(model) or []) if cls else []}
+    return {"kind": adapter.target_kind, "pair": bool(adapter.takes_pair(tokenizer)),
+            "label_names": list(adapter.label_names() or [])}

@@ -149,11 +149,12 @@ class HeadsView(BackgroundRun, BaseWidget):
         from ..engine import validate
         from ..engine.model.examples import check_labels
         from ..engine.intercept.controller import controller_for
-        from ..engine.model.kinds import label_names, model_kind, num_outputs
+        from ..engine.model.adapters import adapter_for
 
         fractions = validate.fractions(fractions)  # refused here, not later in the background thread
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
-        outputs = num_outputs(model, model_kind(model))  # unsupported heads refused before the model is probed
+        adapter = adapter_for(model)  # unsupported heads refused before the model is probed
+        outputs = adapter.num_outputs()
         for items in (self.items, self.eval_items, self.eff_items or []):
             check_labels(items, *outputs)
         ctrl = controller_for(model)
@@ -162,7 +163,7 @@ class HeadsView(BackgroundRun, BaseWidget):
         meta = {"model_name": _model_name(model), "num_layers": int(L), "num_heads": int(H),
                 "methods": list(methods), "num_examples": len(self.items), "num_eval": len(self.eval_items),
                 "fractions": fr if fr is not None else [round(x, 10) for x in np.linspace(0, 1, 11).tolist()],
-                "target": str(engine_kwargs.get("target", "gold")), "label_names": list(label_names(model) or []),
+                "target": str(engine_kwargs.get("target", "gold")), "label_names": list(adapter.label_names() or []),
                 "effectiveness": self.eff_items is not None}
         rows = [{"text": ex.text, "text_pair": ex.text_pair, "label": ex.label} for ex in self.items]
         super().__init__(meta=meta, method=methods[0], examples=rows)

@@ -83,7 +83,6 @@ class TriggersView(BackgroundRun, BaseWidget):
                  sample: int = 6, eval_batch_size: int = 32, max_rows: int = 200, interval: float = 0.25,
                  **mine_kwargs):
         from ..engine.model.examples import as_examples
-        from ..engine.model.kinds import label_names
 
         unknown = sorted(set(mine_kwargs) - set(MINE_KWARGS))
         if unknown:
@@ -97,21 +96,22 @@ class TriggersView(BackgroundRun, BaseWidget):
             raise ValueError("eval_examples need a gold 'label' in every example (accuracy per gold class)")
         from ..engine import validate
         from ..engine.model.examples import check_labels
-        from ..engine.model.kinds import CLASSIFIER, model_kind, num_outputs
+        from ..engine.model.adapters import adapter_for
 
         evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
         sample = validate.integer(sample, "sample", minimum=0, fix="attacked examples shown per pattern")
         max_rows = validate.integer(max_rows, "max_rows", minimum=1, fix="pattern rows shown in the table")
         eval_batch_size = validate.batch_size(eval_batch_size, "eval_batch_size", allow_none=False)
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
-        if model_kind(model) != CLASSIFIER:
+        adapter = adapter_for(model)
+        if not adapter.classifies:
             from ..engine.errors import UnsupportedModelError
 
             raise UnsupportedModelError(f"TriggersView needs a sequence classifier (accuracy per gold class); "
                                         f"{type(model).__name__} is a language model")
-        check_labels(self.items + self.eval_items, *num_outputs(model, CLASSIFIER))
+        check_labels(self.items + self.eval_items, *adapter.num_outputs())
         meta = {"model_name": str(getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__),
-                "label_names": list(label_names(model) or []), "num_examples": len(self.items),
+                "label_names": list(adapter.label_names() or []), "num_examples": len(self.items),
                 "num_eval": len(self.eval_items), "evaluate": int(evaluate),
                 "pair": any(ex.text_pair is not None for ex in self.items + self.eval_items)}
         super().__init__(meta=meta)

@@ -13,7 +13,7 @@ from torch import nn
 
 from attattr_widgets.engine.errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
 from attattr_widgets.engine.model.encode import collate, encode, Encoded
-from attattr_widgets.engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits, resolve_target
+from attattr_widgets.engine.model.adapters import SequenceClassifierAdapter, adapter_for
 from attattr_widgets.engine.quadrature import quadrature
 
 from .legacy_hooks import AttnController, controller_for
@@ -29,7 +29,7 @@ def prepared(model: nn.Module, kind: str, rows_need_pad: bool):
     was_training = model.training
     cfg = model.config
     pad_before = getattr(cfg, "pad_token_id", None)
-    fake_pad = kind == CLASSIFIER and pad_before is None and not rows_need_pad
+    fake_pad = kind == SequenceClassifierAdapter.name and pad_before is None and not rows_need_pad
     try:
         model.eval()
         for p, _ in flags:
@@ -84,8 +84,8 @@ def _memory_budget(device: torch.device) -> int:
 class _Batch:
     """B right-padded examples with their clean forward (attention, block inputs, targets)."""
 
-    def __init__(self, model, ctrl, kind, encs: Sequence[Encoded], device, pad_id: int):
-        self.model, self.ctrl, self.kind = model, ctrl, kind
+    def __init__(self, model, ctrl, adapter, encs: Sequence[Encoded], device, pad_id: int):
+        self.model, self.ctrl, self.adapter = model, ctrl, adapter
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
         self.inputs = collate(list(encs), pad_id, device)
@@ -93,7 +93,7 @@ class _Batch:
 
     def logits_at_target(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """[R, C] classifier logits, or [R, V] next-token logits at each row's last real position."""
-        return prediction_logits(self.kind, logits, last)
+        return self.adapter.prediction_logits(logits, last)
 
     def rows(self, c: int) -> dict[str, torch.Tensor]:
         return {k: v.repeat_interleave(c, 0) for k, v in self.inputs.items()}
@@ -119,7 +119,8 @@ class _Engine:
         if method not in METHODS:
             raise AttAttrError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
         self.model, self.tokenizer = model, tokenizer
-        self.kind = model_kind(model)
+        self.adapter = adapter_for(model)
+        self.kind = self.adapter.name
         self.ctrl = controller_for(model)
         self.alphas, self.weights = quadrature(rule, steps)
         self.rule, self.steps, self.score = rule, int(steps), score
@@ -235,12 +236,12 @@ class _Engine:
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[dict]:
         B = len(encs)
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = _Batch(self.model, self.ctrl, self.kind, encs, self.device, pad_id)
+        batch = _Batch(self.model, self.ctrl, self.adapter, encs, self.device, pad_id)
         with prepared(self.model, self.kind, rows_need_pad=B > 1):
             attn, hidden, clean_logits = self.clean_forward(batch)
             targets = torch.tensor(
                 [
-                    resolve_target(self.model, self.tokenizer, self.kind, spec, clean_logits[b].float(), gold)
+                    self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
                     for b, (spec, gold) in enumerate(zip(target_specs, golds))
                 ],
                 device=self.device,
@@ -270,7 +271,7 @@ class _Engine:
                                 completeness=err, target=int(targets[b]), prob=float(F_clean[b]),
                             )
                         )
-        names = label_names(self.model) if self.kind == CLASSIFIER else None
+        names = self.adapter.label_names()
         results = []
         for b in range(B):
             t = int(targets[b])
@@ -295,7 +296,7 @@ class _Engine:
                     text=text,
                     text_pair=text_pair,
                     model_name=str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__),
-                    target_kind="class" if self.kind == CLASSIFIER else "next-token",
+                    target_kind=self.adapter.target_kind,
                     label_names=names,
                     truncated=encs[b].truncated,
                     gold=None if golds[b] is None else int(golds[b]),

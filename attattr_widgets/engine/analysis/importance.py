@@ -29,8 +29,8 @@ from .. import validate
 from ..backends.dispatch import check_backend
 from ..errors import ArgumentError, AttAttrError, TargetError
 from ..intercept.controller import controller_for
+from ..model.adapters import adapter_for
 from ..model.examples import as_examples
-from ..model.kinds import model_kind
 from ..reductions import HEAD_REDUCTIONS
 from ..results import HeadImportance
 from .accuracy import accuracy_steps
@@ -166,7 +166,7 @@ def iter_head_importance(
     max_length = validate.max_length(max_length)
     _check_target(target)
     check_backend(backend)
-    model_kind(model)  # unsupported heads are refused before the controller probes the model
+    adapter_for(model)  # unsupported heads are refused before the controller probes the model
     ctrl = controller_for(model)
     items = [] if examples is None and not m.examples else as_examples(examples)
     req = ImportanceRequest(

@@ -23,8 +23,8 @@ import torch
 from ..attribution.api import iter_attributions
 from ..backends.dispatch import iter_sharded
 from ..errors import check_cancel
+from ..model.adapters import adapter_for
 from ..model.examples import check_labels
-from ..model.kinds import model_kind, num_outputs
 from ..model.predict import EncodedSet
 from ..progress import Progress
 from ..reductions import HEAD_REDUCTIONS
@@ -50,7 +50,7 @@ def _attattr_pieces(model, tokenizer, items, *, offset, progress, cancel, target
 
 def attattr_steps(req: ImportanceRequest) -> Iterator[ImportanceStep]:
     """The ``"attattr"`` method: one step per example, the running mean of the per-example head scores."""
-    check_labels(req.items, *num_outputs(req.model, model_kind(req.model)))
+    check_labels(req.items, *adapter_for(req.model).num_outputs())
     N = len(req.items)
     total = np.zeros((req.L, req.H), dtype=np.float64)
     for idx, s in iter_sharded(req.backend, _attattr_pieces, req.model, req.tokenizer, req.items,

@@ -36,7 +36,7 @@ from ..backends.dispatch import check_backend, iter_sharded
 from .accuracy import sharded_accuracy
 from ..model.predict import EncodedSet
 from ..progress import Progress
-from ..model.kinds import model_kind
+from ..model.adapters import adapter_for
 from ..results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
@@ -146,7 +146,7 @@ class PruningSweep:
         seed = validate.integer(seed, "seed", minimum=0)
         validate.progress(progress)
         validate.cancel_event(cancel)
-        model_kind(model)  # unsupported heads are refused before the controller probes the model
+        adapter_for(model)  # unsupported heads are refused before the controller probes the model
         ctrl = controller_for(model)
         L, H = ctrl.num_layers, ctrl.num_heads
         self.specs = []

@@ -52,8 +52,8 @@ from ..errors import ArgumentError, AttAttrError, UnsupportedModelError, check_c
 from ..backends.dispatch import check_backend, iter_sharded
 from ..model.examples import as_examples, check_labels, Example
 from ..results import TriggerPattern, TriggerResult
+from ..model.adapters import adapter_for
 from ..model.encode import display_tokens, encode, Encoded, max_positions
-from ..model.kinds import CLASSIFIER, label_names, model_kind, num_outputs
 from ..model.predict import EncodedSet, predict
 from ..model.tokens import special_ids
 
@@ -431,13 +431,14 @@ def iter_evaluate_triggers(
     max_length = validate.max_length(max_length)
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
-    if model_kind(model) != CLASSIFIER:
+    adapter = adapter_for(model)
+    if not adapter.classifies:
         raise UnsupportedModelError(f"evaluating a trigger needs a sequence classifier (accuracy per gold class); "
                                     f"{type(model).__name__} is a language model")
     items = as_examples(examples)
     if any(ex.label is None for ex in items):
         raise AttAttrError("evaluating a trigger needs a gold 'label' in every example")
-    check_labels(items, *num_outputs(model, CLASSIFIER))
+    check_labels(items, *adapter.num_outputs())
     if isinstance(patterns, (TriggerPattern, dict)):
         raise ArgumentError("patterns must be a list of patterns: for one pattern use evaluate_trigger(..., "
                             "pattern) or pass [pattern]")
@@ -452,7 +453,7 @@ def iter_evaluate_triggers(
         raise ArgumentError(f"device={device!r} but the model is on {dev}: move the model yourself "
                             f"(model.to({str(want)!r})) or leave device=None; the model is never moved for you")
     check_backend(backend)
-    names = label_names(model) or []
+    names = adapter.label_names() or []
     gold = np.array([ex.label for ex in items])
     N, P = len(items), len(pats)
     before = np.zeros(N, dtype=np.int64)

@@ -11,19 +11,11 @@ from torch import nn
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import AttAttrError, TargetError
-from ..model.encode import encode
 from ..model.examples import as_examples, check_labels
-from ..model.kinds import num_outputs
 from ..results import Attribution, LayerResult
-from .budget import PRECISIONS, _resolve_device
-from .engine import _Engine, _Quad
+from .engine import _Engine
+from .options import AttributionOptions
 
-def _quad(rule, steps, tol, max_steps) -> _Quad:
-    steps = validate.steps(steps)
-    tol = validate.number(tol, "tol", minimum=0.0, fix="a relative completeness error such as 1e-3")
-    max_steps = validate.integer(max_steps, "max_steps", minimum=1, maximum=validate.MAX_STEPS,
-                                 fix="the node cap for steps='auto', e.g. 32")
-    return _Quad(rule=rule, steps=steps, tol=float(tol), max_steps=int(max_steps))
 
 def attribute(
     model: nn.Module,
@@ -77,21 +69,16 @@ def attribute(
 
     Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …).
     """
-    quad = _quad(rule, steps, tol, max_steps)
-    eng = _Engine(
-        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=validate.choice(precision, "precision", PRECISIONS),
-        memory_budget=validate.memory_budget(memory_budget), store=store,
-    )
-    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
+    eng = _Engine(model, tokenizer, AttributionOptions.from_arguments(locals()))
+    layer_list = eng.options.layer_list(eng.site.num_layers)
     progress = validate.callback(progress, "progress", "progress(layer_result)")
     cancel = validate.cancel_event(cancel)
-    truncation = validate.flag(truncation, "truncation")
     if gold is not None:
-        n, what = num_outputs(model, eng.kind)
+        n, what = eng.adapter.num_outputs()
         gold = validate.label(gold, "gold", n, what=what)
-    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
-    return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
+    enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
+                             truncation=eng.options.truncation)
+    return eng.run([enc], [(text, text_pair)], layer_list, [eng.options.target], [gold], progress, cancel)[0]
 
 def iter_attributions(
     model: nn.Module,
@@ -126,36 +113,30 @@ def iter_attributions(
     ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend`, which attributes
     shards of the examples on its workers and yields them here in example order.
     """
+    options = AttributionOptions.from_arguments(locals())
     if backend is not None:
-        yield from iter_attributions_on(
-            backend, model, tokenizer, examples, target=target, layers=layers, rule=rule, steps=steps, tol=tol,
-            max_steps=max_steps, batch_size=batch_size, device=device, cancel=cancel, max_length=max_length,
-            truncation=truncation, score=score, method=method, precision=precision, memory_budget=memory_budget,
-            store=store)
+        yield from _iter_on(backend, model, tokenizer, examples, options, progress=None, cancel=cancel)
         return
+    yield from _iter_here(model, tokenizer, as_examples(examples), options, cancel)
 
-    items = as_examples(examples)
-    quad = _quad(rule, steps, tol, max_steps)
-    eng = _Engine(
-        model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
-        precision=validate.choice(precision, "precision", PRECISIONS),
-        memory_budget=validate.memory_budget(memory_budget), store=store,
-    )
-    check_labels(items, *num_outputs(model, eng.kind))
-    truncation = validate.flag(truncation, "truncation")
-    layer_list = validate.layer_list(layers, eng.ctrl.num_layers)
-    batch_size = validate.batch_size(batch_size)
+def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> Iterator[Attribution]:
+    """:func:`iter_attributions` in this process, on normalised examples."""
+    eng = _Engine(model, tokenizer, options)
+    check_labels(items, *eng.adapter.num_outputs())
+    layer_list = options.layer_list(eng.site.num_layers)
     cancel = validate.cancel_event(cancel)
+    batch_size = options.batch_size
     if batch_size is None:
         batch_size = 8 if eng.device.type == "cuda" else 1
-    if eng.decoder_cls:
-        batch_size = 1  # decoder heads pool the last non-pad token by pad id: keep examples unpadded
+    if eng.adapter.unpadded:
+        batch_size = 1  # e.g. decoder heads pool the last non-pad token by pad id: keep examples unpadded
+    target = options.target
     if target == "gold" and any(ex.label is None for ex in items):
         raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        encs = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-                for ex in chunk]
+        encs = [eng.adapter.encode(tokenizer, ex.text, ex.text_pair, max_length=options.max_length,
+                                   truncation=options.truncation) for ex in chunk]
         yield from eng.run(
             encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
             [ex.label for ex in chunk], None, cancel,
@@ -169,10 +150,10 @@ def completeness_gap(attr: Attribution) -> np.ndarray:
 # ------------------------------------------------------------------------------------------------------------
 # many examples on a backend
 
-def _attribution_part(model, tokenizer, items, *, offset, progress, cancel, **kw) -> list:
+def _attribution_part(model, tokenizer, items, *, offset, progress, cancel, options: AttributionOptions) -> list:
     """Shard function: the shard's :class:`Attribution` objects, in order (progress: one unit per example)."""
     out = []
-    for attr in iter_attributions(model, tokenizer, items, cancel=cancel, **kw):
+    for attr in _iter_here(model, tokenizer, items, options, cancel):
         out.append(attr)
         if progress is not None:
             progress(len(out), len(items))
@@ -183,19 +164,23 @@ def iter_attributions_on(backend, model, tokenizer, examples, *, progress=None, 
     example order (a shard's results arrive together). ``kw``: :func:`iter_attributions`' arguments except
     ``device`` (each worker uses its own) and a file ``store`` (maps come back in memory).
     ``progress(done, total)``: examples finished across the workers."""
+    defaults = {"target": "gold", "truncation": True}  # iter_attributions' defaults where attribute's differ
+    options = AttributionOptions.from_kwargs(**{**defaults, **kw})
+    yield from _iter_on(backend, model, tokenizer, examples, options, progress=progress, cancel=cancel)
+
+def _iter_on(backend, model, tokenizer, examples, options: AttributionOptions, *, progress, cancel):
     check_backend(backend)
     if backend is None:
         raise AttAttrError("iter_attributions_on needs a backend; use iter_attributions for this process")
-    if kw.get("device") is not None:
+    if options.device is not None:
         raise AttAttrError("device= does not apply with a backend: each worker runs on its own device "
                            "(num_gpus_per_worker); leave device=None")
-    kw.pop("device", None)
-    store = kw.get("store", "auto")
+    store = options.store
     if store not in ("auto", "memory", "fp16"):
         raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
     items = as_examples(examples)
-    if kw.get("target", "gold") == "gold" and any(ex.label is None for ex in items):
+    if options.target == "gold" and any(ex.label is None for ex in items):
         raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
     for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
-                             desc="attributing", multiple=kw.get("batch_size") or 1, **kw):
+                             desc="attributing", multiple=options.batch_size or 1, options=options):
         yield from part

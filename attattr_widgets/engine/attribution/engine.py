@@ -31,51 +31,26 @@ taken w.r.t. the materialised probabilities of layer l (for reference and benchm
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
-from ..intercept.controller import AttnController, accepts, controller_for
-from ..intercept.probs import Captured, attention_probs
-from ..model.encode import Encoded, collate
+from ..errors import AttributionOutOfMemoryError, check_cancel
+from ..intercept.controller import AttnController, controller_for
 from ..intercept.mode import prepared
-from ..model.kinds import (
-    CAUSAL_LM,
-    CLASSIFIER,
-    is_decoder_classifier,
-    label_names,
-    model_kind,
-    prediction_logits,
-    resolve_target,
-)
-from ..quadrature import RULES, quadrature
+from ..intercept.probs import Captured, attention_probs
+from ..model.adapters import adapter_for
+from ..model.encode import Encoded, collate
+from ..quadrature import quadrature
 from ..results import Attribution, LayerResult, allocate_maps
-from .budget import _autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error, _store_for
-from .scores import SCORES, _target_score
-
-METHODS = ("prefix", "naive")
-
+from .budget import (_autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error,
+                     _resolve_device, _store_for)
+from .options import AttributionOptions
+from .scores import target_score
 
 #: Gauss–Legendre orders tried by ``steps="auto"`` (each layer starts at the order its predecessor needed).
 AUTO_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
-
-
-@dataclass
-class _Quad:
-    """The quadrature request: a fixed (rule, steps) or ``auto`` Gauss–Legendre with a tolerance."""
-
-    rule: str
-    steps: int | str
-    tol: float
-    max_steps: int
-
-    @property
-    def auto(self) -> bool:
-        return self.steps == "auto"
 
 
 class _Batch:
@@ -94,48 +69,33 @@ class _Batch:
 class _Engine:
     """Runs AttAttr for batches of examples on one model (which it never changes)."""
 
-    def __init__(self, model, tokenizer, *, quad: _Quad, score, method, device, precision, memory_budget, store):
-        if score not in SCORES:
-            raise AttAttrError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
-        if method not in METHODS:
-            raise AttAttrError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
-        if quad.rule not in RULES:
-            raise AttAttrError(f"unknown quadrature rule {quad.rule!r}: choose one of {', '.join(RULES)}")
-        if quad.auto and quad.rule != "gauss-legendre":
-            raise AttAttrError(f"steps='auto' adapts Gauss–Legendre nodes; rule={quad.rule!r} needs a fixed steps=")
+    def __init__(self, model, tokenizer, options: AttributionOptions):
+        self.device = _resolve_device(model, options.device)
         self.model, self.tokenizer = model, tokenizer
-        self.kind = model_kind(model)
+        self.adapter = adapter_for(model)
         self.ctrl: AttnController = controller_for(model)
-        self.quad = quad
-        self.score = score
-        self.method = method
-        self.prefix = method == "prefix" and self.ctrl.blocks is not None
-        self.device = device
-        self.precision = precision
+        (self.site,) = self.adapter.attention_sites(self.ctrl)  # text models: one square self-attention group
+        self.options = options
+        self.quad = options.quad
+        self.score = options.score
+        self.method = options.method
+        self.prefix = self.method == "prefix" and self.ctrl.blocks is not None
+        self.precision = options.precision
         self.param_dtype = next(model.parameters()).dtype
         self.acc_dtype = torch.float64 if self.param_dtype == torch.float64 else torch.float32
-        self.budget = memory_budget or _memory_budget(device)
-        self.store = store
+        self.budget = options.memory_budget or _memory_budget(self.device)
+        self.store = options.store
         self.eager = any(n == "eager" for n in self.ctrl.layout.impls)
-        self.keep_last = self.kind == CAUSAL_LM and accepts(model, "logits_to_keep")
-        self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
         self._rows_cap: int | None = None
         self._start_rung = 0  # steps="auto": where the next layer starts on AUTO_LADDER
 
     # -- forwards -----------------------------------------------------------------------------------------------
-    def _forward(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
-        """Logits at each row's prediction position: [R, C] or [R, V]."""
-        if self.keep_last and bool((last == last[0]).all()):
-            out = net(**inputs, logits_to_keep=1).logits
-            return out[:, -1]
-        return prediction_logits(self.kind, net(**inputs).logits, last)
-
     def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None,
              frozen: bool = False):
         """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``;
-        ``frozen``: parameters that do not require grad, for the gradient passes) or the model itself; decoder
-        classifiers get a placeholder pad id on the shadow's own config."""
-        overrides = {"pad_token_id": -1} if self.decoder_cls and self.model.config.pad_token_id is None else None
+        ``frozen``: parameters that do not require grad, for the gradient passes) or the model itself; the
+        shadow's own config takes the adapter's overrides (a placeholder pad id for decoder classifiers)."""
+        overrides = self.adapter.shadow_overrides()
         if hidden is not None or grab or overrides or frozen:
             return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
                                     config_overrides=overrides, frozen=frozen)
@@ -149,7 +109,7 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self._forward(net, batch.inputs, batch.last)
+            logits = self.adapter.logits(net, batch.inputs, batch.last)
         return s.captured, hidden, logits
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
@@ -159,8 +119,8 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self._forward(net, batch.inputs, batch.last)
-        return _target_score(logits, targets, self.score, self.acc_dtype)
+            logits = self.adapter.logits(net, batch.inputs, batch.last)
+        return target_score(logits, targets, self.score, self.acc_dtype)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
@@ -177,8 +137,8 @@ class _Engine:
             alpha={layer: alpha_rows}, cancel=cancel,
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
-            logits = self._forward(net, rows, last)
-            F = _target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
+            logits = self.adapter.logits(net, rows, last)
+            F = target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
 
@@ -287,11 +247,10 @@ class _Engine:
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
         B = len(encs)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = _Batch(encs, self.device, pad_id)
-        H = self.ctrl.num_heads
+        batch = _Batch(encs, self.device, self.adapter.pad_id(self.tokenizer))
+        H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
-        with prepared(self.model, self.kind, rows_need_pad=True):
+        with prepared(self.model, self.adapter, rows_need_pad=True):
             try:
                 captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
             except Exception as exc:
@@ -300,12 +259,12 @@ class _Engine:
                 raise
             targets = torch.tensor(
                 [
-                    resolve_target(self.model, self.tokenizer, self.kind, spec, clean_logits[b].float(), gold)
+                    self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
                     for b, (spec, gold) in enumerate(zip(target_specs, golds))
                 ],
                 device=self.device,
             )
-            F_clean = _target_score(clean_logits, targets, self.score, self.acc_dtype)
+            F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
             map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
             maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
                     for b in range(B)]
@@ -338,7 +297,7 @@ class _Engine:
                     per_ex[b].append(r)
                     if progress is not None:
                         progress(r)
-        names = label_names(self.model) if self.kind == CLASSIFIER else None
+        names = self.adapter.label_names()
         model_name = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
         results = []
         for b in range(B):
@@ -349,12 +308,12 @@ class _Engine:
             results.append(Attribution(
                 scores=scores, attention=attention, tokens=list(encs[b].tokens),
                 token_type_ids=np.asarray(encs[b].segments, dtype=np.int64), target=t,
-                target_label=(names[t] if names else self.tokenizer.decode([t])), prob=float(F_clean[b]),
+                target_label=self.adapter.target_label(self.tokenizer, t), prob=float(F_clean[b]),
                 layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
                 completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
-                num_layers=self.ctrl.num_layers, rule=self.quad.rule, steps=self.quad.steps, score=self.score,
+                num_layers=self.site.num_layers, rule=self.quad.rule, steps=self.quad.steps, score=self.score,
                 text=text, text_pair=text_pair, model_name=model_name,
-                target_kind="class" if self.kind == CLASSIFIER else "next-token", label_names=names,
+                target_kind=self.adapter.target_kind, label_names=names,
                 truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
                 extra={"method": self.method}, layer_steps=[r.steps for r in rs],
                 converged=[r.converged for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,

@@ -5,7 +5,6 @@ Nothing is stamped on the model, no module is swapped, ``config`` is not touched
 from __future__ import annotations
 
 import contextlib
-import inspect
 import threading
 import weakref
 from typing import Iterable, Iterator
@@ -119,9 +118,9 @@ def controller_for(model: nn.Module) -> AttnController:
     :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
     encoder–decoders.
     """
-    from ..model.kinds import model_kind
+    from ..model.adapters import adapter_for
 
-    model_kind(model)  # unsupported heads (token classification, multiple choice, no text input) first
+    adapter_for(model)  # unsupported heads (token classification, multiple choice, no text input) first
     with _controllers_lock:
         layout = _layouts.get(model)
         if layout is None:
@@ -135,10 +134,3 @@ def controller_for(model: nn.Module) -> AttnController:
         layout.impls = _implementations(model)  # the user may switch implementations between runs
         return AttnController(model, layout)
 
-
-def accepts(model: nn.Module, name: str) -> bool:
-    """Whether ``model.forward`` takes the keyword ``name`` (e.g. ``logits_to_keep``)."""
-    try:
-        return name in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False

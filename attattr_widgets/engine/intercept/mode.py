@@ -49,11 +49,9 @@ def _mode(model: nn.Module, fake_pad: bool = False) -> Iterator[None]:
                 del _mode_state[model]
 
 
-def prepared(model: nn.Module, kind: str, rows_need_pad: bool):
-    """Context for dataset engines: eval() semantics and (for decoder classifiers run one example at a time
-    without a pad id) a placeholder pad id, restored afterwards under a lock. The user's parameters are never
-    frozen: gradient passes run on ``ctrl.shadow(frozen=True)`` and differentiate w.r.t. taps only."""
-    from ..model.kinds import CLASSIFIER
-
-    fake = kind == CLASSIFIER and getattr(model.config, "pad_token_id", None) is None and not rows_need_pad
-    return _mode(model, fake_pad=fake)
+def prepared(model: nn.Module, adapter, rows_need_pad: bool):
+    """Context for dataset engines: eval() semantics and, where the model's adapter asks for it
+    (``adapter.placeholder_pad(rows_need_pad)``: classifiers without a pad id run one example at a time), a
+    placeholder pad id, restored afterwards under a lock. The user's parameters are never frozen: gradient passes
+    run on ``ctrl.shadow(frozen=True)`` and differentiate w.r.t. taps only."""
+    return _mode(model, fake_pad=adapter.placeholder_pad(rows_need_pad))

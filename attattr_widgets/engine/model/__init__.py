@@ -1,1 +1,2 @@
-"""What a model is asked: its kind and targets, encoding, example collections, batched prediction."""
+"""What a model is asked: its adapter (kind of task: inputs, score read, targets, attention sites), encoding,
+example collections, batched prediction."""

@@ -22,9 +22,9 @@ from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import AttnController, controller_for
 from ..intercept.mode import prepared
 from ..progress import Progress
-from .encode import Encoded, collate, encode
+from .adapters import adapter_for
+from .encode import Encoded, collate
 from .examples import Example, as_examples, check_labels
-from .kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs, prediction_logits
 
 __all__ = ["EncodedSet", "batched_forward", "predict", "predict_encoded", "predict_masked",
            "probabilities", "target_options"]
@@ -42,9 +42,9 @@ class EncodedSet:
     encoding ``examples``, which then only give the labels and may be None (``tokenizer`` only gives the pad id
     and may be None too).
 
-    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Decoder classifiers without a pad id
-    are evaluated one example at a time (unpadded; their pooling looks for the pad id). ``ctrl`` (and ``L``,
-    ``H``) are looked up on first use: a plain prediction needs no attention controller.
+    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Where the adapter asks for it (decoder
+    classifiers without a pad id: their pooling looks for the pad id) examples are evaluated one at a time.
+    ``ctrl`` (and ``L``, ``H``) are looked up on first use: a plain prediction needs no attention controller.
     """
 
     def __init__(self, model, tokenizer, examples=None, *, max_length: int | None = None, truncation: bool = True,
@@ -52,13 +52,13 @@ class EncodedSet:
         self.model, self.tokenizer = model, tokenizer
         given = examples is not None or encodings is None
         self.items: list[Example] | None = as_examples(examples) if given else None
-        self.kind = model_kind(model)
+        self.adapter = adapter_for(model)
         if self.items is not None:
-            check_labels(self.items, *num_outputs(model, self.kind))
+            check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:
             max_length = validate.max_length(max_length)
             self.encs = [
-                encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
+                self.adapter.encode(tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
                 for ex in self.items
             ]
         else:
@@ -72,14 +72,9 @@ class EncodedSet:
         self.lengths = np.array([len(e) for e in self.encs])
         self.labels = (np.full(len(self.encs), -1) if self.items is None else
                        np.array([-1 if ex.label is None else int(ex.label) for ex in self.items]))
-        self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
-        cfg_pad = getattr(model.config, "pad_token_id", None)
-        self.unpadded = self.decoder_cls and cfg_pad is None
-        if self.decoder_cls and cfg_pad is not None:
-            self.pad_id = int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
-        else:
-            tok_pad = None if tokenizer is None else tokenizer.pad_token_id
-            self.pad_id = tok_pad if tok_pad is not None else 0
+        # one example at a time only where the adapter's pooling needs it and no pad id lets batches pad
+        self.unpadded = self.adapter.unpadded and getattr(model.config, "pad_token_id", None) is None
+        self.pad_id = self.adapter.pad_id(tokenizer)
         self.order = np.argsort(self.lengths, kind="stable")
 
     @cached_property
@@ -101,10 +96,9 @@ class EncodedSet:
         if (self.labels < 0).any():
             missing = int((self.labels < 0).sum())
             raise TargetError(f"{what} needs a 'label' in every example ({missing} have none)")
-        if self.kind == CLASSIFIER:
-            C = int(getattr(self.model.config, "num_labels", 0) or 0)
-            if C and self.labels.max() >= C:
-                raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} classes")
+        C, noun = self.adapter.num_outputs()
+        if C and self.labels.max() >= C:
+            raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} {noun}")
 
     def batches(self, batch_size: int):
         """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
@@ -117,10 +111,10 @@ class EncodedSet:
             yield idx, inputs, last, inputs["attention_mask"]
 
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
-        return prediction_logits(self.kind, out_logits, last)
+        return self.adapter.prediction_logits(out_logits, last)
 
     def prepared(self):
-        return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
+        return prepared(self.model, self.adapter, rows_need_pad=not self.unpadded)
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
@@ -231,7 +225,7 @@ def predict_encoded(model: Any, enc: Encoded) -> dict:
     """``{"pred", "label", "prob", "probs"}`` of one encoded input (classifier: class names; LM: top token)."""
     p = probabilities(model, enc)
     i = int(np.argmax(p))
-    names = label_names(model) if model_kind(model) == CLASSIFIER else None
+    names = adapter_for(model).label_names()
     return {"pred": i, "label": names[i] if names else str(i), "prob": float(p[i]),
             "probs": [float(x) for x in p] if names else []}
 
@@ -244,13 +238,8 @@ def target_options(model: Any, tokenizer: Any, text: str, text_pair: str | None 
     tokens (``label`` = the token as text, e.g. ``" Paris"``), most probable first. ``pred`` is the arg-max id,
     ``kind`` ``"class"`` | ``"next-token"``.
     """
-    enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
+    adapter = adapter_for(model)
+    enc = adapter.encode(tokenizer, text, text_pair, max_length=max_length, truncation=True)
     p = probabilities(model, enc)
-    kind = model_kind(model)
-    if kind == CLASSIFIER:
-        names = label_names(model) or [str(i) for i in range(len(p))]
-        opts = [{"id": i, "label": str(names[i]), "prob": float(p[i])} for i in range(len(p))]
-        return {"kind": "class", "pred": int(np.argmax(p)), "options": opts, "truncated": bool(enc.truncated)}
-    top = np.argsort(-p, kind="stable")[: max(1, int(k))]
-    opts = [{"id": int(i), "label": str(tokenizer.decode([int(i)])), "prob": float(p[i])} for i in top]
-    return {"kind": "next-token", "pred": int(top[0]), "options": opts, "truncated": bool(enc.truncated)}
+    opts = adapter.target_options(tokenizer, p, k)
+    return {"kind": adapter.target_kind, "pred": int(np.argmax(p)), "options": opts, "truncated": bool(enc.truncated)}

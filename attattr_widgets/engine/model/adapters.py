@@ -1,0 +1,399 @@
+"""Model adapters: one object per kind of task, chosen through a registry; nothing else branches on the kind.
+
+An adapter knows, for one model, how an input is encoded, where the score F is read (the *prediction logits*;
+what F is — ``"prob"``, ``"logprob"``, ``"logit"`` — is the score registry's, :mod:`..attribution.scores`), how a
+target resolves and is labelled, the label names and number of outputs, which attention modules exist and the
+shape of their maps (:class:`AttentionSite`), and the kind's run details (unpadded batches, pad ids,
+``logits_to_keep``). Today's kinds: :class:`SequenceClassifierAdapter` and :class:`CausalLMAdapter`.
+
+:func:`adapter_for` picks the adapter of a model: the most recently registered adapter class whose
+:meth:`~TaskAdapter.matches` accepts it (:func:`register_adapter` adds one, so a new kind of task — a
+continuation, an encoder–decoder, an image classifier — can claim models the built-in adapters refuse); when none
+does, it raises the reason (an unsupported head, no text input, no head at all).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import NoClassificationHeadError, TargetError, UnsupportedModelError
+from .encode import Encoded, encode
+
+
+@dataclass(frozen=True)
+class AttentionSite:
+    """One group of attention modules whose maps share a shape and token roles.
+
+    ``name``: the group (``"self"`` today; an encoder–decoder has ``"encoder"``, ``"decoder"`` and ``"cross"``);
+    ``rows`` / ``cols``: the role of the query rows and key columns (``"input"`` for self-attention over the
+    input; a cross-attention group has ``rows="target"``, ``cols="source"``); ``num_layers`` L, ``num_heads`` H.
+    A map of one layer is ``[H, n_rows, n_cols]`` (:meth:`map_shape`); the group's maps ``[L, H, n_rows, n_cols]``.
+    """
+
+    name: str
+    rows: str
+    cols: str
+    num_layers: int
+    num_heads: int
+
+    @property
+    def square(self) -> bool:
+        """Rows and columns are the same tokens (self-attention)."""
+        return self.rows == self.cols
+
+    def map_shape(self, n_rows: int, n_cols: int | None = None) -> tuple[int, int, int]:
+        """``(H, n_rows, n_cols)`` of one layer's map (``n_cols`` defaults to ``n_rows`` for square groups)."""
+        if n_cols is None:
+            if not self.square:
+                raise ValueError(f"the {self.name} attention maps {self.rows} rows to {self.cols} columns: pass n_cols")
+            n_cols = n_rows
+        return (self.num_heads, int(n_rows), int(n_cols))
+
+
+class TaskAdapter:
+    """What the engine asks of a model of one kind of task. Subclass, set the class attributes, implement
+    :meth:`matches` and the methods that raise ``NotImplementedError``, then :func:`register_adapter`.
+
+    Class attributes: ``name`` (registry key), ``target_kind`` (how targets are labelled in results:
+    ``Attribution.target_kind``), ``output_noun`` (what an output index is, for messages), ``classifies`` (one
+    class per input: accuracy per gold class, triggers).
+    """
+
+    name: ClassVar[str] = ""
+    target_kind: ClassVar[str] = ""
+    output_noun: ClassVar[str] = "outputs"
+    classifies: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        """Whether this adapter attributes ``model``."""
+        raise NotImplementedError
+
+    # -- inputs ---------------------------------------------------------------------------------------------
+    def encode(self, tokenizer, text: str, text_pair: str | None = None, *, max_length: int | None = None,
+               truncation: bool = False) -> Encoded:
+        """One example, unpadded (see :func:`.encode.encode`): ids, masks, display tokens, segments."""
+        return encode(self.model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
+
+    def takes_pair(self, tokenizer) -> bool:
+        """Whether a second text (``text_pair``) means something to the model (the Explorer's input bar)."""
+        return False
+
+    @property
+    def unpadded(self) -> bool:
+        """Examples run one at a time, unpadded (batch size 1)."""
+        return False
+
+    def pad_id(self, tokenizer) -> int:
+        """The id that right-pads a batch of examples (0 where the tokenizer, or its pad id, is None)."""
+        tok_pad = None if tokenizer is None else tokenizer.pad_token_id
+        return tok_pad if tok_pad is not None else 0
+
+    def placeholder_pad(self, rows_need_pad: bool) -> bool:
+        """Whether a run gives the user's model a placeholder ``pad_token_id`` (restored after the run)."""
+        return False
+
+    def shadow_overrides(self) -> dict | None:
+        """Config entries the engine's own copy (the shadow) of the model overrides, or None."""
+        return None
+
+    # -- outputs --------------------------------------------------------------------------------------------
+    def num_outputs(self) -> tuple[int | None, str]:
+        """``(how many targets, what they are)``; the count is None when the config does not say."""
+        raise NotImplementedError
+
+    def label_names(self) -> list[str] | None:
+        """Readable names of the outputs, or None (targets are labelled by :meth:`target_label`)."""
+        return None
+
+    def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """Where F is read: the model's ``logits`` → ``[R, C]`` prediction logits (``last`` [R]: each row's last
+        real position)."""
+        raise NotImplementedError
+
+    def logits(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
+        """Run ``net`` (the model or the engine's copy of it) on ``inputs`` and return the prediction logits
+        ``[R, C]``."""
+        return self.prediction_logits(net(**inputs).logits, last)
+
+    def resolve_target(self, tokenizer, target, logits: torch.Tensor, gold=None) -> int:
+        """A user target → an output index. ``target``: ``"pred"`` (argmax of ``logits`` [C] — the paper's
+        default), ``"gold"`` (needs ``gold``), an int, or a string (:meth:`target_from_string`)."""
+        size = logits.shape[-1]
+        if isinstance(target, str) and target == "pred":
+            return int(logits.argmax(-1))
+        if isinstance(target, str) and target == "gold":
+            if gold is None:
+                raise TargetError('target="gold" needs a gold label: pass the example label, or use target="pred"')
+            target = gold
+        if isinstance(target, bool):
+            raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r}")
+        if isinstance(target, float) and target.is_integer():
+            target = int(target)
+        if isinstance(target, (int, np.integer)) or (isinstance(target, torch.Tensor) and target.numel() == 1
+                                                     and not target.is_floating_point()):
+            t = int(target)
+            if not 0 <= t < size:
+                raise TargetError(f"target {t} is out of range: the model has {size} {self.output_noun} "
+                                  f"(0..{size - 1})")
+            return t
+        if isinstance(target, str):
+            return self.target_from_string(tokenizer, target)
+        raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {type(target).__name__}")
+
+    def target_from_string(self, tokenizer, target: str) -> int:
+        """A target given as a string → an output index."""
+        raise NotImplementedError
+
+    def target_label(self, tokenizer, target: int) -> str:
+        """How output ``target`` is shown (a class name, a decoded token)."""
+        names = self.label_names()
+        return names[target] if names and 0 <= target < len(names) else str(tokenizer.decode([int(target)]))
+
+    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
+        """What a target selector offers: ``[{"id", "label", "prob"}]`` from the output probabilities ``probs``."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_query(cls, num_tokens: int) -> int:
+        """The query row a view opens on (-1 for no tokens)."""
+        return 0 if num_tokens else -1
+
+    # -- attention ------------------------------------------------------------------------------------------
+    def attention_sites(self, ctrl) -> tuple[AttentionSite, ...]:
+        """The attention module groups of the model (``ctrl``: its controller, with ``num_layers`` and
+        ``num_heads``). Text models: one square self-attention group over the input."""
+        return (AttentionSite("self", "input", "input", int(ctrl.num_layers), int(ctrl.num_heads)),)
+
+
+class SequenceClassifierAdapter(TaskAdapter):
+    """A sequence-classification head: one prediction per input, F read from the class logits ``[R, C]``.
+
+    Decoder classifiers (GPT-2, Llama, … ``ForSequenceClassification``) pool the last token that is not
+    ``config.pad_token_id``: their examples run unpadded, and without a pad id the engine's copy gets a
+    placeholder (-1, never in ``input_ids``)."""
+
+    name = "classifier"
+    target_kind = "class"
+    output_noun = "classes"
+    classifies = True
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        name = type(model).__name__
+        return _refusal(model) is None and (name.endswith("ForSequenceClassification") or (
+            hasattr(model, "classifier") and bool(getattr(model.config, "num_labels", 0))
+            and not name.endswith("LMHeadModel")))
+
+    def takes_pair(self, tokenizer) -> bool:
+        # a second segment only means something to a model trained on pairs (token types, or [SEP]-joined)
+        tv = int(getattr(self.model.config, "type_vocab_size", 0) or 0)
+        return tv >= 2 or getattr(tokenizer, "sep_token", None) is not None
+
+    @property
+    def pools_by_pad(self) -> bool:
+        """A decoder with a classification head: it pools the last non-pad token by pad id."""
+        model = self.model
+        base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+        return bool(getattr(model.config, "is_decoder", False)) or (
+            base is not None and not hasattr(base, "encoder") and not hasattr(base, "embeddings"))
+
+    @property
+    def unpadded(self) -> bool:
+        return self.pools_by_pad
+
+    def pad_id(self, tokenizer) -> int:
+        cfg_pad = getattr(self.model.config, "pad_token_id", None)
+        if self.pools_by_pad and cfg_pad is not None:
+            return int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
+        return super().pad_id(tokenizer)
+
+    def placeholder_pad(self, rows_need_pad: bool) -> bool:
+        return getattr(self.model.config, "pad_token_id", None) is None and not rows_need_pad
+
+    def shadow_overrides(self) -> dict | None:
+        return {"pad_token_id": -1} if self.pools_by_pad and self.model.config.pad_token_id is None else None
+
+    def num_outputs(self) -> tuple[int | None, str]:
+        n = getattr(self.model.config, "num_labels", None)
+        return (int(n) if n else None), self.output_noun
+
+    def label_names(self) -> list[str] | None:
+        """Class names from ``config.id2label`` (``LABEL_i`` where it has none)."""
+        cfg = self.model.config
+        n = getattr(cfg, "num_labels", None)
+        id2label = getattr(cfg, "id2label", None) or {}
+        if not n:
+            return None
+        return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+    def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        return logits
+
+    def target_from_string(self, tokenizer, target: str) -> int:
+        names = self.label_names() or []
+        for i, name in enumerate(names):
+            if name.lower() == target.lower():
+                return i
+        raise TargetError(f"unknown class {target!r}: the model's classes are {names}")
+
+    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
+        """Every class, in class order."""
+        names = self.label_names() or [str(i) for i in range(len(probs))]
+        return [{"id": i, "label": str(names[i]), "prob": float(probs[i])} for i in range(len(probs))]
+
+
+class CausalLMAdapter(TaskAdapter):
+    """A language-model head asked for the next token: F read from the ``[R, V]`` next-token logits at each
+    row's last real position (only that position's logits computed where the model takes ``logits_to_keep``)."""
+
+    name = "causal-lm"
+    target_kind = "next-token"
+    output_noun = "tokens in the vocabulary"
+
+    def __init__(self, model: nn.Module):
+        super().__init__(model)
+        self.keep_last = accepts(model, "logits_to_keep")
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        name = type(model).__name__
+        return _refusal(model) is None and (name.endswith("ForCausalLM") or name.endswith("LMHeadModel"))
+
+    def num_outputs(self) -> tuple[int | None, str]:
+        cfg = self.model.config
+        n = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "get_text_config", lambda: cfg)(), "vocab_size", None)
+        return (int(n) if n else None), self.output_noun
+
+    def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        return logits[torch.arange(logits.shape[0], device=logits.device), last]
+
+    def logits(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
+        if self.keep_last and bool((last == last[0]).all()):
+            return net(**inputs, logits_to_keep=1).logits[:, -1]
+        return super().logits(net, inputs, last)
+
+    def target_from_string(self, tokenizer, target: str) -> int:
+        ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            pieces = tokenizer.convert_ids_to_tokens(ids)
+            raise TargetError(
+                f"target {target!r} is {len(ids)} tokens {pieces}: a next-token target must be one token — pass "
+                f"its first piece or a token id (leading spaces matter for byte-level tokenizers)"
+            )
+        return int(ids[0])
+
+    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
+        """The ``k`` most probable next tokens (``label`` the token as text, e.g. ``" Paris"``), most probable first."""
+        top = np.argsort(-probs, kind="stable")[: max(1, int(k))]
+        return [{"id": int(i), "label": str(tokenizer.decode([int(i)])), "prob": float(probs[i])} for i in top]
+
+    @classmethod
+    def default_query(cls, num_tokens: int) -> int:
+        return num_tokens - 1  # the position whose next token is the target
+
+
+# ------------------------------------------------------------------------------------------------------------
+# the registry
+
+_ADAPTERS: list[type[TaskAdapter]] = []
+
+
+def register_adapter(cls: type[TaskAdapter]) -> type[TaskAdapter]:
+    """Add an adapter class (usable as a decorator). The most recently registered class whose ``matches``
+    accepts a model is the one :func:`adapter_for` returns; registering a class again moves it to the front."""
+    if not (isinstance(cls, type) and issubclass(cls, TaskAdapter)) or not cls.name or not cls.target_kind:
+        raise TypeError(f"register_adapter takes a TaskAdapter subclass with a name and a target_kind, got {cls!r}")
+    unregister_adapter(cls)
+    _ADAPTERS.append(cls)
+    return cls
+
+
+def unregister_adapter(cls: type[TaskAdapter]) -> None:
+    """Remove an adapter class (no error when it is not registered)."""
+    if cls in _ADAPTERS:
+        _ADAPTERS.remove(cls)
+
+
+register_adapter(CausalLMAdapter)
+register_adapter(SequenceClassifierAdapter)  # tried first, as a classifier check preceded the LM check
+
+
+def adapter_for(model: nn.Module) -> TaskAdapter:
+    """The adapter of ``model``.
+
+    Raises :class:`UnsupportedModelError` for heads with no single prediction per input (token classification,
+    multiple choice, QA, masked LM, …) and models without text input, :class:`NoClassificationHeadError` for a
+    bare encoder/decoder."""
+    for cls in reversed(_ADAPTERS):
+        if cls.matches(model):
+            return cls(model)
+    reason = _refusal(model)
+    if reason is not None:
+        raise UnsupportedModelError(reason)
+    name = type(model).__name__
+    raise NoClassificationHeadError(
+        f"{name} has no classification head and no language-model head, so there is no prediction to "
+        f"attribute. Load it with AutoModelForSequenceClassification.from_pretrained(...) (a fine-tuned "
+        f"classifier) or AutoModelForCausalLM.from_pretrained(...) (next-token targets)."
+    )
+
+
+def adapter_class(target_kind: str) -> type[TaskAdapter]:
+    """The registered adapter class whose results carry ``target_kind`` (for results without a model, e.g.
+    loaded from a file); unknown kinds get the classifier's."""
+    for cls in reversed(_ADAPTERS):
+        if cls.target_kind == target_kind:
+            return cls
+    return SequenceClassifierAdapter
+
+
+def accepts(model: nn.Module, name: str) -> bool:
+    """Whether ``model.forward`` takes the keyword ``name`` (e.g. ``logits_to_keep``)."""
+    try:
+        return name in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+# Heads whose output is not one prediction per input: refused up front (their logits would be misread).
+_UNSUPPORTED_HEADS = {
+    "ForTokenClassification": "token classification (one prediction per token)",
+    "ForMultipleChoice": "multiple choice (one score per choice, inputs shaped [batch, choices, tokens])",
+    "ForQuestionAnswering": "extractive question answering (start/end scores per token)",
+    "ForMaskedLM": "masked language modelling (one prediction per [MASK] position)",
+    "ForImageClassification": "image classification (pixel input)",
+    "ForObjectDetection": "object detection (pixel input)",
+    "ForSemanticSegmentation": "segmentation (pixel input)",
+    "ForAudioClassification": "audio classification (waveform input)",
+    "ForSpeechSeq2Seq": "speech recognition (audio input)",
+    "ForConditionalGeneration": "encoder-decoder / multimodal generation",
+}
+
+
+def _refusal(model: nn.Module) -> str | None:
+    """Why the text adapters refuse ``model`` (an unsupported head, no text input), or None."""
+    name = type(model).__name__
+    for suffix, what in _UNSUPPORTED_HEADS.items():
+        if name.endswith(suffix):
+            return (f"{name} has a head for {what}, which attattr-widgets does not attribute: load the checkpoint "
+                    f"with AutoModelForSequenceClassification (one class per input) or AutoModelForCausalLM "
+                    f"(next-token targets) instead")
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - C-implemented forwards
+        return None
+    other = [k for k in params if k in ("pixel_values", "input_values", "input_features")]
+    if "input_ids" not in params and (other or not any(p.kind is p.VAR_KEYWORD for p in params.values())):
+        takes = ", ".join(other or list(params)[:3])
+        return (f"{name} takes no text input (its forward takes {takes}): attattr-widgets attributes text models "
+                f"(a classifier or a causal LM over input_ids)")
+    return None
