@@ -33,7 +33,9 @@ node_modules/.stamp: package.json package-lock.json
 js: node_modules/.stamp
 	npm run build
 
-.venv/.installed: .venv/.torch pyproject.toml $(LOCK)
+# js first (order-only): the editable install's build hook (hatch-jupyter-builder) then finds the bundles newer
+# than js/ and runs no npm of its own
+.venv/.installed: .venv/.torch pyproject.toml $(LOCK) | js
 	$(PIP) install -q -c $(LOCK) -e ".[demo,test]"
 	$(PY) scripts/lock.py check $(LOCK)
 	touch $@

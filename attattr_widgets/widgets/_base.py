@@ -1,9 +1,12 @@
-"""Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking."""
+"""Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking, and the static
+fallback every view puts in its mimebundle (widgets/snapshot.py), refreshed in displayed outputs when a run ends."""
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import threading
+import time
 from typing import Any
 
 import anywidget
@@ -55,6 +58,15 @@ def bundle_built(name: str) -> bool:
     return bundle_path(name).exists()
 
 
+# The message a rendered view sends once (js/lib/live.ts): a live widget front end shows this model.
+LIVE_MESSAGE_TYPE = "attattr-live"
+# How long after a display the kernel waits for that message before it refreshes the displayed static fallback
+# of a finished run (a view renders within a second of its output arriving where a widget manager runs).
+LIVE_GRACE_S = 3.0
+_log = logging.getLogger(__name__)
+_DISPLAYS_LOCK = threading.Lock()
+
+
 class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
     """AnyWidget with eager validation of constructor keywords (typos raise instead of passing silently),
     plus ``to_html(path)`` (self-contained offline page) and ``to_png(path)``."""
@@ -65,6 +77,78 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
         if unknown:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
         super().__init__(**kwargs)
+        self._live_view = False  # a live front end rendered this model (LIVE_MESSAGE_TYPE received)
+        self._displays: list[tuple[Any, float]] = []  # (DisplayHandle, when) of displays made while running
+        self._display_refresh: threading.Thread | None = None
+        if self.has_trait("state"):
+            self.observe(self._on_state_for_displays, names=["state"])
+
+    # -- static fallback (text/html beside the widget view) -----------------------------------------------
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view plus a script-free ``text/html`` snapshot of what the view shows now, which hosts
+        without a widget manager render instead (nbconvert, nbviewer, GitHub, VS Code without widget state)."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # anywidget: (data, metadata); metadata carries Colab's
+        if bundle is None:                             # custom_widget_manager url there
+            return None
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data)
+        try:
+            from .snapshot import snapshot_html
+
+            html = snapshot_html(self)
+        except Exception:  # noqa: BLE001 - the live view must still display
+            _log.exception("attattr-widgets: static snapshot of %s failed", type(self).__name__)
+            html = None
+        if html:
+            data["text/html"] = html
+        return data, metadata
+
+    def _ipython_display_(self, **kwargs):
+        """Display with a display id, so a view displayed while its run streams gets its static fallback
+        refreshed when the run ends (see :meth:`_on_state_for_displays`)."""
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_() if callable(getattr(self, "_repr_mimebundle_", None)) else None
+        if not bundle:  # closed widget
+            display({"text/plain": repr(self)}, raw=True)
+            return
+        data, metadata = bundle
+        handle = display(data, metadata=metadata, raw=True, display_id=True)
+        if handle is not None and getattr(self, "state", None) == "running":
+            with _DISPLAYS_LOCK:
+                self._displays.append((handle, time.monotonic()))
+
+    def _on_state_for_displays(self, change) -> None:
+        if change["old"] != "running" or change["new"] == "running":
+            return
+        with _DISPLAYS_LOCK:
+            displays, self._displays = self._displays, []
+        if displays and not self._live_view:
+            t = threading.Thread(target=self._refresh_displays, args=(displays,), daemon=True,
+                                 name=f"{type(self).__name__}-display-refresh")
+            self._display_refresh = t
+            t.start()
+
+    def _refresh_displays(self, displays: list[tuple[Any, float]]) -> None:
+        """Replace the static fallback in the outputs of ``displays`` by the finished view — only where no live
+        front end rendered it: a display update would make JupyterLab's widget renderer add a second view."""
+        wait = LIVE_GRACE_S - (time.monotonic() - max(t for _, t in displays))
+        if wait > 0:
+            time.sleep(wait)
+        if self._live_view:
+            return
+        try:
+            data, metadata = self._repr_mimebundle_()
+            for handle, _ in displays:
+                handle.update(data, metadata=metadata, raw=True)
+        except Exception:  # noqa: BLE001 - a refresh is best effort; the widget state is unaffected
+            _log.exception("attattr-widgets: refreshing the displayed snapshot of %s failed", type(self).__name__)
+
+    def _handle_custom_msg(self, content, buffers):
+        if isinstance(content, dict) and content.get("type") == LIVE_MESSAGE_TYPE:
+            self._live_view = True
+            return
+        super()._handle_custom_msg(content, buffers)
 
     def get_state(self, key=None, drop_defaults=False):
         """The synced state, every string valid Unicode (lone surrogates → U+FFFD) so that the comm (UTF-8),
@@ -118,6 +202,9 @@ class BackgroundRun:
         """Block until the run ends and return its result (None if never run); re-raises the run's error."""
         if self._thread is not None:
             self._thread.join(timeout)
+        refresh = getattr(self, "_display_refresh", None)
+        if refresh is not None:  # the displayed static fallback is brought up to date before wait() returns
+            refresh.join(None if timeout is None else LIVE_GRACE_S + 1)
         if self._exception is not None:
             raise self._exception
         return self.result
