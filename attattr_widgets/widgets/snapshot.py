@@ -306,9 +306,9 @@ def explorer_html(w: Any) -> str:
         head.append(f'<span style="color:#555">{esc(meta["model_name"])}</span>')
     if label:
         kind = "next token" if meta.get("target_kind") == "next-token" else "target"
-        head.append(f'{kind} <b>{esc(display_token(label))}</b>')
+        head.append(f'<span>{kind} <b>{esc(display_token(label))}</b></span>')
     if prob is not None:
-        head.append(f"p = <b>{esc(fmt(prob))}</b>")
+        head.append(f"<span>p = <b>{esc(fmt(prob))}</b></span>")
     parts = [f'<div style="display:flex;gap:14px;flex-wrap:wrap;align-items:baseline">{"".join(head)}</div>',
              _status(state, error, w.layers_done, w.layers_total)]
     text = meta.get("text")
