@@ -20,7 +20,7 @@ from attattr_widgets.engine.attribution import attribute
 from attattr_widgets.engine.results import Attribution
 from attattr_widgets.export import WIDGET_VIEW_MIME
 from attattr_widgets.widgets import Explorer, TreeView
-from attattr_widgets.widgets import snapshot as snap
+from attattr_widgets import snapshot as snap
 from attattr_widgets.widgets.heads import HeadsView
 from attattr_widgets.widgets.triggers import TriggersView
 

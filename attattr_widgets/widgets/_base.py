@@ -1,5 +1,5 @@
 """Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking, and the static
-fallback every view puts in its mimebundle (widgets/snapshot.py), refreshed in displayed outputs when a run ends."""
+fallback every view puts in its mimebundle (attattr_widgets/snapshot.py), refreshed in displayed outputs when a run ends."""
 from __future__ import annotations
 
 import logging
@@ -93,7 +93,7 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
         data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
         data = dict(data)
         try:
-            from .snapshot import snapshot_html
+            from ..snapshot import snapshot_html
 
             html = snapshot_html(self)
         except Exception:  # noqa: BLE001 - the live view must still display

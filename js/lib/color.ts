@@ -9,8 +9,8 @@ export interface Theme {
   dark: boolean;
 }
 
-// The stops live in one file shared with the kernel's static fallback (attattr_widgets/widgets/snapshot.py).
-import palette from "../../attattr_widgets/widgets/palette.json";
+// The stops live in one file shared with the kernel's static fallback (attattr_widgets/snapshot.py).
+import palette from "../../attattr_widgets/palette.json";
 
 export const LIGHT: Theme = { bg: palette.light.bg as RGB, fg: palette.light.fg as RGB, dark: false };
 export const DARK: Theme = { bg: palette.dark.bg as RGB, fg: palette.dark.fg as RGB, dark: true };

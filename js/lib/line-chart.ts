@@ -5,7 +5,7 @@ import { cssRGB, formatValue, niceTicks, type Theme } from "./color";
 import { downloadBlob, downloadSvg, h, s, svgToPng } from "./dom";
 import { downloadButtons } from "./image-export";
 import type { TipLine, Tooltip } from "./tooltip";
-import palette from "../../attattr_widgets/widgets/palette.json";
+import palette from "../../attattr_widgets/palette.json";
 
 export interface ChartPoint {
   x: number;

@@ -24,6 +24,7 @@ import pytest
 
 from .e2e_support import (
     REPO,
+    LabNotebook,
     TINY_MODEL_SRC,
     ZERO_ATTR_SRC,
     assert_not_blank,
@@ -71,14 +72,14 @@ def test_sdist_and_wheel_carry_the_front_end(dists):
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
     for need in ("package.json", "package-lock.json", "tsconfig.json", "js/build.mjs", "js/explorer.ts",
-                 "js/lib/color.ts", "attattr_widgets/widgets/palette.json",
+                 "js/lib/color.ts", "attattr_widgets/palette.json",
                  *(f"attattr_widgets/static/{b}" for b in BUNDLES)):
         assert need in names, f"{need} missing from the sdist"
     with zipfile.ZipFile(wheel) as z:
         wn = set(z.namelist())
     for b in (*BUNDLES, "vendor/anywidget.js", "vendor/embed-amd.js", "vendor/require.min.js"):
         assert f"attattr_widgets/static/{b}" in wn, f"{b} missing from the wheel"
-    assert "attattr_widgets/widgets/palette.json" in wn
+    assert "attattr_widgets/palette.json" in wn
     assert not any(n.startswith(("js/", "tests/", "node_modules/")) for n in wn)
 
 
@@ -210,5 +211,35 @@ def test_nbconvert_without_widget_state_shows_static_views(tmp_path, browser, ar
         assert hostile.locator("script, img, [onerror], [onload]").count() == 0
         assert hostile.locator("b", has_text="bold").count() == 0
         page.screenshot(path=str(artifacts / "reach-nbconvert-static.png"), full_page=True)
+    finally:
+        ctx.close()
+
+
+# ------------------------------------------------------------------------------------------ live JupyterLab
+def test_live_lab_view_is_not_duplicated_and_keeps_its_static_fallback(browser, lab):
+    """Displayed while streaming in JupyterLab: the rendered view tells the kernel it is live, so the kernel does
+    not update the output when the run ends (JupyterLab's widget renderer would add a second view); the output
+    still carries the text/html a notebook saved without widget state shows."""
+    setup = TINY_MODEL_SRC + "\nfrom attattr_widgets.widgets import Explorer\nmodel, tok = make_tiny()\nprint('ready')"
+    show = 'ex = Explorer(model, tok)\nex.explain("the movie was great but the plot is bad", steps=4)\nex'
+    check = "import time\nex.wait(); time.sleep(4)\nprint('live', ex._live_view, 'pending', len(ex._displays))"
+    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1400})
+    try:
+        page = ctx.new_page()
+        nb = LabNotebook(page, lab, "reach-live.ipynb", [setup, show, check])
+        nb.run(0)
+        assert "ready" in nb.output_text(0)
+        nb.run(1)
+        nb.run(2, timeout=120)
+        assert "live True pending 0" in nb.output_text(2), nb.output_text(2)
+        page.wait_for_function(
+            "() => window.jupyterapp.shell.currentWidget.content.widgets[1].node"
+            ".querySelector('.attattr-explorer')?.dataset.state === 'done'", timeout=60_000)
+        assert nb.cell(1).locator(".attattr-explorer").count() == 1
+        data = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.outputs"
+                             ".get(0).data")
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert "attattr-static-explorer" in data["text/html"]
+        nb.shutdown()
     finally:
         ctx.close()

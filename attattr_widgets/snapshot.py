@@ -90,7 +90,7 @@ def _text_on(rgb: Any) -> str:
 # --------------------------------------------------------------------------------------------------------
 def esc(s: Any) -> str:
     """Escaped text for HTML/SVG content and attribute values (lone surrogates -> U+FFFD)."""
-    from .serialize import valid_text
+    from .widgets.serialize import valid_text
 
     return _html.escape(valid_text(str(s)), quote=True)
 
@@ -519,14 +519,14 @@ def triggers_html(w: Any) -> str:
 
 # --------------------------------------------------------------------------------------------------------
 def snapshot_html(widget: Any) -> str | None:
-    """The static HTML of an attattr view as it is now, or None for other widgets."""
-    from .explorer import Explorer
-    from .heads import HeadsView
-    from .tree import TreeView
-    from .triggers import TriggersView
-
-    for cls, fn in ((Explorer, explorer_html), (TreeView, tree_html), (HeadsView, heads_html),
-                    (TriggersView, triggers_html)):
-        if isinstance(widget, cls):
+    """The static HTML of an attattr view as it is now (by its class or a base class named Explorer, TreeView,
+    HeadsView or TriggersView), or None for other widgets."""
+    for cls in type(widget).__mro__:
+        fn = RENDERERS.get(cls.__name__)
+        if fn is not None and cls.__module__.startswith("attattr_widgets.widgets."):
             return fn(widget)
     return None
+
+
+RENDERERS = {"Explorer": explorer_html, "TreeView": tree_html, "HeadsView": heads_html,
+             "TriggersView": triggers_html}
