@@ -33,6 +33,7 @@ _BG = np.array(PALETTE["light"]["bg"], dtype=np.float64)
 _FG = "rgb({},{},{})".format(*PALETTE["light"]["fg"])
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 MAX_LABELLED_TOKENS = 48  # heatmap axes carry token labels up to this many tokens (as the live view at 100%)
+MAX_MAP_SIDE = 256  # longer inputs: a map is pooled in k×k blocks (the value of largest |v| kept) to this side
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -151,6 +152,21 @@ def _data_uri(rgb: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(rgb)).decode("ascii")
 
 
+def pool_max_abs(a: np.ndarray, side: int = MAX_MAP_SIDE) -> tuple[np.ndarray, int]:
+    """``a`` [r, c] pooled in k×k blocks (k = ceil(max(r, c) / side)) keeping each block's value of largest |v|
+    (NaN-padded edges ignored), so a few strong links stay visible; returns (pooled, k)."""
+    r, c = a.shape
+    k = max(1, math.ceil(max(r, c) / side))
+    if k == 1:
+        return a, 1
+    R, C = math.ceil(r / k) * k, math.ceil(c / k) * k
+    pad = np.zeros((R, C), dtype=np.float64)
+    pad[:r, :c] = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)
+    blocks = pad.reshape(R // k, k, C // k, k).transpose(0, 2, 1, 3).reshape(R // k, C // k, k * k)
+    idx = np.abs(blocks).argmax(-1)
+    return np.take_along_axis(blocks, idx[..., None], -1)[..., 0], k
+
+
 def heat_rgb(values: Any, kind: str) -> np.ndarray:
     """Colours of a map under the live view's default scale: ``"diverging"`` over [-max|v|, max|v|],
     ``"sequential"`` over [0, max v]; uint8 [rows, cols, 3]."""
@@ -191,21 +207,22 @@ def _legend(kind: str, hi: float, width: int = 120) -> str:
 def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: int = 260,
                 query: int = -1) -> str:
     """One [n, n] map (rows = query tokens, columns = key tokens) as an SVG image with token axes."""
-    a = np.asarray(values, dtype=np.float64)
-    n_r, n_c = a.shape
+    full = np.asarray(values, dtype=np.float64)
+    n_r, n_c = full.shape
+    a, k = pool_max_abs(full)
     labelled = max(n_r, n_c) <= MAX_LABELLED_TOKENS
-    cell = max(1.0, min(size / max(n_r, n_c, 1), 24.0))
+    cell = max(size / max(a.shape), min(size / max(n_r, n_c, 1), 24.0))  # px per token (per block when pooled)
     fs = min(11.0, max(7.0, cell * 0.8))
     longest = max((len(_short(t)) for t in tokens[:max(n_r, n_c)]), default=1)
     pad_l = pad_b = (longest * fs * 0.62 + 10) if labelled else 8.0
-    w, h = n_c * cell, n_r * cell
+    w, h = a.shape[1] * cell, a.shape[0] * cell
     body = [_text(pad_l, 12, title, font_weight="600")]
     y0 = 20
     body.append(f'<image href="{_data_uri(heat_rgb(a, kind))}" x="{pad_l}" y="{y0}" width="{w:.1f}" height="{h:.1f}" '
                 'preserveAspectRatio="none" style="image-rendering:pixelated"/>')
     body.append(f'<rect x="{pad_l}" y="{y0}" width="{w:.1f}" height="{h:.1f}" fill="none" stroke="#999"/>')
     if 0 <= query < n_r:
-        body.append(f'<rect x="{pad_l}" y="{y0 + query * cell:.1f}" width="{w:.1f}" height="{cell:.1f}" '
+        body.append(f'<rect x="{pad_l}" y="{y0 + query // k * cell:.1f}" width="{w:.1f}" height="{cell:.1f}" '
                     'fill="none" stroke="#111" stroke-width="1.5"/>')
     if labelled:
         for i, t in enumerate(tokens[:n_r]):
@@ -216,8 +233,10 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
             body.append(_text(x, y, _short(t), text_anchor="end", font_size=f"{fs:.0f}",
                               transform=f"rotate(-90 {x:.1f} {y:.1f})"))
     else:
-        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} tokens (rows: query, columns: key)", fill="#555"))
-    hi = _signed_max(a) if kind == "diverging" else _pos_max(a)
+        pooled = f", {k}×{k} blocks (largest |value|)" if k > 1 else ""
+        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} tokens (rows: query, columns: key{pooled})",
+                          fill="#555"))
+    hi = _signed_max(full) if kind == "diverging" else _pos_max(full)
     return (f'<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
             + _svg(pad_l + w + 8, y0 + h + pad_b, body, title)
             + f'<div style="margin-left:{pad_l:.0f}px">{_legend(kind, hi)}</div></div>')
@@ -296,8 +315,10 @@ def explorer_html(w: Any) -> str:
     tokens = [str(t) for t in (w.tokens or [])]
     state, error = str(w.state), str(w.error or "")
     if state == "empty" or (not tokens and state != "error"):
-        return _box('<div style="font-weight:600">AttAttr Explorer</div><div>Nothing explained yet: call '
-                    '<code>explain(text)</code>.</div>' + _status(state, error), "attattr-static-explorer",
+        hint = ("" if state == "running" else
+                "<div>Nothing explained yet: call <code>explain(text)</code>.</div>")
+        return _box('<div style="font-weight:600">AttAttr Explorer</div>' + hint
+                    + _status(state, error, w.layers_done, w.layers_total), "attattr-static-explorer",
                     "AttAttr Explorer")
     label = meta.get("target_label") or (f"class {meta['target']}" if "target" in meta else "")
     prob = meta.get("prob")

@@ -305,3 +305,25 @@ def test_vscode_local_widget_script_is_in_the_environment():
     src = p.read_text(encoding="utf-8")
     assert 'define(["@jupyter-widgets/base"]' in src  # the AMD module VS Code's widget loader requires
     assert anywidget.__version__ in src
+
+
+def test_long_maps_are_pooled_keeping_the_strongest_link():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 0.01, (600, 600))
+    a[301, 17] = -5.0
+    pooled, k = snap.pool_max_abs(a)
+    assert k == 3 and pooled.shape == (200, 200)
+    assert pooled[100, 5] == -5.0 and pooled.min() == -5.0
+    np.testing.assert_array_equal(snap.pool_max_abs(a[:40, :40])[0], a[:40, :40])
+    out = snap.heatmap_svg(a, "diverging", [f"t{i}" for i in range(600)], "Attribution")
+    check(out)
+    assert "3×3 blocks" in out and "t17" not in out  # no axis labels for 600 tokens
+    assert len(out) < 400_000
+
+
+def test_explorer_snapshot_while_running_before_the_first_layer(bert):
+    model, tok = bert
+    ex = Explorer(model, tok)
+    ex.state, ex.layers_total = "running", 3
+    text = "".join(check(snap.explorer_html(ex)).text)
+    assert "Running (0/3)" in text and "Nothing explained yet" not in text
