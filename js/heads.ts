@@ -4,11 +4,9 @@ import "./lib/style.css";
 import "./lib/interactive.css";
 import { HeadsViewUI } from "./lib/heads-view";
 import type { HeadsModel } from "./lib/protocol";
-import { announceLive } from "./lib/live";
 
 export default {
   render({ model, el }: { model: AnyModel<HeadsModel>; el: HTMLElement }) {
-    announceLive(model);
     const view = new HeadsViewUI(model, el);
     return () => view.destroy();
   },

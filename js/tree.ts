@@ -3,11 +3,9 @@ import type { AnyModel } from "@anywidget/types";
 import "./lib/style.css";
 import type { TreeModel } from "./lib/protocol";
 import { TreeView } from "./lib/tree-view";
-import { announceLive } from "./lib/live";
 
 export default {
   render({ model, el }: { model: AnyModel<TreeModel>; el: HTMLElement }) {
-    announceLive(model);
     const view = new TreeView(model, el);
     return () => view.destroy();
   },

@@ -4,11 +4,9 @@ import "./lib/style.css";
 import "./lib/interactive.css";
 import type { TriggersModel } from "./lib/protocol";
 import { TriggersViewUI } from "./lib/triggers-view";
-import { announceLive } from "./lib/live";
 
 export default {
   render({ model, el }: { model: AnyModel<TriggersModel>; el: HTMLElement }) {
-    announceLive(model);
     const view = new TriggersViewUI(model, el);
     return () => view.destroy();
   },

@@ -6,7 +6,6 @@ import logging
 import os
 import pathlib
 import threading
-import time
 from typing import Any
 
 import anywidget
@@ -58,11 +57,6 @@ def bundle_built(name: str) -> bool:
     return bundle_path(name).exists()
 
 
-# The message a rendered view sends once (js/lib/live.ts): a live widget front end shows this model.
-LIVE_MESSAGE_TYPE = "attattr-live"
-# How long after a display the kernel waits for that message before it refreshes the displayed static fallback
-# of a finished run (a view renders within a second of its output arriving where a widget manager runs).
-LIVE_GRACE_S = 3.0
 _log = logging.getLogger(__name__)
 _DISPLAYS_LOCK = threading.Lock()
 
@@ -77,9 +71,7 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
         if unknown:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
         super().__init__(**kwargs)
-        self._live_view = False  # a live front end rendered this model (LIVE_MESSAGE_TYPE received)
-        self._displays: list[tuple[Any, float]] = []  # (DisplayHandle, when) of displays made while running
-        self._display_refresh: threading.Thread | None = None
+        self._displays: list[Any] = []  # DisplayHandles of the displays made while running
         if self.has_trait("state"):
             self.observe(self._on_state_for_displays, names=["state"])
 
@@ -105,7 +97,7 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
 
     def _ipython_display_(self, **kwargs):
         """Display with a display id, so a view displayed while its run streams gets its static fallback
-        refreshed when the run ends (see :meth:`_on_state_for_displays`)."""
+        replaced by the finished one when the run ends (see :meth:`_on_state_for_displays`)."""
         from IPython.display import display
 
         bundle = self._repr_mimebundle_() if callable(getattr(self, "_repr_mimebundle_", None)) else None
@@ -116,39 +108,24 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
         handle = display(data, metadata=metadata, raw=True, display_id=True)
         if handle is not None and getattr(self, "state", None) == "running":
             with _DISPLAYS_LOCK:
-                self._displays.append((handle, time.monotonic()))
+                self._displays.append(handle)
 
     def _on_state_for_displays(self, change) -> None:
+        """When a run ends, update the outputs it was displayed in while running (same widget view, the
+        finished snapshot): what a notebook saved without widget state, nbconvert or nbviewer show. JupyterLab
+        redraws the live view once for it (one view, tested in tests/e2e/test_reach.py)."""
         if change["old"] != "running" or change["new"] == "running":
             return
         with _DISPLAYS_LOCK:
             displays, self._displays = self._displays, []
-        if displays and not self._live_view:
-            t = threading.Thread(target=self._refresh_displays, args=(displays,), daemon=True,
-                                 name=f"{type(self).__name__}-display-refresh")
-            self._display_refresh = t
-            t.start()
-
-    def _refresh_displays(self, displays: list[tuple[Any, float]]) -> None:
-        """Replace the static fallback in the outputs of ``displays`` by the finished view — only where no live
-        front end rendered it: a display update would make JupyterLab's widget renderer add a second view."""
-        wait = LIVE_GRACE_S - (time.monotonic() - max(t for _, t in displays))
-        if wait > 0:
-            time.sleep(wait)
-        if self._live_view:
+        if not displays:
             return
         try:
             data, metadata = self._repr_mimebundle_()
-            for handle, _ in displays:
+            for handle in displays:
                 handle.update(data, metadata=metadata, raw=True)
         except Exception:  # noqa: BLE001 - a refresh is best effort; the widget state is unaffected
             _log.exception("attattr-widgets: refreshing the displayed snapshot of %s failed", type(self).__name__)
-
-    def _handle_custom_msg(self, content, buffers):
-        if isinstance(content, dict) and content.get("type") == LIVE_MESSAGE_TYPE:
-            self._live_view = True
-            return
-        super()._handle_custom_msg(content, buffers)
 
     def get_state(self, key=None, drop_defaults=False):
         """The synced state, every string valid Unicode (lone surrogates → U+FFFD) so that the comm (UTF-8),
@@ -202,9 +179,6 @@ class BackgroundRun:
         """Block until the run ends and return its result (None if never run); re-raises the run's error."""
         if self._thread is not None:
             self._thread.join(timeout)
-        refresh = getattr(self, "_display_refresh", None)
-        if refresh is not None:  # the displayed static fallback is brought up to date before wait() returns
-            refresh.join(None if timeout is None else LIVE_GRACE_S + 1)
         if self._exception is not None:
             raise self._exception
         return self.result

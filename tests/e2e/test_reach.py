@@ -152,17 +152,23 @@ HOSTILE_TOKENS = ["[CLS]", "<script>window.__pwned=1</script>", "<img src=x oner
                   "</div><b>bold</b>", "&amp; &lt;", "\"'`", "<svg onload=window.__pwned=1>", "[SEP]"]
 
 
+SLOW_TEXT = " ".join(["the movie was not very good , but the actors were great and i love this film ."] * 2)
+
+
 def _notebook() -> nbformat.NotebookNode:
     cells = [
         TINY_MODEL_SRC + "\nimport attattr_widgets as aw\nmodel, tok = make_tiny()\n" + HOSTILE_SRC,
-        # displayed while the run streams: the static fallback is refreshed when it ends (next cell waits)
-        'ex = aw.Explorer(model, tok)\nex.explain("the movie was great but the plot is bad", steps=2)\nex',
+        # displayed while the run streams (about 3 s): the static fallback is refreshed when it ends (next cell
+        # waits); "tracked 1" says the display happened while running
+        ("slow_model, slow_tok = make_tiny(layers=12, heads=4, hidden=64, seed=1)\n"
+         f"ex = aw.Explorer(slow_model, slow_tok)\nex.explain({SLOW_TEXT!r}, steps=64)\n"
+         "display(ex)\nprint('tracked', len(ex._displays))"),
         "ex.wait();",
         "ex.tree_view(threshold=0.1)",
         ('examples = [{"text": t, "label": y} for t, y in [("a great fun movie", 1), ("boring awful plot", 0),'
          ' ("the best film ever", 1), ("the worst story", 0)]]\n'
          'hv = aw.HeadsView(model, tok, examples, methods=("attattr", "random"), fractions=[0, 0.5, 1], steps=2)\n'
-         "hv.run()\nhv"),
+         "hv.run()\ndisplay(hv)\nprint('tracked', len(hv._displays))"),
         "hv.wait();",
         ("tv = aw.TriggersView(model, tok, examples, examples, evaluate=1, sample=2, steps=2, min_score=0.0)\n"
          "tv.run()\ntv.wait()\ntv"),
@@ -188,6 +194,7 @@ def test_nbconvert_without_widget_state_shows_static_views(tmp_path, browser, ar
     text = html_path.read_text(encoding="utf-8")
     assert "application/vnd.jupyter.widget-state+json" not in text
     assert "object at 0x" not in text
+    assert text.count("tracked 1") == 2, "the Explorer / HeadsView were not displayed while running"
     ctx = hermetic_context(browser, local_only, viewport={"width": 1280, "height": 900})
     try:
         page = ctx.new_page()
@@ -216,30 +223,35 @@ def test_nbconvert_without_widget_state_shows_static_views(tmp_path, browser, ar
 
 
 # ------------------------------------------------------------------------------------------ live JupyterLab
-def test_live_lab_view_is_not_duplicated_and_keeps_its_static_fallback(browser, lab):
-    """Displayed while streaming in JupyterLab: the rendered view tells the kernel it is live, so the kernel does
-    not update the output when the run ends (JupyterLab's widget renderer would add a second view); the output
-    still carries the text/html a notebook saved without widget state shows."""
-    setup = TINY_MODEL_SRC + "\nfrom attattr_widgets.widgets import Explorer\nmodel, tok = make_tiny()\nprint('ready')"
-    show = 'ex = Explorer(model, tok)\nex.explain("the movie was great but the plot is bad", steps=4)\nex'
-    check = "import time\nex.wait(); time.sleep(4)\nprint('live', ex._live_view, 'pending', len(ex._displays))"
+def test_live_lab_view_gets_the_finished_snapshot_and_stays_one_view(browser, lab):
+    """Displayed while streaming in JupyterLab: when the run ends the output's text/html (what a notebook saved
+    without widget state shows) becomes the finished snapshot, and JupyterLab still shows exactly one view (it
+    redraws the view for the update)."""
+    setup = (TINY_MODEL_SRC + "\nfrom attattr_widgets.widgets import Explorer\n"
+             "model, tok = make_tiny(layers=12, heads=4, hidden=64, seed=1)\nprint('ready')")
+    show = (f"ex = Explorer(model, tok)\nex.explain({SLOW_TEXT!r}, steps=64)\n"
+            "display(ex)\nprint('tracked', len(ex._displays))")
     ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1400})
     try:
         page = ctx.new_page()
-        nb = LabNotebook(page, lab, "reach-live.ipynb", [setup, show, check])
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        nb = LabNotebook(page, lab, "reach-live.ipynb", [setup, show, "ex.wait();"])
         nb.run(0)
         assert "ready" in nb.output_text(0)
         nb.run(1)
+        assert "tracked 1" in nb.output_text(1), nb.output_text(1)  # displayed while running
         nb.run(2, timeout=120)
-        assert "live True pending 0" in nb.output_text(2), nb.output_text(2)
+        out = "() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.outputs.get(0).data"
+        page.wait_for_function(f"() => !({out})()['text/html'].includes('Running')", timeout=30_000)
+        data = page.evaluate(out)
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert "attattr-static-explorer" in data["text/html"] and "p = " in data["text/html"]
         page.wait_for_function(
             "() => window.jupyterapp.shell.currentWidget.content.widgets[1].node"
             ".querySelector('.attattr-explorer')?.dataset.state === 'done'", timeout=60_000)
         assert nb.cell(1).locator(".attattr-explorer").count() == 1
-        data = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[1].model.outputs"
-                             ".get(0).data")
-        assert "application/vnd.jupyter.widget-view+json" in data
-        assert "attattr-static-explorer" in data["text/html"]
+        assert not errors, errors
         nb.shutdown()
     finally:
         ctx.close()
