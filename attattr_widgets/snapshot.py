@@ -33,6 +33,7 @@ _BG = np.array(PALETTE["light"]["bg"], dtype=np.float64)
 _FG = "rgb({},{},{})".format(*PALETTE["light"]["fg"])
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 MAX_LABELLED_TOKENS = 48  # heatmap axes carry token labels up to this many tokens (as the live view at 100%)
+TREE_WIDTH = 1100.0  # px: wider trees get narrower columns (the host would scale the SVG down otherwise)
 MAX_MAP_SIDE = 256  # longer inputs: a map is pooled in k×k blocks (the value of largest |v| kept) to this side
 
 
@@ -381,12 +382,18 @@ def tree_html(w: Any) -> str:
     # x: token position; y: layer (the root above the last layer, leaves at the bottom)
     layers_used = sorted({int(nd.get("layer", 0)) for nd in nodes}, reverse=True)
     row_of = {lay: i for i, lay in enumerate(layers_used)}
-    col_w, row_h, pad = 74.0, 54.0, 30.0
+    # one column per node in token order, at most TREE_WIDTH px wide; narrow columns stagger odd ones down by
+    # half a row so neighbouring labels get two columns of room
     cols = sorted(by_index)
     col_of = {idx: i for i, idx in enumerate(cols)}
-    W, H = pad * 2 + col_w * len(cols), pad * 2 + row_h * max(len(layers_used) - 1, 0) + 20
-    pos = {idx: (pad + (col_of[idx] + 0.5) * col_w, pad + row_of[int(nd.get("layer", 0))] * row_h)
+    col_w = max(28.0, min(74.0, TREE_WIDTH / max(len(cols), 1)))
+    stagger = 24.0 if col_w < 74.0 else 0.0
+    row_h, pad = 54.0 + stagger, 30.0
+    W, H = pad * 2 + col_w * len(cols), pad * 2 + row_h * max(len(layers_used) - 1, 0) + stagger + 20
+    pos = {idx: (pad + (col_of[idx] + 0.5) * col_w,
+                 pad + row_of[int(nd.get("layer", 0))] * row_h + (stagger if col_of[idx] % 2 else 0.0))
            for idx, nd in by_index.items()}
+    label_chars = max(3, min(10, int((col_w * (2 if stagger else 1) - 12) / 7)))
     m = _signed_max([float(e.get("score", 0.0)) for e in edges]) if edges else 1.0
     body = []
     for e in edges:
@@ -401,7 +408,7 @@ def tree_html(w: Any) -> str:
                     f'stroke-width="{1.5 + 3 * abs(sc) / m:.1f}"><title>{esc(tip)}</title></line>')
     for idx, nd in by_index.items():
         x, y = pos[idx]
-        lab = _short(nd.get("token", ""), 10)
+        lab = _short(nd.get("token", ""), label_chars)
         wbox = max(24.0, 7.0 * len(lab) + 10)
         body.append(f'<rect x="{x - wbox / 2:.1f}" y="{y - 9:.1f}" width="{wbox:.1f}" height="18" rx="4" '
                     'fill="#f6f8fa" stroke="#8c959f"/>')
