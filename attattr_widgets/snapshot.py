@@ -420,9 +420,9 @@ def tree_html(w: Any) -> str:
 # HeadsView
 # --------------------------------------------------------------------------------------------------------
 def curves_svg(series: list[tuple[str, list[float], list[float]]], title: str, xlabel: str, ylabel: str,
-               *, width: int = 420, height: int = 240) -> str:
+               *, width: int = 500, height: int = 240) -> str:
     """Line chart of ``(name, xs, ys)`` series (NaN = not computed yet), colours from palette ``series``."""
-    pl, pr, pt, pb = 46, 120, 22, 34
+    pl, pr, pt, pb = 46, 180, 22, 34
     xs_all = [x for _, xs, _ in series for x in xs if np.isfinite(x)]
     ys_all = [y for _, _, ys in series for y in ys if np.isfinite(y)]
     x0, x1 = (min(xs_all), max(xs_all)) if xs_all else (0.0, 1.0)
@@ -451,7 +451,7 @@ def curves_svg(series: list[tuple[str, list[float], list[float]]], title: str, x
         ly = pt + 8 + 16 * k
         body.append(f'<line x1="{width - pr + 10}" y1="{ly}" x2="{width - pr + 26}" y2="{ly}" stroke="{col}" '
                     'stroke-width="2"/>')
-        body.append(_text(width - pr + 30, ly + 4, _short(name, 16)))
+        body.append(_text(width - pr + 30, ly + 4, _short(name, 26)))
     return '<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">' + \
         _svg(width, height, body, title) + "</div>"
 
@@ -486,7 +486,8 @@ def heads_html(w: Any) -> str:
     eff = dict(w.effectiveness or {})
     eff_series = _effectiveness_series(eff)
     if eff_series:
-        charts.append(curves_svg(eff_series, "Effectiveness", "heads", "value"))
+        charts.append(curves_svg(eff_series, "Effectiveness: accuracy vs. heads pruned per layer",
+                                 "heads pruned in every layer", "accuracy"))
     if charts:
         parts.append("<div>" + "".join(charts) + "</div>")
     if not figs and not charts:
@@ -495,15 +496,15 @@ def heads_html(w: Any) -> str:
 
 
 def _effectiveness_series(eff: dict) -> list[tuple[str, list[float], list[float]]]:
-    """Every numeric list in an ``Effectiveness.to_dict()`` record (its curves), x = position in the list."""
+    """One series per (criterion, order) of an ``Effectiveness.to_dict()`` record: accuracy [K] over ``heads`` [K]
+    (heads pruned in every layer); None / missing points are NaN (not computed yet)."""
+    heads = [float(h) for h in eff.get("heads") or []]
     out = []
-    for k, v in eff.items():
-        if isinstance(v, (list, tuple)) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                       for x in v) and len(v) > 1:
-            out.append((str(k), [float(i) for i in range(len(v))], [float(x) for x in v]))
-        elif isinstance(v, dict):
-            out.extend((f"{k}.{a}", xs, ys) for a, xs, ys in _effectiveness_series(v))
-    return out[:8]
+    for crit, by_order in dict(eff.get("accuracy") or {}).items():
+        for order, ys in dict(by_order or {}).items():
+            vals = [float("nan") if y is None else float(y) for y in ys]
+            out.append((f"{crit}, {order}", heads[:len(vals)], vals[:len(heads)]))
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------

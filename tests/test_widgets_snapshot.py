@@ -168,10 +168,14 @@ def test_heads_and_triggers_snapshots_show_their_results(bert):
     hv = HeadsView(model, tok, [{"text": "a good movie", "label": 1}])
     hv.importance = {"attattr": np.arange(12, dtype=np.float32).reshape(3, 4)}
     hv.curves = [{"method": "attattr", "fractions": [0.0, 0.5, 1.0], "accuracy": np.array([0.9, 0.7, 0.5])}]
+    hv.effectiveness = {"heads": [0, 1, 2], "accuracy": {"attribution": {"smallest-first": [0.9, 0.9, 0.8],
+                                                                          "largest-first": [0.9, 0.6, None]}},
+                        "num_examples": 4, "full_accuracy": 0.9, "target": "gold"}
     out = snap.heads_html(hv)
     text = "".join(check(out).text)
     assert "Importance · attattr" in text and "Accuracy vs. fraction of heads pruned" in text
-    assert out.count("<circle") == 3
+    assert "attribution, largest-first" in text and "heads pruned in every layer" in text
+    assert out.count("<circle") == 3 + 3 + 2  # pruning points, effectiveness points (None not drawn)
     tv = TriggersView(model, tok, [{"text": "a good movie", "label": 1}], [{"text": "bad plot", "label": 0}])
     tv.patterns = [{"id": 0, "tokens": ["<b>", "movie"], "relative": [1.0, -0.5], "score": 0.8, "layer": 1,
                     "head": 2, "pred_label": "</td>pos", "evaluated": True, "overall_before": 0.9,
