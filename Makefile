@@ -33,8 +33,10 @@ node_modules/.stamp: package.json package-lock.json
 js: node_modules/.stamp
 	npm run build
 
+# SKIP_JUPYTER_BUILDER: the `js` target builds the front end (npm ci, with the venv's anywidget for the export's
+# vendor copy), so the build backend's own npm step (hatch-jupyter-builder, for wheels and sdists) is skipped here
 .venv/.installed: .venv/.torch pyproject.toml $(LOCK)
-	$(PIP) install -q -c $(LOCK) -e ".[demo,test]"
+	SKIP_JUPYTER_BUILDER=1 $(PIP) install -q -c $(LOCK) -e ".[demo,test]"
 	$(PY) scripts/lock.py check $(LOCK)
 	touch $@
 

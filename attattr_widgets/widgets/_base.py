@@ -1,9 +1,11 @@
 """Shared base for the anywidget views: bundle lookup with a readable fallback, kwarg checking, kernel commands
-(:func:`command`) and the run lifecycle of the streaming views (:class:`BackgroundRun`)."""
+(:func:`command`), the run lifecycle of the streaming views (:class:`BackgroundRun`) and the static fallback every
+view puts in its mimebundle (attattr_widgets/snapshot.py), refreshed in displayed outputs when a run ends."""
 from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import pathlib
 import threading
@@ -61,6 +63,10 @@ def bundle_built(name: str) -> bool:
     return bundle_path(name).exists()
 
 
+_log = logging.getLogger(__name__)
+_DISPLAYS_LOCK = threading.Lock()
+
+
 class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
     """AnyWidget with eager validation of constructor keywords (typos raise instead of passing silently),
     plus ``to_html(path)`` (self-contained offline page) and ``to_png(path)``."""
@@ -71,6 +77,61 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
         if unknown:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s): {', '.join(unknown)}")
         super().__init__(**kwargs)
+        self._displays: list[Any] = []  # DisplayHandles of the displays made while running
+        if self.has_trait("state"):
+            self.observe(self._on_state_for_displays, names=["state"])
+
+    # -- static fallback (text/html beside the widget view) -----------------------------------------------
+    def _repr_mimebundle_(self, **kwargs):
+        """The widget view plus a script-free ``text/html`` snapshot of what the view shows now, which hosts
+        without a widget manager render instead (nbconvert, nbviewer, GitHub, VS Code without widget state)."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # anywidget: (data, metadata); metadata carries Colab's
+        if bundle is None:                             # custom_widget_manager url there
+            return None
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = dict(data)
+        try:
+            from ..snapshot import snapshot_html
+
+            html = snapshot_html(self)
+        except Exception:  # noqa: BLE001 - the live view must still display
+            _log.exception("attattr-widgets: static snapshot of %s failed", type(self).__name__)
+            html = None
+        if html:
+            data["text/html"] = html
+        return data, metadata
+
+    def _ipython_display_(self, **kwargs):
+        """Display with a display id, so a view displayed while its run streams gets its static fallback
+        replaced by the finished one when the run ends (see :meth:`_on_state_for_displays`)."""
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_() if callable(getattr(self, "_repr_mimebundle_", None)) else None
+        if not bundle:  # closed widget
+            display({"text/plain": repr(self)}, raw=True)
+            return
+        data, metadata = bundle
+        handle = display(data, metadata=metadata, raw=True, display_id=True)
+        if handle is not None and getattr(self, "state", None) == "running":
+            with _DISPLAYS_LOCK:
+                self._displays.append(handle)
+
+    def _on_state_for_displays(self, change) -> None:
+        """When a run ends, update the outputs it was displayed in while running (same widget view, the
+        finished snapshot): what a notebook saved without widget state, nbconvert or nbviewer show. JupyterLab
+        redraws the live view once for it (one view, tested in tests/e2e/test_reach.py)."""
+        if change["old"] != "running" or change["new"] == "running":
+            return
+        with _DISPLAYS_LOCK:
+            displays, self._displays = self._displays, []
+        if not displays:
+            return
+        try:
+            data, metadata = self._repr_mimebundle_()
+            for handle in displays:
+                handle.update(data, metadata=metadata, raw=True)
+        except Exception:  # noqa: BLE001 - a refresh is best effort; the widget state is unaffected
+            _log.exception("attattr-widgets: refreshing the displayed snapshot of %s failed", type(self).__name__)
 
     def get_state(self, key=None, drop_defaults=False):
         """The synced state, every string valid Unicode (lone surrogates → U+FFFD) so that the comm (UTF-8),

@@ -5,6 +5,7 @@ import { cssRGB, formatValue, niceTicks, type Theme } from "../shared/color";
 import { downloadBlob, downloadSvg, h, s, svgToPng } from "../shared/dom";
 import { downloadButtons } from "../shared/image-export";
 import type { TipLine, Tooltip } from "../shared/tooltip";
+import palette from "../../attattr_widgets/palette.json";
 
 export interface ChartPoint {
   x: number;
@@ -33,7 +34,7 @@ export interface ChartProps {
 }
 
 /** Colours for up to 8 methods (colour-blind friendly, readable on light and dark backgrounds). */
-export const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+export const PALETTE: string[] = palette.series;
 
 const M = { l: 46, r: 12, t: 10, b: 34 };
 

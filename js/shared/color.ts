@@ -9,8 +9,11 @@ export interface Theme {
   dark: boolean;
 }
 
-export const LIGHT: Theme = { bg: [255, 255, 255], fg: [31, 35, 40], dark: false };
-export const DARK: Theme = { bg: [30, 30, 30], fg: [230, 230, 230], dark: true };
+// The stops live in one file shared with the kernel's static fallback (attattr_widgets/snapshot.py).
+import palette from "../../attattr_widgets/palette.json";
+
+export const LIGHT: Theme = { bg: palette.light.bg as RGB, fg: palette.light.fg as RGB, dark: false };
+export const DARK: Theme = { bg: palette.dark.bg as RGB, fg: palette.dark.fg as RGB, dark: true };
 
 export function parseColor(s: string | null | undefined): RGB | null {
   if (!s) return null;
@@ -46,12 +49,12 @@ function ramp(stops: RGB[], t: number): RGB {
 }
 
 // ColorBrewer RdBu / teal ends; brighter ends on dark backgrounds
-const NEG_LIGHT: RGB[] = [[5, 48, 97], [33, 102, 172], [146, 197, 222]];
-const POS_LIGHT: RGB[] = [[244, 165, 130], [178, 24, 43], [103, 0, 31]];
-const NEG_DARK: RGB[] = [[146, 197, 255], [67, 147, 235], [24, 70, 130]];
-const POS_DARK: RGB[] = [[140, 40, 40], [232, 96, 77], [255, 190, 160]];
-const SEQ_LIGHT: RGB[] = [[199, 233, 192], [65, 171, 93], [0, 90, 50]];
-const SEQ_DARK: RGB[] = [[20, 80, 60], [60, 170, 110], [190, 240, 190]];
+const NEG_LIGHT = palette.neg_light as RGB[];
+const POS_LIGHT = palette.pos_light as RGB[];
+const NEG_DARK = palette.neg_dark as RGB[];
+const POS_DARK = palette.pos_dark as RGB[];
+const SEQ_LIGHT = palette.seq_light as RGB[];
+const SEQ_DARK = palette.seq_dark as RGB[];
 
 /** Signed diverging colour at t in [-1, 1]. */
 export function diverging(t: number, theme: Theme): RGB {
