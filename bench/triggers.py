@@ -1,4 +1,4 @@
-"""Adversarial triggers on the real demo models (paper §"Adversarial attack", Tables 1-2; paper.md §7).
+"""Adversarial triggers on the real demo models (paper §"Adversarial Attack", Tables 1-2).
 
 For each task (SNLI ``nli``, movie-review ``sentiment``):
 

@@ -1,4 +1,4 @@
-"""Offline HTML export: structure of the file (the browser check is tests/e2e/test_export_e2e.py)."""
+"""Offline HTML export: structure of the file (the browser check is tests/e2e/test_export_offline.py)."""
 from __future__ import annotations
 
 import json

@@ -7,7 +7,8 @@ going from the last layer down to the first, a token that is not in the tree yet
 that already is (parent = query i, child = key j: "i attends to j", information flows from j up to i).  Every
 token joins at most once, so the result is a tree; tokens never reached are left out (isolates).
 
-Faithfulness to the authors' code (``examples/attribution_tree.py`` of YRdddream/attattr, see paper.md §6.2):
+Faithfulness to the authors' code (``examples/attribution_tree.py`` of YRdddream/attattr, the paper's
+§"Visualizing Information Flow Inside Transformer"):
 
 * **Normaliser** — same as the code: the maximum is taken over the query rows 1..n-1 (the ``[CLS]`` row is
   excluded: [CLS] is the classifier's read-out, its links are only considered through the root; authors' answer in

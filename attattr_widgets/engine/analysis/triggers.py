@@ -1,11 +1,11 @@
-"""Adversarial triggers from attribution (Hao et al., AAAI 2021, §"Adversarial attack"; paper.md §7).
+"""Adversarial triggers from attribution (Hao et al., AAAI 2021, §"Adversarial Attack").
 
 A fine-tuned model often leans on a few token-to-token links.  :func:`mine_triggers` finds, in each example, the
 links with the largest attribution and turns their tokens into an input-agnostic *trigger pattern*;
 :func:`evaluate_trigger` inserts a pattern into other examples at the same relative position and segment and
 reports the per-gold-class accuracy before and after (a white-box, non-targeted attack found without search).
 
-Pipeline (the authors' ``run_adver_connection.py`` / ``run_adver_evaluate.py``, steps of paper.md §7.2):
+Pipeline (the authors' ``run_adver_connection.py`` / ``run_adver_evaluate.py``, seven steps):
 
 1. optionally skip short examples (``min_tokens``; the authors use 15 on SST-2);
 2. attribute the **predicted** class of each example over every (selected) layer and head, and find the single
@@ -363,7 +363,7 @@ def mine_triggers(
     cancel: threading.Event | None = None,
     backend=None,
 ) -> list[TriggerPattern]:
-    """Mine one trigger pattern per example (paper.md §7.2 steps 1–7; see the module docstring).
+    """Mine one trigger pattern per example (steps 1–7 of the module docstring).
 
     Args:
         examples: dicts ``{"text", "text_pair"?, "label"?}`` or a ``datasets.Dataset`` (labels optional: the

@@ -7,8 +7,9 @@ For layer l with attention probabilities P (all heads), target score F and the z
 where only layer l's probabilities are replaced by α P; every other layer recomputes its own attention. Entry
 (h, i, j) says how much "query token i attends to key token j in head h" contributes to F.
 
-**Output form** (engine-notes §7). Per head, layer l's output is out_l = P V, and scaling P by α scales out_l by
-α while V does not depend on α. So with g(α) = ∂F/∂out_l at out_l = α·P V (shape [H, T, d]),
+**Output form** (derived here; the tests check it against ``method="naive"``, the paper's algorithm). Per
+head, layer l's output is out_l = P V, and scaling P by α scales out_l by α while V does not depend on α. So with
+g(α) = ∂F/∂out_l at out_l = α·P V (shape [H, T, d]),
 
     ∂F/∂P |_(αP) = g(α) Vᵀ   ⇒   Attr_l = P ⊙ (Ḡ Vᵀ),   Ḡ = Σ_k w_k g(α_k).
 
@@ -23,8 +24,8 @@ which raises the node count per layer until the completeness error is below ``to
 budget; causal LMs compute only the last position's logits.
 
 The user's model is never changed: it keeps its attention implementation, mode and ``requires_grad`` flags
-(gradients are taken w.r.t. the taps only), the run's state is tied to its thread (see :mod:`.hooks`), and the
-model is never moved (``device=`` must be where the model is).
+(gradients are taken w.r.t. the taps only), the run's state is tied to its thread (see
+:mod:`..intercept.session`), and the model is never moved (``device=`` must be where the model is).
 
 ``method="naive"`` runs the paper's algorithm: every α row recomputes the whole network and the gradient is
 taken w.r.t. the materialised probabilities of layer l (for reference and benchmarks).
