@@ -198,6 +198,35 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
                                   result.scores[sel[0], sel[1]])
 
 
+def test_each_layer_is_summarised_once_per_run(model, tokenizer, monkeypatch):
+    """Head summaries and thumbnails: one computation per layer while streaming; the final state (and its embedded
+    heads' order) and a resend reuse them. Counted in layer maps [H, n, n] reduced, wherever the reduction runs."""
+    import attattr_widgets.engine.results.attribution as results_attr
+    import attattr_widgets.widgets.serialize as serialize_mod
+
+    counts = {"summary": 0, "thumbs": 0}
+
+    def counting(name, fn):
+        def wrapped(maps, *args, **kwargs):
+            shape = np.shape(maps)
+            counts[name] += int(np.prod(shape[:-3])) if len(shape) > 3 else 1
+            return fn(maps, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(serialize_mod, "reduce_heads", counting("summary", serialize_mod.reduce_heads))
+    monkeypatch.setattr(results_attr, "reduce_heads", counting("summary", results_attr.reduce_heads))
+    monkeypatch.setattr(serialize_mod, "_pool_maxabs", counting("thumbs", serialize_mod._pool_maxabs))
+    w = Explorer(model, tokenizer)
+    w.explain(TEXT, PAIR, steps=2)
+    result = w.wait(60)
+    L = result.scores.shape[0]
+    assert w.state == "done" and L == 3
+    assert counts == {"summary": L, "thumbs": L}
+    state = wc.merged_state(w)
+    np.testing.assert_allclose(wc.decode(state["head_scores"], state["head_scores"]["view"]), result.head_scores())
+    np.testing.assert_array_equal(wc.decode(state["thumbs"], state["thumbs"]["view"]), thumbnails(result.scores))
+
+
 def test_explain_returns_immediately_and_clicks_work_while_running(monkeypatch):
     a = fake_attr(L=3)
     eng = FakeEngine(a, block_after=0)

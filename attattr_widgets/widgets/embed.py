@@ -42,9 +42,11 @@ def inflate_array(obj: dict) -> np.ndarray:
     return np.frombuffer(zlib.decompress(bytes(obj["view"])), dtype=dt).reshape(obj["shape"])
 
 
-def head_order(scores: np.ndarray) -> list[tuple[int, int]]:
-    """(layer index, head) pairs by decreasing head score (max attribution), computed layers only."""
-    hs = np.stack([head_summary(np.asarray(s, dtype=np.float32)) for s in scores])  # [L, H]
+def head_order(scores: np.ndarray, head_scores: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """(layer index, head) pairs by decreasing head score (max attribution), computed layers only; ``head_scores``
+    [L, H]: the summaries already computed from ``scores`` (else computed here)."""
+    hs = (np.stack([head_summary(np.asarray(s, dtype=np.float32)) for s in scores]) if head_scores is None
+          else np.asarray(head_scores))  # [L, H]
     flat = np.where(np.isfinite(hs), hs, -np.inf).ravel()
     order = np.argsort(-flat, kind="stable")
     H = hs.shape[1]
@@ -80,13 +82,15 @@ def _resolve_heads(heads: Any, L: int, H: int, order: list[tuple[int, int]]) -> 
     raise ValueError(f'heads must be "all", "top-<k>", an int k or a list of (layer, head) pairs, got {heads!r}')
 
 
-def embed_heads(attribution: Any, heads: Any = "all", max_bytes: int | None = DEFAULT_MAX_BYTES) -> dict:
+def embed_heads(attribution: Any, heads: Any = "all", max_bytes: int | None = DEFAULT_MAX_BYTES, *,
+                head_scores: np.ndarray | None = None) -> dict:
     """The ``heads_data`` trait: compressed float16 maps of the chosen heads that fit in ``max_bytes``.
 
     ``heads``: ``"all"``, ``"top-<k>"`` / an int k (the k heads with the largest head score) or a list of
     ``(layer_index, head)`` pairs (layer index on the attribution's layer axis, as :meth:`Explorer.select`).
     Heads are added in that order (``"all"`` / top-k: decreasing head score) while the compressed total stays
     within ``max_bytes`` (None = no limit); the rest are listed as omitted so the view can say so.
+    ``head_scores`` [L, H]: the head summaries of ``attribution`` when the caller has them (the Explorer's run).
 
     Returns ``{"format": 1, "L", "H", "n", "heads": [[l, h], ...], "scales": [[attention max, attribution max],
     ...], "chunks": [deflate_array(float16 [2, n, n]) per head], "requested", "omitted", "policy", "budget",
@@ -98,7 +102,7 @@ def embed_heads(attribution: Any, heads: Any = "all", max_bytes: int | None = DE
     scores = np.asarray(attribution.scores)
     attn = np.asarray(attribution.attention)
     L, H, n, _ = scores.shape
-    wanted, policy = _resolve_heads(heads, L, H, head_order(scores))
+    wanted, policy = _resolve_heads(heads, L, H, head_order(scores, head_scores))
     out_heads, scales, chunks, total, omitted = [], [], [], 0, []
     smallest = None
     for k, (l, h) in enumerate(wanted):

@@ -74,6 +74,13 @@ def _layer_finite(r: Any) -> bool:
                 and np.isfinite([float(r.zero_prob), float(r.completeness)]).all())
 
 
+def _layer_summary(scores: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What the grid shows of maps [..., H, n, n]: head summaries [..., H] float32 (``head_summary``) and
+    thumbnails [..., H, t, t] float16. Computed once per streamed layer (the final state reuses it)."""
+    s = np.asarray(scores, dtype=np.float32)
+    return head_summary(s), thumbnails(s, THUMB_SIZE)
+
+
 def _nonfinite_layers(attr: Any) -> list[int]:
     """Model layer indices whose maps, zero-layer score or completeness hold NaN/inf: the engine's own
     ``attr.nonfinite`` plus whatever the arrays show (results built or loaded by hand carry no flag)."""
@@ -163,6 +170,7 @@ class Explorer(BackgroundRun, BaseWidget):
         self._attribution = None
         self._exception: BaseException | None = None
         self._layers: dict[int, Any] = {}  # index in `layers` -> LayerResult of the current run
+        self._summaries: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index -> (head summary [H], thumbs)
         self._auto_select = True
         self._setting_selection = False
         self._run_kwargs: dict = {}
@@ -226,7 +234,7 @@ class Explorer(BackgroundRun, BaseWidget):
             self._run_kwargs = {k: v for k, v in attribute_kwargs.items() if k != "target"}
             self._contrast_attr = None
             self._cancel = cancel
-            self._layers = {}
+            self._layers, self._summaries = {}, {}
             self._attribution = None
             self._exception = None
             run_id = self.run_id + 1
@@ -284,8 +292,10 @@ class Explorer(BackgroundRun, BaseWidget):
         if run_id != self.run_id:
             return
         scores = np.asarray(r.scores, dtype=np.float32)
+        summary = _layer_summary(scores)  # once per layer: streamed, resent and reused by the final state
         with self._lock:
             self._layers[int(r.index)] = r
+            self._summaries[int(r.index)] = summary
             first = len(self._layers) == 1
         if first:
             with self._sync():
@@ -295,13 +305,13 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": int(r.target),
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
                              **self._target_meta(int(r.target))}
-        self._send_layer(run_id, r)
+        self._send_custom(*self._layer_message(run_id, r, summary))
         with self._sync():
             if not _layer_finite(r):  # NaN/inf (bf16 overflow, a degenerate input): warn instead of "done"
                 self.meta = {**self.meta, "nonfinite": sorted({*self.meta.get("nonfinite", []), int(r.layer)})}
             self.layers_done = len(self._layers)
             if self._auto_select and (not self.selected or first):
-                self._set_selection([int(r.index), int(np.argmax(head_summary(scores)))])
+                self._set_selection([int(r.index), int(np.argmax(summary[0]))])
                 if self.query < 0:
                     self.query = _default_query(self.tokens, self.meta.get("target_kind", "class"))
             elif self.selected and self.selected[0] == int(r.index):
@@ -309,16 +319,14 @@ class Explorer(BackgroundRun, BaseWidget):
             if self.locked:
                 self._push_pair()
 
-    def _send_layer(self, run_id: int, r: Any) -> None:
-        """Push one finished layer to the browser (one-way: ``layer`` messages are not requests)."""
-        self._send_custom(*self._layer_message(run_id, r))
-
     @staticmethod
-    def _layer_message(run_id: int, r: Any, resend: bool = False) -> tuple[dict, list]:
-        """A streamed layer: the ``layer`` message and its 2 buffers (head summaries [H], thumbnails [H, t, t])."""
-        scores = np.asarray(r.scores, dtype=np.float32)
-        h_scores, b_scores = pack(head_summary(scores), "float32")
-        h_thumbs, b_thumbs = pack(thumbnails(scores, THUMB_SIZE), "float16")
+    def _layer_message(run_id: int, r: Any, summary: tuple[np.ndarray, np.ndarray],
+                       resend: bool = False) -> tuple[dict, list]:
+        """A streamed layer (one-way push, not a request): the ``layer`` message and its 2 buffers, the layer's
+        ``summary`` = (head summaries [H] float32, thumbnails [H, t, t] float16) from :func:`_layer_summary`."""
+        scores = np.asarray(r.scores)
+        h_scores, b_scores = pack(summary[0], "float32")
+        h_thumbs, b_thumbs = pack(summary[1], "float16")
         msg = {"type": "layer", "run_id": run_id, "index": int(r.index), "layer": int(r.layer),
                "total": int(r.total), "heads": int(scores.shape[0]), "zero_prob": float(r.zero_prob),
                "completeness": float(r.completeness), "steps": int(getattr(r, "steps", 0) or 0),
@@ -332,7 +340,9 @@ class Explorer(BackgroundRun, BaseWidget):
         if state != "done":
             hs, th = self._partial_scores()
             return {"head_scores": hs, "thumbs": th}
-        final = self._final_state(value)
+        with self._lock:
+            summaries = dict(self._summaries)
+        final = self._final_state(value, summaries)
         with self._lock:
             self._attribution = value
             if self.interactive:
@@ -360,19 +370,15 @@ class Explorer(BackgroundRun, BaseWidget):
 
     def _partial_scores(self) -> tuple[np.ndarray | None, np.ndarray | None]:
         with self._lock:
-            layers = dict(self._layers)
-        if not layers:
+            summaries = dict(self._summaries)
+        if not summaries:
             return None, None
-        total = max(self.layers_total, max(layers) + 1)
-        any_r = next(iter(layers.values()))
-        H = np.asarray(any_r.scores).shape[0]
-        t = min(THUMB_SIZE, np.asarray(any_r.scores).shape[-1])
-        hs = np.full((total, H), np.nan, dtype=np.float32)
-        th = np.zeros((total, H, t, t), dtype=np.float16)
-        for i, r in layers.items():
-            s = np.asarray(r.scores, dtype=np.float32)
-            hs[i] = head_summary(s)
-            th[i] = thumbnails(s, THUMB_SIZE)
+        total = max(self.layers_total, max(summaries) + 1)
+        any_hs, any_th = next(iter(summaries.values()))
+        hs = np.full((total, *any_hs.shape), np.nan, dtype=np.float32)
+        th = np.zeros((total, *any_th.shape), dtype=np.float16)
+        for i, (h_i, t_i) in summaries.items():
+            hs[i], th[i] = h_i, t_i
         return hs, th
 
     def _target_meta(self, target: int) -> dict:
@@ -422,14 +428,17 @@ class Explorer(BackgroundRun, BaseWidget):
             self.heads_data = before
 
     @staticmethod
-    def _final_state(attr: Any) -> dict:
-        scores = np.asarray(attr.scores, dtype=np.float32)
+    def _final_state(attr: Any, summaries: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> dict:
+        """Every trait of a finished attribution. ``summaries``: the streamed run's per-layer (head summary,
+        thumbnails), reused when they cover every layer (a finished run), else computed here (a saved result, a
+        history entry)."""
+        scores = np.asarray(attr.scores)
         L, H, n, _ = scores.shape
-        try:
-            hs = np.asarray(attr.head_scores("max"), dtype=np.float32)
-        except Exception:  # noqa: BLE001
-            hs = np.stack([head_summary(s) for s in scores])
-        th = thumbnails(scores, THUMB_SIZE)
+        if summaries and sorted(summaries) == list(range(L)):
+            hs = np.stack([summaries[i][0] for i in range(L)]).astype(np.float32, copy=False)
+            th = np.stack([summaries[i][1] for i in range(L)])
+        else:
+            hs, th = _layer_summary(scores)
         fields = token_fields(attr.tokens)
         tokens = fields["tokens"]
         target_kind = str(getattr(attr, "target_kind", "class") or "class")
@@ -454,7 +463,7 @@ class Explorer(BackgroundRun, BaseWidget):
         meta = _finite_or_none(meta)
         from .embed import DEFAULT_MAX_BYTES, embed_heads
 
-        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES),
+        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs),
                 **fields, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}
@@ -555,9 +564,10 @@ class Explorer(BackgroundRun, BaseWidget):
         run_id = self.run_id
         with self._lock:
             layers = sorted(self._layers.items())
+            summaries = dict(self._summaries)
         heads, buffers = [], []
-        for _, r in layers:
-            head, bufs = self._layer_message(run_id, r, resend=True)
+        for i, r in layers:
+            head, bufs = self._layer_message(run_id, r, summaries[i], resend=True)
             heads.append(head)
             buffers += bufs
         return {"run_id": run_id, "layers": heads}, buffers
@@ -653,7 +663,7 @@ class Explorer(BackgroundRun, BaseWidget):
         state = self._final_state(attr)
         self._targets_for(attr)
         with self._lock:
-            self._layers = {}
+            self._layers, self._summaries = {}, {}
             self._attribution = attr
             self._contrast_attr = None
             self._exception = None
