@@ -200,7 +200,8 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
 
 def test_each_layer_is_summarised_once_per_run(model, tokenizer, monkeypatch):
     """Head summaries and thumbnails: one computation per layer while streaming; the final state (and its embedded
-    heads' order) and a resend reuse them. Counted in layer maps [H, n, n] reduced, wherever the reduction runs."""
+    heads' order) reuses them, as a resend does (test_resend_replays_layers_of_the_current_run). Counted in layer
+    maps [H, n, n] reduced, wherever the reduction runs."""
     import attattr_widgets.engine.results.attribution as results_attr
     import attattr_widgets.widgets.serialize as serialize_mod
 
