@@ -6,7 +6,7 @@ widget state, VS Code after reopening) show what the view showed instead of ``<�
 traits only (what the live view draws at that moment): HTML for text (header, sentence, tables) and inline SVG
 for the graphics (head grid, tree, curves); heatmaps are PNG images (one pixel per token pair, scaled up with
 ``image-rendering: pixelated``) inside the SVG, so a 500-token map stays a few kB instead of 250k ``<rect>``.
-Colours come from ``palette.json``, the file ``js/lib/color.ts`` builds its scales from, so the static and live
+Colours come from ``palette.json``, which ``js/shared/color.ts`` builds its scales from, so the static and live
 views agree (light theme: a static page cannot follow the host's theme). Every string that comes from the user
 or the tokenizer is escaped (``html.escape``, lone surrogates replaced); no script, no event handler, no
 external URL is ever written.
@@ -38,7 +38,7 @@ MAX_MAP_SIDE = 256  # longer inputs: a map is pooled in k×k blocks (the value o
 
 
 # --------------------------------------------------------------------------------------------------------
-# colours (js/lib/color.ts, light theme)
+# colours (js/shared/color.ts, light theme)
 # --------------------------------------------------------------------------------------------------------
 def _ramp(stops: list, t: np.ndarray) -> np.ndarray:
     """Piecewise-linear ramp through ``stops`` (k RGB rows) at t in [0, 1] (any shape) -> [..., 3] float."""
@@ -98,7 +98,7 @@ def esc(s: Any) -> str:
 
 
 def display_token(tok: Any) -> str:
-    """A token as the live views print it (js/lib/dom.ts ``displayToken``), not yet escaped."""
+    """A token as the live views print it (js/shared/dom.ts ``displayToken``), not yet escaped."""
     t = str(tok if tok is not None else "")
     t = t.replace("\n", "↵").replace("\t", "⇥").replace("\r", "")
     t = "".join("�" if (ord(c) < 32 or ord(c) == 127) else c for c in t)
@@ -108,7 +108,7 @@ def display_token(tok: Any) -> str:
 
 
 def fmt(v: Any, digits: int = 3) -> str:
-    """Compact number (js/lib/color.ts ``formatValue``)."""
+    """Compact number (js/shared/color.ts ``formatValue``)."""
     try:
         v = float(v)
     except (TypeError, ValueError):

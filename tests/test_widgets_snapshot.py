@@ -201,7 +201,7 @@ def test_colours_equal_the_live_views_scales():
     """color.ts (what the live views paint) and snapshot.py evaluate the same scales from palette.json."""
     ts = np.linspace(-1, 1, 41)
     script = (
-        "import { diverging, sequential, LIGHT } from './js/lib/color.ts';\n"
+        "import { diverging, sequential, LIGHT } from './js/shared/color.ts';\n"
         f"const ts = {json.dumps(ts.tolist())};\n"
         "console.log(JSON.stringify({d: ts.map((t) => diverging(t, LIGHT)),"
         " s: ts.map((t) => sequential((t + 1) / 2, LIGHT))}));\n")

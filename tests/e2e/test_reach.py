@@ -71,8 +71,8 @@ def test_sdist_and_wheel_carry_the_front_end(dists):
     sdist, wheel = dists
     with tarfile.open(sdist) as t:
         names = {n.split("/", 1)[1] for n in t.getnames() if "/" in n}
-    for need in ("package.json", "package-lock.json", "tsconfig.json", "js/build.mjs", "js/explorer.ts",
-                 "js/lib/color.ts", "attattr_widgets/palette.json",
+    for need in ("package.json", "package-lock.json", "tsconfig.json", "js/build.mjs", "js/explorer/index.ts",
+                 "js/shared/color.ts", "attattr_widgets/palette.json",
                  *(f"attattr_widgets/static/{b}" for b in BUNDLES)):
         assert need in names, f"{need} missing from the sdist"
     with zipfile.ZipFile(wheel) as z:
