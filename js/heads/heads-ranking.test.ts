@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { rankExamples, rankingMethod } from "./heads-view";
 
-// The same cases as tests/test_widgets_heads.py::test_example_ranking_matches_the_shared_cases.
+// The same cases as tests/widgets/test_widgets_heads.py::test_example_ranking_matches_the_shared_cases.
 const cases = JSON.parse(readFileSync(new URL("../../tests/data/top_examples_cases.json", import.meta.url), "utf8")).cases;
 
 describe("example ranking shared with heads.py", () => {

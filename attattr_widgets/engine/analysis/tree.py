@@ -33,9 +33,9 @@ Faithfulness to the authors' code (``examples/attribution_tree.py`` of YRdddream
   (smallest query index).  Here a new token's parent is the in-tree query with the largest normalised score for
   it at that layer; exact score ties go to the smallest index (the code's choice).
 
-Consequences worth knowing (tested in ``tests/test_tree.py``): the node set shrinks monotonically as τ grows and
-every node enters no higher than at a smaller τ, so the edge *count* never increases; the edge *set* is not
-monotone (a token cut off at layer 8 may re-enter at layer 3 through another parent) — true of the authors'
+Consequences worth knowing (tested in ``tests/engine/analysis/test_tree.py``): the node set shrinks monotonically
+as τ grows and every node enters no higher than at a smaller τ, so the edge *count* never increases; the edge *set*
+is not monotone (a token cut off at layer 8 may re-enter at layer 3 through another parent) — true of the authors'
 algorithm as well.
 
 Speed: O(L·H·n²) for the head sum and O(L·n²) numpy work for the growth, ~1–3 ms for 12 layers × 128 tokens,

@@ -23,7 +23,7 @@ from attattr_widgets import snapshot as snap
 from attattr_widgets.widgets.heads import HeadsView
 from attattr_widgets.widgets.triggers import TriggersView
 
-REPO = __import__("pathlib").Path(__file__).resolve().parent.parent
+REPO = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 # what a snapshot may contain: no script, no event handler, no link, no external resource
 ALLOWED_TAGS = {"div", "span", "b", "code", "svg", "rect", "text", "image", "title", "line", "polyline", "circle",

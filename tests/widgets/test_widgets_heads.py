@@ -170,7 +170,7 @@ def test_example_ranking_matches_the_shared_cases():
 
     from attattr_widgets.widgets.heads import rank_examples, ranking_method
 
-    cases = json.loads((pathlib.Path(__file__).parent / "data" / "top_examples_cases.json").read_text())["cases"]
+    cases = json.loads((pathlib.Path(__file__).parents[1] / "data" / "top_examples_cases.json").read_text())["cases"]
     for c in cases:
         scores = [np.nan if x is None else x for x in c["scores"]]
         assert rank_examples(scores, c["k"]) == c["expected"], c
