@@ -535,7 +535,7 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
     model = make_model("llama", "lm", layers=3, heads=4, hidden=32)
     text = " ".join(["the movie was not very good"] * 4)
     ctrl = controller_for(model)
-    frozen = ctrl.shadow(frozen=True)
+    frozen = ctrl.private()
     ours = dict(model.named_parameters())
     for name, p in frozen.named_parameters():
         assert not p.requires_grad and p.data_ptr() == ours[name].data_ptr()  # aliases: no bytes copied
@@ -553,7 +553,7 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
 
     saved_frozen = _saved_bytes(run)
     assert _model_state(model) == before
-    monkeypatch.setattr(controller_mod, "_frozen_copy", lambda m, layout: m)  # the same passes on the user's parameters
+    monkeypatch.setattr(controller_mod, "_frozen_copy", lambda m, layout, **kw: m)  # the same passes on the user's parameters
     ref = None
 
     def run_ref():

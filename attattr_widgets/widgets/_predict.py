@@ -1,8 +1,8 @@
 """Single-input predictions for the interactive views: class probabilities / top-k next tokens of one text.
 
 Used by the Explorer's target selector and the TriggersView's live "apply to my sentence" box. Every forward runs
-inside the engine's ``prepared()`` context (eval mode, frozen parameters, restored afterwards) under
-``torch.no_grad()``, so the user's model is left exactly as it was.
+on the engine's private copy of the model (:func:`~attattr_widgets.engine.intercept.shadow.private_copy`: eval
+mode, its own config) under ``torch.no_grad()``, so the user's model is never run nor written.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.intercept.mode import prepared
+from ..engine.intercept.shadow import private_copy
 from ..engine.model.encode import collate, encode, Encoded
 from ..engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits
 
@@ -23,9 +23,9 @@ def probabilities(model: Any, enc: Encoded) -> np.ndarray:
     kind = model_kind(model)
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", None)
-    with torch.no_grad(), prepared(model, kind, rows_need_pad=False):
+    with torch.no_grad():
         inputs = collate([enc], 0 if pad is None else int(pad), device)
-        logits = model(**inputs).logits
+        logits = private_copy(model)(**inputs).logits
         last = torch.tensor([len(enc) - 1], device=device)
         out = prediction_logits(kind, logits, last)[0]
     return torch.softmax(out.double(), -1).cpu().numpy()

@@ -54,6 +54,7 @@ from ..model.examples import as_examples, check_labels, Example
 from ..results import TriggerPattern, TriggerResult
 from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
 from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
+from ..intercept.shadow import private_copy
 
 __all__ = [
     "TriggerPattern",
@@ -517,19 +518,15 @@ def _evaluate_pieces(model, tokenizer, items, *, offset, progress, cancel, patte
         done += k
         _check_progress(progress, done, total)
 
-    was_training = model.training
-    model.eval()
-    try:
-        clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
-                 for ex in items]
-        yield -1, offset, _predict(model, clean, pad_id, batch_size, dev, tick, cancel), None
-        for p, pat in enumerate(patterns):
-            encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
-                    for ex in items]
-            preds = _predict(model, encs, pad_id, batch_size, dev, tick, cancel)
-            yield p, offset, preds, np.array([e.truncated for e in encs], dtype=bool)
-    finally:
-        model.train(was_training)
+    net = private_copy(model)  # eval mode and its own config; the user's model is never run nor written
+    clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+             for ex in items]
+    yield -1, offset, _predict(net, clean, pad_id, batch_size, dev, tick, cancel), None
+    for p, pat in enumerate(patterns):
+        encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)
+                for ex in items]
+        preds = _predict(net, encs, pad_id, batch_size, dev, tick, cancel)
+        yield p, offset, preds, np.array([e.truncated for e in encs], dtype=bool)
 
 
 def _trigger_result(pat, gold, before, after, truncated: int, names) -> TriggerResult:

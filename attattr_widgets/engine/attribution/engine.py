@@ -42,7 +42,6 @@ from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
 from ..intercept.controller import AttnController, accepts, controller_for
 from ..intercept.probs import Captured, attention_probs
 from ..model.encode import Encoded, collate
-from ..intercept.mode import prepared
 from ..model.kinds import (
     CAUSAL_LM,
     CLASSIFIER,
@@ -130,16 +129,13 @@ class _Engine:
             return out[:, -1]
         return prediction_logits(self.kind, net(**inputs).logits, last)
 
-    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None,
-             frozen: bool = False):
-        """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``;
-        ``frozen``: parameters that do not require grad, for the gradient passes) or the model itself; decoder
-        classifiers get a placeholder pad id on the shadow's own config."""
-        overrides = {"pad_token_id": -1} if self.decoder_cls and self.model.config.pad_token_id is None else None
-        if hidden is not None or grab or overrides or frozen:
-            return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
-                                    config_overrides=overrides, frozen=frozen)
-        return self.model
+    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None):
+        """The network one pass runs: the engine's private copy of the model (eval mode, own config, parameters
+        that do not require grad: gradients are w.r.t. the taps only), with blocks < layer skipped and block
+        layer fed ``hidden``; decoder classifiers without a pad id get a placeholder pad id on that copy's
+        config only. The user's model is never run nor written by the engine."""
+        return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
+                                pad_placeholder=self.decoder_cls and self.model.config.pad_token_id is None)
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
         """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
@@ -169,9 +165,9 @@ class _Engine:
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
         last = batch.last.repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, hidden[layer].repeat_interleave(k, 0), frozen=True)
+            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
         else:
-            net = self._net(frozen=True)
+            net = self._net()
         naive = self.method == "naive"
         with torch.enable_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha_rows}, cancel=cancel,
@@ -291,53 +287,52 @@ class _Engine:
         batch = _Batch(encs, self.device, pad_id)
         H = self.ctrl.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
-        with prepared(self.model, self.kind, rows_need_pad=True):
+        try:
+            captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error("in the clean forward pass", batch.T, exc) from exc
+            raise
+        targets = torch.tensor(
+            [
+                resolve_target(self.model, self.tokenizer, self.kind, spec, clean_logits[b].float(), gold)
+                for b, (spec, gold) in enumerate(zip(target_specs, golds))
+            ],
+            device=self.device,
+        )
+        F_clean = _target_score(clean_logits, targets, self.score, self.acc_dtype)
+        map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
+        maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
+                for b in range(B)]
+        per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
+        for index, layer in enumerate(layers):
             try:
-                captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
+                zero = self.zero_scores(batch, layer, hidden, targets, cancel)
+                grad_sum, steps, converged = self._layer(
+                    batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+                sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
+                                        maps[b][1][index], cancel) for b in range(B)]
             except Exception as exc:
-                if _is_oom(exc):
-                    raise _oom_error("in the clean forward pass", batch.T, exc) from exc
+                if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
+                    raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
                 raise
-            targets = torch.tensor(
-                [
-                    resolve_target(self.model, self.tokenizer, self.kind, spec, clean_logits[b].float(), gold)
-                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
-                ],
-                device=self.device,
-            )
-            F_clean = _target_score(clean_logits, targets, self.score, self.acc_dtype)
-            map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
-            maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
-                    for b in range(B)]
-            per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
-            for index, layer in enumerate(layers):
-                try:
-                    zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                    grad_sum, steps, converged = self._layer(
-                        batch, layer, hidden, targets, F_clean, zero, captured, cancel)
-                    sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
-                                            maps[b][1][index], cancel) for b in range(B)]
-                except Exception as exc:
-                    if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
-                        raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
-                    raise
-                del grad_sum
-                captured.pop(layer, None)
-                hidden.pop(layer, None)
-                for b in range(B):
-                    delta = float(F_clean[b] - zero[b])
-                    err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
-                    finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
-                                  and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
-                    r = LayerResult(
-                        layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
-                        scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
-                        completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                        converged=converged, nonfinite=not finite,
-                    )
-                    per_ex[b].append(r)
-                    if progress is not None:
-                        progress(r)
+            del grad_sum
+            captured.pop(layer, None)
+            hidden.pop(layer, None)
+            for b in range(B):
+                delta = float(F_clean[b] - zero[b])
+                err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+                finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                              and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
+                r = LayerResult(
+                    layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
+                    scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
+                    completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
+                    converged=converged, nonfinite=not finite,
+                )
+                per_ex[b].append(r)
+                if progress is not None:
+                    progress(r)
         names = label_names(self.model) if self.kind == CLASSIFIER else None
         model_name = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
         results = []

@@ -1,6 +1,7 @@
 """The per-model controller: the API the attribution and dataset engines use to configure the interception.
 
-Nothing is stamped on the model, no module is swapped, ``config`` is not touched, the model is never moved.
+Nothing is stamped on the model, no module is swapped, ``config`` is not touched, the model is never moved: every
+engine pass runs on the controller's :meth:`~AttnController.private` copy (own mode and config).
 """
 from __future__ import annotations
 
@@ -83,19 +84,24 @@ class AttnController:
             yield s
 
     # -- shadow models ----------------------------------------------------------------------------------------
+    def private(self, *, pad_placeholder: bool = False) -> nn.Module:
+        """The engine's own structural copy of the model (:func:`~.shadow._frozen_copy`): eval mode, its own
+        config (``pad_placeholder``: ``pad_token_id = -1`` there only), parameters that alias the user's storage
+        without requiring grad. Every engine pass runs on one; the user's model is never written."""
+        return _frozen_copy(self.model, self.layout, pad_placeholder=pad_placeholder)
+
     def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
-               store: dict | None = None, config_overrides: dict | None = None, frozen: bool = False) -> nn.Module:
-        """The model with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the
-        inputs of blocks ``grab`` recorded into ``store``; ``frozen``: on a copy whose parameters do not require
-        grad (for passes that differentiate w.r.t. taps only). The user's model is unchanged."""
+               store: dict | None = None, pad_placeholder: bool = False) -> nn.Module:
+        """A :meth:`private` copy with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d),
+        and/or the inputs of blocks ``grab`` recorded into ``store``. The user's model is unchanged."""
         lay = self.layout
         grab = set(grab)
-        model = _frozen_copy(self.model, lay) if frozen else self.model
+        model = self.private(pad_placeholder=pad_placeholder)
+        if hidden is None and not grab:
+            return model
         if lay.blocks is None:
-            if hidden is not None or grab:
-                raise RuntimeError("prefix caching needs one block per layer")
-            return _shadow_with(model, [], None, [], config_overrides)
-        blocks = model.get_submodule(".".join(lay.path)) if frozen else lay.blocks
+            raise RuntimeError("prefix caching needs one block per layer")
+        blocks = model.get_submodule(".".join(lay.path))
         entries: list[nn.Module] = []
         for i, b in enumerate(blocks):
             if hidden is not None and i < start:
@@ -106,7 +112,7 @@ class AttnController:
                 entries.append(_Grab(b, i, store if store is not None else {}))
             else:
                 entries.append(b)
-        return _shadow_with(model, lay.path, blocks, entries, config_overrides)
+        return _shadow_with(model, lay.path, blocks, entries)
 
 
 _controllers_lock = threading.Lock()

@@ -10,7 +10,6 @@ import torch
 from .. import validate
 from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
-from ..intercept.mode import prepared
 from ..progress import Progress
 from .encode import collate, encode
 from .examples import Example, as_examples, check_labels
@@ -77,8 +76,11 @@ class EncodedSet:
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return prediction_logits(self.kind, out_logits, last)
 
-    def prepared(self):
-        return prepared(self.model, self.kind, rows_need_pad=not self.unpadded)
+    def net(self):
+        """The engine's private copy of the model to run these examples on (eval mode, own config — with a
+        placeholder pad id for unpadded decoder classifiers —, parameters that do not require grad); the
+        user's model is never run nor written."""
+        return self.ctrl.private(pad_placeholder=self.unpadded)
 
 
 def predict_masked(
@@ -113,7 +115,8 @@ def predict_masked(
         raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
     keep = keep.to(device=data.device, dtype=data.dtype)
     preds = np.zeros((K, N), dtype=np.int64)
-    with Progress(progress, N * K, desc) as prog, torch.no_grad(), data.prepared():
+    net = data.net()
+    with Progress(progress, N * K, desc) as prog, torch.no_grad():
         for idx, inputs, last, _ in data.batches(batch_size):
             b, T = inputs["input_ids"].shape
             kc = int(max(1, min(K, row_tokens // max(1, b * T))))
@@ -129,7 +132,7 @@ def predict_masked(
                 rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
                 head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
                 with data.ctrl.session(head_mask=head_mask):
-                    out = data.model(**rows).logits
+                    out = net(**rows).logits
                 pred = data.logits(out, last.repeat_interleave(kk, 0)).argmax(-1).view(b, kk)
                 preds[ks.start : ks.stop, idx] = pred.T.cpu().numpy()
                 prog.update(b * kk)
