@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -474,7 +475,8 @@ def test_stores_hold_the_same_maps(store, tmp_path, tokenizer):
         assert got.scores.dtype == np.float16 and got.store == "fp16"
         atol = 2e-3 * np.abs(ref.scores).max()
     else:
-        assert isinstance(got.scores, np.memmap) and (tmp_path / "maps" / "scores.npy").is_file()
+        assert isinstance(got.scores, np.memmap) and (Path(got.store) / "scores.npy").is_file()
+        assert Path(got.store).parent == tmp_path / "maps"  # its own sub-folder of the store
         atol = 0
     np.testing.assert_allclose(got.scores.astype(np.float32), ref.scores, rtol=1e-3 if atol else 0, atol=atol)
     back = aw.Attribution.load(got.save(tmp_path / "a.npz"))

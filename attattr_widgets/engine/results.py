@@ -106,8 +106,8 @@ def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", d
     """Two zero ``[L, H, n, n]`` arrays (scores, attention) in ``store``, and the store's name.
 
     ``"memory"``: ``dtype`` (float32; float64 for models run in float64); ``"fp16"``: float16; a folder path:
-    float32 ``scores.npy`` / ``attention.npy`` memory maps created there (the folder is created; existing map
-    files are replaced).
+    float32 ``scores.npy`` / ``attention.npy`` memory maps created in a new uniquely named sub-folder
+    ``attribution-*`` of it (the folder is created; nothing already there is touched), whose path is the store's name.
     """
     shape = (int(L), int(H), int(n), int(n))
     if isinstance(store, str) and store in STORES:
@@ -115,11 +115,21 @@ def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", d
         return np.zeros(shape, dtype), np.zeros(shape, dtype), store
     if not isinstance(store, (str, os.PathLike)):
         raise AttAttrError(f"store={store!r}: use 'memory', 'fp16' or a folder path for memory-mapped maps")
-    folder = Path(store)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _fresh_map_folder(Path(store))
     maps = tuple(np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
                  for name in ("scores", "attention"))
     return maps[0], maps[1], str(folder)
+
+
+def _fresh_map_folder(store: Path) -> Path:
+    """A new, uniquely named sub-folder of ``store`` (created, with ``store``) for one result's map files: two
+    results in one ``store=`` folder never share (or truncate) each other's memory-mapped files."""
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="attribution-", dir=store))
+    except OSError as exc:
+        raise AttAttrError(f"store={str(store)!r}: cannot create the folder for the memory-mapped maps there "
+                           f"({exc.strerror or exc}); pass a writable folder, or store='memory' / 'fp16'") from exc
 
 
 @dataclass
