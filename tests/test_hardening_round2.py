@@ -47,3 +47,195 @@ def test_explorer_history_with_a_store_folder_keeps_every_run_readable(tok, bert
         ex.show_run(key)
         np.testing.assert_array_equal(np.asarray(ex.attribution.scores), ref.scores)
     assert len({ex._history[k].store for k in keys}) == 3
+
+
+# ------------------------------------------------------------------------------ 3. tokenizer / model mismatch
+@pytest.fixture(scope="module")
+def small_vocab():
+    return make_model("bert", layers=2, heads=2, vocab_size=50)  # the tokenizer has 84 tokens
+
+
+HIGH = "paris is the capital city"  # ids up to 51: past a 50-row embedding table
+
+
+def _names_sizes(exc):
+    msg = str(exc.value)
+    assert "84" in msg and "50 rows" in msg and "tokenizer" in msg, msg
+
+
+def test_tokenizer_mismatch_attribute(tok, small_vocab):
+    with pytest.raises(aw.TokenizerMismatchError) as exc:
+        aw.attribute(small_vocab, tok, HIGH, steps=2)
+    _names_sizes(exc)
+    assert aw.attribute(small_vocab, tok, "the movie was great", steps=2).num_tokens == 6  # ids in range: fine
+
+
+def test_tokenizer_mismatch_head_importance_and_iter(tok, small_vocab):
+    from attattr_widgets.engine.analysis.importance import head_importance
+
+    data = [{"text": "the movie", "label": 0}, {"text": HIGH, "label": 1}]
+    for method in ("attention", "taylor", "attattr"):
+        with pytest.raises(aw.TokenizerMismatchError) as exc:
+            head_importance(small_vocab, tok, data, method=method, steps=2)
+        _names_sizes(exc)
+    with pytest.raises(aw.TokenizerMismatchError):
+        list(aw.iter_attributions(small_vocab, tok, data, steps=2))
+
+
+def test_tokenizer_mismatch_explorer(tok, small_vocab):
+    ex = Explorer(small_vocab, tok)
+    ex.explain(HIGH, steps=2)
+    with pytest.raises(aw.TokenizerMismatchError):
+        ex.wait(60)
+    assert ex.state == "error" and "50 rows" in ex.error
+    with pytest.raises(aw.TokenizerMismatchError):
+        ex.predict_targets(HIGH)
+
+
+# ----------------------------------------------------------------------------------------------- 4. label names
+def _relabelled(id2label, num_labels=2):
+    m = make_model("bert", layers=2, heads=2, num_labels=num_labels)
+    m.config.id2label = id2label
+    return m
+
+
+def test_no_id2label_names_classes_label_i_never_tokens(tok):
+    m = _relabelled(None)
+    a = aw.attribute(m, tok, "the movie was great", target=1, steps=2)
+    assert a.target_label == "LABEL_1" and a.label_names == ["LABEL_0", "LABEL_1"]
+    from attattr_widgets.widgets._predict import target_options
+
+    assert [o["label"] for o in target_options(m, tok, "the movie")["options"]] == ["LABEL_0", "LABEL_1"]
+    assert aw.attribute(m, tok, "the movie", target="LABEL_1", steps=2).target == 1
+    assert Explorer(m, tok).input_spec["label_names"] == ["LABEL_0", "LABEL_1"]
+
+
+@pytest.mark.parametrize("id2label", [{0: "a", 1: "b"}, {0: "neg", 5: "pos", 1: "x"}, {0: "a", 1: "b", 2: "c", 3: "d"},
+                                      {"0": "neg", "2": "pos", "1": "mid", "x": "?"}])
+def test_label_names_that_do_not_name_the_outputs_are_refused_before_any_work(tok, id2label):
+    m = _relabelled(id2label, num_labels=3)
+    m.config.id2label = id2label
+    aw.controller_for(m)  # discovery (its two 3-token forwards) once
+    seen = []
+    m.register_forward_pre_hook(lambda mod, args: seen.append(1))
+    from attattr_widgets.engine.analysis.importance import head_importance
+
+    for call in (lambda: aw.attribute(m, tok, "the movie", steps=2),
+                 lambda: head_importance(m, tok, SINGLES[:2], method="taylor"),
+                 lambda: list(aw.iter_attributions(m, tok, SINGLES[:2], steps=2))):
+        seen.clear()
+        with pytest.raises(aw.LabelNamesError) as exc:
+            call()
+        assert "3 outputs" in str(exc.value) and "id2label" in str(exc.value)
+        assert not seen  # no pass ran
+
+
+def test_non_contiguous_keys_are_not_silently_renamed(tok):
+    m = _relabelled({0: "neg", 5: "pos"})
+    with pytest.raises(aw.LabelNamesError, match=r"5: 'pos'"):
+        aw.attribute(m, tok, "the movie", steps=2)
+    m.config.id2label = {0: "neg", 1: "pos"}  # the fix the message names
+    assert aw.attribute(m, tok, "the movie", target="pos", steps=2).target_label == "pos"
+
+
+def test_string_keys_naming_every_output_are_fine(tok):
+    m = _relabelled({"0": "neg", "1": "pos"})
+    assert aw.attribute(m, tok, "the movie", target=1, steps=2).target_label == "pos"
+
+
+# ------------------------------------------------------------------------------------------ 5. wrapped models
+def test_compiled_model_refused_at_once_naming_orig_mod(tok, bert):
+    compiled = torch.compile(bert)
+    from attattr_widgets.engine.analysis.importance import head_importance
+
+    for call in (lambda: aw.attribute(compiled, tok, "the movie", steps=2),
+                 lambda: head_importance(compiled, tok, SINGLES[:2], method="attention"),
+                 lambda: Explorer(compiled, tok).explain("the movie")):
+        with pytest.raises(aw.UnsupportedModelError, match=r"model\._orig_mod"):
+            call()
+    assert aw.attribute(compiled._orig_mod, tok, "the movie", steps=2).num_tokens == 4
+
+
+@pytest.mark.parametrize("wrap", ["dp", "ddp"])
+def test_data_parallel_wrappers_point_to_module(tok, bert, wrap):
+    if wrap == "dp":
+        wrapped = torch.nn.DataParallel(bert)
+    else:
+        wrapped = torch.nn.parallel.DistributedDataParallel.__new__(torch.nn.parallel.DistributedDataParallel)
+        torch.nn.Module.__init__(wrapped)
+        wrapped.module = bert
+    with pytest.raises(aw.UnsupportedModelError, match=r"model\.module"):
+        aw.attribute(wrapped, tok, "the movie", steps=2)
+    from attattr_widgets.engine.analysis.pruning import compare_pruning
+
+    with pytest.raises(aw.UnsupportedModelError, match=r"model\.module"):
+        compare_pruning(wrapped, tok, SINGLES[:2], {"r": np.ones((2, 2))})
+
+
+@pytest.mark.parametrize("model", ["bert-base-uncased", None, 3])
+def test_not_a_model_is_named(tok, model):
+    with pytest.raises(aw.AttAttrError, match="model must be a transformers model"):
+        aw.attribute(model, tok, "the movie", steps=2)
+
+
+# ------------------------------------------------------------------------------ 6. Explorer bad run arguments
+@pytest.mark.parametrize("layers", ["0", [0, 0], [], [9], 1.5, object(), [True]])
+def test_explorer_bad_layers_raise_at_once_and_do_not_leave_it_running(tok, bert, layers):
+    ex = Explorer(bert, tok)
+    with pytest.raises(aw.AttAttrError, match="layer"):
+        ex.explain("the movie", layers=layers)
+    assert ex.state == "empty" and not ex.running
+    ex.explain("the movie", layers=iter([1]), steps=2)  # an iterator is read once, not consumed twice
+    ex.wait(60)
+    assert ex.state == "done" and ex.attribution.layers == [1] and ex.layers_total == 1
+
+
+def test_explorer_stop_clears_a_running_state_with_no_run_behind_it(tok, bert):
+    ex = Explorer(bert, tok)
+    ex.state = "running"  # e.g. a failure between the state change and the thread start
+    ex.stop()
+    assert ex.state == "cancelled"
+
+
+def test_explorer_close_stops_the_run(tok):
+    import threading
+
+    model = make_model("bert", layers=3, heads=2)
+    ex = Explorer(model, tok)
+    started = threading.Event()
+    orig_on_layer = ex._on_layer
+
+    def on_layer(run_id, r):
+        started.set()
+        orig_on_layer(run_id, r)
+
+    ex._on_layer = on_layer
+    ex.explain("the movie was great fun and the plot was good " * 3, steps=64, rule="left")
+    assert started.wait(60)
+    ex.close()
+    ex._thread.join(60)
+    assert not ex.running and ex._cancel.is_set()
+
+
+# ----------------------------------------------------------------------------------- 7. unsorted pruning fractions
+def test_unsorted_fractions_are_sorted_so_area_is_right(tok):
+    from attattr_widgets.engine.analysis.pruning import compare_pruning, pruning_curve
+    from attattr_widgets.engine.results import PruningCurve
+    from conftest import make_strong_bert
+
+    m = make_strong_bert()
+    imp = np.arange(8.0).reshape(2, 4)
+    data = SINGLES + SINGLES
+    ref = pruning_curve(m, tok, data, imp, fractions=[0.0, 0.25, 0.5, 0.75, 1.0])
+    got = pruning_curve(m, tok, data, imp, fractions=[0.5, 1.0, 0.0, 0.75, 0.25])
+    np.testing.assert_array_equal(got.fractions, ref.fractions)
+    np.testing.assert_array_equal(got.accuracy, ref.accuracy)
+    assert got.area() == ref.area()
+    (cp,) = compare_pruning(m, tok, data, {"i": imp}, fractions=(1.0, 0.0, 0.5))
+    assert list(cp.fractions) == [0.0, 0.5, 1.0]
+    # a curve built by hand (or loaded) in any order has the same area as sorted
+    x, y = np.array([0.0, 0.5, 0.25, 1.0]), np.array([0.9, 0.5, 0.8, 0.3])
+    k = np.argsort(x)
+    mk = lambda xs, ys: PruningCurve(method="m", fractions=xs, accuracy=ys, pruned=np.zeros((4, 2, 2), bool))
+    assert mk(x, y).area() == pytest.approx(mk(x[k], y[k]).area())
+    assert mk(x[k], y[k]).area() == pytest.approx(np.trapezoid(y[k], x[k]))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..engine.intercept.shadow import private_copy
+from ..engine.model.checks import check_model_and_tokenizer, check_unwrapped
 from ..engine.model.encode import collate, encode, Encoded
 from ..engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits
 
@@ -20,6 +21,7 @@ __all__ = ["probabilities", "predict_encoded", "target_options"]
 
 def probabilities(model: Any, enc: Encoded) -> np.ndarray:
     """Softmax of the prediction logits of one encoded input: [C] (classes) or [V] (next token), float64."""
+    check_unwrapped(model)
     kind = model_kind(model)
     device = next(model.parameters()).device
     pad = getattr(model.config, "pad_token_id", None)
@@ -48,6 +50,7 @@ def target_options(model: Any, tokenizer: Any, text: str, text_pair: str | None 
     tokens (``label`` = the token as text, e.g. ``" Paris"``), most probable first. ``pred`` is the arg-max id,
     ``kind`` ``"class"`` | ``"next-token"``.
     """
+    check_model_and_tokenizer(model, tokenizer)
     enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
     p = probabilities(model, enc)
     kind = model_kind(model)

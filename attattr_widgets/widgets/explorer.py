@@ -225,6 +225,7 @@ class Explorer(BackgroundRun, BaseWidget):
         for reserved in ("progress", "cancel"):
             if reserved in attribute_kwargs:
                 raise TypeError(f"explain() manages {reserved!r} itself")
+        attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
         self.stop(wait=True)
         cancel = threading.Event()
         with self._lock:
@@ -241,7 +242,7 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.state = "running"
                 self.error = ""
                 self.layers_done = 0
-                self.layers_total = len(attribute_kwargs["layers"]) if attribute_kwargs.get("layers") else 0
+                self.layers_total = len(attribute_kwargs.get("layers") or [])
                 self.head_scores = None
                 self.thumbs = None
                 self.head = None
@@ -257,6 +258,18 @@ class Explorer(BackgroundRun, BaseWidget):
             self._setting_selection = False
             self._auto_select = True
         self._start(self._run, run_id, cancel, "attattr-explain", text, text_pair, attribute_kwargs)
+
+    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Cancel the run (what was computed so far is kept); a view left "running" with no run behind it shows
+        "cancelled"."""
+        super().stop(wait=wait, timeout=timeout)
+        if self.state == "running" and not self.running:
+            self._finish_cancelled(self.run_id)
+
+    def close(self) -> None:
+        """Stop the run (its thread ends within one block) and close the widget."""
+        self.stop()
+        super().close()
 
     def select(self, layer: int, head: int, query: int | None = None, key: int | None = None) -> None:
         """Select a head (``layer`` = index into the attribution's layer axis) and optionally a token pair."""
@@ -716,6 +729,25 @@ class Explorer(BackgroundRun, BaseWidget):
         if self._contrast_thread is not None:
             self._contrast_thread.join(timeout)
         return self._contrast_attr
+
+
+def _checked_run_kwargs(model: Any, tokenizer: Any, kwargs: dict) -> dict:
+    """A run's arguments refused before the view changes, so a bad call raises at once and never leaves the view
+    "running": ``layers`` (its form; its range too, with the model's model/tokenizer checks, for a torch
+    model — anything else is reported by the run itself), which comes back as a validated list."""
+    from torch import nn
+
+    from ..engine import validate
+    from ..engine.intercept.controller import controller_for
+    from ..engine.model.checks import check_model_and_tokenizer
+
+    layers = kwargs.get("layers")
+    if not isinstance(model, nn.Module):
+        if layers is not None:
+            validate.layer_list(layers, 1 << 30)  # the form only
+        return kwargs
+    check_model_and_tokenizer(model, tokenizer)
+    return kwargs if layers is None else {**kwargs, "layers": validate.layer_list(layers, controller_for(model).num_layers)}
 
 
 def _map_bytes(attr: Any) -> int:

@@ -50,6 +50,7 @@ from ..attribution.api import iter_attributions
 from ..backends.dispatch import check_backend, iter_sharded, run_sharded
 from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
+from ..model.checks import check_model_and_tokenizer
 from ..model.examples import as_examples, check_labels
 from ..model.kinds import model_kind, num_outputs
 from ..model.predict import EncodedSet, masked_accuracy, predict_masked
@@ -276,7 +277,7 @@ def iter_head_importance(
     max_length = validate.max_length(max_length)
     _check_target(target)
     check_backend(backend)
-    model_kind(model)  # unsupported heads are refused before the controller probes the model
+    check_model_and_tokenizer(model, tokenizer)  # wrappers, class names and unsupported heads, at once
     ctrl = controller_for(model)
     L, H = ctrl.num_layers, ctrl.num_heads
     none_idx, none_scores = np.zeros(0, dtype=np.int64), np.zeros((0, L, H))

@@ -55,6 +55,7 @@ from ..results import TriggerPattern, TriggerResult
 from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
 from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
 from ..intercept.shadow import private_copy
+from ..model.checks import check_model_and_tokenizer
 
 __all__ = [
     "TriggerPattern",
@@ -311,6 +312,7 @@ def iter_mine_triggers(
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
     check_backend(backend)
+    check_model_and_tokenizer(model, tokenizer)
     items = as_examples(examples)
     total = len(items)
     keep: list[tuple[int, Example, Encoded]] = []
@@ -462,6 +464,7 @@ def iter_evaluate_triggers(
     max_length = validate.max_length(max_length)
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
+    check_model_and_tokenizer(model, tokenizer)
     if model_kind(model) != CLASSIFIER:
         raise UnsupportedModelError(f"evaluating a trigger needs a sequence classifier (accuracy per gold class); "
                                     f"{type(model).__name__} is a language model")

@@ -11,6 +11,7 @@ from torch import nn
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import AttAttrError, TargetError
+from ..model.checks import check_model_and_tokenizer
 from ..model.encode import encode
 from ..model.examples import as_examples, check_labels
 from ..model.kinds import num_outputs
@@ -77,6 +78,7 @@ def attribute(
 
     Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …).
     """
+    check_model_and_tokenizer(model, tokenizer)
     quad = _quad(rule, steps, tol, max_steps)
     eng = _Engine(
         model, tokenizer, quad=quad, score=score, method=method, device=_resolve_device(model, device),
@@ -134,6 +136,7 @@ def iter_attributions(
             store=store)
         return
 
+    check_model_and_tokenizer(model, tokenizer)
     items = as_examples(examples)
     quad = _quad(rule, steps, tol, max_steps)
     eng = _Engine(

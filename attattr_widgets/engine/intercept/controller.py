@@ -125,8 +125,10 @@ def controller_for(model: nn.Module) -> AttnController:
     :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
     encoder–decoders.
     """
+    from ..model.checks import check_unwrapped
     from ..model.kinds import model_kind
 
+    check_unwrapped(model)  # torch.compile / DataParallel wrappers: named at once
     model_kind(model)  # unsupported heads (token classification, multiple choice, no text input) first
     with _controllers_lock:
         layout = _layouts.get(model)

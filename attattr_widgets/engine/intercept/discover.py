@@ -26,7 +26,7 @@ def _discover(model: nn.Module) -> Layout:
     originals: dict[int, nn.Module] = {}
     twin = _frozen_copy(model, None, originals=originals)
     with _watching(impls), _session(Session(layout=None, spy=calls)), torch.no_grad():  # type: ignore[arg-type]
-        twin(**_dummy_inputs(model))
+        out = twin(**_dummy_inputs(model))
     order = [originals.get(id(m), m) for m, _ in calls]
     heads = [h for _, h in calls]
     if not order:
@@ -46,6 +46,7 @@ def _discover(model: nn.Module) -> Layout:
     layout = Layout(
         modules=order, num_heads=heads[0], shared=shared, blocks=blocks, path=path, impls=impls,
         block_outputs_tuple=[block_io.get(i, False) for i in range(len(order))],
+        outputs=_last_dim(getattr(out, "logits", None)),
     )
     if not shared:
         layout.index = {id(m): i for i, m in enumerate(order)}
@@ -68,6 +69,10 @@ def _block_output_kinds(model: nn.Module, blocks: nn.ModuleList, path: list[str]
     with torch.no_grad():
         shadow(**_dummy_inputs(model))
     return kinds
+
+
+def _last_dim(logits) -> int | None:
+    return int(logits.shape[-1]) if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
 
 
 def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -12,7 +12,8 @@ LAYER_TAG = "_attattr_layer"  # set on a frozen copy's attention modules (ours),
 class Layout:
     """Where a model's attention lives: ``modules`` in call order (L entries; one shared module for ALBERT),
     ``num_heads`` (query heads), ``blocks`` (the ``nn.ModuleList`` of the L blocks, or None), ``path`` (attribute
-    names from the root to it) and ``impls`` (attention implementation names the model uses)."""
+    names from the root to it), ``impls`` (attention implementation names the model uses) and ``outputs`` (the
+    head's real number of outputs — classes or vocabulary entries — seen on the discovery forward)."""
 
     modules: list[nn.Module]
     num_heads: int
@@ -22,6 +23,7 @@ class Layout:
     impls: set[str]
     block_outputs_tuple: list[bool]
     index: dict[int, int] = field(default_factory=dict)
+    outputs: int | None = None
 
     @property
     def num_layers(self) -> int:

@@ -9,6 +9,7 @@ from torch import nn
 
 from .. import validate
 from ..errors import ArgumentError, EmptyInputError, InputTooLongError
+from .checks import check_token_ids
 
 
 @dataclass
@@ -127,6 +128,7 @@ def encode(
     ids = enc["input_ids"][0].tolist()
     if not ids:
         raise EmptyInputError("the text encodes to no tokens: pass text the tokenizer recognises")
+    check_token_ids(model, tokenizer, ids)
     tti = enc.get("token_type_ids")
     segments = tti[0].tolist() if tti is not None else [0] * len(ids)
     if text_pair is not None and tti is not None and not any(segments):

@@ -96,15 +96,23 @@ def num_outputs(model: nn.Module, kind: str) -> tuple[int | None, str]:
     if kind == CAUSAL_LM:
         n = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "get_text_config", lambda: cfg)(), "vocab_size", None)
         return (int(n) if n else None), "tokens in the vocabulary"
-    n = getattr(cfg, "num_labels", None)
+    n = getattr(cfg, "num_labels", None) or _head_outputs(model)
     return (int(n) if n else None), "classes"
 
 
+def _head_outputs(model: nn.Module) -> int | None:
+    from .checks import head_outputs
+
+    return head_outputs(model)
+
+
 def label_names(model: nn.Module) -> list[str] | None:
-    """Readable class names of a classifier (from ``config.id2label``), or None for language models."""
+    """Readable class names of a classifier: ``config.id2label`` (checked to name the head's outputs 0..C-1 by
+    :func:`~.checks.check_model_and_tokenizer`), ``LABEL_i`` for a config without one; None for language
+    models (never tokenizer tokens)."""
     cfg = model.config
-    n = getattr(cfg, "num_labels", None)
     id2label = getattr(cfg, "id2label", None) or {}
+    n = getattr(cfg, "num_labels", None) or (model_kind(model) == CLASSIFIER and _head_outputs(model))
     if not n:
         return None
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]

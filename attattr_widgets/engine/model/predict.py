@@ -11,6 +11,7 @@ from .. import validate
 from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
 from ..progress import Progress
+from .checks import check_model_and_tokenizer
 from .encode import collate, encode
 from .examples import Example, as_examples, check_labels
 from .kinds import CLASSIFIER, is_decoder_classifier, model_kind, num_outputs, prediction_logits
@@ -27,6 +28,7 @@ class EncodedSet:
     """
 
     def __init__(self, model, tokenizer, examples, *, max_length: int | None = None, truncation: bool = True):
+        check_model_and_tokenizer(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.items: list[Example] = as_examples(examples)
         self.kind = model_kind(model)

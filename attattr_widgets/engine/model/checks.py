@@ -1,0 +1,104 @@
+"""The one validation of a model and its tokenizer at the public edge: wrapped models, vocabulary sizes and
+class names, each refused with a message naming the problem and the fix before any work is done."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..errors import ArgumentError, AttAttrError, LabelNamesError, TokenizerMismatchError, UnsupportedModelError
+
+
+def check_model_and_tokenizer(model, tokenizer=None) -> None:
+    """Refuse, at once: what is not a model, ``torch.compile`` / ``DataParallel`` / ``DistributedDataParallel``
+    wrappers (naming the module to pass instead), and a classifier whose ``config.id2label`` does not name its
+    head's outputs 0..C-1 exactly (fewer or more names, non-contiguous keys such as ``{0: "neg", 5: "pos"}``).
+    A config without ``id2label`` is fine: its classes are ``LABEL_0``..``LABEL_{C-1}``. Token ids beyond the
+    embedding table are refused where ids are made (:func:`check_token_ids`)."""
+    check_unwrapped(model)
+    if tokenizer is None or not callable(tokenizer):
+        raise ArgumentError(f"tokenizer must be the model's tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
+                            f"got {type(tokenizer).__name__}")
+    _check_label_names(model)
+
+
+def check_unwrapped(model) -> None:
+    """A plain transformers model: wrappers are refused naming the module to pass."""
+    wrapped = getattr(model, "_orig_mod", None)
+    if isinstance(wrapped, nn.Module):
+        raise UnsupportedModelError(
+            f"model is a torch.compile() wrapper ({type(model).__name__}), whose compiled graph the attention "
+            f"interception cannot enter: pass model._orig_mod ({type(wrapped).__name__}, the original module, "
+            f"same weights) — keep the compiled one for your own forwards")
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        raise UnsupportedModelError(
+            f"model is wrapped in {type(model).__name__}: pass model.module ({type(model.module).__name__}, the "
+            f"model itself); attattr-widgets runs on the device the model is on (several GPUs: "
+            f"iter_attributions(..., backend=aw.RayBackend(...)))")
+    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
+        raise ArgumentError(f"model must be a transformers model (a torch.nn.Module with a .config, e.g. from "
+                            f"AutoModelForSequenceClassification.from_pretrained(...)), got {type(model).__name__}")
+
+
+def embedding_rows(model: nn.Module) -> int | None:
+    """Rows of the model's input embedding table (the largest token id + 1 it accepts), None if unknown."""
+    try:
+        emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    weight = getattr(emb, "weight", None)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
+
+def check_token_ids(model: nn.Module, tokenizer, ids: list[int]) -> None:
+    """Raise :class:`TokenizerMismatchError` naming both sizes when an id is outside the embedding table."""
+    rows = embedding_rows(model)
+    if rows is None or not ids:
+        return
+    bad = max(ids)
+    if bad >= rows or min(ids) < 0:
+        bad = bad if bad >= rows else min(ids)
+        try:
+            size = len(tokenizer)
+        except TypeError:
+            size = "?"
+        raise TokenizerMismatchError(
+            f"the tokenizer ({size} tokens) gave token id {bad} but the model's embedding table has {rows} rows "
+            f"(ids 0..{rows - 1}): this tokenizer does not belong to this model. Load the tokenizer saved with the "
+            f"model (AutoTokenizer.from_pretrained(<the model's name or folder>)), or after adding tokens call "
+            f"model.resize_token_embeddings(len(tokenizer)) yourself")
+
+
+def head_outputs(model: nn.Module) -> int | None:
+    """How many outputs (classes / vocabulary entries) the model's head really has: the last dimension of its
+    logits on the discovery forward (:func:`~..intercept.controller.controller_for`, once per model); None for
+    a model the engine cannot intercept (the run itself says why)."""
+    from ..intercept.controller import controller_for
+
+    try:
+        return controller_for(model).layout.outputs
+    except AttAttrError:
+        return None
+
+
+def _check_label_names(model: nn.Module) -> None:
+    from .kinds import CLASSIFIER, model_kind
+
+    if model_kind(model) != CLASSIFIER:
+        return
+    id2label = getattr(model.config, "id2label", None)
+    if not id2label:
+        return
+    C = head_outputs(model)
+    if C is None:
+        return
+    try:
+        keys = sorted(int(k) for k in id2label)
+    except (TypeError, ValueError):
+        keys = None
+    if keys != list(range(C)):
+        shown = ", ".join(f"{k!r}: {v!r}" for k, v in list(id2label.items())[:6]) + (", …" if len(id2label) > 6 else "")
+        raise LabelNamesError(
+            f"model.config.id2label has {len(id2label)} name(s) {{{shown}}} but the model's classification head has "
+            f"{C} outputs (classes 0..{C - 1}), so classes would be misnamed: set model.config.id2label to one name "
+            f"per output with keys 0..{C - 1} (e.g. {{0: 'LABEL_0', …, {C - 1}: 'LABEL_{C - 1}'}}), or to None for "
+            f"LABEL_0..LABEL_{C - 1}")
