@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ..engine.intercept.shadow import private_copy
-from ..engine.model.checks import check_model_and_tokenizer, check_unwrapped
+from ..engine.model.checks import check_model_and_tokenizer
+from ..engine.model.wrappers import check_unwrapped
 from ..engine.model.encode import collate, encode, Encoded
 from ..engine.model.kinds import CLASSIFIER, label_names, model_kind, prediction_logits
 

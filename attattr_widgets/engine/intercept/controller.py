@@ -17,12 +17,11 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from .interface import _implementations, _watching
 from .discover import _discover
-from .layout import Layout
+from .layout import Layout, _layouts
 from .session import Session, _current, _local, _session
 from .shadow import _Feed, _frozen_copy, _Grab, _shadow_with, _Skip
 from .support import SUPPORTED_FAMILIES
 
-_layouts: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()
 
 
 class AttnController:
@@ -125,7 +124,7 @@ def controller_for(model: nn.Module) -> AttnController:
     :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
     encoder–decoders.
     """
-    from ..model.checks import check_unwrapped
+    from ..model.wrappers import check_unwrapped
     from ..model.kinds import model_kind
 
     check_unwrapped(model)  # torch.compile / DataParallel wrappers: named at once

@@ -1,6 +1,7 @@
 """Where a model's attention lives (:class:`Layout`), kept outside the model."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -39,3 +40,12 @@ class Layout:
             s.calls += 1
             return layer
         return tag if tag is not None else self.index.get(id(module))
+
+
+_layouts: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()  # per model, outside it
+
+
+def discovered_outputs(model: nn.Module) -> int | None:
+    """The head's real number of outputs seen when ``model`` was discovered (None before its first run)."""
+    lay = _layouts.get(model)
+    return None if lay is None else lay.outputs

@@ -5,10 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ArgumentError, AttAttrError, LabelNamesError, TokenizerMismatchError, UnsupportedModelError
+from ..errors import ArgumentError, AttAttrError, LabelNamesError, TokenizerMismatchError
+from .wrappers import check_unwrapped
 
 
-def check_model_and_tokenizer(model, tokenizer=None) -> None:
+def check_model_and_tokenizer(model, tokenizer) -> None:
     """Refuse, at once: what is not a model, ``torch.compile`` / ``DataParallel`` / ``DistributedDataParallel``
     wrappers (naming the module to pass instead), and a classifier whose ``config.id2label`` does not name its
     head's outputs 0..C-1 exactly (fewer or more names, non-contiguous keys such as ``{0: "neg", 5: "pos"}``).
@@ -19,24 +20,6 @@ def check_model_and_tokenizer(model, tokenizer=None) -> None:
         raise ArgumentError(f"tokenizer must be the model's tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
                             f"got {type(tokenizer).__name__}")
     _check_label_names(model)
-
-
-def check_unwrapped(model) -> None:
-    """A plain transformers model: wrappers are refused naming the module to pass."""
-    wrapped = getattr(model, "_orig_mod", None)
-    if isinstance(wrapped, nn.Module):
-        raise UnsupportedModelError(
-            f"model is a torch.compile() wrapper ({type(model).__name__}), whose compiled graph the attention "
-            f"interception cannot enter: pass model._orig_mod ({type(wrapped).__name__}, the original module, "
-            f"same weights) — keep the compiled one for your own forwards")
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        raise UnsupportedModelError(
-            f"model is wrapped in {type(model).__name__}: pass model.module ({type(model.module).__name__}, the "
-            f"model itself); attattr-widgets runs on the device the model is on (several GPUs: "
-            f"iter_attributions(..., backend=aw.RayBackend(...)))")
-    if not isinstance(model, nn.Module) or not hasattr(model, "config"):
-        raise ArgumentError(f"model must be a transformers model (a torch.nn.Module with a .config, e.g. from "
-                            f"AutoModelForSequenceClassification.from_pretrained(...)), got {type(model).__name__}")
 
 
 def embedding_rows(model: nn.Module) -> int | None:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import NoClassificationHeadError, TargetError, UnsupportedModelError
+from ..intercept.layout import discovered_outputs
 
 
 CLASSIFIER = "classifier"
@@ -96,23 +97,17 @@ def num_outputs(model: nn.Module, kind: str) -> tuple[int | None, str]:
     if kind == CAUSAL_LM:
         n = getattr(cfg, "vocab_size", None) or getattr(getattr(cfg, "get_text_config", lambda: cfg)(), "vocab_size", None)
         return (int(n) if n else None), "tokens in the vocabulary"
-    n = getattr(cfg, "num_labels", None) or _head_outputs(model)
+    n = getattr(cfg, "num_labels", None) or discovered_outputs(model)
     return (int(n) if n else None), "classes"
-
-
-def _head_outputs(model: nn.Module) -> int | None:
-    from .checks import head_outputs
-
-    return head_outputs(model)
 
 
 def label_names(model: nn.Module) -> list[str] | None:
     """Readable class names of a classifier: ``config.id2label`` (checked to name the head's outputs 0..C-1 by
-    :func:`~.checks.check_model_and_tokenizer`), ``LABEL_i`` for a config without one; None for language
-    models (never tokenizer tokens)."""
+    :func:`~.checks.check_model_and_tokenizer`), ``LABEL_i`` for a config without one (as many as the head's
+    outputs, once the model is discovered); None for language models (never tokenizer tokens)."""
     cfg = model.config
     id2label = getattr(cfg, "id2label", None) or {}
-    n = getattr(cfg, "num_labels", None) or (model_kind(model) == CLASSIFIER and _head_outputs(model))
+    n = getattr(cfg, "num_labels", None) or (model_kind(model) == CLASSIFIER and discovered_outputs(model))
     if not n:
         return None
     return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
