@@ -239,3 +239,87 @@ def test_unsorted_fractions_are_sorted_so_area_is_right(tok):
     mk = lambda xs, ys: PruningCurve(method="m", fractions=xs, accuracy=ys, pruned=np.zeros((4, 2, 2), bool))
     assert mk(x, y).area() == pytest.approx(mk(x[k], y[k]).area())
     assert mk(x[k], y[k]).area() == pytest.approx(np.trapezoid(y[k], x[k]))
+
+
+# ------------------------------------------------------------------------------------------------- weak list
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_flags_layers_whose_delta_f_the_dtype_does_not_resolve(tok, dtype, tmp_path):
+    m32 = make_model("bert", layers=3, heads=2, num_labels=3, seed=4)
+    m16 = make_model("bert", layers=3, heads=2, num_labels=3, seed=4, dtype=dtype)
+    text = "the movie was not very good but the actors are"
+    a32 = aw.attribute(m32, tok, text, steps=4, target=0)
+    a16 = aw.attribute(m16, tok, text, steps=4, target=0)
+    eps = torch.finfo(dtype).eps
+    for i, layer in enumerate(a16.layers):
+        delta = abs(a16.prob - a16.layer_zero_probs[i])
+        below = delta <= 8 * eps * max(abs(a16.prob), abs(a16.layer_zero_probs[i]))
+        assert (layer in a16.unresolved) == below
+    # this tiny random model moves F by ~4e-5 per layer: fp32 resolves it, half precision does not
+    assert a32.unresolved == [] and a16.unresolved == a16.layers
+    back = aw.Attribution.load(a16.save(tmp_path / "a.npz"))
+    assert back.unresolved == a16.unresolved
+    assert "resolution" in repr(a16)
+    assert Explorer.from_attribution(a16).meta["unresolved"] == a16.unresolved
+
+
+def test_unresolved_flag_is_set_where_delta_f_is_zero(tok, monkeypatch):
+    """A layer whose zeroing does not move F (its attention output scaled to nothing that matters): ΔF = 0."""
+    from attattr_widgets.engine.attribution import engine as engine_mod
+
+    m = make_model("bert", layers=2, heads=2, num_labels=3, dtype=torch.bfloat16)
+    monkeypatch.setattr(engine_mod._Engine, "zero_scores",
+                        lambda self, batch, layer, hidden, targets, cancel: engine_mod._target_score(
+                            self.clean_forward(batch, [layer], cancel)[2], targets, self.score, self.acc_dtype))
+    a = aw.attribute(m, tok, "the movie", steps=2)
+    assert a.unresolved == a.layers  # ΔF == 0 on every layer: not reported as a meaningful completeness
+
+
+@pytest.mark.parametrize("text", ["\u200b", "\u200b\u200c\u200d\ufeff", "\x00\x01\x07", " \u2060 \t\n", "\u202e\u200f"])
+def test_invisible_text_is_empty_input(tok, bert, text):
+    with pytest.raises(aw.EmptyInputError):
+        aw.attribute(bert, tok, text, steps=2)
+    with pytest.raises(aw.EmptyInputError):
+        aw.attribute(bert, tok, "the movie", text, steps=2)
+
+
+def test_text_the_tokenizer_drops_entirely_is_empty_input(tok, bert):
+    with pytest.raises(aw.EmptyInputError, match="no token"):
+        aw.attribute(bert, tok, "\u0301\u0301", steps=2)  # combining marks only: BERT strips accents
+
+
+def test_text_pair_on_a_language_model_points_to_target(tok):
+    lm = make_model("gpt2", "lm", layers=2, heads=2)
+    with pytest.raises(aw.AttAttrError, match="target="):
+        aw.attribute(lm, tok, "the capital of france is", "paris", steps=2)
+
+
+@pytest.mark.parametrize("target", [torch.tensor(True), np.bool_(True), True, torch.tensor([True])])
+def test_boolean_targets_are_not_class_one(tok, bert, target):
+    with pytest.raises(aw.TargetError):
+        aw.attribute(bert, tok, "the movie", target=target, steps=2)
+
+
+@pytest.mark.parametrize("bad", ["   ", "\u200b", "\t\n"])
+def test_whitespace_example_in_a_dataset_is_named_by_index(tok, bert, bad):
+    from attattr_widgets.engine.analysis.importance import head_importance
+
+    data = [{"text": "the movie", "label": 0}, {"text": "a film", "label": 1}, {"text": bad, "label": 0}]
+    for call in (lambda: list(aw.iter_attributions(bert, tok, data, steps=2)),
+                 lambda: head_importance(bert, tok, data, method="attention")):
+        with pytest.raises(aw.EmptyInputError, match="example 2"):
+            call()
+
+
+def test_dataset_example_dropped_by_the_tokenizer_is_named_by_index(tok, bert):
+    data = [{"text": "the movie", "label": 0}, {"text": "\u0301", "label": 1}]
+    with pytest.raises(aw.EmptyInputError, match="example 1"):
+        list(aw.iter_attributions(bert, tok, data, steps=2))
+
+
+@pytest.mark.parametrize("max_length", [1, 2])
+def test_tiny_max_length_advice_is_one_that_works(tok, bert, max_length):
+    for truncation in (False, True):
+        with pytest.raises(aw.InputTooLongError, match="at least 3") as exc:
+            aw.attribute(bert, tok, "the movie was great", max_length=max_length, truncation=truncation, steps=2)
+        assert "truncation=True" not in str(exc.value)
+    assert aw.attribute(bert, tok, "the movie was great", max_length=3, truncation=True, steps=2).truncated

@@ -158,7 +158,7 @@ def _attribution(f: _File, meta: dict, prefix: str, where: str) -> None:
         "num_layers": "int", "rule": "str", "steps": "int|str", "score": "str", "text": "str|None",
         "text_pair": "str|None", "model_name": "str", "target_kind": "str", "label_names": "list[str]|None",
         "truncated": "bool", "gold": "int|None", "extra": "dict", "layer_steps": "list[int]",
-        "converged": "list[bool]", "tol": "num|None", "store": "str", "nonfinite": "list[int]",
+        "converged": "list[bool]", "tol": "num|None", "store": "str", "nonfinite": "list[int]", "unresolved": "list[int]",
     }, required=("tokens", "target", "layers", "num_layers"))
     n, layers, L_model = len(m["tokens"]), m["layers"], m["num_layers"]
     L = len(layers)

@@ -155,6 +155,7 @@ class LayerResult:
     steps: int = 0
     converged: bool = True
     nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
+    unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
 
 
 @dataclass
@@ -167,7 +168,10 @@ class Attribution(Saveable):
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
     ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the nodes each layer used and
     ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count); ``nonfinite`` the model
-    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs).
+    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs);
+    ``unresolved`` the model layers whose ΔF = prob − zero_prob is below what the forward dtype resolves
+    (≤ 8 eps · |F|: e.g. fp16/bf16 models on CPU), where ``completeness`` is rounding noise, not a measure of the
+    quadrature error (the maps themselves are still the attribution).
 
     ``store``: where the two [L, H, n, n] maps live — ``"memory"`` (float32), ``"fp16"`` (float16 in memory, half
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
@@ -201,6 +205,7 @@ class Attribution(Saveable):
     tol: float | None = None
     store: str = "memory"
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
+    unresolved: list[int] = field(default_factory=list)  # model layers whose ΔF the dtype does not resolve
 
     _ARRAYS: ClassVar[tuple[str, ...]] = ("scores", "attention", "token_type_ids", "layer_zero_probs", "completeness")
 
@@ -235,7 +240,8 @@ class Attribution(Saveable):
             completeness=np.asarray([lr.completeness for lr in layers], np.float64),
             layers=[int(lr.layer) for lr in layers], layer_steps=[int(lr.steps) for lr in layers],
             converged=[bool(lr.converged) for lr in layers], store=where,
-            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite], **meta,
+            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite],
+            unresolved=[int(lr.layer) for lr in layers if lr.unresolved], **meta,
         )
 
     @property
@@ -288,7 +294,8 @@ class Attribution(Saveable):
         return (
             f"Attribution(tokens={self.num_tokens}, layers={len(self.layers)}/{self.num_layers}, "
             f"heads={self.num_heads}, target={self.target_label!r}, prob={self.prob:.4f}, rule={self.rule}-"
-            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e})"
+            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e}"
+            + (f", ΔF below the dtype's resolution on layers {self.unresolved}" if self.unresolved else "") + ")"
         )
 
 

@@ -332,6 +332,8 @@ class Explorer(BackgroundRun, BaseWidget):
         with self._sync():
             if not _layer_finite(r):  # NaN/inf (bf16 overflow, a degenerate input): warn instead of "done"
                 self.meta = {**self.meta, "nonfinite": sorted({*self.meta.get("nonfinite", []), int(r.layer)})}
+            if getattr(r, "unresolved", False):  # ΔF below the dtype's resolution: completeness is noise there
+                self.meta = {**self.meta, "unresolved": sorted({*self.meta.get("unresolved", []), int(r.layer)})}
             self.layers_done = len(self._layers)
             if self._auto_select and (not self.selected or first):
                 self._set_selection([int(r.index), int(np.argmax(head_summary(scores)))])
@@ -486,6 +488,7 @@ class Explorer(BackgroundRun, BaseWidget):
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind), "thumb_size": int(th.shape[-1]),
             "nonfinite": _nonfinite_layers(attr),
+            "unresolved": [int(x) for x in (getattr(attr, "unresolved", None) or [])],
         }
         meta = _finite_or_none(meta)
         from .embed import DEFAULT_MAX_BYTES, embed_heads

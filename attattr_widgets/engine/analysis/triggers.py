@@ -50,7 +50,7 @@ from torch import nn
 from .. import validate
 from ..errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
 from ..backends.dispatch import check_backend, iter_sharded
-from ..model.examples import as_examples, check_labels, Example
+from ..model.examples import as_examples, check_labels, encode_examples, Example
 from ..results import TriggerPattern, TriggerResult
 from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
 from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
@@ -316,8 +316,8 @@ def iter_mine_triggers(
     items = as_examples(examples)
     total = len(items)
     keep: list[tuple[int, Example, Encoded]] = []
-    for idx, ex in enumerate(items):
-        enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+    for idx, (ex, enc) in enumerate(zip(items, encode_examples(model, tokenizer, items, max_length=max_length,
+                                                              truncation=True))):
         if min_tokens is None or len(enc) >= min_tokens:
             keep.append((idx, ex, enc))
     done = total - len(keep)
@@ -522,8 +522,7 @@ def _evaluate_pieces(model, tokenizer, items, *, offset, progress, cancel, patte
         _check_progress(progress, done, total)
 
     net = private_copy(model)  # eval mode and its own config; the user's model is never run nor written
-    clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
-             for ex in items]
+    clean = encode_examples(model, tokenizer, items, offset=offset, max_length=max_length, truncation=True)
     yield -1, offset, _predict(net, clean, pad_id, batch_size, dev, tick, cancel), None
     for p, pat in enumerate(patterns):
         encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)

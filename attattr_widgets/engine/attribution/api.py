@@ -13,7 +13,7 @@ from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import AttAttrError, TargetError
 from ..model.checks import check_model_and_tokenizer
 from ..model.encode import encode
-from ..model.examples import as_examples, check_labels
+from ..model.examples import as_examples, check_labels, encode_examples
 from ..model.kinds import num_outputs
 from ..results import Attribution, LayerResult
 from .budget import PRECISIONS, _resolve_device
@@ -157,8 +157,7 @@ def iter_attributions(
         raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        encs = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-                for ex in chunk]
+        encs = encode_examples(model, tokenizer, chunk, offset=start, max_length=max_length, truncation=truncation)
         yield from eng.run(
             encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
             [ex.label for ex in chunk], None, cancel,

@@ -53,10 +53,13 @@ from ..model.kinds import (
 )
 from ..quadrature import RULES, quadrature
 from ..results import Attribution, LayerResult, allocate_maps
-from .budget import _autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error, _store_for
+from .budget import _autocast, _autocast_dtype, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error, _store_for
 from .scores import SCORES, _target_score
 
 METHODS = ("prefix", "naive")
+
+#: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
+_RESOLVE = 8
 
 
 #: Gauss–Legendre orders tried by ``steps="auto"`` (each layer starts at the order its predecessor needed).
@@ -113,6 +116,8 @@ class _Engine:
         self.precision = precision
         self.param_dtype = next(model.parameters()).dtype
         self.acc_dtype = torch.float64 if self.param_dtype == torch.float64 else torch.float32
+        # the smallest ΔF the forwards resolve, relative to |F|: below it a layer's completeness is rounding noise
+        self.resolution = _RESOLVE * torch.finfo(_autocast_dtype(device, precision) or self.param_dtype).eps
         self.budget = memory_budget or _memory_budget(device)
         self.store = store
         self.eager = any(n == "eager" for n in self.ctrl.layout.impls)
@@ -322,13 +327,14 @@ class _Engine:
             for b in range(B):
                 delta = float(F_clean[b] - zero[b])
                 err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+                unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
                 finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
                               and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
                 r = LayerResult(
                     layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
                     scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
                     completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                    converged=converged, nonfinite=not finite,
+                    converged=converged, nonfinite=not finite, unresolved=unresolved,
                 )
                 per_ex[b].append(r)
                 if progress is not None:
@@ -353,6 +359,6 @@ class _Engine:
                 truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
                 extra={"method": self.method}, layer_steps=[r.steps for r in rs],
                 converged=[r.converged for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,
-                nonfinite=[r.layer for r in rs if r.nonfinite],
+                nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
             ))
         return results

@@ -22,6 +22,23 @@ def check_model_and_tokenizer(model, tokenizer) -> None:
     _check_label_names(model)
 
 
+def check_text_pair(model: nn.Module, tokenizer) -> None:
+    """A ``text_pair`` only where the model reads two segments: refused for language models (a prompt is one
+    text; the answer is a ``target=``) and for decoder classifiers whose tokenizer has no separator (the two
+    texts would be glued together, "is" + "Paris" → "isParis")."""
+    from .kinds import CAUSAL_LM, is_decoder_classifier, model_kind
+
+    if model_kind(model) == CAUSAL_LM:
+        raise ArgumentError(
+            "text_pair does not apply to a language model: it continues one text. Put the whole prompt in text "
+            "(e.g. 'The capital of France is') and the answer to attribute in target= (e.g. target=' Paris')")
+    if is_decoder_classifier(model) and getattr(tokenizer, "sep_token", None) is None:
+        raise ArgumentError(
+            f"text_pair: {type(model).__name__}'s tokenizer has no separator token, so the pair would be glued to "
+            f"the text with nothing between them: join them yourself the way the model was trained (e.g. "
+            f"text=premise + ' ' + hypothesis) and pass text_pair=None")
+
+
 def embedding_rows(model: nn.Module) -> int | None:
     """Rows of the model's input embedding table (the largest token id + 1 it accepts), None if unknown."""
     try:

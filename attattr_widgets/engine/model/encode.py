@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+import unicodedata
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from .. import validate
 from ..errors import ArgumentError, EmptyInputError, InputTooLongError
-from .checks import check_token_ids
+from .checks import check_text_pair, check_token_ids
 
 
 @dataclass
@@ -95,6 +96,7 @@ def encode(
     check_text(text, "text")
     if text_pair is not None:
         check_text(text_pair, "text_pair")
+        check_text_pair(model, tokenizer)
     max_length = validate.max_length(max_length)
     limit = max_positions(model, tokenizer)
     if max_length is not None:
@@ -103,7 +105,18 @@ def encode(
     enc = tokenizer(text, text_pair, **kwargs) if text_pair is not None else tokenizer(text, **kwargs)
     n = enc["input_ids"].shape[1]
     full_segments = _segment_sizes(tokenizer, enc, text_pair)
+    for size, name in zip(full_segments, ("text", "text_pair")):
+        if size == 0:
+            raise EmptyInputError(f"the {name} gives no token but the tokenizer's special ones (it has only "
+                                  f"characters the tokenizer drops: control, zero-width or unknown marks): pass "
+                                  f"text with words in it")
     truncated = False
+    specials = n - sum(full_segments)
+    need = specials + len([f for f in full_segments if f])  # the special tokens and one token per segment
+    if n > limit and limit < need:
+        raise InputTooLongError(
+            f"max_length={limit} leaves no room for the text: the tokenizer adds {specials} special tokens, so "
+            f"pass max_length of at least {need}")
     if n > limit:
         if not truncation:
             raise InputTooLongError(
@@ -121,9 +134,8 @@ def encode(
         kept = _segment_sizes(tokenizer, enc, text_pair)
         if m > limit or any(k == 0 < f for k, f in zip(kept, full_segments)):
             raise InputTooLongError(
-                f"max_length={limit} leaves no room for the text: the tokenizer adds "
-                f"{n - sum(full_segments)} special tokens, so pass max_length of at least "
-                f"{n - sum(full_segments) + len([f for f in full_segments if f])}")
+                f"max_length={limit} leaves no room for the text: the tokenizer adds {specials} special tokens, "
+                f"so pass max_length of at least {need}")
         truncated = m < n
     ids = enc["input_ids"][0].tolist()
     if not ids:
@@ -152,10 +164,11 @@ def check_text(text, name: str = "text") -> str:
     """A non-empty string the tokenizer can encode (no unpaired UTF-16 surrogates)."""
     if not isinstance(text, str):
         raise ArgumentError(f"{name} must be a string, got {validate.show(text)} ({type(text).__name__})")
-    if not text.strip():
+    if not _visible(text):
         what = "the text" if name == "text" else name
         fix = "a non-empty string to attribute" if name == "text" else "a non-empty second sentence, or text_pair=None"
-        raise EmptyInputError(f"{what} is empty: pass {fix}")
+        raise EmptyInputError(f"{what} is empty (nothing but whitespace, control or zero-width characters): "
+                              f"pass {fix}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -163,6 +176,11 @@ def check_text(text, name: str = "text") -> str:
             f"{name} contains an unpaired surrogate {text[exc.start]!r} at position {exc.start}, which is not "
             f"text: decode the source with errors='replace' (or remove it)") from None
     return text
+
+
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that is not whitespace, a control or a format (zero-width) character."""
+    return any(not (c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp")) for c in text)
 
 
 def _segment_sizes(tokenizer, enc, text_pair) -> list[int]:

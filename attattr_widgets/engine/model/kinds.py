@@ -126,8 +126,10 @@ def resolve_target(model: nn.Module, tokenizer, kind: str, target, logits: torch
         if gold is None:
             raise TargetError('target="gold" needs a gold label: pass the example label, or use target="pred"')
         target = gold
-    if isinstance(target, bool):
-        raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r}")
+    if isinstance(target, (bool, np.bool_)) or (isinstance(target, (torch.Tensor, np.ndarray)) and target.dtype in (
+            torch.bool, np.bool_)):
+        raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r} (a bool is not a "
+                          f"class index)")
     if isinstance(target, float) and target.is_integer():
         target = int(target)
     if isinstance(target, (int, np.integer)) or (isinstance(target, torch.Tensor) and target.numel() == 1

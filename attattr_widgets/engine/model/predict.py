@@ -12,8 +12,8 @@ from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import controller_for
 from ..progress import Progress
 from .checks import check_model_and_tokenizer
-from .encode import collate, encode
-from .examples import Example, as_examples, check_labels
+from .encode import collate
+from .examples import Example, as_examples, check_labels, encode_examples
 from .kinds import CLASSIFIER, is_decoder_classifier, model_kind, num_outputs, prediction_logits
 
 # rows × padded length per forward when several head masks are stacked into one batch
@@ -38,10 +38,7 @@ class EncodedSet:
         self.L, self.H = self.ctrl.num_layers, self.ctrl.num_heads
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        self.encs = [
-            encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-            for ex in self.items
-        ]
+        self.encs = encode_examples(model, tokenizer, self.items, max_length=max_length, truncation=truncation)
         self.lengths = np.array([len(e) for e in self.encs])
         self.labels = np.array([-1 if ex.label is None else int(ex.label) for ex in self.items])
         self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
