@@ -323,3 +323,43 @@ def test_tiny_max_length_advice_is_one_that_works(tok, bert, max_length):
             aw.attribute(bert, tok, "the movie was great", max_length=max_length, truncation=truncation, steps=2)
         assert "truncation=True" not in str(exc.value)
     assert aw.attribute(bert, tok, "the movie was great", max_length=3, truncation=True, steps=2).truncated
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"a.npz", "", ["a.npz"]])
+def test_load_of_a_non_path_is_a_clear_error(bad):
+    from attattr_widgets.engine.results import ResultFileError
+
+    with pytest.raises(ResultFileError, match="path of a result file"):
+        aw.Attribution.load(bad)
+
+
+def test_load_of_a_folder_says_it_is_a_folder(tmp_path, tok, bert):
+    from attattr_widgets.engine.results import ResultFileError
+
+    aw.attribute(bert, tok, "the movie", steps=2).save(tmp_path / "mine.npz")
+    with pytest.raises(ResultFileError, match=r"is a folder.*mine\.npz"):
+        aw.Attribution.load(tmp_path)
+
+
+def test_corrupted_large_member_names_the_file(tmp_path, tok):
+    from attattr_widgets.engine.results import ResultFileError
+
+    model = make_model("bert", layers=3, heads=4)
+    a = aw.attribute(model, tok, " ".join(["the movie was great fun"] * 8), steps=2)
+    path = a.save(tmp_path / "big.npz")
+    raw = bytearray(path.read_bytes())
+    hits = 0
+    for frac in (0.3, 0.5, 0.7):
+        bad = bytearray(raw)
+        k = int(len(bad) * frac)
+        bad[k:k + 64] = bytes(64)  # zeroed bytes inside a member's data
+        p = tmp_path / f"bad{frac}.npz"
+        p.write_bytes(bytes(bad))
+        try:
+            got = aw.Attribution.load(p)
+        except ResultFileError as exc:
+            assert str(p) in str(exc)
+            hits += 1
+        else:  # only acceptable if the damage missed every byte that matters (it cannot: CRCs cover the data)
+            np.testing.assert_array_equal(got.scores, a.scores)
+    assert hits == 3
