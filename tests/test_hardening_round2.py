@@ -363,3 +363,52 @@ def test_corrupted_large_member_names_the_file(tmp_path, tok):
         else:  # only acceptable if the damage missed every byte that matters (it cannot: CRCs cover the data)
             np.testing.assert_array_equal(got.scores, a.scores)
     assert hits == 3
+
+
+# ---------------------------------------------------------------------------------------------- CLI data specs
+def _cli_data(tmp_path, monkeypatch, capsys, data, *extra):
+    import attattr_widgets.demo as demo
+    from attattr_widgets import cli
+
+    monkeypatch.setattr(demo, "load_model", lambda name: (make_model("bert", layers=1, heads=2), make_tokenizer()))
+    rc = cli.main(["importance", "--model", "sentiment", "--data", data, "--method", "attention",
+                   "--out", str(tmp_path / "o.npz"), *extra])
+    return rc, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("content,words", [
+    (b'{"text": "caf\xe9", "label": 0}\n', "not UTF-8"),
+    (b'\xff\xfe{\x00}\x00', "not UTF-8"),
+    (b'{"text": "a", "label": 0}\n{"text": "\xc3\x28"}\n', "line 2 is not UTF-8"),
+    (b'{"text": "   ", "label": 0}\n', "example 0"),
+    (b'{"text": "the movie", "label": 0}\n{"text": "\xe2\x80\x8b", "label": 0}\n', "example 1"),
+    (b'not json\n', "line 1 is not JSON"),
+])
+def test_cli_undecodable_or_empty_data_is_one_line(tmp_path, monkeypatch, capsys, content, words):
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(content)
+    rc, err = _cli_data(tmp_path, monkeypatch, capsys, str(f))
+    assert rc == 2 and words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("spec,words", [("demo:nope", "unknown demo dataset"), ("demo:sentiment:bogus", "split"),
+                                        ("demo:", "demo:NAME"), ("demo::test", "demo:NAME")])
+def test_cli_bad_demo_specs_are_one_line(tmp_path, monkeypatch, capsys, spec, words):
+    rc, err = _cli_data(tmp_path, monkeypatch, capsys, spec)
+    assert rc == 2 and words in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "-100"])
+def test_cli_bad_limit_blames_limit(tmp_path, monkeypatch, capsys, limit):
+    f = tmp_path / "d.jsonl"
+    f.write_text('{"text": "the movie", "label": 0}\n', encoding="utf-8")
+    rc, err = _cli_data(tmp_path, monkeypatch, capsys, str(f), "--limit", limit)
+    assert rc == 2 and f"--limit {limit}" in err and "--data" not in err, err
+
+
+def test_data_lines_keep_unicode_line_separators_and_a_bom(tmp_path):
+    from attattr_widgets.batch import load_examples
+
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(b'\xef\xbb\xbf{"text": "a\xe2\x80\xa8b\xc2\x85c", "label": 0}\r\n{"text": "d", "label": 1}\n')
+    assert load_examples(str(f)) == [{"text": "a\u2028b\x85c", "label": 0}, {"text": "d", "label": 1}]
