@@ -412,3 +412,19 @@ def test_data_lines_keep_unicode_line_separators_and_a_bom(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_bytes(b'\xef\xbb\xbf{"text": "a\xe2\x80\xa8b\xc2\x85c", "label": 0}\r\n{"text": "d", "label": 1}\n')
     assert load_examples(str(f)) == [{"text": "a\u2028b\x85c", "label": 0}, {"text": "d", "label": 1}]
+
+
+def test_closing_a_heads_view_stops_its_run(tok):
+    import threading
+
+    from attattr_widgets.widgets import HeadsView
+
+    model = make_model("bert", layers=2, heads=2)
+    data = [{"text": "the movie was great fun and the plot", "label": i % 3} for i in range(400)]
+    view = HeadsView(model, tok, data, methods=("attattr",))
+    view.run()
+    threading.Event().wait(0.5)  # let it start
+    assert view.running  # 400 examples × 2 layers of attribution take far longer than that
+    view.close()
+    view._thread.join(60)
+    assert not view.running and view.state == "cancelled"

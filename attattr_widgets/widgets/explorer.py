@@ -266,11 +266,6 @@ class Explorer(BackgroundRun, BaseWidget):
         if self.state == "running" and not self.running:
             self._finish_cancelled(self.run_id)
 
-    def close(self) -> None:
-        """Stop the run (its thread ends within one block) and close the widget."""
-        self.stop()
-        super().close()
-
     def select(self, layer: int, head: int, query: int | None = None, key: int | None = None) -> None:
         """Select a head (``layer`` = index into the attribution's layer axis) and optionally a token pair."""
         with self._sync():
