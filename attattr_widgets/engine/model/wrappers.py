@@ -9,18 +9,24 @@ from ..errors import ArgumentError, UnsupportedModelError
 
 
 def check_unwrapped(model) -> None:
-    """A plain transformers model: wrappers are refused naming the module to pass."""
-    wrapped = getattr(model, "_orig_mod", None)
-    if isinstance(wrapped, nn.Module):
+    """A plain transformers model: wrappers are refused naming the module to pass (through nested wrappers:
+    ``model.module._orig_mod`` for ``DataParallel(torch.compile(model))``)."""
+    inner, path, kinds = model, "model", []
+    while True:
+        if isinstance(getattr(inner, "_orig_mod", None), nn.Module):
+            inner, path = inner._orig_mod, path + "._orig_mod"
+            kinds.append(f"a torch.compile() wrapper ({type(model).__name__ if not kinds else 'OptimizedModule'}), "
+                         f"whose compiled graph the attention interception cannot enter")
+        elif isinstance(inner, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+            kinds.append(f"wrapped in {type(inner).__name__} (attattr-widgets runs on the device the model is "
+                         f"on; several GPUs: iter_attributions(..., backend=aw.RayBackend(...)))")
+            inner, path = inner.module, path + ".module"
+        else:
+            break
+    if kinds:
         raise UnsupportedModelError(
-            f"model is a torch.compile() wrapper ({type(model).__name__}), whose compiled graph the attention "
-            f"interception cannot enter: pass model._orig_mod ({type(wrapped).__name__}, the original module, "
-            f"same weights) — keep the compiled one for your own forwards")
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        raise UnsupportedModelError(
-            f"model is wrapped in {type(model).__name__}: pass model.module ({type(model.module).__name__}, the "
-            f"model itself); attattr-widgets runs on the device the model is on (several GPUs: "
-            f"iter_attributions(..., backend=aw.RayBackend(...)))")
+            f"model is {'; inside it, '.join(kinds)}: pass {path} ({type(inner).__name__}, the model itself, same "
+            f"weights)" + (" — keep the compiled one for your own forwards" if "_orig_mod" in path else ""))
     if not isinstance(model, nn.Module) or not hasattr(model, "config"):
         raise ArgumentError(f"model must be a transformers model (a torch.nn.Module with a .config, e.g. from "
                             f"AutoModelForSequenceClassification.from_pretrained(...)), got {type(model).__name__}")
