@@ -124,6 +124,7 @@ class _Engine:
         self.keep_last = self.kind == CAUSAL_LM and accepts(model, "logits_to_keep")
         self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
         self._rows_cap: int | None = None
+        self._copy: nn.Module | None = None  # this run's private copy of the model (made once per batch)
         self._start_rung = 0  # steps="auto": where the next layer starts on AUTO_LADDER
 
     # -- forwards -----------------------------------------------------------------------------------------------
@@ -139,8 +140,9 @@ class _Engine:
         that do not require grad: gradients are w.r.t. the taps only), with blocks < layer skipped and block
         layer fed ``hidden``; decoder classifiers without a pad id get a placeholder pad id on that copy's
         config only. The user's model is never run nor written by the engine."""
-        return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
-                                pad_placeholder=self.decoder_cls and self.model.config.pad_token_id is None)
+        if self._copy is None:
+            self._copy = self.ctrl.private(pad_placeholder=self.decoder_cls and self.model.config.pad_token_id is None)
+        return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
         """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
@@ -292,6 +294,7 @@ class _Engine:
         batch = _Batch(encs, self.device, pad_id)
         H = self.ctrl.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
+        self._copy = None  # a fresh private copy per batch: the user's model as it is now
         try:
             captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
         except Exception as exc:

@@ -90,12 +90,13 @@ class AttnController:
         return _frozen_copy(self.model, self.layout, pad_placeholder=pad_placeholder)
 
     def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
-               store: dict | None = None, pad_placeholder: bool = False) -> nn.Module:
-        """A :meth:`private` copy with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d),
-        and/or the inputs of blocks ``grab`` recorded into ``store``. The user's model is unchanged."""
+               store: dict | None = None, pad_placeholder: bool = False, base: nn.Module | None = None) -> nn.Module:
+        """A :meth:`private` copy (``base``: one made earlier, reused — its own modules are not changed) with
+        blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the inputs of blocks
+        ``grab`` recorded into ``store``. The user's model is unchanged."""
         lay = self.layout
         grab = set(grab)
-        model = self.private(pad_placeholder=pad_placeholder)
+        model = self.private(pad_placeholder=pad_placeholder) if base is None else base
         if hidden is None and not grab:
             return model
         if lay.blocks is None:
