@@ -203,6 +203,12 @@ CASES = [
                                             "relative": [0.5], "score": 0.1, "layer": 0, "head": 0, "pairs": [],
                                             "pred": 0, "pred_label": "x", "gold": None, "prob": 0.5,
                                             "example_index": 0, "text": "movie"}))),
+    ("mismatch: a trigger pattern whose token ids the model does not have", (E.TokenizerMismatchError, "60 rows"),
+     lambda t: __import__("attattr_widgets.engine.analysis.triggers", fromlist=["x"])
+     .evaluate_trigger(fresh("bert", vocab_size=60), TOK, [{"text": "the movie", "label": 0}],
+                       {"tokens": ["far"], "token_ids": [75], "positions": [1], "segments": [0], "relative": [0.5],
+                        "score": 0.1, "layer": 0, "head": 0, "pairs": [], "pred": 0, "pred_label": "x", "gold": None,
+                        "prob": 0.5, "example_index": 0, "text": "far"})),
     ("mismatch: Explorer target selector", (E.TokenizerMismatchError, "rows"),
      lambda t: _mismatch(lambda m, tok: __import__("attattr_widgets.widgets", fromlist=["x"]).Explorer(m, tok)
                          .predict_targets("tok9"))),
@@ -228,6 +234,12 @@ CASES = [
     ("labels: non-contiguous, Explorer", (E.LabelNamesError, "id2label"),
      lambda t: __import__("attattr_widgets.widgets", fromlist=["x"]).Explorer(_label_model({0: "a", 9: "b", 1: "c"}),
                                                                               TOK).explain("the movie")),
+    ("labels: non-contiguous, HeadsView constructor", (E.LabelNamesError, "id2label"),
+     lambda t: __import__("attattr_widgets.widgets", fromlist=["x"]).HeadsView(_label_model({0: "a", 7: "b", 1: "c"}),
+                                                                              TOK, SINGLES)),
+    ("labels: non-contiguous, TriggersView constructor", (E.LabelNamesError, "id2label"),
+     lambda t: __import__("attattr_widgets.widgets", fromlist=["x"]).TriggersView(
+         _label_model({0: "a", 7: "b", 1: "c"}), TOK, SINGLES, SINGLES)),
     ("labels: a 1-output head (regression-style) with id2label None", "ok",
      lambda t: attr(_label_model(None, n=1)).target_label == "LABEL_0"),
     # wrapped models and things that are not models

@@ -152,10 +152,12 @@ class HeadsView(BackgroundRun, BaseWidget):
         from ..engine import validate
         from ..engine.model.examples import check_labels
         from ..engine.intercept.controller import controller_for
+        from ..engine.model.checks import check_model_and_tokenizer
         from ..engine.model.kinds import label_names, model_kind, num_outputs
 
         fractions = validate.fractions(fractions)  # refused here, not later in the background thread
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        check_model_and_tokenizer(model, tokenizer)  # wrappers, tokenizer, class names: before the view shows them
         outputs = num_outputs(model, model_kind(model))  # unsupported heads refused before the model is probed
         for items in (self.items, self.eval_items, self.eff_items or []):
             check_labels(items, *outputs)

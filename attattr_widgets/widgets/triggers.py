@@ -97,6 +97,7 @@ class TriggersView(BackgroundRun, BaseWidget):
             raise ValueError("eval_examples need a gold 'label' in every example (accuracy per gold class)")
         from ..engine import validate
         from ..engine.model.examples import check_labels
+        from ..engine.model.checks import check_model_and_tokenizer
         from ..engine.model.kinds import CLASSIFIER, model_kind, num_outputs
 
         evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
@@ -104,6 +105,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         max_rows = validate.integer(max_rows, "max_rows", minimum=1, fix="pattern rows shown in the table")
         eval_batch_size = validate.batch_size(eval_batch_size, "eval_batch_size", allow_none=False)
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        check_model_and_tokenizer(model, tokenizer)  # wrappers, tokenizer, class names: before the view shows them
         if model_kind(model) != CLASSIFIER:
             from ..engine.errors import UnsupportedModelError
 

@@ -55,7 +55,7 @@ from ..results import TriggerPattern, TriggerResult
 from ..model.encode import collate, display_tokens, encode, Encoded, max_positions
 from ..model.kinds import CLASSIFIER, is_decoder_classifier, label_names, model_kind, num_outputs
 from ..intercept.shadow import private_copy
-from ..model.checks import check_model_and_tokenizer
+from ..model.checks import check_model_and_tokenizer, check_token_ids
 
 __all__ = [
     "TriggerPattern",
@@ -129,6 +129,7 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
     if isinstance(pattern, dict):
         pattern = TriggerPattern.from_dict(pattern)
     if model is not None:
+        check_token_ids(model, tokenizer, [int(t) for t in pattern.token_ids])  # a pattern mined on another model
         enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
         limit = max_positions(model, tokenizer)
         keep_tti = enc.token_type_ids is not None
