@@ -90,14 +90,13 @@ class AttnController:
         return _frozen_copy(self.model, self.layout, config_overrides=config_overrides)
 
     def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
-               store: dict | None = None, config_overrides: dict | None = None,
-               base: nn.Module | None = None) -> nn.Module:
+               store: dict | None = None, base: nn.Module | None = None) -> nn.Module:
         """A :meth:`private` copy (``base``: one made earlier, reused — its own modules are not changed) with
         blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the inputs of blocks
         ``grab`` recorded into ``store``. The user's model is unchanged."""
         lay = self.layout
         grab = set(grab)
-        model = self.private(config_overrides=config_overrides) if base is None else base
+        model = self.private() if base is None else base
         if hidden is None and not grab:
             return model
         if lay.blocks is None:
