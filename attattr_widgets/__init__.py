@@ -16,8 +16,10 @@ from .engine.errors import (
     AttributionOutOfMemoryError,
     EmptyInputError,
     InputTooLongError,
+    LabelNamesError,
     NoClassificationHeadError,
     TargetError,
+    TokenizerMismatchError,
     UnsupportedModelError,
 )
 from .engine.intercept.controller import controller_for
@@ -80,9 +82,11 @@ __all__ = [
     "AttributionOutOfMemoryError",
     "EmptyInputError",
     "InputTooLongError",
+    "LabelNamesError",
     "LayerResult",
     "NoClassificationHeadError",
     "TargetError",
+    "TokenizerMismatchError",
     "UnsupportedModelError",
     "attribute",
     "controller_for",

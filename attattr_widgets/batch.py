@@ -104,32 +104,44 @@ def _steps(value: str):
 
 
 def load_examples(spec: str, limit: int | None = None) -> list[dict]:
-    """``file.jsonl`` or ``demo:NAME[:SPLIT]`` → a list of example dicts (first ``limit``)."""
+    """``file.jsonl`` or ``demo:NAME[:SPLIT]`` → a list of example dicts (first ``limit``). Every problem is an
+    :class:`AttAttrError` naming the argument at fault (``--limit``, ``--data``, the file and line)."""
     from .engine.errors import AttAttrError
 
+    if limit is not None and int(limit) < 1:
+        raise AttAttrError(f"--limit {limit}: pass a number of examples >= 1 (or leave --limit out for all of them)")
     if spec.startswith("demo:"):
         from .demo import load_dataset
 
         name, _, split = spec[5:].partition(":")
-        items = list(load_dataset(name, split or "test"))
+        try:
+            items = list(load_dataset(name, split or "test"))
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if exc.args else exc
+            raise AttAttrError(f"--data {spec}: {msg} (write demo:NAME[:SPLIT], e.g. demo:sentiment:test)") from None
     else:
         path = Path(spec)
         if not path.is_file():
             raise AttAttrError(f"--data {spec}: no such file (give a .jsonl file or demo:NAME[:SPLIT])")
         items = []
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise AttAttrError(f"{spec} line {n} is not JSON ({exc.msg}): one object per line") from None
-                if not isinstance(obj, dict) or "text" not in obj:
-                    raise AttAttrError(f"{spec} line {n}: expected an object with a 'text' field, got {line[:60]!r}")
-                items.append(obj)
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) is not part of line 1
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise AttAttrError(f"--data {spec}: line {line} is not UTF-8 text (byte {exc.object[exc.start]:#04x}): "
+                               f"save the file as UTF-8 JSON lines") from None
+        for n, line in enumerate(text.split("\n"), 1):  # only \n ends a JSON line (U+2028 may be in a string)
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise AttAttrError(f"{spec} line {n} is not JSON ({exc.msg}): one object per line") from None
+            if not isinstance(obj, dict) or "text" not in obj:
+                raise AttAttrError(f"{spec} line {n}: expected an object with a 'text' field, got {line[:60]!r}")
+            items.append(obj)
     if limit is not None:
-        items = items[: max(0, int(limit))]
+        items = items[: int(limit)]
     if not items:
         raise AttAttrError(f"--data {spec}: no examples")
     return items

@@ -29,6 +29,14 @@ class NoClassificationHeadError(AttAttrError):
     """The model has neither a classification head nor a language-model head."""
 
 
+class TokenizerMismatchError(AttAttrError):
+    """The tokenizer produces token ids the model's embedding table does not have."""
+
+
+class LabelNamesError(AttAttrError):
+    """``config.id2label`` does not name the classification head's outputs 0..C-1 exactly."""
+
+
 class TargetError(AttAttrError):
     """The requested target (class or next token) does not exist for this model."""
 

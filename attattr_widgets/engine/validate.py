@@ -205,7 +205,8 @@ def layer_list(value: Any, num_layers: int, name: str = "layers") -> list[int]:
 
 
 def fractions(value: Any, name: str = "fractions") -> np.ndarray | None:
-    """None (the default grid) or a non-empty 1-D list of fractions in [0, 1] → float64 array."""
+    """None (the default grid) or a non-empty 1-D list of fractions in [0, 1] → float64 array, sorted ascending
+    (a pruning curve is read left to right: its points, plots and ``area()`` follow increasing fractions)."""
     if value is None:
         return None
     if isinstance(value, (str, bytes, Mapping)) or isinstance(_scalar(value), numbers.Number):
@@ -220,7 +221,7 @@ def fractions(value: Any, name: str = "fractions") -> np.ndarray | None:
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all() or (arr < 0).any() or (arr > 1).any():
         raise ArgumentError(f"{name} must lie in [0, 1] (0.3 = 30 % of the heads pruned), got {show(value)}")
-    return arr
+    return np.sort(arr, kind="stable")
 
 
 def word_list(value: Any, name: str) -> list[str]:

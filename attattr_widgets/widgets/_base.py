@@ -265,6 +265,12 @@ class BackgroundRun:
         if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def close(self) -> None:
+        """Stop the run (its thread ends within one block; ipywidgets keeps a widget alive until it is closed,
+        so this is also what ends a run of a view that is no longer used) and close the widget."""
+        self.stop()
+        super().close()  # type: ignore[misc] - the widget class after this mixin
+
     def wait(self, timeout: float | None = None):
         """Block until the run ends and return its result (None if never run); re-raises the run's error."""
         if self._thread is not None:

@@ -228,6 +228,7 @@ class Explorer(BackgroundRun, BaseWidget):
         for reserved in ("progress", "cancel"):
             if reserved in attribute_kwargs:
                 raise TypeError(f"explain() manages {reserved!r} itself")
+        attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
         self.stop(wait=True)
         cancel = threading.Event()
         with self._lock:
@@ -244,7 +245,7 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.state = "running"
                 self.error = ""
                 self.layers_done = 0
-                self.layers_total = len(attribute_kwargs["layers"]) if attribute_kwargs.get("layers") else 0
+                self.layers_total = len(attribute_kwargs.get("layers") or [])
                 self.head_scores = None
                 self.thumbs = None
                 self.head = None
@@ -261,6 +262,13 @@ class Explorer(BackgroundRun, BaseWidget):
             self._setting_selection = False
             self._auto_select = True
         self._start(self._run, run_id, cancel, "attattr-explain", text, text_pair, attribute_kwargs)
+
+    def stop(self, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Cancel the run (what was computed so far is kept); a view left "running" with no run behind it shows
+        "cancelled"."""
+        super().stop(wait=wait, timeout=timeout)
+        if self.state == "running" and not self.running:
+            self._finish("cancelled", None)
 
     def select(self, layer: int, head: int, query: int | None = None, key: int | None = None) -> None:
         """Select a head (``layer`` = index into the attribution's layer axis) and optionally a token pair."""
@@ -309,6 +317,8 @@ class Explorer(BackgroundRun, BaseWidget):
         with self._sync():
             if not _layer_finite(r):  # NaN/inf (bf16 overflow, a degenerate input): warn instead of "done"
                 self.meta = {**self.meta, "nonfinite": sorted({*self.meta.get("nonfinite", []), int(r.layer)})}
+            if getattr(r, "unresolved", False):  # ΔF below the dtype's resolution: completeness is noise there
+                self.meta = {**self.meta, "unresolved": sorted({*self.meta.get("unresolved", []), int(r.layer)})}
             self.layers_done = len(self._layers)
             if self._auto_select and (not self.selected or first):
                 self._set_selection([int(r.index), int(np.argmax(summary[0]))])
@@ -459,6 +469,7 @@ class Explorer(BackgroundRun, BaseWidget):
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind), "thumb_size": int(th.shape[-1]),
             "nonfinite": _nonfinite_layers(attr),
+            "unresolved": [int(x) for x in (getattr(attr, "unresolved", None) or [])],
         }
         meta = _finite_or_none(meta)
         from .embed import DEFAULT_MAX_BYTES, embed_heads
@@ -724,6 +735,25 @@ class Explorer(BackgroundRun, BaseWidget):
         if self._contrast_thread is not None:
             self._contrast_thread.join(timeout)
         return self._contrast_attr
+
+
+def _checked_run_kwargs(model: Any, tokenizer: Any, kwargs: dict) -> dict:
+    """A run's arguments refused before the view changes, so a bad call raises at once and never leaves the view
+    "running": ``layers`` (its form; its range too, with the model's model/tokenizer checks, for a torch
+    model — anything else is reported by the run itself), which comes back as a validated list."""
+    from torch import nn
+
+    from ..engine import validate
+    from ..engine.intercept.controller import controller_for
+    from ..engine.model.checks import check_model_and_tokenizer
+
+    layers = kwargs.get("layers")
+    if not isinstance(model, nn.Module):
+        if layers is not None:
+            validate.layer_list(layers, 1 << 30)  # the form only
+        return kwargs
+    check_model_and_tokenizer(model, tokenizer)
+    return kwargs if layers is None else {**kwargs, "layers": validate.layer_list(layers, controller_for(model).num_layers)}
 
 
 def _map_bytes(attr: Any) -> int:

@@ -150,9 +150,11 @@ class HeadsView(BackgroundRun, BaseWidget):
         from ..engine.model.examples import check_labels
         from ..engine.intercept.controller import controller_for
         from ..engine.model.adapters import adapter_for
+        from ..engine.model.checks import check_model_and_tokenizer
 
         fractions = validate.fractions(fractions)  # refused here, not later in the background thread
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        check_model_and_tokenizer(model, tokenizer)  # wrappers, tokenizer, class names: before the view shows them
         adapter = adapter_for(model)  # unsupported heads refused before the model is probed
         outputs = adapter.num_outputs()
         for items in (self.items, self.eval_items, self.eff_items or []):

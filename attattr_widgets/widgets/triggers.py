@@ -97,12 +97,14 @@ class TriggersView(BackgroundRun, BaseWidget):
         from ..engine import validate
         from ..engine.model.examples import check_labels
         from ..engine.model.adapters import adapter_for
+        from ..engine.model.checks import check_model_and_tokenizer
 
         evaluate = validate.integer(evaluate, "evaluate", minimum=0, fix="how many top patterns to evaluate")
         sample = validate.integer(sample, "sample", minimum=0, fix="attacked examples shown per pattern")
         max_rows = validate.integer(max_rows, "max_rows", minimum=1, fix="pattern rows shown in the table")
         eval_batch_size = validate.batch_size(eval_batch_size, "eval_batch_size", allow_none=False)
         interval = validate.number(interval, "interval", minimum=0.0, fix="seconds between view updates")
+        check_model_and_tokenizer(model, tokenizer)  # wrappers, tokenizer, class names: before the view shows them
         adapter = adapter_for(model)
         if not adapter.classifies:
             from ..engine.errors import UnsupportedModelError
@@ -158,7 +160,7 @@ class TriggersView(BackgroundRun, BaseWidget):
     def apply(self, text: str, text_pair: str | None = None, pattern: Any = None) -> dict:
         """Insert ``pattern`` (a pattern id, a :class:`TriggerPattern`, or None = the selected / best one) into
         your input and predict before and after; the result is also shown in the view (``custom``)."""
-        from ..engine.model.encode import encode
+        from ..engine.model.adapters import adapter_for
         from ..engine.analysis.triggers import insert_trigger
         from ..engine.model.predict import predict_encoded
 
@@ -168,7 +170,7 @@ class TriggersView(BackgroundRun, BaseWidget):
             out["pattern"] = int(pat.example_index)
             if not str(text).strip():
                 raise ValueError("type a sentence to attack")
-            clean = encode(self.model, self.tokenizer, text, text_pair or None, truncation=True)
+            clean = adapter_for(self.model).encode(self.tokenizer, text, text_pair or None, truncation=True)
             att = insert_trigger(self.tokenizer, text, text_pair or None, pattern=pat, model=self.model)
             out.update(before=predict_encoded(self.model, clean), after=predict_encoded(self.model, att),
                        **token_fields(att.tokens), segments=list(att.segments),
@@ -279,7 +281,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         """``sample`` evaluation examples with pattern ``pid`` inserted, predicted before / after: first those of
         the classes the trigger attacks (gold label other than the pattern's class), then the others, each in
         order."""
-        from ..engine.model.encode import encode
+        from ..engine.model.adapters import adapter_for
         from ..engine.analysis.triggers import insert_trigger
         from ..engine.model.predict import predict_encoded
 
@@ -289,7 +291,7 @@ class TriggersView(BackgroundRun, BaseWidget):
         order += [i for i, ex in enumerate(self.eval_items) if ex.label == pat.pred]
         for i in order[: self.sample]:
             ex = self.eval_items[i]
-            clean = encode(self.model, self.tokenizer, ex.text, ex.text_pair, truncation=True)
+            clean = adapter_for(self.model).encode(self.tokenizer, ex.text, ex.text_pair, truncation=True)
             att = insert_trigger(self.tokenizer, ex.text, ex.text_pair, pattern=pat, model=self.model)
             rows.append({"index": i, "gold": ex.label, "before": _short(predict_encoded(self.model, clean)),
                          "after": _short(predict_encoded(self.model, att)), **token_fields(att.tokens),

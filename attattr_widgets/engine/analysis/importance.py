@@ -29,7 +29,7 @@ from .. import validate
 from ..backends.dispatch import check_backend
 from ..errors import ArgumentError, AttAttrError, TargetError
 from ..intercept.controller import controller_for
-from ..model.adapters import adapter_for
+from ..model.checks import check_model_and_tokenizer
 from ..model.examples import as_examples
 from ..reductions import HEAD_REDUCTIONS
 from ..results import HeadImportance
@@ -166,7 +166,7 @@ def iter_head_importance(
     max_length = validate.max_length(max_length)
     _check_target(target)
     check_backend(backend)
-    adapter_for(model)  # unsupported heads are refused before the controller probes the model
+    check_model_and_tokenizer(model, tokenizer)  # wrappers, class names and unsupported heads, at once
     ctrl = controller_for(model)
     items = [] if examples is None and not m.examples else as_examples(examples)
     req = ImportanceRequest(

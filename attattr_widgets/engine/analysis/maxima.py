@@ -66,11 +66,12 @@ def _attention_pieces(model, tokenizer, items, *, offset, progress, cancel, batc
     """Shard function: yields ``(index [b], reduced attention [b, L, H] float64)`` per length-sorted batch."""
     data = EncodedSet(model, tokenizer, items, max_length=max_length)
     red = HEAD_REDUCTIONS[reduce]
-    with Progress(progress, len(data), "attention importance") as prog, torch.no_grad(), data.prepared():
+    net = data.net()
+    with Progress(progress, len(data), "attention importance") as prog, torch.no_grad():
         for idx, inputs, last, amask in data.batches(batch_size):
             check_cancel(cancel)
             with data.ctrl.session(record=True) as c:
-                data.model(**inputs)
+                net(**inputs)
                 attn = dict(c.attn)
             m = amask.to(attn[0].dtype)
             valid = m[:, None, :, None] * m[:, None, None, :]  # real query rows × real keys

@@ -36,7 +36,7 @@ from ..backends.dispatch import check_backend, iter_sharded
 from .accuracy import sharded_accuracy
 from ..model.predict import EncodedSet
 from ..progress import Progress
-from ..model.adapters import adapter_for
+from ..model.checks import check_model_and_tokenizer
 from ..results import Correlation, Effectiveness, PruningCurve
 
 ORDERS = {
@@ -146,7 +146,7 @@ class PruningSweep:
         seed = validate.integer(seed, "seed", minimum=0)
         validate.progress(progress)
         validate.cancel_event(cancel)
-        adapter_for(model)  # unsupported heads are refused before the controller probes the model
+        check_model_and_tokenizer(model, tokenizer)  # wrappers, class names and unsupported heads, at once
         ctrl = controller_for(model)
         L, H = ctrl.num_layers, ctrl.num_heads
         self.specs = []
@@ -250,7 +250,7 @@ def pruning_curve(
 ) -> PruningCurve:
     """Accuracy on ``examples`` as the heads are pruned in the global order of ``importance`` ``[L, H]``.
 
-    ``fractions`` default ``np.linspace(0, 1, 11)``; pruned count = ``int(round(f·L·H))`` (``rounding="floor"``
+    ``fractions`` default ``np.linspace(0, 1, 11)``, taken in increasing order (sorted); pruned count = ``int(round(f·L·H))`` (``rounding="floor"``
     for the authors' ``int()``); ``order`` "least-first" (paper) or "largest-first". See :func:`compare_pruning`.
     """
     return compare_pruning(

@@ -47,7 +47,7 @@ def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tenso
 
 def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel):
     """Yield ``(idx [b], grads [b, L, H] float64)`` per length-sorted batch: signed ∂L/∂ξ of each example."""
-    net = data.ctrl.shadow(frozen=True)  # parameters that do not require grad: the gradient is w.r.t. ξ only
+    net = data.net()  # the private copy: parameters that do not require grad, the gradient is w.r.t. ξ only
     for idx, inputs, last, _ in data.batches(batch_size):
         check_cancel(cancel)
         b = len(idx)
@@ -82,7 +82,7 @@ def head_mask_gradients(
     if target == "gold":
         data.need_labels('target="gold"')
     out = np.zeros((len(data), data.L, data.H), dtype=np.float64)
-    with Progress(progress, len(data), "head-mask gradients") as prog, data.prepared():
+    with Progress(progress, len(data), "head-mask gradients") as prog:
         for idx, g in _iter_head_mask_gradients(data, target, batch_size, cancel):
             out[idx] = g
             prog.update(len(idx))
@@ -92,7 +92,7 @@ def head_mask_gradients(
 def _iter_authors_taylor(data: EncodedSet, batch_size, cancel):
     """Yield ``(idx [b], per-example Σ_i |Σ_j A_ij ∂(Σ logits)/∂A_ij| [b, L, H] float64)`` per batch."""
     layers = range(data.L)
-    net = data.ctrl.shadow(frozen=True)  # the gradient is w.r.t. the taps only
+    net = data.net()  # the private copy: the gradient is w.r.t. the taps only
     for idx, inputs, last, amask in data.batches(batch_size):
         check_cancel(cancel)
         with torch.enable_grad(), data.ctrl.session(tap_layers=layers, record=True) as ctrl:
@@ -117,7 +117,7 @@ def _taylor_pieces(model, tokenizer, items, *, offset, progress, cancel, batch_s
     desc = "head-mask gradients" if method == "taylor" else "taylor (authors)"
     batches = (_iter_head_mask_gradients(data, target, batch_size, cancel) if method == "taylor"
                else _iter_authors_taylor(data, batch_size, cancel))
-    with Progress(progress, len(data), desc) as prog, data.prepared():
+    with Progress(progress, len(data), desc) as prog:
         for idx, g in batches:
             prog.update(len(idx))
             yield offset + np.asarray(idx), (np.abs(g) if method == "taylor" else g)

@@ -50,10 +50,11 @@ from torch import nn
 from .. import validate
 from ..errors import ArgumentError, AttAttrError, UnsupportedModelError, check_cancel
 from ..backends.dispatch import check_backend, iter_sharded
-from ..model.examples import as_examples, check_labels, Example
+from ..model.examples import as_examples, check_labels, encode_examples, Example
 from ..results import TriggerPattern, TriggerResult
 from ..model.adapters import adapter_for
-from ..model.encode import display_tokens, encode, Encoded, max_positions
+from ..model.checks import check_model_and_tokenizer
+from ..model.encode import check_token_ids, display_tokens, Encoded, max_positions
 from ..model.predict import EncodedSet, predict
 from ..model.tokens import special_ids
 
@@ -113,7 +114,8 @@ def insert_trigger(tokenizer, text: str, text_pair: str | None = None, *, patter
     if isinstance(pattern, dict):
         pattern = TriggerPattern.from_dict(pattern)
     if model is not None:
-        enc = encode(model, tokenizer, text, text_pair, max_length=max_length, truncation=True)
+        check_token_ids(model, tokenizer, [int(t) for t in pattern.token_ids])  # a pattern mined on another model
+        enc = adapter_for(model).encode(tokenizer, text, text_pair, max_length=max_length, truncation=True)
         limit = max_positions(model, tokenizer)
         keep_tti = enc.token_type_ids is not None
     else:
@@ -296,11 +298,12 @@ def iter_mine_triggers(
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
     check_backend(backend)
+    check_model_and_tokenizer(model, tokenizer)
     items = as_examples(examples)
     total = len(items)
     keep: list[tuple[int, Example, Encoded]] = []
-    for idx, ex in enumerate(items):
-        enc = encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True)
+    for idx, (ex, enc) in enumerate(zip(items, encode_examples(adapter_for(model), tokenizer, items,
+                                                              max_length=max_length, truncation=True))):
         if min_tokens is None or len(enc) >= min_tokens:
             keep.append((idx, ex, enc))
     done = total - len(keep)
@@ -431,6 +434,7 @@ def iter_evaluate_triggers(
     max_length = validate.max_length(max_length)
     validate.callback(progress, "progress", "progress(done, total)")
     validate.cancel_event(cancel)
+    check_model_and_tokenizer(model, tokenizer)
     adapter = adapter_for(model)
     if not adapter.classifies:
         raise UnsupportedModelError(f"evaluating a trigger needs a sequence classifier (accuracy per gold class); "
@@ -487,7 +491,8 @@ def _evaluate_pieces(model, tokenizer, items, *, offset, progress, cancel, patte
         data = EncodedSet(model, tokenizer, None, encodings=encs)  # predictions need no labels
         return predict(data, batch_size=batch_size, progress=part(k), cancel=cancel, desc="evaluating triggers")
 
-    clean = [encode(model, tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=True) for ex in items]
+    clean = encode_examples(adapter_for(model), tokenizer, items, offset=offset, max_length=max_length,
+                            truncation=True)
     yield -1, offset, predictions(0, clean), None
     for p, pat in enumerate(patterns):
         encs = [insert_trigger(tokenizer, ex.text, ex.text_pair, pattern=pat, model=model, max_length=max_length)

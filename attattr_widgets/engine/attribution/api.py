@@ -11,7 +11,7 @@ from torch import nn
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import AttAttrError, TargetError
-from ..model.examples import as_examples, check_labels
+from ..model.examples import as_examples, check_labels, encode_examples
 from ..results import Attribution, LayerResult
 from .engine import _Engine
 from .options import AttributionOptions
@@ -135,8 +135,8 @@ def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> 
         raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        encs = [eng.adapter.encode(tokenizer, ex.text, ex.text_pair, max_length=options.max_length,
-                                   truncation=options.truncation) for ex in chunk]
+        encs = encode_examples(eng.adapter, tokenizer, chunk, offset=start, max_length=options.max_length,
+                               truncation=options.truncation)
         yield from eng.run(
             encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
             [ex.label for ex in chunk], None, cancel,

@@ -16,14 +16,18 @@ _MAPS_IN_MEMORY = 2 << 30  # store="auto": float32 maps up to 2 GiB, float16 up 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "model")
 
 
-def _autocast(device: torch.device, precision: str):
+def _autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The dtype the forwards are autocast to (CUDA bf16/fp16), None where they run in the model's dtype."""
     if device.type != "cuda" or precision in ("fp32", "model"):
-        return contextlib.nullcontext()
+        return None
     if precision == "auto":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    else:
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    return torch.autocast("cuda", dtype=dtype)
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _autocast(device: torch.device, precision: str):
+    dtype = _autocast_dtype(device, precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast("cuda", dtype=dtype)
 
 
 def _is_oom(exc: BaseException) -> bool:

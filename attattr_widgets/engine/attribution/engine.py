@@ -37,18 +37,23 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from torch import nn
+
 from ..errors import AttributionOutOfMemoryError, check_cancel
 from ..intercept.controller import AttnController, controller_for
-from ..intercept.mode import prepared
 from ..intercept.probs import Captured, attention_probs
 from ..model.adapters import adapter_for
+from ..model.checks import check_model_and_tokenizer
 from ..model.encode import Encoded, collate
 from ..quadrature import quadrature
 from ..results import Attribution, LayerResult, allocate_maps
-from .budget import (_autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error,
-                     _resolve_device, _store_for)
+from .budget import (_autocast, _autocast_dtype, _bytes_per_row, _choose_store, _is_oom, _memory_budget,
+                     _oom_error, _resolve_device, _store_for)
 from .options import AttributionOptions
 from .scores import target_score
+
+#: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
+_RESOLVE = 8
 
 #: Gauss–Legendre orders tried by ``steps="auto"`` (each layer starts at the order its predecessor needed).
 AUTO_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -71,6 +76,7 @@ class _Engine:
     """Runs AttAttr for batches of examples on one model (which it never changes)."""
 
     def __init__(self, model, tokenizer, options: AttributionOptions):
+        check_model_and_tokenizer(model, tokenizer)  # the one edge check: wrappers, tokenizer, class names
         self.device = _resolve_device(model, options.device)
         self.model, self.tokenizer = model, tokenizer
         self.adapter = adapter_for(model)
@@ -84,23 +90,24 @@ class _Engine:
         self.precision = options.precision
         self.param_dtype = next(model.parameters()).dtype
         self.acc_dtype = torch.float64 if self.param_dtype == torch.float64 else torch.float32
+        # the smallest ΔF the forwards resolve, relative to |F|: below it a layer's completeness is rounding noise
+        self.resolution = _RESOLVE * torch.finfo(_autocast_dtype(self.device, self.precision) or self.param_dtype).eps
         self.budget = options.memory_budget or _memory_budget(self.device)
         self.store = options.store
         self.eager = any(n == "eager" for n in self.ctrl.layout.impls)
         self._rows_cap: int | None = None
+        self._copy: nn.Module | None = None  # this run's private copy of the model (made once per batch)
         self._start_rung = 0  # steps="auto": where the next layer starts on AUTO_LADDER
 
     # -- forwards -----------------------------------------------------------------------------------------------
-    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None,
-             frozen: bool = False):
-        """The network one pass runs: a shadow of the model (blocks < layer skipped, block layer fed ``hidden``;
-        ``frozen``: parameters that do not require grad, for the gradient passes) or the model itself; the
-        shadow's own config takes the adapter's overrides (a placeholder pad id for decoder classifiers)."""
-        overrides = self.adapter.shadow_overrides()
-        if hidden is not None or grab or overrides or frozen:
-            return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store,
-                                    config_overrides=overrides, frozen=frozen)
-        return self.model
+    def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None):
+        """The network one pass runs: the engine's private copy of the model (eval mode, own config, parameters
+        that do not require grad: gradients are w.r.t. the taps only), with blocks < layer skipped and block
+        layer fed ``hidden``; that copy's own config takes the adapter's :meth:`~..model.adapters.TaskAdapter.private_config`
+        (a placeholder pad id for decoder classifiers without one). The user's model is never run nor written by the engine."""
+        if self._copy is None:
+            self._copy = self.ctrl.private(config_overrides=self.adapter.private_config())
+        return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
         """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
@@ -130,9 +137,9 @@ class _Engine:
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
         last = batch.last.repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, hidden[layer].repeat_interleave(k, 0), frozen=True)
+            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
         else:
-            net = self._net(frozen=True)
+            net = self._net()
         naive = self.method == "naive"
         with torch.enable_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha_rows}, cancel=cancel,
@@ -251,53 +258,54 @@ class _Engine:
         batch = _Batch(encs, self.device, self.adapter.pad_id(self.tokenizer))
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
-        with prepared(self.model, self.adapter, rows_need_pad=True):
+        self._copy = None  # a fresh private copy per batch: the user's model as it is now
+        try:
+            captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error("in the clean forward pass", batch.T, exc) from exc
+            raise
+        targets = torch.tensor(
+            [
+                self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
+                for b, (spec, gold) in enumerate(zip(target_specs, golds))
+            ],
+            device=self.device,
+        )
+        F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
+        map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
+        maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
+                for b in range(B)]
+        per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
+        for index, layer in enumerate(layers):
             try:
-                captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
+                zero = self.zero_scores(batch, layer, hidden, targets, cancel)
+                grad_sum, steps, converged = self._layer(
+                    batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+                sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
+                                        maps[b][1][index], cancel) for b in range(B)]
             except Exception as exc:
-                if _is_oom(exc):
-                    raise _oom_error("in the clean forward pass", batch.T, exc) from exc
+                if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
+                    raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
                 raise
-            targets = torch.tensor(
-                [
-                    self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
-                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
-                ],
-                device=self.device,
-            )
-            F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
-            map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
-            maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
-                    for b in range(B)]
-            per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
-            for index, layer in enumerate(layers):
-                try:
-                    zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                    grad_sum, steps, converged = self._layer(
-                        batch, layer, hidden, targets, F_clean, zero, captured, cancel)
-                    sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
-                                            maps[b][1][index], cancel) for b in range(B)]
-                except Exception as exc:
-                    if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
-                        raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
-                    raise
-                del grad_sum
-                captured.pop(layer, None)
-                hidden.pop(layer, None)
-                for b in range(B):
-                    delta = float(F_clean[b] - zero[b])
-                    err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
-                    finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
-                                  and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
-                    r = LayerResult(
-                        layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
-                        scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
-                        completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                        converged=converged, nonfinite=not finite,
-                    )
-                    per_ex[b].append(r)
-                    if progress is not None:
-                        progress(r)
+            del grad_sum
+            captured.pop(layer, None)
+            hidden.pop(layer, None)
+            for b in range(B):
+                delta = float(F_clean[b] - zero[b])
+                err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+                unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
+                finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                              and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
+                r = LayerResult(
+                    layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
+                    scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
+                    completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
+                    converged=converged, nonfinite=not finite, unresolved=unresolved,
+                )
+                per_ex[b].append(r)
+                if progress is not None:
+                    progress(r)
         names = self.adapter.label_names()
         model_name = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
         results = []
@@ -318,6 +326,6 @@ class _Engine:
                 truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
                 extra={"method": self.method}, layer_steps=[r.steps for r in rs],
                 converged=[r.converged for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,
-                nonfinite=[r.layer for r in rs if r.nonfinite],
+                nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
             ))
         return results

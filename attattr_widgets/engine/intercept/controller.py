@@ -1,6 +1,7 @@
 """The per-model controller: the API the attribution and dataset engines use to configure the interception.
 
-Nothing is stamped on the model, no module is swapped, ``config`` is not touched, the model is never moved.
+Nothing is stamped on the model, no module is swapped, ``config`` is not touched, the model is never moved: every
+engine pass runs on the controller's :meth:`~AttnController.private` copy (own mode and config).
 """
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from torch import nn
 from ..errors import UnsupportedModelError
 from .interface import _implementations, _watching
 from .discover import _discover
-from .layout import Layout
+from .layout import Layout, _layouts
 from .session import Session, _current, _local, _session
 from .shadow import _Feed, _frozen_copy, _Grab, _shadow_with, _Skip
 from .support import SUPPORTED_FAMILIES
 
-_layouts: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()
 
 
 class AttnController:
@@ -82,19 +82,26 @@ class AttnController:
             yield s
 
     # -- shadow models ----------------------------------------------------------------------------------------
+    def private(self, *, config_overrides: dict | None = None) -> nn.Module:
+        """The engine's own structural copy of the model (:func:`~.shadow._frozen_copy`): eval mode, its own
+        config (``config_overrides`` set there only, e.g. the adapter's placeholder pad id), parameters that alias
+        the user's storage without requiring grad. Every engine pass runs on one; the user's model is never
+        written."""
+        return _frozen_copy(self.model, self.layout, config_overrides=config_overrides)
+
     def shadow(self, *, start: int = 0, hidden: torch.Tensor | None = None, grab: Iterable[int] = (),
-               store: dict | None = None, config_overrides: dict | None = None, frozen: bool = False) -> nn.Module:
-        """The model with blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the
-        inputs of blocks ``grab`` recorded into ``store``; ``frozen``: on a copy whose parameters do not require
-        grad (for passes that differentiate w.r.t. taps only). The user's model is unchanged."""
+               store: dict | None = None, base: nn.Module | None = None) -> nn.Module:
+        """A :meth:`private` copy (``base``: one made earlier, reused — its own modules are not changed) with
+        blocks ``< start`` skipped and block ``start`` fed ``hidden`` (rows, T, d), and/or the inputs of blocks
+        ``grab`` recorded into ``store``. The user's model is unchanged."""
         lay = self.layout
         grab = set(grab)
-        model = _frozen_copy(self.model, lay) if frozen else self.model
+        model = self.private() if base is None else base
+        if hidden is None and not grab:
+            return model
         if lay.blocks is None:
-            if hidden is not None or grab:
-                raise RuntimeError("prefix caching needs one block per layer")
-            return _shadow_with(model, [], None, [], config_overrides)
-        blocks = model.get_submodule(".".join(lay.path)) if frozen else lay.blocks
+            raise RuntimeError("prefix caching needs one block per layer")
+        blocks = model.get_submodule(".".join(lay.path))
         entries: list[nn.Module] = []
         for i, b in enumerate(blocks):
             if hidden is not None and i < start:
@@ -105,7 +112,7 @@ class AttnController:
                 entries.append(_Grab(b, i, store if store is not None else {}))
             else:
                 entries.append(b)
-        return _shadow_with(model, lay.path, blocks, entries, config_overrides)
+        return _shadow_with(model, lay.path, blocks, entries)
 
 
 _controllers_lock = threading.Lock()
@@ -119,7 +126,9 @@ def controller_for(model: nn.Module) -> AttnController:
     encoder–decoders.
     """
     from ..model.adapters import adapter_for
+    from ..model.wrappers import check_unwrapped
 
+    check_unwrapped(model)  # torch.compile / DataParallel wrappers: named at once
     adapter_for(model)  # unsupported heads (token classification, multiple choice, no text input) first
     with _controllers_lock:
         layout = _layouts.get(model)

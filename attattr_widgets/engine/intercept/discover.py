@@ -14,16 +14,20 @@ from ..errors import UnsupportedModelError
 from .interface import _implementations, _watching
 from .layout import Layout
 from .session import Session, _session
-from .shadow import _Observe, _shadow_with
+from .shadow import _frozen_copy, _Observe, _shadow_with
 from .support import _ROUTED_SINCE, SUPPORTED_FAMILIES
 
 
 def _discover(model: nn.Module) -> Layout:
+    """The tiny forwards run on a private eval copy (:func:`~.shadow._frozen_copy`): the user's model is not
+    written and, even in ``train()`` mode, draws nothing from the global RNG (no dropout)."""
     impls = _implementations(model)
     calls: list = []
+    originals: dict[int, nn.Module] = {}
+    twin = _frozen_copy(model, None, originals=originals)
     with _watching(impls), _session(Session(layout=None, spy=calls)), torch.no_grad():  # type: ignore[arg-type]
-        model(**_dummy_inputs(model))
-    order = [m for m, _ in calls]
+        out = twin(**_dummy_inputs(model))
+    order = [originals.get(id(m), m) for m, _ in calls]
     heads = [h for _, h in calls]
     if not order:
         model_type = getattr(model.config, "model_type", "?")
@@ -38,10 +42,11 @@ def _discover(model: nn.Module) -> Layout:
         )
     shared = len(set(map(id, order))) != len(order)
     blocks, path = (None, []) if shared else _find_blocks(model, order)
-    block_io = {} if blocks is None else _block_output_kinds(model, blocks, path)
+    block_io = {} if blocks is None else _block_output_kinds(twin, twin.get_submodule(".".join(path)), path)
     layout = Layout(
         modules=order, num_heads=heads[0], shared=shared, blocks=blocks, path=path, impls=impls,
         block_outputs_tuple=[block_io.get(i, False) for i in range(len(order))],
+        outputs=_last_dim(getattr(out, "logits", None)),
     )
     if not shared:
         layout.index = {id(m): i for i, m in enumerate(order)}
@@ -64,6 +69,10 @@ def _block_output_kinds(model: nn.Module, blocks: nn.ModuleList, path: list[str]
     with torch.no_grad():
         shadow(**_dummy_inputs(model))
     return kinds
+
+
+def _last_dim(logits) -> int | None:
+    return int(logits.shape[-1]) if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
 
 
 def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -1,6 +1,7 @@
 """Where a model's attention lives (:class:`Layout`), kept outside the model."""
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -12,7 +13,8 @@ LAYER_TAG = "_attattr_layer"  # set on a frozen copy's attention modules (ours),
 class Layout:
     """Where a model's attention lives: ``modules`` in call order (L entries; one shared module for ALBERT),
     ``num_heads`` (query heads), ``blocks`` (the ``nn.ModuleList`` of the L blocks, or None), ``path`` (attribute
-    names from the root to it) and ``impls`` (attention implementation names the model uses)."""
+    names from the root to it), ``impls`` (attention implementation names the model uses) and ``outputs`` (the
+    head's real number of outputs — classes or vocabulary entries — seen on the discovery forward)."""
 
     modules: list[nn.Module]
     num_heads: int
@@ -22,6 +24,7 @@ class Layout:
     impls: set[str]
     block_outputs_tuple: list[bool]
     index: dict[int, int] = field(default_factory=dict)
+    outputs: int | None = None
 
     @property
     def num_layers(self) -> int:
@@ -37,3 +40,12 @@ class Layout:
             s.calls += 1
             return layer
         return tag if tag is not None else self.index.get(id(module))
+
+
+_layouts: "weakref.WeakKeyDictionary[nn.Module, Layout]" = weakref.WeakKeyDictionary()  # per model, outside it
+
+
+def discovered_outputs(model: nn.Module) -> int | None:
+    """The head's real number of outputs seen when ``model`` was discovered (None before its first run)."""
+    lay = _layouts.get(model)
+    return None if lay is None else lay.outputs

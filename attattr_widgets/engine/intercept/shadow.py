@@ -3,8 +3,10 @@
 Prefix caching without swapping modules: a shadow is a shallow copy of the module path from the root to the
 blocks' ``ModuleList`` (parameters and all other modules shared, nothing of the user's changed) whose blocks below
 l return their input and whose block l is fed a cached hidden state. A frozen copy is a structural copy of the
-whole model whose parameters are detached aliases (same storage, ``requires_grad=False``): autograd then keeps
-only what the gradient w.r.t. the taps needs, and the user's parameters keep their flags.
+whole model whose parameters are detached aliases (same storage, ``requires_grad=False``), with its own mode
+(eval) and its own config object: every engine pass runs on one, so autograd keeps only what the gradient w.r.t.
+the taps needs, and the user's model — parameters and flags, mode, config — is never written, not even while a
+run is going.
 """
 from __future__ import annotations
 
@@ -91,14 +93,27 @@ class _Observe(_Stand):
 
 
 
-def _frozen_copy(model: nn.Module, layout: "Layout") -> nn.Module:
-    """A structural copy of ``model``: every module copied (``copy.copy``, own ``_modules`` / ``_parameters`` /
-    ``_buffers`` dicts, shared modules and tied weights kept shared), every parameter replaced by a detached alias
-    of the same storage with ``requires_grad=False`` (no bytes copied; the user's in-place updates show through).
-    The copies of the attention modules carry their layer index (``LAYER_TAG``)."""
-    layer_of = {id(m): (0 if layout.shared else i) for i, m in enumerate(layout.modules)}
+def _frozen_copy(model: nn.Module, layout: "Layout | None", *, config_overrides: dict | None = None,
+                 originals: dict | None = None) -> nn.Module:
+    """The engine's own structural copy of ``model``, on which every engine pass runs.
+
+    Every module is copied (``copy.copy``, own ``_modules`` / ``_parameters`` / ``_buffers`` dicts, shared modules
+    and tied weights kept shared) with its own ``training = False`` (eval semantics: no dropout, no RNG drawn);
+    every parameter is replaced by a detached alias of the same storage with ``requires_grad=False`` (no bytes
+    copied; the user's in-place updates show through). The copies share one copied ``config`` object of their
+    own, which takes ``config_overrides`` (the model's adapter says which:
+    :meth:`~..model.adapters.TaskAdapter.private_config`, e.g. a placeholder ``pad_token_id = -1`` — never in
+    ``input_ids`` — for decoder classifiers without a pad id, which then pool each row's last token). Nothing of the user's — mode, flags, config — is ever written.
+    The copies of the attention modules carry their layer index (``LAYER_TAG``) when ``layout`` is given;
+    ``originals`` (optional) receives ``id(copy) -> original module`` for every copied module."""
+    layer_of = {} if layout is None else {id(m): (0 if layout.shared else i) for i, m in enumerate(layout.modules)}
     modules: dict[int, nn.Module] = {}
     params: dict[int, nn.Parameter] = {}
+    user_cfg = getattr(model, "config", None)
+    cfg = None if user_cfg is None else copy.copy(user_cfg)
+    for k, v in (config_overrides or {}).items():
+        if cfg is not None:
+            setattr(cfg, k, v)
 
     def alias(p: nn.Parameter | None):
         if p is None:
@@ -112,10 +127,15 @@ def _frozen_copy(model: nn.Module, layout: "Layout") -> nn.Module:
         c = modules.get(id(m))
         if c is None:
             c = modules[id(m)] = copy.copy(m)
+            if originals is not None:
+                originals[id(c)] = m
             d = c.__dict__
+            d["training"] = False
             d["_parameters"] = {k: alias(p) for k, p in m._parameters.items()}
             d["_buffers"] = dict(m._buffers)
             d["_modules"] = {k: None if v is None else walk(v) for k, v in m._modules.items()}
+            if cfg is not None and d.get("config") is user_cfg:
+                d["config"] = cfg
             if id(m) in layer_of:
                 d[LAYER_TAG] = layer_of[id(m)]
         return c
@@ -123,12 +143,17 @@ def _frozen_copy(model: nn.Module, layout: "Layout") -> nn.Module:
     return walk(model)
 
 
-def _shadow_with(model: nn.Module, path: list[str], blocks: nn.ModuleList, entries: list[nn.Module],
-                 config_overrides: dict | None = None) -> nn.Module:
+def private_copy(model: nn.Module, *, config_overrides: dict | None = None) -> nn.Module:
+    """:func:`_frozen_copy` without a layout: for passes that need no attention interception (plain
+    predictions), so the user's model is never run in its own mode nor written."""
+    return _frozen_copy(model, None, config_overrides=config_overrides)
+
+
+def _shadow_with(model: nn.Module, path: list[str], blocks: nn.ModuleList, entries: list[nn.Module]) -> nn.Module:
     """A shallow copy of the modules on ``path`` (root → ModuleList) with ``entries`` as the blocks.
 
-    Every other module, parameter, buffer and hook dict is the user's, shared and unchanged; the copies have
-    their own ``_modules`` dicts, so nothing the shadow does is visible to the user's model.
+    Every other module, parameter, buffer and hook dict is ``model``'s, shared and unchanged; the copies have
+    their own ``_modules`` dicts, so nothing the shadow does is visible to ``model``.
     """
     def clone(m: nn.Module) -> nn.Module:
         c = copy.copy(m)
@@ -136,11 +161,6 @@ def _shadow_with(model: nn.Module, path: list[str], blocks: nn.ModuleList, entri
         return c
 
     root = clone(model)
-    if config_overrides:
-        cfg = copy.copy(model.config)
-        for k, v in config_overrides.items():
-            setattr(cfg, k, v)
-        root.__dict__["config"] = cfg
     parent = root
     for name in path[:-1]:
         child = clone(parent._modules[name])

@@ -21,8 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import NoClassificationHeadError, TargetError, UnsupportedModelError
-from .encode import Encoded, encode
+from ..errors import ArgumentError, NoClassificationHeadError, TargetError, UnsupportedModelError
+from ..intercept.layout import discovered_outputs
+from .encode import Encoded, check_text, encode
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,10 @@ class TaskAdapter:
     def encode(self, tokenizer, text: str, text_pair: str | None = None, *, max_length: int | None = None,
                truncation: bool = False) -> Encoded:
         """One example, unpadded (see :func:`.encode.encode`): ids, masks, display tokens, segments."""
+        if text_pair is not None:
+            check_text(text, "text")
+            check_text(text_pair, "text_pair")
+            self.check_text_pair(tokenizer)
         return encode(self.model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
 
     def takes_pair(self, tokenizer) -> bool:
@@ -97,13 +102,14 @@ class TaskAdapter:
         tok_pad = None if tokenizer is None else tokenizer.pad_token_id
         return tok_pad if tok_pad is not None else 0
 
-    def placeholder_pad(self, rows_need_pad: bool) -> bool:
-        """Whether a run gives the user's model a placeholder ``pad_token_id`` (restored after the run)."""
-        return False
-
-    def shadow_overrides(self) -> dict | None:
-        """Config entries the engine's own copy (the shadow) of the model overrides, or None."""
+    def private_config(self) -> dict | None:
+        """Config entries the engine's private copy of the model sets on its own config (never on the user's:
+        :meth:`~..intercept.controller.AttnController.private`), or None."""
         return None
+
+    def check_text_pair(self, tokenizer) -> None:
+        """Refuse a ``text_pair`` the model cannot read as a second segment (:class:`ArgumentError` naming the
+        fix); :meth:`encode` asks before encoding a pair."""
 
     # -- outputs --------------------------------------------------------------------------------------------
     def num_outputs(self) -> tuple[int | None, str]:
@@ -134,8 +140,10 @@ class TaskAdapter:
             if gold is None:
                 raise TargetError('target="gold" needs a gold label: pass the example label, or use target="pred"')
             target = gold
-        if isinstance(target, bool):
-            raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r}")
+        if isinstance(target, (bool, np.bool_)) or (isinstance(target, (torch.Tensor, np.ndarray))
+                                                    and target.dtype in (torch.bool, np.bool_)):
+            raise TargetError(f"target must be 'pred', 'gold', an int or a string, not {target!r} (a bool is not a "
+                              f"class index)")
         if isinstance(target, float) and target.is_integer():
             target = int(target)
         if isinstance(target, (int, np.integer)) or (isinstance(target, torch.Tensor) and target.numel() == 1
@@ -216,24 +224,34 @@ class SequenceClassifierAdapter(TaskAdapter):
             return int(cfg_pad)  # the classifier pools the last token that is not config.pad_token_id
         return super().pad_id(tokenizer)
 
-    def placeholder_pad(self, rows_need_pad: bool) -> bool:
-        return getattr(self.model.config, "pad_token_id", None) is None and not rows_need_pad
-
-    def shadow_overrides(self) -> dict | None:
+    def private_config(self) -> dict | None:
         return {"pad_token_id": -1} if self.pools_by_pad and self.model.config.pad_token_id is None else None
 
+    def check_text_pair(self, tokenizer) -> None:
+        if self.pools_by_pad and getattr(tokenizer, "sep_token", None) is None:
+            raise ArgumentError(
+                f"text_pair: {type(self.model).__name__}'s tokenizer has no separator token, so the pair would be "
+                f"glued to the text with nothing between them: join them yourself the way the model was trained "
+                f"(e.g. text=premise + ' ' + hypothesis) and pass text_pair=None")
+
     def num_outputs(self) -> tuple[int | None, str]:
-        n = getattr(self.model.config, "num_labels", None)
+        n = getattr(self.model.config, "num_labels", None) or discovered_outputs(self.model)
         return (int(n) if n else None), self.output_noun
 
     def label_names(self) -> list[str] | None:
-        """Class names from ``config.id2label`` (``LABEL_i`` where it has none)."""
+        """Class names: ``config.id2label`` (checked to name the head's outputs 0..C-1 by
+        :func:`~.checks.check_model_and_tokenizer`), ``LABEL_i`` for a config without one (as many as the head's
+        outputs, once the model is discovered); never tokenizer tokens."""
         cfg = self.model.config
-        n = getattr(cfg, "num_labels", None)
+        n = getattr(cfg, "num_labels", None) or discovered_outputs(self.model)
         id2label = getattr(cfg, "id2label", None) or {}
         if not n:
             return None
         return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+    def target_label(self, tokenizer, target: int) -> str:
+        names = self.label_names()
+        return names[target] if names and 0 <= target < len(names) else f"LABEL_{int(target)}"
 
     def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return logits
@@ -267,6 +285,11 @@ class CausalLMAdapter(TaskAdapter):
     def matches(cls, model: nn.Module) -> bool:
         name = type(model).__name__
         return _refusal(model) is None and (name.endswith("ForCausalLM") or name.endswith("LMHeadModel"))
+
+    def check_text_pair(self, tokenizer) -> None:
+        raise ArgumentError(
+            "text_pair does not apply to a language model: it continues one text. Put the whole prompt in text "
+            "(e.g. 'The capital of France is') and the answer to attribute in target= (e.g. target=' Paris')")
 
     def num_outputs(self) -> tuple[int | None, str]:
         cfg = self.model.config

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import inspect
+import unicodedata
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .. import validate
-from ..errors import ArgumentError, EmptyInputError, InputTooLongError
+from ..errors import ArgumentError, EmptyInputError, InputTooLongError, TokenizerMismatchError
 from .tokens import special_ids
 
 
@@ -103,7 +104,18 @@ def encode(
     enc = tokenizer(text, text_pair, **kwargs) if text_pair is not None else tokenizer(text, **kwargs)
     n = enc["input_ids"].shape[1]
     full_segments = _segment_sizes(tokenizer, enc, text_pair)
+    for size, name in zip(full_segments, ("text", "text_pair")):
+        if size == 0:
+            raise EmptyInputError(f"the {name} gives no token but the tokenizer's special ones (it has only "
+                                  f"characters the tokenizer drops: control, zero-width or unknown marks): pass "
+                                  f"text with words in it")
     truncated = False
+    specials = n - sum(full_segments)
+    need = specials + len([f for f in full_segments if f])  # the special tokens and one token per segment
+    if n > limit and limit < need:
+        raise InputTooLongError(
+            f"max_length={limit} leaves no room for the text: the tokenizer adds {specials} special tokens, so "
+            f"pass max_length of at least {need}")
     if n > limit:
         if not truncation:
             raise InputTooLongError(
@@ -121,13 +133,13 @@ def encode(
         kept = _segment_sizes(tokenizer, enc, text_pair)
         if m > limit or any(k == 0 < f for k, f in zip(kept, full_segments)):
             raise InputTooLongError(
-                f"max_length={limit} leaves no room for the text: the tokenizer adds "
-                f"{n - sum(full_segments)} special tokens, so pass max_length of at least "
-                f"{n - sum(full_segments) + len([f for f in full_segments if f])}")
+                f"max_length={limit} leaves no room for the text: the tokenizer adds {specials} special tokens, "
+                f"so pass max_length of at least {need}")
         truncated = m < n
     ids = enc["input_ids"][0].tolist()
     if not ids:
         raise EmptyInputError("the text encodes to no tokens: pass text the tokenizer recognises")
+    check_token_ids(model, tokenizer, ids)
     tti = enc.get("token_type_ids")
     segments = tti[0].tolist() if tti is not None else [0] * len(ids)
     if text_pair is not None and tti is not None and not any(segments):
@@ -151,10 +163,11 @@ def check_text(text, name: str = "text") -> str:
     """A non-empty string the tokenizer can encode (no unpaired UTF-16 surrogates)."""
     if not isinstance(text, str):
         raise ArgumentError(f"{name} must be a string, got {validate.show(text)} ({type(text).__name__})")
-    if not text.strip():
+    if not _visible(text):
         what = "the text" if name == "text" else name
         fix = "a non-empty string to attribute" if name == "text" else "a non-empty second sentence, or text_pair=None"
-        raise EmptyInputError(f"{what} is empty: pass {fix}")
+        raise EmptyInputError(f"{what} is empty (nothing but whitespace, control or zero-width characters): "
+                              f"pass {fix}")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -162,6 +175,11 @@ def check_text(text, name: str = "text") -> str:
             f"{name} contains an unpaired surrogate {text[exc.start]!r} at position {exc.start}, which is not "
             f"text: decode the source with errors='replace' (or remove it)") from None
     return text
+
+
+def _visible(text: str) -> bool:
+    """Whether ``text`` has a character that is not whitespace, a control or a format (zero-width) character."""
+    return any(not (c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp")) for c in text)
 
 
 def _segment_sizes(tokenizer, enc, text_pair) -> list[int]:
@@ -185,3 +203,33 @@ def _segments_from_separators(tokenizer, ids: list[int]) -> list[int]:
     while j + 1 < len(ids) and ids[j + 1] == sep:
         j += 1
     return [0] * (j + 1) + [1] * (len(ids) - j - 1)
+
+
+def embedding_rows(model: nn.Module) -> int | None:
+    """Rows of the model's input embedding table (the largest token id + 1 it accepts), None if unknown."""
+    try:
+        emb = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):
+        return None
+    weight = getattr(emb, "weight", None)
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() == 2 else None
+
+
+def check_token_ids(model: nn.Module, tokenizer, ids: list[int]) -> None:
+    """Raise :class:`TokenizerMismatchError` naming both sizes when an id is outside the embedding table (every
+    encoding and every spliced trigger pattern is checked here, before a forward could index past the table)."""
+    rows = embedding_rows(model)
+    if rows is None or not ids:
+        return
+    bad = max(ids)
+    if bad >= rows or min(ids) < 0:
+        bad = bad if bad >= rows else min(ids)
+        try:
+            size = len(tokenizer)
+        except TypeError:
+            size = "?"
+        raise TokenizerMismatchError(
+            f"the tokenizer ({size} tokens) gave token id {bad} but the model's embedding table has {rows} rows "
+            f"(ids 0..{rows - 1}): this tokenizer does not belong to this model. Load the tokenizer saved with the "
+            f"model (AutoTokenizer.from_pretrained(<the model's name or folder>)), or after adding tokens call "
+            f"model.resize_token_embeddings(len(tokenizer)) yourself")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from .. import validate
 from ..errors import ArgumentError, AttAttrError
+from .encode import Encoded, check_text
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,30 @@ def as_examples(obj) -> list[Example]:
         label = item.get("label")
         label = None if _missing(label) else validate.label(label, f"example {i} 'label'")
         out.append(Example(text, pair, label))
+    for i, ex in enumerate(out):
+        try:
+            check_text(ex.text, "text")
+            if ex.text_pair is not None:
+                check_text(ex.text_pair, "text_pair")
+        except AttAttrError as exc:
+            raise _indexed(exc, i) from None
+    return out
+
+
+def _indexed(exc: AttAttrError, index: int) -> AttAttrError:
+    """The same error, its message prefixed with the example's index."""
+    return type(exc)(f"example {index}: {exc}")
+
+
+def encode_examples(adapter, tokenizer, items: list[Example], *, offset: int = 0, **kw) -> list[Encoded]:
+    """``adapter.encode`` (:meth:`~.adapters.TaskAdapter.encode`) for each example (``kw``: ``max_length``,
+    ``truncation``); an error names the example's index in the caller's list (``offset`` + position)."""
+    out = []
+    for i, ex in enumerate(items):
+        try:
+            out.append(adapter.encode(tokenizer, ex.text, ex.text_pair, **kw))
+        except AttAttrError as exc:
+            raise _indexed(exc, offset + i) from exc
     return out
 
 

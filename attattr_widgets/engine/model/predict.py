@@ -4,8 +4,8 @@ run in length-sorted, padded batches, optionally under stacked head masks (:func
 Everything that predicts goes through it: accuracy under head masks (importance, pruning, effectiveness:
 :func:`predict_masked`), triggers (:func:`predict`, on encodings with the trigger spliced in) and one input's class
 probabilities / top-k next tokens (:func:`probabilities`, :func:`target_options`). Every forward runs under
-``torch.no_grad()`` inside the engine's ``prepared()`` context (eval mode, restored afterwards), so the user's model
-is left exactly as it was.
+``torch.no_grad()`` on the engine's private copy of the model (:meth:`EncodedSet.net`: eval mode, its own config),
+so the user's model is never run nor written.
 """
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ import torch
 from .. import validate
 from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import AttnController, controller_for
-from ..intercept.mode import prepared
+from ..intercept.shadow import private_copy
 from ..progress import Progress
 from .adapters import adapter_for
+from .checks import check_model_and_tokenizer
 from .encode import Encoded, collate
-from .examples import Example, as_examples, check_labels
+from .examples import Example, as_examples, check_labels, encode_examples
+from .wrappers import check_unwrapped
 
 __all__ = ["EncodedSet", "batched_forward", "predict", "predict_encoded", "predict_masked",
            "probabilities", "target_options"]
@@ -49,6 +51,10 @@ class EncodedSet:
 
     def __init__(self, model, tokenizer, examples=None, *, max_length: int | None = None, truncation: bool = True,
                  encodings: Sequence[Encoded] | None = None):
+        if tokenizer is None:
+            check_unwrapped(model)  # encodings given: there is no tokenizer to check
+        else:
+            check_model_and_tokenizer(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         given = examples is not None or encodings is None
         self.items: list[Example] | None = as_examples(examples) if given else None
@@ -57,10 +63,8 @@ class EncodedSet:
             check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:
             max_length = validate.max_length(max_length)
-            self.encs = [
-                self.adapter.encode(tokenizer, ex.text, ex.text_pair, max_length=max_length, truncation=truncation)
-                for ex in self.items
-            ]
+            self.encs = encode_examples(self.adapter, tokenizer, self.items, max_length=max_length,
+                                        truncation=truncation)
         else:
             self.encs = list(encodings)
             if not self.encs:
@@ -113,8 +117,15 @@ class EncodedSet:
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return self.adapter.prediction_logits(out_logits, last)
 
-    def prepared(self):
-        return prepared(self.model, self.adapter, rows_need_pad=not self.unpadded)
+    def net(self, masked: bool = True):
+        """The engine's private copy of the model to run these examples on (eval mode, own config — with the
+        adapter's :meth:`~.adapters.TaskAdapter.private_config`, e.g. a placeholder pad id for decoder
+        classifiers without one —, parameters that do not require grad); the user's model is never run nor
+        written. ``masked=False``: for a plain forward (no head mask), which needs no attention controller."""
+        overrides = self.adapter.private_config()
+        if masked:
+            return self.ctrl.private(config_overrides=overrides)
+        return private_copy(self.model, config_overrides=overrides)
 
 
 def _argmax(logits: torch.Tensor) -> torch.Tensor:
@@ -160,7 +171,8 @@ def batched_forward(
             raise AttAttrError(f"masks are for {tuple(keep.shape[-2:])} heads but the model has ({data.L}, {data.H})")
         keep = keep.to(device=data.device, dtype=data.dtype)
     out: np.ndarray | None = None
-    with Progress(progress, N * K, desc) as prog, torch.no_grad(), data.prepared():
+    net = data.net(masked=keep is not None)
+    with Progress(progress, N * K, desc) as prog, torch.no_grad():
         for idx, inputs, last, _ in data.batches(batch_size):
             b, T = inputs["input_ids"].shape
             kc = int(max(1, min(K, row_tokens // max(1, b * T))))
@@ -170,7 +182,7 @@ def batched_forward(
                 ks = slice(k0, min(K, k0 + kc))
                 kk = ks.stop - ks.start
                 if keep is None:
-                    logits = data.model(**inputs).logits
+                    logits = net(**inputs).logits
                 else:
                     if per_example:
                         m = keep[idx_t][:, ks].reshape(b * kk, data.L, data.H)
@@ -179,7 +191,7 @@ def batched_forward(
                     rows = {k: v.repeat_interleave(kk, 0) for k, v in inputs.items()}
                     head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
                     with data.ctrl.session(head_mask=head_mask):
-                        logits = data.model(**rows).logits
+                        logits = net(**rows).logits
                 got = read(data.logits(logits, last.repeat_interleave(kk, 0))).cpu().numpy()
                 got = got.reshape(b, kk, *got.shape[1:])
                 if out is None:
@@ -238,6 +250,7 @@ def target_options(model: Any, tokenizer: Any, text: str, text_pair: str | None 
     tokens (``label`` = the token as text, e.g. ``" Paris"``), most probable first. ``pred`` is the arg-max id,
     ``kind`` ``"class"`` | ``"next-token"``.
     """
+    check_model_and_tokenizer(model, tokenizer)
     adapter = adapter_for(model)
     enc = adapter.encode(tokenizer, text, text_pair, max_length=max_length, truncation=True)
     p = probabilities(model, enc)

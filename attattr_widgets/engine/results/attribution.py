@@ -3,6 +3,7 @@ the stores its [L, H, n, n] maps live in (:func:`allocate_maps`). numpy only, no
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +24,8 @@ def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", d
     """Two zero ``[L, H, n, n]`` arrays (scores, attention) in ``store``, and the store's name.
 
     ``"memory"``: ``dtype`` (float32; float64 for models run in float64); ``"fp16"``: float16; a folder path:
-    float32 ``scores.npy`` / ``attention.npy`` memory maps created there (the folder is created; existing map
-    files are replaced).
+    float32 ``scores.npy`` / ``attention.npy`` memory maps created in a new uniquely named sub-folder
+    ``attribution-*`` of it (the folder is created; nothing already there is touched), whose path is the store's name.
     """
     shape = (int(L), int(H), int(n), int(n))
     if isinstance(store, str) and store in STORES:
@@ -32,11 +33,21 @@ def allocate_maps(L: int, H: int, n: int, store: str | os.PathLike = "memory", d
         return np.zeros(shape, dtype), np.zeros(shape, dtype), store
     if not isinstance(store, (str, os.PathLike)):
         raise AttAttrError(f"store={store!r}: use 'memory', 'fp16' or a folder path for memory-mapped maps")
-    folder = Path(store)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _fresh_map_folder(Path(store))
     maps = tuple(np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float32, shape=shape)
                  for name in ("scores", "attention"))
     return maps[0], maps[1], str(folder)
+
+
+def _fresh_map_folder(store: Path) -> Path:
+    """A new, uniquely named sub-folder of ``store`` (created, with ``store``) for one result's map files: two
+    results in one ``store=`` folder never share (or truncate) each other's memory-mapped files."""
+    try:
+        store.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="attribution-", dir=store))
+    except OSError as exc:
+        raise AttAttrError(f"store={str(store)!r}: cannot create the folder for the memory-mapped maps there "
+                           f"({exc.strerror or exc}); pass a writable folder, or store='memory' / 'fp16'") from exc
 
 
 @dataclass
@@ -62,6 +73,7 @@ class LayerResult:
     steps: int = 0
     converged: bool = True
     nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
+    unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
 
 
 @dataclass
@@ -74,7 +86,10 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
     ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the nodes each layer used and
     ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count); ``nonfinite`` the model
-    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs).
+    layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs);
+    ``unresolved`` the model layers whose ΔF = prob − zero_prob is below what the forward dtype resolves
+    (≤ 8 eps · |F|: e.g. fp16/bf16 models on CPU), where ``completeness`` is rounding noise, not a measure of the
+    quadrature error (the maps themselves are still the attribution).
 
     ``store``: where the two [L, H, n, n] maps live — ``"memory"`` (float32), ``"fp16"`` (float16 in memory, half
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
@@ -109,6 +124,7 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     tol: float | None = None
     store: str = "memory"
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
+    unresolved: list[int] = field(default_factory=list)  # model layers whose ΔF the dtype does not resolve
 
     def __post_init__(self):
         L = len(self.layers)
@@ -141,7 +157,8 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
             completeness=np.asarray([lr.completeness for lr in layers], np.float64),
             layers=[int(lr.layer) for lr in layers], layer_steps=[int(lr.steps) for lr in layers],
             converged=[bool(lr.converged) for lr in layers], store=where,
-            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite], **meta,
+            nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite],
+            unresolved=[int(lr.layer) for lr in layers if lr.unresolved], **meta,
         )
 
     @property
@@ -181,7 +198,8 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
         return (
             f"Attribution(tokens={self.num_tokens}, layers={len(self.layers)}/{self.num_layers}, "
             f"heads={self.num_heads}, target={self.target_label!r}, prob={self.prob:.4f}, rule={self.rule}-"
-            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e})"
+            f"{self.steps}, max completeness error={float(np.max(self.completeness)) if len(self.completeness) else 0:.2e}"
+            + (f", ΔF below the dtype's resolution on layers {self.unresolved}" if self.unresolved else "") + ")"
         )
 
 

@@ -117,9 +117,11 @@ class PruningCurve(Result, kind="pruning_curve"):
         return self.pruned.reshape(len(self.pruned), -1).sum(1)
 
     def area(self) -> float:
-        """Area under the curve over fractions (trapezoid): one number to compare methods; higher = better."""
+        """Area under the curve over fractions (trapezoid, points taken in increasing fraction): one number to
+        compare methods; higher = better."""
         x = np.asarray(self.fractions, dtype=float)
-        y = np.asarray(self.accuracy, dtype=float)
+        order = np.argsort(x, kind="stable")
+        x, y = x[order], np.asarray(self.accuracy, dtype=float)[order]
         if len(x) < 2:
             return float(y.mean()) if len(y) else float("nan")
         return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0] or 1.0))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -474,7 +475,8 @@ def test_stores_hold_the_same_maps(store, tmp_path, tokenizer):
         assert got.scores.dtype == np.float16 and got.store == "fp16"
         atol = 2e-3 * np.abs(ref.scores).max()
     else:
-        assert isinstance(got.scores, np.memmap) and (tmp_path / "maps" / "scores.npy").is_file()
+        assert isinstance(got.scores, np.memmap) and (Path(got.store) / "scores.npy").is_file()
+        assert Path(got.store).parent == tmp_path / "maps"  # its own sub-folder of the store
         atol = 0
     np.testing.assert_allclose(got.scores.astype(np.float32), ref.scores, rtol=1e-3 if atol else 0, atol=atol)
     back = aw.Attribution.load(got.save(tmp_path / "a.npz"))
@@ -535,7 +537,7 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
     model = make_model("llama", "lm", layers=3, heads=4, hidden=32)
     text = " ".join(["the movie was not very good"] * 4)
     ctrl = controller_for(model)
-    frozen = ctrl.shadow(frozen=True)
+    frozen = ctrl.private()
     ours = dict(model.named_parameters())
     for name, p in frozen.named_parameters():
         assert not p.requires_grad and p.data_ptr() == ours[name].data_ptr()  # aliases: no bytes copied
@@ -553,7 +555,7 @@ def test_gradient_passes_run_on_a_frozen_copy_that_saves_less(tokenizer, monkeyp
 
     saved_frozen = _saved_bytes(run)
     assert _model_state(model) == before
-    monkeypatch.setattr(controller_mod, "_frozen_copy", lambda m, layout: m)  # the same passes on the user's parameters
+    monkeypatch.setattr(controller_mod, "_frozen_copy", lambda m, layout, **kw: m)  # the same passes on the user's parameters
     ref = None
 
     def run_ref():

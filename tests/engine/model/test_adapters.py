@@ -50,18 +50,17 @@ def test_a_causal_lm_of_every_decoder_family_gets_the_next_token_adapter(family)
     assert (a.name, a.target_kind, a.classifies, a.unpadded) == ("causal-lm", "next-token", False, False)
     assert a.num_outputs() == (100, "tokens in the vocabulary")
     assert a.label_names() is None
-    assert a.placeholder_pad(rows_need_pad=False) is False and a.shadow_overrides() is None
+    assert a.private_config() is None
 
 
 def test_a_decoder_classifier_without_a_pad_id_gets_a_placeholder_only_on_the_engines_copy():
     model = make_model("gpt2", "cls", layers=1)
     model.config.pad_token_id = None
     a = adapter_for(model)
-    assert a.shadow_overrides() == {"pad_token_id": -1}
-    assert a.placeholder_pad(rows_need_pad=False) and not a.placeholder_pad(rows_need_pad=True)
+    assert a.private_config() == {"pad_token_id": -1}
     assert a.pad_id(aw_tokenizer()) == 0  # the tokenizer's [PAD]
     model.config.pad_token_id = 7
-    assert a.pad_id(aw_tokenizer()) == 7 and a.shadow_overrides() is None  # pools by the config's pad id
+    assert a.pad_id(aw_tokenizer()) == 7 and a.private_config() is None  # pools by the config's pad id
 
 
 def aw_tokenizer():
