@@ -238,7 +238,7 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
         body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} tokens (rows: query, columns: key{pooled})",
                           fill="#555"))
     hi = _signed_max(full) if kind == "diverging" else _pos_max(full)
-    return (f'<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
+    return ('<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
             + _svg(pad_l + w + 8, y0 + h + pad_b, body, title)
             + f'<div style="margin-left:{pad_l:.0f}px">{_legend(kind, hi)}</div></div>')
 
@@ -286,7 +286,7 @@ def _grid_svg(hs: np.ndarray, layers: list[int], selected: list[int], title: str
     if len(selected) == 2 and 0 <= selected[0] < L and 0 <= selected[1] < H:
         body.append(f'<rect x="{pad_l + selected[1] * cell - 1:.1f}" y="{pad_t + selected[0] * cell - 1:.1f}" '
                     f'width="{cell + 1:.1f}" height="{cell + 1:.1f}" fill="none" stroke="#111" stroke-width="2"/>')
-    return (f'<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
+    return ('<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
             + _svg(pad_l + H * cell + 4, pad_t + L * cell + 4, body, title)
             + f'<div style="margin-left:{pad_l}px">{_legend("diverging", m)}</div></div>')
 
@@ -323,7 +323,7 @@ def explorer_html(w: Any) -> str:
                     "AttAttr Explorer")
     label = meta.get("target_label") or (f"class {meta['target']}" if "target" in meta else "")
     prob = meta.get("prob")
-    head = [f'<span style="font-weight:600">AttAttr Explorer</span>']
+    head = ['<span style="font-weight:600">AttAttr Explorer</span>']
     if meta.get("model_name"):
         head.append(f'<span style="color:#555">{esc(meta["model_name"])}</span>')
     if label:
@@ -458,7 +458,7 @@ def curves_svg(series: list[tuple[str, list[float], list[float]]], title: str, x
 
 def heads_html(w: Any) -> str:
     meta = dict(w.meta or {})
-    parts = [f'<div style="font-weight:600">AttAttr heads'
+    parts = ['<div style="font-weight:600">AttAttr heads'
              + (f' · <span style="font-weight:400;color:#555">{esc(meta["model_name"])}</span>'
                 if meta.get("model_name") else "") + "</div>"]
     prog = dict(w.progress or {})

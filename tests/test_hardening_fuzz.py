@@ -6,9 +6,7 @@ problem — never another exception, a hang or a crash.
 ``python tests/test_hardening_fuzz.py`` prints every case with its outcome (what the closing note lists)."""
 from __future__ import annotations
 
-import copy
 import random
-import threading
 from pathlib import Path
 
 import numpy as np
