@@ -35,6 +35,8 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
       completeness: Array.from({ length: L }, (_, i) => meta.completeness?.[i] ?? null),
       nodes: Array.from({ length: L }, (_, i) => meta.layer_steps?.[i] ?? null),
       converged: Array.from({ length: L }, (_, i) => meta.converged?.[i] ?? null),
+      panels: Array.from({ length: L }, (_, i) => meta.layer_panels?.[i] ?? null),
+      unresolved: unresolvedRows(meta, meta.layers && meta.layers.length === L ? meta.layers : Array.from({ length: L }, (_, i) => i)),
       done,
     };
   }
@@ -49,6 +51,7 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
   const completeness: (number | null)[] = Array(L).fill(null);
   const nodes: (number | null)[] = Array(L).fill(null);
   const converged: (boolean | null)[] = Array(L).fill(null);
+  const panels: ([number, number][] | null)[] = Array(L).fill(null);
   for (const c of chunks) {
     if (c.index >= L || c.heads !== H) continue;
     scores.set(c.scores.subarray(0, H), c.index * H);
@@ -58,8 +61,16 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
     completeness[c.index] = c.completeness;
     nodes[c.index] = c.steps;
     converged[c.index] = c.converged;
+    panels[c.index] = c.panels;
   }
-  return { L, H, scores, thumbs, t, layerIds, zeroProbs, completeness, nodes, converged, done: chunks.length };
+  return { L, H, scores, thumbs, t, layerIds, zeroProbs, completeness, nodes, converged, panels,
+    unresolved: unresolvedRows(meta, layerIds), done: chunks.length };
+}
+
+/** Per grid row: whether its model layer is in `meta.unresolved` (ΔF below the dtype's resolution). */
+function unresolvedRows(meta: ExplorerMeta, layerIds: number[]): boolean[] {
+  const set = new Set(meta.unresolved ?? []);
+  return layerIds.map((id) => set.has(id));
 }
 
 /** Per-head attribution of the locked pair when the kernel sent it for the current lock. */
@@ -79,11 +90,28 @@ export function gridMode(model: Model, g: GridData | null, pair: PairScores | nu
   return "scores";
 }
 
-/** The grid tooltip's line on a layer's integration: completeness error, nodes used, and whether `steps="auto"`
- * reached its tolerance ("not converged" otherwise). */
-export function integrationLine(completeness: number, nodes: number | null, converged: boolean | null): string {
+/** A point of [0, 1] as the adaptive rule places it: a dyadic fraction ("1/64", "3/8") where it is one. */
+export function dyadic(x: number): string {
+  if (x === 0 || x === 1) return String(x);
+  for (let k = 1; k <= 30; k++) {
+    const n = x * 2 ** k;
+    if (Number.isInteger(n)) return `${n}/${2 ** k}`;
+  }
+  return formatValue(x, 3);
+}
+
+/** The grid tooltip's line on a layer's integration: completeness error, nodes used, the α-panels of
+ * `steps="auto"` (how many, and the finest — usually the one at α = 0 on attention-sink layers), whether it reached
+ * its tolerance ("not converged" otherwise), and whether ΔF is below what the dtype resolves. */
+export function integrationLine(completeness: number, nodes: number | null, converged: boolean | null,
+  panels: [number, number][] | null = null, unresolved = false): string {
   const parts = [`IG completeness ${formatValue(completeness, 3)}`];
   if (nodes) parts.push(`${nodes} node${nodes === 1 ? "" : "s"}`);
+  if (panels && panels.length > 1) {
+    const finest = panels.reduce((a, b) => (b[1] - b[0] < a[1] - a[0] ? b : a));
+    parts.push(`${panels.length} α-panels, finest [${dyadic(finest[0])}, ${dyadic(finest[1])}]`);
+  }
   if (converged === false) parts.push("not converged (raise steps)");
+  if (unresolved) parts.push("ΔF below the dtype's resolution: completeness not meaningful");
   return parts.join(" · ");
 }

@@ -125,6 +125,11 @@ describe("Explorer view", () => {
     expect(g.converged).toEqual([true, false, null]);
     expect(integrationLine(g.completeness[1]!, g.nodes[1], g.converged[1])).toBe("IG completeness 0.9 · 5 nodes · not converged (raise steps)");
     expect(integrationLine(0.0001234, 1, true)).toBe(`IG completeness ${formatValue(0.0001234, 3)} · 1 node`);
+    expect(g.panels).toEqual([null, null, null]);
+    expect(g.unresolved).toEqual([false, false, false]);
+    const panels: [number, number][] = [[0, 0.015625], [0.015625, 0.03125], [0.03125, 0.0625], [0.0625, 0.125], [0.125, 0.25], [0.25, 0.5], [0.5, 1]];
+    expect(integrationLine(0.0002, 17, true, panels)).toBe(`IG completeness ${formatValue(0.0002, 3)} · 17 nodes · 7 α-panels, finest [0, 1/64]`);
+    expect(integrationLine(0.3, 5, true, [[0, 1]], true)).toBe(`IG completeness 0.3 · 5 nodes · ΔF below the dtype's resolution: completeness not meaningful`);
     stop.click();
     expect(model.calls().at(-1)).toEqual({ name: "_cmd_cancel", msg: { run_id: 5 } });
     view.flush();

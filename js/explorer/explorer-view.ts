@@ -267,7 +267,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     }
     const zp = g.zeroProbs[c.layer], cp = g.completeness[c.layer];
     if (zp !== null && zp !== undefined) lines.push(`p with layer's attention zeroed ${formatValue(zp, 3)}`);
-    if (cp !== null && cp !== undefined) lines.push(integrationLine(cp, g.nodes[c.layer] ?? null, g.converged[c.layer] ?? null));
+    if (cp !== null && cp !== undefined) lines.push(integrationLine(cp, g.nodes[c.layer] ?? null, g.converged[c.layer] ?? null,
+      g.panels[c.layer] ?? null, g.unresolved[c.layer] ?? false));
     return lines;
   }
 

@@ -16,6 +16,7 @@ export interface LayerChunk {
   completeness: number;
   steps: number | null; // quadrature nodes the layer used
   converged: boolean | null; // false: steps="auto" stopped before its tolerance
+  panels: [number, number][] | null; // steps="auto": the partition of α ∈ [0, 1] the nodes were placed on
   tokens: string[];
   special: boolean[]; // per token: a special token (the kernel's engine.model.tokens.special_mask)
   scores: Float32Array; // [H]
@@ -34,6 +35,7 @@ export interface LayerMessage {
   completeness: number;
   steps?: number;
   converged?: boolean;
+  panels?: [number, number][] | null;
   tokens?: string[];
   special?: boolean[];
   scores: ArrayHeader;
@@ -67,7 +69,7 @@ export class StreamCache {
     this.layers.set(msg.index, {
       runId: msg.run_id, index: msg.index, layer: msg.layer, total: msg.total, heads: msg.heads,
       zeroProb: msg.zero_prob, completeness: msg.completeness, steps: msg.steps ?? null, converged: msg.converged ?? null,
-      tokens: msg.tokens ?? [], special: msg.special ?? [],
+      panels: msg.panels ?? null, tokens: msg.tokens ?? [], special: msg.special ?? [],
       scores: scores.data, thumbs: thumbs ? thumbs.data : null, thumbSize: thumbs ? thumbs.shape[thumbs.shape.length - 1] : 0,
     });
     this.emit();

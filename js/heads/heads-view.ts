@@ -186,7 +186,7 @@ export class HeadsViewUI extends ViewBase<HeadsModel> {
       if (!shown) continue;
       const raw = this.scores(name);
       const scores = raw && raw.length === L * H ? raw : new Float32Array(L * H).fill(NaN);
-      const data: GridData = { L, H, scores, thumbs: null, t: 0, layerIds: Array.from({ length: L }, (_, i) => i), zeroProbs: [], completeness: [], nodes: [], converged: [], done: 0 };
+      const data: GridData = { L, H, scores, thumbs: null, t: 0, layerIds: Array.from({ length: L }, (_, i) => i), zeroProbs: [], completeness: [], nodes: [], converged: [], panels: [], unresolved: [], done: 0 };
       grid.render({
         data: L && H ? data : null, scores, values: rankColors(scores), maps: false, running: false, width: perGrid,
         selected: sel.length === 2 && (m.get("method") || methods[0]) === name ? [sel[0], sel[1]] : null,

@@ -9,6 +9,9 @@ import { legendSvg } from "./legend";
 import { atlasPixels, pixelsToCanvas } from "./paint";
 import type { TipLine, Tooltip } from "./tooltip";
 
+/** Panels [lo, hi] of [0, 1] (the adaptive quadrature's partition of α), left to right. */
+export type Panels = [number, number][];
+
 export interface GridData {
   L: number;
   H: number;
@@ -20,6 +23,8 @@ export interface GridData {
   completeness: (number | null)[];
   nodes: (number | null)[]; // quadrature nodes per layer
   converged: (boolean | null)[];
+  panels: (Panels | null)[]; // steps="auto": the partition of [0, 1] the layer's nodes were placed on
+  unresolved: boolean[]; // ΔF below what the model's dtype resolves: the completeness figure is noise there
   done: number;
 }
 

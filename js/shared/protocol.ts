@@ -22,6 +22,9 @@ export interface ExplorerMeta {
   completeness?: number[];
   layer_steps?: number[]; // quadrature nodes each layer used
   converged?: boolean[]; // false: steps="auto" stopped before its tolerance on that layer
+  layer_panels?: ([number, number][] | null)[]; // steps="auto": each layer's partition of α ∈ [0, 1]
+  /** Model layer indices where ΔF is below what the dtype resolves (completeness is noise there). */
+  unresolved?: number[];
   label_names?: string[];
   default_query?: number;
   thumb_size?: number;

@@ -416,3 +416,28 @@ def test_from_saved_attribution_file(tmp_path, attr):
     np.testing.assert_allclose(wc.decode(state["head_scores"], bufs[("head_scores", "view")]), attr.head_scores())
     tv = w.tree_view(0.3)
     assert tv.linked and tv.state == "done"
+
+
+def _ts_interface_keys(name: str) -> set[str]:
+    """Field names of a TypeScript interface in js/ (its own lines only: ``key?: type;``)."""
+    import pathlib
+    import re
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "js"
+    for p in root.rglob("*.ts"):
+        m = re.search(r"export interface " + name + r" \{\n(.*?)\n\}", p.read_text(), re.S)
+        if m:
+            return set(re.findall(r"^\s+([a-z_]+)\??:", m.group(1), re.M))
+    raise AssertionError(f"no interface {name} in js/")
+
+
+def test_layer_messages_and_meta_carry_only_what_the_browser_declares(model, tokenizer):
+    """Kernel ↔ browser: every key of a streamed ``layer`` message is a field of ``LayerMessage``
+    (js/explorer/stream.ts) and every key of the finished ``meta`` a field of ``ExplorerMeta``
+    (js/shared/protocol.ts) — a field the kernel adds without telling the browser fails here."""
+    w = Explorer(model, tokenizer)
+    w.explain(TEXT, steps=2)
+    w.wait(60)
+    msg_keys = set().union(*(c[0].keys() for c in wc.customs(w) if c[0]["type"] == "layer"))
+    assert msg_keys <= _ts_interface_keys("LayerMessage"), msg_keys - _ts_interface_keys("LayerMessage")
+    assert set(w.meta) <= _ts_interface_keys("ExplorerMeta"), set(w.meta) - _ts_interface_keys("ExplorerMeta")
