@@ -52,16 +52,12 @@ from ..model.kinds import (
     prediction_logits,
     resolve_target,
 )
-from ..quadrature import RULES, quadrature
+from ..quadrature import AUTO_RULE, RULES, AdaptiveSimpson, quadrature
 from ..results import Attribution, LayerResult, allocate_maps
 from .budget import _autocast, _bytes_per_row, _choose_store, _is_oom, _memory_budget, _oom_error, _store_for
 from .scores import SCORES, _target_score
 
 METHODS = ("prefix", "naive")
-
-
-#: Gauss–Legendre orders tried by ``steps="auto"`` (each layer starts at the order its predecessor needed).
-AUTO_LADDER = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
 @dataclass
@@ -102,7 +98,10 @@ class _Engine:
         if quad.rule not in RULES:
             raise AttAttrError(f"unknown quadrature rule {quad.rule!r}: choose one of {', '.join(RULES)}")
         if quad.auto and quad.rule != "gauss-legendre":
-            raise AttAttrError(f"steps='auto' adapts Gauss–Legendre nodes; rule={quad.rule!r} needs a fixed steps=")
+            raise AttAttrError(f"steps='auto' is its own adaptive rule; rule={quad.rule!r} needs a fixed steps=")
+        if quad.auto and quad.max_steps < 3:
+            raise AttAttrError(f"steps='auto' starts with 3 nodes (α = 0, ½, 1): max_steps={quad.max_steps} is "
+                               f"too few; pass max_steps >= 3, or a fixed steps={quad.max_steps}")
         self.model, self.tokenizer = model, tokenizer
         self.kind = model_kind(model)
         self.ctrl: AttnController = controller_for(model)
@@ -120,7 +119,6 @@ class _Engine:
         self.keep_last = self.kind == CAUSAL_LM and accepts(model, "logits_to_keep")
         self.decoder_cls = self.kind == CLASSIFIER and is_decoder_classifier(model)
         self._rows_cap: int | None = None
-        self._start_rung = 0  # steps="auto": where the next layer starts on AUTO_LADDER
 
     # -- forwards -----------------------------------------------------------------------------------------------
     def _forward(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
@@ -182,8 +180,10 @@ class _Engine:
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
 
-    def integrate(self, batch: _Batch, layer: int, hidden, targets, alphas, weights, cancel) -> torch.Tensor:
-        """Σ_k w_k g(α_k) for every example: [B, T, H, d] (output form) or [B, H, T, T] (naive)."""
+    def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
+        """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
+        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive))``. Out-of-memory halves
+        the chunk (and caps later ones), down to one node."""
         m = len(alphas)
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
@@ -192,8 +192,6 @@ class _Engine:
         if self._rows_cap is not None:
             c = max(1, min(c, self._rows_cap // batch.B))
         a = torch.tensor(alphas, dtype=self.acc_dtype, device=self.device)
-        w = torch.tensor(weights, dtype=self.acc_dtype, device=self.device)
-        acc = None
         start = 0
         while start < m:
             check_cancel(cancel)
@@ -201,7 +199,6 @@ class _Engine:
             k = idx.stop - idx.start
             try:
                 g = self._grad_chunk(batch, layer, hidden, targets, a[idx], cancel)
-                g = (g.to(self.acc_dtype) * w[idx].view(1, -1, *([1] * (g.dim() - 2)))).sum(1)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
                 if not _is_oom(exc):
                     raise
@@ -213,8 +210,16 @@ class _Engine:
                 c = max(1, k // 2)
                 self._rows_cap = c * batch.B
                 continue
-            acc = g if acc is None else acc + g
+            yield idx, g
             start = idx.stop
+
+    def integrate(self, batch: _Batch, layer: int, hidden, targets, alphas, weights, cancel) -> torch.Tensor:
+        """Σ_k w_k g(α_k) for every example: [B, T, H, d] (output form) or [B, H, T, T] (naive)."""
+        w = torch.tensor(weights, dtype=self.acc_dtype, device=self.device)
+        acc = None
+        for idx, g in self._node_grads(batch, layer, hidden, targets, alphas, cancel):
+            g = (g.to(self.acc_dtype) * w[idx].view(1, -1, *([1] * (g.dim() - 2)))).sum(1)
+            acc = g if acc is None else acc + g
         return acc
 
     def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel) -> float:
@@ -253,36 +258,44 @@ class _Engine:
 
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
     def _layer(self, batch, layer, hidden, targets, F_clean, zero, captured, cancel):
-        """Ḡ for one layer and the nodes used: (grad_sum, steps, converged, relative errors [B])."""
-        q = self.quad
-        delta = (F_clean - zero).to(self.acc_dtype)
-        out = captured.get(layer)
+        """Ḡ for one layer: ``(grad_sum, gradient evaluations, converged, panels)``; ``panels`` the partition of
+        [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
 
+        ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`. Each node's gradient g(α_k) [B, …] is kept, and
+        its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr integrates, with
+        ∫ f dα = ΔF = F(1) − F(0) known. Accepted when |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + float floor for every
+        example; otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
+        node keeps a weight), until ``max_steps`` evaluations. Ḡ = Σ_k w_k g(α_k) over every node evaluated."""
+        q = self.quad
         if not q.auto:
             alphas, weights = quadrature(q.rule, q.steps)
             g = self.integrate(batch, layer, hidden, targets, alphas, weights, cancel)
-            return g, int(q.steps), True
-        ladder = [s for s in AUTO_LADDER if s <= q.max_steps] or [q.max_steps]
-        rung = min(self._start_rung, len(ladder) - 1)
+            return g, int(q.steps), True, None
+        delta = (F_clean - zero).to(self.acc_dtype)
         floor = 32 * torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype)
-        allowed = q.tol * delta.abs() + floor
+        allowed = (q.tol * delta.abs() + floor).cpu().double().numpy()
+        delta = delta.cpu().double().numpy()
+        out = captured.get(layer)
         # Σ Attr = ⟨Ḡ, P V⟩ (output form) or ⟨Ḡ_P, P⟩ (naive): the clean output / P of this layer
         ref = (out.out if self.method != "naive" else attention_probs(out)).to(self.acc_dtype)
-        errors: list[float] = []
+        rule = AdaptiveSimpson()
+        grads: dict[float, torch.Tensor] = {}  # node -> g [B, ...]
+        new = rule.missing()
         while True:
-            steps = ladder[rung]
-            alphas, weights = quadrature("gauss-legendre", steps)
-            g = self.integrate(batch, layer, hidden, targets, alphas, weights, cancel)
-            gap = ((g * ref).flatten(1).sum(1) - delta).abs()
-            ok = bool((gap <= allowed).all())
-            worst = float((gap / allowed.clamp_min(1e-300)).max())
-            errors.append(worst)
-            stalled = len(errors) >= 3 and errors[-1] > 0.5 * errors[-3]  # not converging (e.g. a sink layer)
-            if ok or rung == len(ladder) - 1 or stalled:
-                # next layer starts here, one rung lower when this one was far inside the tolerance
-                self._start_rung = max(0, rung - 1) if ok and worst < 0.02 else rung
-                return g, steps, ok
-            rung += 1
+            nodes = np.asarray(new, np.float64)
+            for idx, g in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
+                g = g.to(self.acc_dtype)
+                f = (g * ref.unsqueeze(1)).flatten(2).sum(-1)  # [B, k]
+                for j, a in enumerate(nodes[idx]):
+                    grads[float(a)] = g[:, j]
+                rule.record(nodes[idx], f.T.cpu().double().numpy())
+            ok = bool((np.abs(rule.integral() - delta) <= allowed).all())
+            if ok or len(rule.alphas) + 2 > q.max_steps:
+                break
+            new = rule.split(allowed)
+        alphas, weights = rule.rule()
+        g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
+        return g, len(alphas), ok, list(rule.panels)
 
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
@@ -313,7 +326,7 @@ class _Engine:
             for index, layer in enumerate(layers):
                 try:
                     zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                    grad_sum, steps, converged = self._layer(
+                    grad_sum, steps, converged, panels = self._layer(
                         batch, layer, hidden, targets, F_clean, zero, captured, cancel)
                     sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
                                             maps[b][1][index], cancel) for b in range(B)]
@@ -333,7 +346,7 @@ class _Engine:
                         layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
                         scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
                         completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                        converged=converged, nonfinite=not finite,
+                        converged=converged, nonfinite=not finite, panels=panels,
                     )
                     per_ex[b].append(r)
                     if progress is not None:
@@ -352,12 +365,12 @@ class _Engine:
                 target_label=(names[t] if names else self.tokenizer.decode([t])), prob=float(F_clean[b]),
                 layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
                 completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
-                num_layers=self.ctrl.num_layers, rule=self.quad.rule, steps=self.quad.steps, score=self.score,
+                num_layers=self.ctrl.num_layers, rule=AUTO_RULE if self.quad.auto else self.quad.rule, steps=self.quad.steps, score=self.score,
                 text=text, text_pair=text_pair, model_name=model_name,
                 target_kind="class" if self.kind == CLASSIFIER else "next-token", label_names=names,
                 truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
                 extra={"method": self.method}, layer_steps=[r.steps for r in rs],
-                converged=[r.converged for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,
+                converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs], tol=self.quad.tol if self.quad.auto else None, store=where,
                 nonfinite=[r.layer for r in rs if r.nonfinite],
             ))
         return results
