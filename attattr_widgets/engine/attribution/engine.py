@@ -58,6 +58,10 @@ from .budget import _autocast, _bytes_per_row, _choose_store, _is_oom, _memory_b
 from .scores import SCORES, _target_score
 
 METHODS = ("prefix", "naive")
+#: ``steps="auto"`` stops refining a layer whose completeness gap stays above ``tol`` once it has this many
+#: nodes and its panels' error estimates add up to under a tenth of ``tol``: the gap left is the gradients' own
+#: rounding (float32 on a deep decoder: ~1e-5 of F), which no node can remove; the layer reports not converged.
+FLOOR_NODES = 9
 
 
 @dataclass
@@ -265,7 +269,9 @@ class _Engine:
         its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr integrates, with
         ∫ f dα = ΔF = F(1) − F(0) known. Accepted when |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + float floor for every
         example; otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
-        node keeps a weight), until ``max_steps`` evaluations. Ḡ = Σ_k w_k g(α_k) over every node evaluated."""
+        node keeps a weight), until ``max_steps`` evaluations or, from ``FLOOR_NODES`` on, until the estimates
+        say the rule is far inside ``tol`` (the gap left is rounding; not converged either way).
+        Ḡ = Σ_k w_k g(α_k) over every node evaluated."""
         q = self.quad
         if not q.auto:
             alphas, weights = quadrature(q.rule, q.steps)
@@ -292,6 +298,8 @@ class _Engine:
             ok = bool((np.abs(rule.integral() - delta) <= allowed).all())
             if ok or len(rule.alphas) + 2 > q.max_steps:
                 break
+            if len(rule.alphas) >= FLOOR_NODES and (np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all():
+                break  # the rule's own estimate is far inside tol: the gap left is rounding, not quadrature
             new = rule.split(allowed)
         alphas, weights = rule.rule()
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
