@@ -159,6 +159,7 @@ def _attribution(f: _File, meta: dict, prefix: str, where: str) -> None:
         "text_pair": "str|None", "model_name": "str", "target_kind": "str", "label_names": "list[str]|None",
         "truncated": "bool", "gold": "int|None", "extra": "dict", "layer_steps": "list[int]",
         "converged": "list[bool]", "tol": "num|None", "store": "str", "nonfinite": "list[int]",
+        "layer_panels": "list",
     }, required=("tokens", "target", "layers", "num_layers"))
     n, layers, L_model = len(m["tokens"]), m["layers"], m["num_layers"]
     L = len(layers)
@@ -168,9 +169,16 @@ def _attribution(f: _File, meta: dict, prefix: str, where: str) -> None:
         f.fail(f"{where}: layers {layers} are not indices of a {L_model}-layer model")
     if len(set(layers)) != L:
         f.fail(f"{where}: layers {layers} repeat a layer")
-    for k in ("layer_steps", "converged"):
+    for k in ("layer_steps", "converged", "layer_panels"):
         if m.get(k) and len(m[k]) != L:
             f.fail(f"{where}: {k} has {len(m[k])} entries for {L} layers")
+    for i, panels in enumerate(m.get("layer_panels") or []):
+        if panels is None:
+            continue
+        rows, cols = _nested_shape(f, panels, f"{where}: layer_panels[{i}]", 2)
+        if rows == 0 or cols != 2 or panels[0][0] != 0 or panels[-1][1] != 1 or any(
+                p[1] != q[0] or not p[0] < p[1] for p, q in zip(panels, panels[1:] + [[1, 2]])):
+            f.fail(f"{where}: layer_panels[{i}] is not a partition of [0, 1] into [lo, hi] panels")
     shape = f.array(prefix + "scores", (L, None, n, n), "f", f"[layers, heads, tokens, tokens] for {L} layers and "
                     f"{n} tokens")
     f.array(prefix + "attention", shape, "f", "same shape as scores")
