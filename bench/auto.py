@@ -1,7 +1,7 @@
 """Benchmark (not a test): ``steps="auto"`` (adaptive Simpson–Boole on nested dyadic panels, issue 25) against
 the previous ``auto`` (the Gauss–Legendre ladder 2, 3, 4, 6, 8, …, kept below as ``_ladder_layer`` for this
 comparison), fixed Gauss–Legendre 6 and the paper's left-20 (every α row recomputes the whole network) — in ONE
-process per model, so that times compare as multiples of one forward pass measured in the same process.
+process per model, so that times compare as multiples of one forward pass measured in the same process just before each method.
 
 Per method: gradient evaluations per layer (every α row of every gradient pass, counted at ``_grad_chunk``,
 discarded ones included), wall time (× one forward), completeness median / max over layers, layers converged
@@ -127,6 +127,8 @@ def main() -> None:
     rows, maps = [], {}
     for name in args.methods:
         eng_mod._Engine._layer = _ladder_layer if name.startswith("auto-ladder") else new_layer
+        with torch.no_grad():  # the load of a shared machine drifts: a forward measured just before each method
+            fwd = _median_time(lambda: model(**enc), 3)
         count[0], seconds, comp, steps, conv, L = 0, 0.0, [], [], [], 0
         maps[name] = []
         for text, pair in inputs:
@@ -143,7 +145,8 @@ def main() -> None:
                    converged=f"{sum(conv)}/{len(conv)}" if name.startswith("auto") else "–",
                    layer_steps=[list(m.layer_steps) for m in maps[name]])
         rows.append(row)
-        print(f"{name:24s} {row['evals']:5.1f} evaluations/layer  {seconds:7.1f} s = {row['x_forward']:6.0f}× fwd"
+        print(f"{name:24s} {row['evals']:5.1f} evaluations/layer  {seconds:7.1f} s = {row['x_forward']:6.0f}× fwd "
+              f"({fwd:.3f} s, load {os.getloadavg()[0]:.1f})"
               f"  completeness median {row['completeness_median']:.1e} max {row['completeness_max']:.1e}"
               f"  converged {row['converged']}", flush=True)
         if name == "auto":
