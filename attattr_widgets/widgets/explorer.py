@@ -15,8 +15,9 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   ``pair`` {query, key, scores: {view, dtype=float32, shape=[L, H]}}: every head's attribution of the locked token
   pair (sent when ``locked`` changes; colours the grid in "pair" mode).
 * custom messages kernel -> browser (one-way pushes): ``{"type": "layer", "run_id", "index", "layer", "total",
-  "heads", "zero_prob", "completeness", "steps", "converged", "tokens", "special", "scores": {dtype, shape},
-  "thumbs": {dtype, shape}, "resend"}`` + 2 buffers, one per finished layer, in order.
+  "heads", "zero_prob", "completeness", "steps", "converged", "panels", "tokens", "special",
+  "scores": {dtype, shape}, "thumbs": {dtype, shape}, "resend"}`` + 2 buffers, one per finished layer, in order
+  (``panels``: ``[[lo, hi], …]``, the α panels of ``steps="auto"``, or null for a fixed rule).
 * requests browser -> kernel are anywidget commands (``js/shared/commands.ts``; each answers ``{ok, error?}``):
   ``_cmd_cancel`` ``{run_id}`` (Stop), ``_cmd_resend`` ``{run_id}`` (a view that appears mid-run; the response
   holds the layers done so far: ``{run_id, layers: [layer message]}`` + 2 buffers per layer).
@@ -93,6 +94,11 @@ def _nonfinite_layers(attr: Any) -> list[int]:
                              if not (np.isfinite(scores[i]).all() and np.isfinite(attn[i]).all()
                                      and (i >= len(zero) or np.isfinite(zero[i]))
                                      and (i >= len(comp) or np.isfinite(comp[i])))})
+
+
+def _panels(panels: Any) -> list[list[float]] | None:
+    """A layer's α panels for the browser: ``[[lo, hi], …]`` (``steps="auto"``) or None (a fixed rule)."""
+    return None if panels is None else [[float(lo), float(hi)] for lo, hi in panels]
 
 
 def _finite_or_none(v: Any) -> Any:
@@ -340,7 +346,8 @@ class Explorer(BackgroundRun, BaseWidget):
         msg = {"type": "layer", "run_id": run_id, "index": int(r.index), "layer": int(r.layer),
                "total": int(r.total), "heads": int(scores.shape[0]), "zero_prob": float(r.zero_prob),
                "completeness": float(r.completeness), "steps": int(getattr(r, "steps", 0) or 0),
-               "converged": bool(getattr(r, "converged", True)), **token_fields(r.tokens),
+               "converged": bool(getattr(r, "converged", True)), "panels": _panels(getattr(r, "panels", None)),
+               **token_fields(r.tokens),
                "scores": h_scores, "thumbs": h_thumbs, "resend": resend}
         return msg, [b_scores, b_thumbs]
 
@@ -466,6 +473,7 @@ class Explorer(BackgroundRun, BaseWidget):
             "completeness": [float(x) for x in np.asarray(getattr(attr, "completeness", []))],
             "layer_steps": [int(x) for x in np.ravel(getattr(attr, "layer_steps", []))],
             "converged": [bool(x) for x in np.ravel(getattr(attr, "converged", []))],
+            "layer_panels": [_panels(p) for p in (getattr(attr, "layer_panels", None) or [None] * L)],
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind), "thumb_size": int(th.shape[-1]),
             "nonfinite": _nonfinite_layers(attr),

@@ -164,6 +164,18 @@ def test_front_end_owned_traits_round_trip(attr):
 
 
 # ---------------------------------------------------------------------------------------------------- streaming
+def test_auto_runs_send_each_layers_panels(model, tokenizer):
+    w = Explorer(model, tokenizer)
+    w.explain(TEXT, PAIR)  # steps="auto"
+    result = w.wait(60)
+    layers = [c[0] for c in wc.customs(w) if c[0]["type"] == "layer"]
+    assert [c["panels"] for c in layers] == result.layer_panels
+    assert all(p[0][0] == 0.0 and p[-1][1] == 1.0 for p in result.layer_panels)
+    assert [c["steps"] for c in layers] == result.layer_steps
+    meta = wc.merged_state(w)["meta"]
+    assert meta["layer_panels"] == result.layer_panels and meta["rule"] == "adaptive-simpson"
+
+
 def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, tokenizer, attr):
     w = Explorer(model, tokenizer)
     assert w.explain(TEXT, PAIR, steps=2) is None  # returns at once, no second view
@@ -179,6 +191,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
         assert content["total"] == L and content["heads"] == H and content["tokens"] == result.tokens
         assert content["special"] == special_mask(result.tokens) and content["special"][0] is True  # [CLS]
         assert (content["steps"], content["converged"]) == (result.layer_steps[i], result.converged[i]) == (2, True)
+        assert content["panels"] is None  # a fixed rule has no panels
         assert content["scores"] == {"dtype": "float32", "shape": [H]}
         np.testing.assert_allclose(wc.decode(content["scores"], bufs[0]), head_summary(result.scores[i]))
         assert content["thumbs"]["dtype"] == "float16"
@@ -192,6 +205,7 @@ def test_explain_streams_one_message_per_layer_in_order_with_real_model(model, t
     state = wc.merged_state(w)
     assert state["state"] == "done" and state["layers_done"] == L
     assert state["meta"]["layer_steps"] == [2] * L and state["meta"]["converged"] == [True] * L
+    assert state["meta"]["layer_panels"] == [None] * L
     np.testing.assert_allclose(wc.decode(state["head_scores"], state["head_scores"]["view"]), result.head_scores())
     sel = state["selected"]
     np.testing.assert_array_equal(wc.decode(state["head"]["attribution"], state["head"]["attribution"]["view"]),

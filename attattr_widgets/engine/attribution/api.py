@@ -51,9 +51,11 @@ def attribute(
         target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
             a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
         layers: layer indices to compute (default: all).
-        rule, steps: quadrature. ``steps="auto"`` (default) raises the number of Gauss–Legendre nodes per layer
-            (2, 3, 4, 6, 8, …, at most ``max_steps``) until the IG completeness error is below ``tol`` (relative,
-            with a floor at the float precision); ``layer_steps`` and ``converged`` report what each layer used.
+        rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
+            dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
+            two new nodes each time, none ever discarded) until the IG completeness error is below ``tol``
+            (relative, with a floor at the float precision), at most ``max_steps`` gradient evaluations per layer
+            (≥ 3); ``layer_steps``, ``converged`` and ``layer_panels`` report what each layer used.
             A fixed ``steps=6`` is the previous default; ``rule="left", steps=20`` is the authors' code.
         progress: called once per finished layer with a :class:`LayerResult` (what the widgets stream).
         cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with

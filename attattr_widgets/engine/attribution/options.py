@@ -20,7 +20,8 @@ METHODS = ("prefix", "naive")
 
 @dataclass(frozen=True)
 class Quadrature:
-    """The quadrature request: a fixed (rule, steps) or ``auto`` Gauss–Legendre with a tolerance."""
+    """The quadrature request: a fixed (rule, steps), or ``auto`` (:class:`~..quadrature.AdaptiveSimpson`, at most
+    ``max_steps`` gradient evaluations per layer) with a tolerance."""
 
     rule: str
     steps: int | str
@@ -79,7 +80,10 @@ class AttributionOptions:
         if rule not in RULES:
             raise AttAttrError(f"unknown quadrature rule {rule!r}: choose one of {', '.join(RULES)}")
         if steps == "auto" and rule != "gauss-legendre":
-            raise AttAttrError(f"steps='auto' adapts Gauss–Legendre nodes; rule={rule!r} needs a fixed steps=")
+            raise AttAttrError(f"steps='auto' is its own adaptive rule; rule={rule!r} needs a fixed steps=")
+        if steps == "auto" and max_steps < 3:
+            raise AttAttrError(f"steps='auto' starts with 3 nodes (α = 0, ½, 1): max_steps={max_steps} is too few; "
+                               f"pass max_steps >= 3, or a fixed steps={max_steps}")
         return cls(
             target=target, layers=_frozen_layers(layers),
             quad=Quadrature(rule=rule, steps=steps, tol=float(tol), max_steps=int(max_steps)), device=device,

@@ -56,8 +56,10 @@ class LayerResult:
 
     ``scores``/``attention``: [H, n, n] float32; ``zero_prob``: F with this layer's attention zeroed;
     ``completeness``: |Σ scores − (prob − zero_prob)| / |prob − zero_prob|; ``steps``: quadrature nodes used for
-    this layer; ``converged``: False when ``steps="auto"`` stopped before reaching ``tol`` (its node cap, or three
-    orders in a row that did not improve).
+    this layer (``steps="auto"``: every gradient evaluation spent on it); ``converged``: False when
+    ``steps="auto"`` stopped before reaching ``tol`` (at ``max_steps``, or at the gradients' rounding floor);
+    ``panels``: the partition of [0, 1] ``steps="auto"`` ended with, ``[(lo, hi), …]`` (narrow panels where the
+    integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule.
     """
 
     layer: int
@@ -74,6 +76,7 @@ class LayerResult:
     converged: bool = True
     nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
     unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
+    panels: list[tuple[float, float]] | None = None
 
 
 @dataclass
@@ -84,8 +87,10 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     probabilities A); ``tokens`` n strings; ``token_type_ids`` [n] int (segment of each token);
     ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
-    ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the nodes each layer used and
-    ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count); ``nonfinite`` the model
+    ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the gradient evaluations each
+    layer spent and ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count);
+    ``layer_panels`` [L] the panels of [0, 1] each layer's ``steps="auto"`` rule ended with (``[[lo, hi], …]``;
+    None for a fixed rule, or in files saved before they existed); ``nonfinite`` the model
     layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs);
     ``unresolved`` the model layers whose ΔF = prob − zero_prob is below what the forward dtype resolves
     (≤ 8 eps · |F|: e.g. fp16/bf16 models on CPU), where ``completeness`` is rounding noise, not a measure of the
@@ -121,6 +126,7 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     extra: dict = field(default_factory=dict)
     layer_steps: list[int] = field(default_factory=list)
     converged: list[bool] = field(default_factory=list)
+    layer_panels: list[list[list[float]] | None] = field(default_factory=list)
     tol: float | None = None
     store: str = "memory"
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
@@ -132,6 +138,10 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
             self.layer_steps = [int(self.steps) if isinstance(self.steps, (int, np.integer)) else 0] * L
         if not self.converged:
             self.converged = [True] * L
+        if not self.layer_panels:
+            self.layer_panels = [None] * L
+        self.layer_panels = [None if p is None else [[float(lo), float(hi)] for lo, hi in p]
+                             for p in self.layer_panels]
 
     @classmethod
     def from_layers(cls, layers: Sequence[LayerResult], *, store: str | os.PathLike = "memory",
@@ -156,7 +166,8 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
             prob=float(first.prob), layer_zero_probs=np.asarray([lr.zero_prob for lr in layers], np.float64),
             completeness=np.asarray([lr.completeness for lr in layers], np.float64),
             layers=[int(lr.layer) for lr in layers], layer_steps=[int(lr.steps) for lr in layers],
-            converged=[bool(lr.converged) for lr in layers], store=where,
+            converged=[bool(lr.converged) for lr in layers], layer_panels=[lr.panels for lr in layers],
+            store=where,
             nonfinite=[int(lr.layer) for lr in layers if lr.nonfinite],
             unresolved=[int(lr.layer) for lr in layers if lr.unresolved], **meta,
         )

@@ -112,9 +112,14 @@ def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
         f.fail(f"{where}: layers {layers} are not indices of a {L_model}-layer model")
     if len(set(layers)) != L:
         f.fail(f"{where}: layers {layers} repeat a layer")
-    for k in ("layer_steps", "converged"):
+    for k in ("layer_steps", "converged", "layer_panels"):
         if m.get(k) and len(m[k]) != L:
             f.fail(f"{where}: {k} has {len(m[k])} entries for {L} layers")
+    for i, panels in enumerate(m.get("layer_panels") or []):  # each a partition of [0, 1], left to right
+        if panels is not None and (not panels or any(len(p) != 2 for p in panels) or panels[0][0] != 0
+                                   or panels[-1][1] != 1 or any(not p[0] < p[1] for p in panels)
+                                   or any(p[1] != q[0] for p, q in zip(panels, panels[1:]))):
+            f.fail(f"{where}: layer_panels[{i}] is not a partition of [0, 1] into [lo, hi] panels")
     H = shapes["scores"][1]
     f.shape(shapes, "scores", (L, None, n, n), f"[layers, heads, tokens, tokens] for {L} layers and {n} tokens")
     f.shape(shapes, "attention", (L, H, n, n), "same shape as scores")

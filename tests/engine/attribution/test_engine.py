@@ -333,11 +333,92 @@ def test_auto_steps_meet_the_tolerance_and_report_their_nodes(trained):
         assert attr.steps == "auto" and attr.tol == 1e-4
         assert all(attr.converged) and len(attr.layer_steps) == len(attr.layers)
         assert np.max(attr.completeness) <= 1e-4
-        fixed = aw.attribute(model, tok, text, steps=max(attr.layer_steps))  # more nodes: same maps
-        np.testing.assert_allclose(attr.scores, fixed.scores, rtol=0, atol=1e-3 * np.abs(fixed.scores).max())
+        assert attr.rule == "adaptive-simpson" and all(p[0][0] == 0.0 and p[-1][1] == 1.0 for p in attr.layer_panels)
     # a cap below what the tolerance needs: reported as not converged, never an endless loop
-    capped = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, max_steps=2)
-    assert capped.layer_steps == [2] * len(capped.layers) and not any(capped.converged)
+    capped = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, max_steps=6)
+    assert capped.layer_steps == [5] * len(capped.layers) and not any(capped.converged)  # 3, 5; 7 > 6
+    with pytest.raises(aw.AttAttrError, match="max_steps"):
+        aw.attribute(model, tok, texts[0], steps="auto", max_steps=2)
+
+
+def _dense(model, tok, text, panels=32, order=8):
+    """Reference maps from a dense composite rule (Gauss–Legendre ``order`` nodes on each of ``panels`` equal
+    panels: 256 nodes), independent of the adaptive rule."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    x, w = quadrature("gauss-legendre", order)
+    alphas = np.concatenate([(k + x) / panels for k in range(panels)])
+    weights = np.tile(w / panels, panels)
+    original = eng_mod.quadrature
+    eng_mod.quadrature = lambda rule, steps: (alphas, weights)
+    try:
+        return aw.attribute(model, tok, text, steps=len(alphas))
+    finally:
+        eng_mod.quadrature = original
+
+
+def test_auto_maps_match_a_dense_reference_entry_by_entry(trained):
+    model, tok, texts = trained
+    for text in texts[:2]:
+        ref = _dense(model, tok, text)
+        assert np.max(ref.completeness) < 1e-9  # the reference itself is converged
+        scale = np.abs(ref.scores).reshape(len(ref.layers), -1).max(-1)
+        for tol in (1e-3, 1e-5):
+            attr = aw.attribute(model, tok, text, steps="auto", tol=tol, max_steps=64)
+            assert all(attr.converged) and np.max(attr.completeness) <= tol
+            err = np.abs(attr.scores - ref.scores).reshape(len(ref.layers), -1).max(-1) / scale
+            assert np.all(err <= 30 * tol), (tol, err)  # every entry, relative to the layer's largest
+
+
+def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
+    """Nestedness: per layer, no α is evaluated twice, ``layer_steps`` counts every evaluation, and the maps are
+    exactly the weighted sum over all of them (a fixed run with the final nodes and weights gives the same)."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+    from attattr_widgets.engine.quadrature import AdaptiveSimpson
+
+    model, tok, texts = trained
+    seen: dict[int, list[float]] = {}
+    rules: list[AdaptiveSimpson] = []  # one per layer, in layer order
+    grad_chunk, init = eng_mod._Engine._grad_chunk, AdaptiveSimpson.__init__
+
+    def counting(self, batch, layer, hidden, targets, alphas, cancel):
+        seen.setdefault(layer, []).extend(float(a) for a in alphas)
+        return grad_chunk(self, batch, layer, hidden, targets, alphas, cancel)
+
+    def tracking(self):
+        init(self)
+        rules.append(self)
+
+    monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(AdaptiveSimpson, "__init__", tracking)
+    attr = aw.attribute(model, tok, texts[1], steps="auto", tol=1e-7)
+    assert max(attr.layer_steps) > 3  # refinement happened
+    for i, layer in enumerate(attr.layers):
+        assert len(seen[layer]) == len(set(seen[layer])) == attr.layer_steps[i]
+        alphas, weights = rules[i].rule()
+        assert sorted(alphas) == sorted(seen[layer]) and np.all(weights != 0)
+        monkeypatch.setattr(eng_mod, "quadrature", lambda rule, steps, a=alphas, w=weights: (a, w))
+        fixed = aw.attribute(model, tok, texts[1], steps=len(alphas), layers=[layer])
+        np.testing.assert_allclose(attr.scores[i], fixed.scores[0], rtol=1e-10, atol=1e-15)
+        assert [list(p) for p in attr.layer_panels[i]] == [list(p) for p in rules[i].panels]
+
+
+def test_auto_is_cancelled_within_one_block(trained):
+    """Stop during an adaptive layer: the first poll that sees the event raises (the event is polled in every
+    block's forward and backward)."""
+    model, tok, texts = trained
+
+    class TripsAfter(threading.Event):
+        polls = 0
+
+        def is_set(self):
+            self.polls += 1
+            return self.polls > 25
+
+    ev = TripsAfter()
+    with pytest.raises(aw.AttributionCancelled):
+        aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, cancel=ev)
+    assert ev.polls == 26
 
 
 def test_auto_steps_use_few_nodes_where_the_integrand_is_easy(tokenizer):
@@ -384,6 +465,12 @@ def test_save_load_round_trip(tmp_path, tokenizer):
     for name in ("tokens", "target", "target_label", "prob", "layers", "rule", "steps", "text", "text_pair",
                  "label_names", "num_layers", "extra"):
         assert getattr(back, name) == getattr(attr, name), name
+    auto = aw.attribute(model, tokenizer, TEXT, PAIR, layers=[0, 2])
+    back = aw.Attribution.load(auto.save(tmp_path / "auto.npz"))
+    assert back.layer_panels == auto.layer_panels and back.layer_steps == auto.layer_steps
+    for panels in back.layer_panels:  # a partition of [0, 1]
+        assert panels[0][0] == 0.0 and panels[-1][1] == 1.0 and all(a[1] == b[0] for a, b in zip(panels, panels[1:]))
+    assert attr.layer_panels == [None, None]  # a fixed rule has no panels
 
 
 def test_empty_text(tokenizer):

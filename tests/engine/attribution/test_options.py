@@ -26,7 +26,9 @@ BAD = [
     ({"score": "margin"}, AttAttrError, "unknown score 'margin': choose one of prob, logprob, logit"),
     ({"method": "fast"}, AttAttrError, "unknown method 'fast': choose one of prefix, naive"),
     ({"rule": "simpson", "steps": 4}, AttAttrError, "unknown quadrature rule 'simpson'"),
-    ({"rule": "left"}, AttAttrError, "steps='auto' adapts Gauss–Legendre nodes; rule='left' needs a fixed steps="),
+    ({"rule": "left"}, AttAttrError, "steps='auto' is its own adaptive rule; rule='left' needs a fixed steps="),
+    ({"max_steps": 2}, AttAttrError, "steps='auto' starts with 3 nodes (α = 0, ½, 1): max_steps=2 is too few; "
+                                     "pass max_steps >= 3, or a fixed steps=2"),
     ({"truncation": "yes"}, ArgumentError, "truncation"),
     ({"max_length": 0}, ArgumentError, "max_length"),
     ({"batch_size": 0}, ArgumentError, "batch_size"),
