@@ -97,8 +97,7 @@ def _process(s: Session, layer: int, base: Callable, module, query, key, value, 
             probs = probs + tap
         keep = s.head_mask.get(layer)
         if keep is not None:
-            keep = keep.to(device=probs.device, dtype=probs.dtype)
-            probs = probs * (keep.view(1, -1, 1, 1) if keep.dim() == 1 else keep.view(keep.shape[0], -1, 1, 1))
+            probs = _keep_heads(probs, keep, head_dim=1)  # probs (B, H, T, T)
         out = torch.matmul(probs.to(value.dtype), values)
         return out.transpose(1, 2).contiguous(), probs
     out, weights = base(module, query, key, value, attention_mask, **kwargs)
@@ -113,11 +112,19 @@ def _process(s: Session, layer: int, base: Callable, module, query, key, value, 
         out = out + tap
     keep = s.head_mask.get(layer)
     if keep is not None:
-        keep = keep.to(device=out.device, dtype=out.dtype)
-        out = out * (keep.view(1, 1, -1, 1) if keep.dim() == 1 else keep.view(keep.shape[0], 1, -1, 1))
+        out = _keep_heads(out, keep, head_dim=2)  # out (B, T, H, d)
     if s.cancel is not None and out.requires_grad:
         out.register_hook(lambda g: (check_cancel(s.cancel), g)[1])  # Stop answers during the backward too
     return out, weights
+
+
+def _keep_heads(x: torch.Tensor, keep: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """``x`` with each head scaled by ``keep`` ((H,) for every row, or (B, H) per row); ``head_dim``: the head
+    axis of the 4-D ``x``."""
+    keep = keep.to(device=x.device, dtype=x.dtype)
+    shape = [1, 1, 1, 1] if keep.dim() == 1 else [keep.shape[0], 1, 1, 1]
+    shape[head_dim] = -1
+    return x * keep.view(shape)
 
 
 def _capture(module, query, key, value, mask, kwargs, detach: bool = True) -> Captured:
