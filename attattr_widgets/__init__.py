@@ -54,6 +54,7 @@ _LAZY = {
     "TriggerResult": "attattr_widgets.engine.results",
     "RayBackend": "attattr_widgets.batch",
     "HeadImportance": "attattr_widgets.engine.results",
+    "ImageGrid": "attattr_widgets.engine.results",
     "save_result": "attattr_widgets.engine.results",
     "load_result": "attattr_widgets.engine.results",
     "to_html": "attattr_widgets.export",
