@@ -4,7 +4,9 @@ AttentionInterface, that forms P explicitly and differentiates F with autograd w
 (with its distillation token) models built from configs in float64; the inputs it accepts, the errors it gives
 (each naming the fix), the model left untouched, and the result's picture saved and checked on load.
 
-Tested families: ViTForImageClassification, DeiTForImageClassification, DeiTForImageClassificationWithTeacher."""
+Tested families: ViTForImageClassification, DeiTForImageClassification, DeiTForImageClassificationWithTeacher,
+Dinov2ForImageClassification, CLIPForImageClassification (the vision tower of CLIP with a linear head) and
+SiglipForImageClassification (no [CLS]: patches only, pooled by an attention head outside the interface)."""
 from __future__ import annotations
 
 import copy
@@ -17,6 +19,7 @@ import transformers as T
 
 import attattr_widgets as aw
 from attattr_widgets.engine.errors import ArgumentError, ResultFileError
+from attattr_widgets.engine.model.image import vision_config
 from attattr_widgets.engine.results import ImageGrid
 
 SIDE, PATCH = 16, 4
@@ -27,6 +30,9 @@ FAMILIES = {
     "vit": (T.ViTConfig, T.ViTForImageClassification, ["[CLS]"]),
     "deit": (T.DeiTConfig, T.DeiTForImageClassification, ["[CLS]", "[DIST]"]),
     "deit-teacher": (T.DeiTConfig, T.DeiTForImageClassificationWithTeacher, ["[CLS]", "[DIST]"]),
+    "dinov2": (T.Dinov2Config, T.Dinov2ForImageClassification, ["[CLS]"]),
+    "clip": (T.CLIPConfig, T.CLIPForImageClassification, ["[CLS]"]),
+    "siglip": (T.SiglipConfig, T.SiglipForImageClassification, []),
 }
 
 
@@ -35,13 +41,18 @@ def make_image_model(family: str, layers: int = 2, heads: int = 2, seed: int = 0
     [CLS] / [DIST] tokens and positions to zero, which leaves LayerNorm near-singular at α = 0)."""
     Cfg, Cls, _ = FAMILIES[family]
     torch.manual_seed(seed)
-    cfg = Cfg(image_size=SIDE, patch_size=PATCH, num_channels=3, hidden_size=16, num_hidden_layers=layers,
-              num_attention_heads=heads, intermediate_size=32, num_labels=3,
-              id2label={0: "cat", 1: "dog", 2: "bird"}, label2id={"cat": 0, "dog": 1, "bird": 2})
+    tower = dict(image_size=SIDE, patch_size=PATCH, num_channels=3, hidden_size=16, num_hidden_layers=layers,
+                 num_attention_heads=heads, intermediate_size=32)
+    if family in ("clip", "siglip"):  # a vision tower and a text tower; the classifier runs the vision tower only
+        text = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                    bos_token_id=0, eos_token_id=1, pad_token_id=1)
+        tower = dict(vision_config=tower, text_config=text)
+    cfg = Cfg(**tower, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
+              label2id={"cat": 0, "dog": 1, "bird": 2})
     model = Cls(cfg).double().eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "token" in name or "position" in name:
+            if "token" in name or "position" in name or "class_embedding" in name:
                 p.normal_(0, 0.5)
     return model
 
@@ -96,7 +107,7 @@ def reference_attattr(model, pixel_values: torch.Tensor, target: int, steps: int
     x, w = np.polynomial.legendre.leggauss(steps)
     alphas, weights = (x + 1) / 2, w / 2
     scores, attention = [], []
-    for layer in range(model.config.num_hidden_layers):
+    for layer in range(vision_config(model).num_hidden_layers):
         grad = 0
         for a, wk in zip(alphas, weights):
             _Ref.layer, _Ref.alpha, _Ref.calls = layer, float(a), 0
