@@ -144,7 +144,8 @@ def _load_digits_vit() -> tuple[torch.nn.Module, object]:
     from transformers import ViTForImageClassification, ViTImageProcessorPil
 
     path = digits_vit_dir()
-    model = ViTForImageClassification.from_pretrained(path, dtype=torch.float32)
+    with _quiet_loading():
+        model = ViTForImageClassification.from_pretrained(path, dtype=torch.float32)
     return model, ViTImageProcessorPil.from_pretrained(path)
 
 

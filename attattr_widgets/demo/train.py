@@ -40,7 +40,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .data import label_names, load_dataset
-from .models import LORA_A, LORA_B, apply_delta, delta_path, encoder_base
+from .models import LORA_A, LORA_B, _quiet_loading, apply_delta, delta_path, encoder_base
 
 DEFAULTS = {  # the settings of the shipped deltas; train_size 0 = the whole train split
     "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 0, "train_layers": 1,
@@ -384,7 +384,8 @@ def train_digits_vit(out: Path, *, seed: int = 0, threads: int | None = 1, **ove
     out = Path(out)
     tmp = out.with_name(out.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    with _quiet_loading():  # no "Writing model shards" bar
+        model.save_pretrained(tmp)
     proc.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(report, indent=1) + "\n")
     shutil.rmtree(out, ignore_errors=True)
