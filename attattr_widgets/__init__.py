@@ -55,6 +55,7 @@ _LAZY = {
     "RayBackend": "attattr_widgets.batch",
     "HeadImportance": "attattr_widgets.engine.results",
     "ImageGrid": "attattr_widgets.engine.results",
+    "zero_shot_classifier": "attattr_widgets.engine.model.zero_shot",
     "save_result": "attattr_widgets.engine.results",
     "load_result": "attattr_widgets.engine.results",
     "to_html": "attattr_widgets.export",
