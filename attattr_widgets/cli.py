@@ -81,7 +81,8 @@ def demo(args) -> int:
     vit, processor = load_model("digits-vit")
     digit = load_dataset("digits", "test")[DEMO_DIGIT]
     image_attr = aw.attribute(vit, processor, digit["image"])
-    _say(f"  a handwritten {digit['label']} -> predicted {image_attr.target_label!r} with p = {image_attr.prob:.3f}")
+    _say(f"  a handwritten {digit['label']} -> predicted {image_attr.target_label!r} "
+         f"with p = {image_attr.prob:.3f}")
     out = demo_page(attr, curves, np.asarray(result["importance"]["attattr"]), out_path, image_attr)
     size = Path(out).stat().st_size / 1e6
     _say(f"\nwrote {Path(out).resolve()} ({size:.1f} MB, self-contained: opens offline in any browser) "

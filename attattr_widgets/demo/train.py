@@ -322,9 +322,10 @@ def _image_accuracy(model: nn.Module, pixel_values: torch.Tensor, labels: torch.
 
 def train_digits_vit(out: Path, *, seed: int = 0, threads: int | None = 1, **overrides) -> dict:
     """Train the digits ViT (:data:`DIGITS_VIT` and :data:`DIGITS_TRAINING`, any of their keys overridden by
-    ``overrides``) on the digits' train split and save it to the folder ``out`` (written whole or not at all): ``save_pretrained`` of the model
-    (``ViTForImageClassification``, classes ``0`` … ``9``) and of :func:`digits_processor`, and ``training.json``
-    with the settings and the validation / test accuracy. Returns that report."""
+    ``overrides``) on the digits' train split and save it to the folder ``out`` (written whole or not at all):
+    ``save_pretrained`` of the model (``ViTForImageClassification``, classes ``0`` … ``9``) and of
+    :func:`digits_processor`, and ``training.json`` with the settings and the validation / test accuracy.
+    Returns that report. ``threads``: torch CPU threads during training (restored after)."""
     import shutil
 
     from transformers import ViTConfig, ViTForImageClassification
