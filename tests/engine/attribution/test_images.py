@@ -87,9 +87,17 @@ class _Ref:
 
 def _reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Eager attention with explicit probabilities P = softmax(Q Kᵀ · scaling + mask), written for this test."""
+    if key.shape[1] != query.shape[1]:  # grouped-query attention (a VLM's language model)
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
-    if attention_mask is not None:
-        scores = scores + attention_mask
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    elif attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    elif kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[-2] > 1:
+        causal = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
     P = torch.softmax(scores, dim=-1)
     if _Ref.record is not None:
         _Ref.record.append(id(module))
@@ -103,17 +111,19 @@ def _reference_attention(module, query, key, value, attention_mask, scaling=None
 T.AttentionInterface.register(REF_IMPL, _reference_attention)
 
 
-def reference_attattr(model, vision_forward, score, steps: int = STEPS):
+def reference_attattr(model, record, score, steps: int = STEPS, exclude=lambda copy: ()):
     """``(scores [L, H, n, n], attention [L, H, n, n])``: Attr_l = P_l ⊙ Σ_k w_k ∂F/∂X |_(X = α_k P_l), F =
     ``score(copy)`` on a deep copy of ``model`` running the reference attention, Gauss–Legendre nodes on [0, 1]
-    (numpy's), every other layer computing its own P. ``vision_forward(copy)`` runs the vision tower once to
-    record its attention modules in call order (the layers)."""
+    (numpy's), every other layer computing its own P. ``record(copy)`` runs the attributed tower once to record
+    its attention modules in call order (the layers), less those among ``exclude(copy)``'s modules."""
     ref = copy.deepcopy(model)
     ref.set_attn_implementation(REF_IMPL)
     _Ref.record = []
     with torch.no_grad():
-        vision_forward(ref)
-    _Ref.layers, _Ref.record = {m: i for i, m in enumerate(dict.fromkeys(_Ref.record))}, None
+        record(ref)
+    left_out = {id(m) for m in exclude(ref)}
+    order = [m for m in dict.fromkeys(_Ref.record) if m not in left_out]
+    _Ref.layers, _Ref.record = {m: i for i, m in enumerate(order)}, None
     x, w = np.polynomial.legendre.leggauss(steps)
     alphas, weights = (x + 1) / 2, w / 2
     scores, attention = [], []
@@ -371,9 +381,9 @@ def test_save_load_round_trips_the_picture_and_the_grid(processor, picture, tmp_
 
 
 @pytest.mark.parametrize("edit, words", [
-    (lambda img: img.update(grid=[5, 4]), r"2 token\(s\) before a 5 × 4 patch grid, which makes 22 tokens, but "
+    (lambda img: img.update(grid=[5, 4]), r"2 token\(s\) before a 5 × 4 patch grid, which needs 22 tokens, but "
                                           r"there are 18"),
-    (lambda img: img.update(first_patch=1), r"1 token\(s\) before a 4 × 4 patch grid"),
+    (lambda img: img.update(first_patch=3), r"3 token\(s\) before a 4 × 4 patch grid"),
     (lambda img: img.update(grid=[4]), r"not \(rows, cols\)"),
     (lambda img: img.update(pixels=[[[0, 0]]]), r"expected \[h, w, 3\]"),
     (lambda img: img.update(pixels=[[[0, 0, 300]]]), r"0\.\.255"),
