@@ -85,6 +85,11 @@ def test_image_prompt_equals_the_reference_through_the_full_model(strategy, pict
     np.testing.assert_allclose(got.attention, attention, rtol=1e-6, atol=1e-12)
     back = aw.Attribution.load(got.save(tmp_path / "prompt.npz"))
     assert back.image.first_patch == got.image.first_patch and back.tokens == got.tokens
+    from attattr_widgets.engine.model.predict import target_options
+
+    opts = target_options(lm, processor, PROMPT, k=3)  # the Explorer's target selector
+    assert opts["kind"] == "next-token" and opts["pred"] == got.target and len(opts["options"]) == 3
+    assert opts["options"][0]["prob"] == pytest.approx(got.prob, abs=1e-9)
 
 
 def test_image_prompt_errors_name_the_fix(picture):
