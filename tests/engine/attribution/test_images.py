@@ -356,6 +356,18 @@ def test_a_missing_processor_or_a_text_tokenizer_is_refused_naming_the_processor
         aw.attribute(model, make_tokenizer(), picture, steps=2)
 
 
+def test_dataset_level_runs_refuse_images_naming_attribute(processor, picture):
+    from PIL import Image
+
+    model = make_image_model("vit", layers=1)
+    for examples in ([{"image": picture, "label": 1}], [{"text": picture, "label": 1}],
+                     [{"text": Image.fromarray(picture)}]):
+        with pytest.raises(ArgumentError, match=r"example 0 is an image.*attribute\(model, processor, image\)"):
+            list(aw.iter_attributions(model, processor, examples))
+    with pytest.raises(ArgumentError, match="example 0 is an image"):
+        aw.head_importance(model, processor, [{"image": picture, "label": 1}], method="attention")
+
+
 def test_a_text_pair_is_refused(processor, picture):
     with pytest.raises(ArgumentError, match="text_pair does not apply to an image classifier"):
         aw.attribute(make_image_model("vit", layers=1), processor, picture, "a caption", steps=2)
