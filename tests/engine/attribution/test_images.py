@@ -224,6 +224,8 @@ def test_a_large_picture_is_kept_at_most_224_pixels_a_side(processor):
 
     shrunk = _picture(torch.zeros(3, 300, 450), processor)
     assert shrunk.shape == (149, 224, 3)
+    raw = T.ViTImageProcessorPil(do_rescale=False, do_normalize=False)  # values stay 0..255
+    assert _picture(torch.full((3, 2, 2), 200.0), raw).max() == 200
 
 
 def test_target_by_class_name_and_top_k_options(processor, picture):
