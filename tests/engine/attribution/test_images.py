@@ -5,7 +5,7 @@ AttentionInterface, that forms P explicitly and differentiates F with autograd w
 (each naming the fix), the model left untouched, and the result's picture saved and checked on load.
 
 Tested families: ViTForImageClassification, DeiTForImageClassification, DeiTForImageClassificationWithTeacher,
-Dinov2ForImageClassification, CLIPForImageClassification (the vision tower of CLIP with a linear head) and
+Dinov2ForImageClassification (also with its 4 register tokens), CLIPForImageClassification (the vision tower of CLIP with a linear head) and
 SiglipForImageClassification (no [CLS]: patches only, pooled by an attention head outside the interface); and
 CLIP / SigLIP zero-shot (zero_shot_classifier), F from the full image–text forward."""
 from __future__ import annotations
@@ -32,6 +32,8 @@ FAMILIES = {
     "deit": (T.DeiTConfig, T.DeiTForImageClassification, ["[CLS]", "[DIST]"]),
     "deit-teacher": (T.DeiTConfig, T.DeiTForImageClassificationWithTeacher, ["[CLS]", "[DIST]"]),
     "dinov2": (T.Dinov2Config, T.Dinov2ForImageClassification, ["[CLS]"]),
+    "dinov2-registers": (T.Dinov2WithRegistersConfig, T.Dinov2WithRegistersForImageClassification,
+                         ["[CLS]", "[REG0]", "[REG1]", "[REG2]", "[REG3]"]),
     "clip": (T.CLIPConfig, T.CLIPForImageClassification, ["[CLS]"]),
     "siglip": (T.SiglipConfig, T.SiglipForImageClassification, []),
 }
