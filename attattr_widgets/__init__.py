@@ -56,6 +56,7 @@ _LAZY = {
     "HeadImportance": "attattr_widgets.engine.results",
     "ImageGrid": "attattr_widgets.engine.results",
     "zero_shot_classifier": "attattr_widgets.engine.model.zero_shot",
+    "zero_shot_text_classifier": "attattr_widgets.engine.model.zero_shot",
     "image_prompt": "attattr_widgets.engine.model.image_prompt",
     "save_result": "attattr_widgets.engine.results",
     "load_result": "attattr_widgets.engine.results",

@@ -7,7 +7,12 @@ own ``logits_per_image`` against those prompts (CLIP: ``exp(logit_scale) · cos`
 + logit_bias``; the softmax over the K labels is F). It shares the user's modules and parameters and changes
 none of them; :func:`~..attribution.api.attribute` takes it like any ``*ForImageClassification``
 (:class:`~.adapters.ImageClassifierAdapter`): ``attribute(zero_shot_classifier(clip, processor, labels),
-processor, image, target="a dog")``. The text tower is not attributed (its embeddings are constants here).
+processor, image, target="a dog")``. The text tower is not attributed there (its embeddings are constants).
+
+The text side: :func:`zero_shot_text_classifier` fixes the image and the other labels' prompts and takes the prompt
+of one label as the input (:class:`ZeroShotTextForSequenceClassification`, ``input_ids`` → the same logits
+``[B, K]``), so the same F is attributed over that prompt's tokens in the text tower (CLIP; SigLIP's text tower
+reads ``max_length`` padding, which the unpadded attribution cannot give it, and is refused).
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ from torch import nn
 
 from ..errors import ArgumentError
 from ..intercept.shadow import private_copy
+from .image import check_processor, encode_image
 from .wrappers import check_unwrapped
 
-__all__ = ["ZeroShotForImageClassification", "zero_shot_classifier"]
+__all__ = ["ZeroShotForImageClassification", "ZeroShotTextForSequenceClassification", "zero_shot_classifier",
+           "zero_shot_text_classifier"]
 
 
 class ZeroShotForImageClassification(nn.Module):
@@ -36,13 +43,8 @@ class ZeroShotForImageClassification(nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("text_embeds", text_embeds.detach(), persistent=False)
-        cfg = copy.deepcopy(getattr(model.config, "vision_config", None) or model.config)
-        cfg.num_labels = len(labels)
-        cfg.id2label = {i: str(name) for i, name in enumerate(labels)}
-        cfg.label2id = {str(name): i for i, name in enumerate(labels)}
-        name = getattr(model.config, "_name_or_path", "") or type(model).__name__
-        cfg._name_or_path = f"{name} (zero-shot, {len(labels)} labels)"
-        self.config = cfg
+        self.config = _labelled(getattr(model.config, "vision_config", None) or model.config, model, labels,
+                                "image side")
 
     def forward(self, pixel_values: torch.Tensor, **kwargs):
         """``pixel_values`` (B, C, H, W) → ``ImageClassifierOutput(logits [B, K])``."""
@@ -91,6 +93,69 @@ def zero_shot_classifier(model: nn.Module, processor, labels: Sequence[str], *,
     with torch.no_grad():
         text = _embeddings(private_copy(model).get_text_features(**enc))
     return ZeroShotForImageClassification(model, text / text.norm(dim=-1, keepdim=True), labels)
+
+
+class ZeroShotTextForSequenceClassification(nn.Module):
+    """CLIP zero-shot seen from the text side: ``input_ids`` (the prompt of label ``label``) → logits ``[B, K]``,
+    the model's ``logits_per_image`` with column ``label`` from the input prompt and the other columns from the
+    fixed prompts ``text_embeds`` ``[K, D]`` against the fixed ``image_embeds`` ``[D]`` (unit norm). ``config``: a
+    copy of the text config naming the labels."""
+
+    def __init__(self, model: nn.Module, image_embeds: torch.Tensor, text_embeds: torch.Tensor,
+                 labels: Sequence[str], label: int):
+        super().__init__()
+        self.model = model
+        self.register_buffer("image_embeds", image_embeds.detach(), persistent=False)
+        self.register_buffer("text_embeds", text_embeds.detach(), persistent=False)
+        self.label = int(label)
+        self.config = _labelled(getattr(model.config, "text_config", None) or model.config, model, labels,
+                                f"text side of {labels[self.label]!r}")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs):
+        """``input_ids`` (B, T) → ``SequenceClassifierOutput(logits [B, K])``."""
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        text = _embeddings(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        text = text / text.norm(dim=-1, keepdim=True)
+        image = self.image_embeds.to(text.dtype)
+        fixed = (self.text_embeds.to(text.dtype) @ image).expand(text.shape[0], -1)
+        cos = torch.cat([fixed[:, : self.label], (text @ image)[:, None], fixed[:, self.label + 1 :]], dim=-1)
+        return SequenceClassifierOutput(logits=cos * self.model.logit_scale.exp())
+
+
+def zero_shot_text_classifier(model: nn.Module, processor, image, labels: Sequence[str], label, *,
+                              template: str = "a photo of a {}.", tokenizer=None
+                              ) -> ZeroShotTextForSequenceClassification:
+    """The text side of CLIP zero-shot: ``image`` and the other labels' prompts fixed, the prompt of ``label`` (a
+    name among ``labels`` or its index) the input. ``attribute(clf, processor.tokenizer, template.format(label),
+    target=label)`` attributes F = P(label | image) over that prompt's tokens (any wording of it may be passed:
+    the other labels keep ``template``). Errors as :func:`zero_shot_classifier`, plus an unknown ``label`` and
+    SigLIP (its text tower reads max_length padding)."""
+    if str(getattr(model.config, "model_type", "")).startswith("siglip"):
+        raise ArgumentError("SigLIP's text tower reads its prompts padded to max_length, which an attribution over "
+                            "the prompt's own tokens cannot give it: attribute SigLIP's image side with "
+                            "zero_shot_classifier, or the text side of a CLIP model")
+    clf = zero_shot_classifier(model, processor, labels, template=template, tokenizer=tokenizer)
+    names = list(clf.config.id2label.values())
+    index = names.index(label) if label in names else label
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(names):
+        raise ArgumentError(f"label {label!r} is not one of the labels {names}: pass one of them or its index")
+    check_processor(processor)
+    pixels = encode_image(model, getattr(processor, "image_processor", processor), image).inputs["pixel_values"]
+    with torch.no_grad():
+        img = _embeddings(private_copy(model).get_image_features(pixel_values=pixels))[0]
+    return ZeroShotTextForSequenceClassification(model, img / img.norm(), clf.text_embeds, names, index)
+
+
+def _labelled(config, model: nn.Module, labels: Sequence[str], what: str):
+    """A copy of ``config`` naming ``labels`` (``num_labels``, ``id2label``, ``label2id``, ``_name_or_path``)."""
+    cfg = copy.deepcopy(config)
+    cfg.num_labels = len(labels)
+    cfg.id2label = {i: str(name) for i, name in enumerate(labels)}
+    cfg.label2id = {str(name): i for i, name in enumerate(labels)}
+    name = getattr(model.config, "_name_or_path", "") or type(model).__name__
+    cfg._name_or_path = f"{name} (zero-shot, {what}, {len(labels)} labels)"
+    return cfg
 
 
 def _embeddings(out) -> torch.Tensor:

@@ -82,6 +82,7 @@ class _Ref:
     layers: dict[int, int] = {}
     record: list[int] | None = None
     layer: int | None = None
+    row: int = 0
     alpha: float = 1.0
     P: torch.Tensor | None = None
     X: torch.Tensor | None = None
@@ -104,20 +105,23 @@ def _reference_attention(module, query, key, value, attention_mask, scaling=None
     if _Ref.record is not None:
         _Ref.record.append(id(module))
     elif _Ref.layer is not None and _Ref.layers.get(id(module)) == _Ref.layer:
-        _Ref.P = P.detach()
-        _Ref.X = (_Ref.alpha * P).detach().requires_grad_(True)
-        P = _Ref.X
+        r = _Ref.row  # the batch row whose P is scaled (the others compute their own)
+        _Ref.P = P[r : r + 1].detach()
+        _Ref.X = (_Ref.alpha * _Ref.P).requires_grad_(True)
+        P = torch.cat([P[:r], _Ref.X, P[r + 1 :]])
     return torch.matmul(P, value).transpose(1, 2).contiguous(), P
 
 
 T.AttentionInterface.register(REF_IMPL, _reference_attention)
 
 
-def reference_attattr(model, record, score, steps: int = STEPS, exclude=lambda copy: ()):
+def reference_attattr(model, record, score, steps: int = STEPS, exclude=lambda copy: (), row: int = 0):
     """``(scores [L, H, n, n], attention [L, H, n, n])``: Attr_l = P_l ⊙ Σ_k w_k ∂F/∂X |_(X = α_k P_l), F =
     ``score(copy)`` on a deep copy of ``model`` running the reference attention, Gauss–Legendre nodes on [0, 1]
     (numpy's), every other layer computing its own P. ``record(copy)`` runs the attributed tower once to record
-    its attention modules in call order (the layers), less those among ``exclude(copy)``'s modules."""
+    its attention modules in call order (the layers), less those among ``exclude(copy)``'s modules; ``row``: the
+    batch row of that tower whose P is scaled (a text tower reading K prompts at once)."""
+    _Ref.row = row
     ref = copy.deepcopy(model)
     ref.set_attn_implementation(REF_IMPL)
     _Ref.record = []
@@ -256,7 +260,7 @@ def make_image_text_model(family: str, seed: int = 0):
     torch.manual_seed(seed)
     vision = dict(image_size=SIDE, patch_size=PATCH, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                   intermediate_size=32)
-    text = dict(vocab_size=len(make_tokenizer()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    text = dict(vocab_size=len(make_tokenizer()), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                 intermediate_size=32, max_position_embeddings=16, bos_token_id=2, eos_token_id=3, pad_token_id=0)
     extra = {"projection_dim": 8} if family == "clip" else {}
     model = Cls(Cfg(vision_config=vision, text_config=text, **extra)).double().eval()
@@ -301,6 +305,41 @@ def test_zero_shot_equals_the_reference_through_the_full_model(family, processor
     assert np.abs(scores).max() > 1e-6
     np.testing.assert_allclose(got.scores, scores, rtol=1e-6, atol=1e-6 * np.abs(scores).max())
     np.testing.assert_allclose(got.attention, attention, rtol=1e-6, atol=1e-12)
+
+
+def test_zero_shot_text_side_equals_the_reference_through_the_full_model(processor, picture):
+    """The prompt of one label attributed in the text tower: F is the full CLIP forward's softmax over all the
+    prompts (image tower included); the reference scales the attention of that prompt's row only."""
+    from conftest import make_tokenizer
+
+    from attattr_widgets.engine.model.zero_shot import zero_shot_text_classifier
+
+    model, tok = make_image_text_model("clip"), make_tokenizer()
+    before = _state(model)
+    clf = zero_shot_text_classifier(model, processor, picture, LABELS, "dog", tokenizer=tok)
+    got = aw.attribute(clf, tok, "a photo of a dog.", target="dog", rule="gauss-legendre", steps=STEPS)
+    after = _state(model)
+    for a, b in zip(before.pop("params"), after.pop("params"), strict=True):
+        assert torch.equal(a, b)
+    assert before == after
+    prompts = tok([f"a photo of a {x}." for x in LABELS], padding=True, return_tensors="pt")
+    assert got.tokens == tok.convert_ids_to_tokens(prompts["input_ids"][1])  # one length: no padding anywhere
+    pv = processor(images=picture, return_tensors="pt")["pixel_values"].double()
+
+    def score(m):
+        return torch.softmax(m(**prompts, pixel_values=pv).logits_per_image, -1)[0, 1]
+
+    with torch.no_grad():
+        assert got.prob == pytest.approx(float(score(model)), abs=1e-12)
+    assert got.image is None and (got.target, got.target_label) == (1, "dog")
+    scores, attention = reference_attattr(model, lambda m: m.get_text_features(**prompts), score, row=1)
+    assert np.abs(scores).max() > 1e-6
+    np.testing.assert_allclose(got.scores, scores, rtol=1e-6, atol=1e-6 * np.abs(scores).max())
+    np.testing.assert_allclose(got.attention, attention, rtol=1e-6, atol=1e-12)
+    with pytest.raises(ArgumentError, match="not one of the labels"):
+        zero_shot_text_classifier(model, processor, picture, LABELS, "fish", tokenizer=tok)
+    with pytest.raises(ArgumentError, match="SigLIP"):
+        zero_shot_text_classifier(make_image_text_model("siglip"), processor, picture, LABELS, 0, tokenizer=tok)
 
 
 def test_zero_shot_refuses_what_it_cannot_use_naming_the_fix(processor):
