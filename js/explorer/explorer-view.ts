@@ -13,6 +13,8 @@ import type { Header } from "../shared/header";
 import { EXPLORER_HEADER, explorerHeader } from "./explorer-header";
 import { HeatPanel, type HeatHost } from "./heat-panel";
 import { HoverLock, type LockChange } from "./hover-lock";
+import { ImagePanel } from "./image-panel";
+import { imageInfo } from "../shared/image";
 import type { ExplorerMeta, ExplorerModel, HeadPayload } from "../shared/protocol";
 import { SentencePanel } from "./sentence-panel";
 import { cacheFor, type StreamCache } from "./stream";
@@ -27,6 +29,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   readonly grid: GridPanel;
   readonly heat: HeatPanel;
   readonly sentence: SentencePanel;
+  readonly image: ImagePanel;
   readonly embedded = new EmbeddedHeadStore(() => this.invalidate("heat,sentence"));
   private embedNote = h("div", { class: "aa-muted aa-embed-note" });
   readonly input: ExplorerInput | null; // the input bar (Explorers with a model)
@@ -72,9 +75,10 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
     }, signal);
+    this.image = new ImagePanel({ onQuery: (t) => this.lock(HoverLock.query(t), "heat,sentence"), tooltip: this.tooltip }, signal);
     this.input = model.get("interactive") ? new ExplorerInput(model, this.commands, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
     this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.body, this.tooltip.el);
-    this.body.append(this.grid.el, this.heat.el, this.sentence.el);
+    this.body.append(this.grid.el, this.heat.el, this.image.el, this.sentence.el);
     this.grid.el.append(this.embedNote);
     this.bind();
     this.invalidate("all");
@@ -93,7 +97,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     on(["head_scores", "thumbs", "normalize", "grid_mode", "pair"], "grid");
     on(["selected", "locked", "heads_data"], "grid,heat,sentence");
     on(["head", "tokens", "special", "query"], "heat,sentence");
-    on(["token_types"], "sentence");
+    on(["token_types", "image"], "sentence");
     this.onDestroy(this.cache.subscribe(() => this.invalidate("grid,header")));
     for (const b of this.normButtons) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
     for (const b of this.modeButtons) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
@@ -190,7 +194,10 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width,
         missing: sel ? this.embedded.missing(sel[0], sel[1], this.layerId(sel[0])) : null });
     }
-    if (all || d.has("sentence")) this.renderSentence();
+    if (all || d.has("sentence")) {
+      this.renderSentence();
+      this.renderImage(w);
+    }
     this.renders++;
     this.updateHooks();
   }
@@ -220,6 +227,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const hl = this.heat.layout;
     r.heatBox = hl ? `${hl.x0},${hl.y0},${hl.side}` : "";
     r.tokens = String(this.tokens().length);
+    const img = imageInfo(m.get("image"));
+    r.image = img ? `${img.rows},${img.cols}` : "";
     r.matches = String(this.heat.matches.length);
     r.renders = String(this.renders);
   }
@@ -284,6 +293,18 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t),
       gamma: this.heat.gamma, theme: this.theme.theme,
       note: toks.length && q >= 0 ? (sel && hd ? `  to every key token · layer ${this.layerId(sel[0])} head ${sel[1]} · click a token to make it the query` : "  (select a computed head)") : null,
+    });
+  }
+
+  private renderImage(width: number): void {
+    const hd = this.heat.data;
+    const q = this.hoverLock.query(true);
+    const sel = this.selected();
+    const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
+    this.image.render({
+      info: imageInfo(this.model.get("image")), tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
+      width: Math.max(300, (this.image.el.clientWidth || width) - 20), gamma: this.heat.gamma, theme: this.theme.theme,
+      note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]} · click a patch to make it the query` : null,
     });
   }
 
