@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["image_payload", "patch_grid", "decode_upload", "MAX_UPLOAD_BYTES"]
+__all__ = ["image_payload", "decode_upload", "MAX_UPLOAD_BYTES"]
 
 MAX_UPLOAD_BYTES = 32 << 20  # an uploaded picture larger than this is refused (the browser sends it in one message)
 
@@ -51,17 +51,6 @@ def image_payload(info: Any) -> dict | None:
         raise ValueError(f"image first_patch must be >= 0, got {first}")
     size = int(_field(info, "patch_size") or 0)
     return {"pixels": np.ascontiguousarray(px), "grid": [rows, cols], "first_patch": first, "patch_size": size}
-
-
-def patch_grid(row: Any, payload: dict) -> np.ndarray | None:
-    """One attribution / attention row [n] (a query token to every key token) → its patch values [rows, cols]
-    (row-major from ``first_patch``); None when the row is shorter than the patches it should cover."""
-    rows, cols = payload["grid"]
-    first = payload["first_patch"]
-    r = np.asarray(row, dtype=np.float64).ravel()
-    if r.size < first + rows * cols:
-        return None
-    return r[first:first + rows * cols].reshape(rows, cols)
 
 
 def decode_upload(data: bytes) -> Any:
