@@ -191,9 +191,9 @@ def _cfg():
     lambda: T.BertForQuestionAnswering(_cfg()),
     lambda: T.ViTModel(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=16, image_size=32, patch_size=16)),
-    lambda: T.ViTForImageClassification(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    lambda: T.ViTForMaskedImageModeling(T.ViTConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                                     intermediate_size=16, image_size=32, patch_size=16)),
-], ids=["token-classification", "multiple-choice", "question-answering", "vit-no-text", "vit-classifier"])
+], ids=["token-classification", "multiple-choice", "question-answering", "vit-no-text", "vit-masked-image"])
 def test_unsupported_heads_are_refused_up_front(make, env):
     model = make().eval()
     for call in (lambda: aw.attribute(model, env["tok"], A, steps=2),

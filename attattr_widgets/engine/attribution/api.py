@@ -44,10 +44,16 @@ def attribute(
     """Attribute one example's prediction to every attention link of every (selected) layer.
 
     Args:
-        model: a transformers classifier (``*ForSequenceClassification``) or causal LM whose attention routes
-            through ``AttentionInterface`` (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama,
-            Qwen2, …). It is never changed, and forwards of it in other threads are unaffected.
-        text, text_pair: the input (a sentence, or a premise/hypothesis pair).
+        model: a transformers classifier (``*ForSequenceClassification``), causal LM or image classifier
+            (``*ForImageClassification``: ViT, DeiT) whose attention routes through ``AttentionInterface`` (BERT,
+            RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama, Qwen2, ViT, DeiT, …). It is never
+            changed, and forwards of it in other threads are unaffected.
+        tokenizer: the model's tokenizer; for an image classifier its image processor (``AutoImageProcessor``).
+        text, text_pair: the input (a sentence, or a premise/hypothesis pair). Image classifiers: ``text`` is the
+            image — a PIL image, an H×W×3 array (0..255), a path to an image file, or the processor's
+            ``pixel_values`` (1, C, H, W) — and the result's tokens are ``[CLS]`` (DeiT: ``[CLS]``, ``[DIST]``)
+            then one ``"(r,c)"`` per patch, row-major, with ``Attribution.image`` (:class:`ImageGrid`: patch
+            grid, index of the first patch, patch size, a ≤ 224 px uint8 copy of the picture as the model saw it).
         target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
             a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
         layers: layer indices to compute (default: all).
@@ -80,7 +86,8 @@ def attribute(
         gold = validate.label(gold, "gold", n, what=what)
     enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
                              truncation=eng.options.truncation)
-    return eng.run([enc], [(text, text_pair)], layer_list, [eng.options.target], [gold], progress, cancel)[0]
+    meta = (text, text_pair) if enc.image is None else (None, None)  # an image is kept as enc.image's picture
+    return eng.run([enc], [meta], layer_list, [eng.options.target], [gold], progress, cancel)[0]
 
 def iter_attributions(
     model: nn.Module,

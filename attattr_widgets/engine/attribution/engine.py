@@ -40,7 +40,7 @@ import torch
 
 from torch import nn
 
-from ..errors import AttributionOutOfMemoryError, check_cancel
+from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
 from ..intercept.controller import AttnController, controller_for
 from ..intercept.probs import Captured, attention_probs
 from ..model.adapters import adapter_for
@@ -123,6 +123,12 @@ class _Engine:
             capture=layers, cancel=cancel
         ) as s:
             logits = self.adapter.logits(net, batch.inputs, batch.last)
+        seen = {int(c.query.shape[2]) for c in s.captured.values()}
+        if seen != {batch.T}:
+            raise AttAttrError(
+                f"{type(self.model).__name__}'s attention ran over {sorted(seen)} positions but the input has "
+                f"{batch.T} tokens: the model adds or drops tokens its adapter "
+                f"({type(self.adapter).__name__}) does not name, so maps would be misread")
         return s.captured, hidden, logits
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
@@ -355,5 +361,6 @@ class _Engine:
                 converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs],
                 tol=self.quad.tol if self.quad.auto else None, store=where,
                 nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
+                image=encs[b].image,
             ))
         return results

@@ -6,6 +6,8 @@ before transformers 5.25) raise :class:`UnsupportedModelError`.
 """
 from __future__ import annotations
 
+import inspect
+
 import torch
 import transformers
 from torch import nn
@@ -76,7 +78,16 @@ def _last_dim(logits) -> int | None:
 
 
 def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
-    device = next(model.parameters()).device
+    """Three token ids, or for a model over pixels only (no ``input_ids``) one blank image of its configured size."""
+    param = next(model.parameters())
+    device = param.device
+    params = inspect.signature(model.forward).parameters
+    if "pixel_values" in params and "input_ids" not in params:
+        cfg = getattr(model.config, "vision_config", None) or model.config
+        side = getattr(cfg, "image_size", 224)
+        h, w = (side, side) if isinstance(side, int) else tuple(side)
+        channels = int(getattr(cfg, "num_channels", 3) or 3)
+        return {"pixel_values": torch.zeros(1, channels, h, w, dtype=param.dtype, device=device)}
     vocab = int(getattr(model.config, "vocab_size", 8) or 8)
     ids = torch.tensor([[min(5, vocab - 1), min(6, vocab - 1), min(7, vocab - 1)]], device=device)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -4,7 +4,8 @@ An adapter knows, for one model, how an input is encoded, where the score F is r
 what F is — ``"prob"``, ``"logprob"``, ``"logit"`` — is the score registry's, :mod:`..attribution.scores`), how a
 target resolves and is labelled, the label names and number of outputs, which attention modules exist and the
 shape of their maps (:class:`AttentionSite`), and the kind's run details (unpadded batches, pad ids,
-``logits_to_keep``). Today's kinds: :class:`SequenceClassifierAdapter` and :class:`CausalLMAdapter`.
+``logits_to_keep``). Today's kinds: :class:`SequenceClassifierAdapter`, :class:`CausalLMAdapter` and
+:class:`ImageClassifierAdapter` (pixels in).
 
 :func:`adapter_for` picks the adapter of a model: the most recently registered adapter class whose
 :meth:`~TaskAdapter.matches` accepts it (:func:`register_adapter` adds one, so a new kind of task — a
@@ -24,6 +25,7 @@ from torch import nn
 from ..errors import ArgumentError, NoClassificationHeadError, TargetError, UnsupportedModelError
 from ..intercept.layout import discovered_outputs
 from .encode import Encoded, check_text, encode
+from .image import check_processor, encode_image
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,12 @@ class TaskAdapter:
             check_text(text_pair, "text_pair")
             self.check_text_pair(tokenizer)
         return encode(self.model, tokenizer, text, text_pair, max_length=max_length, truncation=truncation)
+
+    def check_tokenizer(self, tokenizer) -> None:
+        """Refuse what cannot encode this model's inputs (:class:`ArgumentError` naming the fix)."""
+        if tokenizer is None or not callable(tokenizer):
+            raise ArgumentError(f"tokenizer must be the model's tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
+                                f"got {type(tokenizer).__name__}")
 
     def takes_pair(self, tokenizer) -> bool:
         """Whether a second text (``text_pair``) means something to the model (the Explorer's input bar)."""
@@ -324,6 +332,53 @@ class CausalLMAdapter(TaskAdapter):
         return num_tokens - 1  # the position whose next token is the target
 
 
+class ImageClassifierAdapter(SequenceClassifierAdapter):
+    """An image-classification head over a vision transformer (``*ForImageClassification``: ViT, DeiT with its
+    distillation token, …): pixels in, one prediction per image, F read from the class logits ``[R, C]``.
+
+    The "tokenizer" is the model's image processor and the "text" the image (:func:`.image.encode_image`: a PIL
+    image, an H×W×3 array, a path or ``pixel_values``); tokens are ``[CLS]`` (DeiT: ``[CLS]``, ``[DIST]``) and one
+    ``"(r,c)"`` per patch; :attr:`~.encode.Encoded.image` carries the patch grid and the picture."""
+
+    name = "image-classifier"
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        name = type(model).__name__  # DeiT: also ...ForImageClassificationWithTeacher (mean of its two heads)
+        return name.endswith(("ForImageClassification", "ForImageClassificationWithTeacher")) and accepts(
+            model, "pixel_values")
+
+    def check_tokenizer(self, tokenizer) -> None:
+        check_processor(tokenizer)
+
+    def encode(self, tokenizer, text, text_pair=None, *, max_length: int | None = None,
+               truncation: bool = False) -> Encoded:
+        """``text`` is the image (a PIL image, an H×W×3 array, a path or ``pixel_values``), ``tokenizer`` the
+        image processor; ``max_length`` / ``truncation`` do not apply (an image keeps every patch)."""
+        if text_pair is not None:
+            self.check_text_pair(tokenizer)
+        return encode_image(self.model, tokenizer, text)
+
+    def takes_pair(self, tokenizer) -> bool:
+        return False
+
+    @property
+    def pools_by_pad(self) -> bool:
+        return False
+
+    def pad_id(self, tokenizer) -> int:
+        return 0  # nothing is padded: every image of a batch has the same patches
+
+    def check_text_pair(self, tokenizer) -> None:
+        raise ArgumentError("text_pair does not apply to an image classifier: pass one image and text_pair=None")
+
+    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
+        """The ``k`` most probable classes, most probable first (ImageNet heads have 1000)."""
+        names = self.label_names() or [str(i) for i in range(len(probs))]
+        top = np.argsort(-probs, kind="stable")[: max(1, int(k))]
+        return [{"id": int(i), "label": str(names[i]), "prob": float(probs[i])} for i in top]
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the registry
 
@@ -347,7 +402,8 @@ def unregister_adapter(cls: type[TaskAdapter]) -> None:
 
 
 register_adapter(CausalLMAdapter)
-register_adapter(SequenceClassifierAdapter)  # tried first, as a classifier check preceded the LM check
+register_adapter(SequenceClassifierAdapter)  # tried before the LM, as a classifier check preceded the LM check
+register_adapter(ImageClassifierAdapter)
 
 
 def adapter_for(model: nn.Module) -> TaskAdapter:
@@ -393,7 +449,6 @@ _UNSUPPORTED_HEADS = {
     "ForMultipleChoice": "multiple choice (one score per choice, inputs shaped [batch, choices, tokens])",
     "ForQuestionAnswering": "extractive question answering (start/end scores per token)",
     "ForMaskedLM": "masked language modelling (one prediction per [MASK] position)",
-    "ForImageClassification": "image classification (pixel input)",
     "ForObjectDetection": "object detection (pixel input)",
     "ForSemanticSegmentation": "segmentation (pixel input)",
     "ForAudioClassification": "audio classification (waveform input)",
@@ -418,5 +473,6 @@ def _refusal(model: nn.Module) -> str | None:
     if "input_ids" not in params and (other or not any(p.kind is p.VAR_KEYWORD for p in params.values())):
         takes = ", ".join(other or list(params)[:3])
         return (f"{name} takes no text input (its forward takes {takes}): attattr-widgets attributes text models "
-                f"(a classifier or a causal LM over input_ids)")
+                f"(a classifier or a causal LM over input_ids) and image classifiers (*ForImageClassification "
+                f"over pixel_values)")
     return None

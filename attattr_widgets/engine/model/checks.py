@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import ArgumentError, AttAttrError, LabelNamesError
+from ..errors import AttAttrError, LabelNamesError
 from .adapters import adapter_for
 from .wrappers import check_unwrapped
 
@@ -17,9 +17,7 @@ def check_model_and_tokenizer(model, tokenizer) -> None:
     embedding table are refused where ids are made (:func:`~.encode.check_token_ids`); a ``text_pair`` the model
     cannot read, by its adapter (:meth:`~.adapters.TaskAdapter.check_text_pair`)."""
     check_unwrapped(model)
-    if tokenizer is None or not callable(tokenizer):
-        raise ArgumentError(f"tokenizer must be the model's tokenizer (e.g. AutoTokenizer.from_pretrained(...)), "
-                            f"got {type(tokenizer).__name__}")
+    adapter_for(model).check_tokenizer(tokenizer)  # text models: a tokenizer; image models: the image processor
     _check_label_names(model)
 
 

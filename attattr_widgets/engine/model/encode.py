@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import inspect
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from .. import validate
 from ..errors import ArgumentError, EmptyInputError, InputTooLongError, TokenizerMismatchError
+from ..results.image import ImageGrid
 from .tokens import special_ids
 
 
@@ -17,30 +18,35 @@ from .tokens import special_ids
 class Encoded:
     """One encoded example (batch of 1, unpadded).
 
-    ``input_ids``/``attention_mask``/``token_type_ids``: (1, n) long tensors (``token_type_ids`` may be None);
-    ``tokens``: n display strings; ``segments``: n ints (0 = first text, 1 = text pair);
-    ``truncated``: whether tokens were dropped to fit the model.
+    Text: ``input_ids``/``attention_mask``/``token_type_ids``: (1, n) long tensors (``token_type_ids`` may be
+    None). ``inputs``: the model's other inputs, which are not per token and have the same shape for every example
+    of a batch (an image model's ``pixel_values`` (1, C, H, W)); a model without ``input_ids`` has only these.
+    ``tokens``: n display strings (what the attention maps' rows and columns are); ``segments``: n ints (0 = first
+    text, 1 = text pair); ``truncated``: whether tokens were dropped to fit the model; ``image``: the patch grid
+    and picture behind an image model's tokens (:class:`~..results.image.ImageGrid`), else None.
     """
 
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
+    input_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
     token_type_ids: torch.Tensor | None
     tokens: list[str]
     segments: list[int]
     truncated: bool
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    image: ImageGrid | None = None
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
-        out = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        if self.token_type_ids is not None:
-            out["token_type_ids"] = self.token_type_ids
-        return out
+        out = {k: v for k, v in (("input_ids", self.input_ids), ("attention_mask", self.attention_mask),
+                                 ("token_type_ids", self.token_type_ids)) if v is not None}
+        return {**out, **self.inputs}
 
     def __len__(self) -> int:
-        return self.input_ids.shape[1]
+        return len(self.tokens)
 
 
 def collate(encs: list[Encoded], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """Right-pad encoded examples into model inputs of shape (B, T) (``token_type_ids`` only if all have them)."""
+    """Model inputs of a batch: the per-token inputs right-padded to (B, T) (``token_type_ids`` only if all have
+    them), the other inputs (:attr:`Encoded.inputs`) stacked along the batch axis."""
     B, T = len(encs), max(len(e) for e in encs)
 
     def pad(key: str, value: int) -> torch.Tensor:
@@ -50,9 +56,17 @@ def collate(encs: list[Encoded], pad_id: int, device) -> dict[str, torch.Tensor]
             out[b, : t.shape[1]] = t[0]
         return out.to(device)
 
-    inputs = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0)}
-    if all(e.token_type_ids is not None for e in encs):
-        inputs["token_type_ids"] = pad("token_type_ids", 0)
+    inputs = {}
+    if all(e.input_ids is not None for e in encs):
+        inputs = {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0)}
+        if all(e.token_type_ids is not None for e in encs):
+            inputs["token_type_ids"] = pad("token_type_ids", 0)
+    for key in encs[0].inputs:
+        parts = [e.inputs.get(key) for e in encs]
+        if any(p is None or p.shape[1:] != parts[0].shape[1:] for p in parts):
+            raise ArgumentError(f"the examples of one batch need {key} of one shape, got "
+                                f"{[None if p is None else tuple(p.shape) for p in parts]}: pass batch_size=1")
+        inputs[key] = torch.cat(parts).to(device)
     return inputs
 
 

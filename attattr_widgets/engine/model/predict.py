@@ -112,7 +112,10 @@ class EncodedSet:
             encs = [self.encs[i] for i in idx]
             inputs = collate(encs, self.pad_id, self.device)
             last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
-            yield idx, inputs, last, inputs["attention_mask"]
+            mask = inputs.get("attention_mask")
+            if mask is None:  # no per-token input (an image): every token is real
+                mask = torch.ones(len(encs), int(last.max()) + 1, dtype=torch.long, device=self.device)
+            yield idx, inputs, last, mask
 
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return self.adapter.prediction_logits(out_logits, last)
@@ -173,8 +176,8 @@ def batched_forward(
     out: np.ndarray | None = None
     net = data.net(masked=keep is not None)
     with Progress(progress, N * K, desc) as prog, torch.no_grad():
-        for idx, inputs, last, _ in data.batches(batch_size):
-            b, T = inputs["input_ids"].shape
+        for idx, inputs, last, mask in data.batches(batch_size):
+            b, T = mask.shape
             kc = int(max(1, min(K, row_tokens // max(1, b * T))))
             idx_t = torch.as_tensor(idx, device=data.device)
             for k0 in range(0, K, kc):

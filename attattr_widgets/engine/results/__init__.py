@@ -23,6 +23,7 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .attribution import STORES, Attribution, LayerResult, allocate_maps, sum_heads
 from .base import Result
 from .fileformat import FORMAT_VERSION, load_result, save_result
+from .image import ImageGrid
 from .heads import Correlation, Effectiveness, HeadImportance, HeadImportanceMeta, PruningCurve
 from .schema import Record, array
 from .tree import AttributionTree, TreeEdge, TreeNode
@@ -30,7 +31,7 @@ from .triggers import ClassAccuracy, TriggerPattern, TriggerResult
 
 __all__ = [
     "FORMAT_VERSION", "STORES", "Attribution", "AttributionTree", "ClassAccuracy", "Correlation", "Effectiveness",
-    "HeadImportance", "HeadImportanceMeta", "LayerResult", "PruningCurve", "Record", "Result", "ResultFileError",
+    "HeadImportance", "HeadImportanceMeta", "ImageGrid", "LayerResult", "PruningCurve", "Record", "Result", "ResultFileError",
     "TreeEdge", "TreeNode", "TriggerPattern", "TriggerResult", "allocate_maps", "array", "atomic_write_bytes",
     "atomic_write_text", "load_result", "save_result", "sum_heads",
 ]

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import AttAttrError
 from ..reductions import reduce_heads
 from .base import Result
+from .image import ImageGrid
 from .schema import array
 
 __all__ = ["STORES", "Attribution", "LayerResult", "allocate_maps", "sum_heads"]
@@ -96,6 +97,10 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     (≤ 8 eps · |F|: e.g. fp16/bf16 models on CPU), where ``completeness`` is rounding noise, not a measure of the
     quadrature error (the maps themselves are still the attribution).
 
+    ``image``: for image models, the patch grid behind the tokens and a small copy of the input picture
+    (:class:`~.image.ImageGrid`; ``tokens`` are then ``[CLS]`` (DeiT: ``[CLS]``, ``[DIST]``) and one ``"(r,c)"``
+    per patch, row-major); None for text (``text`` is then None for images).
+
     ``store``: where the two [L, H, n, n] maps live — ``"memory"`` (float32), ``"fp16"`` (float16 in memory, half
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
     whose maps do not fit in memory). :meth:`save` writes a self-contained ``.npz`` whatever the store: the five
@@ -131,6 +136,7 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     store: str = "memory"
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
     unresolved: list[int] = field(default_factory=list)  # model layers whose ΔF the dtype does not resolve
+    image: ImageGrid | None = None
 
     def __post_init__(self):
         L = len(self.layers)

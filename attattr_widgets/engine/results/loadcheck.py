@@ -22,6 +22,7 @@ from typing import Any, TypedDict
 import numpy as np
 
 from ..errors import ResultFileError
+from .image import MAX_PIXELS_SIDE
 from .schema import KINDS, ArraySpec, SchemaError, schema_of
 
 __all__ = ["MAX_META_BYTES", "check_meta_size", "check_record", "max_array_bytes"]
@@ -126,6 +127,19 @@ def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
     f.shape(shapes, "token_type_ids", (n,), f"one segment id per token ({n})")
     for k in ("layer_zero_probs", "completeness"):
         f.shape(shapes, k, (L,), "one value per layer")
+    image = m.get("image")
+    if image is not None:
+        rows, cols = (image["grid"] + [0, 0])[:2]
+        first, pix = image["first_patch"], np.shape(image["pixels"])
+        if len(image["grid"]) != 2 or rows < 1 or cols < 1 or image["patch_size"] < 1:
+            f.fail(f"{where}: image.grid {image['grid']} is not (rows, cols) of a patch grid")
+        if first < 0 or first + rows * cols != n:
+            f.fail(f"{where}: image has {first} token(s) before a {rows} × {cols} patch grid, which makes "
+                   f"{first + rows * cols} tokens, but there are {n}")
+        if len(pix) != 3 or pix[-1] != 3 or not all(0 < x <= MAX_PIXELS_SIDE for x in pix[:2]):
+            f.fail(f"{where}: image.pixels is {list(pix)}, expected [h, w, 3] with sides ≤ {MAX_PIXELS_SIDE}")
+        if np.size(image["pixels"]) and not 0 <= np.min(image["pixels"]) <= np.max(image["pixels"]) <= 255:
+            f.fail(f"{where}: image.pixels must be 0..255 (uint8 RGB)")
     names = m.get("label_names")
     if m.get("target_kind", "class") == "class" and names and not 0 <= m["target"] < len(names):
         f.fail(f"{where}: target {m['target']} is not one of the {len(names)} classes {names}")

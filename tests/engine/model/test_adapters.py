@@ -90,7 +90,8 @@ def test_a_model_without_text_input_is_refused_naming_what_it_takes():
     with pytest.raises(UnsupportedModelError) as info:
         adapter_for(model)
     assert str(info.value) == ("ViTModel takes no text input (its forward takes pixel_values): attattr-widgets "
-                               "attributes text models (a classifier or a causal LM over input_ids)")
+                               "attributes text models (a classifier or a causal LM over input_ids) and image "
+                               "classifiers (*ForImageClassification over pixel_values)")
 
 
 def test_a_bare_encoder_has_no_head_to_attribute():

@@ -80,10 +80,11 @@ def _same(a, b) -> None:
         assert a.to_dict() == b.to_dict()
 
 
-#: record fields added to format 2 after the fixtures were written (issue 20: unresolved, issue 25: layer_panels),
-#: name -> the default an old file loads to, given its saved fields
+#: record fields added to format 2 after the fixtures were written (issue 20: unresolved, issue 25: layer_panels,
+#: issue 23: image), name -> the default an old file loads to, given its saved fields
 _ADDED_SINCE = {"attribution": {"unresolved": lambda fields: [],
-                                "layer_panels": lambda fields: [None] * len(fields["layers"])}}
+                                "layer_panels": lambda fields: [None] * len(fields["layers"]),
+                                "image": lambda fields: None}}
 
 
 @pytest.mark.parametrize("name", sorted(_legacy_objects()))
