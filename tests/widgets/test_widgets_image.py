@@ -1,10 +1,10 @@
 """Image attributions in the views: the ``image`` trait (pixels as a binary buffer), uploads through ``_cmd_image``,
 the top-k target selector, history / contrast with pictures, the TreeView's picture and the static snapshots.
 
-The engine half (``attribute`` for image classifiers) is substituted by a fake that returns an Attribution of the
-engine's promised shape (tokens "[CLS]" + one per patch "(r,c)", ``image`` with grid / first_patch / patch_size /
-pixels); the model and processor are a real tiny ViT and ViTImageProcessor (the Explorer reads its input kind from
-the processor)."""
+The model and processor are a real tiny ViT and ViTImageProcessor (the Explorer reads its input kind from the
+processor); one test runs the real engine through an upload, the others substitute a fast fake engine that returns
+Attributions of the same shape (tokens "[CLS]" + one per patch "(r,c)", ``image`` with grid / first_patch /
+patch_size / pixels)."""
 from __future__ import annotations
 
 import io
@@ -141,7 +141,6 @@ def test_upload_runs_the_picture_and_lists_top_k(vit, monkeypatch):
                 "options": [{"id": i, "label": str(i), "prob": float(probs[i])} for i in range(12)]}
 
     monkeypatch.setattr(explorer_mod, "_attribute", fake_attribute)
-    monkeypatch.setattr(explorer_mod, "_checked_run_kwargs", lambda m, p, kw: kw)  # the engine's model check
     monkeypatch.setattr("attattr_widgets.engine.model.predict.target_options", fake_targets)
     ex = Explorer(model, proc)
     px = picture(8, 8, seed=3)
@@ -179,6 +178,30 @@ def test_upload_runs_the_picture_and_lists_top_k(vit, monkeypatch):
     wc.command_from_front_end(ex, "_cmd_image", {"name": None, "target": 1})
     ex.wait(30)
     assert (np.asarray(seen[-1][0]) == px).all()
+
+
+def test_upload_through_the_real_engine(vit):
+    """An uploaded PNG → the real engine → the image trait holds the picture the model saw, the tokens its patches;
+    the selector lists the classes by probability; the model is left as it was."""
+    model, proc = vit
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ex = Explorer(model, proc)
+    px = picture(8, 8, seed=5)
+    resp, _ = wc.command_from_front_end(ex, "_cmd_image", {"name": "five.png", "target": "pred"}, [png(px)])
+    assert resp["ok"], resp
+    attr = ex.wait(120)
+    assert ex.state == "done" and ex.tokens == ["[CLS]", "(0,0)", "(0,1)", "(1,0)", "(1,1)"]
+    assert ex.image["grid"] == [2, 2] and ex.image["first_patch"] == 1 and ex.image["patch_size"] == 4
+    assert (ex.image["pixels"] == np.asarray(attr.image.pixels)).all() and ex.meta["image_name"] == "five.png"
+    t = ex.predict_targets(decode_upload(png(px)))
+    probs = [o["prob"] for o in t["options"]]
+    assert len(probs) == 10 and probs == sorted(probs, reverse=True) and t["options"][0]["id"] == attr.target
+    assert all(torch_equal(before[k], v) for k, v in model.state_dict().items()) and not model.training
+    assert "to each patch" in explorer_html(ex)
+
+
+def torch_equal(a, b) -> bool:
+    return bool((a == b).all())
 
 
 def test_bad_uploads_answer_an_error_and_show_it(vit, monkeypatch):
