@@ -175,6 +175,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width
     // below, and the sentence moves up next to the grid
     this.body.classList.toggle("aa-stacked", (w - gridWidth - 90) / 2 - 90 < 240);
+    // image runs: the picture panel takes the sentence's place next to the grid, the heatmaps go below
+    this.body.classList.toggle("aa-has-image", !!imageInfo(m.get("image")));
     if (all || d.has("header")) {
       const g = this.data;
       this.header.render(explorerHeader({
@@ -196,7 +198,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     }
     if (all || d.has("sentence")) {
       this.renderSentence();
-      this.renderImage(w);
+      this.renderImage(w - gridWidth - 40);
     }
     this.renders++;
     this.updateHooks();
@@ -303,8 +305,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
     this.image.render({
       info: imageInfo(this.model.get("image")), tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
+      // laid out: the panel's own width (it has min-width 0), else what the grid leaves
       width: Math.max(300, (this.image.el.clientWidth || width) - 20), gamma: this.heat.gamma, theme: this.theme.theme,
-      note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]} · click a patch to make it the query` : null,
+      note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]}` : null,
     });
   }
 

@@ -41,6 +41,8 @@ describe("Explorer image panel", () => {
     const panel = root.querySelector(".aa-image-panel") as HTMLElement;
     expect(panel.hidden).toBe(false);
     expect(root.dataset.image).toBe("2,2");
+    expect(root.querySelector(".aa-body")!.classList.contains("aa-has-image")).toBe(true);
+    expect(root.querySelector(".aa-subtitle, .aa-header")!.textContent).toContain("image: digit.png");
     const canvases = [...panel.querySelectorAll("canvas")] as HTMLCanvasElement[];
     expect(canvases.map((c) => c.dataset.map)).toEqual(["image-attribution", "image-attention"]);
     expect(canvases.map((c) => c.dataset.patches)).toEqual(["4", "4"]);
@@ -65,6 +67,12 @@ describe("Explorer image panel", () => {
     const box = view.image.box!;
     c.dispatchEvent(new MouseEvent("click", { clientX: box.x0 + box.width * 0.75, clientY: box.y0 + box.height * 0.25, bubbles: true }));
     expect(model.get("query")).toBe(2); // patch (0,1) = token 2
+    view.flush();
+    const cls = view.image.el.querySelector("button[data-query]") as HTMLButtonElement;
+    expect(cls.textContent).toBe("[CLS]");
+    expect(cls.classList.contains("aa-on")).toBe(false);
+    cls.click();
+    expect(model.get("query")).toBe(0);
   });
 
   it("an uploaded file goes to the kernel as one binary buffer with its name", async () => {

@@ -1,6 +1,7 @@
 // Image panel (image attributions): the picture twice, side by side — the selected head's attribution row of the
 // query token overlaid per patch (signed colours) and its attention row (sequential colours); hover a patch for
-// its values (both pictures outline it), click a patch to make it the query token.
+// its values (both pictures outline it), click a patch to make it the query token; the tokens that are not patches
+// ([CLS], DeiT's [DIST]) are buttons that make them the query. For image runs this panel replaces the sentence.
 import { formatValue, positiveScale, signedScale, type Scale, type Theme } from "../shared/color";
 import { displayToken, h, sizeCanvas } from "../shared/dom";
 import { drawImageOverlay, fitImage, patchAt, patchName, patchValues, tokenPatch, type ImageBox, type ImageInfo } from "../shared/image";
@@ -37,15 +38,21 @@ export class ImagePanel {
   hover = -1;
   box: ImageBox | null = null;
   private title = h("div", { class: "aa-panel-title" });
+  private queryButtons = h("div", { class: "aa-image-queries" });
+  private queryKey = "";
   private captions = MAPS.map(() => h("div", { class: "aa-image-caption" }));
   private legends = MAPS.map(() => h("div", { class: "aa-legend-box" }));
   private props: ImageProps | null = null;
 
   constructor(private opts: ImageOptions, signal: AbortSignal) {
     this.el = h("section", { class: "aa-panel aa-image-panel", hidden: true },
-      h("div", { class: "aa-panel-head" }, this.title),
+      h("div", { class: "aa-panel-head" }, this.title, this.queryButtons),
       h("div", { class: "aa-image-row" }, ...MAPS.map((_, i) => h("figure", { class: "aa-image-fig" }, this.captions[i], this.canvases[i], this.legends[i]))));
     const o = { signal };
+    this.queryButtons.addEventListener("click", (e) => {
+      const b = (e.target as HTMLElement | null)?.closest?.("[data-query]") as HTMLElement | null;
+      if (b) opts.onQuery(Number(b.dataset.query));
+    }, o);
     for (const c of this.canvases) {
       c.addEventListener("pointermove", (e) => this.pointer(c, e), o);
       c.addEventListener("pointerleave", () => {
@@ -102,6 +109,14 @@ export class ImagePanel {
       this.title.replaceChildren("Image · from query ", h("span", { class: "aa-tokpill" }, displayToken(p.tokens[q]), h("sub", {}, String(q))),
         h("span", { class: "aa-muted" }, p.note));
     } else this.title.replaceChildren("Image", h("span", { class: "aa-muted" }, `  ${info.rows} × ${info.cols} patches`));
+    const key = `${info.first}|${p.tokens.slice(0, info.first).join("\u0001")}`;
+    if (key !== this.queryKey) {
+      this.queryKey = key;
+      this.queryButtons.replaceChildren("query ", ...p.tokens.slice(0, info.first).map((t, i) =>
+        h("button", { class: "aa-btn aa-image-query", type: "button", "data-query": i, title: `Make ${displayToken(t)} the query token` }, displayToken(t))),
+      h("span", { class: "aa-muted" }, info.first ? " or click a patch" : "click a patch"));
+    }
+    for (const b of this.queryButtons.querySelectorAll("button")) b.classList.toggle("aa-on", Number((b as HTMLElement).dataset.query) === q);
     const side = Math.max(120, Math.min(340, Math.floor((p.width - 40) / 2)));
     this.box = fitImage(info, side, side);
     this.draw(true);
