@@ -198,7 +198,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     }
     if (all || d.has("sentence")) {
       this.renderSentence();
-      this.renderImage(w - gridWidth - 40);
+      // the panel sits next to the grid when 440 px are left there, else it wraps to the full width (computed, not
+      // measured: reading its clientWidth here would force a layout on every hover)
+      this.renderImage(w - gridWidth - 40 >= 440 ? w - gridWidth - 40 : w - 20);
     }
     this.renders++;
     this.updateHooks();
@@ -299,14 +301,15 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   }
 
   private renderImage(width: number): void {
+    const info = imageInfo(this.model.get("image"));
+    if (!info && this.image.el.hidden) return; // text runs: nothing to draw
     const hd = this.heat.data;
     const q = this.hoverLock.query(true);
     const sel = this.selected();
     const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
     this.image.render({
-      info: imageInfo(this.model.get("image")), tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
-      // laid out: the panel's own width (it has min-width 0), else what the grid leaves
-      width: Math.max(300, (this.image.el.clientWidth || width) - 20), gamma: this.heat.gamma, theme: this.theme.theme,
+      info, tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
+      width: Math.max(300, width - 20), gamma: this.heat.gamma, theme: this.theme.theme,
       note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]}` : null,
     });
   }
