@@ -104,7 +104,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     this.root.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && (m.get("locked") ?? []).length && e.target !== this.heat.search) this.setTrait("locked", []);
     }, o);
-    this.onResize(() => this.invalidate("grid,heat"));
+    this.onResize(() => this.invalidate("grid,heat,sentence"));
   }
 
   protected themeChanged(): void {
@@ -171,6 +171,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     // not laid out (detached, or a notebook cell hidden by windowing): draw with defaults; the ResizeObserver
     // redraws once the real width is known
     const w = this.root.clientWidth || 960;
+    // read with the root's width, before this draw writes anything (a read after the writes would force a layout
+    // on every hover): the image panel's content width (its padding + border are 22 px), 0 while hidden
+    const imageW = this.image.el.hidden ? 0 : this.image.el.clientWidth - 22;
     const gridWidth = Math.max(230, Math.min(380, Math.floor(w * 0.36)));
     // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width
     // below, and the sentence moves up next to the grid
@@ -198,9 +201,10 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     }
     if (all || d.has("sentence")) {
       this.renderSentence();
-      // the panel sits next to the grid when 440 px are left there, else it wraps to the full width (computed, not
-      // measured: reading its clientWidth here would force a layout on every hover)
-      this.renderImage(w - gridWidth - 40 >= 440 ? w - gridWidth - 40 : w - 20);
+      // first draw (panel still hidden): estimated from the CSS — next to the grid panel (gridWidth + 72 px, gap
+      // 12 px) when its flex-basis (440 px) fits there, else the full width it wraps to; then measured
+      const beside = w - gridWidth - 130;
+      this.renderImage(imageW > 0 ? imageW : beside >= 418 ? beside : w - 46);
     }
     this.renders++;
     this.updateHooks();
@@ -302,16 +306,18 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
 
   private renderImage(width: number): void {
     const info = imageInfo(this.model.get("image"));
-    if (!info && this.image.el.hidden) return; // text runs: nothing to draw
+    const wasHidden = this.image.el.hidden;
+    if (!info && wasHidden) return; // text runs: nothing to draw
     const hd = this.heat.data;
     const q = this.hoverLock.query(true);
     const sel = this.selected();
     const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
     this.image.render({
       info, tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
-      width: Math.max(300, width - 20), gamma: this.heat.gamma, theme: this.theme.theme,
+      width, gamma: this.heat.gamma, theme: this.theme.theme,
       note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]}` : null,
     });
+    if (wasHidden && info) this.invalidate("sentence"); // shown now: redraw once at its measured width
   }
 
   private tokenTip(i: number): TipLine[] {

@@ -14,7 +14,7 @@ export interface ImageProps {
   query: number; // query token (row of the maps)
   attr: Float32Array | null; // the query's attribution row [n] (null: no head yet)
   attn: Float32Array | null; // the query's attention row [n]
-  width: number; // CSS pixels available
+  width: number; // the panel's content width in CSS pixels (both pictures side by side fit in it)
   gamma: number;
   theme: Theme;
   /** Title after the query pill (layer / head), or null for the plain "Image" title. */
@@ -117,7 +117,7 @@ export class ImagePanel {
       h("span", { class: "aa-muted" }, info.first ? " or click a patch" : "click a patch"));
     }
     for (const b of this.queryButtons.querySelectorAll("button")) b.classList.toggle("aa-on", Number((b as HTMLElement).dataset.query) === q);
-    const side = Math.max(120, Math.min(340, Math.floor((p.width - 40) / 2)));
+    const side = Math.max(100, Math.min(340, Math.floor((p.width - 24) / 2)));
     this.box = fitImage(info, side, side);
     this.draw(true);
   }

@@ -39,9 +39,9 @@ describe("image payload", () => {
   });
 
   it("overlay opacity grows with the magnitude, and NaN draws faint", () => {
-    expect(overlayAlpha(0)).toBeCloseTo(0.12);
-    expect(overlayAlpha(-1)).toBeCloseTo(0.8);
+    expect(overlayAlpha(0)).toBeCloseTo(0.1);
+    expect(overlayAlpha(-1)).toBeCloseTo(0.7);
     expect(overlayAlpha(0.5)).toBeCloseTo(overlayAlpha(-0.5));
-    expect(overlayAlpha(NaN)).toBeCloseTo(0.12);
+    expect(overlayAlpha(NaN)).toBeCloseTo(0.1);
   });
 });

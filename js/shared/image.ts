@@ -107,7 +107,7 @@ export function patchAt(box: ImageBox, info: ImageInfo, x: number, y: number): n
  * small, so the picture stays visible there. */
 export function overlayAlpha(t: number): number {
   const a = Math.min(1, Math.abs(Number.isFinite(t) ? t : 0));
-  return 0.12 + 0.68 * a;
+  return 0.1 + 0.6 * a;
 }
 
 const CANVAS = new WeakMap<ImageInfo, HTMLCanvasElement | null>();
