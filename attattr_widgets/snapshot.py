@@ -245,7 +245,7 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
 
 def _overlay_alpha(t: float) -> float:
     """Opacity of a patch's colour at ``t`` of the scale's maximum (as js/shared/image.ts ``overlayAlpha``)."""
-    return 0.12 + 0.68 * min(1.0, abs(t)) if np.isfinite(t) else 0.12
+    return 0.1 + 0.6 * min(1.0, abs(t)) if np.isfinite(t) else 0.1
 
 
 def _image_box(image: dict, size: float) -> tuple[float, float]:
@@ -431,7 +431,8 @@ def explorer_html(w: Any) -> str:
     q = int(w.query)
     title = (f"Tokens coloured by the attribution of query “{display_token(tokens[q])}” (#{q})"
              if row is not None and 0 <= q < len(tokens) else "Tokens")
-    parts.append(sentence_html(tokens, row, q, title))
+    if not isinstance(image, dict):  # an image's tokens are its patches: the pictures above show them
+        parts.append(sentence_html(tokens, row, q, title))
     return _box("".join(parts), "attattr-static-explorer", "AttAttr Explorer")
 
 

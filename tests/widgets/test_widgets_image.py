@@ -253,3 +253,11 @@ def test_snapshot_draws_the_picture_with_per_patch_overlays():
 
     assert [v for *_, v in patch_rects[:4]] == [fmt(x) for x in row[1:5]]
     assert "http" not in html.replace("http://www.w3.org/2000/svg", "")
+    assert "Tokens coloured" not in html  # the patches are the pictures, no token chips
+
+
+def test_hostile_picture_names_are_text():
+    w = Explorer.from_attribution(image_attr())
+    w.meta = {**w.meta, "image_name": "<img src=x onerror=alert(1)>.png"}
+    html = explorer_html(w)
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.png" in html
