@@ -9,14 +9,14 @@ import json
 import pytest
 
 from .e2e_support import (
-    ARTIFACTS,
-    LabNotebook,
     assert_not_blank,
     bundle_built,
     canvas_stats,
     element_shot,
     hermetic_context,
+    lab_session,
     local_only,
+    wait_in_cell,
 )
 
 pytestmark = [
@@ -71,37 +71,13 @@ import dataclasses
 display(Explorer.from_attribution(dataclasses.replace(big, image=None)))  # the same maps as text: the baseline
 '''
 
-ROOT = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.attattr-explorer')"
-
-
-def _wait(nb, i, cond, timeout=120, root=ROOT):
-    from playwright.sync_api import TimeoutError as PWTimeout
-
-    try:
-        nb.page.wait_for_function(f"(i) => {{ const r = ({root})(i); return !!r && ({cond}); }}", arg=i,
-                                  timeout=timeout * 1000)
-    except PWTimeout:
-        data = nb.page.evaluate(f"(i) => {{ const r = ({root})(i); return r ? {{...r.dataset}} : null; }}", i)
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        nb.page.screenshot(path=str(ARTIFACTS / f"failure-image-cell{i}.png"), full_page=True)
-        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}`; root data = {data}; output: "
-                    f"{nb.output_text(i)[-2000:]!r}", pytrace=False)
+def _wait(nb, i, cond, timeout=120, sel=".attattr-explorer"):
+    wait_in_cell(nb, i, sel, cond, timeout)
 
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1600})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "images.ipynb", [SETUP, EXPLAIN, TREE, BIG])
-    notebook.run(0, timeout=180)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_session(browser, lab, "images.ipynb", [SETUP, EXPLAIN, TREE, BIG], {"width": 1280, "height": 1600})
 
 
 def _image_stats(root) -> dict:
@@ -135,8 +111,7 @@ def test_image_panel_overlays_hover_click_and_upload(nb, artifacts):
     run_id = int(root.get_attribute("data-run-id"))
     root.locator("input.aa-input-file").set_input_files(str(nb.lab.root / "upload.png"))
     _wait(nb, 1, f"Number(r.dataset.runId) > {run_id} && r.dataset.state === 'done' && r.dataset.image === '8,8'")
-    nb.page.wait_for_function(
-        "(i) => { const r = (" + ROOT + ")(i); return r.querySelectorAll('select.aa-target option').length === 12; }", arg=1)
+    _wait(nb, 1, "r.querySelectorAll('select.aa-target option').length === 12")
     opts = root.locator("select.aa-target option").all_inner_texts()
     assert opts[0].startswith("predicted (class <") and "class <" in opts[1], opts   # labels shown as text
     assert "upload.png" in root.locator(".aa-header").inner_text()
@@ -148,8 +123,7 @@ def test_image_panel_overlays_hover_click_and_upload(nb, artifacts):
 
 def test_tree_on_the_picture(nb, artifacts):
     nb.run(2)
-    tree_root = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.attattr-tree')"
-    _wait(nb, 2, "r.dataset.image === '8,8' && Number(r.dataset.edges) > 0", root=tree_root)
+    _wait(nb, 2, "r.dataset.image === '8,8' && Number(r.dataset.edges) > 0", sel=".attattr-tree")
     root = nb.cell(2).locator(".attattr-tree")
     pic = root.locator(".aa-tree-image svg")
     assert pic.locator("image").count() == 1
