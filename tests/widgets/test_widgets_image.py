@@ -200,6 +200,19 @@ def test_upload_through_the_real_engine(vit):
     assert "to each patch" in explorer_html(ex)
 
 
+def test_a_saved_image_attribution_reopens_with_its_picture(vit, tmp_path):
+    model, proc = vit
+    from attattr_widgets.engine.attribution.api import attribute
+
+    attr = attribute(model, proc, picture(8, 8, seed=6), steps=2)
+    attr.save(tmp_path / "digit.npz")
+    w = Explorer.from_attribution(Attribution.load(tmp_path / "digit.npz"))
+    state, paths = wc.open_state(w)
+    assert state["image"]["grid"] == [2, 2] and state["meta"]["image_name"] == "image"
+    assert np.frombuffer(paths[("image", "pixels", "view")], np.uint8).reshape(state["image"]["pixels"]["shape"]).tolist() \
+        == np.asarray(attr.image.pixels).tolist()
+
+
 def torch_equal(a, b) -> bool:
     return bool((a == b).all())
 
