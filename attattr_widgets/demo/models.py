@@ -7,7 +7,11 @@
 * ``"nli"``: 3-way SNLI classifier over (premise, hypothesis) pairs (``entailment`` / ``neutral`` /
   ``contradiction``);
 * ``"decoder"``: SmolLM2-135M-Instruct, a ``LlamaForCausalLM`` (30 layers x 9 heads, GQA) for next-token
-  attribution.
+  attribution;
+* ``"digits-vit"``: a ``ViTForImageClassification`` (2 layers x 4 heads, 8 x 8 pictures in 2 x 2 patches)
+  trained by ``make assets`` on scikit-learn's handwritten digits (classes ``0`` … ``9``; its held-out accuracy
+  is in ``training.json`` beside it); the second item returned is its image processor. Its pictures:
+  ``load_dataset("digits", "test")[i]["image"]``.
 
 The two classifiers are the pip-installed all-MiniLM-L6-v2 encoder (``BertForSequenceClassification``,
 6 layers x 12 heads) plus a small trained *delta* shipped in ``attattr_widgets/demo/weights/<name>.safetensors``
@@ -20,7 +24,9 @@ The two classifiers are the pip-installed all-MiniLM-L6-v2 encoder (``BertForSeq
 Any other string is passed to ``from_pretrained``: a Hugging Face model id (for instance
 ``"textattack/bert-base-uncased-SST-2"``, which needs hub access) or a local checkpoint folder.  It is loaded
 as ``AutoModelForSequenceClassification`` unless its config's ``architectures`` name a causal-LM head (or
-``kind="causal-lm"``), in which case ``AutoModelForCausalLM`` is used.  Checkpoints whose config only has
+``kind="causal-lm"``), in which case ``AutoModelForCausalLM`` is used, or an image-classification head (or
+``kind="image-classifier"``: ``AutoModelForImageClassification`` with its ``AutoImageProcessor``, e.g.
+``load_model("google/vit-base-patch16-224")``).  Checkpoints whose config only has
 placeholder names (``LABEL_0``, as in many fine-tuned hub models) get ``class 0``, ...; pass
 ``labels=["negative", "positive"]`` to name them.
 """
@@ -32,14 +38,14 @@ from pathlib import Path
 
 import torch
 
-from .assets import DemoAssetError, decoder_dir, encoder_dir
+from .assets import DemoAssetError, decoder_dir, digits_vit_dir, encoder_dir
 from .data import label_names
 
 __all__ = ["DEMO_MODELS", "apply_delta", "delta_path", "encoder_base", "load_model", "read_delta_metadata"]
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 #: Demo model name -> (dataset whose labels it predicts | None for the decoder).
-DEMO_MODELS = {"sentiment": "sentiment", "nli": "nli", "decoder": None}
+DEMO_MODELS = {"sentiment": "sentiment", "nli": "nli", "decoder": None, "digits-vit": "digits"}
 LORA_A, LORA_B = ".lora_A", ".lora_B"
 
 
@@ -134,10 +140,25 @@ def _load_decoder() -> tuple[torch.nn.Module, object]:
     return model, tok
 
 
+def _load_digits_vit() -> tuple[torch.nn.Module, object]:
+    from transformers import ViTForImageClassification, ViTImageProcessorPil
+
+    path = digits_vit_dir()
+    with _quiet_loading():
+        model = ViTForImageClassification.from_pretrained(path, dtype=torch.float32)
+    return model, ViTImageProcessorPil.from_pretrained(path)
+
+
 def _is_causal_config(config) -> bool:
     """True when the checkpoint's architectures name a causal-LM head (``...ForCausalLM``/``...LMHeadModel``)."""
     archs = getattr(config, "architectures", None) or []
     return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+
+
+def _is_image_config(config) -> bool:
+    """True when the checkpoint's architectures name an image-classification head (ViT, DeiT, …)."""
+    archs = getattr(config, "architectures", None) or []
+    return any(a.endswith(("ForImageClassification", "ForImageClassificationWithTeacher")) for a in archs)
 
 
 def _load_pretrained(name_or_path: str, kind: str | None, **kw) -> tuple[torch.nn.Module, object, bool]:
@@ -148,8 +169,8 @@ def _load_pretrained(name_or_path: str, kind: str | None, **kw) -> tuple[torch.n
         AutoTokenizer,
     )
 
-    if kind not in (None, "classifier", "causal-lm"):
-        raise ValueError(f"kind must be None, 'classifier' or 'causal-lm', not {kind!r}")
+    if kind not in (None, "classifier", "causal-lm", "image-classifier"):
+        raise ValueError(f"kind must be None, 'classifier', 'causal-lm' or 'image-classifier', not {kind!r}")
     try:
         config = AutoConfig.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
@@ -160,10 +181,15 @@ def _load_pretrained(name_or_path: str, kind: str | None, **kw) -> tuple[torch.n
                 "folder, nor a Hugging Face model id reachable now (hub access is off when HF_HUB_OFFLINE=1; "
                 "download it once with hub access, or pass a local folder)")
         raise DemoAssetError(f"Cannot load model {name_or_path!r}: {hint}.") from e
+    kw.setdefault("dtype", torch.float32)
+    if kind == "image-classifier" or (kind is None and _is_image_config(config)):
+        from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+        return (AutoModelForImageClassification.from_pretrained(name_or_path, **kw),
+                AutoImageProcessor.from_pretrained(name_or_path), False)
     causal = kind == "causal-lm" or (kind is None and _is_causal_config(config))
     tok = AutoTokenizer.from_pretrained(name_or_path)
     auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
-    kw.setdefault("dtype", torch.float32)
     model = auto.from_pretrained(name_or_path, **kw)
     return model, tok, causal
 
@@ -190,9 +216,11 @@ def load_model(
 ) -> tuple[torch.nn.Module, object]:
     """Load ``(model, tokenizer)``: a demo model by name or any checkpoint (see module doc).
 
-    ``name_or_path``: ``"sentiment"``, ``"nli"``, ``"decoder"``, a Hugging Face model id or a local checkpoint
-    folder.  ``kind``: ``"classifier"`` / ``"causal-lm"`` to force the head for ids and folders (default: from
-    the config).  ``labels``: class names for a classifier checkpoint whose config only has placeholders
+    ``name_or_path``: ``"sentiment"``, ``"nli"``, ``"decoder"``, ``"digits-vit"`` (returns ``(model, image
+    processor)``), a Hugging Face model id or a local checkpoint folder.  ``kind``: ``"classifier"`` /
+    ``"causal-lm"`` / ``"image-classifier"`` to force the head for ids and folders (default: from the config;
+    image classifiers come with their image processor instead of a tokenizer).  ``labels``: class names for a
+    classifier checkpoint whose config only has placeholders
     (e.g. ``load_model("textattack/bert-base-uncased-SST-2", labels=["negative", "positive"])``).
     Extra keyword arguments go to ``from_pretrained`` (ids and folders only).
     The model is returned in ``eval()`` mode and fp32.  Raises ``DemoAssetError`` with the fix when demo assets
@@ -201,7 +229,8 @@ def load_model(
     if name_or_path in DEMO_MODELS:
         if kw or kind is not None or labels is not None:
             raise TypeError(f"demo model {name_or_path!r} takes no loading options")
-        model, tok = _load_decoder() if name_or_path == "decoder" else _load_demo_classifier(name_or_path)
+        loader = {"decoder": _load_decoder, "digits-vit": _load_digits_vit}.get(name_or_path)
+        model, tok = loader() if loader else _load_demo_classifier(name_or_path)
         model.config._name_or_path = f"attattr-demo/{name_or_path}"
     else:
         model, tok, causal = _load_pretrained(name_or_path, kind, **kw)

@@ -3,6 +3,11 @@
     python -m attattr_widgets.demo.train sentiment            # -> attattr_widgets/demo/weights/sentiment.safetensors
     python -m attattr_widgets.demo.train nli --out /tmp/nli.safetensors --seed 1   # a variant elsewhere
 
+    python -m attattr_widgets.demo.train digits-vit           # -> $ATTATTR_CACHE/digits-vit (once; --force again)
+
+The image demo's digits ViT is trained from scratch by :func:`train_digits_vit` (``make assets`` runs the last
+line once, into the cache: :func:`attattr_widgets.demo.assets.digits_vit_dir`).
+
 Base model: the pretrained all-MiniLM-L6-v2 encoder (``BertForSequenceClassification``, 6 x 12 heads).  What
 is trained (everything else stays frozen at the pretrained values):
 
@@ -26,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -34,7 +40,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .data import label_names, load_dataset
-from .models import LORA_A, LORA_B, apply_delta, delta_path, encoder_base
+from .models import LORA_A, LORA_B, _quiet_loading, apply_delta, delta_path, encoder_base
 
 DEFAULTS = {  # the settings of the shipped deltas; train_size 0 = the whole train split
     "sentiment": {"train_size": 0, "epochs": 1, "max_len": 64, "frozen_layers": 0, "train_layers": 1,
@@ -284,7 +290,137 @@ def train(task: str, *, seed: int = 0, train_size: int, epochs: int, max_len: in
     return report
 
 
+# ------------------------------------------------------------------------------------------------------------
+# the digits ViT (image demo): trained from scratch by `make assets`, no pretrained vision model ships offline
+
+#: The digits ViT: 8 × 8 pictures cut into 2 × 2 patches (a 4 × 4 grid: 16 patch tokens + [CLS]).
+DIGITS_VIT = {"image_size": 8, "patch_size": 2, "num_channels": 3, "hidden_size": 64, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "intermediate_size": 128}
+#: Its training: AdamW with a one-cycle schedule, label smoothing, random ±1-pixel shifts of each picture.
+DIGITS_TRAINING = {"epochs": 120, "batch_size": 128, "lr": 5e-3, "weight_decay": 0.05, "label_smoothing": 0.1}
+
+
+def digits_processor():
+    """The digits ViT's image processor: 8 × 8 RGB, nearest-neighbour resize, pixels scaled to [-1, 1]."""
+    from PIL import Image
+    from transformers import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(size={"height": 8, "width": 8}, resample=Image.NEAREST, image_mean=[0.5] * 3,
+                                image_std=[0.5] * 3)
+
+
+def _digits_split(proc, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    rows = load_dataset("digits", split)
+    pv = proc(images=[r["image"] for r in rows], return_tensors="pt")["pixel_values"]
+    return pv, torch.tensor([r["label"] for r in rows])
+
+
+def _image_accuracy(model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((model(pixel_values=pixel_values).logits.argmax(-1) == labels).double().mean())
+
+
+def train_digits_vit(out: Path, *, seed: int = 0, threads: int | None = 1, **overrides) -> dict:
+    """Train the digits ViT (:data:`DIGITS_VIT` and :data:`DIGITS_TRAINING`, any of their keys overridden by
+    ``overrides``) on the digits' train split and save it to the folder ``out`` (written whole or not at all):
+    ``save_pretrained`` of the model (``ViTForImageClassification``, classes ``0`` … ``9``) and of
+    :func:`digits_processor`, and ``training.json`` with the settings and the validation / test accuracy.
+    Returns that report. ``threads``: torch CPU threads during training (restored after)."""
+    import shutil
+
+    from transformers import ViTConfig, ViTForImageClassification
+
+    t0 = time.time()
+    unknown = sorted(set(overrides) - set(DIGITS_VIT) - set(DIGITS_TRAINING))
+    if unknown:
+        known = sorted({**DIGITS_VIT, **DIGITS_TRAINING})
+        raise TypeError(f"train_digits_vit: unknown settings {unknown}; known: {known}")
+    arch = {k: overrides.get(k, v) for k, v in DIGITS_VIT.items()}
+    settings = {k: overrides.get(k, v) for k, v in DIGITS_TRAINING.items()}
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        names = label_names("digits")
+        proc = digits_processor()
+        x_train, y_train = _digits_split(proc, "train")
+        torch.manual_seed(seed)
+        config = ViTConfig(**arch, num_labels=len(names), id2label=dict(enumerate(names)),
+                           label2id={n: i for i, n in enumerate(names)}, hidden_dropout_prob=0.0,
+                           attention_probs_dropout_prob=0.0)
+        model = ViTForImageClassification(config)
+        # ±1-pixel shifts: the 9 shifted copies of every picture, padded with the background (white)
+        white = float((1.0 - proc.image_mean[0]) / proc.image_std[0])
+        padded = nn.functional.pad(x_train, (1, 1, 1, 1), value=white)
+        h, w = x_train.shape[-2:]
+        shifted = torch.stack([padded[:, :, i : i + h, j : j + w] for i in range(3) for j in range(3)])
+        bs, epochs = int(settings["batch_size"]), int(settings["epochs"])
+        steps = epochs * math.ceil(len(y_train) / bs)
+        opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"], weight_decay=settings["weight_decay"])
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings["lr"], total_steps=steps)
+        g = torch.Generator().manual_seed(seed)
+        model.train()
+        for _ in range(epochs):
+            order = torch.randperm(len(y_train), generator=g)
+            shift = torch.randint(0, 9, (len(y_train),), generator=g)
+            for s in range(0, len(order), bs):
+                idx = order[s : s + bs]
+                logits = model(pixel_values=shifted[shift[idx], idx]).logits
+                loss = nn.functional.cross_entropy(logits, y_train[idx], label_smoothing=settings["label_smoothing"])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+        model.eval()
+        report = {"model": "ViTForImageClassification", **arch, "seed": seed, **settings, "steps": steps,
+                  "data": "scikit-learn 1.9.1 digits (UCI optdigits, 8 x 8)", "train_examples": len(y_train)}
+        for split in ("validation", "test"):
+            x, y = _digits_split(proc, split)
+            report[f"{split}_size"] = len(y)
+            report[f"{split}_accuracy"] = round(_image_accuracy(model, x, y), 4)
+        report["seconds"] = round(time.time() - t0, 1)
+        report["torch_threads"], report["torch"] = torch.get_num_threads(), torch.__version__
+    finally:
+        torch.set_num_threads(previous_threads)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with _quiet_loading():  # no "Writing model shards" bar
+        model.save_pretrained(tmp)
+    proc.save_pretrained(tmp)
+    (tmp / "training.json").write_text(json.dumps(report, indent=1) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.replace(out)
+    return report
+
+
+def digits_vit_main(argv: list[str]) -> int:
+    """``python -m attattr_widgets.demo.train digits-vit [--force] [--seed N]``: train the digits ViT into the
+    cache unless it is there already."""
+    from .assets import DIGITS_VIT_SUBDIR, DemoAssetError, cache_dir, digits_vit_dir
+
+    p = argparse.ArgumentParser(prog="python -m attattr_widgets.demo.train digits-vit",
+                                description="train the image demo's ViT on scikit-learn's digits (once)")
+    p.add_argument("--force", action="store_true", help="train again even if the cache has it")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    if not a.force:
+        try:
+            print(f"digits ViT: cached in {digits_vit_dir()}")
+            return 0
+        except DemoAssetError:
+            pass
+    print("training the digits ViT (once; about a minute on 2 idle cores) ...", flush=True)
+    r = train_digits_vit(cache_dir() / DIGITS_VIT_SUBDIR, seed=a.seed)
+    print(f"wrote {cache_dir() / DIGITS_VIT_SUBDIR}: test accuracy {r['test_accuracy']:.4f} on {r['test_size']} "
+          f"held-out digits (validation {r['validation_accuracy']:.4f}), {r['seconds']:.0f} s", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["digits-vit"]:
+        return digits_vit_main(argv[1:])
     p = argparse.ArgumentParser(prog="python -m attattr_widgets.demo.train", description=__doc__.split("\n")[0])
     p.add_argument("task", choices=sorted(DEFAULTS))
     p.add_argument("--seed", type=int, default=0)

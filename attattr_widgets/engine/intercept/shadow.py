@@ -104,6 +104,9 @@ def _frozen_copy(model: nn.Module, layout: "Layout | None", *, config_overrides:
     own, which takes ``config_overrides`` (the model's adapter says which:
     :meth:`~..model.adapters.TaskAdapter.private_config`, e.g. a placeholder ``pad_token_id = -1`` — never in
     ``input_ids`` — for decoder classifiers without a pad id, which then pool each row's last token). Nothing of the user's — mode, flags, config — is ever written.
+    Each copy has its own copies of the hook dicts: the user's hooks run on engine passes too, and a hook
+    registered on a copy (transformers installs its output-capturing hooks on a model's first forward that asks
+    for hidden states, e.g. a VLM's ``get_image_features``) never reaches the user's module.
     The copies of the attention modules carry their layer index (``LAYER_TAG``) when ``layout`` is given;
     ``originals`` (optional) receives ``id(copy) -> original module`` for every copied module."""
     layer_of = {} if layout is None else {id(m): (0 if layout.shared else i) for i, m in enumerate(layout.modules)}
@@ -134,6 +137,9 @@ def _frozen_copy(model: nn.Module, layout: "Layout | None", *, config_overrides:
             d["_parameters"] = {k: alias(p) for k, p in m._parameters.items()}
             d["_buffers"] = dict(m._buffers)
             d["_modules"] = {k: None if v is None else walk(v) for k, v in m._modules.items()}
+            for k, v in m.__dict__.items():  # the user's hooks still run; a hook registered on the copy stays there
+                if "hooks" in k and isinstance(v, dict):
+                    d[k] = type(v)(v)
             if cfg is not None and d.get("config") is user_cfg:
                 d["config"] = cfg
             if id(m) in layer_of:

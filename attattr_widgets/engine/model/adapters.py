@@ -24,7 +24,8 @@ from torch import nn
 
 from ..errors import ArgumentError, NoClassificationHeadError, TargetError, UnsupportedModelError
 from ..intercept.layout import discovered_outputs
-from .encode import Encoded, check_text, encode
+from ..results.image import ImageGrid, patch_token
+from .encode import Encoded, check_text, check_token_ids, display_tokens, encode
 from .image import check_processor, encode_image
 
 
@@ -379,6 +380,71 @@ class ImageClassifierAdapter(SequenceClassifierAdapter):
         return [{"id": int(i), "label": str(names[i]), "prob": float(probs[i])} for i in top]
 
 
+class ImagePromptAdapter(CausalLMAdapter):
+    """A vision–language prompt (:class:`~.image_prompt.ImagePromptForCausalLM`: a LLaVA-family model with one
+    fixed image): the next token, F read at the last position as for a causal LM. The "tokenizer" is the model's
+    processor; a prompt holds its image placeholder once, which the processor expands into one token per image
+    feature; those tokens are shown as their patches ``"(r,c)"`` (row-major; ``"[IMG]"`` first where the vision
+    ``[CLS]`` is kept) and :attr:`~.encode.Encoded.image` records where they start."""
+
+    name = "image-prompt"
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return type(model).__name__ == "ImagePromptForCausalLM" and hasattr(model, "features")
+
+    @staticmethod
+    def _tok(processor):
+        return getattr(processor, "tokenizer", processor)
+
+    def check_tokenizer(self, tokenizer) -> None:
+        if getattr(tokenizer, "tokenizer", None) is None or not callable(tokenizer):
+            raise ArgumentError(f"a vision–language prompt needs the model's processor (tokenizer and image "
+                                f"processor): AutoProcessor.from_pretrained(<the model's name or folder>); got "
+                                f"{type(tokenizer).__name__}")
+
+    def encode(self, tokenizer, text: str, text_pair: str | None = None, *, max_length: int | None = None,
+               truncation: bool = False) -> Encoded:
+        """``text``: the prompt, with the processor's image placeholder (``processor.image_token``) once."""
+        if text_pair is not None:
+            self.check_text_pair(tokenizer)
+        check_text(text, "text")
+        lm, tok = self.model, self._tok(tokenizer)
+        placeholder = getattr(tokenizer, "image_token", None) or tok.convert_ids_to_tokens(lm.image_token_id)
+        if text.count(placeholder) != 1:
+            raise ArgumentError(f"the prompt must hold the image placeholder {placeholder!r} exactly once (it has "
+                                f"{text.count(placeholder)}): e.g. 'USER: {placeholder}\nWhat is shown? ASSISTANT:'")
+        enc = tokenizer(images=lm.image, text=text, return_tensors="pt")
+        ids = enc["input_ids"][0].tolist()
+        where = [i for i, t in enumerate(ids) if t == lm.image_token_id]
+        n = lm.num_image_tokens
+        if len(where) != n or where != list(range(where[0], where[0] + n)):
+            raise ArgumentError(f"the processor expanded the placeholder into {len(where)} image tokens but the "
+                                f"model gives {n} image features: pass the processor saved with the model")
+        check_token_ids(lm.model, tok, ids)
+        tokens = display_tokens(tok, ids)
+        grid = lm.grid
+        names = ["[IMG]"] * lm.extra + [patch_token(r, c) for r in range(grid.grid[0]) for c in range(grid.grid[1])]
+        tokens[where[0] : where[0] + n] = names
+        image = ImageGrid(grid=grid.grid, first_patch=where[0] + lm.extra, patch_size=grid.patch_size,
+                          pixels=grid.pixels)
+        input_ids = enc["input_ids"]
+        return Encoded(input_ids=input_ids, attention_mask=enc.get("attention_mask", torch.ones_like(input_ids)),
+                       token_type_ids=None, tokens=tokens, segments=[0] * len(ids), truncated=False, image=image)
+
+    def pad_id(self, tokenizer) -> int:
+        return super().pad_id(self._tok(tokenizer))
+
+    def target_from_string(self, tokenizer, target: str) -> int:
+        return super().target_from_string(self._tok(tokenizer), target)
+
+    def target_label(self, tokenizer, target: int) -> str:
+        return super().target_label(self._tok(tokenizer), target)
+
+    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
+        return super().target_options(self._tok(tokenizer), probs, k)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # the registry
 
@@ -404,6 +470,7 @@ def unregister_adapter(cls: type[TaskAdapter]) -> None:
 register_adapter(CausalLMAdapter)
 register_adapter(SequenceClassifierAdapter)  # tried before the LM, as a classifier check preceded the LM check
 register_adapter(ImageClassifierAdapter)
+register_adapter(ImagePromptAdapter)
 
 
 def adapter_for(model: nn.Module) -> TaskAdapter:

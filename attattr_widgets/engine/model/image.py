@@ -18,8 +18,11 @@ from .encode import Encoded
 
 __all__ = ["check_processor", "encode_image", "prefix_tokens", "vision_config"]
 
-#: Learned tokens an embedding module puts before the patches, by attribute name → display token.
-PREFIX_TOKENS = {"cls_token": "[CLS]", "distillation_token": "[DIST]"}
+#: Learned tokens an embedding module puts before the patches, in order: attribute name → display token (ViT,
+#: DeiT, DINOv2: ``cls_token``; CLIP: ``class_embedding``; DeiT: ``distillation_token``; DINOv2 with registers:
+#: ``register_tokens`` (1, R, d), shown as ``[REG0]`` … ``[REG{R-1}]``).
+PREFIX_TOKENS = {"cls_token": "[CLS]", "class_embedding": "[CLS]", "distillation_token": "[DIST]",
+                 "register_tokens": "[REG]"}
 
 PROCESSOR_FIX = ("pass the model's image processor, e.g. AutoImageProcessor.from_pretrained(<the model's name or "
                  "folder>)")
@@ -32,11 +35,17 @@ def vision_config(model: nn.Module):
 
 
 def prefix_tokens(model: nn.Module) -> list[str]:
-    """Display tokens of the learned tokens before the patches, in order (``[CLS]``; DeiT: ``[CLS]``, ``[DIST]``),
-    read from the model's embedding module."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
-    emb = getattr(base, "embeddings", None)
-    return [name for attr, name in PREFIX_TOKENS.items() if isinstance(getattr(emb, attr, None), torch.Tensor)]
+    """Display tokens of the learned tokens before the patches, in order (``[CLS]``; DeiT: ``[CLS]``, ``[DIST]``;
+    SigLIP: none), read from the model's embedding module (the first module with a patch embedding)."""
+    emb = next((m for m in model.modules() if hasattr(m, "patch_embeddings") or hasattr(m, "patch_embedding")),
+               None)
+    out: list[str] = []
+    for attr, name in PREFIX_TOKENS.items():
+        t = getattr(emb, attr, None)
+        if isinstance(t, torch.Tensor):
+            k = int(t.shape[-2]) if t.dim() == 3 else 1  # (1, k, d) tokens; CLIP's class_embedding is (d,)
+            out += [name] if k == 1 else [f"{name[:-1]}{i}]" for i in range(k)]
+    return out
 
 
 def check_processor(processor) -> None:

@@ -23,9 +23,10 @@ def patch_token(row: int, col: int) -> str:
 class ImageGrid(Record, closed=True):
     """Where an image model's patch tokens come from (``Attribution.image``).
 
-    ``grid``: ``(rows, cols)`` of the patch grid; ``first_patch``: the token index of patch (0, 0) — the tokens
-    before it are the model's own (``[CLS]``, DeiT's ``[DIST]``) and the patches follow row-major, so patch
-    (r, c) is token ``first_patch + r * cols + c``; ``patch_size``: the side of one patch in the model's input, in
+    ``grid``: ``(rows, cols)`` of the patch grid; ``first_patch``: the token index of patch (0, 0) — the patches
+    follow it row-major, so patch (r, c) is token ``first_patch + r * cols + c``. An image classifier's patches are
+    its last tokens (before them: the model's own ``[CLS]``, DeiT's ``[DIST]``); a vision–language prompt's are
+    its image tokens, with text before and after; ``patch_size``: the side of one patch in the model's input, in
     pixels; ``pixels``: uint8 ``[h, w, 3]`` RGB, the input as the model saw it (resized by the processor,
     normalisation undone), shrunk to at most :data:`MAX_PIXELS_SIDE` pixels a side — what views draw under the
     patches (its ``h × w`` need not be ``rows · patch_size × cols · patch_size``: scale by the ratio).

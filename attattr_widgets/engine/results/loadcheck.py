@@ -133,8 +133,8 @@ def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
         first, pix = image["first_patch"], np.shape(image["pixels"])
         if len(image["grid"]) != 2 or rows < 1 or cols < 1 or image["patch_size"] < 1:
             f.fail(f"{where}: image.grid {image['grid']} is not (rows, cols) of a patch grid")
-        if first < 0 or first + rows * cols != n:
-            f.fail(f"{where}: image has {first} token(s) before a {rows} × {cols} patch grid, which makes "
+        if first < 0 or first + rows * cols > n:
+            f.fail(f"{where}: image has {first} token(s) before a {rows} × {cols} patch grid, which needs "
                    f"{first + rows * cols} tokens, but there are {n}")
         if len(pix) != 3 or pix[-1] != 3 or not all(0 < x <= MAX_PIXELS_SIDE for x in pix[:2]):
             f.fail(f"{where}: image.pixels is {list(pix)}, expected [h, w, 3] with sides ≤ {MAX_PIXELS_SIDE}")

@@ -4,7 +4,10 @@ AttentionInterface, that forms P explicitly and differentiates F with autograd w
 (with its distillation token) models built from configs in float64; the inputs it accepts, the errors it gives
 (each naming the fix), the model left untouched, and the result's picture saved and checked on load.
 
-Tested families: ViTForImageClassification, DeiTForImageClassification, DeiTForImageClassificationWithTeacher."""
+Tested families: ViTForImageClassification, DeiTForImageClassification, DeiTForImageClassificationWithTeacher,
+Dinov2ForImageClassification, CLIPForImageClassification (the vision tower of CLIP with a linear head) and
+SiglipForImageClassification (no [CLS]: patches only, pooled by an attention head outside the interface); and
+CLIP / SigLIP zero-shot (zero_shot_classifier), F from the full image–text forward."""
 from __future__ import annotations
 
 import copy
@@ -17,6 +20,7 @@ import transformers as T
 
 import attattr_widgets as aw
 from attattr_widgets.engine.errors import ArgumentError, ResultFileError
+from attattr_widgets.engine.model.image import vision_config
 from attattr_widgets.engine.results import ImageGrid
 
 SIDE, PATCH = 16, 4
@@ -27,6 +31,9 @@ FAMILIES = {
     "vit": (T.ViTConfig, T.ViTForImageClassification, ["[CLS]"]),
     "deit": (T.DeiTConfig, T.DeiTForImageClassification, ["[CLS]", "[DIST]"]),
     "deit-teacher": (T.DeiTConfig, T.DeiTForImageClassificationWithTeacher, ["[CLS]", "[DIST]"]),
+    "dinov2": (T.Dinov2Config, T.Dinov2ForImageClassification, ["[CLS]"]),
+    "clip": (T.CLIPConfig, T.CLIPForImageClassification, ["[CLS]"]),
+    "siglip": (T.SiglipConfig, T.SiglipForImageClassification, []),
 }
 
 
@@ -35,13 +42,18 @@ def make_image_model(family: str, layers: int = 2, heads: int = 2, seed: int = 0
     [CLS] / [DIST] tokens and positions to zero, which leaves LayerNorm near-singular at α = 0)."""
     Cfg, Cls, _ = FAMILIES[family]
     torch.manual_seed(seed)
-    cfg = Cfg(image_size=SIDE, patch_size=PATCH, num_channels=3, hidden_size=16, num_hidden_layers=layers,
-              num_attention_heads=heads, intermediate_size=32, num_labels=3,
-              id2label={0: "cat", 1: "dog", 2: "bird"}, label2id={"cat": 0, "dog": 1, "bird": 2})
+    tower = dict(image_size=SIDE, patch_size=PATCH, num_channels=3, hidden_size=16, num_hidden_layers=layers,
+                 num_attention_heads=heads, intermediate_size=32)
+    if family in ("clip", "siglip"):  # a vision tower and a text tower; the classifier runs the vision tower only
+        text = dict(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                    bos_token_id=0, eos_token_id=1, pad_token_id=1)
+        tower = dict(vision_config=tower, text_config=text)
+    cfg = Cfg(**tower, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
+              label2id={"cat": 0, "dog": 1, "bird": 2})
     model = Cls(cfg).double().eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "token" in name or "position" in name:
+            if "token" in name or "position" in name or "class_embedding" in name:
                 p.normal_(0, 0.5)
     return model
 
@@ -61,52 +73,76 @@ def picture():
 
 
 class _Ref:
-    """What the reference attention does on this thread's next forward: at call ``layer`` (attention calls
-    counted in order), use X = α·P as the probabilities, X a fresh autograd leaf."""
+    """What the reference attention does: ``layers`` maps each vision attention module (by id) to its layer, as
+    recorded on a first forward; at layer ``layer`` it uses X = α·P as the probabilities, X a fresh autograd leaf.
+    Other attention modules (a text tower's) compute their own P."""
 
+    layers: dict[int, int] = {}
+    record: list[int] | None = None
     layer: int | None = None
     alpha: float = 1.0
-    calls = 0
     P: torch.Tensor | None = None
     X: torch.Tensor | None = None
 
 
 def _reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Eager attention with explicit probabilities P = softmax(Q Kᵀ · scaling + mask), written for this test."""
+    if key.shape[1] != query.shape[1]:  # grouped-query attention (a VLM's language model)
+        groups = query.shape[1] // key.shape[1]
+        key, value = key.repeat_interleave(groups, 1), value.repeat_interleave(groups, 1)
     scores = torch.matmul(query, key.transpose(-1, -2)) * (query.shape[-1] ** -0.5 if scaling is None else scaling)
-    if attention_mask is not None:
-        scores = scores + attention_mask
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    elif attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    elif kwargs.get("is_causal", getattr(module, "is_causal", False)) and query.shape[-2] > 1:
+        causal = torch.ones(query.shape[-2], key.shape[-2], dtype=torch.bool).tril()
+        scores = scores.masked_fill(~causal, float("-inf"))
     P = torch.softmax(scores, dim=-1)
-    if _Ref.calls == _Ref.layer:
+    if _Ref.record is not None:
+        _Ref.record.append(id(module))
+    elif _Ref.layer is not None and _Ref.layers.get(id(module)) == _Ref.layer:
         _Ref.P = P.detach()
         _Ref.X = (_Ref.alpha * P).detach().requires_grad_(True)
         P = _Ref.X
-    _Ref.calls += 1
     return torch.matmul(P, value).transpose(1, 2).contiguous(), P
 
 
 T.AttentionInterface.register(REF_IMPL, _reference_attention)
 
 
-def reference_attattr(model, pixel_values: torch.Tensor, target: int, steps: int = STEPS):
-    """``(scores [L, H, n, n], attention [L, H, n, n])``: Attr_l = P_l ⊙ Σ_k w_k ∂F/∂X |_(X = α_k P_l), F the
-    target's probability, Gauss–Legendre nodes on [0, 1] (numpy's), every other layer computing its own P."""
+def reference_attattr(model, record, score, steps: int = STEPS, exclude=lambda copy: ()):
+    """``(scores [L, H, n, n], attention [L, H, n, n])``: Attr_l = P_l ⊙ Σ_k w_k ∂F/∂X |_(X = α_k P_l), F =
+    ``score(copy)`` on a deep copy of ``model`` running the reference attention, Gauss–Legendre nodes on [0, 1]
+    (numpy's), every other layer computing its own P. ``record(copy)`` runs the attributed tower once to record
+    its attention modules in call order (the layers), less those among ``exclude(copy)``'s modules."""
     ref = copy.deepcopy(model)
     ref.set_attn_implementation(REF_IMPL)
+    _Ref.record = []
+    with torch.no_grad():
+        record(ref)
+    left_out = {id(m) for m in exclude(ref)}
+    order = [m for m in dict.fromkeys(_Ref.record) if m not in left_out]
+    _Ref.layers, _Ref.record = {m: i for i, m in enumerate(order)}, None
     x, w = np.polynomial.legendre.leggauss(steps)
     alphas, weights = (x + 1) / 2, w / 2
     scores, attention = [], []
-    for layer in range(model.config.num_hidden_layers):
+    for layer in range(len(_Ref.layers)):
         grad = 0
         for a, wk in zip(alphas, weights):
-            _Ref.layer, _Ref.alpha, _Ref.calls = layer, float(a), 0
-            F = torch.softmax(ref(pixel_values=pixel_values).logits, -1)[0, target]
-            (g,) = torch.autograd.grad(F, _Ref.X)
+            _Ref.layer, _Ref.alpha = layer, float(a)
+            (g,) = torch.autograd.grad(score(ref), _Ref.X)
             grad = grad + wk * g[0]
         scores.append((_Ref.P[0] * grad).numpy())
         attention.append(_Ref.P[0].numpy())
     _Ref.layer = None
     return np.stack(scores), np.stack(attention)
+
+
+def classifier_reference(model, pixel_values, target):
+    """:func:`reference_attattr` of an image classifier: F = softmax(logits)[target]."""
+    return reference_attattr(model, lambda m: m(pixel_values=pixel_values),
+                             lambda m: torch.softmax(m(pixel_values=pixel_values).logits, -1)[0, target])
 
 
 def _state(model):
@@ -134,7 +170,7 @@ def test_image_attattr_equals_the_reference_per_entry_and_leaves_the_model_alone
         logits = model(pixel_values=pv).logits[0]
     assert got.target == int(logits.argmax()) and got.target_label == ["cat", "dog", "bird"][got.target]
     assert got.prob == pytest.approx(float(torch.softmax(logits, -1).max()), abs=1e-12)
-    scores, attention = reference_attattr(model, pv, got.target)
+    scores, attention = classifier_reference(model, pv, got.target)
     assert got.scores.dtype == np.float64 and got.scores.shape == scores.shape
     assert np.abs(scores).max() > 1e-6  # a map worth comparing
     np.testing.assert_allclose(got.scores, scores, rtol=1e-6, atol=1e-6 * np.abs(scores).max())
@@ -202,6 +238,87 @@ def test_target_by_class_name_and_top_k_options(processor, picture):
     assert probs == sorted(probs, reverse=True) and opts["options"][0]["id"] == opts["pred"]
 
 
+# ---- CLIP / SigLIP zero-shot ---------------------------------------------------------------------------------
+
+LABELS = ["cat", "dog", "bird"]
+
+
+def make_image_text_model(family: str, seed: int = 0):
+    """A tiny float64 CLIPModel / SiglipModel (vision: 2 layers over 4 × 4 patches; text: the test tokenizer's
+    vocabulary) with random positions and class embedding."""
+    from conftest import make_tokenizer
+
+    Cfg, Cls = {"clip": (T.CLIPConfig, T.CLIPModel), "siglip": (T.SiglipConfig, T.SiglipModel)}[family]
+    torch.manual_seed(seed)
+    vision = dict(image_size=SIDE, patch_size=PATCH, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=32)
+    text = dict(vocab_size=len(make_tokenizer()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                intermediate_size=32, max_position_embeddings=16, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    extra = {"projection_dim": 8} if family == "clip" else {}
+    model = Cls(Cfg(vision_config=vision, text_config=text, **extra)).double().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "position" in name or "class_embedding" in name:
+                p.normal_(0, 0.5)
+    return model
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_zero_shot_equals_the_reference_through_the_full_model(family, processor, picture):
+    """F is the full image–text forward's softmax over the label prompts (logits_per_image, text tower
+    included); the attribution over the vision tower's patches equals the reference per entry."""
+    from conftest import make_tokenizer
+
+    from attattr_widgets.engine.model.zero_shot import zero_shot_classifier
+
+    model, tok = make_image_text_model(family), make_tokenizer()
+    before = _state(model)
+    clf = zero_shot_classifier(model, processor, LABELS, tokenizer=tok)
+    got = aw.attribute(clf, processor, picture, target="dog", rule="gauss-legendre", steps=STEPS)
+    after = _state(model)
+    for a, b in zip(before.pop("params"), after.pop("params"), strict=True):
+        assert torch.equal(a, b)
+    assert before == after
+    prompts = tok([f"a photo of a {x}." for x in LABELS], padding="max_length" if family == "siglip" else True,
+                  return_tensors="pt")
+    text = {"input_ids": prompts["input_ids"]}
+    if family == "clip":
+        text["attention_mask"] = prompts["attention_mask"]
+    pv = processor(images=picture, return_tensors="pt")["pixel_values"].double()
+
+    def score(m):
+        return torch.softmax(m(**text, pixel_values=pv).logits_per_image, -1)[0, 1]
+
+    with torch.no_grad():
+        assert got.prob == pytest.approx(float(score(model)), abs=1e-12)
+    assert (got.target, got.target_label, got.label_names) == (1, "dog", LABELS)
+    assert got.tokens[: got.image.first_patch] == (["[CLS]"] if family == "clip" else [])
+    scores, attention = reference_attattr(model, lambda m: m.get_image_features(pixel_values=pv), score)
+    assert np.abs(scores).max() > 1e-6
+    np.testing.assert_allclose(got.scores, scores, rtol=1e-6, atol=1e-6 * np.abs(scores).max())
+    np.testing.assert_allclose(got.attention, attention, rtol=1e-6, atol=1e-12)
+
+
+def test_zero_shot_refuses_what_it_cannot_use_naming_the_fix(processor):
+    from conftest import make_tokenizer
+
+    from attattr_widgets.engine.model.zero_shot import zero_shot_classifier
+
+    model, tok = make_image_text_model("clip"), make_tokenizer()
+    for kwargs, words in [
+        (dict(labels=["cat"]), "at least two"),
+        (dict(labels="cat"), "at least two"),
+        (dict(labels=["cat", "cat"]), "repeat"),
+        (dict(labels=LABELS, template="a photo"), r"\{\}"),
+        (dict(labels=LABELS, tokenizer=None), r"AutoProcessor\.from_pretrained"),
+    ]:
+        kwargs = {"tokenizer": tok, **kwargs}
+        with pytest.raises(ArgumentError, match=words):
+            zero_shot_classifier(model, processor, **kwargs)
+    with pytest.raises(ArgumentError, match="image–text model"):
+        zero_shot_classifier(make_image_model("vit", layers=1), processor, LABELS, tokenizer=tok)
+
+
 # ---- bad input names the fix --------------------------------------------------------------------------------
 
 
@@ -264,9 +381,9 @@ def test_save_load_round_trips_the_picture_and_the_grid(processor, picture, tmp_
 
 
 @pytest.mark.parametrize("edit, words", [
-    (lambda img: img.update(grid=[5, 4]), r"2 token\(s\) before a 5 × 4 patch grid, which makes 22 tokens, but "
+    (lambda img: img.update(grid=[5, 4]), r"2 token\(s\) before a 5 × 4 patch grid, which needs 22 tokens, but "
                                           r"there are 18"),
-    (lambda img: img.update(first_patch=1), r"1 token\(s\) before a 4 × 4 patch grid"),
+    (lambda img: img.update(first_patch=3), r"3 token\(s\) before a 4 × 4 patch grid"),
     (lambda img: img.update(grid=[4]), r"not \(rows, cols\)"),
     (lambda img: img.update(pixels=[[[0, 0]]]), r"expected \[h, w, 3\]"),
     (lambda img: img.update(pixels=[[[0, 0, 300]]]), r"0\.\.255"),
