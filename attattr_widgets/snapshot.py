@@ -431,7 +431,9 @@ def explorer_html(w: Any) -> str:
     q = int(w.query)
     title = (f"Tokens coloured by the attribution of query “{display_token(tokens[q])}” (#{q})"
              if row is not None and 0 <= q < len(tokens) else "Tokens")
-    if not isinstance(image, dict):  # an image's tokens are its patches: the pictures above show them
+    first = int(image["first_patch"]) if isinstance(image, dict) else 0
+    if not isinstance(image, dict) or len(tokens) > first + image["grid"][0] * image["grid"][1]:
+        # an image classifier's tokens are its patches (the pictures above show them); a prompt keeps its words
         parts.append(sentence_html(tokens, row, q, title))
     return _box("".join(parts), "attattr-static-explorer", "AttAttr Explorer")
 

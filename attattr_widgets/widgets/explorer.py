@@ -699,8 +699,7 @@ class Explorer(BackgroundRun, BaseWidget):
             return {}
         opts = target_options(self.model, self.tokenizer, text, text_pair, k=k,
                               max_length=self._run_kwargs.get("max_length"))
-        if self._image_mode:  # a picture: the k most probable classes (ImageNet has 1000), most probable first
-            opts = {**opts, "options": sorted(opts.get("options") or [], key=lambda o: -float(o["prob"]))[:k]}
+        if self._image_mode:  # a picture (the engine lists its k most probable classes): named for the selector
             text = self.meta.get("image_name") or _image_name(text)
         out = {"text": text, "text_pair": text_pair, **opts}
         self.targets = out
@@ -879,17 +878,12 @@ def _target_arg(t: Any) -> Any:
 def _input_spec(model: Any, tokenizer: Any) -> dict:
     from ..engine.model.adapters import adapter_for
 
-    image = _reads_images(tokenizer)
+    from ..engine.model.adapters import ImageClassifierAdapter
+
     try:
         adapter = adapter_for(model)
     except Exception:  # noqa: BLE001 - the engine refuses unsupported models when a run starts
-        return {"kind": "class", "pair": False, "label_names": [], "image": image}
-    return {"kind": adapter.target_kind, "pair": False if image else bool(adapter.takes_pair(tokenizer)),
-            "label_names": list(adapter.label_names() or []), "image": image}
-
-
-def _reads_images(processor: Any) -> bool:
-    """Whether the model's processor is an image processor (transformers ``BaseImageProcessor`` and its fast
-    variants): the Explorer then takes pictures instead of text."""
-    return any(c.__name__ in ("BaseImageProcessor", "BaseImageProcessorFast", "ImageProcessingMixin")
-               for c in type(processor).__mro__)
+        return {"kind": "class", "pair": False, "label_names": [], "image": False}
+    # image classifiers (ViT, DeiT, CLIP / SigLIP zero-shot) read a picture: the input bar takes an image file
+    return {"kind": adapter.target_kind, "pair": bool(adapter.takes_pair(tokenizer)),
+            "label_names": list(adapter.label_names() or []), "image": isinstance(adapter, ImageClassifierAdapter)}

@@ -14,7 +14,7 @@ import { EXPLORER_HEADER, explorerHeader } from "./explorer-header";
 import { HeatPanel, type HeatHost } from "./heat-panel";
 import { HoverLock, type LockChange } from "./hover-lock";
 import { ImagePanel } from "./image-panel";
-import { imageInfo } from "../shared/image";
+import { imageInfo, imageOnly } from "../shared/image";
 import type { ExplorerMeta, ExplorerModel, HeadPayload } from "../shared/protocol";
 import { SentencePanel } from "./sentence-panel";
 import { cacheFor, type StreamCache } from "./stream";
@@ -178,8 +178,11 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width
     // below, and the sentence moves up next to the grid
     this.body.classList.toggle("aa-stacked", (w - gridWidth - 90) / 2 - 90 < 240);
-    // image runs: the picture panel takes the sentence's place next to the grid, the heatmaps go below
-    this.body.classList.toggle("aa-has-image", !!imageInfo(m.get("image")));
+    // image runs: the picture panel goes next to the grid, the heatmaps below; an image classifier's tokens are
+    // all on the picture (no sentence), a vision–language prompt keeps its sentence
+    const info = imageInfo(m.get("image"));
+    this.body.classList.toggle("aa-has-image", !!info);
+    this.body.classList.toggle("aa-image-only", !!info && imageOnly(info, this.tokens().length));
     if (all || d.has("header")) {
       const g = this.data;
       this.header.render(explorerHeader({

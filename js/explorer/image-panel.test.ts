@@ -42,6 +42,7 @@ describe("Explorer image panel", () => {
     expect(panel.hidden).toBe(false);
     expect(root.dataset.image).toBe("2,2");
     expect(root.querySelector(".aa-body")!.classList.contains("aa-has-image")).toBe(true);
+    expect(root.querySelector(".aa-body")!.classList.contains("aa-image-only")).toBe(true);
     expect(root.querySelector(".aa-subtitle, .aa-header")!.textContent).toContain("image: digit.png");
     const canvases = [...panel.querySelectorAll("canvas")] as HTMLCanvasElement[];
     expect(canvases.map((c) => c.dataset.map)).toEqual(["image-attribution", "image-attention"]);
@@ -53,6 +54,24 @@ describe("Explorer image panel", () => {
     expect(lines).toContain("token #4");
     expect(lines).toContain("attribution [CLS] → (1,1): 0.8");
     expect(lines).toContain("attention 0.2");
+  });
+
+  it("a vision–language prompt keeps its sentence and maps the image tokens onto the picture", () => {
+    const tokens = ["USER", ":", "(0,0)", "(0,1)", "(1,0)", "(1,1)", "ASSISTANT", ":"];
+    const n = tokens.length;
+    const attr = new Array(n * n).fill(0);
+    [0, 0, 0.1, -0.2, 0.3, 0.9, 0, 0].forEach((v, j) => (attr[(n - 1) * n + j] = v));
+    const { view, root } = mount({ tokens, special: new Array(n).fill(false), query: n - 1, image: imagePayload(8, 8, 2, 2, 2),
+      head: { layer: 0, head: 0, attention: f32(new Array(n * n).fill(1 / n), [n, n]), attribution: f32(attr, [n, n]) },
+      meta: { model_name: "llava", text: "USER: <image> ASSISTANT:", target: 5, target_label: " cat", target_kind: "next-token", layers: [0], default_query: n - 1 } });
+    const body = root.querySelector(".aa-body")!;
+    expect(body.classList.contains("aa-has-image")).toBe(true);
+    expect(body.classList.contains("aa-image-only")).toBe(false); // the sentence stays: the query is picked there
+    expect(root.querySelectorAll(".aa-sentence .aa-tok").length).toBe(n);
+    expect(view.image.el.querySelectorAll("button[data-query]").length).toBe(0);
+    const lines = view.image.tipLines(3).map((l) => (typeof l === "string" ? l : l.textContent)).join("\n");
+    expect(lines).toContain("token #5");
+    expect(lines).toContain("attribution : → (1,1): 0.9");
   });
 
   it("is hidden for text runs", () => {

@@ -1,10 +1,11 @@
 // Image panel (image attributions): the picture twice, side by side — the selected head's attribution row of the
 // query token overlaid per patch (signed colours) and its attention row (sequential colours); hover a patch for
 // its values (both pictures outline it), click a patch to make it the query token; the tokens that are not patches
-// ([CLS], DeiT's [DIST]) are buttons that make them the query. For image runs this panel replaces the sentence.
+// ([CLS], DeiT's [DIST]) are buttons that make them the query. For image classifiers this panel replaces the
+// sentence; a vision–language prompt keeps its sentence (its query is picked there).
 import { formatValue, positiveScale, signedScale, type Scale, type Theme } from "../shared/color";
 import { displayToken, h, sizeCanvas } from "../shared/dom";
-import { drawImageOverlay, fitImage, patchAt, patchName, patchValues, tokenPatch, type ImageBox, type ImageInfo } from "../shared/image";
+import { drawImageOverlay, fitImage, imageOnly, patchAt, patchName, patchValues, tokenPatch, type ImageBox, type ImageInfo } from "../shared/image";
 import { legendSvg } from "../shared/legend";
 import type { TipLine, Tooltip } from "../shared/tooltip";
 
@@ -109,12 +110,13 @@ export class ImagePanel {
       this.title.replaceChildren("Image · from query ", h("span", { class: "aa-tokpill" }, displayToken(p.tokens[q]), h("sub", {}, String(q))),
         h("span", { class: "aa-muted" }, p.note));
     } else this.title.replaceChildren("Image", h("span", { class: "aa-muted" }, `  ${info.rows} × ${info.cols} patches`));
-    const key = `${info.first}|${p.tokens.slice(0, info.first).join("\u0001")}`;
+    const own = imageOnly(info, p.tokens.length) ? p.tokens.slice(0, info.first) : []; // the model's own tokens
+    const key = `${own.join("\u0001")}|${own.length}`;
     if (key !== this.queryKey) {
       this.queryKey = key;
-      this.queryButtons.replaceChildren("query ", ...p.tokens.slice(0, info.first).map((t, i) =>
-        h("button", { class: "aa-btn aa-image-query", type: "button", "data-query": i, title: `Make ${displayToken(t)} the query token` }, displayToken(t))),
-      h("span", { class: "aa-muted" }, info.first ? " or click a patch" : "click a patch"));
+      this.queryButtons.replaceChildren(...(own.length ? ["query ", ...own.map((t, i) =>
+        h("button", { class: "aa-btn aa-image-query", type: "button", "data-query": i, title: `Make ${displayToken(t)} the query token` }, displayToken(t)))] : []),
+      h("span", { class: "aa-muted" }, own.length ? " or click a patch" : "click a patch (or a token) to make it the query"));
     }
     for (const b of this.queryButtons.querySelectorAll("button")) b.classList.toggle("aa-on", Number((b as HTMLElement).dataset.query) === q);
     const side = Math.max(100, Math.min(340, Math.floor((p.width - 24) / 2)));

@@ -57,6 +57,12 @@ export function tokenPatch(info: ImageInfo, t: number): number {
   return p >= 0 && p < info.rows * info.cols ? p : -1;
 }
 
+/** Whether `n` tokens are the picture's alone (an image classifier: [CLS] … then the patches), not a prompt
+ * around it (a vision–language model: text tokens before and after the image tokens). */
+export function imageOnly(info: ImageInfo, n: number): boolean {
+  return n <= info.first + info.rows * info.cols;
+}
+
 /** "(r,c)" of patch `p`. */
 export function patchName(info: ImageInfo, p: number): string {
   return `(${Math.floor(p / info.cols)},${p % info.cols})`;

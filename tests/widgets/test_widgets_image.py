@@ -135,10 +135,9 @@ def test_upload_runs_the_picture_and_lists_top_k(vit, monkeypatch):
                                                  target=attr.target, prob=0.8, image=attr.image))
         return attr
 
-    def fake_targets(m, p, image, text_pair=None, k=10, max_length=None):
-        probs = np.linspace(1, 12, 12) / 78
-        return {"kind": "class", "pred": 11, "truncated": False,
-                "options": [{"id": i, "label": str(i), "prob": float(probs[i])} for i in range(12)]}
+    def fake_targets(m, p, image, text_pair=None, k=10, max_length=None):  # the engine's top-k, most probable first
+        return {"kind": "class", "pred": 9, "truncated": False,
+                "options": [{"id": i, "label": str(i), "prob": (i + 1) / 55} for i in range(9, 9 - k, -1)]}
 
     monkeypatch.setattr(explorer_mod, "_attribute", fake_attribute)
     monkeypatch.setattr("attattr_widgets.engine.model.predict.target_options", fake_targets)
@@ -155,9 +154,9 @@ def test_upload_runs_the_picture_and_lists_top_k(vit, monkeypatch):
     assert target == "pred" and image.size == (8, 8) and (np.asarray(image) == px).all()
     assert ex.state == "done" and ex.meta["image_name"] == "three.png" and ex.meta["text"] is None
     assert (ex.image["pixels"] == px).all() and ex.image["grid"] == [2, 2]
-    # the selector: the 10 most probable classes, most probable first, for this picture
+    # the selector: the most probable classes for this picture, named by its file
     opts = ex.targets["options"]
-    assert [o["id"] for o in opts] == list(range(11, 1, -1)) and ex.targets["text"] == "three.png"
+    assert [o["id"] for o in opts] == list(range(9, -1, -1)) and ex.targets["text"] == "three.png"
     assert ex.history[-1]["text"] == "three.png"
     # Run with another target: the same picture again, no upload
     resp, _ = wc.command_from_front_end(ex, "_cmd_image", {"name": None, "target": 5})
@@ -267,6 +266,21 @@ def test_snapshot_draws_the_picture_with_per_patch_overlays():
     assert [v for *_, v in patch_rects[:4]] == [fmt(x) for x in row[1:5]]
     assert "http" not in html.replace("http://www.w3.org/2000/svg", "")
     assert "Tokens coloured" not in html  # the patches are the pictures, no token chips
+
+
+def test_snapshot_of_a_prompt_around_an_image_keeps_its_words():
+    """A vision–language prompt: text tokens around the image tokens (first_patch > 1) — the pictures and the
+    sentence are both shown."""
+    attr = image_attr()
+    words = ["USER", ":"] + attr.tokens[1:] + ["ASSISTANT", ":"]
+    n = len(words)
+    rng = np.random.default_rng(2)
+    attr.tokens, attr.token_type_ids = words, np.zeros(n, np.int64)
+    attr.scores = rng.normal(size=(2, 2, n, n)).astype(np.float32)
+    attr.attention = rng.random(size=(2, 2, n, n)).astype(np.float32)
+    attr.text, attr.image.first_patch = "USER: <image> ASSISTANT:", 2
+    html = explorer_html(Explorer.from_attribution(attr))
+    assert "to each patch" in html and "Tokens coloured" in html and "ASSISTANT" in html
 
 
 def test_hostile_picture_names_are_text():
