@@ -391,7 +391,7 @@ def explorer_html(w: Any) -> str:
         head.append(f"<span>p = <b>{esc(fmt(prob))}</b></span>")
     parts = [f'<div style="display:flex;gap:14px;flex-wrap:wrap;align-items:baseline">{"".join(head)}</div>',
              _status(state, error, w.layers_done, w.layers_total)]
-    text = meta.get("text") or (f"image: {meta['image_name']}" if meta.get("image_name") else None)
+    text = meta.get("text") or meta.get("image_name")
     if text:
         pair = meta.get("text_pair")
         parts.append(f'<div style="color:#555;margin:2px 0 6px">{esc(text)}'

@@ -516,7 +516,7 @@ class Explorer(BackgroundRun, BaseWidget):
 
         image = image_payload(getattr(attr, "image", None))
         if image is not None:
-            meta.setdefault("image_name", "image")
+            meta.setdefault("image_name", _image_name(image["pixels"]))
         return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs), "image": image,
                 **fields, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
@@ -856,11 +856,19 @@ def _text_of(attr: Any) -> str | None:
 
 
 def _image_name(picture: Any) -> str:
-    """What the header calls a picture given to ``explain``: a path's file name, else "image"."""
+    """What the header calls a picture given to ``explain``: a path's file name, else "image W×H" (a PIL image, an
+    H×W×C array, ``pixel_values`` [.., C, H, W]), else "image"."""
     import os
 
     if isinstance(picture, (str, os.PathLike)):
         return os.path.basename(os.fspath(picture)) or "image"
+    size = getattr(picture, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:  # PIL: (width, height)
+        return f"image {size[0]}×{size[1]}"
+    shape = tuple(getattr(picture, "shape", ()) or ())
+    if len(shape) >= 3:
+        h, w = shape[-3:-1] if shape[-1] in (1, 3, 4) else shape[-2:]
+        return f"image {w}×{h}"
     return "image"
 
 

@@ -43,7 +43,7 @@ describe("Explorer image panel", () => {
     expect(root.dataset.image).toBe("2,2");
     expect(root.querySelector(".aa-body")!.classList.contains("aa-has-image")).toBe(true);
     expect(root.querySelector(".aa-body")!.classList.contains("aa-image-only")).toBe(true);
-    expect(root.querySelector(".aa-subtitle, .aa-header")!.textContent).toContain("image: digit.png");
+    expect(root.querySelector(".aa-subtitle, .aa-header")!.textContent).toContain("digit.png");
     const canvases = [...panel.querySelectorAll("canvas")] as HTMLCanvasElement[];
     expect(canvases.map((c) => c.dataset.map)).toEqual(["image-attribution", "image-attention"]);
     expect(canvases.map((c) => c.dataset.patches)).toEqual(["4", "4"]);

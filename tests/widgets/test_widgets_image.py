@@ -109,7 +109,7 @@ def test_pixels_travel_as_one_binary_buffer_not_json():
     assert state["image"]["pixels"]["dtype"] == "uint8" and state["image"]["pixels"]["shape"] == [8, 8, 3]
     buf = paths[("image", "pixels", "view")]
     assert np.frombuffer(buf, np.uint8).reshape(8, 8, 3).tolist() == attr.image.pixels.tolist()
-    assert state["meta"]["image_name"] == "image" and state["meta"]["text"] is None
+    assert state["meta"]["image_name"] == "image 8×8" and state["meta"]["text"] is None
     # a text attribution has no picture
     from result_samples import make_attr
 
@@ -207,7 +207,7 @@ def test_a_saved_image_attribution_reopens_with_its_picture(vit, tmp_path):
     attr.save(tmp_path / "digit.npz")
     w = Explorer.from_attribution(Attribution.load(tmp_path / "digit.npz"))
     state, paths = wc.open_state(w)
-    assert state["image"]["grid"] == [2, 2] and state["meta"]["image_name"] == "image"
+    assert state["image"]["grid"] == [2, 2] and state["meta"]["image_name"] == "image 8×8"
     assert np.frombuffer(paths[("image", "pixels", "view")], np.uint8).reshape(state["image"]["pixels"]["shape"]).tolist() \
         == np.asarray(attr.image.pixels).tolist()
 
@@ -255,7 +255,7 @@ def test_snapshot_draws_the_picture_with_per_patch_overlays():
     w = Explorer.from_attribution(attr)
     html = explorer_html(w)
     assert "Attribution from “[CLS]” to each patch" in html and "Attention from “[CLS]” to each patch" in html
-    assert "image: image" in html
+    assert "image 8×8" in html  # a picture without a file name: named by its size
     patch_rects = re.findall(r"<title>patch \((\d),(\d)\): ([^<]+)</title>", html)
     assert len(patch_rects) == 2 * ROWS * COLS  # attribution + attention, one rect per patch
     li, h = w.selected
@@ -288,3 +288,15 @@ def test_hostile_picture_names_are_text():
     w.meta = {**w.meta, "image_name": "<img src=x onerror=alert(1)>.png"}
     html = explorer_html(w)
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.png" in html
+
+
+def test_pictures_are_named_by_file_or_size():
+    import torch
+    from PIL import Image
+
+    name = explorer_mod._image_name
+    assert name("/data/cats/tabby.png") == "tabby.png"
+    assert name(Image.new("RGB", (32, 24))) == "image 32×24"
+    assert name(np.zeros((24, 32, 3), np.uint8)) == "image 32×24"
+    assert name(torch.zeros(1, 3, 24, 32)) == "image 32×24"
+    assert name(object()) == "image"
