@@ -153,6 +153,28 @@ def test_demo_page_round_trips_every_string(tmp_path):
     assert any(s.get("tokens") == [expected_text(t) for t in STRINGS[:60]] for s in states.values())
 
 
+def test_demo_page_holds_the_image_explanation(tmp_path):
+    """`make demo`'s page with the digits ViT's attribution (here a tiny ViT's): one more Explorer, over patches."""
+    import torch
+    import transformers as T
+
+    import attattr_widgets as aw
+    from attattr_widgets.cli import demo_page
+
+    torch.manual_seed(0)
+    vit = T.ViTForImageClassification(T.ViTConfig(image_size=8, patch_size=2, hidden_size=16, num_hidden_layers=1,
+                                                  num_attention_heads=2, intermediate_size=16, num_labels=10)).eval()
+    processor = T.ViTImageProcessorPil(size={"height": 8, "width": 8})
+    image_attr = aw.attribute(vit, processor, np.zeros((8, 8, 3), np.uint8), steps=2)
+    curves, _ = hostile_curves()
+    out = demo_page(hostile_attribution(STRINGS[:5]), curves, np.arange(4.0).reshape(2, 2), tmp_path / "demo.html",
+                    image_attr)
+    states = widget_states(out.read_text(encoding="utf-8"))
+    patches = ["[CLS]"] + [f"({r},{c})" for r in range(4) for c in range(4)]
+    assert any(s.get("tokens") == patches for s in states.values())
+    assert "handwritten digit (4 × 4 patches)" in out.read_text(encoding="utf-8")
+
+
 def test_saved_notebook_widget_state_round_trips(tmp_path):
     """What JupyterLab / nbclient store in a saved notebook: the ipywidgets embed state in the metadata."""
     from ipywidgets.embed import embed_data, escape_script

@@ -11,7 +11,9 @@ from .wrappers import check_unwrapped
 
 def check_model_and_tokenizer(model, tokenizer) -> None:
     """Refuse, at once: what is not a model, ``torch.compile`` / ``DataParallel`` / ``DistributedDataParallel``
-    wrappers (naming the module to pass instead), and a classifier whose ``config.id2label`` does not name its
+    wrappers (naming the module to pass instead), what cannot encode the model's inputs (its adapter's
+    :meth:`~.adapters.TaskAdapter.check_tokenizer`: a tokenizer; an image processor for image classifiers; the
+    processor for vision–language prompts), and a classifier whose ``config.id2label`` does not name its
     head's outputs 0..C-1 exactly (fewer or more names, non-contiguous keys such as ``{0: "neg", 5: "pos"}``).
     A config without ``id2label`` is fine: its classes are ``LABEL_0``..``LABEL_{C-1}``. Token ids beyond the
     embedding table are refused where ids are made (:func:`~.encode.check_token_ids`); a ``text_pair`` the model

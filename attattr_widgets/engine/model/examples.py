@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -61,6 +62,12 @@ def _rows(obj):
     return obj
 
 
+def _is_picture(value) -> bool:
+    """An image rather than a text: an array or tensor with a shape, or a PIL image (PIL not imported for it)."""
+    pil = getattr(sys.modules.get("PIL.Image"), "Image", None)
+    return (hasattr(value, "shape") and not isinstance(value, str)) or (pil is not None and isinstance(value, pil))
+
+
 def as_examples(obj) -> list[Example]:
     """Accept a sequence of dicts ``{"text", "text_pair"?, "label"?}``, :class:`Example` objects, plain strings,
     a dict of columns ``{"text": [...], "label": [...]}``, a pandas ``DataFrame`` or a ``datasets.Dataset`` with
@@ -93,6 +100,10 @@ def as_examples(obj) -> list[Example]:
             raise AttAttrError(f"example {i} is a {type(item).__name__}: use a dict with 'text' (and 'label'); "
                                f"accepted: {_FORMS}")
         text = item.get("text")
+        if _is_picture(item.get("image") if text is None else text):
+            raise ArgumentError(f"example {i} is an image: dataset-level runs (iter_attributions, head importance, "
+                                f"pruning, triggers) take text examples; attribute images one at a time with "
+                                f"attribute(model, processor, image)")
         if text is None:
             raise AttAttrError(f"example {i} has no 'text' field (keys: {sorted(map(str, item))})")
         if not isinstance(text, str):

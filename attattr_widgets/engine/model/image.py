@@ -163,7 +163,8 @@ def _picture(pixel_values: torch.Tensor, processor) -> np.ndarray:
         mean = np.asarray(getattr(proc, "image_mean", 0.0), np.float64).reshape(-1, 1, 1)
         std = np.asarray(getattr(proc, "image_std", 1.0), np.float64).reshape(-1, 1, 1)
         x = x * std + mean
-    factor = getattr(proc, "rescale_factor", 1 / 255) if getattr(proc, "do_rescale", True) else 1 / 255
+    # without rescaling, the processor's values are already 0..255
+    factor = getattr(proc, "rescale_factor", 1 / 255) if getattr(proc, "do_rescale", True) else 1.0
     x = np.clip(np.rint(x / float(factor)), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     if x.shape[-1] != 3:
         x = np.repeat(x[..., :1], 3, axis=-1)

@@ -8,6 +8,8 @@ Widgets, plots, the CLI and the distributed backend import these types instead o
 * :class:`HeadImportance` — an ``[L, H]`` float64 array with ``method`` / ``num_examples`` metadata;
   :class:`PruningCurve`, :class:`Effectiveness`, :class:`Correlation` — paper Figs 2–4 — :mod:`.heads`;
 * :class:`AttributionTree` (with :class:`TreeNode`, :class:`TreeEdge`) — paper Algorithm 1 — :mod:`.tree`;
+* :class:`ImageGrid` — the patch grid and a small copy of the picture behind an image model's tokens
+  (``Attribution.image``) — :mod:`.image`;
 * :class:`TriggerPattern`, :class:`TriggerResult` — paper §4.3 — :mod:`.triggers`.
 
 Every kind derives :class:`~.base.Result`: its saved schema is derived from its dataclass fields (:mod:`.schema`)
@@ -23,15 +25,15 @@ from .atomic import atomic_write_bytes, atomic_write_text
 from .attribution import STORES, Attribution, LayerResult, allocate_maps, sum_heads
 from .base import Result
 from .fileformat import FORMAT_VERSION, load_result, save_result
-from .image import ImageGrid
 from .heads import Correlation, Effectiveness, HeadImportance, HeadImportanceMeta, PruningCurve
+from .image import ImageGrid
 from .schema import Record, array
 from .tree import AttributionTree, TreeEdge, TreeNode
 from .triggers import ClassAccuracy, TriggerPattern, TriggerResult
 
 __all__ = [
     "FORMAT_VERSION", "STORES", "Attribution", "AttributionTree", "ClassAccuracy", "Correlation", "Effectiveness",
-    "HeadImportance", "HeadImportanceMeta", "ImageGrid", "LayerResult", "PruningCurve", "Record", "Result", "ResultFileError",
-    "TreeEdge", "TreeNode", "TriggerPattern", "TriggerResult", "allocate_maps", "array", "atomic_write_bytes",
+    "HeadImportance", "HeadImportanceMeta", "ImageGrid", "LayerResult", "PruningCurve", "Record", "Result",
+    "ResultFileError", "TreeEdge", "TreeNode", "TriggerPattern", "TriggerResult", "allocate_maps", "array", "atomic_write_bytes",
     "atomic_write_text", "load_result", "save_result", "sum_heads",
 ]

@@ -224,6 +224,8 @@ def test_a_large_picture_is_kept_at_most_224_pixels_a_side(processor):
 
     shrunk = _picture(torch.zeros(3, 300, 450), processor)
     assert shrunk.shape == (149, 224, 3)
+    raw = T.ViTImageProcessorPil(do_rescale=False, do_normalize=False)  # values stay 0..255
+    assert _picture(torch.full((3, 2, 2), 200.0), raw).max() == 200
 
 
 def test_target_by_class_name_and_top_k_options(processor, picture):
@@ -354,6 +356,18 @@ def test_a_missing_processor_or_a_text_tokenizer_is_refused_naming_the_processor
 
     with pytest.raises(ArgumentError, match=r"text tokenizer.*AutoImageProcessor"):
         aw.attribute(model, make_tokenizer(), picture, steps=2)
+
+
+def test_dataset_level_runs_refuse_images_naming_attribute(processor, picture):
+    from PIL import Image
+
+    model = make_image_model("vit", layers=1)
+    for examples in ([{"image": picture, "label": 1}], [{"text": picture, "label": 1}],
+                     [{"text": Image.fromarray(picture)}]):
+        with pytest.raises(ArgumentError, match=r"example 0 is an image.*attribute\(model, processor, image\)"):
+            list(aw.iter_attributions(model, processor, examples))
+    with pytest.raises(ArgumentError, match="example 0 is an image"):
+        aw.head_importance(model, processor, [{"image": picture, "label": 1}], method="attention")
 
 
 def test_a_text_pair_is_refused(processor, picture):
