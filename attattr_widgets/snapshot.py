@@ -243,6 +243,64 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
             + f'<div style="margin-left:{pad_l:.0f}px">{_legend(kind, hi)}</div></div>')
 
 
+def _overlay_alpha(t: float) -> float:
+    """Opacity of a patch's colour at ``t`` of the scale's maximum (as js/shared/image.ts ``overlayAlpha``)."""
+    return 0.1 + 0.6 * min(1.0, abs(t)) if np.isfinite(t) else 0.1
+
+
+def _image_box(image: dict, size: float) -> tuple[float, float]:
+    """The drawn size (width, height) of an image payload's picture inside size × size, aspect kept."""
+    h, w = np.asarray(image["pixels"]).shape[:2]
+    k = size / max(h, w)
+    return w * k, h * k
+
+
+def patch_grid(row: Any, payload: dict) -> np.ndarray | None:
+    """One attribution / attention row [n] (a query token to every key token) → its patch values [rows, cols]
+    (row-major from ``first_patch``); None when the row is shorter than the patches it should cover."""
+    rows, cols = payload["grid"]
+    first = payload["first_patch"]
+    r = np.asarray(row, dtype=np.float64).ravel()
+    if r.size < first + rows * cols:
+        return None
+    return r[first:first + rows * cols].reshape(rows, cols)
+
+
+def image_svg(image: dict, row: Any, kind: str, title: str, *, size: int = 240, query: int = -1) -> str:
+    """The picture of an image attribution (``widgets/image.py`` payload) with one colour per patch: ``row`` [n]
+    (a query token to every key token; None = the bare picture) on the shared palette, opacity by magnitude; the
+    query's patch outlined dashed. Inline SVG, the picture as a PNG data URI (no network)."""
+    rows, cols = image["grid"]
+    w, h = _image_box(image, size)
+    y0 = 20
+    body = [_text(0, 12, title, font_weight="600"),
+            f'<image href="{_data_uri(np.asarray(image["pixels"]))}" x="0" y="{y0}" width="{w:.1f}" height="{h:.1f}" '
+            'preserveAspectRatio="none" style="image-rendering:pixelated"/>']
+    vals = None if row is None else patch_grid(row, image)
+    hi = 1.0
+    if vals is not None:
+        hi = _signed_max(vals) if kind == "diverging" else _pos_max(vals)
+        cw, ch = w / cols, h / rows
+        for r in range(rows):
+            for c in range(cols):
+                v = float(vals[r, c])
+                if not np.isfinite(v):
+                    continue
+                t = v / hi
+                rgb = diverging(t) if kind == "diverging" else sequential(max(t, 0.0))
+                body.append(f'<rect x="{c * cw:.1f}" y="{y0 + r * ch:.1f}" width="{cw:.1f}" height="{ch:.1f}" '
+                            f'fill="{_css(rgb)}" fill-opacity="{_overlay_alpha(t):.2f}">'
+                            f'<title>{esc(f"patch ({r},{c}): {fmt(v)}")}</title></rect>')
+        qp = query - int(image["first_patch"])
+        if 0 <= qp < rows * cols:
+            body.append(f'<rect x="{qp % cols * cw + 1:.1f}" y="{y0 + qp // cols * ch + 1:.1f}" width="{cw - 2:.1f}" '
+                        f'height="{ch - 2:.1f}" fill="none" stroke="#b35900" stroke-width="2" stroke-dasharray="3 2"/>')
+    body.append(f'<rect x="0" y="{y0}" width="{w:.1f}" height="{h:.1f}" fill="none" stroke="#999"/>')
+    legend = f'<div>{_legend(kind, hi)}</div>' if vals is not None else ""
+    return ('<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
+            + _svg(w + 2, y0 + h + 4, body, title) + legend + "</div>")
+
+
 def _box(inner: str, cls: str, label: str) -> str:
     return (f'<div class="attattr-static {cls}" role="figure" aria-label="{esc(label)}" '
             f'style="{_FONT};font-size:13px;color:{_FG};background:#fff;border:1px solid #d0d7de;border-radius:6px;'
@@ -333,7 +391,7 @@ def explorer_html(w: Any) -> str:
         head.append(f"<span>p = <b>{esc(fmt(prob))}</b></span>")
     parts = [f'<div style="display:flex;gap:14px;flex-wrap:wrap;align-items:baseline">{"".join(head)}</div>',
              _status(state, error, w.layers_done, w.layers_total)]
-    text = meta.get("text")
+    text = meta.get("text") or meta.get("image_name")
     if text:
         pair = meta.get("text_pair")
         parts.append(f'<div style="color:#555;margin:2px 0 6px">{esc(text)}'
@@ -359,10 +417,24 @@ def explorer_html(w: Any) -> str:
         if 0 <= q < attr.shape[0]:
             row = attr[q]
     parts.append('<div style="margin-top:6px">' + "".join(figs) + "</div>")
+    image = getattr(w, "image", None)
+    if isinstance(image, dict):
+        q = int(w.query)
+        who = f"“{display_token(tokens[q])}”" if 0 <= q < len(tokens) else "the query"
+        att_row = None
+        if hd is not None and row is not None:
+            att_row = np.asarray(hd["attention"], dtype=np.float64)[q]
+        parts.append('<div style="margin-top:6px">'
+                     + image_svg(image, row, "diverging", f"Attribution from {who} to each patch", query=q)
+                     + image_svg(image, att_row, "sequential", f"Attention from {who} to each patch", query=q)
+                     + "</div>")
     q = int(w.query)
     title = (f"Tokens coloured by the attribution of query “{display_token(tokens[q])}” (#{q})"
              if row is not None and 0 <= q < len(tokens) else "Tokens")
-    parts.append(sentence_html(tokens, row, q, title))
+    first = int(image["first_patch"]) if isinstance(image, dict) else 0
+    if not isinstance(image, dict) or len(tokens) > first + image["grid"][0] * image["grid"][1]:
+        # an image classifier's tokens are its patches (the pictures above show them); a prompt keeps its words
+        parts.append(sentence_html(tokens, row, q, title))
     return _box("".join(parts), "attattr-static-explorer", "AttAttr Explorer")
 
 
@@ -413,7 +485,37 @@ def tree_html(w: Any) -> str:
         body.append(f'<rect x="{x - wbox / 2:.1f}" y="{y - 9:.1f}" width="{wbox:.1f}" height="18" rx="4" '
                     'fill="#f6f8fa" stroke="#8c959f"/>')
         body.append(_text(x, y + 4, lab, text_anchor="middle"))
-    return _box(hdr + _svg(W, H, body, title), "attattr-static-tree", title)
+    image = getattr(w, "image", None)
+    on_image = _tree_on_image(image, edges, m) if isinstance(image, dict) else ""
+    return _box(hdr + on_image + _svg(W, H, body, title), "attattr-static-tree", title)
+
+
+def _tree_on_image(image: dict, edges: list, m: float, size: int = 260) -> str:
+    """The tree on the picture: edges between patch centres (non-patch tokens such as [CLS] in a band above)."""
+    rows, cols = image["grid"]
+    first = int(image["first_patch"])
+    w, h = _image_box(image, size)
+    band = 30.0
+
+    def point(t: int) -> tuple[float, float]:
+        p = t - first
+        if 0 <= p < rows * cols:
+            return (p % cols + 0.5) * w / cols, band + (p // cols + 0.5) * h / rows
+        return (min(t, first - 1) + 0.5) * w / max(first, 1), band / 2
+
+    body = [f'<image href="{_data_uri(np.asarray(image["pixels"]))}" x="0" y="{band}" width="{w:.1f}" '
+            f'height="{h:.1f}" preserveAspectRatio="none" style="image-rendering:pixelated"/>',
+            f'<rect x="0" y="{band}" width="{w:.1f}" height="{h:.1f}" fill="none" stroke="#999"/>']
+    for e in edges:
+        (x1, y1), (x2, y2) = point(int(e["parent"])), point(int(e["child"]))
+        sc = float(e.get("score", 0.0))
+        col = _css(diverging(0.35 + 0.65 * abs(sc) / m) if sc >= 0 else diverging(-0.35 - 0.65 * abs(sc) / m))
+        tip = "#{} → #{} · layer {}: {}".format(e["parent"], e["child"], e.get("layer"), fmt(sc))
+        body.append(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{col}" '
+                    f'stroke-width="{1.5 + 3 * abs(sc) / m:.1f}"><title>{esc(tip)}</title></line>'
+                    f'<circle cx="{x2:.1f}" cy="{y2:.1f}" r="2.5" fill="{col}"/>')
+    return ('<div style="display:inline-block;vertical-align:top;margin:6px 18px 8px 0">'
+            + _svg(w + 2, band + h + 2, body, "attribution tree on the image") + "</div>")
 
 
 # --------------------------------------------------------------------------------------------------------

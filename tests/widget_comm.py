@@ -48,12 +48,13 @@ def from_front_end(w, state: dict) -> None:
     w._handle_msg({"content": {"data": {"method": "update", "state": state, "buffer_paths": []}}, "buffers": []})
 
 
-def command_from_front_end(w, name: str, msg: dict) -> tuple[dict, list[bytes]]:
-    """Simulate the browser's ``experimental.invoke(name, msg)``: anywidget's command message, as the comm delivers
-    it; returns the kernel's response and its buffers."""
+def command_from_front_end(w, name: str, msg: dict, buffers: list | None = None) -> tuple[dict, list[bytes]]:
+    """Simulate the browser's ``experimental.invoke(name, msg, {buffers})``: anywidget's command message, as the
+    comm delivers it; returns the kernel's response and its buffers."""
     rid = f"test-{len(w.comm.log)}"
     content = {"id": rid, "kind": "anywidget-command", "name": name, "msg": msg}
-    w._handle_msg({"content": {"data": {"method": "custom", "content": content}}, "buffers": []})
+    w._handle_msg({"content": {"data": {"method": "custom", "content": content}},
+                   "buffers": [memoryview(b) for b in buffers or []]})
     answers = [(c, b) for c, b in customs(w) if c.get("id") == rid]
     assert len(answers) == 1 and answers[0][0]["kind"] == "anywidget-command-response", answers
     return answers[0][0]["response"], answers[0][1]

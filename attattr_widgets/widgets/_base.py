@@ -150,16 +150,20 @@ class BaseWidget(HTMLExportMixin, anywidget.AnyWidget):
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Mark ``fn(self, msg: dict) -> dict | None`` (or ``-> (dict, buffers)``) as a request the browser sends with
-    ``experimental.invoke(name, msg, {signal})`` (``js/shared/commands.ts``): an anywidget command named after the
-    method. The response is ``{"ok": True, **returned}`` (strings made valid Unicode) plus the returned buffers; a
+    ``experimental.invoke(name, msg, {signal, buffers})`` (``js/shared/commands.ts``): an anywidget command named
+    after the method. ``fn(self, msg, buffers)`` (three parameters) also receives the request's binary buffers
+    (``bytes`` each). The response is ``{"ok": True, **returned}`` (strings made valid Unicode) plus the returned buffers; a
     request that raises answers ``{"ok": False, "error": "Type: message"}`` and leaves the comm working."""
+
+    with_buffers = fn.__code__.co_argcount >= 3
 
     @functools.wraps(fn)
     def handler(self, msg: Any, buffers: list) -> tuple[dict, list]:
         from .serialize import valid_strings
 
         try:
-            out = fn(self, msg if isinstance(msg, dict) else {})
+            m = msg if isinstance(msg, dict) else {}
+            out = fn(self, m, [bytes(b) for b in buffers or []]) if with_buffers else fn(self, m)
         except Exception as exc:  # noqa: BLE001 - a bad request must not kill the comm; the view gets the reason
             return valid_strings({"ok": False, "error": error_text(exc)}), []
         body, bufs = out if isinstance(out, tuple) else (out, [])

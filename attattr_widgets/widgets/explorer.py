@@ -32,6 +32,12 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   Commands: ``_cmd_run`` ``{text, text_pair, target}`` (Enter / Run; target "pred", a class / token id, or a
   token string), ``_cmd_targets`` ``{text, text_pair}``, ``_cmd_history`` ``{key}``, ``_cmd_contrast``
   ``{target}`` (``target`` null clears it).
+* images (image classifiers: ``input_spec.image`` true; the input is a picture, not text): ``image``
+  {pixels: {view, dtype=uint8, shape=[h, w, 3]}, grid: [rows, cols], first_patch, patch_size} (the shown run's
+  picture, ``widgets/image.py``; None for text) — the image panel overlays the query's attribution / attention row
+  per patch; ``meta.image_name`` names the picture; ``targets`` lists the top-k classes. Command ``_cmd_image``
+  ``{name, target}`` + 1 buffer (the bytes of an uploaded image file: attribute it), or no buffer (attribute the
+  shown picture again for ``target``).
 """
 from __future__ import annotations
 
@@ -44,6 +50,7 @@ import numpy as np
 import traitlets
 
 from ._base import BackgroundRun, BaseWidget, binary_trait, command, css_asset, error_text, esm_asset
+from .image import decode_upload, image_payload
 from .serialize import head_summary, pack, thumbnails, token_fields
 
 __all__ = ["Explorer"]
@@ -159,6 +166,7 @@ class Explorer(BackgroundRun, BaseWidget):
     # every head's maps (float16, compressed) up to a budget, so exports / saved notebooks draw any head without a
     # kernel (widgets/embed.py embed_heads); set when a run is done, None while running
     heads_data = binary_trait(None)
+    image = binary_trait(None)
     # identifies this instance in the browser: anywidget gives initialize() and render() different model proxies
     _stream_key = traitlets.Unicode().tag(sync=True)
 
@@ -181,6 +189,8 @@ class Explorer(BackgroundRun, BaseWidget):
         self._setting_selection = False
         self._run_kwargs: dict = {}
         self._history: dict[int, Any] = {}  # history key -> finished Attribution
+        self._history_inputs: dict[int, Any] = {}  # history key -> the picture of an image run (text runs: none)
+        self._input: Any = None  # the picture of the shown image run (contrast and re-runs attribute it again)
         self._history_seq = 0
         self._contrast_attr = None
         self._contrast_thread: threading.Thread | None = None
@@ -189,6 +199,11 @@ class Explorer(BackgroundRun, BaseWidget):
             self.input_spec = _input_spec(model, tokenizer)
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_locked, names=["locked"])
+
+    @property
+    def _image_mode(self) -> bool:
+        """Whether this Explorer's model reads pictures (its input is an image, not text)."""
+        return bool(self.input_spec.get("image"))
 
     # ------------------------------------------------------------------ construction from a saved result
     @classmethod
@@ -222,12 +237,18 @@ class Explorer(BackgroundRun, BaseWidget):
     result = attribution  # what wait() returns, as for the dataset views
 
     def explain(self, text: str, text_pair: str | None = None, **attribute_kwargs) -> None:
-        """Start attributing ``text`` (and ``text_pair``) in a background thread and return at once.
+        """Start attributing ``text`` (and ``text_pair``) in a background thread and return at once. For an image
+        classifier ``text`` is the picture (a PIL image, an H×W×3 array, a path or ``pixel_values``).
 
         Keyword arguments go to ``attribute()`` (``target``, ``layers``, ``rule``, ``steps``, ``device``, ...).
         A run in progress is cancelled first. Returns None (so a cell ending in ``ex.explain(...)`` does not
         display a second copy of the widget); display the explorer itself, ``ex.wait()`` blocks for the result.
         """
+        self._explain(text, text_pair, None, attribute_kwargs)
+
+    def _explain(self, text: Any, text_pair: str | None, image_name: str | None, attribute_kwargs: dict) -> None:
+        """:meth:`explain`; ``image_name``: what the header calls the picture of an image run (an upload's file
+        name), None = derived from ``text``."""
         if self.model is None or self.tokenizer is None:
             raise ValueError("this Explorer has no model/tokenizer: create it as Explorer(model, tokenizer) "
                              "(Explorer.from_attribution() only shows a saved result)")
@@ -235,11 +256,15 @@ class Explorer(BackgroundRun, BaseWidget):
             if reserved in attribute_kwargs:
                 raise TypeError(f"explain() manages {reserved!r} itself")
         attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
+        is_image = self._image_mode or not isinstance(text, str)
+        if is_image and image_name is None:
+            image_name = _image_name(text)
         self.stop(wait=True)
         cancel = threading.Event()
         with self._lock:
             self._run_kwargs = {k: v for k, v in attribute_kwargs.items() if k != "target"}
             self._contrast_attr = None
+            self._input = text if is_image else None
             self._cancel = cancel
             self._layers, self._summaries = {}, {}
             self._attribution = None
@@ -256,6 +281,7 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.thumbs = None
                 self.head = None
                 self.heads_data = None
+                self.image = None
                 self.tokens = []
                 self.special = []
                 self.token_types = []
@@ -263,7 +289,9 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.pair = None
                 self.query = -1
                 self.selected = []
-                self.meta = {"text": text, "text_pair": text_pair, "model_name": _model_name(self.model)}
+                self.meta = {"text": None if is_image else text, "text_pair": text_pair,
+                             "model_name": _model_name(self.model),
+                             **({"image_name": image_name} if is_image else {})}
                 self.contrast = {}
             self._setting_selection = False
             self._auto_select = True
@@ -315,6 +343,8 @@ class Explorer(BackgroundRun, BaseWidget):
             with self._sync():
                 fields = token_fields(r.tokens)
                 self.tokens, self.special = fields["tokens"], fields["special"]
+                if getattr(r, "image", None) is not None:
+                    self.image = image_payload(r.image)
                 self.layers_total = int(r.total)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": int(r.target),
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
@@ -360,6 +390,8 @@ class Explorer(BackgroundRun, BaseWidget):
         with self._lock:
             summaries = dict(self._summaries)
         final = self._final_state(value, summaries)
+        if "image_name" in self.meta:
+            final["meta"] = {**final["meta"], "image_name": self.meta["image_name"]}
         with self._lock:
             self._attribution = value
             if self.interactive:
@@ -461,7 +493,7 @@ class Explorer(BackgroundRun, BaseWidget):
         target_kind = str(getattr(attr, "target_kind", "class") or "class")
         tt = getattr(attr, "token_type_ids", None)
         meta = {
-            "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
+            "text": _text_of(attr), "text_pair": getattr(attr, "text_pair", None),
             "model_name": str(getattr(attr, "model_name", "") or ""),
             "target": int(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
             "target_kind": target_kind, "prob": float(getattr(attr, "prob", float("nan"))),
@@ -482,7 +514,10 @@ class Explorer(BackgroundRun, BaseWidget):
         meta = _finite_or_none(meta)
         from .embed import DEFAULT_MAX_BYTES, embed_heads
 
-        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs),
+        image = image_payload(getattr(attr, "image", None))
+        if image is not None:
+            meta.setdefault("image_name", _image_name(image["pixels"]))
+        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs), "image": image,
                 **fields, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}
@@ -604,6 +639,31 @@ class Explorer(BackgroundRun, BaseWidget):
                                                                    msg.get("text_pair") or None))
 
     @command
+    def _cmd_image(self, msg: dict, buffers: list) -> None:
+        """``{name, target}`` + the bytes of an uploaded image file: attribute that picture (its top-k classes fill
+        the target selector); without a buffer: attribute the shown picture again for ``target``."""
+        def run():
+            if not self._image_mode:
+                raise ValueError("this Explorer's model does not read images: type a text instead")
+            target = _target_arg(msg.get("target"))
+            if buffers:
+                picture, name = decode_upload(buffers[0]), str(msg.get("name") or "upload")
+            elif self._input is not None:
+                picture, name = self._input, self.meta.get("image_name") or "image"
+            else:
+                raise ValueError("no picture yet: choose an image file first")
+            self._explain(picture, None, name, {**self._run_kwargs, "target": target})
+            self._targets_soon(picture)
+        self._input_request("run", run)
+
+    def _targets_soon(self, picture: Any) -> None:
+        """The top-k classes of a picture for the selector, asked in the background (the run already started)."""
+        def work():
+            with contextlib.suppress(Exception):  # the selector then lists the class names only
+                self.predict_targets(picture)
+        threading.Thread(target=work, name="attattr-targets", daemon=True).start()
+
+    @command
     def _cmd_history(self, msg: dict) -> None:
         """``{key}``: show that earlier run again."""
         self._input_request("history", lambda: self.show_run(int(msg.get("key"))))
@@ -634,18 +694,22 @@ class Explorer(BackgroundRun, BaseWidget):
         probable next tokens (causal LMs); also stored in the ``targets`` trait."""
         from ..engine.model.predict import target_options
 
-        if not str(text).strip():
+        if isinstance(text, str) and not text.strip() and not self._image_mode:
             self.targets = {}
             return {}
         opts = target_options(self.model, self.tokenizer, text, text_pair, k=k,
                               max_length=self._run_kwargs.get("max_length"))
+        if self._image_mode:  # a picture (the engine lists its k most probable classes): named for the selector
+            text = self.meta.get("image_name") or _image_name(text)
         out = {"text": text, "text_pair": text_pair, **opts}
         self.targets = out
         return out
 
     def _targets_for(self, attr: Any) -> None:
         """Fill the target selector for a shown run's input (its classes / top-k next tokens with probabilities)."""
-        text = getattr(attr, "text", None)
+        if self._image_mode:
+            return  # the picture's top-k were asked when it was uploaded
+        text = _text_of(attr)
         if not text or (self.targets.get("text") == text and self.targets.get("text_pair") == getattr(attr, "text_pair", None)):
             return
         try:
@@ -657,7 +721,10 @@ class Explorer(BackgroundRun, BaseWidget):
         self._history_seq += 1
         key = self._history_seq
         self._history[key] = attr
-        entry = {"key": key, "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
+        if self._input is not None:
+            self._history_inputs[key] = self._input
+        entry = {"key": key, "text": _text_of(attr) if self._input is None else self.meta.get("image_name", "image"),
+                 "text_pair": getattr(attr, "text_pair", None),
                  "target": int(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
                  "prob": float(getattr(attr, "prob", float("nan")))}
         hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]
@@ -671,6 +738,7 @@ class Explorer(BackgroundRun, BaseWidget):
         for old in list(self._history):
             if old not in {h["key"] for h in hist}:
                 del self._history[old]
+                self._history_inputs.pop(old, None)
         self.history = hist
 
     def show_run(self, key: int) -> None:
@@ -680,10 +748,15 @@ class Explorer(BackgroundRun, BaseWidget):
             raise ValueError(f"run {key} is no longer in the history (the last {HISTORY} runs are kept)")
         self.stop(wait=True)
         state = self._final_state(attr)
+        picture = self._history_inputs.get(int(key))
+        if picture is not None:
+            name = next((h["text"] for h in self.history if h.get("key") == int(key)), None) or "image"
+            state["meta"] = {**state["meta"], "image_name": name}
         self._targets_for(attr)
         with self._lock:
             self._layers, self._summaries = {}, {}
             self._attribution = attr
+            self._input = picture
             self._contrast_attr = None
             self._exception = None
             self._setting_selection = True
@@ -718,7 +791,8 @@ class Explorer(BackgroundRun, BaseWidget):
 
         def work():
             try:
-                other = _attribute(self.model, self.tokenizer, attr.text, attr.text_pair, target=target, **kwargs)
+                source = self._input if self._input is not None else attr.text
+                other = _attribute(self.model, self.tokenizer, source, attr.text_pair, target=target, **kwargs)
             except BaseException as exc:  # noqa: BLE001
                 if key == self.run_id:
                     self.contrast = {**self.contrast, "state": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -775,6 +849,29 @@ def _map_bytes(attr: Any) -> int:
     return n
 
 
+def _text_of(attr: Any) -> str | None:
+    """An attribution's input text for the view (None when its input was not text: an image run)."""
+    t = getattr(attr, "text", None)
+    return t if isinstance(t, str) else None
+
+
+def _image_name(picture: Any) -> str:
+    """What the header calls a picture given to ``explain``: a path's file name, else "image W×H" (a PIL image, an
+    H×W×C array, ``pixel_values`` [.., C, H, W]), else "image"."""
+    import os
+
+    if isinstance(picture, (str, os.PathLike)):
+        return os.path.basename(os.fspath(picture)) or "image"
+    size = getattr(picture, "size", None)
+    if isinstance(size, tuple) and len(size) == 2:  # PIL: (width, height)
+        return f"image {size[0]}×{size[1]}"
+    shape = tuple(getattr(picture, "shape", ()) or ())
+    if len(shape) >= 3:
+        h, w = shape[-3:-1] if shape[-1] in (1, 3, 4) else shape[-2:]
+        return f"image {w}×{h}"
+    return "image"
+
+
 def _target_arg(t: Any) -> Any:
     """A target from the front end: "pred", an int id (also as a numeric string), or a token / class string."""
     if t is None or t == "":
@@ -789,9 +886,12 @@ def _target_arg(t: Any) -> Any:
 def _input_spec(model: Any, tokenizer: Any) -> dict:
     from ..engine.model.adapters import adapter_for
 
+    from ..engine.model.adapters import ImageClassifierAdapter
+
     try:
         adapter = adapter_for(model)
     except Exception:  # noqa: BLE001 - the engine refuses unsupported models when a run starts
-        return {"kind": "class", "pair": False, "label_names": []}
+        return {"kind": "class", "pair": False, "label_names": [], "image": False}
+    # image classifiers (ViT, DeiT, CLIP / SigLIP zero-shot) read a picture: the input bar takes an image file
     return {"kind": adapter.target_kind, "pair": bool(adapter.takes_pair(tokenizer)),
-            "label_names": list(adapter.label_names() or [])}
+            "label_names": list(adapter.label_names() or []), "image": isinstance(adapter, ImageClassifierAdapter)}

@@ -5,7 +5,8 @@ Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
 ``special`` (per token of ``tree["tokens"]``: a special token, ``engine.model.tokens.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
 ``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
-None when over budget): with it the browser recomputes the tree for any threshold with the same algorithm
+None when over budget), ``image`` (image attributions: ``widgets.image.image_payload``, the picture the tree is
+also drawn on, edges between patch centres; None for text): with it the browser recomputes the tree for any threshold with the same algorithm
 (``js/tree/tree-algo.ts``), so the slider works without a kernel (exported pages, reopened notebooks).
 Browser -> kernel command (``js/shared/commands.ts``): ``_cmd_edge`` ``{parent, child, layer}`` (click on an edge):
 selects that layer (and the head with the largest attribution for that token pair) in the linked Explorer.
@@ -63,6 +64,7 @@ class TreeView(BaseWidget):
     linked = traitlets.Bool(False).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     layer_sums = binary_trait(None)
+    image = binary_trait(None)
 
     def __init__(self, attribution: Any, threshold: float = 0.4, explorer: Any = None, **kwargs):
         from ..engine.validate import number
@@ -71,7 +73,10 @@ class TreeView(BaseWidget):
         self.attribution = attribution
         self.explorer = explorer
         init = self._compute(float(threshold))
+        from .image import image_payload
+
         init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution),
+                    image=image_payload(getattr(attribution, "image", None)),
                     special=token_fields(getattr(attribution, "tokens", None) or [])["special"])
         init.update(kwargs)
         super().__init__(**init)

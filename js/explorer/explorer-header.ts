@@ -34,7 +34,7 @@ export function explorerHeader({ meta, state, error, done, total }: ExplorerHead
   return {
     title: meta.model_name ? `AttAttr · ${meta.model_name}` : "AttAttr explorer",
     chip: parts.length ? parts.join(" · ") : null,
-    subtitle: [meta.text, meta.text_pair].filter((x) => x).join("  ‖  "),
+    subtitle: meta.image_name && !meta.text ? meta.image_name : [meta.text, meta.text_pair].filter((x) => x).join("  ‖  "),
     state, error, errorDetail: meta.error_detail,
     progress: {
       fraction: total ? Math.min(1, done / total) : 0, now: done, max: total,

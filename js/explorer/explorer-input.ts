@@ -15,6 +15,7 @@ export class ExplorerInput {
   constructor(private model: Model, commands: Commands, invalidate: (parts: string) => void, resetHeat: () => void, signal: AbortSignal) {
     this.bar = new InputBar({
       onRun: (text, text_pair, target) => void commands.call("_cmd_run", { text, text_pair, target }),
+      onImage: (file, target) => void sendImage(commands, file, target),
       onTargets: (text, text_pair) => void commands.call("_cmd_targets", { text, text_pair }),
       onHistory: (key) => void commands.call("_cmd_history", { key }),
       onContrast: (target) => void commands.call("_cmd_contrast", { target }),
@@ -52,7 +53,7 @@ export class ExplorerInput {
       history: (m.get("history") ?? []) as unknown as HistoryEntry[],
       contrast: (m.get("contrast") ?? {}) as ContrastInfo,
       contrastView: ((m.get("contrast_view") as ContrastView) ?? "diff"),
-      text: meta.text ?? null, textPair: meta.text_pair ?? null,
+      text: (meta.image_name ?? meta.text) ?? null, textPair: meta.text_pair ?? null,
       target: meta.target ?? null, runState: m.get("state"),
     });
   }
@@ -66,6 +67,12 @@ export class ExplorerInput {
     const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
     return { ...out, label: contrastLabel(view, meta.target_label ?? String(meta.target ?? "target"), c.target_label ?? String(c.target ?? "contrast")) };
   }
+}
+
+/** `_cmd_image`: the file's bytes as one binary buffer (never JSON), or no buffer for the shown picture again. */
+export async function sendImage(commands: Commands, file: File | null, target: number | string): Promise<void> {
+  const buffers = file ? [new DataView(await file.arrayBuffer())] : [];
+  await commands.call("_cmd_image", { name: file ? file.name : null, target }, buffers);
 }
 
 /** The attribution map's caption under a contrast view: "Attr(A) − Attr(B)" or "Attr(B)". */

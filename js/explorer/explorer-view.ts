@@ -13,6 +13,8 @@ import type { Header } from "../shared/header";
 import { EXPLORER_HEADER, explorerHeader } from "./explorer-header";
 import { HeatPanel, type HeatHost } from "./heat-panel";
 import { HoverLock, type LockChange } from "./hover-lock";
+import { ImagePanel } from "./image-panel";
+import { imageInfo, imageOnly } from "../shared/image";
 import type { ExplorerMeta, ExplorerModel, HeadPayload } from "../shared/protocol";
 import { SentencePanel } from "./sentence-panel";
 import { cacheFor, type StreamCache } from "./stream";
@@ -27,6 +29,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   readonly grid: GridPanel;
   readonly heat: HeatPanel;
   readonly sentence: SentencePanel;
+  readonly image: ImagePanel;
   readonly embedded = new EmbeddedHeadStore(() => this.invalidate("heat,sentence"));
   private embedNote = h("div", { class: "aa-muted aa-embed-note" });
   readonly input: ExplorerInput | null; // the input bar (Explorers with a model)
@@ -72,9 +75,10 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
     }, signal);
+    this.image = new ImagePanel({ onQuery: (t) => this.lock(HoverLock.query(t), "heat,sentence"), tooltip: this.tooltip }, signal);
     this.input = model.get("interactive") ? new ExplorerInput(model, this.commands, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
     this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.body, this.tooltip.el);
-    this.body.append(this.grid.el, this.heat.el, this.sentence.el);
+    this.body.append(this.grid.el, this.heat.el, this.image.el, this.sentence.el);
     this.grid.el.append(this.embedNote);
     this.bind();
     this.invalidate("all");
@@ -93,14 +97,14 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     on(["head_scores", "thumbs", "normalize", "grid_mode", "pair"], "grid");
     on(["selected", "locked", "heads_data"], "grid,heat,sentence");
     on(["head", "tokens", "special", "query"], "heat,sentence");
-    on(["token_types"], "sentence");
+    on(["token_types", "image"], "sentence");
     this.onDestroy(this.cache.subscribe(() => this.invalidate("grid,header")));
     for (const b of this.normButtons) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
     for (const b of this.modeButtons) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
     this.root.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && (m.get("locked") ?? []).length && e.target !== this.heat.search) this.setTrait("locked", []);
     }, o);
-    this.onResize(() => this.invalidate("grid,heat"));
+    this.onResize(() => this.invalidate("grid,heat,sentence"));
   }
 
   protected themeChanged(): void {
@@ -167,10 +171,18 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     // not laid out (detached, or a notebook cell hidden by windowing): draw with defaults; the ResizeObserver
     // redraws once the real width is known
     const w = this.root.clientWidth || 960;
+    // read with the root's width, before this draw writes anything (a read after the writes would force a layout
+    // on every hover): the image panel's content width (its padding + border are 22 px), 0 while hidden
+    const imageW = this.image.el.hidden ? 0 : this.image.el.clientWidth - 22;
     const gridWidth = Math.max(230, Math.min(380, Math.floor(w * 0.36)));
     // side by side only when each heatmap still gets >= 240 px; otherwise the heatmaps take the full width
     // below, and the sentence moves up next to the grid
     this.body.classList.toggle("aa-stacked", (w - gridWidth - 90) / 2 - 90 < 240);
+    // image runs: the picture panel goes next to the grid, the heatmaps below; an image classifier's tokens are
+    // all on the picture (no sentence), a vision–language prompt keeps its sentence
+    const info = imageInfo(m.get("image"));
+    this.body.classList.toggle("aa-has-image", !!info);
+    this.body.classList.toggle("aa-image-only", !!info && imageOnly(info, this.tokens().length));
     if (all || d.has("header")) {
       const g = this.data;
       this.header.render(explorerHeader({
@@ -190,7 +202,13 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width,
         missing: sel ? this.embedded.missing(sel[0], sel[1], this.layerId(sel[0])) : null });
     }
-    if (all || d.has("sentence")) this.renderSentence();
+    if (all || d.has("sentence")) {
+      this.renderSentence();
+      // first draw (panel still hidden): estimated from the CSS — next to the grid panel (gridWidth + 72 px, gap
+      // 12 px) when its flex-basis (440 px) fits there, else the full width it wraps to; then measured
+      const beside = w - gridWidth - 130;
+      this.renderImage(imageW > 0 ? imageW : beside >= 418 ? beside : w - 46);
+    }
     this.renders++;
     this.updateHooks();
   }
@@ -220,6 +238,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const hl = this.heat.layout;
     r.heatBox = hl ? `${hl.x0},${hl.y0},${hl.side}` : "";
     r.tokens = String(this.tokens().length);
+    const img = imageInfo(m.get("image"));
+    r.image = img ? `${img.rows},${img.cols}` : "";
     r.matches = String(this.heat.matches.length);
     r.renders = String(this.renders);
   }
@@ -285,6 +305,22 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       gamma: this.heat.gamma, theme: this.theme.theme,
       note: toks.length && q >= 0 ? (sel && hd ? `  to every key token · layer ${this.layerId(sel[0])} head ${sel[1]} · click a token to make it the query` : "  (select a computed head)") : null,
     });
+  }
+
+  private renderImage(width: number): void {
+    const info = imageInfo(this.model.get("image"));
+    const wasHidden = this.image.el.hidden;
+    if (!info && wasHidden) return; // text runs: nothing to draw
+    const hd = this.heat.data;
+    const q = this.hoverLock.query(true);
+    const sel = this.selected();
+    const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
+    this.image.render({
+      info, tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
+      width, gamma: this.heat.gamma, theme: this.theme.theme,
+      note: sel && hd ? `  · layer ${this.layerId(sel[0])} head ${sel[1]}` : null,
+    });
+    if (wasHidden && info) this.invalidate("sentence"); // shown now: redraw once at its measured width
   }
 
   private tokenTip(i: number): TipLine[] {

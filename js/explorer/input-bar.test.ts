@@ -7,6 +7,7 @@ function bar() {
   const calls: any[] = [];
   const b = new InputBar({
     onRun: (...a) => calls.push(["run", ...a]), onTargets: (...a) => calls.push(["targets", ...a]),
+    onImage: (f, t) => calls.push(["image", f ? f.name : null, t]),
     onHistory: (k) => calls.push(["history", k]), onContrast: (t) => calls.push(["contrast", t]), onContrastView: (v) => calls.push(["view", v]),
   }, new AbortController().signal);
   document.body.appendChild(b.el);
@@ -49,6 +50,24 @@ describe("input bar", () => {
     b.contrastSel.value = "1";
     b.contrastBtn.click();
     expect(calls.at(-1)).toEqual(["contrast", 1]);
+  });
+
+  it("image models: a file chooser instead of the text; top-k of the shown picture; Run re-runs the picture", () => {
+    const { b, calls } = bar();
+    b.render({ ...PROPS, spec: { kind: "class", pair: false, label_names: ["0", "1", "2"], image: true }, text: "seven.png", runState: "done", target: 7,
+      targets: { text: "seven.png", kind: "class", pred: 7, options: [{ id: 7, label: "7", prob: 0.8 }, { id: 1, label: "1", prob: 0.15 }] } });
+    expect(b.text.hidden).toBe(true);
+    expect(b.pair.hidden).toBe(true);
+    expect(b.file.hidden).toBe(false);
+    expect(b.file.accept).toBe("image/*");
+    expect([...b.target.options].map((o) => o.value)).toEqual(["__pred__", "7", "1", "__free__"]);
+    b.target.value = "1";
+    b.runBtn.click();
+    expect(calls.at(-1)).toEqual(["image", null, 1]);
+    const f = new File([new Uint8Array([137, 80, 78, 71])], "cat.png", { type: "image/png" });
+    Object.defineProperty(b.file, "files", { value: [f] });
+    b.file.dispatchEvent(new Event("change"));
+    expect(calls.at(-1)).toEqual(["image", "cat.png", "pred"]);
   });
 
   it("computes the difference map A - B for the contrast view", () => {

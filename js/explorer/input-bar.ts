@@ -1,4 +1,5 @@
-// Input bar of the Explorer (when it has a model): the text (and the second segment for pair models), a target
+// Input bar of the Explorer (when it has a model): the text (and the second segment for pair models) — or, for
+// image classifiers, an image file chooser (the file's bytes go to the kernel) —, a target
 // selector (every class with its probability, or the top-k next tokens of a causal LM, plus free entry of a
 // token / class name), Run (or Enter), the history of finished runs to switch back to, and Contrast: a second
 // target for the same input whose difference map the attribution heatmap then shows.
@@ -24,6 +25,7 @@ export interface InputSpec {
   kind?: "class" | "next-token";
   pair?: boolean;
   label_names?: string[];
+  image?: boolean; // the model reads pictures: a file chooser replaces the text boxes
 }
 export interface HistoryEntry {
   key: number;
@@ -56,6 +58,8 @@ export interface InputBarProps {
 
 export interface InputBarCallbacks {
   onRun(text: string, pair: string | null, target: number | string): void;
+  /** Image models: attribute `file` (null: the shown picture again) for `target`. */
+  onImage(file: File | null, target: number | string): void;
   onTargets(text: string, pair: string | null): void;
   onHistory(key: number): void;
   onContrast(target: number | string | null): void;
@@ -88,6 +92,7 @@ export class InputBar {
   readonly pair = h("input", { class: "aa-input-pair", type: "text", placeholder: "Second segment (optional)", spellcheck: "false", "aria-label": "second segment" });
   readonly target = h("select", { class: "aa-select aa-target", "aria-label": "target", title: "What to attribute: the predicted class / next token, or another one" });
   readonly free = h("input", { class: "aa-input-free aa-search", type: "text", placeholder: "token or class", spellcheck: "false", "aria-label": "free target" });
+  readonly file = h("input", { class: "aa-input-file", type: "file", accept: "image/*", "aria-label": "image file", title: "Choose a picture to attribute" });
   readonly runBtn = h("button", { class: "aa-btn aa-run", type: "button", title: "Attribute this input (Enter)" }, "▶ Run");
   readonly history = h("select", { class: "aa-select aa-history", "aria-label": "history", title: "Switch back to an earlier run" });
   readonly contrastSel = h("select", { class: "aa-select aa-contrast", "aria-label": "contrast target", title: "Why this target and not that one? Attribute a second target for the same input" });
@@ -105,14 +110,22 @@ export class InputBar {
     this.viewButtons = [seg("diff", "A − B", "Attribution of the target minus that of the contrast target"),
       seg("target", "A", "Attribution of the target"), seg("contrast", "B", "Attribution of the contrast target")];
     this.el = h("section", { class: "aa-panel aa-input-bar" },
-      h("div", { class: "aa-input-row" }, this.text, this.pair, h("label", { class: "aa-field" }, "target ", this.target), this.free, this.runBtn),
+      h("div", { class: "aa-input-row" }, this.text, this.pair, this.file, h("label", { class: "aa-field" }, "target ", this.target), this.free, this.runBtn),
       h("div", { class: "aa-input-row aa-input-row2" },
         h("label", { class: "aa-field" }, "history ", this.history),
         h("span", { class: "aa-spacer" }),
         h("label", { class: "aa-field" }, "contrast ", this.contrastSel), this.contrastBtn,
         h("div", { class: "aa-segmented aa-contrast-views", role: "group", "aria-label": "contrast map" }, ...this.viewButtons),
         this.contrastNote));
-    const run = () => this.cb.onRun(this.text.value, this.pair.value.trim() ? this.pair.value : null, chosenTarget(this.target.value, this.free.value));
+    const run = () => {
+      const target = chosenTarget(this.target.value, this.free.value);
+      if (this.props?.spec.image) this.cb.onImage(null, target);
+      else this.cb.onRun(this.text.value, this.pair.value.trim() ? this.pair.value : null, target);
+    };
+    this.file.addEventListener("change", () => {
+      const f = this.file.files?.[0];
+      if (f) this.cb.onImage(f, "pred");
+    }, o);
     this.runBtn.addEventListener("click", run, o);
     for (const inp of [this.text, this.pair, this.free]) inp.addEventListener("keydown", (e) => {
       if (e.key === "Enter") {
@@ -162,14 +175,17 @@ export class InputBar {
   render(p: InputBarProps): void {
     const prev = this.props;
     this.props = p;
-    this.pair.hidden = !p.spec.pair;
+    const image = !!p.spec.image;
+    this.pair.hidden = !p.spec.pair || image;
+    this.text.hidden = image;
+    this.file.hidden = !image;
     if (!this.touched && p.text !== null && p.text !== undefined && this.text.value !== p.text) {
       this.text.value = p.text;
       this.pair.value = p.textPair ?? "";
     }
     // target options: from `targets` when they describe the box's text, else the class names
     const t = p.targets;
-    const forBox = t.options && t.text === this.text.value;
+    const forBox = t.options && t.text === (image ? p.text ?? "" : this.text.value);
     const opts: TargetOption[] = forBox ? t.options! : (p.spec.label_names ?? []).map((label, id) => ({ id, label, prob: NaN }));
     const keep = this.target.value;
     const kind = t.kind ?? p.spec.kind;

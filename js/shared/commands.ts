@@ -45,8 +45,9 @@ export class Commands {
   /** `invoke` is the host's `experimental.invoke` (absent: the `model.send` form); `signal` the view's lifetime. */
   constructor(private model: AnyModel, private invoke: Invoke | undefined, private signal: AbortSignal) {}
 
-  /** Call command `name` with `msg`; resolves to [response, buffers], or null when aborted / superseded. */
-  async call<T = CommandResponse>(name: CommandName, msg: object = {}): Promise<[T, DataView[]] | null> {
+  /** Call command `name` with `msg` (and binary `buffers`: an uploaded file); resolves to [response, buffers], or
+   * null when aborted / superseded. */
+  async call<T = CommandResponse>(name: CommandName, msg: object = {}, buffers: DataView[] = []): Promise<[T, DataView[]] | null> {
     if (this.signal.aborted) return null;
     this.pending.get(name)?.abort();
     const ac = new AbortController();
@@ -56,11 +57,11 @@ export class Commands {
     try {
       const invoke = this.fallback ?? this.invoke ?? (this.fallback = sendInvoke(this.model));
       try {
-        return await invoke<T>(name, msg, { signal: ac.signal });
+        return await invoke<T>(name, msg, { signal: ac.signal, buffers });
       } catch (err) {
         if (ac.signal.aborted || this.fallback) return null;
         this.fallback = sendInvoke(this.model); // the host refused invoke itself: same message through model.send
-        return await this.fallback<T>(name, msg, { signal: ac.signal });
+        return await this.fallback<T>(name, msg, { signal: ac.signal, buffers });
       }
     } catch {
       return null;

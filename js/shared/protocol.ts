@@ -31,6 +31,17 @@ export interface ExplorerMeta {
   error_detail?: string;
   /** Model layer indices whose results hold NaN/inf (bf16 overflow, a degenerate input): shown as a warning. */
   nonfinite?: number[];
+  /** Image runs: what the header calls the picture (an uploaded file's name, a path's file name, or "image"). */
+  image_name?: string;
+}
+
+/** The picture of an image attribution (attattr_widgets/widgets/image.py `image_payload`): uint8 [h, w, 3] pixels as
+ * one binary buffer, the patch grid, and the token index of patch (0, 0) (patches follow row-major). */
+export interface ImagePayload {
+  pixels: EncodedArray;
+  grid: [number, number];
+  first_patch: number;
+  patch_size: number;
 }
 
 export interface HeadPayload {
@@ -84,6 +95,7 @@ export interface ExplorerModel {
   contrast: Record<string, unknown>;
   contrast_view: "diff" | "target" | "contrast";
   heads_data: EmbeddedHeads | null;
+  image: ImagePayload | null; // image runs: the picture the image panel overlays; null for text
   _stream_key: string;
   [key: string]: unknown;
 }
@@ -118,14 +130,15 @@ export interface TreeModel {
   linked: boolean;
   title: string;
   layer_sums: { sums: DeflatedArray; layers: number[]; num_layers: number; exclude_row: number | null } | null;
+  image: ImagePayload | null; // image attributions: the tree is also drawn on the picture (edges between patch centres)
   [key: string]: unknown;
 }
 
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "heads_data", "_stream_key"] as const;
-export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
+  "targets", "history", "contrast", "contrast_view", "heads_data", "image", "_stream_key"] as const;
+export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums", "image"] as const;
 
 export interface RunProgress {
   done: number;
@@ -239,7 +252,7 @@ export interface TriggersModel {
 
 /** Requests to the kernel: anywidget commands (`@command` methods of the Python classes, js/shared/commands.ts),
  * checked against the Python classes by tests/test_widgets_protocol.py. */
-export const EXPLORER_COMMANDS = ["_cmd_cancel", "_cmd_resend", "_cmd_run", "_cmd_targets", "_cmd_history", "_cmd_contrast"] as const;
+export const EXPLORER_COMMANDS = ["_cmd_cancel", "_cmd_resend", "_cmd_run", "_cmd_targets", "_cmd_history", "_cmd_contrast", "_cmd_image"] as const;
 export const HEADS_COMMANDS = ["_cmd_cancel", "_cmd_open"] as const;
 export const TRIGGERS_COMMANDS = ["_cmd_cancel", "_cmd_apply"] as const;
 export const TREE_COMMANDS = ["_cmd_edge"] as const;

@@ -8,6 +8,7 @@ export interface Invoked {
   name: string;
   msg: any;
   signal?: AbortSignal;
+  buffers: DataView[]; // binary buffers sent with the request (an uploaded file)
   reply: (response: any, buffers?: DataView[]) => void;
 }
 
@@ -37,12 +38,12 @@ export class FakeModel<T extends Record<string, any> = Record<string, any>> {
     this.sent.push({ content, buffers });
   }
   /** Stand-in for `experimental.invoke`: records the call; pending until `reply` or the signal aborts. */
-  invoke = <R>(name: string, msg?: any, options: { signal?: AbortSignal } = {}): Promise<[R, DataView[]]> =>
+  invoke = <R>(name: string, msg?: any, options: { signal?: AbortSignal; buffers?: DataView[] } = {}): Promise<[R, DataView[]]> =>
     new Promise((resolve, reject) => {
       const signal = options.signal;
       if (signal?.aborted) return reject(signal.reason);
       signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
-      this.invoked.push({ name, msg, signal, reply: (r, b = []) => resolve([r as R, b]) });
+      this.invoked.push({ name, msg, signal, buffers: options.buffers ?? [], reply: (r, b = []) => resolve([r as R, b]) });
     });
   /** The commands called so far, as `{name, msg}`. */
   calls(): { name: string; msg: any }[] {
@@ -107,4 +108,15 @@ export function rng(seed: number): () => number {
     s ^= s << 5;
     return ((s >>> 0) / 4294967296);
   };
+}
+
+export function u8(values: ArrayLike<number>, shape: number[]): EncodedArray {
+  return { dtype: "uint8", shape, view: new DataView(Uint8Array.from(values).buffer) };
+}
+
+/** An image payload (protocol.ts `ImagePayload`): a w × h picture of a horizontal grey ramp, `rows` × `cols` patches. */
+export function imagePayload(w: number, h: number, rows: number, cols: number, first = 1) {
+  const px: number[] = [];
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) px.push(Math.round((255 * x) / Math.max(1, w - 1)), 0, 0);
+  return { pixels: u8(px, [h, w, 3]), grid: [rows, cols] as [number, number], first_patch: first, patch_size: 16 };
 }

@@ -152,3 +152,35 @@ describe("tree computed in the browser from the embedded layer sums", () => {
     expect(model.get("threshold")).toBe(0.4); // the kernel hears about it after the debounce only
   });
 });
+
+describe("TreeView on an image", () => {
+  // [CLS] + 2 x 2 patches; the tree: [CLS] -> (1,1) -> (0,0)
+  const IMG_TREE = { tokens: ["[CLS]", "(0,0)", "(0,1)", "(1,0)", "(1,1)"], num_layers: 2, threshold: 0.4, root: 0,
+    nodes: [{ index: 0, token: "[CLS]", layer: 2 }, { index: 4, token: "(1,1)", layer: 1 }, { index: 1, token: "(0,0)", layer: 0 }],
+    edges: [{ parent: 0, child: 4, layer: 1, score: 0.9 }, { parent: 4, child: 1, layer: 0, score: 0.5 }] };
+
+  it("draws the tree on the picture: edges between patch centres, [CLS] above the picture, clickable", async () => {
+    const { imagePayload } = await import("../shared/testing");
+    const { root, model } = mount({ tree: IMG_TREE, image: imagePayload(8, 8, 2, 2) });
+    expect(root.dataset.image).toBe("2,2");
+    const pic = root.querySelector(".aa-tree-image") as HTMLElement;
+    expect(pic.hidden).toBe(false);
+    const svg = pic.querySelector("svg")!;
+    expect(svg.querySelectorAll("[data-edge]").length).toBe(2);
+    expect([...svg.querySelectorAll("[data-node]")].map((n) => n.getAttribute("data-node")).sort()).toEqual(["0", "1", "4"]);
+    // picture 300 x 300 at (8, 8 + 34): patch (1,1) centre = (8 + 225, 42 + 225); (0,0) = (8 + 75, 42 + 75); [CLS] in the band
+    const d = svg.querySelector('[data-edge="4,1,0"] path')!.getAttribute("d")!;
+    expect(d.startsWith("M233.0,267.0")).toBe(true);
+    expect(d.endsWith("83.0,117.0")).toBe(true);
+    expect(svg.querySelector('[data-node="0"]')!.getAttribute("transform")).toBe("translate(158.0,25.0)");
+    expect(svg.querySelector('[data-node="0"] text')!.textContent).toBe("[CLS]");
+    svg.querySelector('[data-edge="0,4,1"] path')!.dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(model.get("selected_edge")).toEqual([0, 4, 1]);
+    expect(model.calls().at(-1)).toEqual({ name: "_cmd_edge", msg: { parent: 0, child: 4, layer: 1 } });
+  });
+
+  it("has no picture for text trees", () => {
+    const { root } = mount();
+    expect((root.querySelector(".aa-tree-image") as HTMLElement).hidden).toBe(true);
+  });
+});

@@ -1,4 +1,5 @@
-// The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges.
+// The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges; for an
+// image attribution also the same tree on the picture (edges between patch centres, tree-image.ts).
 import type { AnyModel } from "@anywidget/types";
 import { cssRGB, diverging, formatValue } from "../shared/color";
 import type { Invoke } from "../shared/commands";
@@ -6,6 +7,8 @@ import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } fro
 import { inflateArray, isDeflated } from "../shared/inflate";
 import type { TreeDict, TreeEdge, TreeModel } from "../shared/protocol";
 import { treeFromLayerSums, type TreeInput } from "./tree-algo";
+import { treeImageSvg } from "./tree-image";
+import { imageInfo } from "../shared/image";
 import { Tooltip, type TipLine } from "../shared/tooltip";
 import { ViewBase } from "../shared/view-base";
 
@@ -56,6 +59,8 @@ export class TreeView extends ViewBase<TreeModel> {
   private compactBox = h("input", { type: "checkbox", class: "aa-compact" });
   private compact: boolean | null = null; // null = automatic (on for long inputs)
   private scroll = h("div", { class: "aa-tree-scroll" });
+  private onImage = h("div", { class: "aa-tree-image", hidden: true });
+  private area = h("div", { class: "aa-tree-area" }, this.onImage, this.scroll);
   private errorBox = h("div", { class: "aa-error", role: "alert" });
   private tip: Tooltip;
   private title = h("div", { class: "aa-title" });
@@ -81,7 +86,7 @@ export class TreeView extends ViewBase<TreeModel> {
       h("div", { class: "aa-toolbar" }, h("label", { class: "aa-field" }, "threshold τ ", this.slider), this.thrText,
         h("label", { class: "aa-field", title: "Only the tokens that are in the tree on the x axis (long inputs)" }, this.compactBox, "tree tokens only"),
         h("span", { class: "aa-spacer" }), this.stats),
-      this.errorBox, this.scroll, this.tip.el,
+      this.errorBox, this.area, this.tip.el,
     );
     const o = { signal: this.signal };
     svgBtn.addEventListener("click", () => this.svg && downloadSvg(this.svg, this.fileName("svg")), o);
@@ -101,7 +106,7 @@ export class TreeView extends ViewBase<TreeModel> {
         this.model.save_changes();
       }, 120) as unknown as number;
     }, o);
-    this.onTraits(["tree", "special", "state", "error", "selected_edge", "title", "linked", "layer_sums"], () => this.schedule());
+    this.onTraits(["tree", "special", "state", "error", "selected_edge", "title", "linked", "layer_sums", "image"], () => this.schedule());
     const cbThr = () => {
       this.thr = Number(model.get("threshold"));
       this.schedule();
@@ -110,7 +115,7 @@ export class TreeView extends ViewBase<TreeModel> {
     };
     this.onTraits(["threshold"], cbThr);
     this.onDestroy(() => clearTimeout(this.debounce));
-    this.scroll.addEventListener("click", (e) => {
+    this.area.addEventListener("click", (e) => {
       const g = (e.target as Element | null)?.closest?.("[data-edge]") as SVGElement | null;
       if (!g) return;
       const [parent, child, layer] = (g.getAttribute("data-edge") ?? "").split(",").map(Number);
@@ -119,12 +124,12 @@ export class TreeView extends ViewBase<TreeModel> {
       void this.commands.call("_cmd_edge", { parent, child, layer });
       this.flush();
     }, o);
-    this.scroll.addEventListener("pointerover", (e) => {
+    this.area.addEventListener("pointerover", (e) => {
       const g = (e.target as Element | null)?.closest?.("[data-edge]") as SVGElement | null;
       if (!g) return this.tip.hide();
       this.showEdgeTip(e as PointerEvent, g.getAttribute("data-edge") ?? "");
     }, o);
-    this.scroll.addEventListener("pointerleave", () => this.tip.hide(), o);
+    this.area.addEventListener("pointerleave", () => this.tip.hide(), o);
     this.onResize(() => this.schedule());
     cbThr();
     this.flush();
@@ -184,11 +189,15 @@ export class TreeView extends ViewBase<TreeModel> {
       } else this.scroll.scrollLeft = keep;
     }
     else this.scroll.replaceChildren(h("div", { class: "aa-placeholder" }, state === "error" ? "No tree." : "No attribution yet."));
+    const info = imageInfo(this.model.get("image"));
+    this.onImage.hidden = !(info && t.tokens.length);
+    this.onImage.replaceChildren(...(info && t.tokens.length ? [treeImageSvg(t, info, { theme: this.theme.theme, selected: (this.model.get("selected_edge") ?? []).join(","), side: 300 })] : []));
     const d = this.root.dataset;
     d.state = state;
     d.nodes = String(t.nodes.length);
     d.edges = String(t.edges.length);
     d.threshold = String(this.thr);
+    d.image = info ? `${info.rows},${info.cols}` : "";
     d.treeSource = this.sums.input ? "browser" : "kernel";
     d.selectedEdge = (this.model.get("selected_edge") ?? []).join(",");
   }

@@ -146,6 +146,44 @@ class LabNotebook:
         self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
 
 
+def lab_session(browser, lab, name: str, cells: list[str], viewport: dict, setup_timeout: float = 180):
+    """A module fixture's body: a hermetic page with ``cells`` in notebook ``name``, cell 0 run (it must print
+    "ready"); yields the LabNotebook (``page_errors`` collects page errors); afterwards no network was tried and
+    the kernel is shut down."""
+    ctx = hermetic_context(browser, lab.is_local, viewport=viewport)
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    notebook = LabNotebook(page, lab, name, cells)
+    notebook.run(0, timeout=setup_timeout)
+    assert "ready" in notebook.output_text(0), notebook.output_text(0)
+    notebook.page_errors = errors
+    yield notebook
+    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
+    notebook.shutdown()
+    ctx.close()
+
+
+CELL_NODE = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+
+
+def wait_in_cell(nb, i: int, sel: str, cond: str, timeout: float = 60, nth: int = 0) -> None:
+    """Wait until ``cond`` (JS over ``r`` = the ``nth`` element matching ``sel`` in cell ``i``) holds; on timeout
+    fail with its data attributes and the cell's output, and keep a screenshot in ARTIFACTS."""
+    from playwright.sync_api import TimeoutError as PWTimeout
+
+    js = f"([i, n]) => {{ const r = ({CELL_NODE})(i).querySelectorAll({sel!r})[n]; return !!r && ({cond}); }}"
+    try:
+        nb.page.wait_for_function(js, arg=[i, nth], timeout=timeout * 1000)
+    except PWTimeout:
+        data = nb.page.evaluate(f"([i, n]) => {{ const r = ({CELL_NODE})(i).querySelectorAll({sel!r})[n];"
+                                " return r ? {...r.dataset} : null; }", [i, nth])
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        nb.page.screenshot(path=str(ARTIFACTS / f"failure-{nb.name.replace('.ipynb', '')}-cell{i}.png"), full_page=True)
+        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}` on {sel}; data = {data}; "
+                    f"output: {nb.output_text(i)[-1500:]!r}", pytrace=False)
+
+
 # pixels ------------------------------------------------------------------------------------------------------
 CANVAS_STATS_JS = """(c) => {
   const w = c.width, h = c.height;

@@ -5,12 +5,12 @@ import pytest
 
 from .e2e_support import (
     TINY_MODEL_SRC,
-    LabNotebook,
     assert_not_blank,
     bundle_built,
     canvas_stats,
     element_shot,
-    hermetic_context,
+    lab_session,
+    wait_in_cell,
 )
 
 pytestmark = [
@@ -30,39 +30,17 @@ print("ready")
 FAST = f"ex = Explorer(model, tok)\ndisplay(ex)\nex.explain({SHORT!r}, steps=4);"
 SLOW = f"ex2 = Explorer(slow_model, slow_tok)\ndisplay(ex2)\nex2.explain({LONG!r}, steps=256);"
 
-ROOT = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node.querySelector('.attattr-explorer')"
 
 
 def _wait_root(nb, i, cond, timeout=60):
     """Wait until ``cond`` (JS expression over ``r`` = the explorer root of cell ``i``) holds."""
-    from playwright.sync_api import TimeoutError as PWTimeout
-
-    try:
-        nb.page.wait_for_function(f"(i) => {{ const r = ({ROOT})(i); return !!r && ({cond}); }}", arg=i,
-                                  timeout=timeout * 1000)
-    except PWTimeout:
-        data = nb.page.evaluate(f"(i) => {{ const r = ({ROOT})(i); return r ? {{...r.dataset}} : null; }}", i)
-        from .e2e_support import ARTIFACTS
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        nb.page.screenshot(path=str(ARTIFACTS / f"failure-explorer-cell{i}.png"), full_page=True)
-        pytest.fail(f"explorer in cell {i}: waited {timeout}s for `{cond}`; root data = {data}; "
-                    f"cell output: {nb.output_text(i)[-2000:]!r}", pytrace=False)
+    wait_in_cell(nb, i, ".attattr-explorer", cond, timeout)
 
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1700})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "explorer.ipynb", [SETUP, FAST, SLOW])
-    notebook.run(0, timeout=120)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_session(browser, lab, "explorer.ipynb", [SETUP, FAST, SLOW], {"width": 1280, "height": 1700},
+                           setup_timeout=120)
 
 
 def test_streams_all_layers_and_paints(nb, artifacts):

@@ -9,7 +9,15 @@ import re
 
 import pytest
 
-from .e2e_support import LabNotebook, assert_not_blank, bundle_built, canvas_stats, element_shot, hermetic_context
+from .e2e_support import (
+    assert_not_blank,
+    bundle_built,
+    canvas_stats,
+    element_shot,
+    hermetic_context,
+    lab_session,
+    wait_in_cell,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -57,37 +65,13 @@ HEADS = ("hv = HeadsView(model, tok, mine[:6], methods=('attattr', 'random'), ev
          "               fractions=[0, 0.25, 0.5, 0.75, 1], steps=2)\ndisplay(hv, hv.explorer)\nhv.run()")
 TRIGGERS = "tv = TriggersView(model, tok, mine, test, evaluate=2, sample=4, steps=4, min_score=0.0)\ndisplay(tv)\ntv.run()"
 
-CELL = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
-
-
-def _wait(nb, i, sel, cond, timeout=60, nth=0):
-    """Wait until ``cond`` (JS over ``r`` = the ``nth`` element matching ``sel`` in cell ``i``) holds."""
-    from playwright.sync_api import TimeoutError as PWTimeout
-
-    js = f"([i, n]) => {{ const r = ({CELL})(i).querySelectorAll({sel!r})[n]; return !!r && ({cond}); }}"
-    try:
-        nb.page.wait_for_function(js, arg=[i, nth], timeout=timeout * 1000)
-    except PWTimeout:
-        data = nb.page.evaluate(f"([i, n]) => {{ const r = ({CELL})(i).querySelectorAll({sel!r})[n];"
-                                " return r ? {...r.dataset} : null; }", [i, nth])
-        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}` on {sel}; data = {data}; "
-                    f"output: {nb.output_text(i)[-1500:]!r}", pytrace=False)
+_wait = wait_in_cell
 
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1800})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "interactive.ipynb", [SETUP, EXPLORER, HEADS, TRIGGERS])
-    notebook.run(0, timeout=180)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_session(browser, lab, "interactive.ipynb", [SETUP, EXPLORER, HEADS, TRIGGERS],
+                           {"width": 1280, "height": 1800})
 
 
 def test_explorer_input_bar_runs_typed_sentences_and_other_targets(nb, artifacts):

@@ -30,7 +30,7 @@ def lm():
 
 def test_input_spec_and_target_options(model, lm, tokenizer):
     ex = Explorer(model, tokenizer)
-    assert ex.interactive and ex.input_spec == {"kind": "class", "pair": True, "label_names": ["neg", "neutral", "pos"]}
+    assert ex.interactive and ex.input_spec == {"kind": "class", "pair": True, "label_names": ["neg", "neutral", "pos"], "image": False}
     wc.command_from_front_end(ex, "_cmd_targets", {"text": "the movie was great", "text_pair": None})
     t = ex.targets
     assert t["kind"] == "class" and [o["label"] for o in t["options"]] == ["neg", "neutral", "pos"]
