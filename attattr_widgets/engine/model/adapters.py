@@ -4,7 +4,8 @@ An adapter knows, for one model, how an input is encoded, where the score F is r
 what F is — ``"prob"``, ``"logprob"``, ``"logit"`` — is the score registry's, :mod:`..attribution.scores`), how a
 target resolves and is labelled, the label names and number of outputs, which attention modules exist and the
 shape of their maps (:class:`AttentionSite`), and the kind's run details (unpadded batches, pad ids,
-``logits_to_keep``). Today's kinds: :class:`SequenceClassifierAdapter` and :class:`CausalLMAdapter`.
+``logits_to_keep``). Kinds: :class:`SequenceClassifierAdapter`, :class:`CausalLMAdapter` and the encoder–decoder
+adapter :class:`~.seq2seq.Seq2SeqAdapter` (registered by :mod:`.seq2seq`).
 
 :func:`adapter_for` picks the adapter of a model: the most recently registered adapter class whose
 :meth:`~TaskAdapter.matches` accepts it (:func:`register_adapter` adds one, so a new kind of task — a
@@ -174,6 +175,11 @@ class TaskAdapter:
     def default_query(cls, num_tokens: int) -> int:
         """The query row a view opens on (-1 for no tokens)."""
         return 0 if num_tokens else -1
+
+    def check_dataset_level(self, what: str) -> None:
+        """Refuse ``what`` (a dataset-level analysis: head importance, pruning, triggers, ``iter_attributions``)
+        for kinds it does not apply to (:class:`ArgumentError` naming the alternative); single-stack text models
+        accept every analysis."""
 
     # -- attention ------------------------------------------------------------------------------------------
     def attention_sites(self, ctrl) -> tuple[AttentionSite, ...]:
@@ -398,18 +404,27 @@ _UNSUPPORTED_HEADS = {
     "ForSemanticSegmentation": "segmentation (pixel input)",
     "ForAudioClassification": "audio classification (waveform input)",
     "ForSpeechSeq2Seq": "speech recognition (audio input)",
-    "ForConditionalGeneration": "encoder-decoder / multimodal generation",
+    "ForConditionalGeneration": "multimodal or speech generation (image or audio input)",
 }
+
+#: Whisper-style speech encoder-decoders are refused: their source is ~1,500 audio feature frames, not tokens.
+SPEECH_REFUSAL = (
+    "{name} is a speech encoder-decoder: its source is audio feature frames (input_features), not text tokens, "
+    "which attattr-widgets does not attribute (its views, trees and exports are built on tokens, and a 30 s "
+    "window gives 1,500 x 1,500 encoder maps per head). Text encoder-decoders (T5, BART, Marian, mBART, Pegasus: "
+    "AutoModelForSeq2SeqLM) are attributed with attribute(model, tokenizer, source, target=answer)")
 
 
 def _refusal(model: nn.Module) -> str | None:
     """Why the text adapters refuse ``model`` (an unsupported head, no text input), or None."""
     name = type(model).__name__
+    if getattr(model.config, "is_encoder_decoder", False) and accepts(model, "input_features"):
+        return SPEECH_REFUSAL.format(name=name)
     for suffix, what in _UNSUPPORTED_HEADS.items():
         if name.endswith(suffix):
             return (f"{name} has a head for {what}, which attattr-widgets does not attribute: load the checkpoint "
-                    f"with AutoModelForSequenceClassification (one class per input) or AutoModelForCausalLM "
-                    f"(next-token targets) instead")
+                    f"with AutoModelForSequenceClassification (one class per input), AutoModelForCausalLM "
+                    f"(next-token targets) or AutoModelForSeq2SeqLM (a text encoder-decoder) instead")
     try:
         params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover - C-implemented forwards
