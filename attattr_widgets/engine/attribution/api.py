@@ -10,11 +10,15 @@ from torch import nn
 
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
-from ..errors import AttAttrError, TargetError
+from ..errors import ArgumentError, AttAttrError, TargetError
+from ..model.adapters import adapter_for
+from ..model.checks import check_model_and_tokenizer
 from ..model.examples import as_examples, check_labels, encode_examples
-from ..results import Attribution, LayerResult
+from ..model.seq2seq import Seq2SeqAdapter
+from ..results import Attribution, LayerResult, Seq2SeqAttribution
 from .engine import _Engine
 from .options import AttributionOptions
+from .seq2seq import _Seq2SeqEngine
 
 
 def attribute(
@@ -34,23 +38,28 @@ def attribute(
     cancel: threading.Event | None = None,
     max_length: int | None = None,
     truncation: bool = False,
-    score: str = "prob",
+    score: str | None = None,
     gold: int | None = None,
     method: str = "prefix",
     precision: str = "auto",
     memory_budget: int | None = None,
     store="auto",
-) -> Attribution:
+) -> Attribution | Seq2SeqAttribution:
     """Attribute one example's prediction to every attention link of every (selected) layer.
 
     Args:
-        model: a transformers classifier (``*ForSequenceClassification``) or causal LM whose attention routes
-            through ``AttentionInterface`` (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama,
-            Qwen2, …). It is never changed, and forwards of it in other threads are unaffected.
-        text, text_pair: the input (a sentence, or a premise/hypothesis pair).
+        model: a transformers classifier (``*ForSequenceClassification``), causal LM or text encoder–decoder
+            (``AutoModelForSeq2SeqLM``: T5, BART, Marian, …) whose attention routes through ``AttentionInterface``
+            (BERT, RoBERTa, DistilBERT, ELECTRA, ALBERT, ModernBERT, GPT-2, Llama, Qwen2, …). It is never changed,
+            and forwards of it in other threads are unaffected.
+        text, text_pair: the input (a sentence, or a premise/hypothesis pair); an encoder–decoder's source.
         target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
             a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
-        layers: layer indices to compute (default: all).
+            Encoder–decoders: the answer (a string, teacher-forced as ``labels = tokenizer(text_target=answer)``
+            with the decoder reading the labels shifted right, or a list of label ids); the result is then a
+            :class:`Seq2SeqAttribution` (``res.encoder``, ``res.decoder``, ``res.cross``).
+        layers: layer indices to compute (default: all); for an encoder–decoder, index i selects layer i of every
+            site that has one.
         rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
             dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
             two new nodes each time, none ever discarded) until the IG completeness error is below ``tol``
@@ -61,7 +70,9 @@ def attribute(
         cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with
             :class:`AttributionCancelled`.
         max_length, truncation: inputs longer than the model's positions raise unless ``truncation=True``.
-        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``.
+        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``; None (default): ``"prob"``, and
+            for encoder–decoders ``"logprob"`` (Σ of the answer labels' log-probabilities; ``"prob"``: their joint
+            probability).
         method: ``"prefix"`` (fast, default) or ``"naive"`` (the paper's algorithm; same numbers, slower).
         precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
         memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
@@ -69,18 +80,33 @@ def attribute(
         store: where the [L, H, n, n] maps are kept: ``"auto"`` (float32 in memory up to 2 GiB, float16 up to
             6 GiB), ``"memory"``, ``"fp16"`` or a folder path (memory-mapped float32 files).
 
-    Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …).
+    Returns: an :class:`Attribution` (scores [L, H, n, n], attention, tokens, completeness, layer_steps, …), or
+    for an encoder–decoder a :class:`Seq2SeqAttribution`.
     """
-    eng = _Engine(model, tokenizer, AttributionOptions.from_arguments(locals()))
-    layer_list = eng.options.layer_list(eng.site.num_layers)
+    eng = _engine_for(model, tokenizer, AttributionOptions.from_arguments(locals()))
     progress = validate.callback(progress, "progress", "progress(layer_result)")
     cancel = validate.cancel_event(cancel)
+    if isinstance(eng, _Seq2SeqEngine):
+        if gold is not None:
+            raise ArgumentError("gold does not apply to an encoder-decoder: its target is the answer (target=...)")
+        enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
+                                 truncation=eng.options.truncation)
+        answer = eng.adapter.encode_answer(tokenizer, eng.options.target)
+        return eng.run_answer(enc, text, answer, progress, cancel)
+    layer_list = eng.options.layer_list(eng.site.num_layers)
     if gold is not None:
         n, what = eng.adapter.num_outputs()
         gold = validate.label(gold, "gold", n, what=what)
     enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
                              truncation=eng.options.truncation)
     return eng.run([enc], [(text, text_pair)], layer_list, [eng.options.target], [gold], progress, cancel)[0]
+
+def _engine_for(model, tokenizer, options: AttributionOptions) -> _Engine:
+    """The engine of ``model``'s kind: :class:`_Seq2SeqEngine` for encoder–decoders, else :class:`_Engine`."""
+    check_model_and_tokenizer(model, tokenizer)
+    seq2seq = isinstance(adapter_for(model), Seq2SeqAdapter)
+    return (_Seq2SeqEngine if seq2seq else _Engine)(model, tokenizer, options)
+
 
 def iter_attributions(
     model: nn.Module,
@@ -124,6 +150,7 @@ def iter_attributions(
 def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> Iterator[Attribution]:
     """:func:`iter_attributions` in this process, on normalised examples."""
     eng = _Engine(model, tokenizer, options)
+    eng.adapter.check_dataset_level("iter_attributions")
     check_labels(items, *eng.adapter.num_outputs())
     layer_list = options.layer_list(eng.site.num_layers)
     cancel = validate.cancel_event(cancel)

@@ -87,10 +87,11 @@ class _Engine:
         self.model, self.tokenizer = model, tokenizer
         self.adapter = adapter_for(model)
         self.ctrl: AttnController = controller_for(model)
-        (self.site,) = self.adapter.attention_sites(self.ctrl)  # text models: one square self-attention group
+        self.sites = self.adapter.attention_sites(self.ctrl)
+        self.site = self.sites[0]  # single-stack text models: one square self-attention group
         self.options = options
         self.quad = options.quad
-        self.score = options.score
+        self.score = options.score or self.adapter.default_score
         self.method = options.method
         self.prefix = self.method == "prefix" and self.ctrl.blocks is not None
         self.precision = options.precision
@@ -103,6 +104,10 @@ class _Engine:
         self.eager = any(n == "eager" for n in self.ctrl.layout.impls)
         self._rows_cap: int | None = None
         self._copy: nn.Module | None = None  # this run's private copy of the model (made once per batch)
+
+    def score_of(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """F per row [R] from the adapter's prediction logits and the rows' targets (the score registry's)."""
+        return target_score(logits, targets, self.score, self.acc_dtype)
 
     # -- forwards -----------------------------------------------------------------------------------------------
     def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None):
@@ -133,7 +138,7 @@ class _Engine:
             alpha={layer: alpha}, cancel=cancel
         ):
             logits = self.adapter.logits(net, batch.inputs, batch.last)
-        return target_score(logits, targets, self.score, self.acc_dtype)
+        return self.score_of(logits, targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
@@ -151,7 +156,7 @@ class _Engine:
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
             logits = self.adapter.logits(net, rows, last)
-            F = target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
+            F = self.score_of(logits, targets.repeat_interleave(k, 0))
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
 
@@ -197,31 +202,34 @@ class _Engine:
             acc = g if acc is None else acc + g
         return acc
 
-    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel) -> float:
-        """Write example b's [H, n, n] attribution and attention into the stores; returns Σ Attr.
+    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel,
+                   n_cols: int | None = None) -> float:
+        """Write example b's [H, n, n_cols] attribution and attention into the stores; returns Σ Attr. ``n``: the
+        real query rows, ``n_cols``: the real key columns (default ``n``: self-attention over one input).
 
         Output form: Attr = P ⊙ (Ḡ Vᵀ), P formed in row tiles of at most ~64 MiB."""
         H = c.query.shape[1]
-        V = c.values()[b : b + 1, :, :n]  # (1, H, n, d)
+        m = n if n_cols is None else n_cols
+        V = c.values()[b : b + 1, :, :m]  # (1, H, m, d)
         cb = Captured(
-            query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :n], value=c.value[b : b + 1, :, :n],
+            query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :m], value=c.value[b : b + 1, :, :m],
             mask=None if c.mask is None else c.mask[b : b + 1] if c.mask.shape[0] > 1 else c.mask,
             causal=c.causal, scaling=c.scaling, softcap=c.softcap,
             position_bias=None if c.position_bias is None else (
                 c.position_bias[b : b + 1] if c.position_bias.shape[0] > 1 else c.position_bias),
         )
         if cb.mask is not None:
-            cb.mask = cb.mask[..., :n, :n] if cb.mask.shape[-2] > 1 else cb.mask[..., :n]
+            cb.mask = cb.mask[..., :n, :m] if cb.mask.shape[-2] > 1 else cb.mask[..., :m]
         if cb.position_bias is not None:
-            cb.position_bias = cb.position_bias[..., :n, :n]
-        tile = max(1, min(n, (64 << 20) // max(1, 4 * H * n * 3)))
+            cb.position_bias = cb.position_bias[..., :n, :m]
+        tile = max(1, min(n, (64 << 20) // max(1, 4 * H * m * 3)))
         total = 0.0
         for r0 in range(0, n, tile):
             check_cancel(cancel)
             rows = slice(r0, min(n, r0 + tile))
             P = attention_probs(cb, rows, dtype=self.acc_dtype)[0]  # (H, t, n)
             if self.method == "naive":
-                G = grad_sum[b, :, rows, :n]
+                G = grad_sum[b, :, rows, :m]
             else:
                 Gb = grad_sum[b, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
                 G = torch.matmul(Gb, V[0].to(self.acc_dtype).transpose(-1, -2))  # (H, t, n)
@@ -278,6 +286,32 @@ class _Engine:
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
         return g, len(alphas), ok, list(rule.panels)
 
+    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, cancel, write, attention):
+        """One layer for every example of ``batch``: F with the layer zeroed, Ḡ, and the maps, written by
+        ``write(b, captured_layer, grad_sum) -> Σ Attr``; ``attention(b)`` reads example b's written attention.
+        Returns ``(zero [B], steps, converged, panels, [(completeness, unresolved, finite)] per example)``."""
+        try:
+            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
+            grad_sum, steps, converged, panels = self._layer(
+                batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+            sums = [write(b, captured[layer], grad_sum) for b in range(batch.B)]
+        except Exception as exc:
+            if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
+                raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
+            raise
+        del grad_sum
+        captured.pop(layer, None)
+        hidden.pop(layer, None)
+        checks = []
+        for b in range(batch.B):
+            delta = float(F_clean[b] - zero[b])
+            err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+            unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
+            finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                          and np.isfinite(attention(b)).all())  # Σ scores finite ⇔ no inf/NaN in them
+            checks.append((err, unresolved, finite))
+        return zero, steps, converged, panels, checks
+
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
         B = len(encs)
@@ -298,31 +332,19 @@ class _Engine:
             ],
             device=self.device,
         )
-        F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
+        F_clean = self.score_of(clean_logits, targets)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
                 for b in range(B)]
         per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
         for index, layer in enumerate(layers):
-            try:
-                zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                grad_sum, steps, converged, panels = self._layer(
-                    batch, layer, hidden, targets, F_clean, zero, captured, cancel)
-                sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
-                                        maps[b][1][index], cancel) for b in range(B)]
-            except Exception as exc:
-                if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
-                    raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
-                raise
-            del grad_sum
-            captured.pop(layer, None)
-            hidden.pop(layer, None)
+            zero, steps, converged, panels, checks = self.attribute_layer(
+                batch, layer, hidden, targets, F_clean, captured, cancel,
+                lambda b, cap, g: self.layer_maps(cap, g, b, batch.lengths[b], maps[b][0][index], maps[b][1][index],
+                                                  cancel),
+                lambda b: maps[b][1][index])
             for b in range(B):
-                delta = float(F_clean[b] - zero[b])
-                err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
-                unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
-                finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
-                              and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
+                err, unresolved, finite = checks[b]
                 r = LayerResult(
                     layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
                     scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),

@@ -59,6 +59,7 @@ class EncodedSet:
         given = examples is not None or encodings is None
         self.items: list[Example] | None = as_examples(examples) if given else None
         self.adapter = adapter_for(model)
+        self.adapter.check_dataset_level("this analysis (head importance, pruning, triggers, predictions)")
         if self.items is not None:
             check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:

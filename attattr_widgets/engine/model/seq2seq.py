@@ -23,9 +23,8 @@ from torch import nn
 from ..errors import ArgumentError, EmptyInputError, TargetError
 from .adapters import AttentionSite, TaskAdapter, accepts, register_adapter
 from .encode import Encoded, check_text, display_tokens, encode
+from ..results.seq2seq import SITE_NAMES
 from .tokens import special_ids
-
-SITE_NAMES = ("encoder", "decoder", "cross")
 
 
 @dataclass
@@ -57,6 +56,7 @@ class Seq2SeqAdapter(TaskAdapter):
     name = "seq2seq"
     target_kind = "answer"
     output_noun = "tokens in the vocabulary"
+    default_score = "logprob"
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:

@@ -59,7 +59,9 @@ class LayerResult:
     this layer (``steps="auto"``: every gradient evaluation spent on it); ``converged``: False when
     ``steps="auto"`` stopped before reaching ``tol`` (at ``max_steps``, or at the gradients' rounding floor);
     ``panels``: the partition of [0, 1] ``steps="auto"`` ended with, ``[(lo, hi), …]`` (narrow panels where the
-    integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule.
+    integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule;
+    ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer`` is
+    then the site's layer and the maps [H, n_rows, n_cols]), None for single-stack models.
     """
 
     layer: int
@@ -77,6 +79,7 @@ class LayerResult:
     nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
     unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
     panels: list[tuple[float, float]] | None = None
+    site: str | None = None
 
 
 @dataclass

@@ -186,7 +186,25 @@ def _trigger_result(f: _File, d: dict, shapes: dict, where: str) -> None:
 
 
 #: kind -> cross-field check(file, record fields, {array name: shape}, where); kinds without one need none
-CROSS_CHECKS = {"attribution": _attribution, "pruning_curve": _pruning_curve, "effectiveness": _effectiveness,
+def _seq2seq_attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
+    n_src, n_tgt = len(m["source_tokens"]), len(m["decoder_tokens"])
+    for k in ("label_tokens", "label_ids"):
+        if len(m[k]) != n_tgt:
+            f.fail(f"{where}: {k} has {len(m[k])} entries for {n_tgt} decoder tokens")
+    for site, rows, cols in (("encoder", n_src, n_src), ("decoder", n_tgt, n_tgt), ("cross", n_tgt, n_src)):
+        meta = m[f"{site}_meta"]
+        L, L_model = len(meta["layers"]), meta["num_layers"]
+        if any(not 0 <= x < L_model for x in meta["layers"]) or len(set(meta["layers"])) != L:
+            f.fail(f"{where}: {site} layers {meta['layers']} are not distinct indices of {L_model} layers")
+        for k in ("zero_probs", "completeness", "steps", "converged", "unresolved", "nonfinite"):
+            if meta.get(k) and len(meta[k]) != L:
+                f.fail(f"{where}: {site}_meta.{k} has {len(meta[k])} entries for {L} layers")
+        H = shapes[f"{site}_scores"][1]
+        f.shape(shapes, f"{site}_scores", (L, None, rows, cols), f"[layers, heads, {rows}, {cols}] for {L} layers")
+        f.shape(shapes, f"{site}_attention", (L, H, rows, cols), f"same shape as {site}_scores")
+
+
+CROSS_CHECKS = {"attribution": _attribution, "seq2seq_attribution": _seq2seq_attribution, "pruning_curve": _pruning_curve, "effectiveness": _effectiveness,
                 "correlation": _correlation, "attribution_tree": _attribution_tree,
                 "trigger_pattern": _trigger_pattern, "trigger_result": _trigger_result}
 
