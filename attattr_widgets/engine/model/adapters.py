@@ -424,8 +424,8 @@ def _refusal(model: nn.Module) -> str | None:
     for suffix, what in _UNSUPPORTED_HEADS.items():
         if name.endswith(suffix):
             return (f"{name} has a head for {what}, which attattr-widgets does not attribute: load the checkpoint "
-                    f"with AutoModelForSequenceClassification (one class per input), AutoModelForCausalLM "
-                    f"(next-token targets) or AutoModelForSeq2SeqLM (a text encoder-decoder) instead")
+                    f"with AutoModelForSequenceClassification (one class per input) or AutoModelForCausalLM "
+                    f"(next-token targets) instead")
     try:
         params = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover - C-implemented forwards
