@@ -20,6 +20,9 @@ from .engine import _Engine
 from .options import AttributionOptions
 from .seq2seq import _Seq2SeqEngine
 
+#: the most tokens ``attribute(..., generate=N)`` decodes
+MAX_GENERATE = 1024
+
 
 def attribute(
     model: nn.Module,
@@ -44,6 +47,7 @@ def attribute(
     precision: str = "auto",
     memory_budget: int | None = None,
     store="auto",
+    generate: int | None = None,
 ) -> Attribution | Seq2SeqAttribution:
     """Attribute one example's prediction to every attention link of every (selected) layer.
 
@@ -77,6 +81,10 @@ def attribute(
         precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
         memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
             memory on CUDA); out-of-memory halves the chunk, then raises :class:`AttributionOutOfMemoryError`.
+        generate: for an encoder–decoder, decode up to ``generate`` tokens greedily from the source on the
+            engine's private copy (the model's generation config otherwise, sampling off; neither the model nor
+            its configs are written), the end-of-sequence token kept, then attribute that answer (leave
+            ``target`` at ``"pred"``).
         store: where the [L, H, n, n] maps are kept: ``"auto"`` (float32 in memory up to 2 GiB, float16 up to
             6 GiB), ``"memory"``, ``"fp16"`` or a folder path (memory-mapped float32 files).
 
@@ -91,8 +99,18 @@ def attribute(
             raise ArgumentError("gold does not apply to an encoder-decoder: its target is the answer (target=...)")
         enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
                                  truncation=eng.options.truncation)
-        answer = eng.adapter.encode_answer(tokenizer, eng.options.target)
+        if generate is not None:
+            if not (isinstance(target, str) and target == "pred"):
+                raise ArgumentError(f"pass either generate= (the model writes the answer) or target={target!r} "
+                                    f"(you give it), not both")
+            generate = validate.integer(generate, "generate", minimum=1, maximum=MAX_GENERATE,
+                                        fix="the most answer tokens to decode, e.g. 16")
+            target = eng.generate(enc, generate, cancel)
+        answer = eng.adapter.encode_answer(tokenizer, target)
         return eng.run_answer(enc, text, answer, progress, cancel)
+    if generate is not None:
+        raise ArgumentError(f"generate= needs an encoder-decoder here; {type(model).__name__} is a "
+                            f"{eng.adapter.name} model: leave generate=None")
     layer_list = eng.options.layer_list(eng.site.num_layers)
     if gold is not None:
         n, what = eng.adapter.num_outputs()

@@ -90,7 +90,8 @@ class Seq2SeqAdapter(TaskAdapter):
             if target in ("pred", "gold"):
                 raise TargetError(
                     f"target={target!r}: an encoder-decoder attributes an answer; pass it as a string "
-                    f"(target='Das Haus ist klein.') or as a list of token ids")
+                    f"(target='Das Haus ist klein.') or as a list of token ids, or let the model write it with "
+                    f"generate=N")
             check_text(target, "target")
             ids = list(tokenizer(text_target=target)["input_ids"])
             if not [i for i in ids if i not in special_ids(tokenizer)]:

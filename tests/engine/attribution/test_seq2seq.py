@@ -295,3 +295,19 @@ def test_whisper_is_refused_with_the_reason():
 def test_single_stack_models_are_unchanged_by_the_seq2seq_adapter(tokenizer):
     res = aw.attribute(make_model("bert", "cls"), tokenizer, "the movie was great", steps=2, layers=[0])
     assert res.score == "prob" and res.scores.shape[-1] == res.scores.shape[-2]
+
+
+def test_generate_attributes_the_greedy_answer_and_leaves_the_generation_config(family, s2s_tok):
+    model = make_seq2seq(family)
+    gen_before = model.generation_config.to_dict()
+    res = aw.attribute(model, s2s_tok, SOURCE, generate=4, steps=2, layers=[0])
+    enc = s2s_tok(SOURCE, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=4, do_sample=False, num_beams=1)
+    want = out[0, 1:].tolist()  # after the decoder's start token
+    if 1 in want:
+        want = want[: want.index(1) + 1]  # up to the end-of-sequence token, kept
+    assert res.label_ids == want and 1 <= len(res.label_ids) <= 4
+    assert model.generation_config.to_dict() == gen_before
+    with pytest.raises(ArgumentError, match="not both"):
+        aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, generate=4)
