@@ -152,5 +152,6 @@ def make_seq2seq(family: str, *, layers: int = 2, heads: int = 4, d_model: int =
         cfg = cfg_cls(vocab_size=V, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
                       encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=2 * d_model,
                       decoder_ffn_dim=2 * d_model, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
-                      decoder_start_token_id=1 if family == "bart" else 0, forced_eos_token_id=None)
+                      decoder_start_token_id=1 if family == "bart" else 0, forced_eos_token_id=None,
+                      init_std=0.1)  # larger than the 0.02 default, so every attention module matters
     return T.AutoModelForSeq2SeqLM.from_config(cfg).to(dtype).eval()

@@ -167,6 +167,7 @@ class Explorer(BackgroundRun, BaseWidget):
         return uuid.uuid4().hex
 
     def __init__(self, model: Any = None, tokenizer: Any = None, **kwargs):
+        _check_live_model(model)
         super().__init__(**kwargs)
         self.model = model
         self.tokenizer = tokenizer
@@ -743,6 +744,27 @@ class Explorer(BackgroundRun, BaseWidget):
         if self._contrast_thread is not None:
             self._contrast_thread.join(timeout)
         return self._contrast_attr
+
+
+def _check_live_model(model: Any) -> None:
+    """Refuse a model whose kind the live Explorer does not run (encoder–decoders), naming what works instead."""
+    from torch import nn
+
+    from ..engine.errors import AttAttrError
+    from ..engine.model.adapters import adapter_for
+
+    if not isinstance(model, nn.Module):
+        return
+    try:
+        adapter = adapter_for(model)
+    except AttAttrError:
+        return  # an unsupported model is refused, with its reason, when a run starts
+    if not adapter.live_views:
+        raise AttAttrError(
+            f"the Explorer does not run {type(model).__name__} live: an encoder-decoder has three attention sites. "
+            f"Attribute it with res = attribute(model, tokenizer, source, target=answer), then show a "
+            f"self-attention site with Explorer.from_attribution(res.as_attribution('encoder' or 'decoder')); the "
+            f"cross-attention maps are in res.cross")
 
 
 def _checked_run_kwargs(model: Any, tokenizer: Any, kwargs: dict) -> dict:

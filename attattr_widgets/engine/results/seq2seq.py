@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import AttAttrError
+from .attribution import Attribution
 from .base import Result
 from .schema import Record, array
 
@@ -129,6 +131,30 @@ class Seq2SeqAttribution(Result, kind="seq2seq_attribution", record="fields", ar
     @property
     def cross(self) -> SiteMaps:
         return self.site("cross")
+
+    def as_attribution(self, site: str) -> Attribution:
+        """A square site (``"encoder"`` or ``"decoder"`` self-attention) as an :class:`Attribution` over its tokens,
+        for everything built on square maps (``Explorer.from_attribution``, ``TreeView``, exports, plots).
+        ``target_kind="answer"``, ``target`` -1 (the whole answer), ``target_label`` names the site and the
+        answer. The cross-attention site is rectangular (answer × source) and has no such view."""
+        if site not in ("encoder", "decoder"):
+            raise AttAttrError(f"as_attribution({site!r}): only the square self-attention sites 'encoder' and "
+                               f"'decoder' make an Attribution; read the cross-attention maps from res.cross")
+        s = self.site(site)
+        m = s.meta
+        n = len(s.row_tokens)
+        return Attribution(
+            scores=s.scores, attention=s.attention, tokens=list(s.row_tokens),
+            token_type_ids=np.zeros(n, np.int64), target=-1,
+            target_label=f"{site} self-attention · answer {self.answer!r}", prob=self.prob,
+            layer_zero_probs=np.asarray(m.zero_probs, np.float64), completeness=np.asarray(m.completeness, np.float64),
+            layers=list(m.layers), num_layers=m.num_layers, rule=self.rule, steps=self.steps, score=self.score,
+            text=self.text if site == "encoder" else self.answer, model_name=self.model_name, target_kind="answer",
+            truncated=self.truncated, extra={**self.extra, "site": site}, layer_steps=list(m.steps),
+            converged=list(m.converged), tol=self.tol,
+            nonfinite=[x for x, bad in zip(m.layers, m.nonfinite) if bad],
+            unresolved=[x for x, bad in zip(m.layers, m.unresolved) if bad],
+        )
 
     def __repr__(self) -> str:
         worst = max((max(getattr(self, f"{s}_meta").completeness, default=0.0) for s in SITE_NAMES), default=0.0)

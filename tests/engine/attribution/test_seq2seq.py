@@ -119,8 +119,9 @@ def test_every_entry_of_every_site_equals_the_reference_fp64(family, s2s_tok):
         for layer in range(2):
             want, P = reference_maps(model, s2s_tok, SOURCE, ANSWER, site, layer)
             np.testing.assert_allclose(maps.attention[layer], P, atol=1e-12)
-            assert np.abs(want).max() > 1e-4  # a map that says something
-            assert np.abs(maps.scores[layer] - want).max() <= 1e-6 * max(1.0, np.abs(want).max()), (site, layer)
+            scale = np.abs(want).max()
+            assert scale > 1e-3  # a map that says something
+            assert np.abs(maps.scores[layer] - want).max() <= 1e-6 * scale, (site, layer)
 
 
 def test_joint_probability_score_equals_the_reference(s2s_tok):
@@ -148,10 +149,11 @@ def test_F_is_the_sum_of_the_labels_log_probabilities_the_hf_way(family, s2s_tok
 
 def test_each_module_is_complete_on_its_own(family, s2s_tok):
     """Σ Attr_l = F(1) − F(0) per module with steps='auto'. T5's RMSNorm takes its variance in float32 even in a
-    float64 model, which leaves ~1e-7 relative noise in F itself: its bound is 1e-5 (BART, Marian: 1e-8)."""
+    float64 model, which leaves ~1e-7 relative noise in F itself: its bound is 1e-5 (BART, Marian: 1e-7)."""
     model = make_seq2seq(family)
-    res = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps="auto", tol=1e-8 if family != "t5" else 1e-6)
-    bound = 1e-5 if family == "t5" else 1e-8
+    res = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps="auto", tol=1e-8 if family != "t5" else 1e-6,
+                       max_steps=64)
+    bound = 1e-5 if family == "t5" else 1e-7
     for site in ("encoder", "decoder", "cross"):
         s = res.site(site)
         assert len(s.completeness) == 2 and (s.completeness <= bound).all(), (site, s.completeness)
@@ -311,3 +313,15 @@ def test_generate_attributes_the_greedy_answer_and_leaves_the_generation_config(
     assert model.generation_config.to_dict() == gen_before
     with pytest.raises(ArgumentError, match="not both"):
         aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, generate=4)
+
+
+def test_a_square_site_is_an_attribution_and_the_cross_site_is_refused_clearly(s2s_tok):
+    res = aw.attribute(make_seq2seq("marian"), s2s_tok, SOURCE, target=ANSWER, steps=2)
+    dec = res.as_attribution("decoder")
+    assert dec.tokens == res.decoder_tokens and dec.target_kind == "answer" and dec.layers == [0, 1]
+    np.testing.assert_array_equal(dec.scores, res.decoder.scores)
+    np.testing.assert_array_equal(dec.completeness, res.decoder.completeness)
+    tree = aw.attribution_tree(res.as_attribution("encoder"), threshold=0.0)
+    assert tree.tokens == res.source_tokens
+    with pytest.raises(AttAttrError, match="cross-attention"):
+        res.as_attribution("cross")
