@@ -71,6 +71,12 @@ def _roles(calls: list) -> list[str]:
             f"{type(bad[0]).__name__} attends {bad[2]} queries to {bad[3]} keys on a {_SRC}-token source and a "
             f"{_TGT}-token target, which is neither encoder, decoder nor cross-attention: this encoder-decoder "
             f"is not supported. Supported: {SUPPORTED_FAMILIES}")
+    missing = [k for k in ("encoder", "decoder", "cross") if k not in roles]
+    if missing:
+        raise UnsupportedModelError(
+            f"{type(calls[0][0]).__name__}'s model routes only part of its attention through transformers' "
+            f"AttentionInterface (no {' or '.join(missing)} attention reached it), so it cannot be attributed as "
+            f"a whole (LED and other encoder-decoders with a hand-written attention). Supported: {SUPPORTED_FAMILIES}")
     return roles
 
 

@@ -325,3 +325,37 @@ def test_a_square_site_is_an_attribution_and_the_cross_site_is_refused_clearly(s
     assert tree.tokens == res.source_tokens
     with pytest.raises(AttAttrError, match="cross-attention"):
         res.as_attribution("cross")
+
+
+def test_encoder_decoders_whose_attention_does_not_all_reach_the_interface_are_refused():
+    import transformers as T
+    from torch import nn
+
+    from attattr_widgets.engine.intercept.discover import _roles
+
+    led = T.LEDForConditionalGeneration(T.LEDConfig(
+        vocab_size=60, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_encoder_position_embeddings=64,
+        max_decoder_position_embeddings=64, attention_window=4, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+        decoder_start_token_id=0)).eval()
+    with pytest.raises(UnsupportedModelError, match="does not route its attention"):
+        aw.attribute(led, make_seq2seq_tokenizer(), SOURCE, target=ANSWER)
+    m = nn.Identity()
+    with pytest.raises(UnsupportedModelError, match="no cross attention reached it"):
+        _roles([(m, 2, 3, 3), (m, 2, 2, 2)])  # an encoder and a decoder self-attention, no cross-attention
+    with pytest.raises(UnsupportedModelError, match="attends 2 queries to 5 keys"):
+        _roles([(m, 2, 3, 3), (m, 2, 2, 5)])
+
+
+def test_cancel_stops_the_run_after_the_layer_in_progress(s2s_tok):
+    from attattr_widgets.engine.errors import AttributionCancelled
+
+    cancel, seen = threading.Event(), []
+
+    def layer_done(r):
+        seen.append((r.site, r.layer))
+        cancel.set()
+
+    with pytest.raises(AttributionCancelled):
+        aw.attribute(make_seq2seq("t5"), s2s_tok, SOURCE, target=ANSWER, steps=2, progress=layer_done, cancel=cancel)
+    assert seen == [("encoder", 0)]
