@@ -48,7 +48,7 @@ class AttributionOptions:
     device: torch.device | None = None
     max_length: int | None = None
     truncation: bool = False
-    score: str | None = "prob"  # None: the adapter's default (TaskAdapter.default_score)
+    score: str | None = None  # None: "prob" for a class or next token, "logprob" for an answer
     method: str = "prefix"
     precision: str = "auto"
     memory_budget: int | None = None
@@ -62,7 +62,7 @@ class AttributionOptions:
     @classmethod
     def from_kwargs(cls, *, target="pred", layers=None, rule: str = "gauss-legendre", steps: int | str = "auto",
                     tol: float = 1e-3, max_steps: int = 32, device=None, max_length: int | None = None,
-                    truncation: bool = False, score: str | None = "prob", method: str = "prefix", precision: str = "auto",
+                    truncation: bool = False, score: str | None = None, method: str = "prefix", precision: str = "auto",
                     memory_budget: int | None = None, store="auto", batch_size: int | None = None,
                     ) -> "AttributionOptions":
         """Check every keyword (raising :class:`~..errors.ArgumentError` / :class:`~..errors.AttAttrError` naming

@@ -55,11 +55,11 @@ class EncodedSet:
             check_unwrapped(model)  # encodings given: there is no tokenizer to check
         else:
             check_model_and_tokenizer(model, tokenizer)
+        adapter_for(model).check_dataset_level("this analysis (head importance, pruning, triggers, predictions)")
         self.model, self.tokenizer = model, tokenizer
         given = examples is not None or encodings is None
         self.items: list[Example] | None = as_examples(examples) if given else None
         self.adapter = adapter_for(model)
-        self.adapter.check_dataset_level("this analysis (head importance, pruning, triggers, predictions)")
         if self.items is not None:
             check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:
