@@ -51,7 +51,7 @@ from ..results import Attribution, LayerResult, allocate_maps
 from .budget import (_autocast, _autocast_dtype, _bytes_per_row, _choose_store, _is_oom, _memory_budget,
                      _oom_error, _resolve_device, _store_for)
 from .options import AttributionOptions
-from .scores import target_score
+from .scores import continuation_score, target_score
 
 #: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
 _RESOLVE = 8
@@ -105,8 +105,13 @@ class _Engine:
         self._rows_cap: int | None = None
         self._copy: nn.Module | None = None  # this run's private copy of the model (made once per batch)
 
-    def score_of(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """F per row [R] from the adapter's prediction logits and the rows' targets (the score registry's)."""
+    def F(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The score F of each row, [R]: ``targets`` [R] output indices (``logits`` [R, C]), or for continuations
+        [R, A] answer ids with -1 where a row counts no token (``logits`` [R, A, V]; weights 1 where an id is
+        given: :func:`~.scores.continuation_score`)."""
+        if targets.dim() == 2:
+            weights = (targets >= 0).to(self.acc_dtype)
+            return continuation_score(logits, targets.clamp(min=0), weights, self.score, self.acc_dtype)
         return target_score(logits, targets, self.score, self.acc_dtype)
 
     # -- forwards -----------------------------------------------------------------------------------------------
@@ -138,7 +143,7 @@ class _Engine:
             alpha={layer: alpha}, cancel=cancel
         ):
             logits = self.adapter.logits(net, batch.inputs, batch.last)
-        return self.score_of(logits, targets)
+        return self.F(logits, targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
@@ -156,7 +161,7 @@ class _Engine:
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
             logits = self.adapter.logits(net, rows, last)
-            F = self.score_of(logits, targets.repeat_interleave(k, 0))
+            F = self.F(logits, targets.repeat_interleave(k, 0))
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
 
@@ -332,7 +337,7 @@ class _Engine:
             ],
             device=self.device,
         )
-        F_clean = self.score_of(clean_logits, targets)
+        F_clean = self.F(clean_logits, targets)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
                 for b in range(B)]

@@ -1,8 +1,8 @@
 """AttAttr for encoder–decoders: one source, one teacher-forced answer, three attention sites.
 
 The answer is teacher-forced (:class:`~..model.seq2seq.Answer`); F is the score of every label at once
-(:func:`~.scores.continuation_score`: Σ log p(y_t | source, y_<t) for ``score="logprob"``, their joint
-probability for ``"prob"``). Every attention module — encoder self-attention, decoder self-attention, cross-attention
+(:meth:`~.engine._Engine.F` with the labels [1, A] as targets: :func:`~.scores.continuation_score`,
+Σ log p(y_t | source, y_<t) for ``score="logprob"``, their joint probability for ``"prob"``). Every attention module — encoder self-attention, decoder self-attention, cross-attention
 — is one engine layer, attributed on its own (only its P is scaled by α; everything else recomputes), with its own
 completeness Σ Attr_l ≈ F(1) − F(0). The maps are [H, n_rows, n_cols]: source × source, target × target, target
 × source. Prefix caching is off (no single block list runs the three kinds), so every pass runs the whole model;
@@ -21,7 +21,6 @@ from ..quadrature import AUTO_RULE
 from ..results import LayerResult, Seq2SeqAttribution, SiteMeta
 from ..results.seq2seq import SITE_NAMES
 from .engine import _Batch, _Engine
-from .scores import continuation_score
 
 
 class _AnswerBatch(_Batch):
@@ -43,11 +42,6 @@ class _Seq2SeqEngine(_Engine):
         if not isinstance(self.store, str) or self.store not in ("auto", "memory", "fp16"):
             raise ArgumentError(f"store={self.store!r}: an encoder-decoder's maps are kept in memory; pass "
                                 f"store='auto', 'memory' or 'fp16'")
-
-    def score_of(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """F per row from the answer logits [R, A, V] and labels [R, A]: [R]."""
-        weights = torch.ones(targets.shape, dtype=self.acc_dtype, device=targets.device)
-        return continuation_score(logits, targets, weights, self.score, self.acc_dtype)
 
     def generate(self, enc: Encoded, max_new_tokens: int, cancel) -> list[int]:
         """The answer the model decodes greedily from the source ``enc`` (at most ``max_new_tokens`` ids, its
@@ -72,7 +66,7 @@ class _Seq2SeqEngine(_Engine):
         self._copy = None
         captured, hidden, logits = self.clean_forward(batch, engine_layers, cancel)
         targets = answer.labels.to(self.device)
-        F_clean = self.score_of(logits, targets)
+        F_clean = self.F(logits, targets)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         shape = {"encoder": (batch.n_src, batch.n_src), "decoder": (batch.n_tgt, batch.n_tgt),
                  "cross": (batch.n_tgt, batch.n_src)}
