@@ -2,8 +2,8 @@
 
 The answer is teacher-forced (:class:`~..model.seq2seq.Answer`); F is the score of every label at once
 (:meth:`~.engine._Engine.F` with the labels [1, A] as targets: :func:`~.scores.continuation_score`,
-Σ log p(y_t | source, y_<t) for ``score="logprob"``, their joint probability for ``"prob"``). Every attention module — encoder self-attention, decoder self-attention, cross-attention
-— is one engine layer, attributed on its own (only its P is scaled by α; everything else recomputes), with its own
+Σ log p(y_t | source, y_<t) for ``score="logprob"``, their joint probability for ``"prob"``). Every attention
+module — encoder self-attention, decoder self-attention, cross-attention — is one engine layer, attributed on its own (only its P is scaled by α; everything else recomputes), with its own
 completeness Σ Attr_l ≈ F(1) − F(0). The maps are [H, n_rows, n_cols]: source × source, target × target, target
 × source. Prefix caching is off (no single block list runs the three kinds), so every pass runs the whole model;
 the other passes, quadrature and output form are :class:`~.engine._Engine` 's.
