@@ -46,6 +46,7 @@ from ..intercept.probs import Captured, attention_probs
 from ..model.adapters import adapter_for
 from ..model.checks import check_model_and_tokenizer
 from ..model.encode import Encoded, collate
+from ..model.generate import greedy_answer
 from ..quadrature import AUTO_RULE, AdaptiveSimpson, quadrature
 from ..results import Attribution, LayerResult, allocate_maps
 from .budget import (_autocast, _autocast_dtype, _bytes_per_row, _choose_store, _is_oom, _memory_budget,
@@ -244,6 +245,32 @@ class _Engine:
             out_attn[:, rows] = P.cpu().numpy()
         return total
 
+    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, cancel, write, attention):
+        """One layer for every example of ``batch``: F with the layer zeroed, Ḡ, and the maps, written by
+        ``write(b, captured_layer, grad_sum) -> Σ Attr``; ``attention(b)`` reads example b's written attention.
+        Returns ``(zero [B], steps, converged, panels, [(completeness, unresolved, finite)] per example)``."""
+        try:
+            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
+            grad_sum, steps, converged, panels = self._layer(
+                batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+            sums = [write(b, captured[layer], grad_sum) for b in range(batch.B)]
+        except Exception as exc:
+            if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
+                raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
+            raise
+        del grad_sum
+        captured.pop(layer, None)
+        hidden.pop(layer, None)
+        checks = []
+        for b in range(batch.B):
+            delta = float(F_clean[b] - zero[b])
+            err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+            unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
+            finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                          and np.isfinite(attention(b)).all())  # Σ scores finite ⇔ no inf/NaN in them
+            checks.append((err, unresolved, finite))
+        return zero, steps, converged, panels, checks
+
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
     def _layer(self, batch, layer, hidden, targets, F_clean, zero, captured, cancel):
         """Ḡ for one layer: ``(grad_sum, gradient evaluations, converged, panels)``; ``panels`` the partition of
@@ -291,31 +318,11 @@ class _Engine:
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
         return g, len(alphas), ok, list(rule.panels)
 
-    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, cancel, write, attention):
-        """One layer for every example of ``batch``: F with the layer zeroed, Ḡ, and the maps, written by
-        ``write(b, captured_layer, grad_sum) -> Σ Attr``; ``attention(b)`` reads example b's written attention.
-        Returns ``(zero [B], steps, converged, panels, [(completeness, unresolved, finite)] per example)``."""
-        try:
-            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-            grad_sum, steps, converged, panels = self._layer(
-                batch, layer, hidden, targets, F_clean, zero, captured, cancel)
-            sums = [write(b, captured[layer], grad_sum) for b in range(batch.B)]
-        except Exception as exc:
-            if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
-                raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
-            raise
-        del grad_sum
-        captured.pop(layer, None)
-        hidden.pop(layer, None)
-        checks = []
-        for b in range(batch.B):
-            delta = float(F_clean[b] - zero[b])
-            err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
-            unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
-            finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
-                          and np.isfinite(attention(b)).all())  # Σ scores finite ⇔ no inf/NaN in them
-            checks.append((err, unresolved, finite))
-        return zero, steps, converged, panels, checks
+    def generate(self, enc: Encoded, max_new_tokens: int, cancel) -> list[int]:
+        """The answer the model decodes greedily after the prompt ``enc``, on a private copy
+        (:func:`~..model.generate.greedy_answer`)."""
+        net = self.ctrl.private(config_overrides=self.adapter.private_config())
+        return greedy_answer(net, self.model, enc, max_new_tokens, cancel)
 
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:

@@ -15,7 +15,6 @@ import torch
 
 from ..errors import ArgumentError
 from ..model.encode import Encoded, collate
-from ..model.generate import greedy_answer
 from ..model.seq2seq import Answer
 from ..quadrature import AUTO_RULE
 from ..results import LayerResult, Seq2SeqAttribution, SiteMeta
@@ -42,11 +41,6 @@ class _Seq2SeqEngine(_Engine):
         if not isinstance(self.store, str) or self.store not in ("auto", "memory", "fp16"):
             raise ArgumentError(f"store={self.store!r}: an encoder-decoder's maps are kept in memory; pass "
                                 f"store='auto', 'memory' or 'fp16'")
-
-    def generate(self, enc: Encoded, max_new_tokens: int, cancel) -> list[int]:
-        """The answer the model decodes greedily from the source ``enc`` (at most ``max_new_tokens`` ids, its
-        end-of-sequence token kept), on a private copy (:func:`~..model.generate.greedy_answer`)."""
-        return greedy_answer(self.ctrl.private(), self.model, enc, max_new_tokens, cancel)
 
     def site_selection(self, layers) -> dict[str, list[int]]:
         """Each site's selected layers (site-local indices): ``layers`` None (all) or indices that select the same
