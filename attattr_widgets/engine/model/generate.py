@@ -1,5 +1,4 @@
-"""Generate, then explain: greedy decoding of an answer on the engine's private copy of a causal LM or an
-encoder–decoder."""
+"""Generate, then explain: greedy decoding of an answer on the engine's private copy of a causal LM."""
 from __future__ import annotations
 
 import copy
