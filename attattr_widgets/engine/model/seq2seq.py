@@ -99,7 +99,7 @@ class Seq2SeqAdapter(TaskAdapter):
                 raise EmptyInputError(f"the answer {target!r} gives no token but the tokenizer's special ones: pass "
                                       f"an answer with words in it")
             text = target
-        elif isinstance(target, (list, tuple, np.ndarray, torch.Tensor)) and not isinstance(target, str):
+        elif isinstance(target, (list, tuple, np.ndarray, torch.Tensor)):
             arr = np.asarray(target.detach().cpu() if isinstance(target, torch.Tensor) else target)
             if arr.ndim != 1 or not len(arr) or arr.dtype.kind not in "iu":
                 raise TargetError(f"target token ids must be a non-empty flat list of ints, got {arr.tolist()!r:.80}")
@@ -119,8 +119,9 @@ class Seq2SeqAdapter(TaskAdapter):
                       decoder_tokens=display_tokens(tokenizer, dec[0].tolist()), text=text)
 
     def decoder_inputs(self, labels: torch.Tensor) -> torch.Tensor:
-        """``labels`` (B, A) shifted right with ``decoder_start_token_id`` (the model's own shift where it has
-        one)."""
+        """``labels`` (B, A) shifted right with ``decoder_start_token_id``: the model's own
+        ``prepare_decoder_input_ids_from_labels`` where it has one (T5, BART, Marian, …), else the same shift here
+        (M2M100, Blenderbot)."""
         prepare = getattr(self.model, "prepare_decoder_input_ids_from_labels", None)
         if prepare is not None:
             return prepare(labels=labels)
@@ -131,8 +132,7 @@ class Seq2SeqAdapter(TaskAdapter):
                               f"decoder starts from) to teacher-force an answer")
         out = labels.new_full(labels.shape, int(start))
         out[:, 1:] = labels[:, :-1]
-        pad = getattr(cfg, "pad_token_id", None)
-        return out.masked_fill(out == -100, int(pad if pad is not None else 0))
+        return out
 
     def num_outputs(self) -> tuple[int | None, str]:
         n = getattr(self.model.config, "vocab_size", None)
@@ -140,12 +140,6 @@ class Seq2SeqAdapter(TaskAdapter):
 
     def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         return logits  # [R, A, V]: every answer position
-
-    def target_label(self, tokenizer, target) -> str:
-        return str(tokenizer.decode([int(t) for t in np.atleast_1d(target)], skip_special_tokens=True))
-
-    def target_options(self, tokenizer, probs: np.ndarray, k: int) -> list[dict]:
-        raise ArgumentError("an encoder-decoder has no target menu: its target is the answer text")
 
     def attention_sites(self, ctrl) -> tuple[AttentionSite, ...]:
         """``encoder`` [L_enc, H, n_src, n_src], ``decoder`` [L_dec, H, n_tgt, n_tgt], ``cross`` [L_dec, H, n_tgt,

@@ -249,6 +249,7 @@ def test_save_load_round_trip_keeps_all_three_sites(tmp_path, s2s_tok):
         np.testing.assert_array_equal(a.scores, b.scores)
         np.testing.assert_array_equal(a.attention, b.attention)
         assert a.meta == b.meta and a.row_tokens == b.row_tokens and a.col_tokens == b.col_tokens
+        np.testing.assert_array_equal(b.layer(1), a.scores[1])
     assert (back.text, back.answer, back.label_ids, back.prob) == (res.text, res.answer, res.label_ids, res.prob)
 
 
@@ -359,3 +360,24 @@ def test_cancel_stops_the_run_after_the_layer_in_progress(s2s_tok):
     with pytest.raises(AttributionCancelled):
         aw.attribute(make_seq2seq("t5"), s2s_tok, SOURCE, target=ANSWER, steps=2, progress=layer_done, cancel=cancel)
     assert seen == [("encoder", 0)]
+
+
+def test_models_without_their_own_shift_are_teacher_forced_the_same_way(s2s_tok):
+    """M2M100 and Blenderbot have no prepare_decoder_input_ids_from_labels: the adapter shifts the labels right
+    with decoder_start_token_id itself, as their forward does with labels= (F = -loss · A)."""
+    import transformers as T
+
+    torch.manual_seed(0)
+    cfg = T.M2M100Config(vocab_size=len(s2s_tok), d_model=32, encoder_layers=1, decoder_layers=1,
+                         encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                         max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=1,
+                         decoder_start_token_id=2)
+    model = T.M2M100ForConditionalGeneration(cfg).to(torch.float64).eval()
+    assert not hasattr(model, "prepare_decoder_input_ids_from_labels")
+    res = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps=2)
+    enc = s2s_tok(SOURCE, return_tensors="pt")
+    labels = s2s_tok(text_target=ANSWER, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = model(**enc, labels=labels).loss
+    assert res.decoder_tokens == ["<unk>"] + res.label_tokens[:-1]  # id 2 starts the decoder
+    assert res.prob == pytest.approx(-float(loss) * labels.shape[1], rel=1e-10)
