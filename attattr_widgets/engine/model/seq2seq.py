@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ArgumentError, EmptyInputError, TargetError
+from ..errors import ArgumentError, EmptyInputError, InputTooLongError, TargetError
 from .adapters import AttentionSite, TaskAdapter, accepts, register_adapter
-from .encode import Encoded, check_text, display_tokens, encode
+from .encode import Encoded, check_text, display_tokens, encode, max_positions
 from ..results.seq2seq import SITE_NAMES
 from .tokens import special_ids
 
@@ -112,6 +112,10 @@ class Seq2SeqAdapter(TaskAdapter):
         bad = [i for i in ids if i < 0 or (V is not None and i >= V)]
         if bad:
             raise TargetError(f"answer token ids {bad[:5]} are outside the model's vocabulary (0..{V - 1})")
+        limit = max_positions(self.model, tokenizer)
+        if len(ids) > limit:
+            raise InputTooLongError(f"the answer is {len(ids)} tokens but the model reads at most {limit}: pass a "
+                                    f"shorter answer")
         device = next(self.model.parameters()).device
         labels = torch.tensor([ids], dtype=torch.long, device=device)
         dec = self.decoder_inputs(labels)

@@ -272,6 +272,8 @@ def test_bad_targets_and_arguments_are_refused_clearly(s2s_tok):
         aw.attribute(model, s2s_tok, SOURCE)  # target="pred"
     with pytest.raises(TargetError, match="outside the model's vocabulary"):
         aw.attribute(model, s2s_tok, SOURCE, target=[3, 10_000])
+    with pytest.raises(AttAttrError, match="the answer is 70 tokens but the model reads at most 64"):
+        aw.attribute(model, s2s_tok, SOURCE, target=[3] * 70)
     with pytest.raises(ArgumentError, match="text_pair does not apply"):
         aw.attribute(model, s2s_tok, SOURCE, "other", target=ANSWER)
     with pytest.raises(ArgumentError, match="store="):
