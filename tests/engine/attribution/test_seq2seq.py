@@ -385,3 +385,13 @@ def test_models_without_their_own_shift_are_teacher_forced_the_same_way(s2s_tok)
         loss = model(**enc, labels=labels).loss
     assert res.decoder_tokens == ["<unk>"] + res.label_tokens[:-1]  # id 2 starts the decoder
     assert res.prob == pytest.approx(-float(loss) * labels.shape[1], rel=1e-10)
+
+
+def test_the_papers_algorithm_gives_the_same_maps(s2s_tok):
+    """method='naive' (gradient w.r.t. the materialised P of each module) equals the output form on all sites."""
+    model = make_seq2seq("t5")
+    fast = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps=3)
+    naive = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps=3, method="naive")
+    for site in ("encoder", "decoder", "cross"):
+        a, b = fast.site(site).scores, naive.site(site).scores
+        assert np.abs(a - b).max() <= 1e-6 * np.abs(a).max(), site
