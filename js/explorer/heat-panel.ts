@@ -32,6 +32,7 @@ export interface HeatHost {
   tokens(): string[];
   special(): boolean[]; // per token: a special token (sent by the kernel with the tokens)
   tokenTypes(): number[];
+  answerStart(): number; // first token of an explained answer, -1 = none
   hoverLock: HoverLock;
   tokenHover(): number; // key column hovered in the sentence, -1 = none
   theme: ThemeWatcher;
@@ -333,7 +334,7 @@ export class HeatPanel {
     drawHeat(ctx, {
       off, labels, W, H, layout: this.layout!, n: this.data!.n, tokens: host.tokens(), special: host.special(), types: host.tokenTypes(),
       query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, tokenHover: host.tokenHover(),
-      theme: host.theme.theme,
+      theme: host.theme.theme, answerStart: host.answerStart(),
     });
   }
 
@@ -390,7 +391,7 @@ export class HeatPanel {
       { values: gammaArray(hd.attr, g), scale: gammaScale(hd.attrScale, g), lut: th.lutDiv },
     ];
     maps.forEach((m, k) => {
-      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme });
+      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme, answerStart: this.host.answerStart() });
       map.setAttribute("transform", `translate(${12 + k * (cw + 12)},28)`);
       map.setAttribute("data-map", k ? "attribution" : "attention");
       svg.appendChild(map);
