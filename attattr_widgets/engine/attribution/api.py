@@ -10,11 +10,15 @@ from torch import nn
 
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
-from ..errors import AttAttrError, TargetError
+from ..errors import ArgumentError, AttAttrError, TargetError
+from ..model.adapters import CausalLMAdapter, ContinuationAdapter
 from ..model.examples import as_examples, check_labels, encode_examples
 from ..results import Attribution, LayerResult
 from .engine import _Engine
 from .options import AttributionOptions
+
+#: the most tokens ``attribute(..., generate=N)`` decodes
+MAX_GENERATE = 1024
 
 
 def attribute(
@@ -34,12 +38,14 @@ def attribute(
     cancel: threading.Event | None = None,
     max_length: int | None = None,
     truncation: bool = False,
-    score: str = "prob",
+    score: str | None = None,
     gold: int | None = None,
     method: str = "prefix",
     precision: str = "auto",
     memory_budget: int | None = None,
     store="auto",
+    generate: int | None = None,
+    per_token: bool = False,
 ) -> Attribution:
     """Attribute one example's prediction to every attention link of every (selected) layer.
 
@@ -50,6 +56,22 @@ def attribute(
         text, text_pair: the input (a sentence, or a premise/hypothesis pair).
         target: ``"pred"`` (the predicted class / next token, the paper's default), ``"gold"`` (with ``gold``),
             a class index or name, or for language models a next-token id or single-token string (``" Paris"``).
+            For a causal LM, a string of several tokens (``" Paris, a city"``) or a list of token ids is an
+            **answer**, teacher-forced: the input is the prompt's ids followed by the answer's ids (the answer
+            tokenized without special tokens — leading spaces matter for byte-level tokenizers: ``" Paris"`` is
+            not ``"Paris"``), F the answer's score (``score="logprob"`` by default: Σ_t log p(y_t | prompt,
+            y_<t); ``"prob"``: its joint probability; ``"logit"``: Σ_t logit(y_t)); the result's ``tokens`` cover
+            prompt and answer, ``answer_start`` marks the first answer token, ``target_kind="continuation"``.
+        generate: for a causal LM, decode up to ``generate`` tokens greedily after ``text`` (the model's
+            generation config otherwise: end-of-sequence ids, repetition penalty; sampling turned off), on the
+            engine's private copy of the model (the model, its config and generation config are not written),
+            stopping after an end-of-sequence token (kept in the answer), then attribute that answer as above
+            (leave ``target`` at ``"pred"``).
+        per_token: with an answer, also attribute each answer token t's own F_t = log p(y_t | prompt, y_<t)
+            (``result.per_token[t]``; ``progress`` streams them with ``answer_token=t``). They run in the same
+            batch as the whole answer (one row per token: cost ≈ (A + 1) × the whole answer's, see
+            bench/generation.py) and share its quadrature nodes, so for ``"logprob"``/``"logit"`` Σ_t of their
+            maps equals the whole answer's map.
         layers: layer indices to compute (default: all).
         rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
             dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
@@ -61,7 +83,8 @@ def attribute(
         cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with
             :class:`AttributionCancelled`.
         max_length, truncation: inputs longer than the model's positions raise unless ``truncation=True``.
-        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``.
+        score: F is the target's ``"prob"`` (paper; the default for a class or next token), ``"logprob"`` (the
+            default for answers) or ``"logit"``.
         method: ``"prefix"`` (fast, default) or ``"naive"`` (the paper's algorithm; same numbers, slower).
         precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
         memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
@@ -78,9 +101,32 @@ def attribute(
     if gold is not None:
         n, what = eng.adapter.num_outputs()
         gold = validate.label(gold, "gold", n, what=what)
-    enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
-                             truncation=eng.options.truncation)
-    return eng.run([enc], [(text, text_pair)], layer_list, [eng.options.target], [gold], progress, cancel)[0]
+    per_token = validate.flag(per_token, "per_token")
+    if generate is not None:
+        generate = validate.integer(generate, "generate", minimum=1, maximum=MAX_GENERATE,
+                                    fix="the most answer tokens to decode, e.g. 8")
+        if not isinstance(eng.adapter, CausalLMAdapter):
+            raise ArgumentError(f"generate= needs a causal language model; {type(model).__name__} is a "
+                                f"{eng.adapter.name} model: leave generate=None")
+        if not (isinstance(target, str) and target == "pred"):
+            raise ArgumentError(f"pass either generate= (the model writes the answer) or target={target!r} (you "
+                                f"give it), not both")
+    cont = isinstance(eng.adapter, CausalLMAdapter) and (
+        generate is not None or eng.adapter.is_continuation(tokenizer, target))
+    if per_token and not cont:
+        raise ArgumentError("per_token=True needs an answer of several tokens: pass target=' Paris, a city' (or a "
+                            "list of token ids) or generate=N to a causal language model")
+    kw = {"max_length": eng.options.max_length, "truncation": eng.options.truncation}
+    if not cont:
+        enc = eng.adapter.encode(tokenizer, text, text_pair, **kw)
+        return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
+    if text_pair is not None:
+        eng.adapter.check_text_pair(tokenizer)
+    cont_adapter = ContinuationAdapter(model)
+    if generate is not None:
+        target = eng.generate(cont_adapter.encode(tokenizer, text, **kw), generate, cancel)
+    enc = cont_adapter.encode_answer(tokenizer, text, cont_adapter.answer_ids(tokenizer, target), **kw)
+    return eng.run([enc], [(text, None)], layer_list, [None], [None], progress, cancel, per_token=per_token)[0]
 
 def iter_attributions(
     model: nn.Module,

@@ -19,7 +19,9 @@ class Encoded:
 
     ``input_ids``/``attention_mask``/``token_type_ids``: (1, n) long tensors (``token_type_ids`` may be None);
     ``tokens``: n display strings; ``segments``: n ints (0 = first text, 1 = text pair);
-    ``truncated``: whether tokens were dropped to fit the model.
+    ``truncated``: whether tokens were dropped to fit the model; ``answer_start``: for a teacher-forced
+    continuation (prompt + answer, :meth:`~.adapters.ContinuationAdapter.encode_answer`) the index of the first
+    answer token, else None.
     """
 
     input_ids: torch.Tensor
@@ -28,6 +30,12 @@ class Encoded:
     tokens: list[str]
     segments: list[int]
     truncated: bool
+    answer_start: int | None = None
+
+    @property
+    def answer_len(self) -> int:
+        """Number of answer tokens (0 without an answer)."""
+        return 0 if self.answer_start is None else len(self) - self.answer_start
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         out = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}

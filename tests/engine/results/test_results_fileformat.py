@@ -80,10 +80,12 @@ def _same(a, b) -> None:
         assert a.to_dict() == b.to_dict()
 
 
-#: record fields added to format 2 after the fixtures were written (issue 20: unresolved, issue 25: layer_panels),
-#: name -> the default an old file loads to, given its saved fields
+#: record fields added to format 2 after the fixtures were written (issue 20: unresolved, issue 25: layer_panels,
+#: issue 21: answer_start, answer_token, per_token), name -> the default an old file loads to, given its saved fields
 _ADDED_SINCE = {"attribution": {"unresolved": lambda fields: [],
-                                "layer_panels": lambda fields: [None] * len(fields["layers"])}}
+                                "layer_panels": lambda fields: [None] * len(fields["layers"]),
+                                "answer_start": lambda fields: None, "answer_token": lambda fields: None,
+                                "per_token": lambda fields: None}}
 
 
 @pytest.mark.parametrize("name", sorted(_legacy_objects()))
