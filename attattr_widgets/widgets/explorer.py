@@ -277,7 +277,7 @@ class Explorer(BackgroundRun, BaseWidget):
             if reserved in attribute_kwargs:
                 raise TypeError(f"explain() manages {reserved!r} itself")
         attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
-        continuation = _is_continuation(self.input_spec, self.tokenizer, attribute_kwargs)
+        continuation = _is_continuation(self.model, self.tokenizer, self.input_spec, attribute_kwargs)
         run_kwargs = {k: v for k, v in attribute_kwargs.items() if k not in ("target", "generate")}
         if continuation:
             attribute_kwargs.setdefault("per_token", True)
@@ -644,12 +644,12 @@ class Explorer(BackgroundRun, BaseWidget):
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind, _answer_start(attr), getattr(attr, "answer_token", None)),
             "thumb_size": int(th.shape[-1]), "score": str(getattr(attr, "score", "prob") or "prob"),
-            **_answer_meta(attr, tokens),
+            **_answer_meta(attr),
             "nonfinite": _nonfinite_layers(attr),
             "unresolved": [int(x) for x in (getattr(attr, "unresolved", None) or [])],
         }
         if whole is not None and whole is not attr:
-            meta.update({k: v for k, v in _answer_meta(whole, tokens).items() if k != "answer_token"})
+            meta.update({k: v for k, v in _answer_meta(whole).items() if k != "answer_token"})
             meta["default_query"] = _default_query(tokens, target_kind, meta.get("answer_start"),
                                                    getattr(attr, "answer_token", None))
         meta = _finite_or_none(meta)
@@ -776,9 +776,12 @@ class Explorer(BackgroundRun, BaseWidget):
         """``{text, text_pair, target, generate}`` (Enter / Run; target "pred", a class / token id, or a token /
         answer string; ``generate`` N > 0: generate up to N tokens and explain them, ``target`` unused)."""
         gen = msg.get("generate")
-        what = {"generate": _generate_arg(gen)} if gen not in (None, 0, "") else {"target": _target_arg(msg.get("target"))}
-        self._input_request("run", lambda: self.explain(str(msg.get("text") or ""), msg.get("text_pair") or None,
-                                                       **what, **self._run_kwargs))
+
+        def run():
+            what = {"generate": _generate_arg(gen)} if gen not in (None, 0, "") else {"target": _target_arg(msg.get("target"))}
+            self.explain(str(msg.get("text") or ""), msg.get("text_pair") or None, **what, **self._run_kwargs)
+
+        self._input_request("run", run)
 
     @command
     def _cmd_targets(self, msg: dict) -> None:
@@ -843,7 +846,7 @@ class Explorer(BackgroundRun, BaseWidget):
         entry = {"key": key, "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
                  "target": _target_id(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
                  "prob": _finite_or_none(float(getattr(attr, "prob", float("nan")))),
-                 "answer": _answer_meta(attr, list(getattr(attr, "tokens", []) or [])).get("answer")}
+                 "answer": _answer_meta(attr).get("answer")}
         hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]
         # long inputs make big maps: keep older runs only while all kept maps fit HISTORY_BYTES (newest always kept)
         used = 0
@@ -968,19 +971,17 @@ def _map_bytes(attr: Any) -> int:
     return n + sum(_map_bytes(p) for p in (getattr(attr, "per_token", None) or []) if p is not None)
 
 
-def _is_continuation(input_spec: dict, tokenizer: Any, kwargs: dict) -> bool:
-    """Whether a run explains an answer of a causal LM: ``generate=N``, or a target of several tokens (a list of
-    ids, or a string the tokenizer splits in more than one token)."""
+def _is_continuation(model: Any, tokenizer: Any, input_spec: dict, kwargs: dict) -> bool:
+    """Whether a run explains an answer of a causal LM: ``generate=N``, or a target the engine reads as an answer
+    (:meth:`~attattr_widgets.engine.model.adapters.CausalLMAdapter.is_continuation`)."""
+    from ..engine.model.adapters import adapter_for
+
     if not input_spec.get("answers"):
         return False
     if kwargs.get("generate") is not None:
         return True
-    t = kwargs.get("target")
-    if isinstance(t, (list, tuple, np.ndarray)):
-        return True
-    if isinstance(t, str) and t not in ("pred", "gold"):
-        with contextlib.suppress(Exception):  # the engine reports a bad target itself
-            return len(tokenizer(t, add_special_tokens=False)["input_ids"]) > 1
+    with contextlib.suppress(Exception):  # the engine reports a bad target itself
+        return bool(adapter_for(model).is_continuation(tokenizer, kwargs.get("target", "pred")))
     return False
 
 
@@ -990,17 +991,17 @@ def _answer_arg(kwargs: dict) -> str:
     return t if isinstance(t, str) and kwargs.get("generate") is None else ""
 
 
-def _answer_meta(attr: Any, tokens: list[str]) -> dict:
+def _answer_meta(attr: Any) -> dict:
     """The ``meta`` entries of an answer (none for a single target): ``answer_start``, ``answer_token`` (the
-    token whose own maps these are, None for the whole answer), ``answer`` (the answer's tokens joined) and
-    ``answer_ready`` (the answer tokens with maps of their own)."""
+    token whose own maps these are, None for the whole answer), ``answer`` (the whole answer's text, "" for an
+    answer token's own result) and ``answer_ready`` (the answer tokens with maps of their own)."""
     start = _answer_start(attr)
     if start is None:
         return {}
     t = getattr(attr, "answer_token", None)
     per = getattr(attr, "per_token", None) or []
     return {"answer_start": start, "answer_token": None if t is None else int(t),
-            "answer": "".join(str(x) for x in tokens[start:]),
+            "answer": str(getattr(attr, "target_label", "") or "") if t is None else "",
             "answer_ready": [i for i, p in enumerate(per) if p is not None]}
 
 
