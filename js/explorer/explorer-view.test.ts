@@ -356,6 +356,18 @@ describe("an explained answer", () => {
     expect(model.get("answer_token")).toBe(-1);
   });
 
+  it("repaints when the kernel sends another answer token's maps for the same head and run", () => {
+    const { model, view } = mount(answerState());
+    const before = Array.from(view.heat.data!.attr);
+    const n = ANS.length;
+    const other = Array.from({ length: n * n }, (_, k) => (k % n) / n - 0.5);
+    model.set("answer_token", 1);
+    model.update({ head: { layer: 1, head: 0, attention: f32(Array(n * n).fill(0.1), [n, n]), attribution: f32(other, [n, n]) } });
+    view.flush();
+    expect(Array.from(view.heat.data!.attr)).not.toEqual(before);
+    expect(view.heat.data!.attr[1]).toBeCloseTo(other[1]);
+  });
+
   it("no answer, no picker and no marks", () => {
     const { root } = mount(doneState());
     expect((root.querySelector(".aa-answer-bar") as HTMLElement).hidden).toBe(true);

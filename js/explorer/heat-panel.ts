@@ -49,6 +49,17 @@ export interface HeatProps {
   missing?: string | null; // why the selected head cannot be drawn without the kernel (not embedded)
 }
 
+/** A number per array object: the painted maps' key names the arrays themselves, so new maps for the same head
+ * and run (another answer token's, a contrast view) repaint, and the same ones never do. */
+const IDS = new WeakMap<object, number>();
+let nextId = 0;
+function idOf(o: unknown): number {
+  if (!o || typeof o !== "object") return 0;
+  let i = IDS.get(o);
+  if (i === undefined) IDS.set(o, (i = ++nextId));
+  return i;
+}
+
 const KEYS: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
 
 export class HeatPanel {
@@ -231,7 +242,7 @@ export class HeatPanel {
     const th = this.host.theme;
     const source = (payload as { source?: string }).source ?? "kernel";
     const label = payload.label ?? "";
-    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}`;
+    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}:${idOf(payload.attention)}:${idOf(payload.attribution)}`;
     if (key === this.key && this.data) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {

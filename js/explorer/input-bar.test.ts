@@ -67,6 +67,8 @@ describe("input bar", () => {
     b.render({ ...LM, runState: "done", text: "Q", answer: " Paris", contrast: {},
       history: [{ key: 1, text: "Q", text_pair: null, target: -1, target_label: hostile, prob: -1.5, answer: hostile }] });
     expect(b.answer.value).toBe(" Paris");
+    expect(b.target.value).toBe("__answer__"); // the shown answer is what Enter explains again
+    expect(b.answer.hidden).toBe(false);
     expect([...b.contrastSel.options].map((o) => o.value)).toEqual(["", "__answer__"]);
     expect(b.history.options[1].textContent).toContain("<img");
     expect(b.el.querySelector("img")).toBeNull();

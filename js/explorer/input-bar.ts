@@ -109,6 +109,7 @@ export class InputBar {
   readonly viewButtons: HTMLButtonElement[];
   private touched = false; // the user edited the box: do not overwrite it with the shown run's text
   private answerTouched = false; // the user edited the answer field: do not overwrite it with the shown answer
+  private targetTouched = false; // the user picked a target kind: a shown answer does not switch it to "answer…"
   private pendingTargets = 0;
   private lastTargetsKey = "";
   private props: InputBarProps | null = null;
@@ -141,6 +142,7 @@ export class InputBar {
     }, o);
     this.answer.addEventListener("input", () => { this.answerTouched = true; }, o);
     this.target.addEventListener("change", () => {
+      this.targetTouched = true;
       this.showTargetFields();
       const f = [this.free, this.answer, this.gen].find((x) => !x.hidden);
       if (f) f.focus();
@@ -214,6 +216,8 @@ export class InputBar {
       this.target.replaceChildren(...children);
       this.target.value = [...this.target.options].some((x) => x.value === keep) ? keep : PRED;
     }
+    // a shown answer: the bar offers it again ("answer…" with its text), unless the user chose otherwise
+    if (!this.targetTouched && p.answer !== null && p.answer !== prev?.answer && p.spec.answers) this.target.value = ANSWER;
     this.showTargetFields();
     // history
     const hk = p.history.map((e) => e.key).join(",");
