@@ -350,7 +350,14 @@ describe("an explained answer", () => {
     expect(model.get("answer_token")).toBe(2);
     view.flush();
     expect(root.dataset.answerToken).toBe("2");
+    // until the kernel sent answer token 2's maps the picker says so (a saved page never gets them)
+    expect(picks()[3].classList.contains("aa-pending")).toBe(true);
+    expect(picks()[0].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")!.textContent).toContain("running kernel");
+    model.update({ meta: { ...model.get("meta"), answer_token: 2 } });
+    view.flush();
     expect(picks()[3].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")).toBeNull();
     expect(root.querySelector(".aa-sentence .aa-tok.aa-ans-on")!.textContent).toBe(ANS[5]);
     picks()[0].click();
     expect(model.get("answer_token")).toBe(-1);

@@ -292,7 +292,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
     const start = this.answerStart();
     this.sentence.render({
-      answer: start >= 0 ? { start, shown: this.model.get("answer_token") ?? -1, ready: meta.answer_ready ?? [], running: this.model.get("state") === "running" } : null,
+      answer: start >= 0 ? { start, shown: meta.answer_token ?? -1, requested: this.model.get("answer_token") ?? -1, ready: meta.answer_ready ?? [],
+        running: this.model.get("state") === "running" } : null,
       tokens: toks, special: this.special(), types: this.model.get("token_types") ?? [], query: q, key: lock ? lock.col : -1,
       row: hd && q >= 0 && q < hd.n ? hd.attr.subarray(q * hd.n, (q + 1) * hd.n) : null,
       matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t),

@@ -25,7 +25,8 @@ export interface SentenceProps {
 
 export interface AnswerProps {
   start: number; // index of the first answer token
-  shown: number; // the answer token whose own maps are shown, -1 = the whole answer
+  shown: number; // the answer token whose own maps are shown (the kernel's meta), -1 = the whole answer
+  requested: number; // the one picked (`answer_token`): differs from `shown` until the kernel sent its maps
   ready: number[]; // answer tokens with maps of their own
   running: boolean; // a run streams: every answer token may be picked (its maps come as they are computed)
 }
@@ -137,17 +138,19 @@ export class SentencePanel {
       return;
     }
     const ready = new Set(a.ready);
-    const key = `${toks.slice(a.start).join("\u0001")}|${a.start}|${a.shown}|${a.ready.join(",")}|${a.running}`;
+    const key = `${toks.slice(a.start).join("\u0001")}|${a.start}|${a.shown}|${a.requested}|${a.ready.join(",")}|${a.running}`;
     if (key === this.answerKey) return;
     this.answerKey = key;
     const btn = (t: number, label: string, title: string) => {
-      const b = h("button", { class: `aa-btn aa-ans-tok${t === a.shown ? " aa-on" : ""}`, type: "button", "data-t": t, title, "aria-pressed": String(t === a.shown) }, label);
+      const pending = t === a.requested && t !== a.shown;
+      const b = h("button", { class: `aa-btn aa-ans-tok${t === a.shown ? " aa-on" : ""}${pending ? " aa-pending" : ""}`, type: "button", "data-t": t, title, "aria-pressed": String(t === a.shown) }, label);
       b.disabled = t >= 0 && !a.running && !ready.has(t);
       return b;
     };
     this.answerBar.replaceChildren(h("span", { class: "aa-muted" }, "answer: "),
       btn(-1, "whole answer", "Attribution of the whole answer: F = Σ_t log p(y_t | prompt, y_<t)"),
       ...toks.slice(a.start).map((t, k) => btn(k, displayToken(t), `Answer token ${k}: its own maps, F_t = log p(y_t | prompt, y_<t)` +
-        (ready.has(k) ? "" : a.running ? " (being computed)" : " (not computed: explain with per_token=True)"))));
+        (ready.has(k) ? "" : a.running ? " (being computed)" : " (not computed: explain with per_token=True)"))),
+      a.requested !== a.shown ? h("span", { class: "aa-muted aa-ans-wait" }, " loading its maps… (from the running kernel: a saved page shows the maps it was saved with)") : "");
   }
 }
