@@ -98,7 +98,7 @@ export class InputBar {
   readonly pair = h("input", { class: "aa-input-pair", type: "text", placeholder: "Second segment (optional)", spellcheck: "false", "aria-label": "second segment" });
   readonly target = h("select", { class: "aa-select aa-target", "aria-label": "target", title: "What to attribute: the predicted class / next token, or another one" });
   readonly free = h("input", { class: "aa-input-free aa-search", type: "text", placeholder: "token or class", spellcheck: "false", "aria-label": "free target" });
-  readonly answer = h("input", { class: "aa-input-answer aa-input-text", type: "text", placeholder: "answer, e.g. “ Paris, a city” (leading space matters)", spellcheck: "false", "aria-label": "answer" });
+  readonly answer = h("input", { class: "aa-input-answer", type: "text", placeholder: "answer, e.g. “ Paris, a city” (leading space matters)", spellcheck: "false", "aria-label": "answer" });
   readonly gen = h("input", { class: "aa-input-gen aa-search", type: "number", min: "1", max: "512", step: "1", value: "8", title: "How many tokens to generate (greedy; stops at end of sequence)", "aria-label": "tokens to generate" });
   readonly runBtn = h("button", { class: "aa-btn aa-run", type: "button", title: "Attribute this input (Enter)" }, "▶ Run");
   readonly history = h("select", { class: "aa-select aa-history", "aria-label": "history", title: "Switch back to an earlier run" });

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from .e2e_support import LabNotebook, assert_not_blank, bundle_built, canvas_stats, element_shot, hermetic_context
+from .e2e_support import assert_not_blank, bundle_built, canvas_stats, element_shot, lab_notebook_session
 
 pytestmark = [
     pytest.mark.e2e,
@@ -59,18 +59,7 @@ def _cell_rgb(root, row: int, col: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1700})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "answers.ipynb", [SETUP, EXPLAIN])
-    notebook.run(0, timeout=120)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_notebook_session(browser, lab, "answers.ipynb", [SETUP, EXPLAIN])
 
 
 def test_answer_is_explained_marked_and_each_token_has_its_maps(nb, artifacts):
