@@ -103,7 +103,7 @@ export class InputBar {
   readonly runBtn = h("button", { class: "aa-btn aa-run", type: "button", title: "Attribute this input (Enter)" }, "▶ Run");
   readonly history = h("select", { class: "aa-select aa-history", "aria-label": "history", title: "Switch back to an earlier run" });
   readonly contrastSel = h("select", { class: "aa-select aa-contrast", "aria-label": "contrast target", title: "Why this target and not that one? Attribute a second target for the same input" });
-  readonly contrastAnswer = h("input", { class: "aa-input-free aa-search aa-contrast-answer", type: "text", placeholder: "other answer B", spellcheck: "false", "aria-label": "contrast answer" });
+  readonly contrastAnswer = h("input", { class: "aa-contrast-answer aa-search", type: "text", placeholder: "other answer B", spellcheck: "false", "aria-label": "contrast answer" });
   readonly contrastBtn = h("button", { class: "aa-btn aa-contrast-run", type: "button", title: "Attribute the contrast target and show the difference map" }, "Contrast");
   readonly contrastNote = h("span", { class: "aa-muted aa-contrast-note" });
   readonly viewButtons: HTMLButtonElement[];
