@@ -12,7 +12,7 @@ from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import ArgumentError, AttAttrError, TargetError
 from ..model.adapters import CausalLMAdapter, ContinuationAdapter
-from ..model.examples import as_examples, check_labels, encode_examples
+from ..model.examples import answers_of, as_examples, check_labels, encode_examples
 from ..results import Attribution, LayerResult
 from .engine import _Engine
 from .options import AttributionOptions
@@ -144,7 +144,7 @@ def iter_attributions(
     cancel: threading.Event | None = None,
     max_length: int | None = None,
     truncation: bool = True,
-    score: str = "prob",
+    score: str | None = None,
     method: str = "prefix",
     precision: str = "auto",
     memory_budget: int | None = None,
@@ -155,7 +155,9 @@ def iter_attributions(
 
     ``examples``: dicts ``{"text", "text_pair"?, "label"?}``, a ``datasets.Dataset``, a DataFrame or a dict of
     columns. ``target="gold"`` attributes each example's label (the paper's head-importance setting); ``"pred"``
-    the prediction. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
+    the prediction. For a causal LM, examples ``{"text": prompt, "target": answer}`` are attributed on their
+    answer, teacher-forced (as :func:`attribute` with an answer; ``score="logprob"`` by default), with
+    ``target="gold"``. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
     examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
     Long examples are truncated to the model's positions by default (flagged ``truncated``).
     ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend`, which attributes
@@ -179,8 +181,7 @@ def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> 
     if eng.adapter.unpadded:
         batch_size = 1  # e.g. decoder heads pool the last non-pad token by pad id: keep examples unpadded
     target = options.target
-    if target == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    _check_dataset_target(items, target)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         encs = encode_examples(eng.adapter, tokenizer, chunk, offset=start, max_length=options.max_length,
@@ -189,6 +190,17 @@ def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> 
             encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
             [ex.label for ex in chunk], None, cancel,
         )
+
+def _check_dataset_target(items, target) -> None:
+    """``target`` of a dataset: examples with answers are attributed on their answer (``"gold"``); otherwise
+    ``"gold"`` needs every label."""
+    if answers_of(items):
+        if not (isinstance(target, str) and target == "gold"):
+            raise TargetError(f"examples with a 'target' answer are attributed on that answer: use target='gold' "
+                              f"(the default), not {target!r}")
+    elif isinstance(target, str) and target == "gold" and any(ex.label is None for ex in items):
+        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+
 
 def completeness_gap(attr: Attribution) -> np.ndarray:
     """Absolute IG completeness gap per layer: |Σ scores − (prob − zero_prob)|, [L]."""
@@ -227,8 +239,7 @@ def _iter_on(backend, model, tokenizer, examples, options: AttributionOptions, *
     if store not in ("auto", "memory", "fp16"):
         raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
     items = as_examples(examples)
-    if options.target == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    _check_dataset_target(items, options.target)
     for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
                              desc="attributing", multiple=options.batch_size or 1, options=options):
         yield from part

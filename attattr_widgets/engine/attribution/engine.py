@@ -76,29 +76,10 @@ class _Batch:
         self.B, self.T = len(encs), max(self.lengths)
         self.inputs = collate(list(encs), pad_id, device)
         self.encs = list(encs)
-        self.continuation = encs[0].answer_start is not None
-        if any((e.answer_start is not None) != self.continuation for e in encs):
-            raise AttAttrError("a batch mixes examples with and without an answer: give every example a "
-                               "'target' answer, or none")
-        if self.continuation:
-            A = max(e.answer_len for e in encs)
-            self.where = torch.tensor([[min(e.answer_start - 1 + t, len(e) - 2) for t in range(A)] for e in encs],
-                                      device=device)
+        if encs[0].answer_start is not None:  # examples have answers, all or none (examples.answers_of)
+            self.where = ContinuationAdapter.answer_positions(encs, device)
         else:
             self.where = torch.tensor([n - 1 for n in self.lengths], device=device)
-
-    def answer_targets(self, answer_tokens: Sequence[int | None]) -> torch.Tensor:
-        """The answer ids each row's F counts, [B, A] long, -1 where it counts none (beyond a row's answer; every
-        token but t for a row of answer token t): ``answer_tokens[b]`` None (the whole answer) or t."""
-        A = self.where.shape[1]
-        out = torch.full((self.B, A), -1, dtype=torch.long)
-        for b, (e, t) in enumerate(zip(self.encs, answer_tokens)):
-            ids = e.input_ids[0, e.answer_start:]
-            if t is None:
-                out[b, : len(ids)] = ids
-            else:
-                out[b, t] = ids[t]
-        return out.to(self.where.device)
 
     def rows(self, k: int) -> dict[str, torch.Tensor]:
         return {key: v.repeat_interleave(k, 0) for key, v in self.inputs.items()}
@@ -356,7 +337,7 @@ class _Engine:
                 raise _oom_error("in the clean forward pass", batch.T, exc) from exc
             raise
         if cont:
-            targets = batch.answer_targets([t for _, t in rows])
+            targets = ContinuationAdapter.answer_targets(batch.encs, [t for _, t in rows], self.device)
         else:
             targets = torch.tensor(
                 [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -405,11 +405,38 @@ class ContinuationAdapter(CausalLMAdapter):
         that predict them (``answer_start - 1 + t``). Only the positions from the first of them on are computed
         where the model takes ``logits_to_keep``."""
         T = inputs["input_ids"].shape[1]
-        rows = torch.arange(last.shape[0], device=last.device).unsqueeze(1)
         if self.keep_last:
             keep = T - int(last.min())
-            return net(**inputs, logits_to_keep=keep).logits[rows, last - (T - keep)]
-        return net(**inputs).logits[rows, last]
+            return self.prediction_logits(net(**inputs, logits_to_keep=keep).logits, last - (T - keep))
+        return self.prediction_logits(net(**inputs).logits, last)
+
+    @staticmethod
+    def answer_positions(encs: Sequence[Encoded], device=None) -> torch.Tensor:
+        """The positions that predict each example's answer tokens, ``answer_start - 1 + t``: [B, A] long (A the
+        longest answer; a shorter answer's extra positions repeat its last one, to be given no weight)."""
+        A = max(e.answer_len for e in encs)
+        return torch.tensor([[min(e.answer_start - 1 + t, len(e) - 2) for t in range(A)] for e in encs],
+                            device=device)
+
+    @staticmethod
+    def answer_targets(encs: Sequence[Encoded], answer_tokens: Sequence[int | None] | None = None,
+                       device=None) -> torch.Tensor:
+        """The answer ids each row counts, [B, A] long, -1 where it counts none (beyond a shorter answer; every
+        token but t for a row of answer token t): ``answer_tokens[b]`` None (the whole answer) or t."""
+        A = max(e.answer_len for e in encs)
+        out = torch.full((len(encs), A), -1, dtype=torch.long)
+        for b, e in enumerate(encs):
+            ids = e.input_ids[0, e.answer_start:]
+            t = None if answer_tokens is None else answer_tokens[b]
+            if t is None:
+                out[b, : len(ids)] = ids
+            else:
+                out[b, t] = ids[t]
+        return out.to(device)
+
+    def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The model's ``logits`` [R, T, V] at the positions ``last`` [R, A] that predict the answer: [R, A, V]."""
+        return logits[torch.arange(last.shape[0], device=last.device).unsqueeze(1), last]
 
     def target_label(self, tokenizer, target) -> str:
         """The answer (or one answer token) as text: ``target`` a token id or a list of them."""

@@ -145,6 +145,8 @@ def _pruning_curve(f: _File, d: dict, shapes: dict, where: str) -> None:
     K = len(d["fractions"])
     if len(d["accuracy"]) != K:
         f.fail(f"{where}: {len(d['accuracy'])} accuracies for {K} fractions")
+    if d.get("answer_logprob") is not None and len(d["answer_logprob"]) != K:
+        f.fail(f"{where}: {len(d['answer_logprob'])} answer log-probabilities for {K} fractions")
     if any(not 0 <= x <= 1 for x in d["fractions"]):
         f.fail(f"{where}: fractions must lie in [0, 1]")
     shape = np.shape(d["pruned"])  # rectangular: checked with its type
