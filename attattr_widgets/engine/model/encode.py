@@ -80,11 +80,13 @@ def max_positions(model: nn.Module, tokenizer) -> int:
 
 
 def display_tokens(tokenizer, ids: list[int]) -> list[str]:
-    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text)."""
+    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text; ``"<id 123>"`` for an id the
+    tokenizer does not know)."""
     raw = tokenizer.convert_ids_to_tokens(ids)
     if any(t.startswith(("Ġ", "▁")) or "Ċ" in t for t in raw if t):
         return [tokenizer.decode([i]) for i in ids]  # byte-level BPE / sentencepiece: show real text
-    return list(raw)
+    # an id the model has but the tokenizer does not (a padded embedding table: a generated answer may hold one)
+    return [t if t is not None else f"<id {int(i)}>" for t, i in zip(raw, ids)]
 
 
 def encode(

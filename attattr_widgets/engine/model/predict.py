@@ -63,8 +63,6 @@ class EncodedSet:
         self.adapter = adapter_for(model)
         self.answers = answers_of(self.items) if self.items else all(e.answer_start is not None
                                                                       for e in encodings or [])
-        if self.answers:
-            self.adapter = ContinuationAdapter(model)
         if self.items is not None:
             check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:
@@ -77,6 +75,8 @@ class EncodedSet:
                 raise AttAttrError("no encodings given: pass at least one encoded input")
             if self.items is not None and len(self.items) != len(self.encs):
                 raise AttAttrError(f"{len(self.encs)} encodings for {len(self.items)} examples: pass one each")
+        if self.answers:  # encode_examples refused answers unless the model is a causal LM
+            self.adapter = ContinuationAdapter(model)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.lengths = np.array([len(e) for e in self.encs])
