@@ -182,3 +182,18 @@ def test_static_snapshot_and_export_keep_the_answer_marked_and_escaped(lm, token
     ex2._attribution = ref
     ex2.show_answer_token(1)
     assert "answer token 1" in explorer_html(ex2)
+
+
+def test_heads_view_opens_an_example_with_an_answer_as_that_answer(lm, tokenizer):
+    from attattr_widgets.widgets import HeadsView
+
+    examples = [{"text": PROMPT, "target": ANSWER}, {"text": "the dog was", "target": "on the mat"}]
+    hv = HeadsView(lm, tokenizer, examples, methods=("attattr",), steps=2)
+    hv.run()
+    hv.wait(120)
+    assert hv.state == "done", hv.error
+    wc.command_from_front_end(hv, "_cmd_open", {"index": 1, "layer": 0, "head": 1})
+    ex = hv.explorer
+    a = ex.wait(60)
+    assert a.target_label == "on the mat" and ex.meta["answer_start"] == a.answer_start and ex.selected == [0, 1]
+    assert a.per_token is not None  # the answer's tokens can be picked in the linked Explorer
