@@ -277,6 +277,9 @@ class Explorer(BackgroundRun, BaseWidget):
             if reserved in attribute_kwargs:
                 raise TypeError(f"explain() manages {reserved!r} itself")
         attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
+        if attribute_kwargs.get("generate") is not None and not (self.input_spec or {}).get("answers"):
+            raise ValueError(f"generate= needs a causal language model; {type(self.model).__name__} is not one: "
+                             f"leave generate out (or pass target=)")
         continuation = _is_continuation(self.model, self.tokenizer, self.input_spec, attribute_kwargs)
         run_kwargs = {k: v for k, v in attribute_kwargs.items() if k not in ("target", "generate")}
         if continuation:

@@ -197,3 +197,10 @@ def test_heads_view_opens_an_example_with_an_answer_as_that_answer(lm, tokenizer
     a = ex.wait(60)
     assert a.target_label == "on the mat" and ex.meta["answer_start"] == a.answer_start and ex.selected == [0, 1]
     assert a.per_token is not None  # the answer's tokens can be picked in the linked Explorer
+
+
+def test_generate_on_a_classifier_is_refused_at_once(tokenizer):
+    ex = Explorer(make_model("bert", "cls", layers=1, heads=2), tokenizer)
+    with pytest.raises(ValueError, match="generate= needs a causal language model"):
+        ex.explain("the movie was great", generate=3)
+    assert ex.state == "empty" and not ex.input_spec["answers"]
