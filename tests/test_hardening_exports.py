@@ -119,6 +119,27 @@ def test_explorer_and_tree_exports_round_trip_every_string(tmp_path):
     assert tree_state["title"] == tv.title
 
 
+def test_explained_answer_exports_round_trip_every_string(tmp_path):
+    """An explained answer made of hostile tokens: the exported state round-trips (tokens, answer text, where the
+    answer starts) and the static snapshot shows every answer token as text, with the answer marked."""
+    from attattr_widgets import snapshot
+
+    attr = hostile_attribution(STRINGS)
+    start = len(STRINGS) // 2
+    attr.target_kind, attr.answer_start, attr.score = "continuation", start, "logprob"
+    attr.target_label = "".join(STRINGS[start:start + 4])
+    ex = Explorer.from_attribution(attr)
+    text = export.to_html(ex, tmp_path / "answer.html").read_text(encoding="utf-8")
+    state = widget_states(text)[ex.model_id]
+    assert state["tokens"] == [expected_text(t) for t in STRINGS]
+    assert state["meta"]["answer_start"] == start and state["meta"]["answer"] == expected_text(attr.target_label)
+    snap = snapshot.explorer_html(ex)
+    assert "<script" not in snap.lower() and "<img" not in snap and "<svg onload" not in snap
+    for t in STRINGS[start:]:
+        assert snapshot.esc(snapshot.display_token(t)) in snap
+    assert snap.count("box-shadow:inset 0 -2px 0") == len(STRINGS) - start  # every answer chip underlined
+
+
 def test_plots_export_round_trips_every_string(tmp_path):
     curves, names = hostile_curves()
     fig = plots.pruning_plot(curves, title="<!--title</script>")

@@ -311,3 +311,103 @@ describe("heatmap SVG export", () => {
     expect(svg.querySelector("img, script")).toBeNull();
   });
 });
+
+describe("an explained answer", () => {
+  // tokens = prompt + answer; the answer's tokens are untrusted strings too
+  const ANS = ["The", " capital", " is", " <img src=x onerror=alert(1)>", " &amp;", " </script>"];
+  const answerState = (extra: Record<string, any> = {}) => {
+    const s = doneState(3, 2, ANS);
+    return { ...s, special: ANS.map(() => false), answer_token: -1, ...extra,
+      meta: { ...s.meta, target_kind: "continuation", target_label: ANS.slice(3).join(""), score: "logprob", prob: -2.5,
+        answer_start: 3, answer_token: null, answer: ANS.slice(3).join(""), answer_ready: [0, 1, 2], default_query: 2, ...(extra.meta ?? {}) } };
+  };
+  const chunk = (run_id: number, index: number, answer_token: number | null) => [
+    { type: "layer", run_id, answer_token, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: ANS,
+      scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
+    [new DataView(Float32Array.from([0.5, -0.25]).buffer), new Uint8Array(Float32Array.from([1, -1]).buffer)],
+  ];
+
+  it("sets the answer apart in the sentence, as text, and the header says what F is", () => {
+    const { root } = mount(answerState());
+    expect(root.dataset.answerStart).toBe("3");
+    const answer = [...root.querySelectorAll(".aa-sentence .aa-tok.aa-answer")].map((e) => e.textContent);
+    expect(answer).toEqual(ANS.slice(3));
+    expect(root.querySelector(".aa-sentence .aa-tok.aa-ansb")!.textContent).toBe(ANS[3]);
+    expect(root.querySelector("img, script")).toBeNull();
+    const chip = root.querySelector(".aa-header")!.textContent!;
+    expect(chip).toContain(`answer: ${ANS.slice(3).join("")}`);
+    expect(chip).toContain("log p = ");
+    const picks = [...root.querySelectorAll(".aa-answer-bar button")] as HTMLButtonElement[];
+    expect(picks.map((b) => b.textContent)).toEqual(["whole answer", ...ANS.slice(3)]);
+    expect(picks[0].classList.contains("aa-on")).toBe(true);
+  });
+
+  it("picking an answer token writes `answer_token`; tokens without maps of their own are disabled", () => {
+    const { root, model, view } = mount(answerState({ meta: { answer_ready: [0, 2] } }));
+    const picks = () => [...root.querySelectorAll(".aa-answer-bar button")] as HTMLButtonElement[];
+    expect(picks().map((b) => b.disabled)).toEqual([false, false, true, false]);
+    picks()[3].click();
+    expect(model.get("answer_token")).toBe(2);
+    view.flush();
+    expect(root.dataset.answerToken).toBe("2");
+    // until the kernel sent answer token 2's maps the picker says so (a saved page never gets them)
+    expect(picks()[3].classList.contains("aa-pending")).toBe(true);
+    expect(picks()[0].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")!.textContent).toContain("running kernel");
+    model.update({ meta: { ...model.get("meta"), answer_token: 2 } });
+    view.flush();
+    expect(picks()[3].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")).toBeNull();
+    expect(root.querySelector(".aa-sentence .aa-tok.aa-ans-on")!.textContent).toBe(ANS[5]);
+    picks()[0].click();
+    expect(model.get("answer_token")).toBe(-1);
+  });
+
+  it("repaints when the kernel sends another answer token's maps for the same head and run", () => {
+    const { model, view } = mount(answerState());
+    const before = Array.from(view.heat.data!.attr);
+    const n = ANS.length;
+    const other = Array.from({ length: n * n }, (_, k) => (k % n) / n - 0.5);
+    model.set("answer_token", 1);
+    model.update({ head: { layer: 1, head: 0, attention: f32(Array(n * n).fill(0.1), [n, n]), attribution: f32(other, [n, n]) } });
+    view.flush();
+    expect(Array.from(view.heat.data!.attr)).not.toEqual(before);
+    expect(view.heat.data!.attr[1]).toBeCloseTo(other[1]);
+  });
+
+  it("no answer, no picker and no marks", () => {
+    const { root } = mount(doneState());
+    expect((root.querySelector(".aa-answer-bar") as HTMLElement).hidden).toBe(true);
+    expect(root.querySelector(".aa-tok.aa-answer")).toBeNull();
+    expect(root.dataset.answerStart).toBe("-1");
+  });
+
+  it("streams only the shown answer token; picking another empties the cache and asks for its layers", () => {
+    const { root, model, view } = mount(answerState({ state: "running", run_id: 5, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 0 }));
+    const before = model.calls().length;
+    model.emit("msg:custom", ...chunk(5, 0, null));
+    model.emit("msg:custom", ...chunk(5, 0, 1)); // answer token 1's own layer: not shown
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(cacheFor(model).dropped).toBe(1);
+    model.set("answer_token", 1);
+    expect(cacheFor(model).layers.size).toBe(0);
+    expect(model.calls().slice(before).filter((c) => c.name === "_cmd_resend").length).toBeGreaterThanOrEqual(1);
+    model.emit("msg:custom", ...chunk(5, 0, 1));
+    model.emit("msg:custom", ...chunk(5, 1, null)); // the whole answer's: not shown now
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(cacheFor(model).answerToken).toBe(1);
+  });
+
+  it("marks the answer on the heatmap SVG: a boundary line and the answer labels in the answer colour", () => {
+    const { view } = mount(answerState());
+    const svg = view.heat.toSvg()!;
+    expect(svg.querySelectorAll('[data-answer="col"], [data-answer="row"]').length).toBe(4); // both maps, both axes
+    const texts = [...svg.querySelectorAll('[data-map="attention"] text')];
+    const fill = (s: string) => texts.find((t) => t.textContent === s)!.getAttribute("fill");
+    expect(fill(ANS[4])).not.toBe(fill(ANS[1]));
+    expect(fill(ANS[4])).toBe(fill(ANS[5]));
+    expect(svg.querySelector("img, script")).toBeNull();
+  });
+});

@@ -62,12 +62,14 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     }, signal);
     const host: HeatHost = {
       tokens: () => this.tokens(), special: () => this.special(), tokenTypes: () => model.get("token_types") ?? [], hoverLock: this.hoverLock,
+      answerStart: () => this.answerStart(),
       tokenHover: () => this.sentence.hover, theme: this.theme, lock: (c, parts) => this.lock(c, parts),
       invalidate: (parts) => this.invalidate(parts), fileName: () => this.fileName(),
     };
     this.heat = new HeatPanel(host, signal);
     this.sentence = new SentencePanel({
       onQuery: (i) => this.lock(HoverLock.query(i), "heat,sentence"),
+      onAnswer: (t) => this.setTrait("answer_token", t),
       onHoverChange: () => this.invalidate("heat"),
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
@@ -94,6 +96,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     on(["selected", "locked", "heads_data"], "grid,heat,sentence");
     on(["head", "tokens", "special", "query"], "heat,sentence");
     on(["token_types"], "sentence");
+    on(["answer_token"], "all");
     this.onDestroy(this.cache.subscribe(() => this.invalidate("grid,header")));
     for (const b of this.normButtons) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
     for (const b of this.modeButtons) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
@@ -135,6 +138,12 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     if (t && t.length) return this.model.get("special") ?? [];
     const first = [...this.cache.layers.values()][0];
     return first ? first.special : [];
+  }
+
+  /** Index of an explained answer's first token (-1: no answer, or not in the tokens shown). */
+  answerStart(): number {
+    const s = (this.model.get("meta") as ExplorerMeta)?.answer_start;
+    return typeof s === "number" && s >= 0 && s < this.tokens().length ? s : -1;
   }
 
   selected(): [number, number] | null {
@@ -220,6 +229,8 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const hl = this.heat.layout;
     r.heatBox = hl ? `${hl.x0},${hl.y0},${hl.side}` : "";
     r.tokens = String(this.tokens().length);
+    r.answerStart = String(this.answerStart());
+    r.answerToken = String(m.get("answer_token") ?? -1);
     r.matches = String(this.heat.matches.length);
     r.renders = String(this.renders);
   }
@@ -278,7 +289,11 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const q = this.hoverLock.query(true);
     const lock = this.hoverLock.lockedCell();
     const sel = this.selected();
+    const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
+    const start = this.answerStart();
     this.sentence.render({
+      answer: start >= 0 ? { start, shown: meta.answer_token ?? -1, requested: this.model.get("answer_token") ?? -1, ready: meta.answer_ready ?? [],
+        running: this.model.get("state") === "running" } : null,
       tokens: toks, special: this.special(), types: this.model.get("token_types") ?? [], query: q, key: lock ? lock.col : -1,
       row: hd && q >= 0 && q < hd.n ? hd.attr.subarray(q * hd.n, (q + 1) * hd.n) : null,
       matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t),

@@ -1,6 +1,7 @@
-// Painting one heatmap canvas: the (windowed) matrix from its offscreen pixels, frame, segment boundary, token
-// labels (or search ticks when cells are too small), query row band, sentence-hover column, hover cross and lock.
-import { cssRGB, type Theme } from "../shared/color";
+// Painting one heatmap canvas: the (windowed) matrix from its offscreen pixels, frame, segment boundary, answer
+// boundary and answer-token labels (in the answer colour), token labels (or search ticks when cells are too
+// small), query row band, sentence-hover column, hover cross and lock.
+import { answerColor, cssRGB, type Theme } from "../shared/color";
 import { displayToken, s } from "../shared/dom";
 import type { Cell } from "./hover-lock";
 import { heatCellRect, type HeatLayout, type Window } from "../shared/layout";
@@ -33,6 +34,7 @@ export interface HeatDrawArgs {
   matches: number[]; // search matches
   tokenHover: number; // key column hovered in the sentence
   theme: Theme;
+  answerStart: number; // first token of an explained answer (-1: none): a line before it, its labels coloured
 }
 
 export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
@@ -63,6 +65,16 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
     ctx.setLineDash([]);
     ctx.globalAlpha = 1;
   }
+  const ans = a.answerStart > 0 && a.answerStart < a.n ? a.answerStart : -1;
+  const ansColor = answerColor(theme);
+  if (ans > 0) { // prompt | answer boundary on both axes
+    ctx.strokeStyle = ansColor;
+    ctx.lineWidth = 1.5;
+    if (inWin(ans, win.c0)) { ctx.beginPath(); ctx.moveTo(hl.x0 + (ans - win.c0) * cs, hl.y0 - 3); ctx.lineTo(hl.x0 + (ans - win.c0) * cs, hl.y0 + hl.side); ctx.stroke(); }
+    if (inWin(ans, win.r0)) { ctx.beginPath(); ctx.moveTo(hl.x0 - 3, hl.y0 + (ans - win.r0) * cs); ctx.lineTo(hl.x0 + hl.side, hl.y0 + (ans - win.r0) * cs); ctx.stroke(); }
+    ctx.lineWidth = 1;
+  }
+  const labelColor = (i: number, hot: boolean) => (hot ? hotColor : ans >= 0 && i >= ans ? ansColor : fg);
   const q = a.query;
   const lock = a.locked;
   if (a.labels) {
@@ -70,7 +82,7 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
     ctx.textBaseline = "middle";
     for (let i = win.r0; i < Math.min(a.n, win.r0 + win.size); i++) {
       const hot = i === q || a.matches.includes(i);
-      ctx.fillStyle = hot ? hotColor : fg;
+      ctx.fillStyle = labelColor(i, hot);
       ctx.globalAlpha = hot ? 1 : a.special[i] ? 0.45 : 0.8;
       ctx.textAlign = "right";
       ctx.fillText(fitText(ctx, displayToken(toks[i] ?? ""), hl.x0 - 8), hl.x0 - 4, hl.y0 + (i - win.r0 + 0.5) * cs);
@@ -80,7 +92,7 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
       ctx.save();
       ctx.translate(hl.x0 + (j - win.c0 + 0.5) * cs, hl.y0 - 4);
       ctx.rotate(-Math.PI / 2);
-      ctx.fillStyle = hot ? hotColor : fg;
+      ctx.fillStyle = labelColor(j, hot);
       ctx.globalAlpha = hot ? 1 : a.special[j] ? 0.45 : 0.8;
       ctx.textAlign = "left";
       ctx.fillText(fitText(ctx, displayToken(toks[j] ?? ""), hl.y0 - 8), 0, 0);
@@ -143,6 +155,7 @@ export interface HeatSvgArgs {
   special: boolean[];
   labels: boolean;
   theme: Theme;
+  answerStart: number; // first token of an explained answer (-1: none)
 }
 
 /** One heatmap as vector shapes (a <g>): the visible window as rects — one per run of equal colour in a row —,
@@ -177,13 +190,20 @@ export function heatSvg(a: HeatSvgArgs): SVGElement {
   }
   g.appendChild(cells);
   g.appendChild(s("rect", { x: hl.x0 - 0.5, y: hl.y0 - 0.5, width: hl.side + 1, height: hl.side + 1, fill: "none", stroke: fg, "stroke-opacity": 0.25 }));
+  const ans = a.answerStart > 0 && a.answerStart < a.n ? a.answerStart : -1;
+  const ansColor = answerColor(a.theme);
+  if (ans > 0) {
+    if (ans >= win.c0 && ans < c1) { const x = +(hl.x0 + (ans - win.c0) * cs).toFixed(2); g.appendChild(s("line", { x1: x, x2: x, y1: hl.y0 - 3, y2: hl.y0 + hl.side, stroke: ansColor, "stroke-width": 1.5, "data-answer": "col" })); }
+    if (ans >= win.r0 && ans < r1) { const y = +(hl.y0 + (ans - win.r0) * cs).toFixed(2); g.appendChild(s("line", { x1: hl.x0 - 3, x2: hl.x0 + hl.side, y1: y, y2: y, stroke: ansColor, "stroke-width": 1.5, "data-answer": "row" })); }
+  }
+  const labelFill = (i: number) => (ans >= 0 && i >= ans ? ansColor : fg);
   if (a.labels) {
     const fs = Math.min(11, Math.max(8, cs * 0.8));
     for (let i = win.r0; i < r1; i++)
-      g.appendChild(s("text", { x: hl.x0 - 4, y: hl.y0 + (i - win.r0 + 0.5) * cs, "font-size": fs, "text-anchor": "end", "dominant-baseline": "middle", fill: fg, "fill-opacity": a.special[i] ? 0.45 : 0.8 }, displayToken(a.tokens[i] ?? "")));
+      g.appendChild(s("text", { x: hl.x0 - 4, y: hl.y0 + (i - win.r0 + 0.5) * cs, "font-size": fs, "text-anchor": "end", "dominant-baseline": "middle", fill: labelFill(i), "fill-opacity": a.special[i] ? 0.45 : 0.8 }, displayToken(a.tokens[i] ?? "")));
     for (let j = win.c0; j < c1; j++) {
       const x = hl.x0 + (j - win.c0 + 0.5) * cs, y = hl.y0 - 4;
-      g.appendChild(s("text", { x: 0, y: 0, transform: `translate(${x.toFixed(2)},${y}) rotate(-90)`, "font-size": fs, "dominant-baseline": "middle", fill: fg, "fill-opacity": a.special[j] ? 0.45 : 0.8 }, displayToken(a.tokens[j] ?? "")));
+      g.appendChild(s("text", { x: 0, y: 0, transform: `translate(${x.toFixed(2)},${y}) rotate(-90)`, "font-size": fs, "dominant-baseline": "middle", fill: labelFill(j), "fill-opacity": a.special[j] ? 0.45 : 0.8 }, displayToken(a.tokens[j] ?? "")));
     }
   }
   return g;

@@ -32,6 +32,7 @@ export interface HeatHost {
   tokens(): string[];
   special(): boolean[]; // per token: a special token (sent by the kernel with the tokens)
   tokenTypes(): number[];
+  answerStart(): number; // first token of an explained answer, -1 = none
   hoverLock: HoverLock;
   tokenHover(): number; // key column hovered in the sentence, -1 = none
   theme: ThemeWatcher;
@@ -46,6 +47,17 @@ export interface HeatProps {
   state: string;
   width: number; // CSS px available for both maps
   missing?: string | null; // why the selected head cannot be drawn without the kernel (not embedded)
+}
+
+/** A number per array object: the painted maps' key names the arrays themselves, so new maps for the same head
+ * and run (another answer token's, a contrast view) repaint, and the same ones never do. */
+const IDS = new WeakMap<object, number>();
+let nextId = 0;
+function idOf(o: unknown): number {
+  if (!o || typeof o !== "object") return 0;
+  let i = IDS.get(o);
+  if (i === undefined) IDS.set(o, (i = ++nextId));
+  return i;
 }
 
 const KEYS: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
@@ -230,7 +242,7 @@ export class HeatPanel {
     const th = this.host.theme;
     const source = (payload as { source?: string }).source ?? "kernel";
     const label = payload.label ?? "";
-    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}`;
+    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}:${idOf(payload.attention)}:${idOf(payload.attribution)}`;
     if (key === this.key && this.data) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {
@@ -333,7 +345,7 @@ export class HeatPanel {
     drawHeat(ctx, {
       off, labels, W, H, layout: this.layout!, n: this.data!.n, tokens: host.tokens(), special: host.special(), types: host.tokenTypes(),
       query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, tokenHover: host.tokenHover(),
-      theme: host.theme.theme,
+      theme: host.theme.theme, answerStart: host.answerStart(),
     });
   }
 
@@ -390,7 +402,7 @@ export class HeatPanel {
       { values: gammaArray(hd.attr, g), scale: gammaScale(hd.attrScale, g), lut: th.lutDiv },
     ];
     maps.forEach((m, k) => {
-      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme });
+      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme, answerStart: this.host.answerStart() });
       map.setAttribute("transform", `translate(${12 + k * (cw + 12)},28)`);
       map.setAttribute("data-map", k ? "attribution" : "attention");
       svg.appendChild(map);

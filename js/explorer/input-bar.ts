@@ -1,7 +1,8 @@
 // Input bar of the Explorer (when it has a model): the text (and the second segment for pair models), a target
 // selector (every class with its probability, or the top-k next tokens of a causal LM, plus free entry of a
-// token / class name), Run (or Enter), the history of finished runs to switch back to, and Contrast: a second
-// target for the same input whose difference map the attribution heatmap then shows.
+// token / class name; for a causal LM also "answer…", an answer field of several tokens, and "generate N
+// tokens…"), Run (or Enter), the history of finished runs to switch back to, and Contrast: a second target (a
+// second answer) for the same input whose difference map the attribution heatmap then shows.
 // Fed plain props; talks to the kernel only through the callbacks.
 import { formatValue } from "../shared/color";
 import { decodeArray, type EncodedArray } from "../shared/decode";
@@ -24,6 +25,7 @@ export interface InputSpec {
   kind?: "class" | "next-token";
   pair?: boolean;
   label_names?: string[];
+  answers?: boolean; // a causal LM: the bar offers an answer field and "generate N tokens"
 }
 export interface HistoryEntry {
   key: number;
@@ -32,6 +34,7 @@ export interface HistoryEntry {
   target: number;
   target_label: string;
   prob: number | null;
+  answer?: string | null; // an explained answer's text
 }
 export interface ContrastInfo {
   target?: number | string;
@@ -39,6 +42,8 @@ export interface ContrastInfo {
   prob?: number | null;
   state?: "running" | "done" | "error";
   error?: string;
+  common?: number; // two answers: how many leading tokens (prompt + common answer prefix) the difference covers
+  answer_start?: number | null;
 }
 export type ContrastView = "diff" | "target" | "contrast";
 
@@ -51,11 +56,12 @@ export interface InputBarProps {
   text: string | null; // the text of the run shown (filled into an untouched box)
   textPair: string | null;
   target: number | null; // target of the run shown
+  answer: string | null; // the shown run's answer (an explained answer), else null
   runState: string;
 }
 
 export interface InputBarCallbacks {
-  onRun(text: string, pair: string | null, target: number | string): void;
+  onRun(text: string, pair: string | null, target: number | string, generate: number | null): void;
   onTargets(text: string, pair: string | null): void;
   onHistory(key: number): void;
   onContrast(target: number | string | null): void;
@@ -64,6 +70,8 @@ export interface InputBarCallbacks {
 
 const PRED = "__pred__";
 const FREE = "__free__";
+const ANSWER = "__answer__"; // causal LMs: explain the answer typed in the answer field
+const GEN = "__generate__"; // causal LMs: generate N tokens, then explain them
 
 /** Option label: "positive  0.912" / "·Paris  0.231" (token text made visible). */
 export function optionLabel(o: TargetOption, kind: string | undefined): string {
@@ -71,9 +79,11 @@ export function optionLabel(o: TargetOption, kind: string | undefined): string {
   return `${truncate(name, 28)}  ${formatValue(o.prob, 3)}`;
 }
 
-/** The target to send for a select value + free-entry text: "pred", an id, or the typed token / class name. */
-export function chosenTarget(value: string, free: string): number | string {
-  if (value === PRED || value === "") return "pred";
+/** The target to send for a select value + free-entry text: "pred", an id, or the typed token / class name
+ * (the typed answer for "answer…"). */
+export function chosenTarget(value: string, free: string, answer = ""): number | string {
+  if (value === PRED || value === "" || value === GEN) return "pred";
+  if (value === ANSWER) return answer.length ? answer : "pred";
   if (value === FREE) {
     const t = free;
     if (/^\s*\d+\s*$/.test(t)) return Number(t);
@@ -88,13 +98,18 @@ export class InputBar {
   readonly pair = h("input", { class: "aa-input-pair", type: "text", placeholder: "Second segment (optional)", spellcheck: "false", "aria-label": "second segment" });
   readonly target = h("select", { class: "aa-select aa-target", "aria-label": "target", title: "What to attribute: the predicted class / next token, or another one" });
   readonly free = h("input", { class: "aa-input-free aa-search", type: "text", placeholder: "token or class", spellcheck: "false", "aria-label": "free target" });
+  readonly answer = h("input", { class: "aa-input-answer", type: "text", placeholder: "answer, e.g. “ Paris, a city” (leading space matters)", spellcheck: "false", "aria-label": "answer" });
+  readonly gen = h("input", { class: "aa-input-gen aa-search", type: "number", min: "1", max: "512", step: "1", value: "8", title: "How many tokens to generate (greedy; stops at end of sequence)", "aria-label": "tokens to generate" });
   readonly runBtn = h("button", { class: "aa-btn aa-run", type: "button", title: "Attribute this input (Enter)" }, "▶ Run");
   readonly history = h("select", { class: "aa-select aa-history", "aria-label": "history", title: "Switch back to an earlier run" });
   readonly contrastSel = h("select", { class: "aa-select aa-contrast", "aria-label": "contrast target", title: "Why this target and not that one? Attribute a second target for the same input" });
+  readonly contrastAnswer = h("input", { class: "aa-contrast-answer aa-search", type: "text", placeholder: "other answer B", spellcheck: "false", "aria-label": "contrast answer" });
   readonly contrastBtn = h("button", { class: "aa-btn aa-contrast-run", type: "button", title: "Attribute the contrast target and show the difference map" }, "Contrast");
   readonly contrastNote = h("span", { class: "aa-muted aa-contrast-note" });
   readonly viewButtons: HTMLButtonElement[];
   private touched = false; // the user edited the box: do not overwrite it with the shown run's text
+  private answerTouched = false; // the user edited the answer field: do not overwrite it with the shown answer
+  private targetTouched = false; // the user picked a target kind: a shown answer does not switch it to "answer…"
   private pendingTargets = 0;
   private lastTargetsKey = "";
   private props: InputBarProps | null = null;
@@ -105,16 +120,17 @@ export class InputBar {
     this.viewButtons = [seg("diff", "A − B", "Attribution of the target minus that of the contrast target"),
       seg("target", "A", "Attribution of the target"), seg("contrast", "B", "Attribution of the contrast target")];
     this.el = h("section", { class: "aa-panel aa-input-bar" },
-      h("div", { class: "aa-input-row" }, this.text, this.pair, h("label", { class: "aa-field" }, "target ", this.target), this.free, this.runBtn),
+      h("div", { class: "aa-input-row" }, this.text, this.pair, h("label", { class: "aa-field" }, "target ", this.target), this.free, this.answer, this.gen, this.runBtn),
       h("div", { class: "aa-input-row aa-input-row2" },
         h("label", { class: "aa-field" }, "history ", this.history),
         h("span", { class: "aa-spacer" }),
-        h("label", { class: "aa-field" }, "contrast ", this.contrastSel), this.contrastBtn,
+        h("label", { class: "aa-field" }, "contrast ", this.contrastSel), this.contrastAnswer, this.contrastBtn,
         h("div", { class: "aa-segmented aa-contrast-views", role: "group", "aria-label": "contrast map" }, ...this.viewButtons),
         this.contrastNote));
-    const run = () => this.cb.onRun(this.text.value, this.pair.value.trim() ? this.pair.value : null, chosenTarget(this.target.value, this.free.value));
+    const run = () => this.cb.onRun(this.text.value, this.pair.value.trim() ? this.pair.value : null,
+      chosenTarget(this.target.value, this.free.value, this.answer.value), this.target.value === GEN ? Math.max(1, Math.floor(Number(this.gen.value) || 1)) : null);
     this.runBtn.addEventListener("click", run, o);
-    for (const inp of [this.text, this.pair, this.free]) inp.addEventListener("keydown", (e) => {
+    for (const inp of [this.text, this.pair, this.free, this.answer, this.gen]) inp.addEventListener("keydown", (e) => {
       if (e.key === "Enter") {
         e.preventDefault();
         run();
@@ -124,9 +140,16 @@ export class InputBar {
       this.touched = true;
       this.askTargets();
     }, o);
+    this.answer.addEventListener("input", () => { this.answerTouched = true; }, o);
     this.target.addEventListener("change", () => {
-      this.free.hidden = this.target.value !== FREE;
-      if (!this.free.hidden) this.free.focus();
+      this.targetTouched = true;
+      this.showTargetFields();
+      const f = [this.free, this.answer, this.gen].find((x) => !x.hidden);
+      if (f) f.focus();
+    }, o);
+    this.contrastSel.addEventListener("change", () => {
+      this.contrastAnswer.hidden = this.contrastSel.value !== ANSWER;
+      if (!this.contrastAnswer.hidden) this.contrastAnswer.focus();
     }, o);
     this.history.addEventListener("change", () => {
       const k = Number(this.history.value);
@@ -137,10 +160,20 @@ export class InputBar {
     }, o);
     this.contrastBtn.addEventListener("click", () => {
       const v = this.contrastSel.value;
-      this.cb.onContrast(v === "" ? null : Number(v));
+      this.cb.onContrast(v === "" ? null : v === ANSWER ? (this.contrastAnswer.value || null) : Number(v));
     }, o);
     for (const b of this.viewButtons) b.addEventListener("click", () => this.cb.onContrastView(b.dataset.contrastView as ContrastView), o);
     this.free.hidden = true;
+    this.answer.hidden = true;
+    this.gen.hidden = true;
+    this.contrastAnswer.hidden = true;
+  }
+
+  /** The entry field of the chosen target kind: free token / class, answer, or number of tokens to generate. */
+  private showTargetFields(): void {
+    this.free.hidden = this.target.value !== FREE;
+    this.answer.hidden = this.target.value !== ANSWER;
+    this.gen.hidden = this.target.value !== GEN;
   }
 
   /** Ask the kernel for the target options of the text in the box, debounced (300 ms). */
@@ -167,6 +200,7 @@ export class InputBar {
       this.text.value = p.text;
       this.pair.value = p.textPair ?? "";
     }
+    if (!this.answerTouched && p.answer && this.answer.value !== p.answer) this.answer.value = p.answer;
     // target options: from `targets` when they describe the box's text, else the class names
     const t = p.targets;
     const forBox = t.options && t.text === this.text.value;
@@ -176,29 +210,35 @@ export class InputBar {
     const predName = forBox && t.pred !== undefined ? opts.find((o) => o.id === t.pred)?.label : undefined;
     const children = [h("option", { value: PRED }, predName !== undefined ? `predicted (${truncate(kind === "next-token" ? displayToken(predName) : predName, 24)})` : "predicted"),
       ...opts.map((o) => h("option", { value: String(o.id) }, Number.isFinite(o.prob) ? optionLabel(o, kind) : o.label)),
-      h("option", { value: FREE }, kind === "next-token" ? "other token…" : "other…")];
-    if (!prev || JSON.stringify(prev.targets) !== JSON.stringify(t) || this.target.options.length !== children.length) {
+      h("option", { value: FREE }, kind === "next-token" ? "other token…" : "other…"),
+      ...(p.spec.answers ? [h("option", { value: ANSWER }, "answer (several tokens)…"), h("option", { value: GEN }, "generate N tokens…")] : [])];
+    if (!prev || JSON.stringify(prev.targets) !== JSON.stringify(t) || JSON.stringify(prev.spec) !== JSON.stringify(p.spec) || this.target.options.length !== children.length) {
       this.target.replaceChildren(...children);
       this.target.value = [...this.target.options].some((x) => x.value === keep) ? keep : PRED;
     }
-    this.free.hidden = this.target.value !== FREE;
+    // a shown answer: the bar offers it again ("answer…" with its text), unless the user chose otherwise
+    if (!this.targetTouched && p.answer !== null && p.answer !== prev?.answer && p.spec.answers) this.target.value = ANSWER;
+    this.showTargetFields();
     // history
     const hk = p.history.map((e) => e.key).join(",");
     if (!prev || prev.history.map((e) => e.key).join(",") !== hk) {
       this.history.replaceChildren(h("option", { value: "" }, p.history.length ? `${p.history.length} run${p.history.length > 1 ? "s" : ""}` : "—"),
         ...[...p.history].reverse().map((e) => h("option", { value: String(e.key) },
-          `${truncate([e.text, e.text_pair].filter((x) => x).join(" ‖ "), 40)} → ${truncate(e.target_label, 16)}${e.prob !== null && Number.isFinite(e.prob) ? ` (${formatValue(e.prob, 2)})` : ""}`)));
+          `${truncate([e.text, e.text_pair].filter((x) => x).join(" ‖ "), 40)} → ${truncate(e.answer ?? e.target_label, e.answer ? 28 : 16)}${e.prob !== null && Number.isFinite(e.prob) ? ` (${formatValue(e.prob, 2)})` : ""}`)));
     }
     this.history.value = "";
     this.history.disabled = !p.history.length;
     // contrast: other classes / the LM's top tokens of the shown run
     const shownOpts = t.options && t.text === (p.text ?? "") ? t.options : opts;
     const cKeep = this.contrastSel.value;
+    // an explained answer is contrasted with another answer (typed), a single target with another class / token
     this.contrastSel.replaceChildren(h("option", { value: "" }, "none"),
-      ...shownOpts.filter((o) => o.id !== p.target).map((o) => h("option", { value: String(o.id) }, Number.isFinite(o.prob) ? optionLabel(o, kind) : o.label)));
+      ...(p.answer !== null ? [h("option", { value: ANSWER }, "other answer…")]
+        : shownOpts.filter((o) => o.id !== p.target).map((o) => h("option", { value: String(o.id) }, Number.isFinite(o.prob) ? optionLabel(o, kind) : o.label))));
     const c = p.contrast;
-    const cur = c.target !== undefined && c.state ? String(c.target) : cKeep;
+    const cur = c.target !== undefined && c.state ? (p.answer !== null ? ANSWER : String(c.target)) : cKeep;
     this.contrastSel.value = [...this.contrastSel.options].some((x) => x.value === cur) ? cur : "";
+    this.contrastAnswer.hidden = this.contrastSel.value !== ANSWER;
     const ready = p.runState === "done";
     this.contrastSel.disabled = !ready;
     this.contrastBtn.disabled = !ready || c.state === "running";
@@ -208,8 +248,9 @@ export class InputBar {
       b.disabled = !on;
     }
     (this.viewButtons[0].parentElement as HTMLElement).hidden = !on;
+    const shared = on && p.answer !== null && c.common !== undefined ? ` · over the ${c.common} tokens both share` : "";
     this.contrastNote.textContent = c.state === "running" ? "computing the contrast…" : c.state === "error" ? (c.error ?? "contrast failed")
-      : on ? (p.contrastView === "diff" ? `attribution map: A − B (B = ${truncate(c.target_label ?? "", 20)})` : p.contrastView === "contrast" ? `attribution map: B = ${truncate(c.target_label ?? "", 20)}` : "attribution map: A") : "";
+      : on ? (p.contrastView === "diff" ? `attribution map: A − B (B = ${truncate(c.target_label ?? "", 20)})${shared}` : p.contrastView === "contrast" ? `attribution map: B = ${truncate(c.target_label ?? "", 20)}${shared}` : "attribution map: A") : "";
   }
 }
 

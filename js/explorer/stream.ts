@@ -1,5 +1,7 @@
 // Model-level cache of streamed layers (custom messages are not state: a view that appears later reads
-// them from here). Chunks of another run_id than the model's current one are dropped. The kernel pushes one
+// them from here). Chunks of another run_id than the model's current one are dropped, and so are chunks of
+// another answer token than the one shown (`answer_token`: an explained answer streams the whole answer and each
+// answer token's own maps; picking another one empties the cache and asks for its layers so far). The kernel pushes one
 // `layer` message per finished layer (one-way); a page that missed some asks with the `_cmd_resend` command,
 // whose response carries the layers done so far.
 import type { AnyModel } from "@anywidget/types";
@@ -27,6 +29,7 @@ export interface LayerChunk {
 export interface LayerMessage {
   type: "layer";
   run_id: number;
+  answer_token?: number | null; // null: the whole answer (or a single target); t: answer token t's own maps
   index: number;
   layer: number;
   total: number;
@@ -47,6 +50,7 @@ type Listener = () => void;
 
 export class StreamCache {
   runId = -1;
+  answerToken = -1; // the answer token whose layers are cached (-1: the whole answer)
   layers = new Map<number, LayerChunk>();
   dropped = 0;
   private listeners = new Set<Listener>();
@@ -56,13 +60,14 @@ export class StreamCache {
    * already cached) are dropped. A chunk of a *newer* run is kept: ipywidgets applies trait updates
    * asynchronously but fires custom messages at once, so a run's first chunks can overtake its `run_id` update.
    */
-  accept(msg: LayerMessage, buffers: readonly BufferLike[], currentRunId: number): boolean {
+  accept(msg: LayerMessage, buffers: readonly BufferLike[], currentRunId: number, answerToken = -1): boolean {
     if (!msg || msg.type !== "layer") return false;
-    if (msg.run_id < currentRunId || msg.run_id < this.runId) {
+    const at = msg.answer_token ?? -1;
+    if (msg.run_id < currentRunId || msg.run_id < this.runId || at !== answerToken) {
       this.dropped++;
       return false;
     }
-    if (this.runId !== msg.run_id) this.reset(msg.run_id);
+    if (this.runId !== msg.run_id || this.answerToken !== at) this.reset(msg.run_id, at);
     const scores = decodeArray(msg.scores, buffers[0]);
     if (!scores) return false;
     const thumbs = msg.thumbs && buffers[1] ? decodeArray(msg.thumbs, buffers[1]) : null;
@@ -76,8 +81,9 @@ export class StreamCache {
     return true;
   }
 
-  reset(runId: number): void {
+  reset(runId: number, answerToken = -1): void {
     this.runId = runId;
+    this.answerToken = answerToken;
     this.layers.clear();
     this.emit();
   }
@@ -138,23 +144,30 @@ export function attachStream(model: AnyModel, invoke?: Invoke): () => void {
   const cache = cacheFor(model);
   const ac = new AbortController();
   const commands = new Commands(model, invoke, ac.signal);
+  const shownToken = () => (model.get("answer_token") as number | undefined) ?? -1;
   const onMsg = (msg: LayerMessage, buffers: BufferLike[]) => {
-    if (msg && msg.type === "layer") cache.accept(msg, buffers ?? [], model.get("run_id") as number);
+    if (msg && msg.type === "layer") cache.accept(msg, buffers ?? [], model.get("run_id") as number, shownToken());
   };
   const onRun = () => {
     const id = model.get("run_id") as number;
-    if (cache.runId < id) cache.reset(id);
+    if (cache.runId < id) cache.reset(id, shownToken());
   };
   let lastAsk = -Infinity;
-  const askResend = () => {
+  const askResend = (force = false) => {
     const now = typeof performance !== "undefined" ? performance.now() : Date.now();
-    if (now - lastAsk < 1500) return;
+    if (!force && now - lastAsk < 1500) return;
     lastAsk = now;
     void commands.call<ResendResponse>("_cmd_resend", { run_id: model.get("run_id") }).then((res) => {
       if (!res) return;
       const [r, buffers] = res;
-      (r.layers ?? []).forEach((msg, k) => cache.accept(msg, buffers.slice(2 * k, 2 * k + 2), model.get("run_id") as number));
+      (r.layers ?? []).forEach((msg, k) => cache.accept(msg, buffers.slice(2 * k, 2 * k + 2), model.get("run_id") as number, shownToken()));
     });
+  };
+  // another answer token picked: its stream replaces the cached one (the kernel holds its layers so far)
+  const onAnswer = () => {
+    if (cache.answerToken === shownToken()) return;
+    cache.reset(model.get("run_id") as number, shownToken());
+    if (model.get("state") === "running") askResend(true);
   };
   // self-healing: the kernel says more layers are done than this page received (a fresh page mid-run, or
   // chunks lost in transit) -> ask for the layers done so far (only works while the kernel is idle, which it
@@ -168,12 +181,14 @@ export function attachStream(model: AnyModel, invoke?: Invoke): () => void {
   model.on("msg:custom", onMsg);
   model.on("change:run_id", onRun);
   model.on("change:layers_done", onDone);
+  model.on("change:answer_token", onAnswer);
   if (model.get("state") === "running" && cache.layers.size === 0) askResend();
   return () => {
     ac.abort();
     model.off("msg:custom", onMsg);
     model.off("change:run_id", onRun);
     model.off("change:layers_done", onDone);
+    model.off("change:answer_token", onAnswer);
     dropCache(model);
   };
 }

@@ -31,6 +31,14 @@ export interface ExplorerMeta {
   error_detail?: string;
   /** Model layer indices whose results hold NaN/inf (bf16 overflow, a degenerate input): shown as a warning. */
   nonfinite?: number[];
+  /** What F is: "prob", "logprob" (an answer's Σ log p, the default for answers), "logit". */
+  score?: string;
+  /** An explained answer (causal LMs; tokens = prompt + answer): index of its first token, null/absent = none. */
+  answer_start?: number | null;
+  /** The answer token whose own maps are shown (F_t = log p(y_t | prompt, y_<t)); null = the whole answer. */
+  answer_token?: number | null;
+  answer?: string; // the answer's text (its tokens joined)
+  answer_ready?: number[]; // answer tokens whose own maps are complete (their chips are live)
 }
 
 export interface HeadPayload {
@@ -83,6 +91,7 @@ export interface ExplorerModel {
   history: Record<string, unknown>[];
   contrast: Record<string, unknown>;
   contrast_view: "diff" | "target" | "contrast";
+  answer_token: number; // -1: the whole answer; t: answer token t's own maps
   heads_data: EmbeddedHeads | null;
   _stream_key: string;
   [key: string]: unknown;
@@ -124,7 +133,7 @@ export interface TreeModel {
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "heads_data", "_stream_key"] as const;
+  "targets", "history", "contrast", "contrast_view", "answer_token", "heads_data", "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
 
 export interface RunProgress {

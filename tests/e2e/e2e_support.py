@@ -147,6 +147,25 @@ class LabNotebook:
 
 
 # pixels ------------------------------------------------------------------------------------------------------
+def lab_notebook_session(browser, lab: Lab, name: str, cells: list[str], timeout: float = 120,
+                         viewport: dict | None = None):
+    """A notebook of ``cells`` open in a hermetic JupyterLab page, its first cell run (it must print "ready");
+    yields the :class:`LabNotebook` (``page_errors``: the page's uncaught errors) and, afterwards, checks that the
+    page never reached the network and closes it. For module fixtures: ``yield from lab_notebook_session(...)``."""
+    ctx = hermetic_context(browser, lab.is_local, viewport=viewport or {"width": 1280, "height": 1700})
+    page = ctx.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    notebook = LabNotebook(page, lab, name, cells)
+    notebook.run(0, timeout=timeout)
+    assert "ready" in notebook.output_text(0), notebook.output_text(0)
+    notebook.page_errors = errors
+    yield notebook
+    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
+    notebook.shutdown()
+    ctx.close()
+
+
 CANVAS_STATS_JS = """(c) => {
   const w = c.width, h = c.height;
   if (!w || !h) return {w, h, nonbg: 0, distinct: 0, fp: ''};

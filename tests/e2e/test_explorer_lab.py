@@ -5,12 +5,11 @@ import pytest
 
 from .e2e_support import (
     TINY_MODEL_SRC,
-    LabNotebook,
     assert_not_blank,
     bundle_built,
     canvas_stats,
     element_shot,
-    hermetic_context,
+    lab_notebook_session,
 )
 
 pytestmark = [
@@ -51,18 +50,7 @@ def _wait_root(nb, i, cond, timeout=60):
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1700})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "explorer.ipynb", [SETUP, FAST, SLOW])
-    notebook.run(0, timeout=120)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_notebook_session(browser, lab, "explorer.ipynb", [SETUP, FAST, SLOW])
 
 
 def test_streams_all_layers_and_paints(nb, artifacts):

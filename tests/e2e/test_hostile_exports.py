@@ -79,6 +79,26 @@ def test_explorer_and_tree_export_show_hostile_strings_as_text(tmp_path, offline
     _no_injection(ctx, page)
 
 
+def test_explained_answer_export_marks_and_shows_hostile_answer_tokens_as_text(tmp_path, offline, artifacts):
+    """An explained answer of hostile tokens: the exported page sets it apart (answer chips, the picker) and shows
+    every answer token as text."""
+    ctx, page = offline
+    attr = hostile_attribution(STRINGS[:40])
+    start = 30
+    attr.target_kind, attr.answer_start, attr.score = "continuation", start, "logprob"
+    attr.target_label = "".join(STRINGS[start:40])
+    page.goto(export.to_html(Explorer.from_attribution(attr), tmp_path / "answer.html").as_uri())
+    page.wait_for_function("() => { const r = document.querySelector('.attattr-explorer');"
+                           " return r && r.dataset.state === 'done' && r.dataset.answerStart === '30'; }")
+    answer = page.evaluate("() => [...document.querySelectorAll('.attattr-explorer .aa-tok.aa-answer')].map(e => e.textContent)")
+    assert answer == [display_token(expected_text(t)) for t in STRINGS[start:40]]
+    picks = page.evaluate("() => [...document.querySelectorAll('.attattr-explorer .aa-answer-bar button')].map(e => e.textContent)")
+    assert picks == ["whole answer"] + [display_token(expected_text(t)) for t in STRINGS[start:40]]
+    assert "log p = " in page.locator(".attattr-explorer .aa-header").text_content()
+    page.screenshot(path=str(artifacts / "hostile-explorer-answer.png"), full_page=False)
+    _no_injection(ctx, page)
+
+
 def test_plots_export_shows_hostile_names_as_text(tmp_path, offline, artifacts):
     ctx, page = offline
     curves, names = hostile_curves()

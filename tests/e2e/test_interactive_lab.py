@@ -9,7 +9,14 @@ import re
 
 import pytest
 
-from .e2e_support import LabNotebook, assert_not_blank, bundle_built, canvas_stats, element_shot, hermetic_context
+from .e2e_support import (
+    assert_not_blank,
+    bundle_built,
+    canvas_stats,
+    element_shot,
+    hermetic_context,
+    lab_notebook_session,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -76,18 +83,8 @@ def _wait(nb, i, sel, cond, timeout=60, nth=0):
 
 @pytest.fixture(scope="module")
 def nb(browser, lab):
-    ctx = hermetic_context(browser, lab.is_local, viewport={"width": 1280, "height": 1800})
-    page = ctx.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    notebook = LabNotebook(page, lab, "interactive.ipynb", [SETUP, EXPLORER, HEADS, TRIGGERS])
-    notebook.run(0, timeout=180)
-    assert "ready" in notebook.output_text(0), notebook.output_text(0)
-    notebook.page_errors = errors
-    yield notebook
-    assert not ctx.blocked, f"JupyterLab tried to reach the network: {ctx.blocked}"
-    notebook.shutdown()
-    ctx.close()
+    yield from lab_notebook_session(browser, lab, "interactive.ipynb", [SETUP, EXPLORER, HEADS, TRIGGERS], timeout=180,
+                                    viewport={"width": 1280, "height": 1800})
 
 
 def test_explorer_input_bar_runs_typed_sentences_and_other_targets(nb, artifacts):
@@ -133,7 +130,7 @@ def test_explorer_causal_lm_offers_top_tokens_and_free_entry(nb, artifacts):
     assert root.locator(".aa-input-pair").is_hidden()           # no second segment for a causal LM
     root.locator(".aa-input-text").fill("the cat sat on the")
     nb.page.wait_for_function("(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
-                              ".querySelector('select.aa-target')?.options.length === 12", arg=i, timeout=20_000)
+                              ".querySelector('select.aa-target')?.options.length === 14", arg=i, timeout=20_000)
     root.locator("select.aa-target").select_option("__free__")
     free = root.locator(".aa-input-free")
     free.fill("movie")

@@ -11,9 +11,9 @@ from torch import nn
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
 from ..errors import ArgumentError, AttAttrError, TargetError
-from ..model.adapters import adapter_for
+from ..model.adapters import CausalLMAdapter, ContinuationAdapter, adapter_for
 from ..model.checks import check_model_and_tokenizer
-from ..model.examples import as_examples, check_labels, encode_examples
+from ..model.examples import answers_of, as_examples, check_labels, encode_examples
 from ..model.seq2seq import Seq2SeqAdapter
 from ..results import Attribution, LayerResult, Seq2SeqAttribution
 from .engine import _Engine
@@ -48,6 +48,7 @@ def attribute(
     memory_budget: int | None = None,
     store="auto",
     generate: int | None = None,
+    per_token: bool = False,
 ) -> Attribution | Seq2SeqAttribution:
     """Attribute one example's prediction to every attention link of every (selected) layer.
 
@@ -64,6 +65,22 @@ def attribute(
             :class:`Seq2SeqAttribution` (``res.encoder``, ``res.decoder``, ``res.cross``).
         layers: layer indices to compute (default: all); for an encoder–decoder, index i selects layer i of every
             site that has one.
+            For a causal LM, a string of several tokens (``" Paris, a city"``) or a list of token ids is an
+            **answer**, teacher-forced: the input is the prompt's ids followed by the answer's ids (the answer
+            tokenized without special tokens — leading spaces matter for byte-level tokenizers: ``" Paris"`` is
+            not ``"Paris"``), F the answer's score (``score="logprob"`` by default: Σ_t log p(y_t | prompt,
+            y_<t); ``"prob"``: its joint probability; ``"logit"``: Σ_t logit(y_t)); the result's ``tokens`` cover
+            prompt and answer, ``answer_start`` marks the first answer token, ``target_kind="continuation"``.
+        generate: for a causal LM (an encoder–decoder: see below), decode up to ``generate`` tokens greedily after ``text`` (the model's
+            generation config otherwise: end-of-sequence ids, repetition penalty; sampling turned off), on the
+            engine's private copy of the model (the model, its config and generation config are not written),
+            stopping after an end-of-sequence token (kept in the answer), then attribute that answer as above
+            (leave ``target`` at ``"pred"``).
+        per_token: with an answer, also attribute each answer token t's own F_t = log p(y_t | prompt, y_<t)
+            (``result.per_token[t]``; ``progress`` streams them with ``answer_token=t``). They run in the same
+            batch as the whole answer (one row per token: cost ≈ (A + 1) × the whole answer's, see
+            bench/generation.py) and share its quadrature nodes, so for ``"logprob"``/``"logit"`` Σ_t of their
+            maps equals the whole answer's map. Causal LMs only.
         rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
             dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
             two new nodes each time, none ever discarded) until the IG completeness error is below ``tol``
@@ -74,9 +91,9 @@ def attribute(
         cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with
             :class:`AttributionCancelled`.
         max_length, truncation: inputs longer than the model's positions raise unless ``truncation=True``.
-        score: F is the target's ``"prob"`` (paper), ``"logprob"`` or ``"logit"``; None (default): ``"prob"``, and
-            for encoder–decoders ``"logprob"`` (Σ of the answer labels' log-probabilities; ``"prob"``: their joint
-            probability).
+        score: F is the target's ``"prob"`` (paper; the default for a class or next token), ``"logprob"`` (the
+            default for answers: Σ of the answer tokens' log-probabilities; ``"prob"``: their joint probability)
+            or ``"logit"``.
         method: ``"prefix"`` (fast, default) or ``"naive"`` (the paper's algorithm; same numbers, slower).
         precision: ``"auto"`` = model dtype on CPU, bf16/fp16 autocast with fp32 accumulation on CUDA.
         memory_budget: bytes of activations per chunk of integration rows (default: 2 GiB on CPU, 60 % of free
@@ -97,6 +114,9 @@ def attribute(
     if isinstance(eng, _Seq2SeqEngine):
         if gold is not None:
             raise ArgumentError("gold does not apply to an encoder-decoder: its target is the answer (target=...)")
+        if per_token:
+            raise ArgumentError("per_token=True is for causal language models; an encoder-decoder's maps already "
+                                "have one row per answer token (res.decoder, res.cross): leave per_token=False")
         enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
                                  truncation=eng.options.truncation)
         if generate is not None:
@@ -108,16 +128,37 @@ def attribute(
             target = eng.generate(enc, generate, cancel)
         answer = eng.adapter.encode_answer(tokenizer, target)
         return eng.run_answer(enc, text, answer, progress, cancel)
-    if generate is not None:
-        raise ArgumentError(f"generate= needs an encoder-decoder here; {type(model).__name__} is a "
-                            f"{eng.adapter.name} model: leave generate=None")
     layer_list = eng.options.layer_list(eng.site.num_layers)
     if gold is not None:
         n, what = eng.adapter.num_outputs()
         gold = validate.label(gold, "gold", n, what=what)
-    enc = eng.adapter.encode(tokenizer, text, text_pair, max_length=eng.options.max_length,
-                             truncation=eng.options.truncation)
-    return eng.run([enc], [(text, text_pair)], layer_list, [eng.options.target], [gold], progress, cancel)[0]
+    per_token = validate.flag(per_token, "per_token")
+    if generate is not None:
+        generate = validate.integer(generate, "generate", minimum=1, maximum=MAX_GENERATE,
+                                    fix="the most answer tokens to decode, e.g. 8")
+        if not isinstance(eng.adapter, CausalLMAdapter):
+            raise ArgumentError(f"generate= needs a causal language model or an encoder-decoder; "
+                                f"{type(model).__name__} is a "
+                                f"{eng.adapter.name} model: leave generate=None")
+        if not (isinstance(target, str) and target == "pred"):
+            raise ArgumentError(f"pass either generate= (the model writes the answer) or target={target!r} (you "
+                                f"give it), not both")
+    cont = isinstance(eng.adapter, CausalLMAdapter) and (
+        generate is not None or eng.adapter.is_continuation(tokenizer, target))
+    if per_token and not cont:
+        raise ArgumentError("per_token=True needs an answer of several tokens: pass target=' Paris, a city' (or a "
+                            "list of token ids) or generate=N to a causal language model")
+    kw = {"max_length": eng.options.max_length, "truncation": eng.options.truncation}
+    if not cont:
+        enc = eng.adapter.encode(tokenizer, text, text_pair, **kw)
+        return eng.run([enc], [(text, text_pair)], layer_list, [target], [gold], progress, cancel)[0]
+    if text_pair is not None:
+        eng.adapter.check_text_pair(tokenizer)
+    cont_adapter = ContinuationAdapter(model)
+    if generate is not None:
+        target = eng.generate(cont_adapter.encode(tokenizer, text, **kw), generate, cancel)
+    enc = cont_adapter.encode_answer(tokenizer, text, cont_adapter.answer_ids(tokenizer, target), **kw)
+    return eng.run([enc], [(text, None)], layer_list, [None], [None], progress, cancel, per_token=per_token)[0]
 
 def _engine_for(model, tokenizer, options: AttributionOptions) -> _Engine:
     """The engine of ``model``'s kind: :class:`_Seq2SeqEngine` for encoder–decoders, else :class:`_Engine`."""
@@ -142,7 +183,7 @@ def iter_attributions(
     cancel: threading.Event | None = None,
     max_length: int | None = None,
     truncation: bool = True,
-    score: str = "prob",
+    score: str | None = None,
     method: str = "prefix",
     precision: str = "auto",
     memory_budget: int | None = None,
@@ -153,7 +194,9 @@ def iter_attributions(
 
     ``examples``: dicts ``{"text", "text_pair"?, "label"?}``, a ``datasets.Dataset``, a DataFrame or a dict of
     columns. ``target="gold"`` attributes each example's label (the paper's head-importance setting); ``"pred"``
-    the prediction. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
+    the prediction. For a causal LM, examples ``{"text": prompt, "target": answer}`` are attributed on their
+    answer, teacher-forced (as :func:`attribute` with an answer; ``score="logprob"`` by default), with
+    ``target="gold"``. Examples are batched ``batch_size`` at a time (default: 1 on CPU, where unpadded single
     examples are fastest; 8 on GPUs), right-padded, and every result is cropped to the example's real tokens.
     Long examples are truncated to the model's positions by default (flagged ``truncated``).
     ``backend``: None (this process) or a :class:`~attattr_widgets.engine.backends.ray.RayBackend`, which attributes
@@ -178,8 +221,7 @@ def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> 
     if eng.adapter.unpadded:
         batch_size = 1  # e.g. decoder heads pool the last non-pad token by pad id: keep examples unpadded
     target = options.target
-    if target == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    _check_dataset_target(items, target)
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
         encs = encode_examples(eng.adapter, tokenizer, chunk, offset=start, max_length=options.max_length,
@@ -188,6 +230,17 @@ def _iter_here(model, tokenizer, items, options: AttributionOptions, cancel) -> 
             encs, [(ex.text, ex.text_pair) for ex in chunk], layer_list, [target] * len(chunk),
             [ex.label for ex in chunk], None, cancel,
         )
+
+def _check_dataset_target(items, target) -> None:
+    """``target`` of a dataset: examples with answers are attributed on their answer (``"gold"``); otherwise
+    ``"gold"`` needs every label."""
+    if answers_of(items):
+        if not (isinstance(target, str) and target == "gold"):
+            raise TargetError(f"examples with a 'target' answer are attributed on that answer: use target='gold' "
+                              f"(the default), not {target!r}")
+    elif isinstance(target, str) and target == "gold" and any(ex.label is None for ex in items):
+        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+
 
 def completeness_gap(attr: Attribution) -> np.ndarray:
     """Absolute IG completeness gap per layer: |Σ scores − (prob − zero_prob)|, [L]."""
@@ -226,8 +279,7 @@ def _iter_on(backend, model, tokenizer, examples, options: AttributionOptions, *
     if store not in ("auto", "memory", "fp16"):
         raise AttAttrError(f"store={store!r} is a file on the worker; with a backend use 'memory', 'fp16' or 'auto'")
     items = as_examples(examples)
-    if options.target == "gold" and any(ex.label is None for ex in items):
-        raise TargetError('target="gold" needs a "label" in every example; use target="pred" for unlabelled data')
+    _check_dataset_target(items, options.target)
     for part in iter_sharded(backend, _attribution_part, model, tokenizer, items, progress=progress, cancel=cancel,
                              desc="attributing", multiple=options.batch_size or 1, options=options):
         yield from part

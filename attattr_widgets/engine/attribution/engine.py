@@ -40,10 +40,10 @@ import torch
 
 from torch import nn
 
-from ..errors import AttributionOutOfMemoryError, check_cancel
+from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
 from ..intercept.controller import AttnController, controller_for
 from ..intercept.probs import Captured, attention_probs
-from ..model.adapters import adapter_for
+from ..model.adapters import CausalLMAdapter, ContinuationAdapter, adapter_for
 from ..model.checks import check_model_and_tokenizer
 from ..model.encode import Encoded, collate
 from ..model.generate import greedy_answer
@@ -67,13 +67,19 @@ ROUNDING = 1000
 
 
 class _Batch:
-    """B right-padded examples: model inputs, lengths, last positions."""
+    """B right-padded rows: model inputs, lengths, and ``where`` F is read — each row's last real position [B],
+    or for continuations (every row with an ``answer_start``) the positions that predict the answer tokens
+    [B, A] (A the longest answer; a shorter answer's extra positions repeat its last one and carry no weight)."""
 
     def __init__(self, encs: Sequence[Encoded], device, pad_id: int):
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
         self.inputs = collate(list(encs), pad_id, device)
-        self.last = torch.tensor([n - 1 for n in self.lengths], device=device)
+        self.encs = list(encs)
+        if encs[0].answer_start is not None:  # examples have answers, all or none (examples.answers_of)
+            self.where = ContinuationAdapter.answer_positions(encs, device)
+        else:
+            self.where = torch.tensor([n - 1 for n in self.lengths], device=device)
 
     def rows(self, k: int) -> dict[str, torch.Tensor]:
         return {key: v.repeat_interleave(k, 0) for key, v in self.inputs.items()}
@@ -92,7 +98,8 @@ class _Engine:
         self.site = self.sites[0]  # single-stack text models: one square self-attention group
         self.options = options
         self.quad = options.quad
-        self.score = options.score or self.adapter.default_score
+        self.score = options.score or self.adapter.default_score  # the current run's (run() sets it per batch)
+        self.run_adapter = self.adapter  # the adapter of the current run: the model's, or its continuation's
         self.method = options.method
         self.prefix = self.method == "prefix" and self.ctrl.blocks is not None
         self.precision = options.precision
@@ -133,7 +140,7 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self.adapter.logits(net, batch.inputs, batch.last)
+            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
         return s.captured, hidden, logits
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
@@ -143,7 +150,7 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self.adapter.logits(net, batch.inputs, batch.last)
+            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
         return self.F(logits, targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
@@ -151,7 +158,7 @@ class _Engine:
         B, k = batch.B, len(alphas)
         rows = batch.rows(k)
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
-        last = batch.last.repeat_interleave(k, 0)
+        where = batch.where.repeat_interleave(k, 0)
         if self.prefix:
             net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
         else:
@@ -161,7 +168,7 @@ class _Engine:
             alpha={layer: alpha_rows}, cancel=cancel,
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
-            logits = self.adapter.logits(net, rows, last)
+            logits = self.run_adapter.logits(net, rows, where)
             F = self.F(logits, targets.repeat_interleave(k, 0))
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
@@ -325,9 +332,31 @@ class _Engine:
         return greedy_answer(net, self.model, enc, max_new_tokens, cancel)
 
     # -- one batch, all layers ------------------------------------------------------------------------------
-    def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
-        B = len(encs)
-        batch = _Batch(encs, self.device, self.adapter.pad_id(self.tokenizer))
+    def use_continuation(self, continuation: bool) -> None:
+        """Set the run's adapter and score: a causal LM's :class:`ContinuationAdapter` for answers (default score
+        ``"logprob"``), else the model's adapter (default ``"prob"``)."""
+        if continuation and not isinstance(self.adapter, CausalLMAdapter):
+            raise AttAttrError(f"an answer target (a string of several tokens, a list of token ids, an example "
+                               f"'target') needs a causal language model; {type(self.model).__name__} is a "
+                               f"{self.adapter.name} model: pass one class or token as target")
+        self.run_adapter = ContinuationAdapter(self.model) if continuation else self.adapter
+        self.score = self.options.score or ("logprob" if continuation else "prob")
+
+    def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel,
+            per_token: bool = False) -> list[Attribution]:
+        """Attribute a batch of examples at ``layers``: one :class:`Attribution` per example.
+
+        Continuations (``encs`` with ``answer_start``): the row of each example's whole answer, and with
+        ``per_token`` one more row per answer token t whose F is that token's log p(y_t | prompt, y_<t) alone —
+        all rows in one batch, so they share every pass (the nodes of ``steps="auto"`` too) and Σ_t of the
+        token rows' maps equals the whole answer's map at the same nodes (linearity of the integral). The token
+        results are the whole result's ``per_token``."""
+        cont = encs[0].answer_start is not None
+        self.use_continuation(cont)
+        rows = [(b, t) for b, e in enumerate(encs)
+                for t in [None] + (list(range(e.answer_len)) if per_token and cont else [])]
+        B = len(rows)
+        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer))
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
@@ -337,57 +366,86 @@ class _Engine:
             if _is_oom(exc):
                 raise _oom_error("in the clean forward pass", batch.T, exc) from exc
             raise
-        targets = torch.tensor(
-            [
-                self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
-                for b, (spec, gold) in enumerate(zip(target_specs, golds))
-            ],
-            device=self.device,
-        )
+        if cont:
+            targets = ContinuationAdapter.answer_targets(batch.encs, [t for _, t in rows], self.device)
+        else:
+            targets = torch.tensor(
+                [
+                    self.run_adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
+                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
+                ],
+                device=self.device,
+            )
         F_clean = self.F(clean_logits, targets)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
-        maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
-                for b in range(B)]
-        per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
+        maps = []
+        for r, (b, t) in enumerate(rows):
+            scores_, attention, where = allocate_maps(len(layers), H, batch.lengths[r], _store_for(store, r, B),
+                                                      map_dtype)
+            # a token row's attention is its example's: the whole-answer row's array (same P), written twice
+            maps.append((scores_, attention if t is None else maps[r - 1 - t][1], where))
+        per_row: list[list[LayerResult]] = [[] for _ in range(B)]
         for index, layer in enumerate(layers):
             zero, steps, converged, panels, checks = self.attribute_layer(
                 batch, layer, hidden, targets, F_clean, captured, cancel,
-                lambda b, cap, g: self.layer_maps(cap, g, b, batch.lengths[b], maps[b][0][index], maps[b][1][index],
+                lambda r, cap, g: self.layer_maps(cap, g, r, batch.lengths[r], maps[r][0][index], maps[r][1][index],
                                                   cancel),
-                lambda b: maps[b][1][index])
-            for b in range(B):
-                err, unresolved, finite = checks[b]
-                r = LayerResult(
+                lambda r: maps[r][1][index])
+            for r, (b, t) in enumerate(rows):
+                err, unresolved, finite = checks[r]
+                res = LayerResult(
                     layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
-                    scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
-                    completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                    converged=converged, nonfinite=not finite, unresolved=unresolved, panels=panels,
+                    scores=maps[r][0][index], attention=maps[r][1][index], zero_prob=float(zero[r]),
+                    completeness=err, target=self._target_id(encs[b], targets[r], t), prob=float(F_clean[r]),
+                    steps=steps, converged=converged, nonfinite=not finite, unresolved=unresolved, panels=panels,
+                    answer_start=encs[b].answer_start, answer_token=t,
                 )
-                per_ex[b].append(r)
+                per_row[r].append(res)
                 if progress is not None:
-                    progress(r)
-        names = self.adapter.label_names()
-        model_name = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
-        results = []
-        for b in range(B):
-            t = int(targets[b])
-            text, text_pair = examples_meta[b]
-            scores, attention, where = maps[b]
-            rs = per_ex[b]
-            results.append(Attribution(
-                scores=scores, attention=attention, tokens=list(encs[b].tokens),
-                token_type_ids=np.asarray(encs[b].segments, dtype=np.int64), target=t,
-                target_label=self.adapter.target_label(self.tokenizer, t), prob=float(F_clean[b]),
-                layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
-                completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
-                num_layers=self.site.num_layers, rule=AUTO_RULE if self.quad.auto else self.quad.rule,
-                steps=self.quad.steps, score=self.score,
-                text=text, text_pair=text_pair, model_name=model_name,
-                target_kind=self.adapter.target_kind, label_names=names,
-                truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
-                extra={"method": self.method}, layer_steps=[r.steps for r in rs],
-                converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs],
-                tol=self.quad.tol if self.quad.auto else None, store=where,
-                nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
-            ))
+                    progress(res)
+        results: list[Attribution] = []
+        for r, (b, t) in enumerate(rows):
+            attr = self._result(encs[b], examples_meta[b], golds[b], layers, per_row[r], maps[r], t)
+            if t is None:
+                results.append(attr)
+            else:
+                results[-1].per_token = (results[-1].per_token or []) + [attr]
         return results
+
+    @staticmethod
+    def _target_id(enc: Encoded, target: torch.Tensor, answer_token: int | None) -> int:
+        """``Attribution.target`` of a row: its output index, or for answers the id of its answer token (the
+        first one for the whole answer)."""
+        if enc.answer_start is None:
+            return int(target)
+        return int(enc.input_ids[0, enc.answer_start + (answer_token or 0)])
+
+    def _result(self, enc: Encoded, meta, gold, layers, rs: list[LayerResult], maps, answer_token) -> Attribution:
+        """One row's :class:`Attribution` from its streamed layers and its maps."""
+        text, text_pair = meta
+        scores, attention, where = maps
+        t = rs[0].target
+        if enc.answer_start is None:
+            label = self.run_adapter.target_label(self.tokenizer, t)
+        else:
+            answer = enc.input_ids[0, enc.answer_start:].tolist()
+            label = self.run_adapter.target_label(
+                self.tokenizer, answer if answer_token is None else answer[answer_token])
+        return Attribution(
+            scores=scores, attention=attention, tokens=list(enc.tokens),
+            token_type_ids=np.asarray(enc.segments, dtype=np.int64), target=t,
+            target_label=label, prob=rs[0].prob,
+            layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
+            completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
+            num_layers=self.site.num_layers, rule=AUTO_RULE if self.quad.auto else self.quad.rule,
+            steps=self.quad.steps, score=self.score,
+            text=text, text_pair=text_pair,
+            model_name=str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__),
+            target_kind=self.run_adapter.target_kind, label_names=self.run_adapter.label_names(),
+            truncated=enc.truncated, gold=None if gold is None else int(gold),
+            extra={"method": self.method}, layer_steps=[r.steps for r in rs],
+            converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs],
+            tol=self.quad.tol if self.quad.auto else None, store=where,
+            nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
+            answer_start=enc.answer_start, answer_token=answer_token,
+        )

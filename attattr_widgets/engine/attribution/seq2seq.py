@@ -30,7 +30,7 @@ class _AnswerBatch(_Batch):
         self.lengths = [self.n_src]
         self.B, self.T = 1, max(self.n_src, self.n_tgt)
         self.inputs = {**collate([enc], 0, device), "decoder_input_ids": answer.decoder_input_ids.to(device)}
-        self.last = torch.tensor([self.n_tgt - 1], device=device)
+        self.where = torch.tensor([self.n_tgt - 1], device=device)
 
 
 class _Seq2SeqEngine(_Engine):

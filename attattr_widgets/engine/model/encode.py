@@ -19,7 +19,9 @@ class Encoded:
 
     ``input_ids``/``attention_mask``/``token_type_ids``: (1, n) long tensors (``token_type_ids`` may be None);
     ``tokens``: n display strings; ``segments``: n ints (0 = first text, 1 = text pair);
-    ``truncated``: whether tokens were dropped to fit the model.
+    ``truncated``: whether tokens were dropped to fit the model; ``answer_start``: for a teacher-forced
+    continuation (prompt + answer, :meth:`~.adapters.ContinuationAdapter.encode_answer`) the index of the first
+    answer token, else None.
     """
 
     input_ids: torch.Tensor
@@ -28,6 +30,12 @@ class Encoded:
     tokens: list[str]
     segments: list[int]
     truncated: bool
+    answer_start: int | None = None
+
+    @property
+    def answer_len(self) -> int:
+        """Number of answer tokens (0 without an answer)."""
+        return 0 if self.answer_start is None else len(self) - self.answer_start
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         out = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
@@ -72,11 +80,13 @@ def max_positions(model: nn.Module, tokenizer) -> int:
 
 
 def display_tokens(tokenizer, ids: list[int]) -> list[str]:
-    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text)."""
+    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text; ``"<id 123>"`` for an id the
+    tokenizer does not know)."""
     raw = tokenizer.convert_ids_to_tokens(ids)
     if any(t.startswith(("Ġ", "▁")) or "Ċ" in t for t in raw if t):
         return [tokenizer.decode([i]) for i in ids]  # byte-level BPE / sentencepiece: show real text
-    return list(raw)
+    # an id the model has but the tokenizer does not (a padded embedding table: a generated answer may hold one)
+    return [t if t is not None else f"<id {int(i)}>" for t, i in zip(raw, ids)]
 
 
 def encode(

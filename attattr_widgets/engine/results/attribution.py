@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import AttAttrError
 from ..reductions import reduce_heads
 from .base import Result
-from .schema import array
+from .schema import array, parts
 
 __all__ = ["STORES", "Attribution", "LayerResult", "allocate_maps", "sum_heads"]
 
@@ -80,6 +80,8 @@ class LayerResult:
     unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
     panels: list[tuple[float, float]] | None = None
     site: str | None = None
+    answer_start: int | None = None  # continuations: index in tokens of the first answer token
+    answer_token: int | None = None  # None: the whole answer's F (or no answer); t: answer token t's own F_t
 
 
 @dataclass
@@ -103,6 +105,15 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
     whose maps do not fit in memory). :meth:`save` writes a self-contained ``.npz`` whatever the store: the five
     arrays as ``.npz`` members, the other fields in the JSON record.
+
+    **Answers** (causal LMs asked for a continuation: ``target_kind="continuation"``): ``tokens`` cover the prompt
+    and the answer, ``answer_start`` is the index in ``tokens`` of the first answer token (None for other kinds);
+    ``answer_token`` None means F is the whole answer's score (``score="logprob"``: Σ_t log p(y_t | prompt, y_<t);
+    ``"prob"``: the joint probability), t means this result is answer token t's own F_t (log p(y_t | prompt,
+    y_<t), or p(y_t) for ``"prob"``); ``target`` is then that token's id (the first answer token's for the whole
+    answer) and ``target_label`` the answer's (or the token's) text. ``per_token``: with ``per_token=True``, the
+    results of each answer token (their ``answer_token`` 0..A-1, their maps computed at the same nodes as this one:
+    for ``"logprob"``/``"logit"`` they sum to this result's maps), saved in the same file; else None.
     """
 
     scores: np.ndarray = array(float, 4)
@@ -134,6 +145,9 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     store: str = "memory"
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
     unresolved: list[int] = field(default_factory=list)  # model layers whose ΔF the dtype does not resolve
+    answer_start: int | None = None
+    answer_token: int | None = None
+    per_token: list[Attribution] | None = parts()
 
     def __post_init__(self):
         L = len(self.layers)

@@ -126,6 +126,16 @@ def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
     f.shape(shapes, "token_type_ids", (n,), f"one segment id per token ({n})")
     for k in ("layer_zero_probs", "completeness"):
         f.shape(shapes, k, (L,), "one value per layer")
+    start, token = m.get("answer_start"), m.get("answer_token")
+    if start is not None and not 1 <= start < n:
+        f.fail(f"{where}: answer_start {start} is not the index of an answer token after the prompt (1..{n - 1})")
+    if token is not None and (start is None or not 0 <= token < n - start):
+        f.fail(f"{where}: answer_token {token} is not one of the {n - (start or n)} answer tokens")
+    for i, item in enumerate(m.get("per_token") or []):
+        it = item["fields"]
+        if (len(it["tokens"]) != n or it["layers"] != layers or it.get("answer_start") != start
+                or it.get("answer_token") != i):
+            f.fail(f"{where}: per_token[{i}] is not answer token {i} of these {n} tokens and layers {layers}")
     names = m.get("label_names")
     if m.get("target_kind", "class") == "class" and names and not 0 <= m["target"] < len(names):
         f.fail(f"{where}: target {m['target']} is not one of the {len(names)} classes {names}")
@@ -135,6 +145,8 @@ def _pruning_curve(f: _File, d: dict, shapes: dict, where: str) -> None:
     K = len(d["fractions"])
     if len(d["accuracy"]) != K:
         f.fail(f"{where}: {len(d['accuracy'])} accuracies for {K} fractions")
+    if d.get("answer_logprob") is not None and len(d["answer_logprob"]) != K:
+        f.fail(f"{where}: {len(d['answer_logprob'])} answer log-probabilities for {K} fractions")
     if any(not 0 <= x <= 1 for x in d["fractions"]):
         f.fail(f"{where}: fractions must lie in [0, 1]")
     shape = np.shape(d["pruned"])  # rectangular: checked with its type
@@ -224,6 +236,12 @@ def _one(f: _File, kind: str, meta: Any, prefix: str, where: str) -> None:
     except SchemaError as exc:
         f.fail(str(exc))
     shapes = {k: f.array(prefix + k, spec) for k, spec in schema.arrays.items()}
+    for name in schema.parts:  # lists of results of this kind saved with it (Attribution.per_token)
+        items = meta[cls.record_key].get(name)
+        if items is not None and not isinstance(items, list):
+            f.fail(f"{fields_where} {name!r} is a {type(items).__name__}, expected a list of records or null")
+        for i, item in enumerate(items or []):
+            _one(f, kind, item, f"{prefix}{name}/{i}/", f"{where} {name}[{i}]")
     check = CROSS_CHECKS.get(kind)
     if check is not None:
         check(f, meta[cls.record_key], shapes, fields_where)
