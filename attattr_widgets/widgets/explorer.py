@@ -188,6 +188,11 @@ class Explorer(BackgroundRun, BaseWidget):
     contrast = traitlets.Dict(default_value={}).tag(sync=True)
     contrast_view = traitlets.Enum(["diff", "target", "contrast"], default_value="diff").tag(sync=True)
     answer_token = traitlets.Int(-1).tag(sync=True)  # -1: the whole answer; t: answer token t's own maps
+    # encoder–decoders: the attention site shown ("encoder" | "decoder" | "cross"; "" for single-stack models) and
+    # the maps' column tokens when they are not ``tokens`` (cross-attention: the source; [] = square maps)
+    site = traitlets.Unicode("").tag(sync=True)
+    col_tokens = traitlets.List(traitlets.Unicode(), default_value=[]).tag(sync=True)
+    col_special = traitlets.List(traitlets.Bool(), default_value=[]).tag(sync=True)
     # every head's maps (float16, compressed) up to a budget, so exports / saved notebooks draw any head without a
     # kernel (widgets/embed.py embed_heads); set when a run is done, None while running
     heads_data = binary_trait(None)
@@ -199,7 +204,6 @@ class Explorer(BackgroundRun, BaseWidget):
         return uuid.uuid4().hex
 
     def __init__(self, model: Any = None, tokenizer: Any = None, **kwargs):
-        _check_live_model(model)
         super().__init__(**kwargs)
         self.model = model
         self.tokenizer = tokenizer
@@ -213,6 +217,7 @@ class Explorer(BackgroundRun, BaseWidget):
         self._streams: dict[int | None, dict[int, Any]] = {}
         self._stream_summaries: dict[int | None, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         self._continuation = False  # the current run explains an answer (per-token streams expected)
+        self._seq2seq = False  # the current run is an encoder–decoder's (streams keyed by site)
         self._resetting_answer = False
         self._auto_select = True
         self._setting_selection = False
@@ -227,24 +232,33 @@ class Explorer(BackgroundRun, BaseWidget):
         self.observe(self._on_selected, names=["selected"])
         self.observe(self._on_locked, names=["locked"])
         self.observe(self._on_answer_token, names=["answer_token"])
+        self.observe(self._on_site, names=["site"])
 
     # ------------------------------------------------------------------ construction from a saved result
     @classmethod
     def from_attribution(cls, attribution: Any, **kwargs) -> "Explorer":
-        """An Explorer showing a finished :class:`Attribution` (no model needed)."""
+        """An Explorer showing a finished :class:`Attribution` (no model needed), or an encoder–decoder's
+        :class:`~attattr_widgets.engine.results.Seq2SeqAttribution` with its three sites (``site="cross"`` by
+        default: the alignment view)."""
         from ..engine.validate import attribution as check_attribution
 
-        check_attribution(attribution)
-        state = cls._final_state(attribution)
+        seq2seq = _is_seq2seq_result(attribution)
+        if not seq2seq:
+            check_attribution(attribution)
+        site = kwargs.get("site") or ("cross" if seq2seq else "")
+        shown = _site_view(attribution, site) if seq2seq else attribution
+        state = cls._final_state(shown, whole=attribution)
         sel = cls._best_head(state["_scores"])
         init = {k: v for k, v in state.items() if not k.startswith("_")}
         init.update(selected=list(sel), query=init["meta"].get("default_query", -1), state="done")
         init.update(kwargs)
         li, h = init["selected"]
-        scores, attn = np.asarray(attribution.scores), np.asarray(attribution.attention)
+        scores, attn = np.asarray(shown.scores), np.asarray(shown.attention)
         init["head"] = {"layer": li, "head": h, "attention": np.asarray(attn[li, h], dtype=np.float32),
                         "attribution": np.asarray(scores[li, h], dtype=np.float32)}
+        init["site"] = site
         w = cls(**init)
+        w._seq2seq = seq2seq
         w._attribution = attribution
         w._auto_select = "selected" not in kwargs
         if w.locked:
@@ -279,9 +293,13 @@ class Explorer(BackgroundRun, BaseWidget):
                 raise TypeError(f"explain() manages {reserved!r} itself")
         attribute_kwargs = _checked_run_kwargs(self.model, self.tokenizer, attribute_kwargs)
         if attribute_kwargs.get("generate") is not None and not (self.input_spec or {}).get("answers"):
-            raise ValueError(f"generate= needs a causal language model; {type(self.model).__name__} is not one: "
-                             f"leave generate out (or pass target=)")
-        continuation = _is_continuation(self.model, self.tokenizer, self.input_spec, attribute_kwargs)
+            raise ValueError(f"generate= needs a causal language model or an encoder-decoder; "
+                             f"{type(self.model).__name__} is neither: leave generate out (or pass target=)")
+        seq2seq = (self.input_spec or {}).get("kind") == "answer"
+        if seq2seq and attribute_kwargs.get("generate") is None and attribute_kwargs.get("target", "pred") == "pred":
+            raise ValueError(f"{type(self.model).__name__} is an encoder-decoder: give the answer to explain, "
+                             f"explain(source, target='the answer'), or let it write one: explain(source, generate=16)")
+        continuation = not seq2seq and _is_continuation(self.model, self.tokenizer, self.input_spec, attribute_kwargs)
         run_kwargs = {k: v for k, v in attribute_kwargs.items() if k not in ("target", "generate")}
         if continuation:
             attribute_kwargs.setdefault("per_token", True)
@@ -290,6 +308,7 @@ class Explorer(BackgroundRun, BaseWidget):
         with self._lock:
             self._run_kwargs = run_kwargs
             self._continuation = continuation
+            self._seq2seq = seq2seq
             self._contrast_attr = None
             self._cancel = cancel
             self._streams, self._stream_summaries = {}, {}
@@ -309,6 +328,8 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.heads_data = None
                 self.tokens = []
                 self.special = []
+                self.col_tokens = []
+                self.col_special = []
                 self.token_types = []
                 self.locked = []
                 self.pair = None
@@ -316,9 +337,12 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.selected = []
                 self.meta = {"text": text, "text_pair": text_pair, "model_name": _model_name(self.model),
                              **({"target_kind": "continuation", "answer_start": None, "answer_ready": [],
-                                 "answer": _answer_arg(attribute_kwargs)} if continuation else {})}
+                                 "answer": _answer_arg(attribute_kwargs)} if continuation else {}),
+                             **({"target_kind": "answer", "answer": _answer_arg(attribute_kwargs),
+                                 "sites": list(_SITES), "site_layers": {}} if seq2seq else {})}
                 self.contrast = {}
                 self._set_answer_token(-1)
+                self._set_site("cross" if seq2seq else "")
             self._setting_selection = False
             self._auto_select = True
         self._start(self._run, run_id, cancel, "attattr-explain", text, text_pair, attribute_kwargs)
@@ -343,14 +367,23 @@ class Explorer(BackgroundRun, BaseWidget):
         layers = self.meta.get("layers") or []
         return layers.index(model_layer) if model_layer in layers else int(model_layer)
 
-    def tree_view(self, threshold: float = 0.4, answer_token: int | None = -1, **kwargs):
+    def tree_view(self, threshold: float = 0.4, answer_token: int | None = -1, site: str | None = None, **kwargs):
         """A :class:`TreeView` of the finished attribution, linked to this explorer. For an explained answer,
         ``answer_token`` t grows the tree from answer token t's own attribution (F_t = log p(y_t | prompt, y_<t)),
-        None from the whole answer's; the default (-1) follows what the explorer shows."""
+        None from the whole answer's; the default (-1) follows what the explorer shows. An encoder–decoder's tree
+        grows over one square site: ``site`` "encoder" (source tokens) or "decoder" (answer tokens); default the
+        shown one (the rectangular cross-attention site has no tree)."""
         from .tree import TreeView
 
         if self._attribution is None:
             raise ValueError("no finished attribution yet (wait for the run to end: explorer.wait())")
+        if _is_seq2seq_result(self._attribution):
+            site = site or self.site
+            if site not in ("encoder", "decoder"):
+                raise ValueError(f"the tree grows over a square self-attention site: pass site='encoder' (source) "
+                                 f"or site='decoder' (answer); {site!r} (answer rows × source columns) has no tree")
+            attr = self._attribution.as_attribution(site)
+            return TreeView(attr, threshold=threshold, explorer=self if site == self.site else None, **kwargs)
         t = self._shown_token() if answer_token == -1 else answer_token
         attr = self._answer_view(self._attribution, t, strict=True)
         if t is not None:
@@ -370,15 +403,70 @@ class Explorer(BackgroundRun, BaseWidget):
         """The answer token whose maps are shown (None: the whole answer, or not an answer at all)."""
         return None if self.answer_token < 0 else int(self.answer_token)
 
+    def _shown_key(self) -> int | str | None:
+        """Key of the shown stream: an encoder–decoder's site, else the answer token (None: the whole answer)."""
+        return self.site if self._seq2seq else self._shown_token()
+
     @property
     def _layers(self) -> dict[int, Any]:
         """index -> LayerResult of the shown stream of the current run."""
-        return self._streams.setdefault(self._shown_token(), {})
+        return self._streams.setdefault(self._shown_key(), {})
 
     @property
     def _summaries(self) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """index -> (head summary [H], thumbs) of the shown stream of the current run."""
-        return self._stream_summaries.setdefault(self._shown_token(), {})
+        return self._stream_summaries.setdefault(self._shown_key(), {})
+
+    # ------------------------------------------------------------------ encoder–decoders: three sites
+    def show_site(self, site: str) -> None:
+        """Show an encoder–decoder's attention site: ``"encoder"`` (source × source), ``"decoder"`` (answer ×
+        answer) or ``"cross"`` (answer rows × source columns, the alignment view); the same as the view's switch."""
+        if not self._seq2seq:
+            raise ValueError("show_site() is for encoder-decoders; this Explorer shows a single-stack model")
+        if site not in _SITES:
+            raise ValueError(f"unknown site {site!r}: choose one of {', '.join(_SITES)}")
+        self.site = site
+
+    def _set_site(self, site: str) -> None:
+        """Set ``site`` from the kernel (not a user's choice)."""
+        self._resetting_answer = True
+        try:
+            self.site = site
+        finally:
+            self._resetting_answer = False
+
+    def _on_site(self, change) -> None:
+        """The user switched the site: show its maps (rows / columns change), keeping the head where it exists."""
+        if self._resetting_answer or not self._seq2seq:
+            return
+        if change["new"] not in _SITES:
+            self._set_site(change["old"])
+            return
+        with self._lock, self._sync():
+            self.locked, self.pair = [], None
+            if self.state == "running":
+                layers = self._layers
+                first = layers[min(layers)] if layers else None
+                fields = token_fields(first.tokens if first else [])
+                self.tokens, self.special = fields["tokens"], fields["special"]
+                self.col_tokens, self.col_special = _col_fields(first)
+                self.layers_done = len(layers)
+                self.layers_total = int(first.total) if first else 0
+                self.head_scores, self.thumbs = self._partial_scores()
+                self.query = 0 if first else -1
+                self._push_head()
+                return
+            if self._attribution is None:
+                return
+            state = self._final_state(self._shown_attribution(), whole=self._attribution)
+            for k2, v in state.items():
+                if not k2.startswith("_"):
+                    setattr(self, k2, v)
+            sel = list(self.selected)
+            if len(sel) != 2 or not (sel[0] < state["_scores"].shape[0] and sel[1] < state["_scores"].shape[1]):
+                self._set_selection(list(self._best_head(state["_scores"])))
+            self.query = state["meta"]["default_query"]
+            self._push_head()
 
     @staticmethod
     def _answer_view(attr: Any, t: int | None, strict: bool = False) -> Any:
@@ -454,20 +542,26 @@ class Explorer(BackgroundRun, BaseWidget):
             return
         scores = np.asarray(r.scores, dtype=np.float32)
         summary = _layer_summary(scores)  # once per layer: streamed, resent and reused by the final state
-        key = getattr(r, "answer_token", None)
-        key = None if key is None else int(key)
+        key = getattr(r, "site", None) or getattr(r, "answer_token", None)
+        key = key if key is None or isinstance(key, str) else int(key)
         with self._lock:
             self._streams.setdefault(key, {})[int(r.index)] = r
             self._stream_summaries.setdefault(key, {})[int(r.index)] = summary
             first_any = sum(len(v) for v in self._streams.values()) == 1
-            shown = key == self._shown_token()
+            shown = key == self._shown_key()
             first = shown and len(self._layers) == 1
-            ready = key is not None and len(self._streams[key]) >= int(r.total)
-        if first_any:
+            ready = isinstance(key, int) and len(self._streams[key]) >= int(r.total)
+        if isinstance(key, str):  # an encoder–decoder's site: its progress for the site switch
             with self._sync():
-                fields = token_fields(r.tokens)
-                self.tokens, self.special = fields["tokens"], fields["special"]
-                self.layers_total = int(r.total)
+                self.meta = {**self.meta, "site_layers": {**self.meta.get("site_layers", {}),
+                                                          key: [len(self._streams[key]), int(r.total)]}}
+        if first_any or (first and isinstance(key, str)):
+            with self._sync():
+                if shown or not isinstance(key, str):
+                    fields = token_fields(r.tokens)
+                    self.tokens, self.special = fields["tokens"], fields["special"]
+                    self.col_tokens, self.col_special = _col_fields(r)
+                    self.layers_total = int(r.total)
                 start = getattr(r, "answer_start", None)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": _target_id(r.target),
                              "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
@@ -504,7 +598,9 @@ class Explorer(BackgroundRun, BaseWidget):
         h_scores, b_scores = pack(summary[0], "float32")
         h_thumbs, b_thumbs = pack(summary[1], "float16")
         t = getattr(r, "answer_token", None)
+        col = _col_fields(r)
         msg = {"type": "layer", "run_id": run_id, "answer_token": None if t is None else int(t),
+               "site": getattr(r, "site", None), **({"col_tokens": col[0], "col_special": col[1]} if col[0] else {}),
                "index": int(r.index), "layer": int(r.layer),
                "total": int(r.total), "heads": int(scores.shape[0]), "zero_prob": float(r.zero_prob),
                "completeness": float(r.completeness), "steps": int(getattr(r, "steps", 0) or 0),
@@ -521,7 +617,7 @@ class Explorer(BackgroundRun, BaseWidget):
             return {"head_scores": hs, "thumbs": th}
         with self._lock:
             summaries = dict(self._summaries)
-            shown = self._answer_view(value, self._shown_token())
+            shown = self._view_of(value)
         if shown is None:  # an answer token was picked, but the result has no maps of its own for it
             self._set_answer_token(-1)
             shown, summaries = value, dict(self._stream_summaries.get(None, {}))
@@ -570,9 +666,9 @@ class Explorer(BackgroundRun, BaseWidget):
 
         spec = self.input_spec or {}
         label = ""
-        if self._continuation:  # the answer's text while streaming (a generated one is known at the end)
-            return {"target_kind": "continuation", "target_label": self.meta.get("answer") or "",
-                    "label_names": []}
+        if self._continuation or self._seq2seq:  # the answer's text while streaming (a generated one: at the end)
+            return {"target_kind": "continuation" if self._continuation else "answer",
+                    "target_label": self.meta.get("answer") or "", "label_names": []}
         with contextlib.suppress(Exception):  # a label is a nicety while streaming: the final state has it
             label = str(adapter_for(self.model).target_label(self.tokenizer, target))
         return {"target_kind": spec.get("kind", "class"), "target_label": label,
@@ -587,7 +683,7 @@ class Explorer(BackgroundRun, BaseWidget):
 
         if self._attribution is None:
             raise ValueError("no finished attribution to embed yet (wait for the run: explorer.wait())")
-        data = embed_heads(self._attribution, heads, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        data = embed_heads(self._shown_attribution(), heads, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
         self.heads_data = data
         return data
 
@@ -621,7 +717,7 @@ class Explorer(BackgroundRun, BaseWidget):
         history entry). ``whole``: the answer's Attribution when ``attr`` is one of its answer tokens' own (the
         answer entries of ``meta`` are the whole answer's, ``answer_token`` the shown one)."""
         scores = np.asarray(attr.scores)
-        L, H, n, _ = scores.shape
+        L, H = scores.shape[:2]
         if summaries and sorted(summaries) == list(range(L)):
             hs = np.stack([summaries[i][0] for i in range(L)]).astype(np.float32, copy=False)
             th = np.stack([summaries[i][1] for i in range(L)])
@@ -652,15 +748,20 @@ class Explorer(BackgroundRun, BaseWidget):
             "nonfinite": _nonfinite_layers(attr),
             "unresolved": [int(x) for x in (getattr(attr, "unresolved", None) or [])],
         }
-        if whole is not None and whole is not attr:
+        if _is_seq2seq_result(whole):  # an encoder–decoder's site
+            meta.update(answer=str(whole.answer), text=str(whole.text), sites=list(_SITES), site_layers={
+                name: [len(whole.site(name).layers)] * 2 for name in _SITES})
+        elif whole is not None and whole is not attr:
             meta.update({k: v for k, v in _answer_meta(whole).items() if k != "answer_token"})
             meta["default_query"] = _default_query(tokens, target_kind, meta.get("answer_start"),
                                                    getattr(attr, "answer_token", None))
         meta = _finite_or_none(meta)
         from .embed import DEFAULT_MAX_BYTES, embed_heads
 
+        col_tokens, col_special = _col_fields(attr)
         return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs),
-                **fields, "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
+                **fields, "col_tokens": col_tokens, "col_special": col_special,
+                "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,
                 "error": "", "_scores": hs}
 
@@ -687,9 +788,16 @@ class Explorer(BackgroundRun, BaseWidget):
                 self._auto_select = False
             self._push_head()
 
+    def _view_of(self, attr: Any) -> Any:
+        """What the view shows of a finished result: an encoder–decoder's shown site (:func:`_site_view`), an
+        answer token's own Attribution (``answer_token``), or ``attr`` itself."""
+        if _is_seq2seq_result(attr):
+            return _site_view(attr, self.site or "cross")
+        return self._answer_view(attr, self._shown_token())
+
     def _shown_attribution(self) -> Any:
-        """The finished Attribution the view shows: the run's, or its answer token ``answer_token``'s own."""
-        return self._answer_view(self._attribution, self._shown_token())
+        """The finished Attribution the view shows: the run's, its shown site's, or its answer token's own."""
+        return self._view_of(self._attribution)
 
     def _head_arrays(self, li: int, h: int) -> tuple[np.ndarray, np.ndarray] | None:
         with self._lock:
@@ -716,13 +824,13 @@ class Explorer(BackgroundRun, BaseWidget):
             layers = dict(self._layers)
         if attr is not None:
             scores = np.asarray(attr.scores)
-            n = scores.shape[-1]
-            return scores[:, :, q, k].astype(np.float32) if 0 <= q < n and 0 <= k < n else None
+            rows, cols = scores.shape[-2:]
+            return scores[:, :, q, k].astype(np.float32) if 0 <= q < rows and 0 <= k < cols else None
         if not layers:
             return None
         any_r = np.asarray(next(iter(layers.values())).scores)
-        H, n = any_r.shape[0], any_r.shape[-1]
-        if not (0 <= q < n and 0 <= k < n):
+        H, rows, cols = any_r.shape[0], any_r.shape[-2], any_r.shape[-1]
+        if not (0 <= q < rows and 0 <= k < cols):
             return None
         total = max(self.layers_total, max(layers) + 1)
         out = np.full((total, H), np.nan, dtype=np.float32)
@@ -824,7 +932,7 @@ class Explorer(BackgroundRun, BaseWidget):
         probable next tokens (causal LMs); also stored in the ``targets`` trait."""
         from ..engine.model.predict import target_options
 
-        if not str(text).strip():
+        if not str(text).strip() or (self.input_spec or {}).get("kind") == "answer":  # encoder–decoders: typed
             self.targets = {}
             return {}
         opts = target_options(self.model, self.tokenizer, text, text_pair, k=k,
@@ -848,9 +956,9 @@ class Explorer(BackgroundRun, BaseWidget):
         key = self._history_seq
         self._history[key] = attr
         entry = {"key": key, "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
-                 "target": _target_id(getattr(attr, "target", 0)), "target_label": str(getattr(attr, "target_label", "")),
+                 "target": _target_id(getattr(attr, "target", -1)), "target_label": str(getattr(attr, "target_label", "")),
                  "prob": _finite_or_none(float(getattr(attr, "prob", float("nan")))),
-                 "answer": _answer_meta(attr).get("answer")}
+                 "answer": str(attr.answer) if _is_seq2seq_result(attr) else _answer_meta(attr).get("answer")}
         hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]
         # long inputs make big maps: keep older runs only while all kept maps fit HISTORY_BYTES (newest always kept)
         used = 0
@@ -870,7 +978,10 @@ class Explorer(BackgroundRun, BaseWidget):
         if attr is None:
             raise ValueError(f"run {key} is no longer in the history (the last {HISTORY} runs are kept)")
         self.stop(wait=True)
-        state = self._final_state(attr)
+        seq2seq = _is_seq2seq_result(attr)
+        self._seq2seq = seq2seq
+        self._set_site("cross" if seq2seq else "")
+        state = self._final_state(self._view_of(attr), whole=attr)
         self._targets_for(attr)
         with self._lock:
             self._streams, self._stream_summaries = {}, {}
@@ -906,6 +1017,9 @@ class Explorer(BackgroundRun, BaseWidget):
             return
         if attr is None or self.state != "done":
             raise ValueError("contrast needs a finished run: explain a text first and wait for it")
+        if self._seq2seq:
+            raise ValueError("contrast is not offered for encoder-decoders: explain the other answer and compare "
+                             "the two runs through the history")
         kwargs = {k: v for k, v in self._run_kwargs.items() if k != "layers"}
         kwargs["layers"] = list(attr.layers)
         if _answer_start(attr) is not None and getattr(attr, "per_token", None):
@@ -944,25 +1058,44 @@ class Explorer(BackgroundRun, BaseWidget):
         return self._contrast_attr
 
 
-def _check_live_model(model: Any) -> None:
-    """Refuse a model whose kind the live Explorer does not run (encoder–decoders), naming what works instead."""
-    from torch import nn
+_SITES = ("encoder", "decoder", "cross")  # an encoder–decoder's sites (engine.results.seq2seq.SITE_NAMES)
 
-    from ..engine.errors import AttAttrError
-    from ..engine.model.adapters import adapter_for
 
-    if not isinstance(model, nn.Module):
-        return
-    try:
-        adapter = adapter_for(model)
-    except AttAttrError:
-        return  # an unsupported model is refused, with its reason, when a run starts
-    if not adapter.live_views:
-        raise AttAttrError(
-            f"the Explorer does not run {type(model).__name__} live: an encoder-decoder has three attention sites. "
-            f"Attribute it with res = attribute(model, tokenizer, source, target=answer), then show a "
-            f"self-attention site with Explorer.from_attribution(res.as_attribution('encoder' or 'decoder')); the "
-            f"cross-attention maps are in res.cross")
+def _is_seq2seq_result(attr: Any) -> bool:
+    """Whether ``attr`` is an encoder–decoder's result (three sites: ``attr.site(name)``)."""
+    from ..engine.results import Seq2SeqAttribution
+
+    return isinstance(attr, Seq2SeqAttribution)
+
+
+def _site_view(res: Any, site: str) -> Any:
+    """One site of a Seq2SeqAttribution as what the Explorer's state is built from: an Attribution-shaped record
+    with ``scores`` / ``attention`` [L, H, n_rows, n_cols], ``tokens`` (rows) and ``col_tokens`` (columns; None
+    for the square self-attention sites)."""
+    from types import SimpleNamespace
+
+    s = res.site(site)
+    m = s.meta
+    L = len(m.layers)
+    return SimpleNamespace(
+        scores=s.scores, attention=s.attention, tokens=list(s.row_tokens),
+        col_tokens=list(s.col_tokens) if site == "cross" else None, token_type_ids=None, target=-1,
+        target_label=str(res.answer), prob=float(res.prob), layer_zero_probs=np.asarray(m.zero_probs, np.float64),
+        completeness=np.asarray(m.completeness, np.float64), layers=list(m.layers), num_layers=m.num_layers,
+        rule=res.rule, steps=res.steps, score=res.score, text=res.text, text_pair=None, model_name=res.model_name,
+        target_kind="answer", label_names=[], layer_steps=list(m.steps), converged=list(m.converged),
+        layer_panels=[None] * L, nonfinite=[x for x, bad in zip(m.layers, m.nonfinite) if bad],
+        unresolved=[x for x, bad in zip(m.layers, m.unresolved) if bad], site=site)
+
+
+def _col_fields(r: Any) -> tuple[list[str], list[bool]]:
+    """A result's (or streamed layer's) column tokens and their special flags; ([], []) when its maps are square
+    (the columns are its ``tokens``)."""
+    col = getattr(r, "col_tokens", None) if r is not None else None
+    if col is None or list(col) == list(r.tokens):
+        return [], []
+    f = token_fields(col)
+    return f["tokens"], f["special"]
 
 
 def _checked_run_kwargs(model: Any, tokenizer: Any, kwargs: dict) -> dict:
@@ -988,7 +1121,7 @@ def _map_bytes(attr: Any) -> int:
     """Bytes of an Attribution's score and attention maps held in memory, its answer tokens' own maps included
     (memory-mapped maps count as 0)."""
     n = 0
-    for name in ("scores", "attention"):
+    for name in ("scores", "attention", *(f"{s}_{k}" for s in _SITES for k in ("scores", "attention"))):
         a = getattr(attr, name, None)
         if isinstance(a, np.memmap):
             continue
@@ -1082,4 +1215,4 @@ def _input_spec(model: Any, tokenizer: Any) -> dict:
         return {"kind": "class", "pair": False, "label_names": []}
     return {"kind": adapter.target_kind, "pair": bool(adapter.takes_pair(tokenizer)),
             "label_names": list(adapter.label_names() or []),
-            "answers": adapter.target_kind in ("next-token", "continuation")}
+            "answers": adapter.target_kind in ("next-token", "continuation", "answer")}

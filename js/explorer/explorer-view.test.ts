@@ -397,7 +397,7 @@ describe("an explained answer", () => {
     model.emit("msg:custom", ...chunk(5, 1, null)); // the whole answer's: not shown now
     view.flush();
     expect(root.dataset.layersDone).toBe("1");
-    expect(cacheFor(model).answerToken).toBe(1);
+    expect(cacheFor(model).stream).toBe(":1");
   });
 
   it("marks the answer on the heatmap SVG: a boundary line and the answer labels in the answer colour", () => {

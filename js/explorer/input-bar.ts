@@ -22,10 +22,10 @@ export interface TargetsInfo {
   options?: TargetOption[];
 }
 export interface InputSpec {
-  kind?: "class" | "next-token";
+  kind?: "class" | "next-token" | "answer"; // "answer": an encoder–decoder (an answer typed or generated)
   pair?: boolean;
   label_names?: string[];
-  answers?: boolean; // a causal LM: the bar offers an answer field and "generate N tokens"
+  answers?: boolean; // a causal LM or an encoder–decoder: the bar offers an answer field and "generate N tokens"
 }
 export interface HistoryEntry {
   key: number;
@@ -182,7 +182,7 @@ export class InputBar {
     this.pendingTargets = setTimeout(() => {
       this.pendingTargets = 0;
       const key = `${this.text.value}\u0001${this.pair.value}`;
-      if (key === this.lastTargetsKey || !this.text.value.trim()) return;
+      if (key === this.lastTargetsKey || !this.text.value.trim() || this.props?.spec.kind === "answer") return; // encoder–decoders: no list
       this.lastTargetsKey = key;
       this.cb.onTargets(this.text.value, this.pair.value.trim() ? this.pair.value : null);
     }, 300) as unknown as number;
@@ -208,13 +208,14 @@ export class InputBar {
     const keep = this.target.value;
     const kind = t.kind ?? p.spec.kind;
     const predName = forBox && t.pred !== undefined ? opts.find((o) => o.id === t.pred)?.label : undefined;
-    const children = [h("option", { value: PRED }, predName !== undefined ? `predicted (${truncate(kind === "next-token" ? displayToken(predName) : predName, 24)})` : "predicted"),
+    // an encoder–decoder (kind "answer") explains an answer: typed, or generated
+    const children = kind === "answer" ? [h("option", { value: ANSWER }, "answer…"), h("option", { value: GEN }, "generate N tokens…")] : [h("option", { value: PRED }, predName !== undefined ? `predicted (${truncate(kind === "next-token" ? displayToken(predName) : predName, 24)})` : "predicted"),
       ...opts.map((o) => h("option", { value: String(o.id) }, Number.isFinite(o.prob) ? optionLabel(o, kind) : o.label)),
       h("option", { value: FREE }, kind === "next-token" ? "other token…" : "other…"),
       ...(p.spec.answers ? [h("option", { value: ANSWER }, "answer (several tokens)…"), h("option", { value: GEN }, "generate N tokens…")] : [])];
     if (!prev || JSON.stringify(prev.targets) !== JSON.stringify(t) || JSON.stringify(prev.spec) !== JSON.stringify(p.spec) || this.target.options.length !== children.length) {
       this.target.replaceChildren(...children);
-      this.target.value = [...this.target.options].some((x) => x.value === keep) ? keep : PRED;
+      this.target.value = [...this.target.options].some((x) => x.value === keep) ? keep : (kind === "answer" ? ANSWER : PRED);
     }
     // a shown answer: the bar offers it again ("answer…" with its text), unless the user chose otherwise
     if (!this.targetTouched && p.answer !== null && p.answer !== prev?.answer && p.spec.answers) this.target.value = ANSWER;

@@ -21,6 +21,9 @@ export interface SentenceProps {
   /** Title after the query pill, or null for the plain "Tokens" title. */
   note: string | null;
   answer: AnswerProps | null; // an explained answer, null = a single target
+  /** The query named in the title when it is not one of `tokens` (rectangular maps: a row token of the other
+   * axis, [text, index]); absent: tokens[query]. */
+  queryLabel?: [string, number] | null;
 }
 
 export interface AnswerProps {
@@ -122,8 +125,9 @@ export class SentencePanel {
       span.classList.toggle("aa-ans-on", !!a && a.shown >= 0 && i === a.start + a.shown);
     });
     this.renderAnswer(toks, a);
-    if (toks.length && q >= 0 && p.note !== null) {
-      this.title.replaceChildren("Attribution from query ", h("span", { class: "aa-tokpill" }, displayToken(toks[q]), h("sub", {}, String(q))),
+    const named = p.queryLabel !== undefined ? p.queryLabel : q >= 0 ? [toks[q], q] as [string, number] : null;
+    if (toks.length && named && p.note !== null) {
+      this.title.replaceChildren("Attribution from query ", h("span", { class: "aa-tokpill" }, displayToken(named[0] ?? ""), h("sub", {}, String(named[1]))),
         h("span", { class: "aa-muted" }, p.note));
     } else this.title.replaceChildren("Tokens");
     this.legend.replaceChildren(scale ? legendSvg(scale, p.theme, { width: 200, gamma: g }) : "");

@@ -39,6 +39,9 @@ export interface ExplorerMeta {
   answer_token?: number | null;
   answer?: string; // the answer's text (its tokens joined)
   answer_ready?: number[]; // answer tokens whose own maps are complete (their chips are live)
+  /** Encoder–decoders: the attention sites (the `site` switch) and each one's [layers done, layers] so far. */
+  sites?: string[];
+  site_layers?: Record<string, [number, number]>;
 }
 
 export interface HeadPayload {
@@ -92,6 +95,9 @@ export interface ExplorerModel {
   contrast: Record<string, unknown>;
   contrast_view: "diff" | "target" | "contrast";
   answer_token: number; // -1: the whole answer; t: answer token t's own maps
+  site: string; // encoder–decoders: the shown site ("encoder" | "decoder" | "cross"); "" for single-stack models
+  col_tokens: string[]; // the maps' column tokens when they are not `tokens` (cross-attention: the source); [] = square
+  col_special: boolean[]; // per column token: a special token
   heads_data: EmbeddedHeads | null;
   _stream_key: string;
   [key: string]: unknown;
@@ -133,7 +139,7 @@ export interface TreeModel {
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "answer_token", "heads_data", "_stream_key"] as const;
+  "targets", "history", "contrast", "contrast_view", "answer_token", "site", "col_tokens", "col_special", "heads_data", "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums"] as const;
 
 export interface RunProgress {

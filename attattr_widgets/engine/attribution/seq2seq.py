@@ -65,9 +65,9 @@ class _Seq2SeqEngine(_Engine):
         shape = {"encoder": (batch.n_src, batch.n_src), "decoder": (batch.n_tgt, batch.n_tgt),
                  "cross": (batch.n_tgt, batch.n_src)}
         tokens = {"encoder": enc.tokens, "decoder": answer.decoder_tokens, "cross": answer.decoder_tokens}
+        col_tokens = {"encoder": enc.tokens, "decoder": answer.decoder_tokens, "cross": enc.tokens}
         heads = {s.name: s.num_heads for s in self.sites}
         maps, metas = {}, {}
-        done, total = 0, len(engine_layers)
         for name in SITE_NAMES:
             rows, cols = shape[name]
             scores = np.zeros((len(chosen[name]), heads.get(name, 0), rows, cols), map_dtype)
@@ -88,11 +88,10 @@ class _Seq2SeqEngine(_Engine):
                 meta.nonfinite.append(not finite)
                 if progress is not None:
                     progress(LayerResult(
-                        layer=i, index=done, total=total, tokens=list(tokens[name]), scores=scores[index],
-                        attention=attn[index], zero_prob=float(zero[0]), completeness=err, target=-1,
-                        prob=float(F_clean[0]), steps=steps, converged=converged, nonfinite=not finite,
-                        unresolved=unresolved, site=name))
-                done += 1
+                        layer=i, index=index, total=len(chosen[name]), tokens=list(tokens[name]),
+                        scores=scores[index], attention=attn[index], zero_prob=float(zero[0]), completeness=err,
+                        target=-1, prob=float(F_clean[0]), steps=steps, converged=converged, nonfinite=not finite,
+                        unresolved=unresolved, site=name, col_tokens=list(col_tokens[name])))
             if self.store == "fp16":
                 scores, attn = scores.astype(np.float16), attn.astype(np.float16)
             maps[name], metas[name] = (scores, attn), meta

@@ -64,13 +64,11 @@ class TaskAdapter:
 
     Class attributes: ``name`` (registry key), ``target_kind`` (how targets are labelled in results:
     ``Attribution.target_kind``), ``output_noun`` (what an output index is, for messages), ``classifies`` (one
-    class per input: accuracy per gold class, triggers), ``default_score`` (the score F when ``score=None``),
-    ``live_views`` (the Explorer runs models of the kind).
+    class per input: accuracy per gold class, triggers), ``default_score`` (the score F when ``score=None``).
     """
 
     name: ClassVar[str] = ""
     default_score: ClassVar[str] = "prob"
-    live_views: ClassVar[bool] = True
     target_kind: ClassVar[str] = ""
     output_noun: ClassVar[str] = "outputs"
     classifies: ClassVar[bool] = False

@@ -57,7 +57,6 @@ class Seq2SeqAdapter(TaskAdapter):
     target_kind = "answer"
     output_noun = "tokens in the vocabulary"
     default_score = "logprob"
-    live_views = False  # three sites, one rectangular: the Explorer shows one square site of a finished result
 
     @classmethod
     def matches(cls, model: nn.Module) -> bool:

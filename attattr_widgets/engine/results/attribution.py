@@ -60,8 +60,10 @@ class LayerResult:
     ``steps="auto"`` stopped before reaching ``tol`` (at ``max_steps``, or at the gradients' rounding floor);
     ``panels``: the partition of [0, 1] ``steps="auto"`` ended with, ``[(lo, hi), …]`` (narrow panels where the
     integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule;
-    ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer`` is
-    then the site's layer and the maps [H, n_rows, n_cols]), None for single-stack models.
+    ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer``,
+    ``index`` and ``total`` are then the site's own, ``tokens`` the maps' row tokens, ``col_tokens`` their column
+    tokens and the maps [H, n_rows, n_cols]), None for single-stack models (``col_tokens`` None: the columns are
+    ``tokens``).
     """
 
     layer: int
@@ -80,6 +82,7 @@ class LayerResult:
     unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
     panels: list[tuple[float, float]] | None = None
     site: str | None = None
+    col_tokens: list[str] | None = None
     answer_start: int | None = None  # continuations: index in tokens of the first answer token
     answer_token: int | None = None  # None: the whole answer's F (or no answer); t: answer token t's own F_t
 
