@@ -207,17 +207,18 @@ def _legend(kind: str, hi: float, width: int = 120) -> str:
 
 
 def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: int = 260,
-                query: int = -1, answer_start: int | None = None) -> str:
-    """One [n, n] map (rows = query tokens, columns = key tokens) as an SVG image with token axes; an explained
-    answer (tokens from ``answer_start`` on) gets a line before it on both axes and its labels in the answer
-    colour."""
+                query: int = -1, answer_start: int | None = None, col_tokens: list[str] | None = None) -> str:
+    """One [n_rows, n_cols] map (rows = query ``tokens``, columns = key tokens: ``col_tokens``, default
+    ``tokens``) as an SVG image with token axes; an explained answer (tokens from ``answer_start`` on) gets a line
+    before it on both axes and its labels in the answer colour."""
     full = np.asarray(values, dtype=np.float64)
     n_r, n_c = full.shape
+    cols = tokens if col_tokens is None else col_tokens
     a, k = pool_max_abs(full)
     labelled = max(n_r, n_c) <= MAX_LABELLED_TOKENS
     cell = max(size / max(a.shape), min(size / max(n_r, n_c, 1), 24.0))  # px per token (per block when pooled)
     fs = min(11.0, max(7.0, cell * 0.8))
-    longest = max((len(_short(t)) for t in tokens[:max(n_r, n_c)]), default=1)
+    longest = max((len(_short(t)) for t in [*tokens[:n_r], *cols[:n_c]]), default=1)
     pad_l = pad_b = (longest * fs * 0.62 + 10) if labelled else 8.0
     w, h = a.shape[1] * cell, a.shape[0] * cell
     body = [_text(pad_l, 12, title, font_weight="600")]
@@ -240,13 +241,13 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
         for i, t in enumerate(tokens[:n_r]):
             body.append(_text(pad_l - 4, y0 + (i + 0.5) * cell + fs / 3, _short(t), text_anchor="end",
                               font_size=f"{fs:.0f}", **(colour if ans is not None and i >= ans else {})))
-        for j, t in enumerate(tokens[:n_c]):
+        for j, t in enumerate(cols[:n_c]):
             x, y = pad_l + (j + 0.5) * cell + fs / 3, y0 + h + 4
             body.append(_text(x, y, _short(t), text_anchor="end", font_size=f"{fs:.0f}",
                               transform=f"rotate(-90 {x:.1f} {y:.1f})", **(colour if ans is not None and j >= ans else {})))
     else:
         pooled = f", {k}×{k} blocks (largest |value|)" if k > 1 else ""
-        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} tokens (rows: query, columns: key{pooled})",
+        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} (rows: query, columns: key{pooled})",
                           fill="#555"))
     hi = _signed_max(full) if kind == "diverging" else _pos_max(full)
     return ('<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
@@ -329,6 +330,10 @@ def sentence_html(tokens: list[str], row: Any, query: int, title: str, answer_st
             f'<div style="line-height:1.9">{"".join(chips)}</div>{legend}</div>')
 
 
+_SITE_TITLES = {"encoder": "encoder self-attention (source × source)", "decoder": "decoder self-attention (answer × answer)",
+                "cross": "cross-attention (answer rows × source columns)"}
+
+
 def explorer_html(w: Any) -> str:
     meta = dict(w.meta or {})
     tokens = [str(t) for t in (w.tokens or [])]
@@ -344,6 +349,10 @@ def explorer_html(w: Any) -> str:
     kind = "next token" if meta.get("target_kind") == "next-token" else "target"
     if start is not None:
         label, kind = (meta.get("answer") or label, "answer") if t is None else (label, f"answer token {int(t)}")
+    site = str(getattr(w, "site", "") or "")
+    if site:  # an encoder–decoder: the answer, and the site shown
+        label, kind = meta.get("answer") or label, "answer"
+    cols = [str(c) for c in (getattr(w, "col_tokens", None) or [])] or None
     prob = meta.get("prob")
     head = ['<span style="font-weight:600">AttAttr Explorer</span>']
     if meta.get("model_name"):
@@ -352,6 +361,8 @@ def explorer_html(w: Any) -> str:
         head.append(f'<span>{kind} <b>{esc(display_token(label))}</b></span>')
     if prob is not None:
         head.append(f"<span>{'log p' if meta.get('score') == 'logprob' else 'p'} = <b>{esc(fmt(prob))}</b></span>")
+    if site:
+        head.append(f'<span>attention site <b>{esc(_SITE_TITLES.get(site, site))}</b></span>')
     parts = [f'<div style="display:flex;gap:14px;flex-wrap:wrap;align-items:baseline">{"".join(head)}</div>',
              _status(state, error, w.layers_done, w.layers_total)]
     text = meta.get("text")
@@ -376,16 +387,21 @@ def explorer_html(w: Any) -> str:
         att = np.asarray(hd["attention"], dtype=np.float64)
         q = int(w.query)
         figs.append(heatmap_svg(att, "sequential", tokens, f"Attention · layer {lab} head {h}", query=q,
-                                answer_start=start))
+                                answer_start=start, col_tokens=cols))
         figs.append(heatmap_svg(attr, "diverging", tokens, f"Attribution · layer {lab} head {h}", query=q,
-                                answer_start=start))
+                                answer_start=start, col_tokens=cols))
         if 0 <= q < attr.shape[0]:
             row = attr[q]
     parts.append('<div style="margin-top:6px">' + "".join(figs) + "</div>")
     q = int(w.query)
     title = (f"Tokens coloured by the attribution of query “{display_token(tokens[q])}” (#{q})"
              if row is not None and 0 <= q < len(tokens) else "Tokens")
-    parts.append(sentence_html(tokens, row, q, title, start, t))
+    if cols is not None:  # rectangular maps: the row tokens, then the column tokens coloured by the query row
+        parts.append(sentence_html(tokens, None, q, "Row tokens (answer)", None, None))
+        parts.append(sentence_html(cols, row if row is not None and len(row) == len(cols) else None, -1,
+                                   title.replace("Tokens coloured", "Column tokens (source) coloured"), None, None))
+    else:
+        parts.append(sentence_html(tokens, row, q, title, start, t))
     return _box("".join(parts), "attattr-static-explorer", "AttAttr Explorer")
 
 

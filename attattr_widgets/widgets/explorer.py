@@ -454,7 +454,11 @@ class Explorer(BackgroundRun, BaseWidget):
                 self.layers_total = int(first.total) if first else 0
                 self.head_scores, self.thumbs = self._partial_scores()
                 self.query = 0 if first else -1
-                self._push_head()
+                sel = list(self.selected)
+                if self.head_scores is not None and (len(sel) != 2 or sel[0] not in layers):
+                    self._set_selection(list(self._best_head(self.head_scores)))
+                else:
+                    self._push_head()
                 return
             if self._attribution is None:
                 return
@@ -564,7 +568,7 @@ class Explorer(BackgroundRun, BaseWidget):
                     self.layers_total = int(r.total)
                 start = getattr(r, "answer_start", None)
                 self.meta = {**self.meta, "num_heads": int(scores.shape[0]), "target": _target_id(r.target),
-                             "prob": float(r.prob), "thumb_size": min(THUMB_SIZE, scores.shape[-1]),
+                             "prob": float(r.prob), "thumb_size": int(summary[1].shape[-1]),
                              **self._target_meta(_target_id(r.target)),
                              **({"answer_start": int(start)} if start is not None else {})}
         if ready:  # an answer token's own maps are complete: its chip becomes live
@@ -695,6 +699,21 @@ class Explorer(BackgroundRun, BaseWidget):
 
         kwargs.setdefault("title", f"AttAttr – {type(self).__name__}")
         return to_html(self, path, heads=heads, max_bytes=max_bytes, **kwargs)
+
+    def _export_views(self) -> list:
+        """What an export (:func:`attattr_widgets.export.to_html`) shows of this explorer: itself, or for a finished
+        encoder–decoder result one view per site (encoder, decoder, cross-attention; the shown one keeps its head,
+        query and lock), since the site switch needs the kernel."""
+        if self._attribution is None or not _is_seq2seq_result(self._attribution) or len(self.meta.get("sites") or []) < 2:
+            return [self]
+        views = []
+        for s in _SITES:
+            keep = {"selected": list(self.selected), "query": int(self.query), "locked": list(self.locked)} \
+                if s == self.site and len(self.selected) == 2 else {}
+            v = Explorer.from_attribution(self._attribution, site=s, **keep)
+            v.meta = {**v.meta, "sites": [s]}  # one site per exported view: its switch shows just its name
+            views.append(v)
+        return views
 
     @contextlib.contextmanager
     def _embedding(self, heads: Any, max_bytes: int | None):
