@@ -71,6 +71,8 @@ export interface InputBarCallbacks {
 const PRED = "__pred__";
 const FREE = "__free__";
 const ANSWER = "__answer__"; // causal LMs: explain the answer typed in the answer field
+const TEXT_HINT = "Type a sentence and press Enter…";
+const ANSWER_HINT = "answer, e.g. “ Paris, a city” (leading space matters)";
 const GEN = "__generate__"; // causal LMs: generate N tokens, then explain them
 
 /** Option label: "positive  0.912" / "·Paris  0.231" (token text made visible). */
@@ -94,11 +96,11 @@ export function chosenTarget(value: string, free: string, answer = ""): number |
 
 export class InputBar {
   readonly el: HTMLElement;
-  readonly text = h("input", { class: "aa-input-text", type: "text", placeholder: "Type a sentence and press Enter…", spellcheck: "false", "aria-label": "input text" });
+  readonly text = h("input", { class: "aa-input-text", type: "text", placeholder: TEXT_HINT, spellcheck: "false", "aria-label": "input text" });
   readonly pair = h("input", { class: "aa-input-pair", type: "text", placeholder: "Second segment (optional)", spellcheck: "false", "aria-label": "second segment" });
   readonly target = h("select", { class: "aa-select aa-target", "aria-label": "target", title: "What to attribute: the predicted class / next token, or another one" });
   readonly free = h("input", { class: "aa-input-free aa-search", type: "text", placeholder: "token or class", spellcheck: "false", "aria-label": "free target" });
-  readonly answer = h("input", { class: "aa-input-answer", type: "text", placeholder: "answer, e.g. “ Paris, a city” (leading space matters)", spellcheck: "false", "aria-label": "answer" });
+  readonly answer = h("input", { class: "aa-input-answer", type: "text", placeholder: ANSWER_HINT, spellcheck: "false", "aria-label": "answer" });
   readonly gen = h("input", { class: "aa-input-gen aa-search", type: "number", min: "1", max: "512", step: "1", value: "8", title: "How many tokens to generate (greedy; stops at end of sequence)", "aria-label": "tokens to generate" });
   readonly runBtn = h("button", { class: "aa-btn aa-run", type: "button", title: "Attribute this input (Enter)" }, "▶ Run");
   readonly history = h("select", { class: "aa-select aa-history", "aria-label": "history", title: "Switch back to an earlier run" });
@@ -196,6 +198,8 @@ export class InputBar {
     const prev = this.props;
     this.props = p;
     this.pair.hidden = !p.spec.pair;
+    this.answer.placeholder = p.spec.kind === "answer" ? "answer (the target text, e.g. a translation)" : ANSWER_HINT;
+    this.text.placeholder = p.spec.kind === "answer" ? "Type the source and press Enter…" : TEXT_HINT;
     if (!this.touched && p.text !== null && p.text !== undefined && this.text.value !== p.text) {
       this.text.value = p.text;
       this.pair.value = p.textPair ?? "";

@@ -24,6 +24,7 @@ export interface SentenceProps {
   /** The query named in the title when it is not one of `tokens` (rectangular maps: a row token of the other
    * axis, [text, index]); absent: tokens[query]. */
   queryLabel?: [string, number] | null;
+  title?: string; // the title without a query note (default "Tokens")
 }
 
 export interface AnswerProps {
@@ -129,7 +130,7 @@ export class SentencePanel {
     if (toks.length && named && p.note !== null) {
       this.title.replaceChildren("Attribution from query ", h("span", { class: "aa-tokpill" }, displayToken(named[0] ?? ""), h("sub", {}, String(named[1]))),
         h("span", { class: "aa-muted" }, p.note));
-    } else this.title.replaceChildren("Tokens");
+    } else this.title.replaceChildren(p.title ?? "Tokens");
     this.legend.replaceChildren(scale ? legendSvg(scale, p.theme, { width: 200, gamma: g }) : "");
   }
 
