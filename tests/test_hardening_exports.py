@@ -38,6 +38,25 @@ def hostile_attribution(tokens=None, *, L: int = 2, H: int = 2, seed: int = 0, n
     )
 
 
+def hostile_seq2seq():
+    """A real Seq2SeqAttribution whose tokens, texts and model name are hostile strings."""
+    import dataclasses
+
+    from conftest import make_seq2seq, make_seq2seq_tokenizer
+
+    from attattr_widgets.engine.attribution.api import attribute
+
+    strings = STRINGS
+    res = attribute(make_seq2seq("marian"), make_seq2seq_tokenizer(), "the cat sat on a mat", target="die katze sitzt",
+                    steps=2)
+    n_src, n_tgt = len(res.source_tokens), len(res.decoder_tokens)
+    src = [strings[i % len(strings)] for i in range(n_src)]
+    tgt = [strings[(i + 7) % len(strings)] for i in range(n_tgt)]
+    return dataclasses.replace(res, source_tokens=src, decoder_tokens=tgt, label_tokens=tgt[1:] + ["</script>"],
+                               text="<!-- source </script> \u2028", answer="</script><b>answer</b>",
+                               model_name="model<!--name\u2029"), src, tgt
+
+
 def hostile_curves():
     fr = np.linspace(0, 1, 5)
     names = ["<!--AttAttr", "</script>Taylor", "a\"b\\c\u2028", "\ud800random", "🙂 RTL \u202eabc"]

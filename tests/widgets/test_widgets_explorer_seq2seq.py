@@ -3,7 +3,6 @@ cross-attention maps rectangular (answer rows × source columns), streamed live 
 exports with all three sites. Traits and messages through a recording comm (no kernel, no browser)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -150,25 +149,11 @@ def test_from_attribution_tree_and_saved_result(tok, tmp_path):
     assert ex.tree_view(site="encoder").tree["tokens"] == back.source_tokens
 
 
-def hostile_seq2seq(tok):
-    """A real Seq2SeqAttribution whose tokens, texts and model name are hostile strings."""
-    from hostile import hostile_strings
-
-    strings = hostile_strings()
-    res = attribute(make_seq2seq("marian"), tok, SOURCE, target=ANSWER, steps=2)
-    n_src, n_tgt = len(res.source_tokens), len(res.decoder_tokens)
-    src = [strings[i % len(strings)] for i in range(n_src)]
-    tgt = [strings[(i + 7) % len(strings)] for i in range(n_tgt)]
-    return dataclasses.replace(res, source_tokens=src, decoder_tokens=tgt, label_tokens=tgt[1:] + ["</script>"],
-                               text="<!-- source </script> \u2028", answer="</script><b>answer</b>",
-                               model_name="model<!--name\u2029"), src, tgt
-
-
 def test_hostile_tokens_export_all_three_sites_as_text(tok, tmp_path):
     from hostile import expected_text
-    from test_hardening_exports import widget_states
+    from test_hardening_exports import hostile_seq2seq, widget_states
 
-    res, src, tgt = hostile_seq2seq(tok)
+    res, src, tgt = hostile_seq2seq()
     ex = Explorer.from_attribution(res)
     ex.site = "encoder"
     page = export.to_html(ex, tmp_path / "s2s.html")
