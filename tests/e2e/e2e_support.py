@@ -229,6 +229,25 @@ def bundle_built(name: str = "explorer.js") -> bool:
     return (REPO / "attattr_widgets" / "static" / name).exists()
 
 
+#: JS: the DOM node of notebook cell i in JupyterLab's current notebook
+NOTEBOOK_CELL = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
+
+
+def wait_explorer(nb, i: int, cond: str, timeout: float = 90) -> None:
+    """Wait until ``cond`` (JS over ``r`` = the Explorer root in cell ``i``) holds; on timeout fail with the root's
+    data hooks and the cell's output."""
+    from playwright.sync_api import TimeoutError as PWTimeout
+
+    js = f"(i) => {{ const r = ({NOTEBOOK_CELL})(i).querySelector('.attattr-explorer'); return !!r && ({cond}); }}"
+    try:
+        nb.page.wait_for_function(js, arg=i, timeout=timeout * 1000)
+    except PWTimeout:
+        data = nb.page.evaluate(f"(i) => {{ const r = ({NOTEBOOK_CELL})(i).querySelector('.attattr-explorer');"
+                                " return r ? {...r.dataset} : null; }", i)
+        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}`; data = {data}; output: {nb.output_text(i)[-1500:]!r}",
+                    pytrace=False)
+
+
 def element_shot(locator, path) -> None:
     """Screenshot of one element inside JupyterLab's scrolling notebook (scrolled to the top first)."""
     locator.evaluate("e => e.scrollIntoView({block: 'start', inline: 'nearest'})")

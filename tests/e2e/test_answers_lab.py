@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .e2e_support import assert_not_blank, bundle_built, canvas_stats, element_shot, lab_notebook_session
+from .e2e_support import (NOTEBOOK_CELL, assert_not_blank, bundle_built, canvas_stats, element_shot,
+                           lab_notebook_session, wait_explorer)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -30,21 +31,6 @@ lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok.vocab), n_embd=32, n_layer=3,
 print("ready")
 '''
 EXPLAIN = 'ax = Explorer(lm, tok)\ndisplay(ax)\nax.explain("the movie was", target="not very good", steps=4);'
-CELL = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
-
-
-def _wait(nb, i, cond, timeout=90):
-    """Wait until ``cond`` (JS over ``r`` = the explorer root in cell ``i``) holds."""
-    from playwright.sync_api import TimeoutError as PWTimeout
-
-    js = f"(i) => {{ const r = ({CELL})(i).querySelector('.attattr-explorer'); return !!r && ({cond}); }}"
-    try:
-        nb.page.wait_for_function(js, arg=i, timeout=timeout * 1000)
-    except PWTimeout:
-        data = nb.page.evaluate(f"(i) => {{ const r = ({CELL})(i).querySelector('.attattr-explorer');"
-                                " return r ? {...r.dataset} : null; }", i)
-        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}`; data = {data}; output: {nb.output_text(i)[-1500:]!r}",
-                    pytrace=False)
 
 
 def _cell_rgb(root, row: int, col: int) -> list[int]:
@@ -64,7 +50,7 @@ def nb(browser, lab):
 
 def test_answer_is_explained_marked_and_each_token_has_its_maps(nb, artifacts):
     nb.run(1)
-    _wait(nb, 1, "r.dataset.state === 'done' && r.dataset.answerStart === '5' && r.dataset.headReady !== ''"
+    wait_explorer(nb, 1, "r.dataset.state === 'done' && r.dataset.answerStart === '5' && r.dataset.headReady !== ''"
                  " && r.dataset.headReady === r.dataset.selected")
     root = nb.cell(1).locator(".attattr-explorer")
     # [CLS] the movie was [SEP] | not very good: the answer set apart in the sentence, a picker above it
@@ -85,9 +71,9 @@ def test_answer_is_explained_marked_and_each_token_has_its_maps(nb, artifacts):
     # answer token 1 ("very"): the kernel swaps in its own maps, the same head stays selected
     selected = root.get_attribute("data-selected")
     picks.nth(2).click()
-    _wait(nb, 1, "r.dataset.answerToken === '1' && r.dataset.headReady === r.dataset.selected"
+    wait_explorer(nb, 1, "r.dataset.answerToken === '1' && r.dataset.headReady === r.dataset.selected"
                  f" && r.dataset.selected === '{selected}' && r.dataset.query === '5'")
-    nb.page.wait_for_function("(i) => !(" + CELL + ")(i).querySelector('.aa-header').textContent.includes('answer: ')",
+    nb.page.wait_for_function("(i) => !(" + NOTEBOOK_CELL + ")(i).querySelector('.aa-header').textContent.includes('answer: ')",
                               arg=1, timeout=30_000)
     assert "answer token 1: very" in root.locator(".aa-header").inner_text()
     assert canvas_stats(root.locator("canvas[data-map=attribution]"))["fp"] != whole["fp"]
@@ -107,7 +93,7 @@ def test_generate_from_the_input_bar(nb, artifacts):
     assert gen.is_visible() and root.locator(".aa-input-answer").is_hidden()
     gen.fill("3")
     root.locator(".aa-run").click()
-    _wait(nb, 1, f"r.dataset.runId === '{run + 1}' && r.dataset.state === 'done' && r.dataset.headReady !== ''")
+    wait_explorer(nb, 1, f"r.dataset.runId === '{run + 1}' && r.dataset.state === 'done' && r.dataset.headReady !== ''")
     i = nb.append_and_run("ref = attribute(lm, tok, 'the movie was', generate=3, steps=4)\n"
                           "a = ax.attribution\nprint(a.target_kind, a.tokens == ref.tokens, a.answer_start, "
                           "len(a.per_token), ax.answer_token)")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from .e2e_support import assert_not_blank, bundle_built, canvas_stats, element_shot, lab_notebook_session
+from .e2e_support import (assert_not_blank, bundle_built, canvas_stats, element_shot,
+                           lab_notebook_session, wait_explorer)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,21 +40,6 @@ print("ready")
 '''
 SOURCE = "the cat <b>x</b> sat on a mat"
 EXPLAIN = f'ex = Explorer(mt, tok)\ndisplay(ex)\nex.explain("{SOURCE}", target="die katze sitzt auf einer matte", steps=4);'
-CELL = "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
-
-
-def _wait(nb, i, cond, timeout=90):
-    """Wait until ``cond`` (JS over ``r`` = the explorer root in cell ``i``) holds."""
-    from playwright.sync_api import TimeoutError as PWTimeout
-
-    js = f"(i) => {{ const r = ({CELL})(i).querySelector('.attattr-explorer'); return !!r && ({cond}); }}"
-    try:
-        nb.page.wait_for_function(js, arg=i, timeout=timeout * 1000)
-    except PWTimeout:
-        data = nb.page.evaluate(f"(i) => {{ const r = ({CELL})(i).querySelector('.attattr-explorer');"
-                                " return r ? {...r.dataset} : null; }", i)
-        pytest.fail(f"cell {i}: waited {timeout}s for `{cond}`; data = {data}; output: {nb.output_text(i)[-1500:]!r}",
-                    pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +49,7 @@ def nb(browser, lab):
 
 def test_alignment_view_sites_and_generate(nb, artifacts):
     nb.run(1)
-    _wait(nb, 1, "r.dataset.state === 'done' && r.dataset.site === 'cross' && r.dataset.headReady !== ''"
+    wait_explorer(nb, 1, "r.dataset.state === 'done' && r.dataset.site === 'cross' && r.dataset.headReady !== ''"
                  " && r.dataset.headReady === r.dataset.selected")
     root = nb.cell(1).locator(".attattr-explorer")
     src = ["the", "cat", "<b>x</b>", "sat", "on", "a", "mat", "</s>"]
@@ -84,7 +70,7 @@ def test_alignment_view_sites_and_generate(nb, artifacts):
     cs = side / max(len(src), len(dec))
     canvas = root.locator("canvas[data-map=attribution]")
     canvas.click(position={"x": x0 + (len(src) - 0.5) * cs, "y": y0 + (len(dec) - 0.5) * cs})
-    _wait(nb, 1, f"r.dataset.locked === '{len(dec) - 1},{len(src) - 1}'")
+    wait_explorer(nb, 1, f"r.dataset.locked === '{len(dec) - 1},{len(src) - 1}'")
     readout = root.locator(".aa-readout").inner_text()
     assert "matte" in readout and "</s>" in readout, readout
     i = nb.append_and_run("li, h = ex.selected\nprint(ex.site, np.array_equal(ex.head['attribution'], "
@@ -93,13 +79,13 @@ def test_alignment_view_sites_and_generate(nb, artifacts):
     element_shot(root, artifacts / "lab-explorer-seq2seq-cross.png")
     # the encoder site: source × source, square
     root.locator(".aa-site-bar button[data-value=encoder]").click()
-    _wait(nb, 1, f"r.dataset.site === 'encoder' && r.dataset.heatShape === '{len(src)}x{len(src)}'"
+    wait_explorer(nb, 1, f"r.dataset.site === 'encoder' && r.dataset.heatShape === '{len(src)}x{len(src)}'"
                  " && r.dataset.headReady === r.dataset.selected")
     assert root.locator(".aa-row-sentence").is_hidden()
     assert root.locator(".aa-sentence-panel:not(.aa-row-sentence) .aa-tok").all_inner_texts() == src
     element_shot(root, artifacts / "lab-explorer-seq2seq-encoder.png")
     root.locator(".aa-site-bar button[data-value=decoder]").click()
-    _wait(nb, 1, f"r.dataset.site === 'decoder' && r.dataset.heatShape === '{len(dec)}x{len(dec)}'")
+    wait_explorer(nb, 1, f"r.dataset.site === 'decoder' && r.dataset.heatShape === '{len(dec)}x{len(dec)}'")
     # the input bar: "generate N tokens" explains the model's own translation
     run = int(root.get_attribute("data-run-id"))
     target = root.locator("select.aa-target")
@@ -107,7 +93,7 @@ def test_alignment_view_sites_and_generate(nb, artifacts):
     target.select_option("__generate__")
     root.locator(".aa-input-gen").fill("3")
     root.locator(".aa-run").click()
-    _wait(nb, 1, f"r.dataset.runId === '{run + 1}' && r.dataset.state === 'done' && r.dataset.site === 'cross'"
+    wait_explorer(nb, 1, f"r.dataset.runId === '{run + 1}' && r.dataset.state === 'done' && r.dataset.site === 'cross'"
                  " && r.dataset.headReady !== ''")
     i = nb.append_and_run("ref = attribute(mt, tok, " + repr(SOURCE) + ", generate=3, steps=4)\n"
                           "a = ex.attribution\nprint(a.label_ids == ref.label_ids, len(ex.history))")
