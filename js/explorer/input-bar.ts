@@ -244,7 +244,7 @@ export class InputBar {
     const cur = c.target !== undefined && c.state ? (p.answer !== null ? ANSWER : String(c.target)) : cKeep;
     this.contrastSel.value = [...this.contrastSel.options].some((x) => x.value === cur) ? cur : "";
     this.contrastAnswer.hidden = this.contrastSel.value !== ANSWER;
-    const ready = p.runState === "done";
+    const ready = p.runState === "done" && p.spec.kind !== "answer"; // encoder–decoders: no contrast (compare runs in the history)
     this.contrastSel.disabled = !ready;
     this.contrastBtn.disabled = !ready || c.state === "running";
     const on = c.state === "done";
