@@ -232,19 +232,22 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
     ans = int(answer_start) if answer_start is not None and 0 < int(answer_start) < min(n_r, n_c) else None
     if ans is not None:  # prompt | answer boundary (at its pooled block when pooled)
         at = ans / k * cell
-        body.append(f'<line data-answer="col" x1="{pad_l + at:.1f}" x2="{pad_l + at:.1f}" y1="{y0}" y2="{y0 + h + 3:.1f}" '
-                    f'stroke="{_ANSWER}" stroke-width="1.5"/>')
-        body.append(f'<line data-answer="row" x1="{pad_l - 3:.1f}" x2="{pad_l + w:.1f}" y1="{y0 + at:.1f}" y2="{y0 + at:.1f}" '
-                    f'stroke="{_ANSWER}" stroke-width="1.5"/>')
-    colour = {"fill": _ANSWER} if ans is not None else {}
+        line = f'stroke="{_ANSWER}" stroke-width="1.5"/>'
+        body.append(f'<line data-answer="col" x1="{pad_l + at:.1f}" x2="{pad_l + at:.1f}" y1="{y0}" '
+                    f'y2="{y0 + h + 3:.1f}" {line}')
+        body.append(f'<line data-answer="row" x1="{pad_l - 3:.1f}" x2="{pad_l + w:.1f}" y1="{y0 + at:.1f}" '
+                    f'y2="{y0 + at:.1f}" {line}')
+    def colour(i: int) -> dict:
+        return {"fill": _ANSWER} if ans is not None and i >= ans else {}
+
     if labelled:
         for i, t in enumerate(tokens[:n_r]):
             body.append(_text(pad_l - 4, y0 + (i + 0.5) * cell + fs / 3, _short(t), text_anchor="end",
-                              font_size=f"{fs:.0f}", **(colour if ans is not None and i >= ans else {})))
+                              font_size=f"{fs:.0f}", **colour(i)))
         for j, t in enumerate(cols[:n_c]):
             x, y = pad_l + (j + 0.5) * cell + fs / 3, y0 + h + 4
             body.append(_text(x, y, _short(t), text_anchor="end", font_size=f"{fs:.0f}",
-                              transform=f"rotate(-90 {x:.1f} {y:.1f})", **(colour if ans is not None and j >= ans else {})))
+                              transform=f"rotate(-90 {x:.1f} {y:.1f})", **colour(j)))
     else:
         pooled = f", {k}×{k} blocks (largest |value|)" if k > 1 else ""
         body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} (rows: query, columns: key{pooled})",

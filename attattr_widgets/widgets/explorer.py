@@ -687,7 +687,8 @@ class Explorer(BackgroundRun, BaseWidget):
 
         if self._attribution is None:
             raise ValueError("no finished attribution to embed yet (wait for the run: explorer.wait())")
-        data = embed_heads(self._shown_attribution(), heads, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
+        data = embed_heads(self._shown_attribution() or self._attribution, heads,
+                           DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)  # the shown site / answer token's maps
         self.heads_data = data
         return data
 
@@ -761,7 +762,8 @@ class Explorer(BackgroundRun, BaseWidget):
             "converged": [bool(x) for x in np.ravel(getattr(attr, "converged", []))],
             "layer_panels": [_panels(p) for p in (getattr(attr, "layer_panels", None) or [None] * L)],
             "label_names": list(getattr(attr, "label_names", None) or []),
-            "default_query": _default_query(tokens, target_kind, _answer_start(attr), getattr(attr, "answer_token", None)),
+            "default_query": _default_query(tokens, target_kind, _answer_start(attr),
+                                            getattr(attr, "answer_token", None)),
             "thumb_size": int(th.shape[-1]), "score": str(getattr(attr, "score", "prob") or "prob"),
             **_answer_meta(attr),
             "nonfinite": _nonfinite_layers(attr),
@@ -909,7 +911,8 @@ class Explorer(BackgroundRun, BaseWidget):
         gen = msg.get("generate")
 
         def run():
-            what = {"generate": _generate_arg(gen)} if gen not in (None, 0, "") else {"target": _target_arg(msg.get("target"))}
+            what = ({"generate": _generate_arg(gen)} if gen not in (None, 0, "")
+                    else {"target": _target_arg(msg.get("target"))})
             self.explain(str(msg.get("text") or ""), msg.get("text_pair") or None, **what, **self._run_kwargs)
 
         self._input_request("run", run)
@@ -975,7 +978,8 @@ class Explorer(BackgroundRun, BaseWidget):
         key = self._history_seq
         self._history[key] = attr
         entry = {"key": key, "text": getattr(attr, "text", None), "text_pair": getattr(attr, "text_pair", None),
-                 "target": _target_id(getattr(attr, "target", -1)), "target_label": str(getattr(attr, "target_label", "")),
+                 "target": _target_id(getattr(attr, "target", -1)),
+                 "target_label": str(getattr(attr, "target_label", "")),
                  "prob": _finite_or_none(float(getattr(attr, "prob", float("nan")))),
                  "answer": str(attr.answer) if _is_seq2seq_result(attr) else _answer_meta(attr).get("answer")}
         hist = [h for h in self.history if h.get("key") in self._history][-(HISTORY - 1):] + [entry]

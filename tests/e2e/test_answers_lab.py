@@ -38,8 +38,8 @@ def _cell_rgb(root, row: int, col: int) -> list[int]:
     x0, y0, side = (float(v) for v in root.get_attribute("data-heat-box").split(","))
     n = int(root.get_attribute("data-tokens"))
     return root.locator("canvas[data-map=attribution]").evaluate(
-        "(c, [x, y]) => { const k = c.width / c.clientWidth;"
-        " return Array.from(c.getContext('2d').getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data.slice(0, 3)); }",
+        "(c, [x, y]) => { const k = c.width / c.clientWidth; const ctx = c.getContext('2d');"
+        " return Array.from(ctx.getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data.slice(0, 3)); }",
         [x0 + (col + 0.5) * side / n, y0 + (row + 0.5) * side / n])
 
 

@@ -158,15 +158,16 @@ def test_contrast_of_two_answers_covers_the_tokens_they_share(lm, tokenizer):
 
 
 def test_static_snapshot_and_export_keep_the_answer_marked_and_escaped(lm, tokenizer, ref, tmp_path):
-    hostile = ["<b>", "</script>", "<img src=x onerror=alert(1)>", "a&amp;b", "\u2028x"]
-    n = len(hostile) + 2
     from attattr_widgets.engine.results.attribution import Attribution
 
+    hostile = ["<b>", "</script>", "<img src=x onerror=alert(1)>", "a&amp;b", "\u2028x"]
+    n = len(hostile) + 2
     rng = np.random.default_rng(0)
     attr = Attribution(
-        scores=rng.normal(size=(1, 2, n, n)).astype(np.float32), attention=rng.random(size=(1, 2, n, n)).astype(np.float32),
-        tokens=["p0", "p1", *hostile], token_type_ids=np.zeros(n, np.int64), target=3, target_label="</script><b>ans",
-        prob=-1.25, layer_zero_probs=np.zeros(1), completeness=np.zeros(1), layers=[0], num_layers=1, rule="gauss-legendre",
+        scores=rng.normal(size=(1, 2, n, n)).astype(np.float32),
+        attention=rng.random(size=(1, 2, n, n)).astype(np.float32), tokens=["p0", "p1", *hostile],
+        token_type_ids=np.zeros(n, np.int64), target=3, target_label="</script><b>ans", prob=-1.25,
+        layer_zero_probs=np.zeros(1), completeness=np.zeros(1), layers=[0], num_layers=1, rule="gauss-legendre",
         steps=2, score="logprob", text="<!-- prompt", target_kind="continuation", answer_start=2)
     ex = Explorer.from_attribution(attr)
     assert ex.meta["answer_start"] == 2 and ex.meta["answer"] == "</script><b>ans" and ex.query == 1
@@ -204,3 +205,14 @@ def test_generate_on_a_classifier_is_refused_at_once(tokenizer):
     with pytest.raises(ValueError, match="generate= needs a causal language model"):
         ex.explain("the movie was great", generate=3)
     assert ex.state == "empty" and not ex.input_spec["answers"]
+
+
+def test_export_of_an_answer_token_embeds_that_tokens_maps(lm, tokenizer, ref, tmp_path):
+    """An exported page of answer token t draws t's maps for every head (not the whole answer's)."""
+    from attattr_widgets.widgets.embed import embed_heads
+
+    ex = Explorer.from_attribution(ref)
+    ex.show_answer_token(2)
+    want = embed_heads(ref.per_token[2], "top-2", None)
+    assert ex.embed_heads("top-2", None)["chunks"] == want["chunks"]
+    assert ex.to_html(tmp_path / "t2.html", heads="top-2").exists()
