@@ -272,8 +272,10 @@ def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "
     them (rendered top to bottom). ``title`` is the page title; ``heading``/``description`` optionally add a
     visible header. Returns the written ``pathlib.Path``, or the HTML text when ``path`` is None.
 
-    An encoder–decoder's Explorer is exported as three views, its encoder, decoder and cross-attention sites (the
-    site switch needs the kernel). Explorers among the items embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or
+    An encoder–decoder's Explorer is exported as three views, its encoder, decoder and cross-attention sites
+    (the site switch needs the kernel).
+
+    Explorers among the items embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or
     ``[(layer_index, head), ...]``) as compressed float16 up to ``max_bytes`` (default
     ``widgets.embed.DEFAULT_MAX_BYTES``), so the page draws every embedded head without a kernel and says which
     heads were left out; TreeViews embed their layer sums, so the threshold slider works in the page.

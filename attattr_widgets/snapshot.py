@@ -333,7 +333,8 @@ def sentence_html(tokens: list[str], row: Any, query: int, title: str, answer_st
             f'<div style="line-height:1.9">{"".join(chips)}</div>{legend}</div>')
 
 
-_SITE_TITLES = {"encoder": "encoder self-attention (source × source)", "decoder": "decoder self-attention (answer × answer)",
+_SITE_TITLES = {"encoder": "encoder self-attention (source × source)",
+                "decoder": "decoder self-attention (answer × answer)",
                 "cross": "cross-attention (answer rows × source columns)"}
 
 

@@ -9,7 +9,8 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   ("empty" | "running" | "done" | "cancelled" | "error"), ``error`` str, ``layers_done`` / ``layers_total`` int,
   ``head_scores`` {view, dtype=float32, shape=[L, H]} (NaN rows = layers not computed),
   ``thumbs`` {view, dtype=float16, shape=[L, H, t, t]} (each map scaled to [-1, 1]),
-  ``head`` {layer, head, attention: {view, dtype=float32, shape=[n, n]}, attribution: {...}} for ``selected`` only,
+  ``head`` {layer, head, attention: {view, dtype=float32, shape=[n, n] (rows × cols: see encoder–decoders)},
+  attribution: {...}} for ``selected`` only,
   front-end owned: ``selected`` [layer_index, head], ``query`` int, ``locked`` [query, key] | [],
   ``normalize`` "global" | "layer", ``grid_mode`` "scores" | "maps" | "pair".
   ``pair`` {query, key, scores: {view, dtype=float32, shape=[L, H]}}: every head's attribution of the locked token
@@ -41,6 +42,14 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   ``input_spec.answers`` says whether the input bar offers an answer field and "generate N tokens". A contrast
   of two answers compares the tokens both share (prompt + common answer prefix; ``contrast.common``); the rest
   of the difference map is NaN (drawn as zero).
+* encoder–decoders (``explain(source, target=answer)`` or ``generate=N``; ``Explorer.from_attribution`` of a
+  ``Seq2SeqAttribution``): ``meta.sites`` ["encoder", "decoder", "cross"], ``meta.site_layers`` {site: [done, total]};
+  front-end owned ``site`` (default "cross") picks the site every trait above describes: ``tokens`` are its maps'
+  rows, ``col_tokens`` / ``col_special`` its columns when they differ (cross-attention: answer rows × source
+  columns; [] for the square sites), ``head`` maps [rows, cols]. Streamed ``layer`` messages carry ``site`` (their
+  ``index`` / ``total`` are the site's own) and, for rectangular maps, ``col_tokens`` / ``col_special``; only the
+  shown site's are pushed. ``input_spec.kind`` is "answer" (an answer typed or generated; no target list, no
+  contrast). Exports stack one view per site (:meth:`Explorer._export_views`).
 """
 from __future__ import annotations
 
@@ -298,7 +307,8 @@ class Explorer(BackgroundRun, BaseWidget):
         seq2seq = (self.input_spec or {}).get("kind") == "answer"
         if seq2seq and attribute_kwargs.get("generate") is None and attribute_kwargs.get("target", "pred") == "pred":
             raise ValueError(f"{type(self.model).__name__} is an encoder-decoder: give the answer to explain, "
-                             f"explain(source, target='the answer'), or let it write one: explain(source, generate=16)")
+                             f"explain(source, target='the answer'), or let it write one: "
+                             f"explain(source, generate=16)")
         continuation = not seq2seq and _is_continuation(self.model, self.tokenizer, self.input_spec, attribute_kwargs)
         run_kwargs = {k: v for k, v in attribute_kwargs.items() if k not in ("target", "generate")}
         if continuation:
@@ -687,8 +697,8 @@ class Explorer(BackgroundRun, BaseWidget):
 
         if self._attribution is None:
             raise ValueError("no finished attribution to embed yet (wait for the run: explorer.wait())")
-        data = embed_heads(self._shown_attribution() or self._attribution, heads,
-                           DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)  # the shown site / answer token's maps
+        shown = self._shown_attribution() or self._attribution  # the shown site's / answer token's own maps
+        data = embed_heads(shown, heads, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes)
         self.heads_data = data
         return data
 
@@ -705,7 +715,8 @@ class Explorer(BackgroundRun, BaseWidget):
         """What an export (:func:`attattr_widgets.export.to_html`) shows of this explorer: itself, or for a finished
         encoder–decoder result one view per site (encoder, decoder, cross-attention; the shown one keeps its head,
         query and lock), since the site switch needs the kernel."""
-        if self._attribution is None or not _is_seq2seq_result(self._attribution) or len(self.meta.get("sites") or []) < 2:
+        if (self._attribution is None or not _is_seq2seq_result(self._attribution)
+                or len(self.meta.get("sites") or []) < 2):
             return [self]
         views = []
         for s in _SITES:
