@@ -28,6 +28,7 @@ export function targetText(meta: ExplorerMeta): string | null {
     return `answer token ${t}: ${displayToken(meta.target_label || "")}`;
   }
   if (meta.target_kind === "continuation") return meta.target_label ? `answer: ${meta.target_label}` : "answer: (generating…)";
+  if (meta.target_kind === "answer" && meta.sites) return meta.answer ? `answer: ${meta.answer}` : "answer: (generating…)"; // an encoder–decoder
   if (!(meta.target_label || meta.target !== undefined)) return null;
   const lbl = meta.target_label || (meta.label_names && meta.target !== undefined ? meta.label_names[meta.target] : "") || `class ${meta.target}`;
   return `${meta.target_kind === "next-token" ? "next token" : "target"}: ${lbl}`;
