@@ -514,3 +514,27 @@ describe("an encoder–decoder (three sites, rectangular cross-attention)", () =
     expect(root.dataset.heatShape).toBe(`${TOKENS.length}x${TOKENS.length}`);
   });
 });
+
+describe("search on rectangular maps", () => {
+  it("marks row and column matches on their own axes", () => {
+    const SRC = ["the", "cat", "sat", "</s>"], TGT = ["<pad>", "die", "katze"];
+    const r = rng(5);
+    const { root, view } = mount({ ...doneState(2, 2, TGT), token_types: [], site: "cross", col_tokens: SRC, col_special: SRC.map(() => false),
+      meta: { layers: [0, 1], default_query: 0, sites: ["encoder", "decoder", "cross"], target_kind: "answer", answer: "die katze" },
+      head: { layer: 1, head: 0, attention: f32(Array.from({ length: 12 }, () => r()), [3, 4]), attribution: f32(Array.from({ length: 12 }, () => r() - 0.5), [3, 4]) } });
+    const search = view.heat.search;
+    search.value = "cat";
+    search.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(view.heat.matches).toEqual([]); // no answer token contains "cat"
+    expect(view.heat.colMatches).toEqual([1]);
+    const colPanel = [...root.querySelectorAll(".aa-sentence-panel")].find((p) => !p.classList.contains("aa-row-sentence"))!;
+    expect([...colPanel.querySelectorAll(".aa-tok.aa-match")].map((e) => e.textContent)).toEqual(["cat"]);
+    search.value = "katze";
+    search.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(view.heat.matches).toEqual([2]);
+    expect(view.heat.colMatches).toEqual([]);
+    expect([...root.querySelectorAll(".aa-row-sentence .aa-tok.aa-match")].map((e) => e.textContent)).toEqual(["katze"]);
+  });
+});

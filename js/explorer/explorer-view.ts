@@ -364,11 +364,11 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       // rectangular maps: the row tokens (pick the query row) above the column tokens coloured by its attribution
       const cols = this.colTokens();
       this.rowSentence.render({ answer: null, tokens: toks, special: this.special(), types: [], query: q, key: -1, row: null,
-        matches: () => this.heat.matches, gamma: this.heat.gamma, theme: this.theme.theme, note: null,
+        matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t), gamma: this.heat.gamma, theme: this.theme.theme, note: null,
         title: this.model.get("site") === "cross" ? "Answer (rows) · click a token to make it the query" : "Rows · click a token to make it the query" });
       this.sentence.render({ answer: null, tokens: cols, special: this.colSpecial(), types: [], query: -1, key: lock ? lock.col : -1,
         row: hd && q >= 0 && q < hd.rows ? hd.attr.subarray(q * hd.cols, (q + 1) * hd.cols) : null, queryLabel: q >= 0 ? [toks[q] ?? "", q] : null,
-        matches: () => [], gamma: this.heat.gamma, theme: this.theme.theme,
+        matches: () => this.heat.colMatches, gamma: this.heat.gamma, theme: this.theme.theme,
         note: toks.length && q >= 0 ? (sel && hd ? `  to every column token · layer ${this.layerId(sel[0])} head ${sel[1]} · click a row token above to change the query` : "  (select a computed head)") : null });
       return;
     }

@@ -34,7 +34,8 @@ export interface HeatDrawArgs {
   query: number; // query row (hover > lock > query)
   locked: Cell | null;
   hover: Cell | null;
-  matches: number[]; // search matches
+  matches: number[]; // search matches among the row tokens
+  colMatches: number[]; // … and among the column tokens (square maps: the same)
   tokenHover: number; // key column hovered in the sentence
   theme: Theme;
   answerStart: number; // first token of an explained answer (-1: none): a line before it, its labels coloured
@@ -92,7 +93,7 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
       ctx.fillText(fitText(ctx, displayToken(toks[i] ?? ""), hl.x0 - 8), hl.x0 - 4, hl.y0 + (i - win.r0 + 0.5) * cs);
     }
     for (let j = win.c0; j < Math.min(a.cols, win.c0 + win.size); j++) {
-      const hot = (lock !== null && j === lock.col) || a.matches.includes(j) || j === a.tokenHover;
+      const hot = (lock !== null && j === lock.col) || a.colMatches.includes(j) || j === a.tokenHover;
       ctx.save();
       ctx.translate(hl.x0 + (j - win.c0 + 0.5) * cs, hl.y0 - 4);
       ctx.rotate(-Math.PI / 2);
@@ -106,10 +107,8 @@ export function drawHeat(ctx: CanvasRenderingContext2D, a: HeatDrawArgs): void {
   } else {
     // tick marks for search matches on the axes
     ctx.fillStyle = hotColor;
-    for (const i of a.matches) {
-      if (inWin(i, win.r0)) ctx.fillRect(hl.x0 - 7, hl.y0 + (i - win.r0) * cs, 5, Math.max(1.5, cs));
-      if (inWin(i, win.c0)) ctx.fillRect(hl.x0 + (i - win.c0) * cs, hl.y0 - 7, Math.max(1.5, cs), 5);
-    }
+    for (const i of a.matches) if (inWin(i, win.r0)) ctx.fillRect(hl.x0 - 7, hl.y0 + (i - win.r0) * cs, 5, Math.max(1.5, cs));
+    for (const j of a.colMatches) if (inWin(j, win.c0)) ctx.fillRect(hl.x0 + (j - win.c0) * cs, hl.y0 - 7, Math.max(1.5, cs), 5);
   }
   ctx.save();
   ctx.beginPath();

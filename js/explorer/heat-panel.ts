@@ -75,7 +75,8 @@ export class HeatPanel {
   layout: HeatLayout | null = null;
   win: Window = { r0: 0, c0: 0, size: 0 };
   gamma = 1;
-  matches: number[] = [];
+  matches: number[] = []; // search matches among the row (query) tokens
+  colMatches: number[] = []; // … among the column tokens (square maps: the same)
   private matchPos = -1;
   private key = "";
   /** Where the drawn maps come from: "kernel" (float32 `head` trait) or "embedded" (float16 `heads_data`). */
@@ -206,7 +207,7 @@ export class HeatPanel {
       host.invalidate("heat");
     }, o);
     this.search.addEventListener("input", () => {
-      this.matches = searchTokens(host.tokens(), this.search.value);  // query rows (square maps: every token)
+      this.refreshMatches(host.tokens());
       this.matchPos = -1;
       host.invalidate("heat,sentence");
     }, o);
@@ -221,7 +222,7 @@ export class HeatPanel {
         host.invalidate("heat,sentence");
       } else if (e.key === "Escape") {
         this.search.value = "";
-        this.matches = [];
+        this.matches = this.colMatches = [];
         host.invalidate("heat,sentence");
       }
     }, o);
@@ -235,6 +236,7 @@ export class HeatPanel {
   /** Re-run the token search on new tokens. */
   refreshMatches(tokens: string[]): void {
     this.matches = searchTokens(tokens, this.search.value);
+    this.colMatches = searchTokens(this.host.colTokens(), this.search.value);
   }
 
   /** Decode and paint the selected head's maps when they arrived (`payload` of another head = none yet). */
@@ -354,7 +356,7 @@ export class HeatPanel {
     drawHeat(ctx, {
       off, labels, W, H, layout: this.layout!, rows: this.data!.rows, cols: this.data!.cols, tokens: host.tokens(), special: host.special(),
       colTokens: host.colTokens(), colSpecial: host.colSpecial(), types: host.tokenTypes(),
-      query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, tokenHover: host.tokenHover(),
+      query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, colMatches: this.colMatches, tokenHover: host.tokenHover(),
       theme: host.theme.theme, answerStart: host.answerStart(),
     });
   }
