@@ -303,7 +303,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const scores = g && mode === "pair" && pair && pair.scores.length === g.scores.length ? pair.scores : g?.scores ?? new Float32Array(0);
     const { values, scale } = normalizedScores({ L: g?.L ?? 0, H: g?.H ?? 0, scores }, normalize);
     const toks = this.tokens();
-    const what = mode === "pair" && pair ? `attribution of ${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}` : "head score (max attribution)";
+    const what = mode === "pair" && pair ? `attribution of ${displayToken(toks[pair.query] ?? "")} → ${displayToken(this.colTokens()[pair.key] ?? "")}` : "head score (max attribution)";
     this.grid.render({
       data: g, scores, values, maps: mode === "maps", selected: this.selected(), running: state === "running", width,
       legend: {
@@ -323,7 +323,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const pair = pairScores(this.model);
     if (pair) {
       const toks = this.tokens();
-      lines.push(`${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}: ${formatValue(pair.scores[c.layer * g.H + c.head], 4)}`);
+      lines.push(`${displayToken(toks[pair.query] ?? "")} → ${displayToken(this.colTokens()[pair.key] ?? "")}: ${formatValue(pair.scores[c.layer * g.H + c.head], 4)}`);
     }
     const zp = g.zeroProbs[c.layer], cp = g.completeness[c.layer];
     if (zp !== null && zp !== undefined) lines.push(`p with layer's attention zeroed ${formatValue(zp, 3)}`);
