@@ -154,7 +154,9 @@ def _as_items(items: Any) -> list[Any]:
     if isinstance(items, Widget) or _is_bokeh(items) or not isinstance(items, Iterable) \
             or isinstance(items, (str, bytes)):
         items = [items]
-    out = [_unwrap(it) for it in items]
+    # a view can stand for several (an encoder–decoder Explorer: one view per attention site, as its site switch
+    # needs the kernel): `_export_views()` lists them
+    out = [v for it in items for v in (it._export_views() if hasattr(it, "_export_views") else [_unwrap(it)])]
     for it in out:
         if not (isinstance(it, Widget) or _is_bokeh(it)):
             raise ExportError(f"to_html: cannot export a {type(it).__name__}; pass ipywidgets/anywidgets or "
@@ -270,6 +272,9 @@ def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "
     them (rendered top to bottom). ``title`` is the page title; ``heading``/``description`` optionally add a
     visible header. Returns the written ``pathlib.Path``, or the HTML text when ``path`` is None.
 
+    An encoder–decoder's Explorer is exported as three views, its encoder, decoder and cross-attention sites
+    (the site switch needs the kernel).
+
     Explorers among the items embed the maps of ``heads`` (``"all"``, ``"top-<k>"``, an int k or
     ``[(layer_index, head), ...]``) as compressed float16 up to ``max_bytes`` (default
     ``widgets.embed.DEFAULT_MAX_BYTES``), so the page draws every embedded head without a kernel and says which
@@ -279,8 +284,9 @@ def to_html(items: Any, path: str | os.PathLike | None = None, *, title: str = "
     """
     import contextlib
 
+    items = _as_items(items)
     with contextlib.ExitStack() as stack:
-        for it in _as_items(items):
+        for it in items:
             if hasattr(it, "_embedding"):
                 stack.enter_context(it._embedding(heads, max_bytes))
         text = html_string(items, title=title, heading=heading, description=description)

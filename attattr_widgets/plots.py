@@ -1,4 +1,5 @@
-"""Bokeh figures for AttAttr results: pruning curves, head-importance correlation, effectiveness (paper Fig 2).
+"""Bokeh figures for AttAttr results: pruning curves, head-importance correlation, effectiveness (paper Fig 2),
+and an encoder–decoder's cross-attention alignment (attention vs attribution, answer rows × source columns).
 
 Every function here is pure: it takes plain data (engine result objects, dicts or arrays) and returns a Bokeh
 layout, so it can be tested without a browser. Rendering is offline: :func:`save_html` writes a self-contained
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "alignment_plot",
     "bokeh_widget",
     "correlation_plot",
     "effectiveness_plot",
@@ -440,6 +442,79 @@ def effectiveness_plot(result: Any, heads: Any = None, *, baseline: float | None
     p.legend.location = "bottom_left"
     p.toolbar.logo = None
     return p
+
+
+# --------------------------------------------------------------------------------------------------------
+# encoder-decoder alignment
+# --------------------------------------------------------------------------------------------------------
+def alignment_plot(result: Any, *, layer: int | None = None, head: int | None = None, cell: int = 26,
+                   title: str | None = None):
+    """The cross-attention alignment of an encoder–decoder answer: attention and attribution side by side, rows
+    the answer tokens (row i predicts ``label_tokens[i]``, reading ``decoder_tokens[i]``), columns the source
+    tokens.
+
+    ``result``: a :class:`~attattr_widgets.engine.results.Seq2SeqAttribution` (its ``cross`` site, [L, H, n_tgt,
+    n_src]). ``layer`` (a cross-attention layer of ``result.cross.layers``) and ``head``: one map; None sums that
+    axis. ``cell``: pixels per cell. Attention is drawn on a sequential scale from 0, attribution on a diverging
+    scale symmetric about 0; hover shows both tokens and both values. The figures' ``tags[0]`` hold the matrix
+    drawn (``{"what", "values" [n_tgt, n_src]}``).
+    """
+    from bokeh.layouts import row
+    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.palettes import RdBu11, Blues256
+    from bokeh.plotting import figure
+    from bokeh.transform import linear_cmap
+
+    cross = _get(result, "cross")
+    if cross is None or np.ndim(_get(cross, "scores")) != 4:
+        raise TypeError(f"alignment_plot takes an encoder-decoder's result (attribute(model, tokenizer, source, "
+                        f"target=answer)), got {type(result).__name__}")
+    scores, attn = np.asarray(cross.scores, np.float64), np.asarray(cross.attention, np.float64)
+    layers = list(cross.layers)
+    if layer is not None:
+        if layer not in layers:
+            raise ValueError(f"alignment_plot: layer {layer} was not attributed; the cross-attention layers are "
+                             f"{layers}")
+        scores, attn = scores[[layers.index(layer)]], attn[[layers.index(layer)]]
+    if head is not None:
+        if not 0 <= int(head) < scores.shape[1]:
+            raise ValueError(f"alignment_plot: head {head} is out of range (0..{scores.shape[1] - 1})")
+        scores, attn = scores[:, [int(head)]], attn[:, [int(head)]]
+    scores, attn = scores.sum((0, 1)), attn.sum((0, 1))
+    rows, cols = list(_get(result, "label_tokens")), list(cross.col_tokens)
+    reads = list(cross.row_tokens)
+    n_r, n_c = scores.shape
+    where = (f"layer {layer}" if layer is not None else "all layers") + " · " + (
+        f"head {head}" if head is not None else "all heads")
+    ii, jj = np.meshgrid(np.arange(n_r), np.arange(n_c), indexing="ij")
+    src = ColumnDataSource({
+        "x": jj.ravel(), "y": ii.ravel(), "attention": attn.ravel(), "attribution": scores.ravel(),
+        "answer": [rows[i] for i in ii.ravel()], "reads": [reads[i] for i in ii.ravel()],
+        "source": [cols[j] for j in jj.ravel()],
+    })
+    lim = float(np.abs(scores).max()) or 1.0
+    figs = []
+    for what, values, cmap in (
+            ("attention", attn, linear_cmap("attention", Blues256[::-1], 0.0, float(attn.max()) or 1.0)),
+            ("attribution", scores, linear_cmap("attribution", list(RdBu11[::-1]), -lim, lim))):
+        p = figure(width=max(220, cell * n_c + 120), height=max(180, cell * n_r + 110), tools=TOOLS,
+                   title=f"cross-{what} ({where})" if title is None else f"{title}: {what}",
+                   x_range=(-0.5, n_c - 0.5), y_range=(n_r - 0.5, -0.5), x_axis_label="source",
+                   y_axis_label="answer")
+        r = p.rect("x", "y", 1, 1, source=src, fill_color=cmap, line_color=None)
+        p.xaxis.ticker = list(range(n_c))
+        p.xaxis.major_label_overrides = {j: t for j, t in enumerate(cols)}
+        p.xaxis.major_label_orientation = 0.9
+        p.yaxis.ticker = list(range(n_r))
+        p.yaxis.major_label_overrides = {i: t for i, t in enumerate(rows)}
+        p.grid.visible = False
+        p.add_tools(HoverTool(renderers=[r], tooltips=[
+            ("answer", "@answer (reads @reads)"), ("source", "@source"), ("attention", "@attention{0.0000}"),
+            ("attribution", "@attribution{0.00000}")]))
+        p.toolbar.logo = None
+        p.tags = [{"what": what, "values": values}]
+        figs.append(p)
+    return row(*figs)
 
 
 # --------------------------------------------------------------------------------------------------------

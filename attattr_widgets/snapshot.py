@@ -31,6 +31,7 @@ PALETTE: dict = json.loads((pathlib.Path(__file__).with_name("palette.json")).re
 
 _BG = np.array(PALETTE["light"]["bg"], dtype=np.float64)
 _FG = "rgb({},{},{})".format(*PALETTE["light"]["fg"])
+_ANSWER = "rgb({},{},{})".format(*PALETTE["answer"]["light"])  # an explained answer's tokens
 _FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 MAX_LABELLED_TOKENS = 48  # heatmap axes carry token labels up to this many tokens (as the live view at 100%)
 TREE_WIDTH = 1100.0  # px: wider trees get narrower columns (the host would scale the SVG down otherwise)
@@ -206,15 +207,18 @@ def _legend(kind: str, hi: float, width: int = 120) -> str:
 
 
 def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: int = 260,
-                query: int = -1) -> str:
-    """One [n, n] map (rows = query tokens, columns = key tokens) as an SVG image with token axes."""
+                query: int = -1, answer_start: int | None = None, col_tokens: list[str] | None = None) -> str:
+    """One [n_rows, n_cols] map (rows = query ``tokens``, columns = key tokens: ``col_tokens``, default
+    ``tokens``) as an SVG image with token axes; an explained answer (tokens from ``answer_start`` on) gets a line
+    before it on both axes and its labels in the answer colour."""
     full = np.asarray(values, dtype=np.float64)
     n_r, n_c = full.shape
+    cols = tokens if col_tokens is None else col_tokens
     a, k = pool_max_abs(full)
     labelled = max(n_r, n_c) <= MAX_LABELLED_TOKENS
     cell = max(size / max(a.shape), min(size / max(n_r, n_c, 1), 24.0))  # px per token (per block when pooled)
     fs = min(11.0, max(7.0, cell * 0.8))
-    longest = max((len(_short(t)) for t in tokens[:max(n_r, n_c)]), default=1)
+    longest = max((len(_short(t)) for t in [*tokens[:n_r], *cols[:n_c]]), default=1)
     pad_l = pad_b = (longest * fs * 0.62 + 10) if labelled else 8.0
     w, h = a.shape[1] * cell, a.shape[0] * cell
     body = [_text(pad_l, 12, title, font_weight="600")]
@@ -225,17 +229,28 @@ def heatmap_svg(values: Any, kind: str, tokens: list[str], title: str, *, size: 
     if 0 <= query < n_r:
         body.append(f'<rect x="{pad_l}" y="{y0 + query // k * cell:.1f}" width="{w:.1f}" height="{cell:.1f}" '
                     'fill="none" stroke="#111" stroke-width="1.5"/>')
+    ans = int(answer_start) if answer_start is not None and 0 < int(answer_start) < min(n_r, n_c) else None
+    if ans is not None:  # prompt | answer boundary (at its pooled block when pooled)
+        at = ans / k * cell
+        line = f'stroke="{_ANSWER}" stroke-width="1.5"/>'
+        body.append(f'<line data-answer="col" x1="{pad_l + at:.1f}" x2="{pad_l + at:.1f}" y1="{y0}" '
+                    f'y2="{y0 + h + 3:.1f}" {line}')
+        body.append(f'<line data-answer="row" x1="{pad_l - 3:.1f}" x2="{pad_l + w:.1f}" y1="{y0 + at:.1f}" '
+                    f'y2="{y0 + at:.1f}" {line}')
+    def colour(i: int) -> dict:
+        return {"fill": _ANSWER} if ans is not None and i >= ans else {}
+
     if labelled:
         for i, t in enumerate(tokens[:n_r]):
             body.append(_text(pad_l - 4, y0 + (i + 0.5) * cell + fs / 3, _short(t), text_anchor="end",
-                              font_size=f"{fs:.0f}"))
-        for j, t in enumerate(tokens[:n_c]):
+                              font_size=f"{fs:.0f}", **colour(i)))
+        for j, t in enumerate(cols[:n_c]):
             x, y = pad_l + (j + 0.5) * cell + fs / 3, y0 + h + 4
             body.append(_text(x, y, _short(t), text_anchor="end", font_size=f"{fs:.0f}",
-                              transform=f"rotate(-90 {x:.1f} {y:.1f})"))
+                              transform=f"rotate(-90 {x:.1f} {y:.1f})", **colour(j)))
     else:
         pooled = f", {k}×{k} blocks (largest |value|)" if k > 1 else ""
-        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} tokens (rows: query, columns: key{pooled})",
+        body.append(_text(pad_l, y0 + h + 14, f"{n_r} × {n_c} (rows: query, columns: key{pooled})",
                           fill="#555"))
     hi = _signed_max(full) if kind == "diverging" else _pos_max(full)
     return ('<div style="display:inline-block;vertical-align:top;margin:0 18px 8px 0">'
@@ -349,8 +364,11 @@ def _grid_svg(hs: np.ndarray, layers: list[int], selected: list[int], title: str
             + f'<div style="margin-left:{pad_l}px">{_legend("diverging", m)}</div></div>')
 
 
-def sentence_html(tokens: list[str], row: Any, query: int, title: str) -> str:
-    """The tokens as chips coloured by one signed attribution row (None: uncoloured); the query token outlined."""
+def sentence_html(tokens: list[str], row: Any, query: int, title: str, answer_start: int | None = None,
+                  answer_token: int | None = None) -> str:
+    """The tokens as chips coloured by one signed attribution row (None: uncoloured); the query token outlined;
+    an explained answer's tokens (from ``answer_start`` on) underlined after a gap, answer token
+    ``answer_token`` (whose own maps are shown) underlined thicker."""
     r = None if row is None else np.asarray(row, dtype=np.float64)
     m = _signed_max(r) if r is not None else 1.0
     chips = []
@@ -363,10 +381,19 @@ def sentence_html(tokens: list[str], row: Any, query: int, title: str) -> str:
             tip += f": {fmt(r[i])}"
         if i == query:
             style += ";outline:2px solid #111"
+        if answer_start is not None and i >= answer_start:
+            thick = answer_token is not None and i == answer_start + answer_token
+            style += f";box-shadow:inset 0 -{4 if thick else 2}px 0 {_ANSWER}"
+            style += ";margin-left:14px" if i == answer_start else ""
         chips.append(f'<span style="{style}" title="{esc(tip)}">{esc(display_token(t))}</span>')
     legend = f'<div style="margin-top:4px">{_legend("diverging", m)}</div>' if r is not None else ""
     return (f'<div style="margin:6px 0"><div style="font-weight:600;margin-bottom:2px">{esc(title)}</div>'
             f'<div style="line-height:1.9">{"".join(chips)}</div>{legend}</div>')
+
+
+_SITE_TITLES = {"encoder": "encoder self-attention (source × source)",
+                "decoder": "decoder self-attention (answer × answer)",
+                "cross": "cross-attention (answer rows × source columns)"}
 
 
 def explorer_html(w: Any) -> str:
@@ -380,15 +407,24 @@ def explorer_html(w: Any) -> str:
                     + _status(state, error, w.layers_done, w.layers_total), "attattr-static-explorer",
                     "AttAttr Explorer")
     label = meta.get("target_label") or (f"class {meta['target']}" if "target" in meta else "")
+    start, t = meta.get("answer_start"), meta.get("answer_token")
+    kind = "next token" if meta.get("target_kind") == "next-token" else "target"
+    if start is not None:
+        label, kind = (meta.get("answer") or label, "answer") if t is None else (label, f"answer token {int(t)}")
+    site = str(getattr(w, "site", "") or "")
+    if site:  # an encoder–decoder: the answer, and the site shown
+        label, kind = meta.get("answer") or label, "answer"
+    cols = [str(c) for c in (getattr(w, "col_tokens", None) or [])] or None
     prob = meta.get("prob")
     head = ['<span style="font-weight:600">AttAttr Explorer</span>']
     if meta.get("model_name"):
         head.append(f'<span style="color:#555">{esc(meta["model_name"])}</span>')
     if label:
-        kind = "next token" if meta.get("target_kind") == "next-token" else "target"
         head.append(f'<span>{kind} <b>{esc(display_token(label))}</b></span>')
     if prob is not None:
-        head.append(f"<span>p = <b>{esc(fmt(prob))}</b></span>")
+        head.append(f"<span>{'log p' if meta.get('score') == 'logprob' else 'p'} = <b>{esc(fmt(prob))}</b></span>")
+    if site:
+        head.append(f'<span>attention site <b>{esc(_SITE_TITLES.get(site, site))}</b></span>')
     parts = [f'<div style="display:flex;gap:14px;flex-wrap:wrap;align-items:baseline">{"".join(head)}</div>',
              _status(state, error, w.layers_done, w.layers_total)]
     text = meta.get("text") or meta.get("image_name")
@@ -412,8 +448,10 @@ def explorer_html(w: Any) -> str:
         attr = np.asarray(hd["attribution"], dtype=np.float64)
         att = np.asarray(hd["attention"], dtype=np.float64)
         q = int(w.query)
-        figs.append(heatmap_svg(att, "sequential", tokens, f"Attention · layer {lab} head {h}", query=q))
-        figs.append(heatmap_svg(attr, "diverging", tokens, f"Attribution · layer {lab} head {h}", query=q))
+        figs.append(heatmap_svg(att, "sequential", tokens, f"Attention · layer {lab} head {h}", query=q,
+                                answer_start=start, col_tokens=cols))
+        figs.append(heatmap_svg(attr, "diverging", tokens, f"Attribution · layer {lab} head {h}", query=q,
+                                answer_start=start, col_tokens=cols))
         if 0 <= q < attr.shape[0]:
             row = attr[q]
     parts.append('<div style="margin-top:6px">' + "".join(figs) + "</div>")
@@ -432,9 +470,13 @@ def explorer_html(w: Any) -> str:
     title = (f"Tokens coloured by the attribution of query “{display_token(tokens[q])}” (#{q})"
              if row is not None and 0 <= q < len(tokens) else "Tokens")
     first = int(image["first_patch"]) if isinstance(image, dict) else 0
-    if not isinstance(image, dict) or len(tokens) > first + image["grid"][0] * image["grid"][1]:
+    if cols is not None:  # rectangular maps: the row tokens, then the column tokens coloured by the query row
+        parts.append(sentence_html(tokens, None, q, "Row tokens (answer)", None, None))
+        parts.append(sentence_html(cols, row if row is not None and len(row) == len(cols) else None, -1,
+                                   title.replace("Tokens coloured", "Column tokens (source) coloured"), None, None))
+    elif not isinstance(image, dict) or len(tokens) > first + image["grid"][0] * image["grid"][1]:
         # an image classifier's tokens are its patches (the pictures above show them); a prompt keeps its words
-        parts.append(sentence_html(tokens, row, q, title))
+        parts.append(sentence_html(tokens, row, q, title, start, t))
     return _box("".join(parts), "attattr-static-explorer", "AttAttr Explorer")
 
 

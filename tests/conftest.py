@@ -114,3 +114,44 @@ def make_strong_bert():
 @pytest.fixture(scope="module")
 def tok():
     return make_tokenizer()
+
+
+# Encoder-decoders: a word-level tokenizer (source English, target German words) and tiny T5 / BART / Marian models.
+S2S_WORDS = ("the cat sat on a mat house is small big dog . translate english to german : "
+             "das haus ist klein gross die katze der hund sitzt auf einer matte").split()
+SEQ2SEQ_FAMILIES = ("t5", "bart", "marian")
+
+
+def make_seq2seq_tokenizer():
+    """A word-level ``PreTrainedTokenizerFast`` (``<pad>`` 0, ``</s>`` 1, ``<unk>`` 2) that ends every text with
+    ``</s>``, built offline with ``tokenizers``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["<pad>", "</s>", "<unk>"] + S2S_WORDS)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tk.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=64)
+
+
+def make_seq2seq(family: str, *, layers: int = 2, heads: int = 4, d_model: int = 32, seed: int = 0,
+                 dtype=torch.float64):
+    """A tiny random ``AutoModelForSeq2SeqLM`` (T5 with gated-GELU as Flan-T5, BART, Marian), in eval mode."""
+    import transformers as T
+
+    torch.manual_seed(seed)
+    V = len(S2S_WORDS) + 3
+    if family == "t5":
+        cfg = T.T5Config(vocab_size=V, d_model=d_model, d_kv=d_model // heads, d_ff=2 * d_model, num_layers=layers,
+                         num_decoder_layers=layers, num_heads=heads, feed_forward_proj="gated-gelu",
+                         decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    else:
+        cfg_cls = {"bart": T.BartConfig, "marian": T.MarianConfig}[family]
+        cfg = cfg_cls(vocab_size=V, d_model=d_model, encoder_layers=layers, decoder_layers=layers,
+                      encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=2 * d_model,
+                      decoder_ffn_dim=2 * d_model, max_position_embeddings=64, pad_token_id=0, eos_token_id=1,
+                      decoder_start_token_id=1 if family == "bart" else 0, forced_eos_token_id=None,
+                      init_std=0.1)  # larger than the 0.02 default, so every attention module matters
+    return T.AutoModelForSeq2SeqLM.from_config(cfg).to(dtype).eval()

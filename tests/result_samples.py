@@ -14,6 +14,8 @@ from attattr_widgets.engine.results import (
     Effectiveness,
     HeadImportance,
     PruningCurve,
+    Seq2SeqAttribution,
+    SiteMeta,
     TreeEdge,
     TreeNode,
     TriggerPattern,
@@ -30,6 +32,20 @@ def make_attr(prob=0.5, tokens=("[CLS]", "a", "b", "[SEP]")) -> Attribution:
                        token_type_ids=np.zeros(N, np.int64), target=1, target_label="pos", prob=prob,
                        layer_zero_probs=np.zeros(L), completeness=np.zeros(L), layers=[0, 1], num_layers=L,
                        rule="gauss-legendre", steps=6, label_names=["neg", "pos"])
+
+
+def make_seq2seq_attr(prob=-1.5) -> Seq2SeqAttribution:
+    """Two source tokens, three answer tokens, L layers per site."""
+    rng = np.random.default_rng(1)
+    shapes = {"encoder": (2, 2), "decoder": (3, 3), "cross": (3, 2)}
+    maps = {f"{s}_{k}": rng.normal(size=(L, H, *rc)).astype(np.float32)
+            for s, rc in shapes.items() for k in ("scores", "attention")}
+    metas = {f"{s}_meta": SiteMeta(layers=[0, 1], num_layers=L, zero_probs=[prob - 1] * L, completeness=[1e-4] * L,
+                                   steps=[6] * L, converged=[True] * L, unresolved=[False] * L, nonfinite=[False] * L)
+             for s in shapes}
+    return Seq2SeqAttribution(**maps, **metas, source_tokens=["a", "</s>"], decoder_tokens=["<pad>", "x", "y"],
+                              label_tokens=["x", "y", "</s>"], label_ids=[5, 6, 1], prob=prob, score="logprob",
+                              rule="gauss-legendre", steps=6, text="a", answer="x y")
 
 
 def make_pattern(score=0.5) -> TriggerPattern:
@@ -52,6 +68,7 @@ def results_of_every_kind(v: float = 0.5) -> dict:
         "attribution_tree": AttributionTree(tokens=list("abcd"), num_layers=L, threshold=v, root=1,
                                             nodes=[TreeNode(1, "b", L), TreeNode(2, "c", 1)],
                                             edges=[TreeEdge(1, 2, 1, 0.9)]),
+        "seq2seq_attribution": make_seq2seq_attr(v),
         "trigger_pattern": make_pattern(v),
         "trigger_result": TriggerResult(make_pattern(v), [{"label": 0, "name": "neg", "n": 3, "before": 1.0,
                                                            "after": v, "drop": 1 - v}], 1.0, v, v, 3),

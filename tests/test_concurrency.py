@@ -98,3 +98,39 @@ def test_two_explorers_on_one_model_both_finish_and_agree(tokenizer):
     np.testing.assert_allclose(a.attribution.scores, ref_a.scores, rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(b.attribution.scores, ref_b.scores, rtol=1e-5, atol=1e-9)
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_main_thread_forwards_during_generate_then_explain_equal_a_deep_copy(tokenizer):
+    """Generation (issue 21) and the per-token attribution after it run on the engine's copy: the user's own
+    forwards meanwhile give what a deep copy gives, and the run's answer is the user's greedy answer."""
+    model = make_model("llama", "lm", layers=4, hidden=48, heads=4, seed=1)
+    twin = copy.deepcopy(model)
+    batch = tokenizer(TEXT, return_tensors="pt")
+    batch.pop("token_type_ids", None)
+    with torch.no_grad():
+        expected = twin(**batch).logits
+        greedy = twin.generate(**batch, max_new_tokens=4, do_sample=False, pad_token_id=0)[0, batch["input_ids"].shape[1]:]
+    out: dict = {}
+
+    def run():
+        try:
+            out["attr"] = aw.attribute(model, tokenizer, TEXT, generate=4, per_token=True, steps=8)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    during, worst = 0, 0.0
+    while thread.is_alive():
+        with torch.no_grad():
+            got = model(**batch).logits
+        worst = max(worst, float((got - expected).abs().max()))
+        during += 1
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    attr = out["attr"]
+    assert during >= 2, "the run finished before the main thread could overlap it: make the test run longer"
+    assert worst <= 1e-6
+    assert [p.target for p in attr.per_token] == greedy.tolist()
+    assert not model.training and all(p.requires_grad for p in model.parameters())

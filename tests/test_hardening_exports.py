@@ -38,6 +38,25 @@ def hostile_attribution(tokens=None, *, L: int = 2, H: int = 2, seed: int = 0, n
     )
 
 
+def hostile_seq2seq():
+    """A real Seq2SeqAttribution whose tokens, texts and model name are hostile strings."""
+    import dataclasses
+
+    from conftest import make_seq2seq, make_seq2seq_tokenizer
+
+    from attattr_widgets.engine.attribution.api import attribute
+
+    strings = STRINGS
+    res = attribute(make_seq2seq("marian"), make_seq2seq_tokenizer(), "the cat sat on a mat", target="die katze sitzt",
+                    steps=2)
+    n_src, n_tgt = len(res.source_tokens), len(res.decoder_tokens)
+    src = [strings[i % len(strings)] for i in range(n_src)]
+    tgt = [strings[(i + 7) % len(strings)] for i in range(n_tgt)]
+    return dataclasses.replace(res, source_tokens=src, decoder_tokens=tgt, label_tokens=tgt[1:] + ["</script>"],
+                               text="<!-- source </script> \u2028", answer="</script><b>answer</b>",
+                               model_name="model<!--name\u2029"), src, tgt
+
+
 def hostile_curves():
     fr = np.linspace(0, 1, 5)
     names = ["<!--AttAttr", "</script>Taylor", "a\"b\\c\u2028", "\ud800random", "🙂 RTL \u202eabc"]
@@ -117,6 +136,27 @@ def test_explorer_and_tree_exports_round_trip_every_string(tmp_path):
     tree_state = states[tv.model_id]
     assert tree_state["tree"]["tokens"] == [expected_text(t) for t in STRINGS]
     assert tree_state["title"] == tv.title
+
+
+def test_explained_answer_exports_round_trip_every_string(tmp_path):
+    """An explained answer made of hostile tokens: the exported state round-trips (tokens, answer text, where the
+    answer starts) and the static snapshot shows every answer token as text, with the answer marked."""
+    from attattr_widgets import snapshot
+
+    attr = hostile_attribution(STRINGS)
+    start = len(STRINGS) // 2
+    attr.target_kind, attr.answer_start, attr.score = "continuation", start, "logprob"
+    attr.target_label = "".join(STRINGS[start:start + 4])
+    ex = Explorer.from_attribution(attr)
+    text = export.to_html(ex, tmp_path / "answer.html").read_text(encoding="utf-8")
+    state = widget_states(text)[ex.model_id]
+    assert state["tokens"] == [expected_text(t) for t in STRINGS]
+    assert state["meta"]["answer_start"] == start and state["meta"]["answer"] == expected_text(attr.target_label)
+    snap = snapshot.explorer_html(ex)
+    assert "<script" not in snap.lower() and "<img" not in snap and "<svg onload" not in snap
+    for t in STRINGS[start:]:
+        assert snapshot.esc(snapshot.display_token(t)) in snap
+    assert snap.count("box-shadow:inset 0 -2px 0") == len(STRINGS) - start  # every answer chip underlined
 
 
 def test_plots_export_round_trips_every_string(tmp_path):

@@ -184,3 +184,23 @@ def test_engine_copy_has_its_own_mode_and_config(tok):
     assert model.training and model.config.pad_token_id is None
     ours = dict(model.named_parameters())
     assert all(p.data_ptr() == ours[n].data_ptr() for n, p in copy.named_parameters())
+
+
+def test_generate_then_explain_never_runs_or_writes_the_users_model(tok):
+    """``attribute(generate=N)`` (issue 21): decoding and every pass run on the engine's copy — the user's model is
+    never the module run, stays in train() while it runs, and its generation config is unchanged; a user's
+    eval() during the run stays."""
+    model = _dropout_model("llama", "lm")
+    gen = model.generation_config.to_dict()
+    seen: list = []
+    handle = _watch(model, seen)
+    try:
+        aw.attribute(model, tok, "the movie was great", generate=3, steps=2)
+    finally:
+        handle.remove()
+    assert seen and not any(is_user for is_user, _, _ in seen), "the engine ran the user's own model"
+    assert all(training for _, training, _ in seen) and model.training
+    assert model.generation_config.to_dict() == gen
+    with _Paused(model, lambda: aw.attribute(model, tok, "the movie was great", generate=3, steps=2)):
+        model.eval()
+    assert not model.training and not any(m.training for m in model.modules())

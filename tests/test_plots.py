@@ -214,3 +214,25 @@ def test_show_uses_bokehmodel_or_falls_back(monkeypatch):
     monkeypatch.setattr(bokeh.io, "show", lambda obj: calls.append(obj))
     assert plots.show(fig) is None and calls == [fig]
     assert plots.bokeh_widget(fig) is None
+
+
+def test_alignment_plot_draws_the_cross_site_attention_and_attribution_side_by_side(tmp_path):
+    from result_samples import make_seq2seq_attr
+
+    res = make_seq2seq_attr()
+    res.source_tokens = ["<b>x</b>", "</s>"]  # hostile strings stay text in the tooltips
+    lay = plots.alignment_plot(res)
+    attn_fig, attr_fig = lay.children
+    assert attn_fig.tags[0]["what"] == "attention" and attr_fig.tags[0]["what"] == "attribution"
+    np.testing.assert_allclose(attr_fig.tags[0]["values"], res.cross_scores.sum((0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(attn_fig.tags[0]["values"], res.cross_attention.sum((0, 1)), rtol=1e-6)
+    assert attn_fig.xaxis[0].major_label_overrides == {0: "<b>x</b>", 1: "</s>"}
+    assert attn_fig.yaxis[0].major_label_overrides == {0: "x", 1: "y", 2: "</s>"}
+    one = plots.alignment_plot(res, layer=1, head=2).children[1].tags[0]["values"]
+    np.testing.assert_allclose(one, res.cross_scores[1, 2], rtol=1e-6)
+    html = plots.to_html_string(lay)
+    assert "<b>x</b>" not in html  # the token travels escaped inside Bokeh's JSON, never as markup
+    with pytest.raises(ValueError, match="was not attributed"):
+        plots.alignment_plot(res, layer=5)
+    with pytest.raises(TypeError, match="encoder-decoder"):
+        plots.alignment_plot(object())

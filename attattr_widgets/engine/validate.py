@@ -252,9 +252,19 @@ def label(value: Any, name: str, num_classes: int | None = None, *, what: str = 
     return i
 
 
+def single_site(value: Any, name: str = "attribution") -> None:
+    """Refuse an encoder–decoder's result (three attention sites) where one square site is expected, naming
+    ``as_attribution``."""
+    if hasattr(value, "cross_scores") and hasattr(value, "as_attribution"):
+        raise ArgumentError(f"{name} is an encoder-decoder's result (three attention sites); this takes one square "
+                            f"site: pass res.as_attribution('encoder') or res.as_attribution('decoder') (the "
+                            f"cross-attention maps are in res.cross)")
+
+
 def attribution(value: Any, name: str = "attribution"):
     """An :class:`~attattr_widgets.engine.results.Attribution` (or an object with the same fields) whose maps,
     tokens and layers agree: ``scores``/``attention`` [L, H, n, n], n ``tokens``, L ``layers``."""
+    single_site(value, name)
     if not all(hasattr(value, k) for k in ("scores", "attention", "tokens", "layers")):
         raise ArgumentError(f"{name} must be an Attribution (from attribute() or Attribution.load()), got "
                             f"{show(value)}")

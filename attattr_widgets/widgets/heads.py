@@ -410,7 +410,9 @@ class HeadsView(BackgroundRun, BaseWidget):
         ex = self.items[int(index)]
         kw = {k: v for k, v in self.engine_kwargs.items() if k in ("rule", "steps", "max_length")}
         target = self.engine_kwargs.get("target", "gold")
-        if target == "gold":
+        if ex.target is not None:  # a causal LM's example with an answer: explain that answer
+            target = ex.target if isinstance(ex.target, str) else list(ex.target)
+        elif target == "gold":
             target = ex.label if ex.label is not None else "pred"
         exp = self.explorer
         exp.explain(ex.text, ex.text_pair, target=target, **kw)

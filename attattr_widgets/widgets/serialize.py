@@ -106,24 +106,35 @@ def jsonable(value: Any, widget: Any = None) -> Any:
     return value
 
 
+def _blocks(n: int, t: int) -> list[tuple[int, int]]:
+    """``t`` index ranges covering ``range(n)``: equal blocks when n ≥ t, else each index repeated (nearest)."""
+    if n >= t:
+        edges = np.linspace(0, n, t + 1).round().astype(int)
+        return [(int(edges[a]), int(edges[a + 1])) for a in range(t)]
+    return [(a * n // t, a * n // t + 1) for a in range(t)]
+
+
 def _pool_maxabs(m: np.ndarray, size: int) -> np.ndarray:
-    """Block-pool the last two axes to (size, size) keeping the signed value of largest magnitude."""
-    n = m.shape[-1]
-    if n <= size:
+    """Block-pool the last two axes [..., rows, cols] to a square (t, t), t = min(size, max(rows, cols)), keeping
+    the signed value of largest magnitude per block (the shorter axis of a rectangular map is stretched)."""
+    rows, cols = m.shape[-2:]
+    t = min(size, max(rows, cols))
+    if rows == cols == t:
         return m
-    edges = np.linspace(0, n, size + 1).round().astype(int)
-    out = np.empty(m.shape[:-2] + (size, size), dtype=m.dtype)
-    for a in range(size):
-        rows = m[..., edges[a]:edges[a + 1], :]
-        for b in range(size):
-            blk = rows[..., edges[b]:edges[b + 1]].reshape(m.shape[:-2] + (-1,))
+    out = np.empty(m.shape[:-2] + (t, t), dtype=m.dtype)
+    col_blocks = _blocks(cols, t)
+    for a, (r0, r1) in enumerate(_blocks(rows, t)):
+        band = m[..., r0:r1, :]
+        for b, (c0, c1) in enumerate(col_blocks):
+            blk = band[..., c0:c1].reshape(m.shape[:-2] + (-1,))
             idx = np.abs(blk).argmax(-1)
             out[..., a, b] = np.take_along_axis(blk, idx[..., None], -1)[..., 0]
     return out
 
 
 def thumbnails(scores: np.ndarray, size: int = 32) -> np.ndarray:
-    """[..., n, n] signed maps -> [..., t, t] float16 in [-1, 1], each map divided by its own max |value|."""
+    """[..., rows, cols] signed maps -> [..., t, t] float16 in [-1, 1] (t = min(size, max(rows, cols))), each map
+    divided by its own max |value|."""
     s = np.asarray(scores, dtype=np.float32)
     pooled = _pool_maxabs(s, size)
     scale = np.abs(pooled).reshape(pooled.shape[:-2] + (-1,)).max(-1)
@@ -132,5 +143,5 @@ def thumbnails(scores: np.ndarray, size: int = 32) -> np.ndarray:
 
 
 def head_summary(scores: np.ndarray) -> np.ndarray:
-    """[H, n, n] -> [H] float32: max attribution over token pairs (the engine's ``head_scores('max')``)."""
+    """[H, rows, cols] -> [H] float32: max attribution over token pairs (the engine's ``head_scores('max')``)."""
     return reduce_heads(np.asarray(scores, dtype=np.float32), "max")

@@ -54,13 +54,13 @@ export class EmbeddedHeadStore {
     this.pending.add(key);
     inflateArray(d.chunks[i]).then((dec) => {
       if (this.data !== d) return;
-      const n = dec.shape[1], nn = n * n, [sa, sb] = d.scales[i] ?? [1, 1];
+      const rows = dec.shape[1], cols = dec.shape[2] ?? rows, nn = rows * cols, [sa, sb] = d.scales[i] ?? [1, 1];
       const attn = new Float32Array(nn), attr = new Float32Array(nn);
       for (let k = 0; k < nn; k++) {
         attn[k] = dec.data[k] * sa;
         attr[k] = dec.data[nn + k] * sb;
       }
-      const enc = (a: Float32Array): EncodedArray => ({ view: new DataView(a.buffer), dtype: "float32", shape: [n, n] });
+      const enc = (a: Float32Array): EncodedArray => ({ view: new DataView(a.buffer), dtype: "float32", shape: [rows, cols] });
       this.ready.set(key, { layer, head, attention: enc(attn), attribution: enc(attr), source: "embedded" });
       this.pending.delete(key);
       this.onReady();

@@ -1,7 +1,7 @@
 // @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import { Header } from "../shared/header";
-import { EXPLORER_HEADER, explorerHeader, type ExplorerHeaderInput } from "./explorer-header";
+import { EXPLORER_HEADER, explorerHeader, targetText, type ExplorerHeaderInput } from "./explorer-header";
 
 function panel() {
   const header = new Header(() => true, new AbortController().signal, EXPLORER_HEADER);
@@ -38,5 +38,15 @@ describe("Explorer header run state", () => {
     expect(p.errorBox.dataset.kind).toBe("error");
     expect(p.errorBox.querySelector("img")).toBeNull();
     expect(p.errorBox.textContent).toContain("<img src=x onerror=alert(1)>");
+  });
+});
+
+describe("target text", () => {
+  it("an encoder–decoder names its answer (streaming: the typed one; generated: once known)", () => {
+    const sites = ["encoder", "decoder", "cross"];
+    expect(targetText({ target_kind: "answer", sites, answer: "die katze", target_label: "die katze" })).toBe("answer: die katze");
+    expect(targetText({ target_kind: "answer", sites, answer: "" })).toBe("answer: (generating…)");
+    // one square site made an Attribution (as_attribution): its own label
+    expect(targetText({ target_kind: "answer", target_label: "decoder self-attention · answer 'x'" })).toBe("target: decoder self-attention · answer 'x'");
   });
 });

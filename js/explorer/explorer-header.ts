@@ -1,6 +1,7 @@
 // What the Explorer's header shows: the model, what is attributed (target, probability, rule), the input text,
 // layer progress and the NaN/inf warning, from the Explorer's traits (the header itself is shared/header.ts).
 import { formatValue } from "../shared/color";
+import { displayToken } from "../shared/dom";
 import type { HeaderOptions, HeaderProps } from "../shared/header";
 import type { ExplorerMeta, RunState } from "../shared/protocol";
 
@@ -17,8 +18,17 @@ export interface ExplorerHeaderInput {
   total: number; // layers in the run (0 = unknown)
 }
 
-/** "target: positive" / "next token: Paris" chip text, or null when no target is known yet. */
+/** "target: positive" / "next token: Paris" / "answer: Paris, a city" / "answer token 1 of 4: ·a" chip text, or null
+ * when no target is known yet. */
 export function targetText(meta: ExplorerMeta): string | null {
+  if (meta.answer_start !== undefined && meta.answer_start !== null) {
+    const t = meta.answer_token;
+    const answer = meta.answer || meta.target_label || "";
+    if (t === null || t === undefined) return answer ? `answer: ${answer}` : "answer: (generating…)";
+    return `answer token ${t}: ${displayToken(meta.target_label || "")}`;
+  }
+  if (meta.target_kind === "continuation") return meta.target_label ? `answer: ${meta.target_label}` : "answer: (generating…)";
+  if (meta.target_kind === "answer" && meta.sites) return meta.answer ? `answer: ${meta.answer}` : "answer: (generating…)"; // an encoder–decoder
   if (!(meta.target_label || meta.target !== undefined)) return null;
   const lbl = meta.target_label || (meta.label_names && meta.target !== undefined ? meta.label_names[meta.target] : "") || `class ${meta.target}`;
   return `${meta.target_kind === "next-token" ? "next token" : "target"}: ${lbl}`;
@@ -28,7 +38,7 @@ export function explorerHeader({ meta, state, error, done, total }: ExplorerHead
   const parts: string[] = [];
   const target = targetText(meta);
   if (target) parts.push(target);
-  if (meta.prob !== undefined && meta.prob !== null) parts.push(`p = ${formatValue(meta.prob, 3)}`);
+  if (meta.prob !== undefined && meta.prob !== null) parts.push(`${meta.score === "logprob" ? "log p" : "p"} = ${formatValue(meta.prob, 3)}`);
   if (meta.rule) parts.push(`${meta.rule}${meta.steps ? `, ${meta.steps} steps` : ""}`);
   const nonfinite = meta.nonfinite ?? [];
   return {

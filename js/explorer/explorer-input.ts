@@ -14,7 +14,7 @@ export class ExplorerInput {
   /** `invalidate(parts)` schedules a redraw of the view; `resetHeat()` makes the heatmaps repaint. */
   constructor(private model: Model, commands: Commands, invalidate: (parts: string) => void, resetHeat: () => void, signal: AbortSignal) {
     this.bar = new InputBar({
-      onRun: (text, text_pair, target) => void commands.call("_cmd_run", { text, text_pair, target }),
+      onRun: (text, text_pair, target, generate) => void commands.call("_cmd_run", { text, text_pair, target, ...(generate ? { generate } : {}) }),
       onImage: (file, target) => void sendImage(commands, file, target),
       onTargets: (text, text_pair) => void commands.call("_cmd_targets", { text, text_pair }),
       onHistory: (key) => void commands.call("_cmd_history", { key }),
@@ -55,6 +55,7 @@ export class ExplorerInput {
       contrastView: ((m.get("contrast_view") as ContrastView) ?? "diff"),
       text: (meta.image_name ?? meta.text) ?? null, textPair: meta.text_pair ?? null,
       target: meta.target ?? null, runState: m.get("state"),
+      answer: meta.answer_start !== undefined && meta.answer_start !== null ? (meta.answer ?? "") : null,
     });
   }
 

@@ -5,7 +5,7 @@ import { formatValue } from "../shared/color";
 import { decodeCached } from "../shared/decode";
 import type { GridData } from "../shared/grid-panel";
 import type { ExplorerMeta, ExplorerModel } from "../shared/protocol";
-import type { StreamCache } from "./stream";
+import { shownStream, type StreamCache } from "./stream";
 
 type Model = AnyModel<ExplorerModel>;
 
@@ -21,7 +21,7 @@ export function gridData(model: Model, cache: StreamCache): GridData | null {
   const meta = (model.get("meta") ?? {}) as ExplorerMeta;
   const trait = decodeCached(model.get("head_scores"));
   const runId = model.get("run_id");
-  const chunks = cache.runId === runId ? [...cache.layers.values()] : [];
+  const chunks = cache.runId === runId && cache.stream === shownStream(model) ? [...cache.layers.values()] : [];
   if (trait && trait.shape.length === 2 && (state !== "running" || chunks.length === 0)) {
     const [L, H] = trait.shape;
     const th = decodeCached(model.get("thumbs"));

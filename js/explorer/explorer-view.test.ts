@@ -311,3 +311,230 @@ describe("heatmap SVG export", () => {
     expect(svg.querySelector("img, script")).toBeNull();
   });
 });
+
+describe("an explained answer", () => {
+  // tokens = prompt + answer; the answer's tokens are untrusted strings too
+  const ANS = ["The", " capital", " is", " <img src=x onerror=alert(1)>", " &amp;", " </script>"];
+  const answerState = (extra: Record<string, any> = {}) => {
+    const s = doneState(3, 2, ANS);
+    return { ...s, special: ANS.map(() => false), answer_token: -1, ...extra,
+      meta: { ...s.meta, target_kind: "continuation", target_label: ANS.slice(3).join(""), score: "logprob", prob: -2.5,
+        answer_start: 3, answer_token: null, answer: ANS.slice(3).join(""), answer_ready: [0, 1, 2], default_query: 2, ...(extra.meta ?? {}) } };
+  };
+  const chunk = (run_id: number, index: number, answer_token: number | null) => [
+    { type: "layer", run_id, answer_token, index, layer: index, total: 3, heads: 2, zero_prob: 0.5, completeness: 0.9, tokens: ANS,
+      scores: { dtype: "float32", shape: [2] }, thumbs: { dtype: "float32", shape: [2, 1, 1] } },
+    [new DataView(Float32Array.from([0.5, -0.25]).buffer), new Uint8Array(Float32Array.from([1, -1]).buffer)],
+  ];
+
+  it("sets the answer apart in the sentence, as text, and the header says what F is", () => {
+    const { root } = mount(answerState());
+    expect(root.dataset.answerStart).toBe("3");
+    const answer = [...root.querySelectorAll(".aa-sentence .aa-tok.aa-answer")].map((e) => e.textContent);
+    expect(answer).toEqual(ANS.slice(3));
+    expect(root.querySelector(".aa-sentence .aa-tok.aa-ansb")!.textContent).toBe(ANS[3]);
+    expect(root.querySelector("img, script")).toBeNull();
+    const chip = root.querySelector(".aa-header")!.textContent!;
+    expect(chip).toContain(`answer: ${ANS.slice(3).join("")}`);
+    expect(chip).toContain("log p = ");
+    const picks = [...root.querySelectorAll(".aa-answer-bar button")] as HTMLButtonElement[];
+    expect(picks.map((b) => b.textContent)).toEqual(["whole answer", ...ANS.slice(3)]);
+    expect(picks[0].classList.contains("aa-on")).toBe(true);
+  });
+
+  it("picking an answer token writes `answer_token`; tokens without maps of their own are disabled", () => {
+    const { root, model, view } = mount(answerState({ meta: { answer_ready: [0, 2] } }));
+    const picks = () => [...root.querySelectorAll(".aa-answer-bar button")] as HTMLButtonElement[];
+    expect(picks().map((b) => b.disabled)).toEqual([false, false, true, false]);
+    picks()[3].click();
+    expect(model.get("answer_token")).toBe(2);
+    view.flush();
+    expect(root.dataset.answerToken).toBe("2");
+    // until the kernel sent answer token 2's maps the picker says so (a saved page never gets them)
+    expect(picks()[3].classList.contains("aa-pending")).toBe(true);
+    expect(picks()[0].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")!.textContent).toContain("running kernel");
+    model.update({ meta: { ...model.get("meta"), answer_token: 2 } });
+    view.flush();
+    expect(picks()[3].classList.contains("aa-on")).toBe(true);
+    expect(root.querySelector(".aa-ans-wait")).toBeNull();
+    expect(root.querySelector(".aa-sentence .aa-tok.aa-ans-on")!.textContent).toBe(ANS[5]);
+    picks()[0].click();
+    expect(model.get("answer_token")).toBe(-1);
+  });
+
+  it("repaints when the kernel sends another answer token's maps for the same head and run", () => {
+    const { model, view } = mount(answerState());
+    const before = Array.from(view.heat.data!.attr);
+    const n = ANS.length;
+    const other = Array.from({ length: n * n }, (_, k) => (k % n) / n - 0.5);
+    model.set("answer_token", 1);
+    model.update({ head: { layer: 1, head: 0, attention: f32(Array(n * n).fill(0.1), [n, n]), attribution: f32(other, [n, n]) } });
+    view.flush();
+    expect(Array.from(view.heat.data!.attr)).not.toEqual(before);
+    expect(view.heat.data!.attr[1]).toBeCloseTo(other[1]);
+  });
+
+  it("no answer, no picker and no marks", () => {
+    const { root } = mount(doneState());
+    expect((root.querySelector(".aa-answer-bar") as HTMLElement).hidden).toBe(true);
+    expect(root.querySelector(".aa-tok.aa-answer")).toBeNull();
+    expect(root.dataset.answerStart).toBe("-1");
+  });
+
+  it("streams only the shown answer token; picking another empties the cache and asks for its layers", () => {
+    const { root, model, view } = mount(answerState({ state: "running", run_id: 5, head_scores: null, thumbs: null, head: null, selected: [], layers_done: 0 }));
+    const before = model.calls().length;
+    model.emit("msg:custom", ...chunk(5, 0, null));
+    model.emit("msg:custom", ...chunk(5, 0, 1)); // answer token 1's own layer: not shown
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(cacheFor(model).dropped).toBe(1);
+    model.set("answer_token", 1);
+    expect(cacheFor(model).layers.size).toBe(0);
+    expect(model.calls().slice(before).filter((c) => c.name === "_cmd_resend").length).toBeGreaterThanOrEqual(1);
+    model.emit("msg:custom", ...chunk(5, 0, 1));
+    model.emit("msg:custom", ...chunk(5, 1, null)); // the whole answer's: not shown now
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(cacheFor(model).stream).toBe(":1");
+  });
+
+  it("marks the answer on the heatmap SVG: a boundary line and the answer labels in the answer colour", () => {
+    const { view } = mount(answerState());
+    const svg = view.heat.toSvg()!;
+    expect(svg.querySelectorAll('[data-answer="col"], [data-answer="row"]').length).toBe(4); // both maps, both axes
+    const texts = [...svg.querySelectorAll('[data-map="attention"] text')];
+    const fill = (s: string) => texts.find((t) => t.textContent === s)!.getAttribute("fill");
+    expect(fill(ANS[4])).not.toBe(fill(ANS[1]));
+    expect(fill(ANS[4])).toBe(fill(ANS[5]));
+    expect(svg.querySelector("img, script")).toBeNull();
+  });
+});
+
+describe("an encoder–decoder (three sites, rectangular cross-attention)", () => {
+  const SRC = ["the", "<img src=x onerror=alert(1)>", "cat", "</script><b>s", "sat", "on", "</s>"];
+  const TGT = ["<pad>", "die", "a&amp;b", "katze"];
+  function crossState(extra: Record<string, any> = {}) {
+    const L = 2, H = 2, rows = TGT.length, cols = SRC.length, r = rng(3);
+    const attn = Array.from({ length: rows * cols }, () => r());
+    const attr = Array.from({ length: rows * cols }, () => r() - 0.5);
+    return {
+      ...doneState(L, H, TGT), token_types: [], site: "cross", col_tokens: SRC, col_special: SRC.map((t) => t === "</s>"),
+      meta: { model_name: "tiny-marian", target_kind: "answer", answer: "die katze", prob: -3.2, score: "logprob", layers: [0, 1],
+        default_query: 0, text: "the cat sat", sites: ["encoder", "decoder", "cross"], site_layers: { encoder: [2, 2], decoder: [2, 2], cross: [2, 2] } },
+      head: { layer: 1, head: 0, attention: f32(attn, [rows, cols]), attribution: f32(attr, [rows, cols]) },
+      ...extra,
+    };
+  }
+
+  it("draws the rectangular maps with answer rows and source columns, and both sentences as text", () => {
+    const { root, view } = mount(crossState());
+    expect(root.dataset.site).toBe("cross");
+    expect(root.dataset.heatShape).toBe(`${TGT.length}x${SRC.length}`);
+    expect(root.dataset.tokens).toBe(String(TGT.length));
+    expect(root.dataset.cols).toBe(String(SRC.length));
+    const hl = view.heat.layout!;
+    expect([hl.rows, hl.cols]).toEqual([TGT.length, SRC.length]);
+    const canvas = root.querySelector("canvas[data-map=attention]") as HTMLCanvasElement;
+    expect(parseFloat(canvas.style.width)).toBeGreaterThan(parseFloat(canvas.style.height)); // wider than tall: 7 cols × 4 rows
+    // the row sentence (answer tokens: pick the query) and the column sentence (source, coloured by the query row)
+    const rowChips = [...root.querySelectorAll(".aa-row-sentence .aa-tok")].map((e) => e.textContent);
+    const colPanel = [...root.querySelectorAll(".aa-sentence-panel")].find((p) => !p.classList.contains("aa-row-sentence"))!;
+    const colChips = [...colPanel.querySelectorAll(".aa-tok")] as HTMLElement[];
+    expect(rowChips).toEqual(TGT);
+    expect(colChips.map((e) => e.textContent)).toEqual(SRC);
+    expect(colChips.every((e) => e.style.backgroundColor !== "")).toBe(true); // coloured by row 0's attribution
+    expect(colChips[6].classList.contains("aa-special")).toBe(true);
+    expect(root.querySelector("img, b, script")).toBeNull();
+    expect(document.querySelector("img")).toBeNull();
+    // the heatmap SVG labels rows with answer tokens and columns with source tokens, as text
+    const svg = view.heat.toSvg()!;
+    const texts = [...svg.querySelectorAll('[data-map="attention"] text')].map((t) => t.textContent);
+    for (const t of [...SRC, ...TGT]) expect(texts).toContain(t);
+    const rects = svg.querySelectorAll('[data-map="attribution"] [shape-rendering] rect');
+    const cover = [...rects].reduce((a, r) => a + Number(r.getAttribute("width")) * Number(r.getAttribute("height")), 0);
+    const cs = hl.side / hl.win.size;
+    expect(Math.abs(cover / (TGT.length * SRC.length * cs * cs) - 1)).toBeLessThan(1e-3); // the runs tile the rows × cols map (coordinates rounded to 0.01 px)
+    expect(svg.querySelector("img, script")).toBeNull();
+  });
+
+  it("hover, click and arrow keys address rows and columns separately (the last source column is reachable)", () => {
+    const { root, model, view } = mount(crossState());
+    const c = root.querySelector("canvas[data-map=attribution]") as HTMLCanvasElement;
+    const hl = view.heat.layout!, cs = hl.side / hl.win.size;
+    c.getBoundingClientRect = () => ({ left: 0, top: 0, right: 0, bottom: 0, width: 0, height: 0, x: 0, y: 0, toJSON: () => ({}) });
+    const at = (row: number, col: number) => ({ clientX: hl.x0 + (col + 0.5) * cs, clientY: hl.y0 + (row + 0.5) * cs, bubbles: true, pointerId: 1 });
+    c.dispatchEvent(new PointerEvent("pointerdown", at(3, 6)));
+    c.dispatchEvent(new PointerEvent("pointerup", at(3, 6)));
+    expect(model.get("locked")).toEqual([3, 6]);
+    c.dispatchEvent(new PointerEvent("pointermove", at(3, SRC.length + 1))); // right of the map: no cell
+    view.flush();
+    expect(root.dataset.hover).toBe("");
+    for (let i = 0; i < 5; i++) c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true }));
+    for (let i = 0; i < 5; i++) c.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true }));
+    expect(model.get("locked")).toEqual([TGT.length - 1, SRC.length - 1]); // clamped per axis
+    view.flush();
+    expect(view.heat.el.querySelector(".aa-readout")!.textContent).toContain(SRC[SRC.length - 1]);
+  });
+
+  it("the site switch writes `site`; streamed layers of another site are not shown", () => {
+    const { root, model, view } = mount(crossState({ state: "running", run_id: 4, head_scores: null, thumbs: null, head: null, selected: [],
+      tokens: [], col_tokens: [], layers_done: 0, layers_total: 2 }));
+    const buttons = [...root.querySelectorAll(".aa-site-bar button")] as HTMLButtonElement[];
+    expect(buttons.map((b) => b.dataset.value)).toEqual(["encoder", "decoder", "cross"]);
+    expect(buttons[2].classList.contains("aa-on")).toBe(true);
+    const chunk = (site: string, index: number) => [
+      { type: "layer", run_id: 4, site, index, layer: index, total: 2, heads: 2, zero_prob: -5, completeness: 1e-9, tokens: site === "encoder" ? SRC : TGT,
+        ...(site === "cross" ? { col_tokens: SRC, col_special: SRC.map(() => false) } : {}), scores: { dtype: "float32", shape: [2] } },
+      [new DataView(Float32Array.from([0.5, -0.25]).buffer)],
+    ];
+    model.emit("msg:custom", ...chunk("encoder", 0)); // the encoder streams first; the cross view waits
+    view.flush();
+    expect(root.dataset.layersDone).toBe("0");
+    model.emit("msg:custom", ...chunk("cross", 0));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(root.dataset.cols).toBe(String(SRC.length)); // column tokens from the streamed layer before the traits
+    const before = model.calls().length;
+    buttons[0].click();
+    expect(model.get("site")).toBe("encoder");
+    expect(cacheFor(model).layers.size).toBe(0); // the cross stream is dropped; the encoder's is asked for
+    expect(model.calls().slice(before).some((c) => c.name === "_cmd_resend")).toBe(true);
+    model.emit("msg:custom", ...chunk("encoder", 1));
+    view.flush();
+    expect(root.dataset.layersDone).toBe("1");
+    expect(cacheFor(model).stream).toBe("encoder:-1");
+  });
+
+  it("a single-stack model has no site switch", () => {
+    const { root } = mount(doneState());
+    expect((root.querySelector(".aa-site-bar") as HTMLElement).hidden).toBe(true);
+    expect((root.querySelector(".aa-row-sentence") as HTMLElement).hidden).toBe(true);
+    expect(root.dataset.heatShape).toBe(`${TOKENS.length}x${TOKENS.length}`);
+  });
+});
+
+describe("search on rectangular maps", () => {
+  it("marks row and column matches on their own axes", () => {
+    const SRC = ["the", "cat", "sat", "</s>"], TGT = ["<pad>", "die", "katze"];
+    const r = rng(5);
+    const { root, view } = mount({ ...doneState(2, 2, TGT), token_types: [], site: "cross", col_tokens: SRC, col_special: SRC.map(() => false),
+      meta: { layers: [0, 1], default_query: 0, sites: ["encoder", "decoder", "cross"], target_kind: "answer", answer: "die katze" },
+      head: { layer: 1, head: 0, attention: f32(Array.from({ length: 12 }, () => r()), [3, 4]), attribution: f32(Array.from({ length: 12 }, () => r() - 0.5), [3, 4]) } });
+    const search = view.heat.search;
+    search.value = "cat";
+    search.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(view.heat.matches).toEqual([]); // no answer token contains "cat"
+    expect(view.heat.colMatches).toEqual([1]);
+    const colPanel = [...root.querySelectorAll(".aa-sentence-panel")].find((p) => !p.classList.contains("aa-row-sentence"))!;
+    expect([...colPanel.querySelectorAll(".aa-tok.aa-match")].map((e) => e.textContent)).toEqual(["cat"]);
+    search.value = "katze";
+    search.dispatchEvent(new Event("input"));
+    view.flush();
+    expect(view.heat.matches).toEqual([2]);
+    expect(view.heat.colMatches).toEqual([]);
+    expect([...root.querySelectorAll(".aa-row-sentence .aa-tok.aa-match")].map((e) => e.textContent)).toEqual(["katze"]);
+  });
+});

@@ -30,6 +30,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   readonly heat: HeatPanel;
   readonly sentence: SentencePanel;
   readonly image: ImagePanel;
+  readonly rowSentence: SentencePanel; // rectangular maps (cross-attention): the row tokens, to pick the query row
   readonly embedded = new EmbeddedHeadStore(() => this.invalidate("heat,sentence"));
   private embedNote = h("div", { class: "aa-muted aa-embed-note" });
   readonly input: ExplorerInput | null; // the input bar (Explorers with a model)
@@ -42,6 +43,11 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   private modeButtons = [this.seg("scores", "Cells coloured by head score", "scores"), this.seg("maps", "Cells show each head's attribution map", "maps"),
     this.seg("pair", "Heads coloured by their attribution of the locked token pair (click a heatmap cell to lock one)", "pair")];
   private data: GridData | null = null;
+  private siteTitles: Record<string, string> = { encoder: "Encoder self-attention: source × source", decoder: "Decoder self-attention: answer × answer",
+    cross: "Cross-attention: answer rows × source columns (the alignment view)" };
+  private siteButtons = ["encoder", "decoder", "cross"].map((v) => this.seg(v, this.siteTitles[v], v));
+  private siteBar = h("div", { class: "aa-site-bar" }, h("span", { class: "aa-muted" }, "attention "),
+    h("div", { class: "aa-segmented", role: "group", "aria-label": "attention site" }, ...this.siteButtons), h("span", { class: "aa-muted aa-site-note" }));
 
   constructor(model: Model, el: HTMLElement, invoke?: Invoke) {
     super(model, el, "attattr-explorer", invoke);
@@ -49,7 +55,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     this.cache = cacheFor(model);
     this.tooltip = new Tooltip(this.root);
     this.hoverLock = new HoverLock(() => ({
-      locked: model.get("locked") ?? [], query: model.get("query"), n: this.tokens().length,
+      locked: model.get("locked") ?? [], query: model.get("query"), n: this.tokens().length, cols: this.colTokens().length,
       defaultQuery: (model.get("meta") as ExplorerMeta)?.default_query,
     }));
     this.header = this.runHeader(EXPLORER_HEADER, () => this.invalidate("header"));
@@ -64,21 +70,32 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       fileName: () => this.fileName(),
     }, signal);
     const host: HeatHost = {
-      tokens: () => this.tokens(), special: () => this.special(), tokenTypes: () => model.get("token_types") ?? [], hoverLock: this.hoverLock,
+      tokens: () => this.tokens(), special: () => this.special(), colTokens: () => this.colTokens(), colSpecial: () => this.colSpecial(),
+      tokenTypes: () => (this.rectangular() ? [] : model.get("token_types") ?? []), hoverLock: this.hoverLock,
+      answerStart: () => this.answerStart(),
       tokenHover: () => this.sentence.hover, theme: this.theme, lock: (c, parts) => this.lock(c, parts),
       invalidate: (parts) => this.invalidate(parts), fileName: () => this.fileName(),
     };
     this.heat = new HeatPanel(host, signal);
     this.sentence = new SentencePanel({
       onQuery: (i) => this.lock(HoverLock.query(i), "heat,sentence"),
+      onAnswer: (t) => this.setTrait("answer_token", t),
       onHoverChange: () => this.invalidate("heat"),
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
     }, signal);
     this.image = new ImagePanel({ onQuery: (t) => this.lock(HoverLock.query(t), "heat,sentence"), tooltip: this.tooltip }, signal);
+    this.rowSentence = new SentencePanel({
+      onQuery: (i) => this.lock(HoverLock.query(i), "heat,sentence"),
+      onAnswer: () => undefined,
+      onHoverChange: () => undefined,
+      tooltip: this.tooltip,
+      tipLines: (i) => [h("strong", {}, `“${displayToken(this.tokens()[i] ?? "")}”`), ` row #${i}`, h("span", { class: "aa-muted" }, "click: make this the query row")],
+    }, signal);
+    this.rowSentence.el.classList.add("aa-row-sentence");
     this.input = model.get("interactive") ? new ExplorerInput(model, this.commands, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
-    this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.body, this.tooltip.el);
-    this.body.append(this.grid.el, this.heat.el, this.image.el, this.sentence.el);
+    this.root.append(this.header.el, this.header.errorBox, ...(this.input ? [this.input.bar.el] : []), this.siteBar, this.body, this.tooltip.el);
+    this.body.append(this.grid.el, this.heat.el, this.image.el, this.rowSentence.el, this.sentence.el);
     this.grid.el.append(this.embedNote);
     this.bind();
     this.invalidate("all");
@@ -98,9 +115,13 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     on(["selected", "locked", "heads_data"], "grid,heat,sentence");
     on(["head", "tokens", "special", "query"], "heat,sentence");
     on(["token_types", "image"], "sentence");
+    on(["answer_token", "site", "col_tokens"], "all");
     this.onDestroy(this.cache.subscribe(() => this.invalidate("grid,header")));
     for (const b of this.normButtons) b.addEventListener("click", () => this.setTrait("normalize", b.dataset.value as "global" | "layer"), o);
     for (const b of this.modeButtons) b.addEventListener("click", () => this.setTrait("grid_mode", b.dataset.value as "scores" | "maps" | "pair"), o);
+    for (const b of this.siteButtons) b.addEventListener("click", () => {
+      if (b.dataset.value !== m.get("site")) this.setTrait("site", b.dataset.value as string);
+    }, o);
     this.root.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && (m.get("locked") ?? []).length && e.target !== this.heat.search) this.setTrait("locked", []);
     }, o);
@@ -139,6 +160,37 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     if (t && t.length) return this.model.get("special") ?? [];
     const first = [...this.cache.layers.values()][0];
     return first ? first.special : [];
+  }
+
+  /** The maps' column tokens: `col_tokens` when the maps are rectangular (cross-attention), else the tokens. */
+  colTokens(): string[] {
+    const c = this.model.get("col_tokens");
+    if (c && c.length) return c;
+    const t = this.model.get("tokens");
+    const first = t && t.length ? null : [...this.cache.layers.values()][0];
+    return first && first.colTokens.length ? first.colTokens : this.tokens();
+  }
+
+  colSpecial(): boolean[] {
+    const c = this.model.get("col_tokens");
+    if (c && c.length) return this.model.get("col_special") ?? [];
+    const t = this.model.get("tokens");
+    const first = t && t.length ? null : [...this.cache.layers.values()][0];
+    return first && first.colTokens.length ? first.colSpecial : this.special();
+  }
+
+  /** Whether the maps are rectangular (rows and columns are different token lists). */
+  rectangular(): boolean {
+    const c = this.model.get("col_tokens"), t = this.model.get("tokens");
+    if (c && c.length) return true;
+    const first = t && t.length ? null : [...this.cache.layers.values()][0];
+    return !!first && first.colTokens.length > 0;
+  }
+
+  /** Index of an explained answer's first token (-1: no answer, or not in the tokens shown). */
+  answerStart(): number {
+    const s = (this.model.get("meta") as ExplorerMeta)?.answer_start;
+    return typeof s === "number" && s >= 0 && s < this.tokens().length && !this.rectangular() ? s : -1;
   }
 
   selected(): [number, number] | null {
@@ -183,6 +235,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const info = imageInfo(m.get("image"));
     this.body.classList.toggle("aa-has-image", !!info);
     this.body.classList.toggle("aa-image-only", !!info && imageOnly(info, this.tokens().length));
+    if (all || d.has("header")) this.renderSites();
     if (all || d.has("header")) {
       const g = this.data;
       this.header.render(explorerHeader({
@@ -199,7 +252,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     if (all || d.has("heat") || d.has("sentence")) this.heat.prepare(this.input ? this.input.payload(head) : head, sel, m.get("run_id"));
     if (all || d.has("heat")) {
       const width = Math.max(300, (this.heat.el.clientWidth || w - gridWidth - 60) - 22);
+      const site = m.get("site");
       this.heat.render({ selected: sel, layerId: sel ? this.layerId(sel[0]) : null, state: m.get("state"), width,
+        axes: site === "cross" ? "  answer rows × source columns" : site === "encoder" ? "  source × source" : site === "decoder" ? "  answer × answer" : undefined,
         missing: sel ? this.embedded.missing(sel[0], sel[1], this.layerId(sel[0])) : null });
     }
     if (all || d.has("sentence")) {
@@ -240,6 +295,11 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     r.tokens = String(this.tokens().length);
     const img = imageInfo(m.get("image"));
     r.image = img ? `${img.rows},${img.cols}` : "";
+    r.answerStart = String(this.answerStart());
+    r.answerToken = String(m.get("answer_token") ?? -1);
+    r.site = m.get("site") ?? "";
+    r.cols = String(this.colTokens().length);
+    r.heatShape = hd ? `${hd.rows}x${hd.cols}` : "";
     r.matches = String(this.heat.matches.length);
     r.renders = String(this.renders);
   }
@@ -263,7 +323,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const scores = g && mode === "pair" && pair && pair.scores.length === g.scores.length ? pair.scores : g?.scores ?? new Float32Array(0);
     const { values, scale } = normalizedScores({ L: g?.L ?? 0, H: g?.H ?? 0, scores }, normalize);
     const toks = this.tokens();
-    const what = mode === "pair" && pair ? `attribution of ${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}` : "head score (max attribution)";
+    const what = mode === "pair" && pair ? `attribution of ${displayToken(toks[pair.query] ?? "")} → ${displayToken(this.colTokens()[pair.key] ?? "")}` : "head score (max attribution)";
     this.grid.render({
       data: g, scores, values, maps: mode === "maps", selected: this.selected(), running: state === "running", width,
       legend: {
@@ -283,7 +343,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const pair = pairScores(this.model);
     if (pair) {
       const toks = this.tokens();
-      lines.push(`${displayToken(toks[pair.query] ?? "")} → ${displayToken(toks[pair.key] ?? "")}: ${formatValue(pair.scores[c.layer * g.H + c.head], 4)}`);
+      lines.push(`${displayToken(toks[pair.query] ?? "")} → ${displayToken(this.colTokens()[pair.key] ?? "")}: ${formatValue(pair.scores[c.layer * g.H + c.head], 4)}`);
     }
     const zp = g.zeroProbs[c.layer], cp = g.completeness[c.layer];
     if (zp !== null && zp !== undefined) lines.push(`p with layer's attention zeroed ${formatValue(zp, 3)}`);
@@ -292,15 +352,51 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     return lines;
   }
 
+  /** The encoder–decoder site switch (hidden for single-stack models): each site with its layers done so far. */
+  private renderSites(): void {
+    const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
+    const sites = meta.sites ?? [];
+    this.siteBar.hidden = !sites.length;
+    if (!sites.length) return;
+    const shown = this.model.get("site");
+    for (const b of this.siteButtons) {
+      const v = b.dataset.value as string;
+      const p = meta.site_layers?.[v];
+      b.hidden = !sites.includes(v);
+      b.classList.toggle("aa-on", v === shown);
+      b.setAttribute("aria-pressed", String(v === shown));
+      b.textContent = p && p[0] < p[1] ? `${v} ${p[0]}/${p[1]}` : v;
+    }
+    (this.siteBar.lastElementChild as HTMLElement).textContent = `  ${this.siteTitles[shown] ?? ""}`;
+  }
+
   private renderSentence(): void {
     const toks = this.tokens();
     const hd = this.heat.data;
     const q = this.hoverLock.query(true);
     const lock = this.hoverLock.lockedCell();
     const sel = this.selected();
+    const meta = (this.model.get("meta") ?? {}) as ExplorerMeta;
+    const start = this.answerStart();
+    const rect = this.rectangular();
+    this.rowSentence.el.hidden = !rect;
+    if (rect) {
+      // rectangular maps: the row tokens (pick the query row) above the column tokens coloured by its attribution
+      const cols = this.colTokens();
+      this.rowSentence.render({ answer: null, tokens: toks, special: this.special(), types: [], query: q, key: -1, row: null,
+        matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t), gamma: this.heat.gamma, theme: this.theme.theme, note: null,
+        title: this.model.get("site") === "cross" ? "Answer (rows) · click a token to make it the query" : "Rows · click a token to make it the query" });
+      this.sentence.render({ answer: null, tokens: cols, special: this.colSpecial(), types: [], query: -1, key: lock ? lock.col : -1,
+        row: hd && q >= 0 && q < hd.rows ? hd.attr.subarray(q * hd.cols, (q + 1) * hd.cols) : null, queryLabel: q >= 0 ? [toks[q] ?? "", q] : null,
+        matches: () => this.heat.colMatches, gamma: this.heat.gamma, theme: this.theme.theme,
+        note: toks.length && q >= 0 ? (sel && hd ? `  to every column token · layer ${this.layerId(sel[0])} head ${sel[1]} · click a row token above to change the query` : "  (select a computed head)") : null });
+      return;
+    }
     this.sentence.render({
+      answer: start >= 0 ? { start, shown: meta.answer_token ?? -1, requested: this.model.get("answer_token") ?? -1, ready: meta.answer_ready ?? [],
+        running: this.model.get("state") === "running" } : null,
       tokens: toks, special: this.special(), types: this.model.get("token_types") ?? [], query: q, key: lock ? lock.col : -1,
-      row: hd && q >= 0 && q < hd.n ? hd.attr.subarray(q * hd.n, (q + 1) * hd.n) : null,
+      row: hd && q >= 0 && q < hd.rows ? hd.attr.subarray(q * hd.cols, (q + 1) * hd.cols) : null,
       matches: () => this.heat.matches, onRebuild: (t) => this.heat.refreshMatches(t),
       gamma: this.heat.gamma, theme: this.theme.theme,
       note: toks.length && q >= 0 ? (sel && hd ? `  to every key token · layer ${this.layerId(sel[0])} head ${sel[1]} · click a token to make it the query` : "  (select a computed head)") : null,
@@ -314,7 +410,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const hd = this.heat.data;
     const q = this.hoverLock.query(true);
     const sel = this.selected();
-    const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.n ? a.subarray(q * hd.n, (q + 1) * hd.n) : null);
+    const row = (a: Float32Array | undefined) => (hd && a && q >= 0 && q < hd.rows ? a.subarray(q * hd.cols, (q + 1) * hd.cols) : null);
     this.image.render({
       info, tokens: this.tokens(), query: q, attr: row(hd?.attr), attn: row(hd?.attn),
       width, gamma: this.heat.gamma, theme: this.theme.theme,
@@ -324,13 +420,14 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   }
 
   private tokenTip(i: number): TipLine[] {
-    const toks = this.tokens();
+    const toks = this.colTokens();
     const q = this.hoverLock.query(true);
     const lines: TipLine[] = [h("strong", {}, `“${displayToken(toks[i])}”`), ` #${i}`];
     const hd = this.heat.data;
+    const rows = this.tokens();
     if (hd && q >= 0) {
-      lines.push(`attribution ${displayToken(toks[q])} → ${displayToken(toks[i])}: ${formatValue(hd.attr[q * hd.n + i], 4)}`);
-      lines.push(`attention ${formatValue(hd.attn[q * hd.n + i], 4)}`);
+      lines.push(`attribution ${displayToken(rows[q] ?? "")} → ${displayToken(toks[i])}: ${formatValue(hd.attr[q * hd.cols + i], 4)}`);
+      lines.push(`attention ${formatValue(hd.attn[q * hd.cols + i], 4)}`);
     }
     lines.push(h("span", { class: "aa-muted" }, "click: make this the query token"));
     return lines;

@@ -6,7 +6,7 @@ import { decodeArray, type Decoded } from "../shared/decode";
 import { canvasToBlob, displayToken, downloadBlob, downloadSvg, h, s, sizeCanvas } from "../shared/dom";
 import type { HoverLock, LockChange } from "./hover-lock";
 import { composite, downloadButtons } from "../shared/image-export";
-import { centerWindow, clampWindow, hitHeat, searchTokens, zoomLevels, type HeatLayout, type Window } from "../shared/layout";
+import { centerWindow, clampWindow, hitHeat, matrixSize, searchTokens, shownCells, zoomLevels, type HeatLayout, type Window } from "../shared/layout";
 import { drawHeat, drawMinimap, heatSvg } from "./heat-draw";
 import { legendSvg } from "../shared/legend";
 import { matrixPixels, pixelsToCanvas } from "../shared/paint";
@@ -16,8 +16,9 @@ import type { ThemeWatcher } from "../shared/theme";
 export interface HeadData {
   layer: number;
   head: number;
-  n: number;
-  attn: Float32Array;
+  rows: number; // query rows (square maps: rows = cols = n tokens)
+  cols: number; // key columns
+  attn: Float32Array; // [rows, cols] row-major
   attr: Float32Array;
   label: string; // what the attribution map shows, when not the run's target ("" = the run's target)
   attnScale: Scale;
@@ -29,9 +30,12 @@ const ATTR_FORMULA = "A ⊙ ∫∂F/∂A";
 
 /** What the panel reads from and writes to its view. */
 export interface HeatHost {
-  tokens(): string[];
+  tokens(): string[]; // the maps' row tokens
   special(): boolean[]; // per token: a special token (sent by the kernel with the tokens)
+  colTokens(): string[]; // the maps' column tokens (square maps: `tokens()`)
+  colSpecial(): boolean[];
   tokenTypes(): number[];
+  answerStart(): number; // first token of an explained answer, -1 = none
   hoverLock: HoverLock;
   tokenHover(): number; // key column hovered in the sentence, -1 = none
   theme: ThemeWatcher;
@@ -46,6 +50,18 @@ export interface HeatProps {
   state: string;
   width: number; // CSS px available for both maps
   missing?: string | null; // why the selected head cannot be drawn without the kernel (not embedded)
+  axes?: string; // what the rows and columns are (default "query rows × key columns")
+}
+
+/** A number per array object: the painted maps' key names the arrays themselves, so new maps for the same head
+ * and run (another answer token's, a contrast view) repaint, and the same ones never do. */
+const IDS = new WeakMap<object, number>();
+let nextId = 0;
+function idOf(o: unknown): number {
+  if (!o || typeof o !== "object") return 0;
+  let i = IDS.get(o);
+  if (i === undefined) IDS.set(o, (i = ++nextId));
+  return i;
 }
 
 const KEYS: Record<string, [number, number]> = { ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1] };
@@ -59,7 +75,8 @@ export class HeatPanel {
   layout: HeatLayout | null = null;
   win: Window = { r0: 0, c0: 0, size: 0 };
   gamma = 1;
-  matches: number[] = [];
+  matches: number[] = []; // search matches among the row (query) tokens
+  colMatches: number[] = []; // … among the column tokens (square maps: the same)
   private matchPos = -1;
   private key = "";
   /** Where the drawn maps come from: "kernel" (float32 `head` trait) or "embedded" (float16 `heads_data`). */
@@ -113,7 +130,7 @@ export class HeatPanel {
     };
     for (const c of [this.attnCanvas, this.attrCanvas]) {
       c.addEventListener("pointerdown", (e) => {
-        if (this.win.size < (this.data?.n ?? 0)) {
+        if (this.data && this.win.size < Math.max(this.data.rows, this.data.cols)) {
           this.drag = { x: e.clientX, y: e.clientY, win: { ...this.win }, moved: false };
           try {
             c.setPointerCapture(e.pointerId);
@@ -128,7 +145,7 @@ export class HeatPanel {
           const dx = (e.clientX - this.drag.x) / cs, dy = (e.clientY - this.drag.y) / cs;
           if (Math.abs(e.clientX - this.drag.x) + Math.abs(e.clientY - this.drag.y) > 3) this.drag.moved = true;
           if (this.drag.moved) {
-            this.win = clampWindow({ r0: this.drag.win.r0 - dy, c0: this.drag.win.c0 - dx, size: this.win.size }, this.data.n);
+            this.win = clampWindow({ r0: this.drag.win.r0 - dy, c0: this.drag.win.c0 - dx, size: this.win.size }, this.data.rows, this.data.cols);
             host.invalidate("heat");
             return;
           }
@@ -145,23 +162,23 @@ export class HeatPanel {
       c.addEventListener("pointerleave", () => hover(null), o);
       c.addEventListener("keydown", (e) => {
         // arrows move the locked cell (query row / key column), keeping it inside the window
-        const n = this.data?.n ?? 0;
+        const hd = this.data;
         const mv = KEYS[e.key];
-        if (!n || !mv) return;
+        if (!hd || !mv) return;
         e.preventDefault();
         const change = host.hoverLock.move(mv[0], mv[1]);
         const [r, col] = change.locked;
         const w = this.win;
         if (r < w.r0 || r >= w.r0 + w.size || col < w.c0 || col >= w.c0 + w.size)
-          this.win = clampWindow({ r0: r < w.r0 ? r : r >= w.r0 + w.size ? r - w.size + 1 : w.r0, c0: col < w.c0 ? col : col >= w.c0 + w.size ? col - w.size + 1 : w.c0, size: w.size }, n);
+          this.win = clampWindow({ r0: r < w.r0 ? r : r >= w.r0 + w.size ? r - w.size + 1 : w.r0, c0: col < w.c0 ? col : col >= w.c0 + w.size ? col - w.size + 1 : w.c0, size: w.size }, hd.rows, hd.cols);
         host.lock(change, "heat,sentence,grid");
       }, o);
       c.addEventListener("wheel", (e) => {
-        if (!this.data || this.win.size >= this.data.n) return; // only capture the wheel when zoomed
+        if (!this.data || this.win.size >= Math.max(this.data.rows, this.data.cols)) return; // only capture the wheel when zoomed
         e.preventDefault();
         const step = Math.max(1, Math.round(this.win.size / 8)) * Math.sign(e.deltaY || e.deltaX);
         const horizontal = e.shiftKey || Math.abs(e.deltaX) > Math.abs(e.deltaY);
-        this.win = clampWindow({ ...this.win, r0: this.win.r0 + (horizontal ? 0 : step), c0: this.win.c0 + (horizontal ? step : 0) }, this.data.n);
+        this.win = clampWindow({ ...this.win, r0: this.win.r0 + (horizontal ? 0 : step), c0: this.win.c0 + (horizontal ? step : 0) }, this.data.rows, this.data.cols);
         host.invalidate("heat");
       }, { signal, passive: false });
     }
@@ -174,22 +191,23 @@ export class HeatPanel {
         host.invalidate("heat,sentence");
       }, o);
     this.minimap.addEventListener("click", (e) => {
-      const n = this.data?.n ?? 0;
-      if (!n) return;
+      const hd = this.data;
+      if (!hd) return;
       const [x, y] = local(this.minimap, e);
       const side = parseFloat(this.minimap.style.width) || 72;
-      this.win = centerWindow((y / side) * n, (x / side) * n, this.win.size, n);
+      const n = Math.max(hd.rows, hd.cols); // the minimap scales the longer axis to `side`
+      this.win = centerWindow((y / side) * n, (x / side) * n, this.win.size, hd.rows, hd.cols);
       host.invalidate("heat");
     }, o);
     this.zoomSel.addEventListener("change", () => {
-      const n = this.data?.n ?? host.tokens().length;
-      const size = Number(this.zoomSel.value) || n;
+      const rows = this.data?.rows ?? host.tokens().length, cols = this.data?.cols ?? rows;
+      const size = Number(this.zoomSel.value) || Math.max(rows, cols);
       const [q, k] = host.hoverLock.focus();
-      this.win = centerWindow(q, k, size, n);
+      this.win = centerWindow(q, k, size, rows, cols);
       host.invalidate("heat");
     }, o);
     this.search.addEventListener("input", () => {
-      this.matches = searchTokens(host.tokens(), this.search.value);
+      this.refreshMatches(host.tokens());
       this.matchPos = -1;
       host.invalidate("heat,sentence");
     }, o);
@@ -199,12 +217,12 @@ export class HeatPanel {
         this.matchPos = (this.matchPos + (e.shiftKey ? -1 : 1) + this.matches.length) % this.matches.length;
         const i = this.matches[this.matchPos];
         host.lock({ locked: [], query: i }, "heat,sentence");
-        const n = this.data?.n ?? host.tokens().length;
-        if (this.win.size && this.win.size < n) this.win = centerWindow(i, i, this.win.size, n);
+        const rows = this.data?.rows ?? host.tokens().length, cols = this.data?.cols ?? rows;
+        if (this.win.size && this.win.size < Math.max(rows, cols)) this.win = centerWindow(i, i, this.win.size, rows, cols);
         host.invalidate("heat,sentence");
       } else if (e.key === "Escape") {
         this.search.value = "";
-        this.matches = [];
+        this.matches = this.colMatches = [];
         host.invalidate("heat,sentence");
       }
     }, o);
@@ -218,6 +236,7 @@ export class HeatPanel {
   /** Re-run the token search on new tokens. */
   refreshMatches(tokens: string[]): void {
     this.matches = searchTokens(tokens, this.search.value);
+    this.colMatches = searchTokens(this.host.colTokens(), this.search.value);
   }
 
   /** Decode and paint the selected head's maps when they arrived (`payload` of another head = none yet). */
@@ -230,7 +249,7 @@ export class HeatPanel {
     const th = this.host.theme;
     const source = (payload as { source?: string }).source ?? "kernel";
     const label = payload.label ?? "";
-    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}`;
+    const key = `${runId}:${payload.layer}:${payload.head}:${source}:${th.theme.dark}:${this.gamma}:${label}:${idOf(payload.attention)}:${idOf(payload.attribution)}`;
     if (key === this.key && this.data) return;
     let attn: Decoded | null, attr: Decoded | null;
     try {
@@ -243,26 +262,27 @@ export class HeatPanel {
       this.data = null;
       return;
     }
-    const n = attn.shape[0];
-    const prevN = this.data?.n ?? 0;
+    const [rows, cols] = attn.shape;
+    const n = Math.max(rows, cols); // cells on the longer axis
+    const prev = this.data ? `${this.data.rows}x${this.data.cols}` : "";
     this.data = {
-      layer: payload.layer, head: payload.head, n, attn: attn.data, attr: attr.data, label,
+      layer: payload.layer, head: payload.head, rows, cols, attn: attn.data, attr: attr.data, label,
       attnScale: positiveScale(attn.data), attrScale: signedScale(attr.data),
     };
     this.key = key;
     this.source = source;
     const g = this.gamma;
-    this.attnOff = pixelsToCanvas(matrixPixels(gammaArray(attn.data, g), n, n, th.lutSeq, gammaScale(this.data.attnScale, g)), n, n);
-    this.attrOff = pixelsToCanvas(matrixPixels(gammaArray(attr.data, g), n, n, th.lutDiv, gammaScale(this.data.attrScale, g)), n, n);
-    if (n !== prevN || !this.win.size) {
+    this.attnOff = pixelsToCanvas(matrixPixels(gammaArray(attn.data, g), rows, cols, th.lutSeq, gammaScale(this.data.attnScale, g)), cols, rows);
+    this.attrOff = pixelsToCanvas(matrixPixels(gammaArray(attr.data, g), rows, cols, th.lutDiv, gammaScale(this.data.attrScale, g)), cols, rows);
+    if (`${rows}x${cols}` !== prev || !this.win.size) {
       const size = n > 96 ? 64 : n; // long inputs open zoomed in around the query token
       const [q, k] = this.host.hoverLock.focus();
-      this.win = centerWindow(q, n > 96 ? Math.max(0, k) : 0, size, n);
+      this.win = centerWindow(q, n > 96 ? Math.max(0, k) : 0, size, rows, cols);
       if (size === n) this.win = { r0: 0, c0: 0, size: n };
     }
-    this.win = clampWindow(this.win, n);
+    this.win = clampWindow(this.win, rows, cols);
     const levels = zoomLevels(n);
-    this.zoomSel.replaceChildren(...levels.map((z) => h("option", { value: z }, z === n ? `all ${n}` : `${z} × ${z}`)));
+    this.zoomSel.replaceChildren(...levels.map((z) => h("option", { value: z }, z === n ? (rows === cols ? `all ${n}` : `all ${rows} × ${cols}`) : `${z} × ${z}`)));
     this.zoomSel.value = String(levels.includes(this.win.size) ? this.win.size : n);
   }
 
@@ -271,10 +291,10 @@ export class HeatPanel {
     const cs = this.mapSide(0) / this.win.size;
     const show = cs >= 9;
     if (!show) return { rowW: 10, colH: 10, show };
-    const toks = this.host.tokens();
+    const toks = this.host.tokens(), cols = this.host.colTokens();
     let longest = 0;
-    for (let i = this.win.r0; i < Math.min(hd.n, this.win.r0 + this.win.size); i++) longest = Math.max(longest, displayToken(toks[i] ?? "").length);
-    for (let i = this.win.c0; i < Math.min(hd.n, this.win.c0 + this.win.size); i++) longest = Math.max(longest, displayToken(toks[i] ?? "").length);
+    for (let i = this.win.r0; i < Math.min(hd.rows, this.win.r0 + this.win.size); i++) longest = Math.max(longest, displayToken(toks[i] ?? "").length);
+    for (let i = this.win.c0; i < Math.min(hd.cols, this.win.c0 + this.win.size); i++) longest = Math.max(longest, displayToken(cols[i] ?? "").length);
     const w = Math.min(84, 10 + Math.min(14, longest) * 6.2);
     return { rowW: w, colH: w, show };
   }
@@ -289,7 +309,7 @@ export class HeatPanel {
     this.layerId = p.layerId;
     const hd = this.data, sel = p.selected, state = p.state;
     const theme = this.host.theme.theme;
-    if (sel) this.title.replaceChildren(h("span", {}, `Layer ${p.layerId ?? sel[0]} · head ${sel[1]}`), h("span", { class: "aa-muted" }, "  query rows × key columns"),
+    if (sel) this.title.replaceChildren(h("span", {}, `Layer ${p.layerId ?? sel[0]} · head ${sel[1]}`), h("span", { class: "aa-muted" }, p.axes ?? "  query rows × key columns"),
       hd && this.source === "embedded" ? h("span", { class: "aa-muted aa-embedded", title: "drawn from the maps embedded in the widget state (float16, ~3 significant digits)" }, " · embedded float16") : "");
     else this.title.replaceChildren(h("span", {}, "Selected head"));
     if (!hd) {
@@ -310,18 +330,21 @@ export class HeatPanel {
     const side0 = this.mapSide(lm.rowW);
     const cs = Math.max(side0 / this.win.size, 0);
     const side = Math.floor(cs * this.win.size) || side0;
-    this.layout = { x0: lm.rowW, y0: lm.colH, side, win: this.win };
-    const W = lm.rowW + side + 6, H = lm.colH + side + 6;
+    this.layout = { x0: lm.rowW, y0: lm.colH, side, win: this.win, rows: Math.min(this.win.size, hd.rows), cols: Math.min(this.win.size, hd.cols) };
+    const [mw, mh] = matrixSize(this.layout);
+    const W = lm.rowW + mw + 6, H = lm.colH + mh + 6;
     for (const [c, off] of [[this.attnCanvas, this.attnOff], [this.attrCanvas, this.attrOff]] as const) {
       const ctx = sizeCanvas(c, W, H);
       if (ctx) this.draw(ctx, off, lm.show, W, H);
     }
-    const lw = Math.min(side + lm.rowW, 280);
+    const lw = Math.max(140, Math.min(mw + lm.rowW, 280));
     const sq = this.gamma !== 1 ? " · √ scale" : "";
     this.attnLegend.replaceChildren(legendSvg(hd.attnScale, theme, { width: lw, caption: `attention probability${sq}`, gamma: this.gamma }));
     this.attrLegend.replaceChildren(legendSvg(hd.attrScale, theme, { width: lw, caption: `attribution (signed)${sq}`, gamma: this.gamma }));
-    const n = hd.n;
-    this.winText.textContent = this.win.size < n ? `rows ${this.win.r0}–${this.win.r0 + this.win.size - 1} · cols ${this.win.c0}–${this.win.c0 + this.win.size - 1} · drag / wheel to pan` : `${n} tokens`;
+    const n = Math.max(hd.rows, hd.cols);
+    const [vr, vc] = shownCells(this.layout);
+    this.winText.textContent = this.win.size < n ? `rows ${this.win.r0}–${this.win.r0 + vr - 1} · cols ${this.win.c0}–${this.win.c0 + vc - 1} · drag / wheel to pan`
+      : hd.rows === hd.cols ? `${n} tokens` : `${hd.rows} rows × ${hd.cols} columns`;
     this.zoomSel.value = String(this.win.size);
     this.searchCount.textContent = this.search.value ? (this.matches.length ? `${this.matchPos >= 0 ? this.matchPos + 1 + "/" : ""}${this.matches.length} match${this.matches.length === 1 ? "" : "es"}` : "no match") : "";
     this.renderReadout();
@@ -331,9 +354,10 @@ export class HeatPanel {
   private draw(ctx: CanvasRenderingContext2D, off: HTMLCanvasElement | null, labels: boolean, W: number, H: number): void {
     const host = this.host, hl = host.hoverLock;
     drawHeat(ctx, {
-      off, labels, W, H, layout: this.layout!, n: this.data!.n, tokens: host.tokens(), special: host.special(), types: host.tokenTypes(),
-      query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, tokenHover: host.tokenHover(),
-      theme: host.theme.theme,
+      off, labels, W, H, layout: this.layout!, rows: this.data!.rows, cols: this.data!.cols, tokens: host.tokens(), special: host.special(),
+      colTokens: host.colTokens(), colSpecial: host.colSpecial(), types: host.tokenTypes(),
+      query: hl.query(true), locked: hl.lockedCell(), hover: hl.hover, matches: this.matches, colMatches: this.colMatches, tokenHover: host.tokenHover(),
+      theme: host.theme.theme, answerStart: host.answerStart(),
     });
   }
 
@@ -341,16 +365,16 @@ export class HeatPanel {
     const hd = this.data;
     if (!hd) return this.readout.replaceChildren();
     const shown = this.host.hoverLock.shown();
-    const toks = this.host.tokens();
+    const toks = this.host.tokens(), cols = this.host.colTokens();
     if (!shown) {
       this.readout.replaceChildren(h("span", { class: "aa-muted" }, "Hover a cell for exact values · click to lock · Esc unlocks"));
       return;
     }
-    const i = shown.cell.row, j = shown.cell.col, k = i * hd.n + j;
+    const i = shown.cell.row, j = shown.cell.col, k = i * hd.cols + j;
     const pill = (t: string, i2: number) => h("span", { class: "aa-tokpill" }, displayToken(t), h("sub", {}, String(i2)));
     this.readout.replaceChildren(
       shown.locked ? h("span", { class: "aa-lock", title: "locked: click the cell again or press Esc to unlock" }, "locked") : "",
-      pill(toks[i] ?? "", i), h("span", { class: "aa-arrow" }, " attends to "), pill(toks[j] ?? "", j),
+      pill(toks[i] ?? "", i), h("span", { class: "aa-arrow" }, " attends to "), pill(cols[j] ?? "", j),
       h("span", { class: "aa-val" }, "attention ", h("b", {}, formatValue(hd.attn[k], 4))),
       h("span", { class: "aa-val" }, "attribution ", h("b", { class: hd.attr[k] < 0 ? "aa-neg" : hd.attr[k] > 0 ? "aa-pos" : "" }, formatValue(hd.attr[k], 4))),
     );
@@ -358,10 +382,10 @@ export class HeatPanel {
 
   private renderMinimap(): void {
     const hd = this.data;
-    const zoomed = !!hd && this.win.size < hd.n;
+    const zoomed = !!hd && (this.win.size < hd.rows || this.win.size < hd.cols);
     this.minimap.hidden = !zoomed;
     const ctx = zoomed && hd ? sizeCanvas(this.minimap, 72, 72) : null;
-    if (ctx && hd) drawMinimap(ctx, 72, this.attrOff, hd.n, this.win, this.host.theme.theme);
+    if (ctx && hd) drawMinimap(ctx, 72, this.attrOff, hd.rows, hd.cols, this.win, this.host.theme.theme);
   }
 
   // ---------------------------------------------------------------------------------------- export
@@ -390,7 +414,8 @@ export class HeatPanel {
       { values: gammaArray(hd.attr, g), scale: gammaScale(hd.attrScale, g), lut: th.lutDiv },
     ];
     maps.forEach((m, k) => {
-      const map = heatSvg({ ...m, n: hd.n, layout: hl, tokens: this.host.tokens(), special: this.host.special(), labels, theme });
+      const map = heatSvg({ ...m, rows: hd.rows, cols: hd.cols, layout: hl, tokens: this.host.tokens(), special: this.host.special(),
+        colTokens: this.host.colTokens(), colSpecial: this.host.colSpecial(), labels, theme, answerStart: this.host.answerStart() });
       map.setAttribute("transform", `translate(${12 + k * (cw + 12)},28)`);
       map.setAttribute("data-map", k ? "attribution" : "attention");
       svg.appendChild(map);

@@ -12,7 +12,8 @@ export interface LockSource {
   locked: readonly number[]; // [query, key] or []
   query: number; // query trait (-1 = none)
   defaultQuery?: number; // meta.default_query
-  n: number; // number of tokens
+  n: number; // number of (row) tokens
+  cols?: number; // number of column tokens when the map is not square (default n)
 }
 
 /** New values of the `locked` / `query` traits after a user action. */
@@ -51,8 +52,9 @@ export class HoverLock {
   focus(): [number, number] {
     const l = this.lockedCell();
     if (l) return [l.row, l.col];
-    const q = this.query(true);
-    return [Math.max(0, q), Math.max(0, q)];
+    const q = Math.max(0, this.query(true));
+    const { n, cols } = this.source();
+    return [q, Math.min(q, Math.max(0, (cols ?? n) - 1))];
   }
 
   /** Cell whose values the readout shows (hover > lock), and whether that is the lock. */
@@ -71,9 +73,9 @@ export class HoverLock {
 
   /** Arrow key: move the focus cell by (dr, dc), clamped to the matrix, and lock it. */
   move(dr: number, dc: number): LockChange {
-    const { n } = this.source();
+    const { n, cols } = this.source();
     const [q, k] = this.focus();
-    const r = Math.max(0, Math.min(n - 1, q + dr)), c = Math.max(0, Math.min(n - 1, k + dc));
+    const r = Math.max(0, Math.min(n - 1, q + dr)), c = Math.max(0, Math.min((cols ?? n) - 1, k + dc));
     return { locked: [r, c], query: r };
   }
 

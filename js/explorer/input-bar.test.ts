@@ -15,7 +15,8 @@ function bar() {
 }
 
 const PROPS = { spec: { kind: "class" as const, pair: true, label_names: ["neg", "<b>pos</b>"] }, targets: {}, history: [], contrast: {},
-  contrastView: "diff" as const, text: null, textPair: null, target: null, runState: "empty" };
+  contrastView: "diff" as const, text: null, textPair: null, target: null, answer: null, runState: "empty" };
+const LM = { ...PROPS, spec: { kind: "next-token" as const, pair: false, label_names: [], answers: true } };
 
 describe("input bar", () => {
   it("turns the selector and free entry into a target", () => {
@@ -35,7 +36,52 @@ describe("input bar", () => {
     b.pair.value = "so good";
     b.target.value = "1";
     b.text.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
-    expect(calls.at(-1)).toEqual(["run", "a fine film", "so good", 1]);
+    expect(calls.at(-1)).toEqual(["run", "a fine film", "so good", 1, null]);
+  });
+
+  it("offers an answer field and generate N tokens for causal LMs only", () => {
+    const { b, calls } = bar();
+    b.render(PROPS);
+    expect([...b.target.options].map((o) => o.value)).not.toContain("__answer__");
+    b.render(LM);
+    expect([...b.target.options].map((o) => o.value).slice(-2)).toEqual(["__answer__", "__generate__"]);
+    b.text.value = "The capital of France is";
+    b.target.value = "__answer__";
+    b.target.dispatchEvent(new Event("change"));
+    expect(b.answer.hidden).toBe(false);
+    expect(b.gen.hidden).toBe(true);
+    b.answer.value = " Paris, a city";
+    b.answer.dispatchEvent(new KeyboardEvent("keydown", { key: "Enter" }));
+    expect(calls.at(-1)).toEqual(["run", "The capital of France is", null, " Paris, a city", null]);
+    b.target.value = "__generate__";
+    b.target.dispatchEvent(new Event("change"));
+    expect(b.gen.hidden).toBe(false);
+    expect(b.answer.hidden).toBe(true);
+    b.gen.value = "5";
+    b.runBtn.click();
+    expect(calls.at(-1)).toEqual(["run", "The capital of France is", null, "pred", 5]);
+  });
+
+  it("contrasts an answer with a typed second answer and lists answers in the history as text", () => {
+    const { b, calls } = bar();
+    const hostile = "<img src=x onerror=alert(1)>";
+    b.render({ ...LM, runState: "done", text: "Q", answer: " Paris", contrast: {},
+      history: [{ key: 1, text: "Q", text_pair: null, target: -1, target_label: hostile, prob: -1.5, answer: hostile }] });
+    expect(b.answer.value).toBe(" Paris");
+    expect(b.target.value).toBe("__answer__"); // the shown answer is what Enter explains again
+    expect(b.answer.hidden).toBe(false);
+    expect([...b.contrastSel.options].map((o) => o.value)).toEqual(["", "__answer__"]);
+    expect(b.history.options[1].textContent).toContain("<img");
+    expect(b.el.querySelector("img")).toBeNull();
+    b.contrastSel.value = "__answer__";
+    b.contrastSel.dispatchEvent(new Event("change"));
+    expect(b.contrastAnswer.hidden).toBe(false);
+    b.contrastAnswer.value = " Lyon";
+    b.contrastBtn.click();
+    expect(calls.at(-1)).toEqual(["contrast", " Lyon"]);
+    b.render({ ...LM, runState: "done", text: "Q", answer: " Paris", history: [],
+      contrast: { target: " Lyon", target_label: " Lyon", state: "done", common: 5 } });
+    expect(b.contrastNote.textContent).toContain("over the 5 tokens both share");
   });
 
   it("offers the history and the contrast targets; contrast sends the other class", () => {

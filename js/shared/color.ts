@@ -14,6 +14,10 @@ import palette from "../../attattr_widgets/palette.json";
 
 export const LIGHT: Theme = { bg: palette.light.bg as RGB, fg: palette.light.fg as RGB, dark: false };
 export const DARK: Theme = { bg: palette.dark.bg as RGB, fg: palette.dark.fg as RGB, dark: true };
+/** The colour that marks an explained answer's tokens (heatmap axes; the CSS `--aa-answer` has the same values). */
+export function answerColor(theme: Theme): string {
+  return cssRGB((theme.dark ? palette.answer.dark : palette.answer.light) as RGB);
+}
 
 export function parseColor(s: string | null | undefined): RGB | null {
   if (!s) return null;

@@ -47,3 +47,14 @@ describe("token search", () => {
     expect(searchTokens(toks, "  ")).toEqual([]);
   });
 });
+
+describe("rectangular windows (rows ≠ cols: cross-attention)", () => {
+  it("clamps each axis to its own length and hit-tests only the shown cells", () => {
+    expect(clampWindow({ r0: 5, c0: 9, size: 4 }, 3, 10)).toEqual({ r0: 0, c0: 6, size: 4 }); // 3 rows: all shown
+    expect(clampWindow({ r0: 0, c0: 0, size: 99 }, 3, 10).size).toBe(10);
+    const h = { x0: 10, y0: 20, side: 100, win: { r0: 0, c0: 0, size: 10 }, rows: 3, cols: 10 };
+    expect(hitHeat(h, 10 + 95, 20 + 25)).toEqual({ row: 2, col: 9 });
+    expect(hitHeat(h, 10 + 5, 20 + 35)).toBeNull(); // below the 3 rows
+    expect(hitHeat({ ...h, rows: undefined, cols: undefined }, 10 + 5, 20 + 35)).toEqual({ row: 3, col: 0 }); // square default
+  });
+});

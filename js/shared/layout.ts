@@ -38,39 +38,54 @@ export function hitGrid(g: GridLayout, x: number, y: number): { layer: number; h
   return { layer, head };
 }
 
-/** A square window of the n x n matrix: rows [r0, r0+size), cols [c0, c0+size). */
+/** A window of a rows x cols matrix (square maps: rows = cols = n) zoomed to `size` cells per axis: rows
+ * [r0, r0 + min(size, rows)), cols [c0, c0 + min(size, cols)). */
 export interface Window {
   r0: number;
   c0: number;
   size: number;
 }
 
-export function clampWindow(w: Window, n: number): Window {
-  const size = Math.max(1, Math.min(n, Math.round(w.size)));
-  const clamp = (v: number) => Math.max(0, Math.min(n - size, Math.round(v)));
-  return { r0: clamp(w.r0), c0: clamp(w.c0), size };
+export function clampWindow(w: Window, rows: number, cols = rows): Window {
+  const size = Math.max(1, Math.min(Math.max(rows, cols), Math.round(w.size)));
+  const clamp = (v: number, n: number) => Math.max(0, Math.min(n - Math.min(size, n), Math.round(v)));
+  return { r0: clamp(w.r0, rows), c0: clamp(w.c0, cols), size };
 }
 
 /** Window of `size` centred on (row, col). */
-export function centerWindow(row: number, col: number, size: number, n: number): Window {
-  return clampWindow({ r0: row - size / 2, c0: col - size / 2, size }, n);
+export function centerWindow(row: number, col: number, size: number, rows: number, cols = rows): Window {
+  return clampWindow({ r0: row - size / 2, c0: col - size / 2, size }, rows, cols);
 }
 
 export interface HeatLayout {
   x0: number; // left of the matrix area in CSS px
   y0: number;
-  side: number; // CSS px of the matrix area
+  side: number; // CSS px of `win.size` cells (the matrix area of a square window)
   win: Window;
+  rows?: number; // rows / cols of the window actually shown (fewer than `win.size` on the short axis of a
+  cols?: number; // rectangular map); absent: win.size
 }
 
 export function cellSize(h: HeatLayout): number {
   return h.side / h.win.size;
 }
 
+/** Rows and columns the layout shows. */
+export function shownCells(h: HeatLayout): [number, number] {
+  return [h.rows ?? h.win.size, h.cols ?? h.win.size];
+}
+
+/** CSS px [width, height] of the matrix area. */
+export function matrixSize(h: HeatLayout): [number, number] {
+  const cs = cellSize(h), [r, c] = shownCells(h);
+  return [c * cs, r * cs];
+}
+
 /** CSS pixel inside the heatmap canvas -> matrix {row, col} or null. */
 export function hitHeat(h: HeatLayout, x: number, y: number): { row: number; col: number } | null {
   const cx = x - h.x0, cy = y - h.y0;
-  if (cx < 0 || cy < 0 || cx >= h.side || cy >= h.side) return null;
+  const [mw, mh] = matrixSize(h);
+  if (cx < 0 || cy < 0 || cx >= mw || cy >= mh) return null;
   const cs = cellSize(h);
   return { row: h.win.r0 + Math.floor(cy / cs), col: h.win.c0 + Math.floor(cx / cs) };
 }

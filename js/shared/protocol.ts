@@ -31,6 +31,17 @@ export interface ExplorerMeta {
   error_detail?: string;
   /** Model layer indices whose results hold NaN/inf (bf16 overflow, a degenerate input): shown as a warning. */
   nonfinite?: number[];
+  /** What F is: "prob", "logprob" (an answer's Σ log p, the default for answers), "logit". */
+  score?: string;
+  /** An explained answer (causal LMs; tokens = prompt + answer): index of its first token, null/absent = none. */
+  answer_start?: number | null;
+  /** The answer token whose own maps are shown (F_t = log p(y_t | prompt, y_<t)); null = the whole answer. */
+  answer_token?: number | null;
+  answer?: string; // the answer's text (its tokens joined)
+  answer_ready?: number[]; // answer tokens whose own maps are complete (their chips are live)
+  /** Encoder–decoders: the attention sites (the `site` switch) and each one's [layers done, layers] so far. */
+  sites?: string[];
+  site_layers?: Record<string, [number, number]>;
   /** Image runs: what the header calls the picture (an uploaded file's name, a path's file name, or "image"). */
   image_name?: string;
 }
@@ -94,6 +105,10 @@ export interface ExplorerModel {
   history: Record<string, unknown>[];
   contrast: Record<string, unknown>;
   contrast_view: "diff" | "target" | "contrast";
+  answer_token: number; // -1: the whole answer; t: answer token t's own maps
+  site: string; // encoder–decoders: the shown site ("encoder" | "decoder" | "cross"); "" for single-stack models
+  col_tokens: string[]; // the maps' column tokens when they are not `tokens` (cross-attention: the source); [] = square
+  col_special: boolean[]; // per column token: a special token
   heads_data: EmbeddedHeads | null;
   image: ImagePayload | null; // image runs: the picture the image panel overlays; null for text
   _stream_key: string;
@@ -137,7 +152,8 @@ export interface TreeModel {
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "heads_data", "image", "_stream_key"] as const;
+  "targets", "history", "contrast", "contrast_view", "answer_token", "site", "col_tokens", "col_special", "heads_data", "image",
+  "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums", "image"] as const;
 
 export interface RunProgress {

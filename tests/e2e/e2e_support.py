@@ -146,11 +146,12 @@ class LabNotebook:
         self.page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()")
 
 
-def lab_session(browser, lab, name: str, cells: list[str], viewport: dict, setup_timeout: float = 180):
+def lab_session(browser, lab, name: str, cells: list[str], viewport: dict | None = None,
+                setup_timeout: float = 120):
     """A module fixture's body: a hermetic page with ``cells`` in notebook ``name``, cell 0 run (it must print
     "ready"); yields the LabNotebook (``page_errors`` collects page errors); afterwards no network was tried and
     the kernel is shut down."""
-    ctx = hermetic_context(browser, lab.is_local, viewport=viewport)
+    ctx = hermetic_context(browser, lab.is_local, viewport=viewport or {"width": 1280, "height": 1700})
     page = ctx.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -246,6 +247,14 @@ def local_only(url: str) -> bool:
 
 def bundle_built(name: str = "explorer.js") -> bool:
     return (REPO / "attattr_widgets" / "static" / name).exists()
+
+
+#: JS: the DOM node of notebook cell i in JupyterLab's current notebook
+
+
+def wait_explorer(nb, i: int, cond: str, timeout: float = 90) -> None:
+    """:func:`wait_in_cell` on the Explorer root of cell ``i``."""
+    wait_in_cell(nb, i, ".attattr-explorer", cond, timeout)
 
 
 def element_shot(locator, path) -> None:

@@ -11,7 +11,7 @@ from attattr_widgets import export, plots
 from attattr_widgets.widgets import Explorer, TreeView
 
 from hostile import expected_text, hostile_strings
-from test_hardening_exports import hostile_attribution, hostile_curves
+from test_hardening_exports import hostile_attribution, hostile_curves, hostile_seq2seq
 
 from .e2e_support import bundle_built, hermetic_context, local_only
 
@@ -76,6 +76,26 @@ def test_explorer_and_tree_export_show_hostile_strings_as_text(tmp_path, offline
     assert page.locator(".attattr-tree .aa-title").first.text_content() == expected_text(tree_title)
     assert int(page.locator(".attattr-tree").get_attribute("data-nodes")) >= 1
     page.screenshot(path=str(artifacts / "hostile-explorer-tree.png"), full_page=False)
+    _no_injection(ctx, page)
+
+
+def test_explained_answer_export_marks_and_shows_hostile_answer_tokens_as_text(tmp_path, offline, artifacts):
+    """An explained answer of hostile tokens: the exported page sets it apart (answer chips, the picker) and shows
+    every answer token as text."""
+    ctx, page = offline
+    attr = hostile_attribution(STRINGS[:40])
+    start = 30
+    attr.target_kind, attr.answer_start, attr.score = "continuation", start, "logprob"
+    attr.target_label = "".join(STRINGS[start:40])
+    page.goto(export.to_html(Explorer.from_attribution(attr), tmp_path / "answer.html").as_uri())
+    page.wait_for_function("() => { const r = document.querySelector('.attattr-explorer');"
+                           " return r && r.dataset.state === 'done' && r.dataset.answerStart === '30'; }")
+    answer = page.evaluate("() => [...document.querySelectorAll('.attattr-explorer .aa-tok.aa-answer')].map(e => e.textContent)")
+    assert answer == [display_token(expected_text(t)) for t in STRINGS[start:40]]
+    picks = page.evaluate("() => [...document.querySelectorAll('.attattr-explorer .aa-answer-bar button')].map(e => e.textContent)")
+    assert picks == ["whole answer"] + [display_token(expected_text(t)) for t in STRINGS[start:40]]
+    assert "log p = " in page.locator(".attattr-explorer .aa-header").text_content()
+    page.screenshot(path=str(artifacts / "hostile-explorer-answer.png"), full_page=False)
     _no_injection(ctx, page)
 
 
@@ -188,4 +208,31 @@ def test_heads_and_triggers_views_export_hostile_names_as_text(tmp_path, offline
     shown = page.locator(".attattr-triggers").first.text_content()
     assert any(expected_text(n) in shown for n in names), "class names are shown as text"
     page.screenshot(path=str(artifacts / "hostile-heads-triggers.png"), full_page=True)
+    _no_injection(ctx, page)
+
+
+def test_encoder_decoder_export_shows_every_site_with_hostile_tokens_as_text(tmp_path, offline, artifacts):
+    """An encoder–decoder's export: three views (encoder, decoder, cross-attention), each drawing its maps from the
+    embedded heads, every hostile source / answer token shown as text on the sentences and heatmap axes."""
+    ctx, page = offline
+    res, src, tgt = hostile_seq2seq()
+    ex = Explorer.from_attribution(res)
+    path = export.to_html(ex, tmp_path / "hostile-s2s.html", title="</script><!--s2s")
+    page.goto(path.as_uri())
+    page.wait_for_function("() => { const r = [...document.querySelectorAll('.attattr-explorer')];"
+                           " return r.length === 3 && r.every((e) => e.dataset.state === 'done'"
+                           " && e.dataset.headReady !== '' && e.dataset.headReady === e.dataset.selected); }")
+    roots = page.locator(".attattr-explorer")
+    sites = [roots.nth(k).get_attribute("data-site") for k in range(3)]
+    assert sites == ["encoder", "decoder", "cross"]
+    shape = {s: roots.nth(k).get_attribute("data-heat-shape") for k, s in enumerate(sites)}
+    assert shape == {"encoder": f"{len(src)}x{len(src)}", "decoder": f"{len(tgt)}x{len(tgt)}",
+                     "cross": f"{len(tgt)}x{len(src)}"}
+    cross = roots.nth(2)
+    rows = cross.locator(".aa-row-sentence .aa-tok").all_text_contents()
+    cols = cross.locator(".aa-sentence-panel:not(.aa-row-sentence) .aa-tok").all_text_contents()
+    assert rows == [display_token(expected_text(t)) for t in tgt]
+    assert cols == [display_token(expected_text(t)) for t in src]
+    assert all(int(roots.nth(k).get_attribute("data-embedded")) > 0 for k in range(3))  # any head draws offline
+    page.screenshot(path=str(artifacts / "hostile-seq2seq-export.png"), full_page=True)
     _no_injection(ctx, page)

@@ -117,7 +117,7 @@ def test_explorer_causal_lm_offers_top_tokens_and_free_entry(nb, artifacts):
     assert root.locator(".aa-input-pair").is_hidden()           # no second segment for a causal LM
     root.locator(".aa-input-text").fill("the cat sat on the")
     nb.page.wait_for_function("(i) => window.jupyterapp.shell.currentWidget.content.widgets[i].node"
-                              ".querySelector('select.aa-target')?.options.length === 12", arg=i, timeout=20_000)
+                              ".querySelector('select.aa-target')?.options.length === 14", arg=i, timeout=20_000)
     root.locator("select.aa-target").select_option("__free__")
     free = root.locator(".aa-input-free")
     free.fill("movie")

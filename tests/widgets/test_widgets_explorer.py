@@ -455,3 +455,13 @@ def test_layer_messages_and_meta_carry_only_what_the_browser_declares(model, tok
     msg_keys = set().union(*(c[0].keys() for c in wc.customs(w) if c[0]["type"] == "layer"))
     assert msg_keys <= _ts_interface_keys("LayerMessage"), msg_keys - _ts_interface_keys("LayerMessage")
     assert set(w.meta) <= _ts_interface_keys("ExplorerMeta"), set(w.meta) - _ts_interface_keys("ExplorerMeta")
+
+
+def test_an_encoder_decoder_site_as_attribution_shows_as_a_square_result():
+    from conftest import make_seq2seq, make_seq2seq_tokenizer
+
+    model, tok = make_seq2seq("marian"), make_seq2seq_tokenizer()
+    res = attribute(model, tok, "the cat sat on a mat", target="die katze sitzt", steps=2)
+    ex = Explorer.from_attribution(res.as_attribution("decoder"))
+    assert ex.tokens == res.decoder_tokens and ex.state == "done" and ex.meta["target_kind"] == "answer"
+    assert ex.site == "" and ex.col_tokens == []  # one square site: no switch (the whole result: test_..._seq2seq)

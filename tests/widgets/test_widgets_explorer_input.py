@@ -30,7 +30,8 @@ def lm():
 
 def test_input_spec_and_target_options(model, lm, tokenizer):
     ex = Explorer(model, tokenizer)
-    assert ex.interactive and ex.input_spec == {"kind": "class", "pair": True, "label_names": ["neg", "neutral", "pos"], "image": False}
+    assert ex.interactive and ex.input_spec == {"kind": "class", "pair": True, "label_names": ["neg", "neutral", "pos"],
+                                             "image": False, "answers": False}
     wc.command_from_front_end(ex, "_cmd_targets", {"text": "the movie was great", "text_pair": None})
     t = ex.targets
     assert t["kind"] == "class" and [o["label"] for o in t["options"]] == ["neg", "neutral", "pos"]
@@ -39,7 +40,7 @@ def test_input_spec_and_target_options(model, lm, tokenizer):
     assert t["pred"] == ref.target and t["options"][ref.target]["prob"] == pytest.approx(ref.prob, rel=1e-5)
     # a causal LM offers its top-k next tokens, most probable first
     ex2 = Explorer(lm, tokenizer)
-    assert ex2.input_spec["kind"] == "next-token" and not ex2.input_spec["pair"]
+    assert ex2.input_spec["kind"] == "next-token" and not ex2.input_spec["pair"] and ex2.input_spec["answers"]
     t2 = ex2.predict_targets("the cat sat on the", k=5)
     probs = [o["prob"] for o in t2["options"]]
     assert len(probs) == 5 and probs == sorted(probs, reverse=True) and t2["pred"] == t2["options"][0]["id"]

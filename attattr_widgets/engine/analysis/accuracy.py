@@ -20,7 +20,7 @@ from ..backends.dispatch import run_sharded
 from ..model.predict import EncodedSet, predict_masked
 from .protocol import ImportanceRequest, ImportanceStep
 
-__all__ = ["accuracy_steps", "sharded_accuracy"]
+__all__ = ["accuracy_steps", "sharded_accuracy", "sharded_metrics"]
 
 
 def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, per_example, batch_size, max_length,
@@ -36,20 +36,31 @@ def _predict_part(model, tokenizer, items, *, offset, progress, cancel, keep, pe
                           cancel=cancel, desc=label)
 
 
-def sharded_accuracy(backend, data: EncodedSet, keep, *, per_example: bool = False, batch_size: int = 32,
-                     max_length: int | None = None, progress=None, cancel=None, desc: str = "evaluating",
-                     what: str = "accuracy") -> np.ndarray:
-    """Accuracy against the gold labels under each of K head masks (``keep`` [K, L, H], or [N, K, L, H] with
-    ``per_example``; :func:`~attattr_widgets.engine.model.predict.predict_masked`) in process (``backend=None``) or over shards
-    of ``data``'s examples on a :class:`~attattr_widgets.engine.backends.ray.RayBackend` (the predictions are
-    concatenated in example order): ``[K]``. ``max_length`` must be the one ``data`` was encoded with."""
+def sharded_metrics(backend, data: EncodedSet, keep, *, per_example: bool = False, batch_size: int = 32,
+                    max_length: int | None = None, progress=None, cancel=None, desc: str = "evaluating",
+                    what: str = "accuracy") -> tuple[np.ndarray, np.ndarray | None]:
+    """``(accuracy [K], answer log-probability [K] or None)`` under each of K head masks (``keep`` [K, L, H], or
+    [N, K, L, H] with ``per_example``; :func:`~attattr_widgets.engine.model.predict.predict_masked`) in process
+    (``backend=None``) or over shards of ``data``'s examples on a
+    :class:`~attattr_widgets.engine.backends.ray.RayBackend` (the predictions are concatenated in example order).
+    Accuracy: against the gold labels; for examples with answers, the teacher-forced exact match (every answer
+    token the arg-max given the true prefix), with the mean over examples of the mean log-probability per answer
+    token (nats) second (:func:`~attattr_widgets.engine.model.predict.answer_metrics`). ``max_length`` must be
+    the one ``data`` was encoded with."""
     data.need_labels(what)
     K = int(np.shape(keep)[-3])
     parts = run_sharded(backend, _predict_part, data.model, data.tokenizer, data if backend is None else data.items,
                         progress=progress, cancel=cancel, desc=desc, units=K, keep=keep, per_example=per_example,
                         batch_size=batch_size, max_length=max_length, label=desc, what=what)
     preds = np.concatenate(parts, axis=1)
-    return (preds == data.labels[None, :]).mean(1)
+    if data.answers:
+        return preds[..., 0].mean(1), preds[..., 1].mean(1)
+    return (preds == data.labels[None, :]).mean(1), None
+
+
+def sharded_accuracy(backend, data: EncodedSet, keep, **kw) -> np.ndarray:
+    """The accuracy of :func:`sharded_metrics` (same arguments): ``[K]``."""
+    return sharded_metrics(backend, data, keep, **kw)[0]
 
 
 def accuracy_steps(req: ImportanceRequest) -> Iterator[ImportanceStep]:

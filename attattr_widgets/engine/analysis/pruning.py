@@ -33,7 +33,7 @@ from ..model.examples import as_examples
 from ..intercept.controller import controller_for
 from ..errors import check_cancel
 from ..backends.dispatch import check_backend, iter_sharded
-from .accuracy import sharded_accuracy
+from .accuracy import sharded_accuracy, sharded_metrics
 from ..model.predict import EncodedSet
 from ..progress import Progress
 from ..model.checks import check_model_and_tokenizer
@@ -107,7 +107,8 @@ class PruningPoint:
     """One step of a pruning sweep: the accuracy of every curve at fraction ``fractions[index]``.
 
     ``accuracy`` {curve label: float}, ``pruned`` {curve label: [L, H] bool (True = pruned)}, ``done`` / ``total``
-    fractions evaluated so far.
+    fractions evaluated so far; ``answer_logprob`` {curve label: float} for examples with answers (then
+    ``accuracy`` is the teacher-forced exact match; see :class:`~attattr_widgets.engine.results.PruningCurve`), else None.
     """
 
     index: int
@@ -116,6 +117,7 @@ class PruningPoint:
     pruned: dict
     done: int
     total: int
+    answer_logprob: dict | None = None
 
 
 class PruningSweep:
@@ -167,6 +169,7 @@ class PruningSweep:
             for m, k in zip(masks, ks):
                 self.stack[k] = (~m).astype(np.float32)
         self.acc = np.full(len(uniq), np.nan)
+        self.logprob = np.full(len(uniq), np.nan)
         self.data = EncodedSet(model, tokenizer, examples, max_length=max_length)
         self.data.need_labels("pruning")
         self.rounding, self.batch_size, self.progress, self.cancel = rounding, batch_size, progress, cancel
@@ -180,20 +183,26 @@ class PruningSweep:
                 group = sorted({ks[k] for ks in self.keys if not evaluated[ks[k]]})
                 if group:
                     base = prog.done
-                    self.acc[group] = sharded_accuracy(
+                    self.acc[group], logprob = sharded_metrics(
                         self.backend, self.data, self.stack[group], batch_size=self.batch_size,
                         max_length=self.max_length, cancel=self.cancel, what="pruning",
                         progress=lambda d, t, b=base: prog.update(b + d - prog.done))
+                    if logprob is not None:
+                        self.logprob[group] = logprob
                     evaluated[group] = True
+                labels = [(label, ks[k]) for (label, _, _, _), ks in zip(self.specs, self.keys)]
                 yield PruningPoint(
                     index=k, fraction=float(self.fractions[k]),
-                    accuracy={label: float(self.acc[ks[k]]) for (label, _, _, _), ks in zip(self.specs, self.keys)},
-                    pruned={label: masks[k] for (label, _, _, masks) in self.specs}, done=k + 1, total=K)
+                    accuracy={label: float(self.acc[j]) for label, j in labels},
+                    pruned={label: masks[k] for (label, _, _, masks) in self.specs}, done=k + 1, total=K,
+                    answer_logprob={label: float(self.logprob[j]) for label, j in labels} if self.data.answers
+                    else None)
 
     def curves(self) -> list[PruningCurve]:
         return [
             PruningCurve(method=label, fractions=self.fractions.copy(), accuracy=self.acc[ks], pruned=masks,
-                         order=o, num_examples=len(self.data), rounding=self.rounding, importance=imp)
+                         order=o, num_examples=len(self.data), rounding=self.rounding, importance=imp,
+                         answer_logprob=self.logprob[ks] if self.data.answers else None)
             for (label, o, imp, masks), ks in zip(self.specs, self.keys)
         ]
 

@@ -4,7 +4,8 @@
   of the target label with respect to a head-mask variable ξ_h (= 1) that multiplies the head's attention
   probabilities, taken per example (one mask row per example) then averaged, and L2-normalised within each
   layer (Michel's ``exponent=2`` layer normalisation). Σ_ij A ⊙ ∂L/∂A = ∂L/∂ξ_h, so this is also the paper's
-  E_x|A_h^T ∂L/∂A_h| form.
+  E_x|A_h^T ∂L/∂A_h| form. Examples with a ``target`` answer (a causal LM): L = −Σ_t log p(y_t | prompt, y_<t),
+  the answer's teacher-forced cross-entropy.
 * ``"taylor-authors"`` — what the AttAttr repository's ``prune_head_with_taylor.py`` computes: the
   backpropagated scalar is the **sum of the logits** of the batch (the variable named ``loss`` there holds the
   logits — a quirk; it is label-agnostic and, for two classes, nearly cancels), and per head the score is
@@ -45,6 +46,14 @@ def _targets(data: EncodedSet, idx, logits: torch.Tensor, target) -> torch.Tenso
     raise TargetError(f"target must be 'gold', 'pred' or a class index, not {target!r}")
 
 
+def _answer_targets(data: EncodedSet, idx, target, device) -> torch.Tensor:
+    """The answers of the batch ``idx`` ([b, A], -1 = none): examples with answers are scored on their answer."""
+    if target != "gold":
+        raise TargetError(f"examples with a 'target' answer are scored on that answer: use target='gold', not "
+                          f"{target!r}")
+    return data.answer_ids[torch.as_tensor(idx)].to(device)
+
+
 def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel):
     """Yield ``(idx [b], grads [b, L, H] float64)`` per length-sorted batch: signed ∂L/∂ξ of each example."""
     net = data.net()  # the private copy: parameters that do not require grad, the gradient is w.r.t. ξ only
@@ -54,9 +63,13 @@ def _iter_head_mask_gradients(data: EncodedSet, target, batch_size: int, cancel)
         xi = {l: torch.ones(b, data.H, device=data.device, dtype=data.dtype, requires_grad=True) for l in range(data.L)}
         with torch.enable_grad(), data.ctrl.session(head_mask=xi):
             logits = data.logits(net(**inputs).logits, last)
-            y = _targets(data, idx, logits, target)
+            if data.answers:  # L = −Σ_t log p(y_t | prompt, y_<t) of each example's answer
+                y = _answer_targets(data, idx, target, logits.device)
+                logits, y = logits.flatten(0, 1), y.flatten()
+            else:
+                y = _targets(data, idx, logits, target)
             loss = F.cross_entropy(logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits,
-                                   y, reduction="sum")
+                                   y, reduction="sum", ignore_index=-1)
             grads = torch.autograd.grad(loss, [xi[l] for l in range(data.L)])
         yield idx, torch.stack(grads, 1).double().cpu().numpy()
 

@@ -75,6 +75,7 @@ def _cls_row(tokens: list[str]) -> int | None:
 
 
 def _check_attribution(attribution) -> None:
+    validate.single_site(attribution)
     if not all(hasattr(attribution, k) for k in ("scores", "tokens", "layers")):
         raise ArgumentError(f"attribution must be an Attribution (from attribute() or Attribution.load()), got "
                             f"{validate.show(attribution)}")

@@ -43,15 +43,16 @@ from torch import nn
 from ..errors import AttAttrError, AttributionOutOfMemoryError, check_cancel
 from ..intercept.controller import AttnController, controller_for
 from ..intercept.probs import Captured, attention_probs
-from ..model.adapters import adapter_for
+from ..model.adapters import CausalLMAdapter, ContinuationAdapter, adapter_for
 from ..model.checks import check_model_and_tokenizer
 from ..model.encode import Encoded, collate
+from ..model.generate import greedy_answer
 from ..quadrature import AUTO_RULE, AdaptiveSimpson, quadrature
 from ..results import Attribution, LayerResult, allocate_maps
 from .budget import (_autocast, _autocast_dtype, _bytes_per_row, _choose_store, _is_oom, _memory_budget,
                      _oom_error, _resolve_device, _store_for)
 from .options import AttributionOptions
-from .scores import target_score
+from .scores import continuation_score, target_score
 
 #: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
 _RESOLVE = 8
@@ -66,13 +67,21 @@ ROUNDING = 1000
 
 
 class _Batch:
-    """B right-padded examples: model inputs, lengths, last positions."""
+    """B right-padded rows: model inputs, lengths, and ``where`` F is read — each row's last real position [B],
+    or for continuations (every row with an ``answer_start``) the positions that predict the answer tokens
+    [B, A] (A the longest answer; a shorter answer's extra positions repeat its last one and carry no weight);
+    ``positions``: the query lengths its attention modules may run over (the padded length T)."""
 
     def __init__(self, encs: Sequence[Encoded], device, pad_id: int):
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
+        self.positions = {self.T}
         self.inputs = collate(list(encs), pad_id, device)
-        self.last = torch.tensor([n - 1 for n in self.lengths], device=device)
+        self.encs = list(encs)
+        if encs[0].answer_start is not None:  # examples have answers, all or none (examples.answers_of)
+            self.where = ContinuationAdapter.answer_positions(encs, device)
+        else:
+            self.where = torch.tensor([n - 1 for n in self.lengths], device=device)
 
     def rows(self, k: int) -> dict[str, torch.Tensor]:
         return {key: v.repeat_interleave(k, 0) for key, v in self.inputs.items()}
@@ -87,10 +96,12 @@ class _Engine:
         self.model, self.tokenizer = model, tokenizer
         self.adapter = adapter_for(model)
         self.ctrl: AttnController = controller_for(model)
-        (self.site,) = self.adapter.attention_sites(self.ctrl)  # text models: one square self-attention group
+        self.sites = self.adapter.attention_sites(self.ctrl)
+        self.site = self.sites[0]  # single-stack text models: one square self-attention group
         self.options = options
         self.quad = options.quad
-        self.score = options.score
+        self.score = options.score or self.adapter.default_score  # the current run's (run() sets it per batch)
+        self.run_adapter = self.adapter  # the adapter of the current run: the model's, or its continuation's
         self.method = options.method
         self.prefix = self.method == "prefix" and self.ctrl.blocks is not None
         self.precision = options.precision
@@ -103,6 +114,15 @@ class _Engine:
         self.eager = any(n == "eager" for n in self.ctrl.layout.impls)
         self._rows_cap: int | None = None
         self._copy: nn.Module | None = None  # this run's private copy of the model (made once per batch)
+
+    def F(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The score F of each row, [R]: ``targets`` [R] output indices (``logits`` [R, C]), or for continuations
+        [R, A] answer ids with -1 where a row counts no token (``logits`` [R, A, V]; weights 1 where an id is
+        given: :func:`~.scores.continuation_score`)."""
+        if targets.dim() == 2:
+            weights = (targets >= 0).to(self.acc_dtype)
+            return continuation_score(logits, targets.clamp(min=0), weights, self.score, self.acc_dtype)
+        return target_score(logits, targets, self.score, self.acc_dtype)
 
     # -- forwards -----------------------------------------------------------------------------------------------
     def _net(self, layer: int | None = None, hidden: torch.Tensor | None = None, grab=(), store=None):
@@ -122,12 +142,12 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self.adapter.logits(net, batch.inputs, batch.last)
+            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
         seen = {int(c.query.shape[2]) for c in s.captured.values()}
-        if seen != {batch.T}:
+        if not seen <= batch.positions:
             raise AttAttrError(
                 f"{type(self.model).__name__}'s attention ran over {sorted(seen)} positions but the input has "
-                f"{batch.T} tokens: the model adds or drops tokens its adapter "
+                f"{'/'.join(map(str, sorted(batch.positions)))} tokens: the model adds or drops tokens its adapter "
                 f"({type(self.adapter).__name__}) does not name, so maps would be misread")
         return s.captured, hidden, logits
 
@@ -138,15 +158,15 @@ class _Engine:
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self.adapter.logits(net, batch.inputs, batch.last)
-        return target_score(logits, targets, self.score, self.acc_dtype)
+            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
+        return self.F(logits, targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
         B, k = batch.B, len(alphas)
         rows = batch.rows(k)
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
-        last = batch.last.repeat_interleave(k, 0)
+        where = batch.where.repeat_interleave(k, 0)
         if self.prefix:
             net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
         else:
@@ -156,8 +176,8 @@ class _Engine:
             alpha={layer: alpha_rows}, cancel=cancel,
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
-            logits = self.adapter.logits(net, rows, last)
-            F = target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
+            logits = self.run_adapter.logits(net, rows, where)
+            F = self.F(logits, targets.repeat_interleave(k, 0))
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
         return g.view(B, k, *g.shape[1:])
 
@@ -203,31 +223,34 @@ class _Engine:
             acc = g if acc is None else acc + g
         return acc
 
-    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel) -> float:
-        """Write example b's [H, n, n] attribution and attention into the stores; returns Σ Attr.
+    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel,
+                   n_cols: int | None = None) -> float:
+        """Write example b's [H, n, n_cols] attribution and attention into the stores; returns Σ Attr. ``n``: the
+        real query rows, ``n_cols``: the real key columns (default ``n``: self-attention over one input).
 
         Output form: Attr = P ⊙ (Ḡ Vᵀ), P formed in row tiles of at most ~64 MiB."""
         H = c.query.shape[1]
-        V = c.values()[b : b + 1, :, :n]  # (1, H, n, d)
+        m = n if n_cols is None else n_cols
+        V = c.values()[b : b + 1, :, :m]  # (1, H, m, d)
         cb = Captured(
-            query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :n], value=c.value[b : b + 1, :, :n],
+            query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :m], value=c.value[b : b + 1, :, :m],
             mask=None if c.mask is None else c.mask[b : b + 1] if c.mask.shape[0] > 1 else c.mask,
             causal=c.causal, scaling=c.scaling, softcap=c.softcap,
             position_bias=None if c.position_bias is None else (
                 c.position_bias[b : b + 1] if c.position_bias.shape[0] > 1 else c.position_bias),
         )
         if cb.mask is not None:
-            cb.mask = cb.mask[..., :n, :n] if cb.mask.shape[-2] > 1 else cb.mask[..., :n]
+            cb.mask = cb.mask[..., :n, :m] if cb.mask.shape[-2] > 1 else cb.mask[..., :m]
         if cb.position_bias is not None:
-            cb.position_bias = cb.position_bias[..., :n, :n]
-        tile = max(1, min(n, (64 << 20) // max(1, 4 * H * n * 3)))
+            cb.position_bias = cb.position_bias[..., :n, :m]
+        tile = max(1, min(n, (64 << 20) // max(1, 4 * H * m * 3)))
         total = 0.0
         for r0 in range(0, n, tile):
             check_cancel(cancel)
             rows = slice(r0, min(n, r0 + tile))
             P = attention_probs(cb, rows, dtype=self.acc_dtype)[0]  # (H, t, n)
             if self.method == "naive":
-                G = grad_sum[b, :, rows, :n]
+                G = grad_sum[b, :, rows, :m]
             else:
                 Gb = grad_sum[b, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
                 G = torch.matmul(Gb, V[0].to(self.acc_dtype).transpose(-1, -2))  # (H, t, n)
@@ -236,6 +259,32 @@ class _Engine:
             out_scores[:, rows] = attr.cpu().numpy()
             out_attn[:, rows] = P.cpu().numpy()
         return total
+
+    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, cancel, write, attention):
+        """One layer for every example of ``batch``: F with the layer zeroed, Ḡ, and the maps, written by
+        ``write(b, captured_layer, grad_sum) -> Σ Attr``; ``attention(b)`` reads example b's written attention.
+        Returns ``(zero [B], steps, converged, panels, [(completeness, unresolved, finite)] per example)``."""
+        try:
+            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
+            grad_sum, steps, converged, panels = self._layer(
+                batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+            sums = [write(b, captured[layer], grad_sum) for b in range(batch.B)]
+        except Exception as exc:
+            if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
+                raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
+            raise
+        del grad_sum
+        captured.pop(layer, None)
+        hidden.pop(layer, None)
+        checks = []
+        for b in range(batch.B):
+            delta = float(F_clean[b] - zero[b])
+            err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
+            unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
+            finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
+                          and np.isfinite(attention(b)).all())  # Σ scores finite ⇔ no inf/NaN in them
+            checks.append((err, unresolved, finite))
+        return zero, steps, converged, panels, checks
 
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
     def _layer(self, batch, layer, hidden, targets, F_clean, zero, captured, cancel):
@@ -284,10 +333,38 @@ class _Engine:
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
         return g, len(alphas), ok, list(rule.panels)
 
+    def generate(self, enc: Encoded, max_new_tokens: int, cancel) -> list[int]:
+        """The answer the model decodes greedily after the prompt ``enc``, on a private copy
+        (:func:`~..model.generate.greedy_answer`)."""
+        net = self.ctrl.private(config_overrides=self.adapter.private_config())
+        return greedy_answer(net, self.model, enc, max_new_tokens, cancel)
+
     # -- one batch, all layers ------------------------------------------------------------------------------
-    def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
-        B = len(encs)
-        batch = _Batch(encs, self.device, self.adapter.pad_id(self.tokenizer))
+    def use_continuation(self, continuation: bool) -> None:
+        """Set the run's adapter and score: a causal LM's :class:`ContinuationAdapter` for answers (default score
+        ``"logprob"``), else the model's adapter (default ``"prob"``)."""
+        if continuation and not isinstance(self.adapter, CausalLMAdapter):
+            raise AttAttrError(f"an answer target (a string of several tokens, a list of token ids, an example "
+                               f"'target') needs a causal language model; {type(self.model).__name__} is a "
+                               f"{self.adapter.name} model: pass one class or token as target")
+        self.run_adapter = ContinuationAdapter(self.model) if continuation else self.adapter
+        self.score = self.options.score or ("logprob" if continuation else "prob")
+
+    def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel,
+            per_token: bool = False) -> list[Attribution]:
+        """Attribute a batch of examples at ``layers``: one :class:`Attribution` per example.
+
+        Continuations (``encs`` with ``answer_start``): the row of each example's whole answer, and with
+        ``per_token`` one more row per answer token t whose F is that token's log p(y_t | prompt, y_<t) alone —
+        all rows in one batch, so they share every pass (the nodes of ``steps="auto"`` too) and Σ_t of the
+        token rows' maps equals the whole answer's map at the same nodes (linearity of the integral). The token
+        results are the whole result's ``per_token``."""
+        cont = encs[0].answer_start is not None
+        self.use_continuation(cont)
+        rows = [(b, t) for b, e in enumerate(encs)
+                for t in [None] + (list(range(e.answer_len)) if per_token and cont else [])]
+        B = len(rows)
+        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer))
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
@@ -297,70 +374,86 @@ class _Engine:
             if _is_oom(exc):
                 raise _oom_error("in the clean forward pass", batch.T, exc) from exc
             raise
-        targets = torch.tensor(
-            [
-                self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
-                for b, (spec, gold) in enumerate(zip(target_specs, golds))
-            ],
-            device=self.device,
-        )
-        F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
+        if cont:
+            targets = ContinuationAdapter.answer_targets(batch.encs, [t for _, t in rows], self.device)
+        else:
+            targets = torch.tensor(
+                [
+                    self.run_adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
+                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
+                ],
+                device=self.device,
+            )
+        F_clean = self.F(clean_logits, targets)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
-        maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
-                for b in range(B)]
-        per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
+        maps = []
+        for r, (b, t) in enumerate(rows):
+            scores_, attention, where = allocate_maps(len(layers), H, batch.lengths[r], _store_for(store, r, B),
+                                                      map_dtype)
+            # a token row's attention is its example's: the whole-answer row's array (same P), written twice
+            maps.append((scores_, attention if t is None else maps[r - 1 - t][1], where))
+        per_row: list[list[LayerResult]] = [[] for _ in range(B)]
         for index, layer in enumerate(layers):
-            try:
-                zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                grad_sum, steps, converged, panels = self._layer(
-                    batch, layer, hidden, targets, F_clean, zero, captured, cancel)
-                sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
-                                        maps[b][1][index], cancel) for b in range(B)]
-            except Exception as exc:
-                if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
-                    raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
-                raise
-            del grad_sum
-            captured.pop(layer, None)
-            hidden.pop(layer, None)
-            for b in range(B):
-                delta = float(F_clean[b] - zero[b])
-                err = abs(sums[b] - delta) / abs(delta) if delta != 0 else 0.0
-                unresolved = abs(delta) <= self.resolution * max(abs(float(F_clean[b])), abs(float(zero[b])))
-                finite = bool(np.isfinite(sums[b]) and np.isfinite(delta)
-                              and np.isfinite(maps[b][1][index]).all())  # Σ scores finite ⇔ no inf/NaN in them
-                r = LayerResult(
+            zero, steps, converged, panels, checks = self.attribute_layer(
+                batch, layer, hidden, targets, F_clean, captured, cancel,
+                lambda r, cap, g: self.layer_maps(cap, g, r, batch.lengths[r], maps[r][0][index], maps[r][1][index],
+                                                  cancel),
+                lambda r: maps[r][1][index])
+            for r, (b, t) in enumerate(rows):
+                err, unresolved, finite = checks[r]
+                res = LayerResult(
                     layer=layer, index=index, total=len(layers), tokens=list(encs[b].tokens),
-                    scores=maps[b][0][index], attention=maps[b][1][index], zero_prob=float(zero[b]),
-                    completeness=err, target=int(targets[b]), prob=float(F_clean[b]), steps=steps,
-                    converged=converged, nonfinite=not finite, unresolved=unresolved, panels=panels,
+                    scores=maps[r][0][index], attention=maps[r][1][index], zero_prob=float(zero[r]),
+                    completeness=err, target=self._target_id(encs[b], targets[r], t), prob=float(F_clean[r]),
+                    steps=steps, converged=converged, nonfinite=not finite, unresolved=unresolved, panels=panels,
+                    answer_start=encs[b].answer_start, answer_token=t,
                 )
-                per_ex[b].append(r)
+                per_row[r].append(res)
                 if progress is not None:
-                    progress(r)
-        names = self.adapter.label_names()
-        model_name = str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__)
-        results = []
-        for b in range(B):
-            t = int(targets[b])
-            text, text_pair = examples_meta[b]
-            scores, attention, where = maps[b]
-            rs = per_ex[b]
-            results.append(Attribution(
-                scores=scores, attention=attention, tokens=list(encs[b].tokens),
-                token_type_ids=np.asarray(encs[b].segments, dtype=np.int64), target=t,
-                target_label=self.adapter.target_label(self.tokenizer, t), prob=float(F_clean[b]),
-                layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
-                completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
-                num_layers=self.site.num_layers, rule=AUTO_RULE if self.quad.auto else self.quad.rule,
-                steps=self.quad.steps, score=self.score,
-                text=text, text_pair=text_pair, model_name=model_name,
-                target_kind=self.adapter.target_kind, label_names=names,
-                truncated=encs[b].truncated, gold=None if golds[b] is None else int(golds[b]),
-                extra={"method": self.method}, layer_steps=[r.steps for r in rs],
-                converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs],
-                tol=self.quad.tol if self.quad.auto else None, store=where,
-                nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
-                image=encs[b].image,
-            ))
+                    progress(res)
+        results: list[Attribution] = []
+        for r, (b, t) in enumerate(rows):
+            attr = self._result(encs[b], examples_meta[b], golds[b], layers, per_row[r], maps[r], t)
+            if t is None:
+                results.append(attr)
+            else:
+                results[-1].per_token = (results[-1].per_token or []) + [attr]
         return results
+
+    @staticmethod
+    def _target_id(enc: Encoded, target: torch.Tensor, answer_token: int | None) -> int:
+        """``Attribution.target`` of a row: its output index, or for answers the id of its answer token (the
+        first one for the whole answer)."""
+        if enc.answer_start is None:
+            return int(target)
+        return int(enc.input_ids[0, enc.answer_start + (answer_token or 0)])
+
+    def _result(self, enc: Encoded, meta, gold, layers, rs: list[LayerResult], maps, answer_token) -> Attribution:
+        """One row's :class:`Attribution` from its streamed layers and its maps."""
+        text, text_pair = meta
+        scores, attention, where = maps
+        t = rs[0].target
+        if enc.answer_start is None:
+            label = self.run_adapter.target_label(self.tokenizer, t)
+        else:
+            answer = enc.input_ids[0, enc.answer_start:].tolist()
+            label = self.run_adapter.target_label(
+                self.tokenizer, answer if answer_token is None else answer[answer_token])
+        return Attribution(
+            scores=scores, attention=attention, tokens=list(enc.tokens),
+            token_type_ids=np.asarray(enc.segments, dtype=np.int64), target=t,
+            target_label=label, prob=rs[0].prob,
+            layer_zero_probs=np.asarray([r.zero_prob for r in rs], np.float64),
+            completeness=np.asarray([r.completeness for r in rs], np.float64), layers=list(layers),
+            num_layers=self.site.num_layers, rule=AUTO_RULE if self.quad.auto else self.quad.rule,
+            steps=self.quad.steps, score=self.score,
+            text=text, text_pair=text_pair,
+            model_name=str(getattr(self.model.config, "_name_or_path", "") or type(self.model).__name__),
+            target_kind=self.run_adapter.target_kind, label_names=self.run_adapter.label_names(),
+            truncated=enc.truncated, gold=None if gold is None else int(gold),
+            extra={"method": self.method}, layer_steps=[r.steps for r in rs],
+            converged=[r.converged for r in rs], layer_panels=[r.panels for r in rs],
+            tol=self.quad.tol if self.quad.auto else None, store=where,
+            nonfinite=[r.layer for r in rs if r.nonfinite], unresolved=[r.layer for r in rs if r.unresolved],
+            answer_start=enc.answer_start, answer_token=answer_token, image=enc.image,
+        )

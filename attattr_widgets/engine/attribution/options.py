@@ -48,7 +48,7 @@ class AttributionOptions:
     device: torch.device | None = None
     max_length: int | None = None
     truncation: bool = False
-    score: str = "prob"
+    score: str | None = None  # None: "prob" for a class or next token, "logprob" for an answer
     method: str = "prefix"
     precision: str = "auto"
     memory_budget: int | None = None
@@ -62,7 +62,7 @@ class AttributionOptions:
     @classmethod
     def from_kwargs(cls, *, target="pred", layers=None, rule: str = "gauss-legendre", steps: int | str = "auto",
                     tol: float = 1e-3, max_steps: int = 32, device=None, max_length: int | None = None,
-                    truncation: bool = False, score: str = "prob", method: str = "prefix", precision: str = "auto",
+                    truncation: bool = False, score: str | None = None, method: str = "prefix", precision: str = "auto",
                     memory_budget: int | None = None, store="auto", batch_size: int | None = None,
                     ) -> "AttributionOptions":
         """Check every keyword (raising :class:`~..errors.ArgumentError` / :class:`~..errors.AttAttrError` naming
@@ -74,7 +74,8 @@ class AttributionOptions:
         device = validate.device(device)
         precision = validate.choice(precision, "precision", PRECISIONS)
         memory_budget = validate.memory_budget(memory_budget)
-        check_score(score)
+        if score is not None:
+            check_score(score)
         if method not in METHODS:
             raise AttAttrError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
         if rule not in RULES:

@@ -13,13 +13,11 @@ from typing import Iterable, Iterator
 import torch
 from torch import nn
 
-from ..errors import UnsupportedModelError
 from .interface import _implementations, _watching
 from .discover import _discover
 from .layout import Layout, _layouts
 from .session import Session, _current, _local, _session
 from .shadow import _Feed, _frozen_copy, _Grab, _shadow_with, _Skip
-from .support import SUPPORTED_FAMILIES
 
 
 
@@ -122,8 +120,8 @@ def controller_for(model: nn.Module) -> AttnController:
     """Discover ``model``'s attention layers once (cached outside the model) and return its controller.
 
     Nothing about the model changes: it keeps its attention implementation, mode and parameters. Raises
-    :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` and for
-    encoder–decoders.
+    :class:`UnsupportedModelError` for models that do not route through ``AttentionInterface`` (and, through
+    :func:`~..model.adapters.adapter_for`, for heads no adapter attributes).
     """
     from ..model.adapters import adapter_for
     from ..model.wrappers import check_unwrapped
@@ -133,11 +131,6 @@ def controller_for(model: nn.Module) -> AttnController:
     with _controllers_lock:
         layout = _layouts.get(model)
         if layout is None:
-            if getattr(model.config, "is_encoder_decoder", False):
-                raise UnsupportedModelError(
-                    f"{type(model).__name__} is an encoder-decoder model; attattr-widgets attributes encoder "
-                    f"classifiers and decoder language models. Supported: {SUPPORTED_FAMILIES}"
-                )
             layout = _discover(model)
             _layouts[model] = layout
         layout.impls = _implementations(model)  # the user may switch implementations between runs

@@ -29,8 +29,8 @@ def _discover(model: nn.Module) -> Layout:
     twin = _frozen_copy(model, None, originals=originals)
     with _watching(impls), _session(Session(layout=None, spy=calls)), torch.no_grad():  # type: ignore[arg-type]
         out = twin(**_dummy_inputs(model))
-    order = [originals.get(id(m), m) for m, _ in calls]
-    heads = [h for _, h in calls]
+    order = [originals.get(id(m), m) for m, *_ in calls]
+    heads = [h for _, h, _, _ in calls]
     if not order:
         model_type = getattr(model.config, "model_type", "?")
         since = _ROUTED_SINCE.get(model_type)
@@ -43,16 +43,43 @@ def _discover(model: nn.Module) -> Layout:
             f"BigBird and other models with a hand-written attention."
         )
     shared = len(set(map(id, order))) != len(order)
-    blocks, path = (None, []) if shared else _find_blocks(model, order)
+    roles = _roles(calls) if _encoder_decoder(model) else None
+    # encoder-decoders: no single block list holds every attention module (prefix caching is off for them)
+    blocks, path = (None, []) if shared or roles is not None else _find_blocks(model, order)
     block_io = {} if blocks is None else _block_output_kinds(twin, twin.get_submodule(".".join(path)), path)
     layout = Layout(
         modules=order, num_heads=heads[0], shared=shared, blocks=blocks, path=path, impls=impls,
         block_outputs_tuple=[block_io.get(i, False) for i in range(len(order))],
-        outputs=_last_dim(getattr(out, "logits", None)),
+        outputs=_last_dim(getattr(out, "logits", None)), roles=roles,
+        heads=None if roles is None else heads,
     )
     if not shared:
         layout.index = {id(m): i for i, m in enumerate(order)}
     return layout
+
+
+def _encoder_decoder(model: nn.Module) -> bool:
+    return bool(getattr(model.config, "is_encoder_decoder", False))
+
+
+def _roles(calls: list) -> list[str]:
+    """Each attention call's kind, from its query / key lengths on the dummy input (source 3 tokens, target 2):
+    encoder self-attention 3×3, decoder self-attention 2×2, cross-attention 2×3."""
+    kinds = {(_SRC, _SRC): "encoder", (_TGT, _TGT): "decoder", (_TGT, _SRC): "cross"}
+    roles = [kinds.get((tq, tk)) for _, _, tq, tk in calls]
+    if None in roles:
+        bad = calls[roles.index(None)]
+        raise UnsupportedModelError(
+            f"{type(bad[0]).__name__} attends {bad[2]} queries to {bad[3]} keys on a {_SRC}-token source and a "
+            f"{_TGT}-token target, which is neither encoder, decoder nor cross-attention: this encoder-decoder "
+            f"is not supported. Supported: {SUPPORTED_FAMILIES}")
+    missing = [k for k in ("encoder", "decoder", "cross") if k not in roles]
+    if missing:
+        raise UnsupportedModelError(
+            f"{type(calls[0][0]).__name__}'s model routes only part of its attention through transformers' "
+            f"AttentionInterface (no {' or '.join(missing)} attention reached it), so it cannot be attributed as "
+            f"a whole (LED and other encoder-decoders with a hand-written attention). Supported: {SUPPORTED_FAMILIES}")
+    return roles
 
 
 def _find_blocks(model: nn.Module, order: list[nn.Module]) -> tuple[nn.ModuleList | None, list[str]]:
@@ -77,6 +104,9 @@ def _last_dim(logits) -> int | None:
     return int(logits.shape[-1]) if isinstance(logits, torch.Tensor) and logits.dim() >= 2 else None
 
 
+_SRC, _TGT = 3, 2  # dummy source / target lengths (encoder-decoders tell their attention kinds apart by them)
+
+
 def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
     """Three token ids, or for a model over pixels only (no ``input_ids``) one blank image of its configured size."""
     param = next(model.parameters())
@@ -89,5 +119,8 @@ def _dummy_inputs(model: nn.Module) -> dict[str, torch.Tensor]:
         channels = int(getattr(cfg, "num_channels", 3) or 3)
         return {"pixel_values": torch.zeros(1, channels, h, w, dtype=param.dtype, device=device)}
     vocab = int(getattr(model.config, "vocab_size", 8) or 8)
-    ids = torch.tensor([[min(5, vocab - 1), min(6, vocab - 1), min(7, vocab - 1)]], device=device)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    ids = torch.tensor([[min(5 + i, vocab - 1) for i in range(_SRC)]], device=device)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if _encoder_decoder(model):
+        inputs["decoder_input_ids"] = torch.tensor([[min(4 + i, vocab - 1) for i in range(_TGT)]], device=device)
+    return inputs

@@ -74,7 +74,7 @@ def _make_wrapper(name: str, base: Callable | None) -> Callable:
         fn = base if base is not None else _eager_for(module)
         s = _current()
         if s is not None and s.spy is not None:
-            s.spy.append((module, query.shape[1]))
+            s.spy.append((module, query.shape[1], query.shape[2], key.shape[2]))
             s = None
         # the interface passes everything after the mask by keyword; stay exact if a model does not
         if s is None or args or (layer := s.layout.layer_of(module, s)) is None:

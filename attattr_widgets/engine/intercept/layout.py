@@ -14,7 +14,10 @@ class Layout:
     """Where a model's attention lives: ``modules`` in call order (L entries; one shared module for ALBERT),
     ``num_heads`` (query heads), ``blocks`` (the ``nn.ModuleList`` of the L blocks, or None), ``path`` (attribute
     names from the root to it), ``impls`` (attention implementation names the model uses) and ``outputs`` (the
-    head's real number of outputs — classes or vocabulary entries — seen on the discovery forward)."""
+    head's real number of outputs — classes or vocabulary entries — seen on the discovery forward). Encoder–decoders:
+    ``roles`` names each module's kind in call order (``"encoder"`` self-attention, ``"decoder"`` self-attention,
+    ``"cross"`` attention; seen from the query/key lengths of the discovery forward) and ``heads`` their query
+    heads; single-stack models have ``roles`` None."""
 
     modules: list[nn.Module]
     num_heads: int
@@ -25,6 +28,8 @@ class Layout:
     block_outputs_tuple: list[bool]
     index: dict[int, int] = field(default_factory=dict)
     outputs: int | None = None
+    roles: list[str] | None = None
+    heads: list[int] | None = None
 
     @property
     def num_layers(self) -> int:

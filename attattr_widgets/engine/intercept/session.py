@@ -45,7 +45,7 @@ class Session:
     leaves: dict[int, torch.Tensor] = field(default_factory=dict)
     captured: dict[int, Captured] = field(default_factory=dict)
     calls: int = 0
-    spy: list | None = None  # discovery: (module, query heads) of every attention call, nothing changed
+    spy: list | None = None  # discovery: (module, query heads, query length, key length) of every call, nothing changed
 
     def explicit(self, layer: int) -> bool:
         return self.record or layer in self.grad_layers or layer in self.tap_layers

@@ -4,7 +4,7 @@ from __future__ import annotations
 SUPPORTED_FAMILIES = (
     "BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, ALBERT, ModernBERT (encoders); GPT-2, Llama, Mistral, Qwen2, "
     "Gemma 1/2, Falcon (transformers >= 5.25) and other decoders whose attention calls transformers' "
-    "AttentionInterface"
+    "AttentionInterface; T5, BART, Marian and other text encoder-decoders"
 )
 
 

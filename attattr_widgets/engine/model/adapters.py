@@ -4,8 +4,10 @@ An adapter knows, for one model, how an input is encoded, where the score F is r
 what F is — ``"prob"``, ``"logprob"``, ``"logit"`` — is the score registry's, :mod:`..attribution.scores`), how a
 target resolves and is labelled, the label names and number of outputs, which attention modules exist and the
 shape of their maps (:class:`AttentionSite`), and the kind's run details (unpadded batches, pad ids,
-``logits_to_keep``). Today's kinds: :class:`SequenceClassifierAdapter`, :class:`CausalLMAdapter` and
-:class:`ImageClassifierAdapter` (pixels in).
+``logits_to_keep``). Kinds: :class:`SequenceClassifierAdapter`, :class:`CausalLMAdapter` (and its
+:class:`ContinuationAdapter` for answers), :class:`ImageClassifierAdapter` (pixels in), :class:`ImagePromptAdapter`
+(vision–language prompts) and the encoder–decoder adapter :class:`~.seq2seq.Seq2SeqAdapter` (registered by
+:mod:`.seq2seq`).
 
 :func:`adapter_for` picks the adapter of a model: the most recently registered adapter class whose
 :meth:`~TaskAdapter.matches` accepts it (:func:`register_adapter` adds one, so a new kind of task — a
@@ -16,16 +18,17 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ArgumentError, NoClassificationHeadError, TargetError, UnsupportedModelError
+from ..errors import (ArgumentError, InputTooLongError, NoClassificationHeadError, TargetError,
+                      UnsupportedModelError)
 from ..intercept.layout import discovered_outputs
 from ..results.image import ImageGrid, patch_token
-from .encode import Encoded, check_text, check_token_ids, display_tokens, encode
+from .encode import Encoded, check_text, check_token_ids, display_tokens, encode, max_positions
 from .image import check_processor, encode_image
 
 
@@ -65,10 +68,11 @@ class TaskAdapter:
 
     Class attributes: ``name`` (registry key), ``target_kind`` (how targets are labelled in results:
     ``Attribution.target_kind``), ``output_noun`` (what an output index is, for messages), ``classifies`` (one
-    class per input: accuracy per gold class, triggers).
+    class per input: accuracy per gold class, triggers), ``default_score`` (the score F when ``score=None``).
     """
 
     name: ClassVar[str] = ""
+    default_score: ClassVar[str] = "prob"
     target_kind: ClassVar[str] = ""
     output_noun: ClassVar[str] = "outputs"
     classifies: ClassVar[bool] = False
@@ -183,6 +187,11 @@ class TaskAdapter:
     def default_query(cls, num_tokens: int) -> int:
         """The query row a view opens on (-1 for no tokens)."""
         return 0 if num_tokens else -1
+
+    def check_dataset_level(self, what: str) -> None:
+        """Refuse ``what`` (a dataset-level analysis: head importance, pruning, triggers, ``iter_attributions``)
+        for kinds it does not apply to (:class:`ArgumentError` naming the alternative); single-stack text models
+        accept every analysis."""
 
     # -- attention ------------------------------------------------------------------------------------------
     def attention_sites(self, ctrl) -> tuple[AttentionSite, ...]:
@@ -332,6 +341,125 @@ class CausalLMAdapter(TaskAdapter):
     def default_query(cls, num_tokens: int) -> int:
         return num_tokens - 1  # the position whose next token is the target
 
+    def is_continuation(self, tokenizer, target) -> bool:
+        """Whether ``target`` asks for a teacher-forced continuation (:class:`ContinuationAdapter`): a list or
+        tuple of token ids, or a string of more than one token (``" Paris, a city"``)."""
+        if isinstance(target, (list, tuple)):
+            return True
+        if isinstance(target, str) and target not in ("pred", "gold"):
+            return len(tokenizer(target, add_special_tokens=False)["input_ids"]) > 1
+        return False
+
+
+class ContinuationAdapter(CausalLMAdapter):
+    """A language-model head asked for a whole answer y_1..y_A after a prompt, teacher-forced.
+
+    The input is the prompt's ids (as the tokenizer encodes the prompt, special tokens included) followed by the
+    answer's ids (tokenized without special tokens); F reads the logits at the A positions that predict the answer
+    tokens — position ``answer_start - 1 + t`` predicts answer token t — through
+    :func:`~..attribution.scores.continuation_score` (``"logprob"``: Σ_t log p(y_t | prompt, y_<t), the default;
+    ``"prob"``: the joint probability; ``"logit"``). Never chosen by :func:`adapter_for`: the engine takes it for a
+    causal LM when the target is a continuation (:meth:`CausalLMAdapter.is_continuation`)."""
+
+    name = "continuation"
+    target_kind = "continuation"
+
+    @classmethod
+    def matches(cls, model: nn.Module) -> bool:
+        return False  # chosen by the target, not by the model
+
+    def answer_ids(self, tokenizer, target) -> list[int]:
+        """The answer's token ids: a string tokenized without special tokens (leading spaces matter for
+        byte-level tokenizers: ``" Paris"`` and ``"Paris"`` are different tokens), or a list of ids, checked."""
+        if isinstance(target, str):
+            check_text(target, "target")
+            ids = [int(i) for i in tokenizer(target, add_special_tokens=False)["input_ids"]]
+        elif isinstance(target, (list, tuple)):
+            ids = []
+            for i in target:
+                if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+                    raise TargetError(f"a continuation target given as token ids must be a list of ints, got "
+                                      f"{type(i).__name__} {i!r} in it")
+                ids.append(int(i))
+        else:
+            raise TargetError(f"a continuation target is a string or a list of token ids, not {type(target).__name__}")
+        if not ids:
+            raise TargetError("the answer has no tokens: pass a non-empty target string or list of token ids")
+        n, _ = self.num_outputs()
+        bad = [i for i in ids if i < 0 or (n is not None and i >= n)]
+        if bad:
+            raise TargetError(f"answer token id {bad[0]} is out of range: the model has {n} {self.output_noun}")
+        return ids
+
+    def encode_answer(self, tokenizer, prompt: str, answer: list[int], *, max_length: int | None = None,
+                      truncation: bool = False) -> Encoded:
+        """The prompt encoded (:func:`.encode.encode`) with the answer ids appended: ``answer_start`` marks the
+        first answer token. Too long: raises, or with ``truncation=True`` drops the prompt's first tokens
+        (flagged ``truncated``)."""
+        enc = encode(self.model, tokenizer, prompt, max_length=max_length, truncation=truncation)
+        limit = max_positions(self.model, tokenizer)
+        if max_length is not None:
+            limit = min(limit, int(max_length))
+        prompt_ids = enc.input_ids[0].tolist()
+        tokens = list(enc.tokens)
+        truncated = enc.truncated
+        if len(prompt_ids) + len(answer) > limit:
+            keep = limit - len(answer)
+            if not truncation or keep < 1:
+                raise InputTooLongError(
+                    f"the prompt ({len(prompt_ids)} tokens) and the answer ({len(answer)} tokens) make "
+                    f"{len(prompt_ids) + len(answer)} tokens but the model accepts at most {limit}: shorten them"
+                    + (", or pass truncation=True to drop the prompt's first tokens" if keep >= 1 else ""))
+            prompt_ids, tokens, truncated = prompt_ids[-keep:], tokens[-keep:], True
+        check_token_ids(self.model, tokenizer, answer)
+        ids = torch.tensor([prompt_ids + answer], dtype=torch.long)
+        return Encoded(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
+                       tokens=tokens + display_tokens(tokenizer, answer), segments=[0] * ids.shape[1],
+                       truncated=truncated, answer_start=len(prompt_ids))
+
+    def logits(self, net: nn.Module, inputs: dict, last: torch.Tensor) -> torch.Tensor:
+        """The logits that predict the answer tokens: ``[R, A, V]``; ``last`` here is ``[R, A]``, the positions
+        that predict them (``answer_start - 1 + t``). Only the positions from the first of them on are computed
+        where the model takes ``logits_to_keep``."""
+        T = inputs["input_ids"].shape[1]
+        if self.keep_last:
+            keep = T - int(last.min())
+            return self.prediction_logits(net(**inputs, logits_to_keep=keep).logits, last - (T - keep))
+        return self.prediction_logits(net(**inputs).logits, last)
+
+    @staticmethod
+    def answer_positions(encs: Sequence[Encoded], device=None) -> torch.Tensor:
+        """The positions that predict each example's answer tokens, ``answer_start - 1 + t``: [B, A] long (A the
+        longest answer; a shorter answer's extra positions repeat its last one, to be given no weight)."""
+        A = max(e.answer_len for e in encs)
+        return torch.tensor([[min(e.answer_start - 1 + t, len(e) - 2) for t in range(A)] for e in encs],
+                            device=device)
+
+    @staticmethod
+    def answer_targets(encs: Sequence[Encoded], answer_tokens: Sequence[int | None] | None = None,
+                       device=None) -> torch.Tensor:
+        """The answer ids each row counts, [B, A] long, -1 where it counts none (beyond a shorter answer; every
+        token but t for a row of answer token t): ``answer_tokens[b]`` None (the whole answer) or t."""
+        A = max(e.answer_len for e in encs)
+        out = torch.full((len(encs), A), -1, dtype=torch.long)
+        for b, e in enumerate(encs):
+            ids = e.input_ids[0, e.answer_start:]
+            t = None if answer_tokens is None else answer_tokens[b]
+            if t is None:
+                out[b, : len(ids)] = ids
+            else:
+                out[b, t] = ids[t]
+        return out.to(device)
+
+    def prediction_logits(self, logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The model's ``logits`` [R, T, V] at the positions ``last`` [R, A] that predict the answer: [R, A, V]."""
+        return logits[torch.arange(last.shape[0], device=last.device).unsqueeze(1), last]
+
+    def target_label(self, tokenizer, target) -> str:
+        """The answer (or one answer token) as text: ``target`` a token id or a list of them."""
+        ids = [int(target)] if isinstance(target, (int, np.integer)) else [int(i) for i in target]
+        return str(tokenizer.decode(ids))
+
 
 class ImageClassifierAdapter(SequenceClassifierAdapter):
     """An image-classification head over a vision transformer (``*ForImageClassification``: ViT, DeiT with its
@@ -467,6 +595,7 @@ def unregister_adapter(cls: type[TaskAdapter]) -> None:
         _ADAPTERS.remove(cls)
 
 
+register_adapter(ContinuationAdapter)  # never matches a model: found by its target_kind (adapter_class)
 register_adapter(CausalLMAdapter)
 register_adapter(SequenceClassifierAdapter)  # tried before the LM, as a classifier check preceded the LM check
 register_adapter(ImageClassifierAdapter)
@@ -520,13 +649,22 @@ _UNSUPPORTED_HEADS = {
     "ForSemanticSegmentation": "segmentation (pixel input)",
     "ForAudioClassification": "audio classification (waveform input)",
     "ForSpeechSeq2Seq": "speech recognition (audio input)",
-    "ForConditionalGeneration": "encoder-decoder / multimodal generation",
+    "ForConditionalGeneration": "multimodal or speech generation (image or audio input)",
 }
+
+#: Whisper-style speech encoder-decoders are refused: their source is ~1,500 audio feature frames, not tokens.
+SPEECH_REFUSAL = (
+    "{name} is a speech encoder-decoder: its source is audio feature frames (input_features), not text tokens, "
+    "which attattr-widgets does not attribute (its views, trees and exports are built on tokens, and a 30 s "
+    "window gives 1,500 x 1,500 encoder maps per head). Text encoder-decoders (T5, BART, Marian, mBART, Pegasus: "
+    "AutoModelForSeq2SeqLM) are attributed with attribute(model, tokenizer, source, target=answer)")
 
 
 def _refusal(model: nn.Module) -> str | None:
     """Why the text adapters refuse ``model`` (an unsupported head, no text input), or None."""
     name = type(model).__name__
+    if getattr(model.config, "is_encoder_decoder", False) and accepts(model, "input_features"):
+        return SPEECH_REFUSAL.format(name=name)
     for suffix, what in _UNSUPPORTED_HEADS.items():
         if name.endswith(suffix):
             return (f"{name} has a head for {what}, which attattr-widgets does not attribute: load the checkpoint "

@@ -23,7 +23,9 @@ class Encoded:
     of a batch (an image model's ``pixel_values`` (1, C, H, W)); a model without ``input_ids`` has only these.
     ``tokens``: n display strings (what the attention maps' rows and columns are); ``segments``: n ints (0 = first
     text, 1 = text pair); ``truncated``: whether tokens were dropped to fit the model; ``image``: the patch grid
-    and picture behind an image model's tokens (:class:`~..results.image.ImageGrid`), else None.
+    and picture behind an image model's tokens (:class:`~..results.image.ImageGrid`), else None;
+    ``answer_start``: for a teacher-forced continuation (prompt + answer,
+    :meth:`~.adapters.ContinuationAdapter.encode_answer`) the index of the first answer token, else None.
     """
 
     input_ids: torch.Tensor | None
@@ -34,6 +36,12 @@ class Encoded:
     truncated: bool
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     image: ImageGrid | None = None
+    answer_start: int | None = None
+
+    @property
+    def answer_len(self) -> int:
+        """Number of answer tokens (0 without an answer)."""
+        return 0 if self.answer_start is None else len(self) - self.answer_start
 
     def model_inputs(self) -> dict[str, torch.Tensor]:
         out = {k: v for k, v in (("input_ids", self.input_ids), ("attention_mask", self.attention_mask),
@@ -86,11 +94,13 @@ def max_positions(model: nn.Module, tokenizer) -> int:
 
 
 def display_tokens(tokenizer, ids: list[int]) -> list[str]:
-    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text)."""
+    """Readable token strings (byte-level BPE / sentencepiece pieces decoded to text; ``"<id 123>"`` for an id the
+    tokenizer does not know)."""
     raw = tokenizer.convert_ids_to_tokens(ids)
     if any(t.startswith(("Ġ", "▁")) or "Ċ" in t for t in raw if t):
         return [tokenizer.decode([i]) for i in ids]  # byte-level BPE / sentencepiece: show real text
-    return list(raw)
+    # an id the model has but the tokenizer does not (a padded embedding table: a generated answer may hold one)
+    return [t if t is not None else f"<id {int(i)}>" for t, i in zip(raw, ids)]
 
 
 def encode(

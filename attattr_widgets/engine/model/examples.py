@@ -14,14 +14,18 @@ from .encode import Encoded, check_text
 
 @dataclass(frozen=True)
 class Example:
-    """One input: ``text``, optional ``text_pair`` (premise/hypothesis), optional integer ``label``."""
+    """One input: ``text``, optional ``text_pair`` (premise/hypothesis), optional integer ``label``, optional
+    ``target``: for a causal LM, the answer that follows ``text`` (a string, tokenized without special tokens —
+    leading spaces matter — or a tuple of token ids), attributed and evaluated teacher-forced."""
 
     text: str
     text_pair: str | None = None
     label: int | None = None
+    target: str | tuple[int, ...] | None = None
 
 
-_FORMS = ("a list of dicts {'text', 'text_pair'?, 'label'?}, a dict of columns {'text': [...], 'label': [...]}, "
+_FORMS = ("a list of dicts {'text', 'text_pair'?, 'label'?} (or {'text': prompt, 'target': answer} for a causal LM), "
+          "a dict of columns {'text': [...], 'label': [...]}, "
           "a pandas DataFrame or a datasets.Dataset with those columns, or a list of strings")
 
 
@@ -116,7 +120,7 @@ def as_examples(obj) -> list[Example]:
             raise ArgumentError(f"example {i}: 'text_pair' must be a string or None, got {validate.show(pair)}")
         label = item.get("label")
         label = None if _missing(label) else validate.label(label, f"example {i} 'label'")
-        out.append(Example(text, pair, label))
+        out.append(Example(text, pair, label, _answer(item.get("target"), i)))
     for i, ex in enumerate(out):
         try:
             check_text(ex.text, "text")
@@ -127,6 +131,29 @@ def as_examples(obj) -> list[Example]:
     return out
 
 
+def _answer(value, i: int):
+    """An example's ``target`` answer: None, a non-empty string, or a tuple of token ids."""
+    if not isinstance(value, (list, tuple)) and _missing(value):
+        return None
+    if isinstance(value, str):
+        check_text(value, f"example {i} 'target'")
+        return value
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        return tuple(int(v) for v in value)
+    raise ArgumentError(f"example {i}: 'target' (the answer after the prompt) must be a string or a list of token "
+                        f"ids, got {validate.show(value)}")
+
+
+def answers_of(items: list[Example]) -> bool:
+    """Whether the examples carry answers (``target``): all of them, or none (a mix raises)."""
+    have = [ex.target is not None for ex in items]
+    if any(have) and not all(have):
+        raise AttAttrError(f"examples {[i for i, h in enumerate(have) if not h][:5]} have no 'target' answer while "
+                           f"others do: give every example an answer, or none")
+    return bool(have) and have[0]
+
+
 def _indexed(exc: AttAttrError, index: int) -> AttAttrError:
     """The same error, its message prefixed with the example's index."""
     return type(exc)(f"example {index}: {exc}")
@@ -134,10 +161,26 @@ def _indexed(exc: AttAttrError, index: int) -> AttAttrError:
 
 def encode_examples(adapter, tokenizer, items: list[Example], *, offset: int = 0, **kw) -> list[Encoded]:
     """``adapter.encode`` (:meth:`~.adapters.TaskAdapter.encode`) for each example (``kw``: ``max_length``,
-    ``truncation``); an error names the example's index in the caller's list (``offset`` + position)."""
+    ``truncation``), or for examples with answers (a causal LM) the prompt and the answer
+    (:meth:`~.adapters.ContinuationAdapter.encode_answer`); an error names the example's index in the caller's
+    list (``offset`` + position)."""
     out = []
+    answers = answers_of(items) if items else False
+    if answers:
+        from .adapters import CausalLMAdapter, ContinuationAdapter
+
+        if not isinstance(adapter, CausalLMAdapter):
+            raise AttAttrError(f"examples with a 'target' answer need a causal language model; "
+                               f"{type(adapter.model).__name__} is a {adapter.name} model: give 'label's instead")
+        adapter = adapter if isinstance(adapter, ContinuationAdapter) else ContinuationAdapter(adapter.model)
     for i, ex in enumerate(items):
         try:
+            if answers:
+                if ex.text_pair is not None:
+                    adapter.check_text_pair(tokenizer)
+                out.append(adapter.encode_answer(tokenizer, ex.text, adapter.answer_ids(tokenizer, list(ex.target)
+                                                 if isinstance(ex.target, tuple) else ex.target), **kw))
+                continue
             out.append(adapter.encode(tokenizer, ex.text, ex.text_pair, **kw))
         except AttAttrError as exc:
             raise _indexed(exc, offset + i) from exc

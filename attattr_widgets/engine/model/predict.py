@@ -22,10 +22,10 @@ from ..errors import AttAttrError, TargetError, check_cancel
 from ..intercept.controller import AttnController, controller_for
 from ..intercept.shadow import private_copy
 from ..progress import Progress
-from .adapters import adapter_for
+from .adapters import ContinuationAdapter, adapter_for
 from .checks import check_model_and_tokenizer
 from .encode import Encoded, collate
-from .examples import Example, as_examples, check_labels, encode_examples
+from .examples import Example, answers_of, as_examples, check_labels, encode_examples
 from .wrappers import check_unwrapped
 
 __all__ = ["EncodedSet", "batched_forward", "predict", "predict_encoded", "predict_masked",
@@ -44,7 +44,9 @@ class EncodedSet:
     encoding ``examples``, which then only give the labels and may be None (``tokenizer`` only gives the pad id
     and may be None too).
 
-    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Where the adapter asks for it (decoder
+    ``labels`` [N] int (-1 where an example has none), ``lengths`` [N]. Examples with a ``target`` answer (a
+    causal LM; ``answers`` True) are encoded prompt + answer; their prediction logits are the ``[b, A, V]`` logits
+    that predict the answer tokens and ``answer_ids`` [N, A] holds the answers (-1 beyond a shorter one). Where the adapter asks for it (decoder
     classifiers without a pad id: their pooling looks for the pad id) examples are evaluated one at a time.
     ``ctrl`` (and ``L``, ``H``) are looked up on first use: a plain prediction needs no attention controller.
     """
@@ -55,10 +57,13 @@ class EncodedSet:
             check_unwrapped(model)  # encodings given: there is no tokenizer to check
         else:
             check_model_and_tokenizer(model, tokenizer)
+        adapter_for(model).check_dataset_level("this analysis (head importance, pruning, triggers, predictions)")
         self.model, self.tokenizer = model, tokenizer
         given = examples is not None or encodings is None
         self.items: list[Example] | None = as_examples(examples) if given else None
         self.adapter = adapter_for(model)
+        self.answers = answers_of(self.items) if self.items else all(e.answer_start is not None
+                                                                      for e in encodings or [])
         if self.items is not None:
             check_labels(self.items, *self.adapter.num_outputs())
         if encodings is None:
@@ -71,6 +76,8 @@ class EncodedSet:
                 raise AttAttrError("no encodings given: pass at least one encoded input")
             if self.items is not None and len(self.items) != len(self.encs):
                 raise AttAttrError(f"{len(self.encs)} encodings for {len(self.items)} examples: pass one each")
+        if self.answers:  # encode_examples refused answers unless the model is a causal LM
+            self.adapter = ContinuationAdapter(model)
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
         self.lengths = np.array([len(e) for e in self.encs])
@@ -80,6 +87,7 @@ class EncodedSet:
         self.unpadded = self.adapter.unpadded and getattr(model.config, "pad_token_id", None) is None
         self.pad_id = self.adapter.pad_id(tokenizer)
         self.order = np.argsort(self.lengths, kind="stable")
+        self.answer_ids = ContinuationAdapter.answer_targets(self.encs) if self.answers else None
 
     @cached_property
     def ctrl(self) -> AttnController:
@@ -97,6 +105,10 @@ class EncodedSet:
         return len(self.encs)
 
     def need_labels(self, what: str) -> None:
+        """Raise unless every example has a label of the model (examples with answers need none: the answer is
+        what they are evaluated on)."""
+        if self.answers:
+            return
         if (self.labels < 0).any():
             missing = int((self.labels < 0).sum())
             raise TargetError(f"{what} needs a 'label' in every example ({missing} have none)")
@@ -105,16 +117,20 @@ class EncodedSet:
             raise TargetError(f"label {int(self.labels.max())} is out of range: the model has {C} {noun}")
 
     def batches(self, batch_size: int):
-        """Yield ``(idx [b], inputs, last [b], mask [b, T])`` for length-sorted batches."""
+        """Yield ``(idx [b], inputs, last, mask [b, T])`` for length-sorted batches: ``last`` [b] each row's last
+        real position, or with answers the [b, A] positions that predict them."""
         bs = 1 if self.unpadded else validate.batch_size(batch_size, allow_none=False)
         for s in range(0, len(self.order), bs):
             idx = self.order[s : s + bs]
             encs = [self.encs[i] for i in idx]
             inputs = collate(encs, self.pad_id, self.device)
-            last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
+            if self.answers:
+                last = ContinuationAdapter.answer_positions(encs, self.device)
+            else:
+                last = torch.tensor([len(e) - 1 for e in encs], device=self.device)
             mask = inputs.get("attention_mask")
             if mask is None:  # no per-token input (an image): every token is real
-                mask = torch.ones(len(encs), int(last.max()) + 1, dtype=torch.long, device=self.device)
+                mask = torch.ones(len(encs), max(len(e) for e in encs), dtype=torch.long, device=self.device)
             yield idx, inputs, last, mask
 
     def logits(self, out_logits: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -135,11 +151,23 @@ def _argmax(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(-1)
 
 
+def answer_metrics(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Teacher-forced answer metrics per row, ``[rows, 2]`` float64: (exact match — 1.0 when every answer token
+    is the arg-max of the logits predicting it, given the true prefix —, the mean log-probability per answer
+    token (1/A) Σ_t log p(y_t | prompt, y_<t), in nats). ``logits`` [rows, A, V], ``ids`` [rows, A] (-1: none)."""
+    real = ids >= 0
+    y = ids.clamp(min=0)
+    hit = ((logits.argmax(-1) == y) | ~real).all(-1)
+    lp = torch.log_softmax(logits.double(), -1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    mean_lp = torch.where(real, lp, torch.zeros_like(lp)).sum(-1) / real.sum(-1)
+    return torch.stack([hit.double(), mean_lp], -1)
+
+
 def batched_forward(
     data: EncodedSet,
     keep: np.ndarray | torch.Tensor | None = None,
     *,
-    read: Callable[[torch.Tensor], torch.Tensor] = _argmax,
+    read: Callable[..., torch.Tensor] | None = None,
     per_example: bool = False,
     batch_size: int = 32,
     row_tokens: int = _ROW_TOKENS,
@@ -149,6 +177,8 @@ def batched_forward(
 ) -> np.ndarray:
     """The engine's one batched forward for predictions: ``read(prediction logits [rows, C])`` of every example
     under K head masks, ``[K, N, ...]`` (``read`` gives ``[rows, ...]``; default: the arg-max, ``[K, N]`` int).
+    Examples with answers: ``read(logits [rows, A, V], answer ids [rows, A])``; default :func:`answer_metrics`,
+    ``[K, N, 2]`` (exact match, mean log-probability per answer token).
 
     The prediction logits are the classifier's ``[rows, C]`` or the causal LM's next-token ``[rows, V]`` at each
     row's last real position. ``keep``: None (a plain forward, K = 1, no head mask), ``[K, L, H]`` (1 = keep,
@@ -158,6 +188,8 @@ def batched_forward(
     of length T. ``progress`` counts example × mask rows, ``cancel`` is checked before every forward.
     """
     N = len(data)
+    if read is None:
+        read = answer_metrics if data.answers else _argmax
     if keep is None:
         K = 1
     else:
@@ -195,7 +227,12 @@ def batched_forward(
                     head_mask = {l: m[:, l] for l in range(data.L) if bool((m[:, l] != 1).any())}
                     with data.ctrl.session(head_mask=head_mask):
                         logits = net(**rows).logits
-                got = read(data.logits(logits, last.repeat_interleave(kk, 0))).cpu().numpy()
+                pl = data.logits(logits, last.repeat_interleave(kk, 0))
+                if data.answers:
+                    got = read(pl, data.answer_ids[idx].to(pl.device).repeat_interleave(kk, 0))
+                else:
+                    got = read(pl)
+                got = got.cpu().numpy()
                 got = got.reshape(b, kk, *got.shape[1:])
                 if out is None:
                     out = np.zeros((K, N, *got.shape[2:]), dtype=got.dtype)

@@ -10,7 +10,9 @@ Widgets, plots, the CLI and the distributed backend import these types instead o
 * :class:`AttributionTree` (with :class:`TreeNode`, :class:`TreeEdge`) — paper Algorithm 1 — :mod:`.tree`;
 * :class:`ImageGrid` — the patch grid and a small copy of the picture behind an image model's tokens
   (``Attribution.image``) — :mod:`.image`;
-* :class:`TriggerPattern`, :class:`TriggerResult` — paper §4.3 — :mod:`.triggers`.
+* :class:`TriggerPattern`, :class:`TriggerResult` — paper §4.3 — :mod:`.triggers`;
+* :class:`Seq2SeqAttribution` — one encoder–decoder answer: encoder, decoder and cross-attention maps
+  (:class:`SiteMaps` views, :class:`SiteMeta` per-layer facts) — :mod:`.seq2seq`.
 
 Every kind derives :class:`~.base.Result`: its saved schema is derived from its dataclass fields (:mod:`.schema`)
 and it is registered by its ``kind``. Files: :func:`save_result` / :func:`load_result` (:mod:`.fileformat`) write
@@ -28,12 +30,14 @@ from .fileformat import FORMAT_VERSION, load_result, save_result
 from .heads import Correlation, Effectiveness, HeadImportance, HeadImportanceMeta, PruningCurve
 from .image import ImageGrid
 from .schema import Record, array
+from .seq2seq import Seq2SeqAttribution, SiteMaps, SiteMeta
 from .tree import AttributionTree, TreeEdge, TreeNode
 from .triggers import ClassAccuracy, TriggerPattern, TriggerResult
 
 __all__ = [
     "FORMAT_VERSION", "STORES", "Attribution", "AttributionTree", "ClassAccuracy", "Correlation", "Effectiveness",
     "HeadImportance", "HeadImportanceMeta", "ImageGrid", "LayerResult", "PruningCurve", "Record", "Result",
-    "ResultFileError", "TreeEdge", "TreeNode", "TriggerPattern", "TriggerResult", "allocate_maps", "array", "atomic_write_bytes",
+    "ResultFileError", "Seq2SeqAttribution", "SiteMaps", "SiteMeta",
+    "TreeEdge", "TreeNode", "TriggerPattern", "TriggerResult", "allocate_maps", "array", "atomic_write_bytes",
     "atomic_write_text", "load_result", "save_result", "sum_heads",
 ]

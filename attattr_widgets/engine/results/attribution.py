@@ -14,7 +14,7 @@ from ..errors import AttAttrError
 from ..reductions import reduce_heads
 from .base import Result
 from .image import ImageGrid
-from .schema import array
+from .schema import array, parts
 
 __all__ = ["STORES", "Attribution", "LayerResult", "allocate_maps", "sum_heads"]
 
@@ -60,7 +60,11 @@ class LayerResult:
     this layer (``steps="auto"``: every gradient evaluation spent on it); ``converged``: False when
     ``steps="auto"`` stopped before reaching ``tol`` (at ``max_steps``, or at the gradients' rounding floor);
     ``panels``: the partition of [0, 1] ``steps="auto"`` ended with, ``[(lo, hi), …]`` (narrow panels where the
-    integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule.
+    integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule;
+    ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer``,
+    ``index`` and ``total`` are then the site's own, ``tokens`` the maps' row tokens, ``col_tokens`` their column
+    tokens and the maps [H, n_rows, n_cols]), None for single-stack models (``col_tokens`` None: the columns are
+    ``tokens``).
     """
 
     layer: int
@@ -78,6 +82,10 @@ class LayerResult:
     nonfinite: bool = False  # NaN/inf in this layer's maps, zero-layer score or completeness
     unresolved: bool = False  # ΔF below what the forward dtype resolves: completeness is rounding noise
     panels: list[tuple[float, float]] | None = None
+    site: str | None = None
+    col_tokens: list[str] | None = None
+    answer_start: int | None = None  # continuations: index in tokens of the first answer token
+    answer_token: int | None = None  # None: the whole answer's F (or no answer); t: answer token t's own F_t
 
 
 @dataclass
@@ -105,6 +113,15 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     the size; ~3 significant digits) or a folder path (float32 ``.npy`` files opened as memory maps, for inputs
     whose maps do not fit in memory). :meth:`save` writes a self-contained ``.npz`` whatever the store: the five
     arrays as ``.npz`` members, the other fields in the JSON record.
+
+    **Answers** (causal LMs asked for a continuation: ``target_kind="continuation"``): ``tokens`` cover the prompt
+    and the answer, ``answer_start`` is the index in ``tokens`` of the first answer token (None for other kinds);
+    ``answer_token`` None means F is the whole answer's score (``score="logprob"``: Σ_t log p(y_t | prompt, y_<t);
+    ``"prob"``: the joint probability), t means this result is answer token t's own F_t (log p(y_t | prompt,
+    y_<t), or p(y_t) for ``"prob"``); ``target`` is then that token's id (the first answer token's for the whole
+    answer) and ``target_label`` the answer's (or the token's) text. ``per_token``: with ``per_token=True``, the
+    results of each answer token (their ``answer_token`` 0..A-1, their maps computed at the same nodes as this one:
+    for ``"logprob"``/``"logit"`` they sum to this result's maps), saved in the same file; else None.
     """
 
     scores: np.ndarray = array(float, 4)
@@ -137,6 +154,9 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     nonfinite: list[int] = field(default_factory=list)  # model layer indices whose results hold NaN/inf
     unresolved: list[int] = field(default_factory=list)  # model layers whose ΔF the dtype does not resolve
     image: ImageGrid | None = None
+    answer_start: int | None = None
+    answer_token: int | None = None
+    per_token: list[Attribution] | None = parts()
 
     def __post_init__(self):
         L = len(self.layers)

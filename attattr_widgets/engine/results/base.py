@@ -51,14 +51,34 @@ class Result(Record):
         return schema_of(cls)
 
     def to_record(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """``({record_key: fields as JSON}, {name: array})``: this result's part of a file."""
+        """``({record_key: fields as JSON}, {name: array})``: this result's part of a file. A :func:`~.schema.parts`
+        field is a list of the items' records (or None), their arrays named ``"{field}/{i}/{name}"``."""
         s = self.record_schema()
-        return {self.record_key: s.dump(self)}, {k: np.asarray(getattr(self, k)) for k in s.arrays}
+        fields = s.dump(self)
+        arrays = {k: np.asarray(getattr(self, k)) for k in s.arrays}
+        for name in s.parts:
+            items = getattr(self, name)
+            fields[name] = None if items is None else []
+            for i, item in enumerate(items or []):
+                rec, arr = item.to_record()
+                fields[name].append(rec)
+                arrays.update({f"{name}/{i}/{k}": v for k, v in arr.items()})
+        return {self.record_key: fields}, arrays
 
     @classmethod
     def from_record(cls, record: dict, arrays: dict[str, np.ndarray]):
-        """The inverse of :meth:`to_record`, for a record and arrays :mod:`.loadcheck` has checked."""
-        return cls.record_schema().load(record[cls.record_key], arrays)
+        """The inverse of :meth:`to_record`, for a record and arrays :mod:`.loadcheck` has checked (``arrays``:
+        this result's members, names relative to it, its parts' included)."""
+        s = cls.record_schema()
+        fields = record[cls.record_key]
+        obj = s.load(fields, {k: arrays[k] for k in s.arrays})
+        for name in s.parts:
+            items = fields.get(name)
+            if items is not None:
+                setattr(obj, name, [cls.from_record(item, {k[len(p):]: v for k, v in arrays.items()
+                                                           if k.startswith(p := f"{name}/{i}/")})
+                                    for i, item in enumerate(items)])
+        return obj
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write this result to ``path`` (``.npz``, atomically); ``Cls.load(path)`` reads it back."""

@@ -135,5 +135,6 @@ def _kind_name(cls: type) -> str:
 
 
 def _build(cls: type, record: dict, data, prefix: str) -> Any:
-    arrays = {k: np.asarray(data[prefix + k]) for k in cls.record_schema().arrays}
+    """One result from its record and its members (those named ``prefix`` + a name, nested parts' included)."""
+    arrays = {k[len(prefix):]: np.asarray(data[k]) for k in data.files if k != "__meta__" and k.startswith(prefix)}
     return cls.from_record(record, arrays)

@@ -99,6 +99,10 @@ class PruningCurve(Result, kind="pruning_curve"):
 
     ``fractions`` [K]; ``accuracy`` [K]; ``pruned`` [K, L, H] bool (True = masked); ``order``
     ("least-first" | "largest-first"); ``num_examples`` evaluated; ``rounding`` ("round" | "floor").
+    For examples with answers (``{"text": prompt, "target": answer}`` on a causal LM), ``accuracy`` is the
+    **teacher-forced exact match** (the fraction of examples whose every answer token is the arg-max given the
+    prompt and the true preceding answer tokens) and ``answer_logprob`` [K] the mean over examples of the **mean
+    log-probability per answer token**, (1/A) Σ_t log p(y_t | prompt, y_<t), in nats; None otherwise.
     """
 
     method: str
@@ -110,6 +114,7 @@ class PruningCurve(Result, kind="pruning_curve"):
     rounding: str = "round"
     importance: np.ndarray | None = array(float, 2, default=None)
     extra: dict = field(default_factory=dict)
+    answer_logprob: np.ndarray | None = array(float, 1, default=None)
 
     @property
     def counts(self) -> np.ndarray:

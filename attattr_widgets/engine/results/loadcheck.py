@@ -140,6 +140,16 @@ def _attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
             f.fail(f"{where}: image.pixels is {list(pix)}, expected [h, w, 3] with sides ≤ {MAX_PIXELS_SIDE}")
         if np.size(image["pixels"]) and not 0 <= np.min(image["pixels"]) <= np.max(image["pixels"]) <= 255:
             f.fail(f"{where}: image.pixels must be 0..255 (uint8 RGB)")
+    start, token = m.get("answer_start"), m.get("answer_token")
+    if start is not None and not 1 <= start < n:
+        f.fail(f"{where}: answer_start {start} is not the index of an answer token after the prompt (1..{n - 1})")
+    if token is not None and (start is None or not 0 <= token < n - start):
+        f.fail(f"{where}: answer_token {token} is not one of the {n - (start or n)} answer tokens")
+    for i, item in enumerate(m.get("per_token") or []):
+        it = item["fields"]
+        if (len(it["tokens"]) != n or it["layers"] != layers or it.get("answer_start") != start
+                or it.get("answer_token") != i):
+            f.fail(f"{where}: per_token[{i}] is not answer token {i} of these {n} tokens and layers {layers}")
     names = m.get("label_names")
     if m.get("target_kind", "class") == "class" and names and not 0 <= m["target"] < len(names):
         f.fail(f"{where}: target {m['target']} is not one of the {len(names)} classes {names}")
@@ -149,6 +159,8 @@ def _pruning_curve(f: _File, d: dict, shapes: dict, where: str) -> None:
     K = len(d["fractions"])
     if len(d["accuracy"]) != K:
         f.fail(f"{where}: {len(d['accuracy'])} accuracies for {K} fractions")
+    if d.get("answer_logprob") is not None and len(d["answer_logprob"]) != K:
+        f.fail(f"{where}: {len(d['answer_logprob'])} answer log-probabilities for {K} fractions")
     if any(not 0 <= x <= 1 for x in d["fractions"]):
         f.fail(f"{where}: fractions must lie in [0, 1]")
     shape = np.shape(d["pruned"])  # rectangular: checked with its type
@@ -200,7 +212,25 @@ def _trigger_result(f: _File, d: dict, shapes: dict, where: str) -> None:
 
 
 #: kind -> cross-field check(file, record fields, {array name: shape}, where); kinds without one need none
-CROSS_CHECKS = {"attribution": _attribution, "pruning_curve": _pruning_curve, "effectiveness": _effectiveness,
+def _seq2seq_attribution(f: _File, m: dict, shapes: dict, where: str) -> None:
+    n_src, n_tgt = len(m["source_tokens"]), len(m["decoder_tokens"])
+    for k in ("label_tokens", "label_ids"):
+        if len(m[k]) != n_tgt:
+            f.fail(f"{where}: {k} has {len(m[k])} entries for {n_tgt} decoder tokens")
+    for site, rows, cols in (("encoder", n_src, n_src), ("decoder", n_tgt, n_tgt), ("cross", n_tgt, n_src)):
+        meta = m[f"{site}_meta"]
+        L, L_model = len(meta["layers"]), meta["num_layers"]
+        if any(not 0 <= x < L_model for x in meta["layers"]) or len(set(meta["layers"])) != L:
+            f.fail(f"{where}: {site} layers {meta['layers']} are not distinct indices of {L_model} layers")
+        for k in ("zero_probs", "completeness", "steps", "converged", "unresolved", "nonfinite"):
+            if meta.get(k) and len(meta[k]) != L:
+                f.fail(f"{where}: {site}_meta.{k} has {len(meta[k])} entries for {L} layers")
+        H = shapes[f"{site}_scores"][1]
+        f.shape(shapes, f"{site}_scores", (L, None, rows, cols), f"[layers, heads, {rows}, {cols}] for {L} layers")
+        f.shape(shapes, f"{site}_attention", (L, H, rows, cols), f"same shape as {site}_scores")
+
+
+CROSS_CHECKS = {"attribution": _attribution, "seq2seq_attribution": _seq2seq_attribution, "pruning_curve": _pruning_curve, "effectiveness": _effectiveness,
                 "correlation": _correlation, "attribution_tree": _attribution_tree,
                 "trigger_pattern": _trigger_pattern, "trigger_result": _trigger_result}
 
@@ -220,6 +250,12 @@ def _one(f: _File, kind: str, meta: Any, prefix: str, where: str) -> None:
     except SchemaError as exc:
         f.fail(str(exc))
     shapes = {k: f.array(prefix + k, spec) for k, spec in schema.arrays.items()}
+    for name in schema.parts:  # lists of results of this kind saved with it (Attribution.per_token)
+        items = meta[cls.record_key].get(name)
+        if items is not None and not isinstance(items, list):
+            f.fail(f"{fields_where} {name!r} is a {type(items).__name__}, expected a list of records or null")
+        for i, item in enumerate(items or []):
+            _one(f, kind, item, f"{prefix}{name}/{i}/", f"{where} {name}[{i}]")
     check = CROSS_CHECKS.get(kind)
     if check is not None:
         check(f, meta[cls.record_key], shapes, fields_where)

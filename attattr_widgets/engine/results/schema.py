@@ -305,13 +305,15 @@ class RecordType(JSONType):
 @dataclasses.dataclass
 class Schema:
     """The saved form of a record: JSON ``types`` and ``required`` fields, ``closed`` (refuse unknown keys),
-    ``arrays`` (fields kept as ``.npz`` members, by name) and ``cls`` (built by :meth:`load`; None: a plain dict)."""
+    ``arrays`` (fields kept as ``.npz`` members, by name), ``cls`` (built by :meth:`load`; None: a plain dict) and
+    ``parts`` (fields holding lists of results of ``cls``'s kind, :func:`parts`; saved by :class:`~.base.Result`)."""
 
     types: dict[str, JSONType]
     required: tuple[str, ...]
     closed: bool
     arrays: dict[str, ArraySpec]
     cls: type | None
+    parts: tuple[str, ...] = ()
 
     def check(self, d: Any, where: str) -> None:
         """Raise :class:`SchemaError` unless ``d`` is a JSON object with the required fields of the right types."""
@@ -321,7 +323,7 @@ class Schema:
             if k not in d:
                 raise SchemaError(f"{where} has no {k!r} field")
         if self.closed:
-            extra = sorted(set(d) - set(self.types))
+            extra = sorted(set(d) - set(self.types) - set(self.parts))
             if extra:
                 raise SchemaError(f"{where} has unknown field(s) {extra}")
         for k, t in self.types.items():
@@ -377,8 +379,11 @@ def schema_of(cls: type) -> Schema:
                         tuple(k for k in hints if k in cls.__required_keys__), False, {}, None)
     else:
         npz = getattr(cls, "_npz_arrays", False)
-        types_, required, arrays = {}, [], {}
+        types_, required, arrays, part_fields = {}, [], {}, []
         for f in dataclasses.fields(cls):
+            if f.metadata.get("parts"):
+                part_fields.append(f.name)
+                continue
             spec = f.metadata.get("array")
             if npz and spec is not None:
                 arrays[f.name] = spec
@@ -386,9 +391,18 @@ def schema_of(cls: type) -> Schema:
             t = types_[f.name] = _json_type(hints[f.name], spec, f"{cls.__name__}.{f.name}")
             if f.default is MISSING and f.default_factory is MISSING and not t.ok(None):
                 required.append(f.name)
-        schema = Schema(types_, tuple(required), bool(getattr(cls, "_closed", False)), arrays, cls)
+        schema = Schema(types_, tuple(required), bool(getattr(cls, "_closed", False)), arrays, cls,
+                        tuple(part_fields))
     _SCHEMAS[cls] = schema
     return schema
+
+
+def parts(default: Any = None) -> Any:
+    """A dataclass ``field`` holding a list of results of the field's own kind, or None (``Attribution.per_token``):
+    left out of the record's :class:`Schema` (its ``parts``); :class:`~.base.Result` saves each item in the same
+    file, its record in a list under the field's name and its arrays as ``"{field}/{i}/{name}"`` members, and
+    :mod:`.loadcheck` checks each item like a result of that kind."""
+    return dataclasses.field(default=default, metadata={"parts": True})
 
 
 class Record:

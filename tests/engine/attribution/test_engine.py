@@ -451,8 +451,9 @@ def test_next_token_target_by_string(tokenizer):
     model = make_model("gpt2", "lm")
     attr = aw.attribute(model, tokenizer, "the capital of france is", target="paris", steps=2, layers=[0])
     assert attr.target == tokenizer.convert_tokens_to_ids("paris") and attr.target_kind == "next-token"
-    with pytest.raises(aw.TargetError, match="tokens"):
-        aw.attribute(model, tokenizer, "the capital", target="paris france", steps=2)
+    # a string of several tokens is an answer (issue 21), not a refused next token
+    answer = aw.attribute(model, tokenizer, "the capital", target="paris france", steps=2, layers=[0])
+    assert answer.target_kind == "continuation" and answer.tokens[answer.answer_start:] == ["paris", "france"]
 
 
 def test_save_load_round_trip(tmp_path, tokenizer):

@@ -81,10 +81,14 @@ def _same(a, b) -> None:
 
 
 #: record fields added to format 2 after the fixtures were written (issue 20: unresolved, issue 25: layer_panels,
-#: issue 23: image), name -> the default an old file loads to, given its saved fields
+#: issue 23: image, issue 21: answer_start, answer_token, per_token), name -> the default an old file loads to, given
+#: its saved fields
 _ADDED_SINCE = {"attribution": {"unresolved": lambda fields: [],
                                 "layer_panels": lambda fields: [None] * len(fields["layers"]),
-                                "image": lambda fields: None}}
+                                "image": lambda fields: None,
+                                "answer_start": lambda fields: None, "answer_token": lambda fields: None,
+                                "per_token": lambda fields: None},
+                "pruning_curve": {"answer_logprob": lambda fields: None}}
 
 
 @pytest.mark.parametrize("name", sorted(_legacy_objects()))
@@ -96,9 +100,14 @@ def test_files_written_by_format_2_before_the_package_load_to_the_same_results(t
     old_meta, old_arrays = _members(path)
     new_meta, new_arrays = _members(save_result(want, tmp_path / "new.npz"))
     assert old_meta["format_version"] == FORMAT_VERSION == 2
-    for name_, default in _ADDED_SINCE.get(new_meta["kind"], {}).items():  # fields added with a default since
-        assert name_ not in old_meta.get("fields", {})
-        assert new_meta["fields"].pop(name_) == default(old_meta["fields"]), name_
+    kind = new_meta.get("item_kind", new_meta["kind"])
+    records = list(zip(new_meta["items"], old_meta["items"])) if new_meta["kind"] == "list" else [(new_meta,
+                                                                                                  old_meta)]
+    for new, old in records:
+        key = "fields" if "fields" in new else "data"
+        for name_, default in _ADDED_SINCE.get(kind, {}).items():  # fields added with a default since
+            assert name_ not in old[key]
+            assert new[key].pop(name_) == default(old[key]), name_
     assert new_meta == old_meta
     assert sorted(new_arrays) == sorted(old_arrays)
     for k, v in old_arrays.items():
