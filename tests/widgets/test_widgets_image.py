@@ -120,6 +120,7 @@ def test_input_spec_of_an_image_classifier(vit):
     model, proc = vit
     ex = Explorer(model, proc)
     assert ex.interactive and ex.input_spec["image"] is True and ex.input_spec["pair"] is False
+    assert ex.input_spec["answers"] is False  # no answer field / "generate N" for a picture
 
 
 def test_upload_runs_the_picture_and_lists_top_k(vit, monkeypatch):

@@ -12,7 +12,7 @@ from conftest import make_tokenizer
 from test_images import SIDE, PATCH, STEPS, _state, make_image_model, reference_attattr
 
 import attattr_widgets as aw
-from attattr_widgets.engine.errors import ArgumentError
+from attattr_widgets.engine.errors import ArgumentError, TargetError
 from attattr_widgets.engine.model.image_prompt import image_prompt
 
 PROMPT = "the movie <image> was"
@@ -90,6 +90,21 @@ def test_image_prompt_equals_the_reference_through_the_full_model(strategy, pict
     opts = target_options(lm, processor, PROMPT, k=3)  # the Explorer's target selector
     assert opts["kind"] == "next-token" and opts["pred"] == got.target and len(opts["options"]) == 3
     assert opts["options"][0]["prob"] == pytest.approx(got.prob, abs=1e-9)
+
+
+def test_image_prompt_explains_one_next_token_not_answers(picture):
+    """Answers (issue 21) are a text causal LM's: a vision-language prompt refuses generate=, per_token and
+    targets of several tokens, naming what it takes."""
+    model, processor = make_llava()
+    lm = image_prompt(model, processor, picture)
+    with pytest.raises(ArgumentError, match=r"generate= needs a text causal language model"):
+        aw.attribute(lm, processor, PROMPT, generate=2, steps=2)
+    with pytest.raises(ArgumentError, match=r"per_token=True needs an answer"):
+        aw.attribute(lm, processor, PROMPT, target=[3, 4], per_token=True, steps=2)
+    with pytest.raises(TargetError, match=r"not list"):
+        aw.attribute(lm, processor, PROMPT, target=[3, 4], steps=2)
+    with pytest.raises(TargetError, match=r"must be one token"):
+        aw.attribute(lm, processor, PROMPT, target=" the movie was", steps=2)
 
 
 def test_image_prompt_errors_name_the_fix(picture):
