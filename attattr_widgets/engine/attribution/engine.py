@@ -69,9 +69,15 @@ ROUNDING = 1000
 class _Batch:
     """B right-padded rows: model inputs, lengths, and ``where`` F is read — each row's last real position [B],
     or for continuations (every row with an ``answer_start``) the positions that predict the answer tokens
-    [B, A] (A the longest answer; a shorter answer's extra positions repeat its last one and carry no weight)."""
+    [B, A] (A the longest answer; a shorter answer's extra positions repeat its last one and carry no weight).
 
-    def __init__(self, encs: Sequence[Encoded], device, pad_id: int):
+    ``slots``: rows that repeat one input with different F (an answer's whole row and its token rows), as
+    ``slots[j]`` = the rows that are slot j of their input (slot 0: every input's first row, one per input;
+    ``None`` where an input has fewer slots), or None when no row repeats another. Gradient and zero passes then
+    run each input once and read every slot's F from the same logits (one backward per slot)."""
+
+    def __init__(self, encs: Sequence[Encoded], device, pad_id: int, slots: list[list[int | None]] | None = None):
+        self.slots = slots
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
         self.inputs = collate(list(encs), pad_id, device)
@@ -81,8 +87,23 @@ class _Batch:
         else:
             self.where = torch.tensor([n - 1 for n in self.lengths], device=device)
 
-    def rows(self, k: int) -> dict[str, torch.Tensor]:
-        return {key: v.repeat_interleave(k, 0) for key, v in self.inputs.items()}
+    def rows(self, k: int, of: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The inputs of the rows ``of`` (default all), each repeated ``k`` times in a row."""
+        return {key: (v if of is None else v[of]).repeat_interleave(k, 0) for key, v in self.inputs.items()}
+
+    @property
+    def inputs_once(self) -> torch.Tensor | None:
+        """The first row of each input (``slots[0]``), or None when no row repeats another."""
+        return None if self.slots is None else torch.tensor(self.slots[0], device=self.where.device)
+
+    def spread(self, per_input: torch.Tensor) -> torch.Tensor:
+        """A per-input tensor [U, ...] (U = len(slots[0])) → per row [B, ...]."""
+        index = torch.empty(self.B, dtype=torch.long)
+        for slot in self.slots:
+            for u, r in enumerate(slot):
+                if r is not None:
+                    index[r] = u
+        return per_input[index.to(per_input.device)]
 
 
 class _Engine:
@@ -144,22 +165,27 @@ class _Engine:
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
-        net = self._net(layer, hidden[layer]) if self.prefix else self._net()
-        alpha = torch.zeros(batch.B, device=self.device)
+        once = batch.inputs_once  # rows that repeat an input: run each input once
+        pick = (lambda t: t) if once is None else (lambda t: t[once])
+        net = self._net(layer, pick(hidden[layer])) if self.prefix else self._net()
+        alpha = torch.zeros(len(pick(batch.where)), device=self.device)
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
-        return self.F(logits, targets)
+            logits = self.run_adapter.logits(net, batch.rows(1, once), pick(batch.where))
+        return self.F(logits if once is None else batch.spread(logits), targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
         B, k = batch.B, len(alphas)
-        rows = batch.rows(k)
-        alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
-        where = batch.where.repeat_interleave(k, 0)
+        once = batch.inputs_once  # rows that repeat an input (per-token rows): one forward per input
+        U = B if once is None else len(once)
+        pick = (lambda t: t) if once is None else (lambda t: t[once])
+        rows = batch.rows(k, once)
+        alpha_rows = alphas.repeat(U)  # row r = u * k + j  ↔  input u, node j
+        where = pick(batch.where).repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
+            net = self._net(layer, pick(hidden[layer]).repeat_interleave(k, 0))
         else:
             net = self._net()
         naive = self.method == "naive"
@@ -168,9 +194,24 @@ class _Engine:
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
             logits = self.run_adapter.logits(net, rows, where)
-            F = self.F(logits, targets.repeat_interleave(k, 0))
-            (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
-        return g.view(B, k, *g.shape[1:])
+            if once is None:
+                F = self.F(logits, targets.repeat_interleave(k, 0))
+                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
+                return g.view(B, k, *g.shape[1:])
+            # one backward per slot through the same graph: slot j's rows' F read from their input's logits
+            out = None
+            for j, slot in enumerate(batch.slots):
+                check_cancel(cancel)
+                t = torch.stack([targets[r] if r is not None else torch.full_like(targets[0], -1) for r in slot])
+                F = self.F(logits, t.repeat_interleave(k, 0))
+                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer], retain_graph=j < len(batch.slots) - 1)
+                g = g.view(U, k, *g.shape[1:])
+                if out is None:
+                    out = g.new_zeros((B, *g.shape[1:]))
+                for u, r in enumerate(slot):
+                    if r is not None:
+                        out[r] = g[u]
+            return out
 
     def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
         """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
@@ -180,9 +221,10 @@ class _Engine:
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
         per_row = _bytes_per_row(self.model, batch.T, above, itemsize, self.eager or self.method == "naive")
-        c = max(1, min(m, self.budget // (per_row * batch.B)))
+        U = batch.B if batch.slots is None else len(batch.slots[0])  # rows each forward runs per node
+        c = max(1, min(m, self.budget // (per_row * U)))
         if self._rows_cap is not None:
-            c = max(1, min(c, self._rows_cap // batch.B))
+            c = max(1, min(c, self._rows_cap // U))
         a = torch.tensor(alphas, dtype=self.acc_dtype, device=self.device)
         start = 0
         while start < m:
@@ -200,7 +242,7 @@ class _Engine:
                     raise _oom_error(f"attributing layer {layer} even one integration point at a time",
                                      batch.T, exc) from exc
                 c = max(1, k // 2)
-                self._rows_cap = c * batch.B
+                self._rows_cap = c * U
                 continue
             yield idx, g
             start = idx.stop
@@ -326,7 +368,12 @@ class _Engine:
         rows = [(b, t) for b, e in enumerate(encs)
                 for t in [None] + (list(range(e.answer_len)) if per_token and cont else [])]
         B = len(rows)
-        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer))
+        slots = None
+        if len(rows) > len(encs):  # per-token rows repeat their example: slot j = row j of each example
+            first = [r for r, (_, t) in enumerate(rows) if t is None]
+            G = max(e.answer_len for e in encs) + 1
+            slots = [[r0 + j if j <= encs[b].answer_len else None for b, r0 in enumerate(first)] for j in range(G)]
+        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer), slots)
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
