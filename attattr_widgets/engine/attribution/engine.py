@@ -360,9 +360,10 @@ class _Engine:
 
         Continuations (``encs`` with ``answer_start``): the row of each example's whole answer, and with
         ``per_token`` one more row per answer token t whose F is that token's log p(y_t | prompt, y_<t) alone —
-        all rows in one batch, so they share every pass (the nodes of ``steps="auto"`` too) and Σ_t of the
-        token rows' maps equals the whole answer's map at the same nodes (linearity of the integral). The token
-        results are the whole result's ``per_token``."""
+        all rows in one batch (``_Batch.slots``): the zero and gradient passes run each example once per node
+        and read every row's F from the same logits (one backward per slot), the nodes of ``steps="auto"`` are
+        shared, and Σ_t of the token rows' maps equals the whole answer's map at the same nodes (linearity of the
+        integral). The token results are the whole result's ``per_token``."""
         cont = encs[0].answer_start is not None
         self.use_continuation(cont)
         rows = [(b, t) for b, e in enumerate(encs)
