@@ -96,14 +96,16 @@ class _Batch:
         """The first row of each input (``slots[0]``), or None when no row repeats another."""
         return None if self.slots is None else torch.tensor(self.slots[0], device=self.where.device)
 
+    def input_of(self, r: int) -> int:
+        """The input (index into ``slots[0]``) whose row ``r`` is; r itself when no row repeats another."""
+        if self.slots is None:
+            return r
+        return next(u for slot in self.slots for u, q in enumerate(slot) if q == r)
+
     def spread(self, per_input: torch.Tensor) -> torch.Tensor:
         """A per-input tensor [U, ...] (U = len(slots[0])) → per row [B, ...]."""
-        index = torch.empty(self.B, dtype=torch.long)
-        for slot in self.slots:
-            for u, r in enumerate(slot):
-                if r is not None:
-                    index[r] = u
-        return per_input[index.to(per_input.device)]
+        index = torch.tensor([self.input_of(r) for r in range(self.B)], device=per_input.device)
+        return per_input[index]
 
 
 class _Engine:
@@ -153,21 +155,24 @@ class _Engine:
         return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
-        """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
+        """One no-grad pass: the captured attention inputs of ``layers`` and block inputs (prefix) — per input, one
+        row each (``_Batch.slots``: rows that repeat an input share it) — and the logits of every row."""
         hidden: dict[int, torch.Tensor] = {}
         grab = set(layers) if self.prefix else set()
         net = self._net(grab=grab, store=hidden)
+        once = batch.inputs_once  # rows that repeat an input: captured and cached once per input
+        where = batch.where if once is None else batch.where[once]
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
-        return s.captured, hidden, logits
+            logits = self.run_adapter.logits(net, batch.rows(1, once), where)
+        return s.captured, hidden, logits if once is None else batch.spread(logits)
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
         once = batch.inputs_once  # rows that repeat an input: run each input once
         pick = (lambda t: t) if once is None else (lambda t: t[once])
-        net = self._net(layer, pick(hidden[layer])) if self.prefix else self._net()
+        net = self._net(layer, hidden[layer]) if self.prefix else self._net()  # hidden: per input
         alpha = torch.zeros(len(pick(batch.where)), device=self.device)
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
@@ -185,7 +190,7 @@ class _Engine:
         alpha_rows = alphas.repeat(U)  # row r = u * k + j  ↔  input u, node j
         where = pick(batch.where).repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, pick(hidden[layer]).repeat_interleave(k, 0))
+            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))  # hidden: per input
         else:
             net = self._net()
         naive = self.method == "naive"
@@ -256,11 +261,14 @@ class _Engine:
             acc = g if acc is None else acc + g
         return acc
 
-    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel) -> float:
-        """Write example b's [H, n, n] attribution and attention into the stores; returns Σ Attr.
+    def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel,
+                   u: int | None = None) -> float:
+        """Write row b's [H, n, n] attribution and attention into the stores; returns Σ Attr. ``u``: the row of
+        ``c`` holding b's input (default b; rows that repeat an input share one captured row).
 
         Output form: Attr = P ⊙ (Ḡ Vᵀ), P formed in row tiles of at most ~64 MiB."""
         H = c.query.shape[1]
+        g, b = b, (b if u is None else u)  # g: the gradient's row; b: the captured row
         V = c.values()[b : b + 1, :, :n]  # (1, H, n, d)
         cb = Captured(
             query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :n], value=c.value[b : b + 1, :, :n],
@@ -280,9 +288,9 @@ class _Engine:
             rows = slice(r0, min(n, r0 + tile))
             P = attention_probs(cb, rows, dtype=self.acc_dtype)[0]  # (H, t, n)
             if self.method == "naive":
-                G = grad_sum[b, :, rows, :n]
+                G = grad_sum[g, :, rows, :n]
             else:
-                Gb = grad_sum[b, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
+                Gb = grad_sum[g, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
                 G = torch.matmul(Gb, V[0].to(self.acc_dtype).transpose(-1, -2))  # (H, t, n)
             attr = P * G
             total += float(attr.sum())
@@ -315,6 +323,8 @@ class _Engine:
         out = captured.get(layer)
         # Σ Attr = ⟨Ḡ, P V⟩ (output form) or ⟨Ḡ_P, P⟩ (naive): the clean output / P of this layer
         ref = (out.out if self.method != "naive" else attention_probs(out)).to(self.acc_dtype)
+        if batch.slots is not None:  # captured once per input: the rows' copies
+            ref = batch.spread(ref)
         rule = AdaptiveSimpson()
         grads: dict[float, torch.Tensor] = {}  # node -> g [B, ...]
         new = rule.missing()
@@ -409,7 +419,7 @@ class _Engine:
                 grad_sum, steps, converged, panels = self._layer(
                     batch, layer, hidden, targets, F_clean, zero, captured, cancel)
                 sums = [self.layer_maps(captured[layer], grad_sum, r, batch.lengths[r], maps[r][0][index],
-                                        maps[r][1][index], cancel) for r in range(B)]
+                                        maps[r][1][index], cancel, u=batch.input_of(r)) for r in range(B)]
             except Exception as exc:
                 if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
                     raise _oom_error(f"attributing layer {layer}", batch.T, exc) from exc
