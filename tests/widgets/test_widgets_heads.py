@@ -203,3 +203,25 @@ def test_a_second_run_starts_clean(bert, tok):
     assert all(set(p) <= {"attattr", "pruning"} for p in later)
     assert later[0] == {"attattr": later[0]["attattr"]} and later[0]["attattr"]["done"] == 0   # no stale entries
     assert hv.state == "done" and hv.run_id == 2
+
+
+def test_heads_for_a_generation_task_equal_the_engine(tok):
+    """Examples with answers on a causal LM (issue 21): the view's importance and curves are the engine's —
+    teacher-forced exact match as accuracy, the answers' mean log-probability per token beside it."""
+    import torch
+    from conftest import make_model
+
+    lm = make_model("llama", "lm", layers=2, heads=4, dtype=torch.float64)
+    data = [{"text": "the capital of france is", "target": " paris"}, {"text": "the cat sat on the", "target": " mat ."},
+            {"text": "i love the", "target": " movie"}]
+    hv = HeadsView(lm, tok, data, methods=("attattr", "taylor"), fractions=FRACTIONS, steps=2, interval=0.0)
+    hv.run()
+    res = hv.wait(120)
+    assert hv.state == "done" and not res.partial
+    ref = {m: head_importance(lm, tok, data, method=m, steps=2) for m in ("attattr", "taylor")}
+    for m, imp in ref.items():
+        np.testing.assert_array_equal(np.asarray(res.importance[m]), imp)
+    for got, want in zip(res.curves, compare_pruning(lm, tok, data, ref, fractions=FRACTIONS)):
+        np.testing.assert_array_equal(got.accuracy, want.accuracy)
+        np.testing.assert_array_equal(got.answer_logprob, want.answer_logprob)
+        assert np.isfinite(got.answer_logprob).all()

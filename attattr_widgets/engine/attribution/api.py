@@ -85,9 +85,9 @@ def attribute(
             (leave ``target`` at ``"pred"``).
         per_token: with an answer, also attribute each answer token t's own F_t = log p(y_t | prompt, y_<t)
             (``result.per_token[t]``; ``progress`` streams them with ``answer_token=t``). They run in the same
-            batch as the whole answer (one row per token: cost ≈ (A + 1) × the whole answer's, see
-            bench/generation.py) and share its quadrature nodes, so for ``"logprob"``/``"logit"`` Σ_t of their
-            maps equals the whole answer's map. Causal LMs only.
+            batch as the whole answer and share its passes — one forward per node, then one backward per answer
+            token — and its quadrature nodes, so for ``"logprob"``/``"logit"`` Σ_t of their maps equals the whole
+            answer's map (cost: bench/RESULTS.md, "Generated answers"). Causal LMs only.
         rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
             dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
             two new nodes each time, none ever discarded) until the IG completeness error is below ``tol``

@@ -70,9 +70,15 @@ class _Batch:
     """B right-padded rows: model inputs, lengths, and ``where`` F is read — each row's last real position [B],
     or for continuations (every row with an ``answer_start``) the positions that predict the answer tokens
     [B, A] (A the longest answer; a shorter answer's extra positions repeat its last one and carry no weight);
-    ``positions``: the query lengths its attention modules may run over (the padded length T)."""
+    ``positions``: the query lengths its attention modules may run over (the padded length T).
 
-    def __init__(self, encs: Sequence[Encoded], device, pad_id: int):
+    ``slots``: rows that repeat one input with different F (an answer's whole row and its token rows), as
+    ``slots[j]`` = the rows that are slot j of their input (slot 0: every input's first row, one per input;
+    ``None`` where an input has fewer slots), or None when no row repeats another. Gradient and zero passes then
+    run each input once and read every slot's F from the same logits (one backward per slot)."""
+
+    def __init__(self, encs: Sequence[Encoded], device, pad_id: int, slots: list[list[int | None]] | None = None):
+        self.slots = slots
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
         self.positions = {self.T}
@@ -83,8 +89,25 @@ class _Batch:
         else:
             self.where = torch.tensor([n - 1 for n in self.lengths], device=device)
 
-    def rows(self, k: int) -> dict[str, torch.Tensor]:
-        return {key: v.repeat_interleave(k, 0) for key, v in self.inputs.items()}
+    def rows(self, k: int, of: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The inputs of the rows ``of`` (default all), each repeated ``k`` times in a row."""
+        return {key: (v if of is None else v[of]).repeat_interleave(k, 0) for key, v in self.inputs.items()}
+
+    @property
+    def inputs_once(self) -> torch.Tensor | None:
+        """The first row of each input (``slots[0]``), or None when no row repeats another."""
+        return None if self.slots is None else torch.tensor(self.slots[0], device=self.where.device)
+
+    def input_of(self, r: int) -> int:
+        """The input (index into ``slots[0]``) whose row ``r`` is; r itself when no row repeats another."""
+        if self.slots is None:
+            return r
+        return next(u for slot in self.slots for u, q in enumerate(slot) if q == r)
+
+    def spread(self, per_input: torch.Tensor) -> torch.Tensor:
+        """A per-input tensor [U, ...] (U = len(slots[0])) → per row [B, ...]."""
+        index = torch.tensor([self.input_of(r) for r in range(self.B)], device=per_input.device)
+        return per_input[index]
 
 
 class _Engine:
@@ -135,40 +158,48 @@ class _Engine:
         return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
     def clean_forward(self, batch: _Batch, layers: list[int], cancel):
-        """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
+        """One no-grad pass: the captured attention inputs of ``layers`` and block inputs (prefix) — per input, one
+        row each (``_Batch.slots``: rows that repeat an input share it) — and the logits of every row."""
         hidden: dict[int, torch.Tensor] = {}
         grab = set(layers) if self.prefix else set()
         net = self._net(grab=grab, store=hidden)
+        once = batch.inputs_once  # rows that repeat an input: captured and cached once per input
+        where = batch.where if once is None else batch.where[once]
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             capture=layers, cancel=cancel
         ) as s:
-            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
+            logits = self.run_adapter.logits(net, batch.rows(1, once), where)
         seen = {int(c.query.shape[2]) for c in s.captured.values()}
         if not seen <= batch.positions:
             raise AttAttrError(
                 f"{type(self.model).__name__}'s attention ran over {sorted(seen)} positions but the input has "
                 f"{'/'.join(map(str, sorted(batch.positions)))} tokens: the model adds or drops tokens its adapter "
                 f"({type(self.adapter).__name__}) does not name, so maps would be misread")
-        return s.captured, hidden, logits
+        return s.captured, hidden, logits if once is None else batch.spread(logits)
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
-        net = self._net(layer, hidden[layer]) if self.prefix else self._net()
-        alpha = torch.zeros(batch.B, device=self.device)
+        once = batch.inputs_once  # rows that repeat an input: run each input once
+        pick = (lambda t: t) if once is None else (lambda t: t[once])
+        net = self._net(layer, hidden[layer]) if self.prefix else self._net()  # hidden: per input
+        alpha = torch.zeros(len(pick(batch.where)), device=self.device)
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self.run_adapter.logits(net, batch.inputs, batch.where)
-        return self.F(logits, targets)
+            logits = self.run_adapter.logits(net, batch.rows(1, once), pick(batch.where))
+        return self.F(logits if once is None else batch.spread(logits), targets)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
         """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
         B, k = batch.B, len(alphas)
-        rows = batch.rows(k)
-        alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
-        where = batch.where.repeat_interleave(k, 0)
+        once = batch.inputs_once  # rows that repeat an input (per-token rows): one forward per input
+        U = B if once is None else len(once)
+        pick = (lambda t: t) if once is None else (lambda t: t[once])
+        rows = batch.rows(k, once)
+        alpha_rows = alphas.repeat(U)  # row r = u * k + j  ↔  input u, node j
+        where = pick(batch.where).repeat_interleave(k, 0)
         if self.prefix:
-            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))
+            net = self._net(layer, hidden[layer].repeat_interleave(k, 0))  # hidden: per input
         else:
             net = self._net()
         naive = self.method == "naive"
@@ -177,9 +208,24 @@ class _Engine:
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
             logits = self.run_adapter.logits(net, rows, where)
-            F = self.F(logits, targets.repeat_interleave(k, 0))
-            (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
-        return g.view(B, k, *g.shape[1:])
+            if once is None:
+                F = self.F(logits, targets.repeat_interleave(k, 0))
+                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
+                return g.view(B, k, *g.shape[1:])
+            # one backward per slot through the same graph: slot j's rows' F read from their input's logits
+            out = None
+            for j, slot in enumerate(batch.slots):
+                check_cancel(cancel)
+                t = torch.stack([targets[r] if r is not None else torch.full_like(targets[0], -1) for r in slot])
+                F = self.F(logits, t.repeat_interleave(k, 0))
+                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer], retain_graph=j < len(batch.slots) - 1)
+                g = g.view(U, k, *g.shape[1:])
+                if out is None:
+                    out = g.new_zeros((B, *g.shape[1:]))
+                for u, r in enumerate(slot):
+                    if r is not None:
+                        out[r] = g[u]
+            return out
 
     def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
         """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
@@ -189,9 +235,10 @@ class _Engine:
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
         per_row = _bytes_per_row(self.model, batch.T, above, itemsize, self.eager or self.method == "naive")
-        c = max(1, min(m, self.budget // (per_row * batch.B)))
+        U = batch.B if batch.slots is None else len(batch.slots[0])  # rows each forward runs per node
+        c = max(1, min(m, self.budget // (per_row * U)))
         if self._rows_cap is not None:
-            c = max(1, min(c, self._rows_cap // batch.B))
+            c = max(1, min(c, self._rows_cap // U))
         a = torch.tensor(alphas, dtype=self.acc_dtype, device=self.device)
         start = 0
         while start < m:
@@ -209,7 +256,7 @@ class _Engine:
                     raise _oom_error(f"attributing layer {layer} even one integration point at a time",
                                      batch.T, exc) from exc
                 c = max(1, k // 2)
-                self._rows_cap = c * batch.B
+                self._rows_cap = c * U
                 continue
             yield idx, g
             start = idx.stop
@@ -224,13 +271,15 @@ class _Engine:
         return acc
 
     def layer_maps(self, c: Captured, grad_sum: torch.Tensor, b: int, n: int, out_scores, out_attn, cancel,
-                   n_cols: int | None = None) -> float:
-        """Write example b's [H, n, n_cols] attribution and attention into the stores; returns Σ Attr. ``n``: the
-        real query rows, ``n_cols``: the real key columns (default ``n``: self-attention over one input).
+                   n_cols: int | None = None, u: int | None = None) -> float:
+        """Write row b's [H, n, n_cols] attribution and attention into the stores; returns Σ Attr. ``n``: the
+        real query rows, ``n_cols``: the real key columns (default ``n``: self-attention over one input);
+        ``u``: the row of ``c`` holding b's input (default b; rows that repeat an input share one captured row).
 
         Output form: Attr = P ⊙ (Ḡ Vᵀ), P formed in row tiles of at most ~64 MiB."""
         H = c.query.shape[1]
         m = n if n_cols is None else n_cols
+        g, b = b, (b if u is None else u)  # g: the gradient's row; b: the captured row
         V = c.values()[b : b + 1, :, :m]  # (1, H, m, d)
         cb = Captured(
             query=c.query[b : b + 1, :, :n], key=c.key[b : b + 1, :, :m], value=c.value[b : b + 1, :, :m],
@@ -250,9 +299,9 @@ class _Engine:
             rows = slice(r0, min(n, r0 + tile))
             P = attention_probs(cb, rows, dtype=self.acc_dtype)[0]  # (H, t, n)
             if self.method == "naive":
-                G = grad_sum[b, :, rows, :m]
+                G = grad_sum[g, :, rows, :m]
             else:
-                Gb = grad_sum[b, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
+                Gb = grad_sum[g, rows].permute(1, 0, 2).to(self.acc_dtype)  # (H, t, d)
                 G = torch.matmul(Gb, V[0].to(self.acc_dtype).transpose(-1, -2))  # (H, t, n)
             attr = P * G
             total += float(attr.sum())
@@ -311,6 +360,8 @@ class _Engine:
         out = captured.get(layer)
         # Σ Attr = ⟨Ḡ, P V⟩ (output form) or ⟨Ḡ_P, P⟩ (naive): the clean output / P of this layer
         ref = (out.out if self.method != "naive" else attention_probs(out)).to(self.acc_dtype)
+        if batch.slots is not None:  # captured once per input: the rows' copies
+            ref = batch.spread(ref)
         rule = AdaptiveSimpson()
         grads: dict[float, torch.Tensor] = {}  # node -> g [B, ...]
         new = rule.missing()
@@ -356,15 +407,21 @@ class _Engine:
 
         Continuations (``encs`` with ``answer_start``): the row of each example's whole answer, and with
         ``per_token`` one more row per answer token t whose F is that token's log p(y_t | prompt, y_<t) alone —
-        all rows in one batch, so they share every pass (the nodes of ``steps="auto"`` too) and Σ_t of the
-        token rows' maps equals the whole answer's map at the same nodes (linearity of the integral). The token
-        results are the whole result's ``per_token``."""
+        all rows in one batch (``_Batch.slots``): the zero and gradient passes run each example once per node
+        and read every row's F from the same logits (one backward per slot), the nodes of ``steps="auto"`` are
+        shared, and Σ_t of the token rows' maps equals the whole answer's map at the same nodes (linearity of the
+        integral). The token results are the whole result's ``per_token``."""
         cont = encs[0].answer_start is not None
         self.use_continuation(cont)
         rows = [(b, t) for b, e in enumerate(encs)
                 for t in [None] + (list(range(e.answer_len)) if per_token and cont else [])]
         B = len(rows)
-        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer))
+        slots = None
+        if len(rows) > len(encs):  # per-token rows repeat their example: slot j = row j of each example
+            first = [r for r, (_, t) in enumerate(rows) if t is None]
+            G = max(e.answer_len for e in encs) + 1
+            slots = [[r0 + j if j <= encs[b].answer_len else None for b, r0 in enumerate(first)] for j in range(G)]
+        batch = _Batch([encs[b] for b, _ in rows], self.device, self.run_adapter.pad_id(self.tokenizer), slots)
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
@@ -397,7 +454,7 @@ class _Engine:
             zero, steps, converged, panels, checks = self.attribute_layer(
                 batch, layer, hidden, targets, F_clean, captured, cancel,
                 lambda r, cap, g: self.layer_maps(cap, g, r, batch.lengths[r], maps[r][0][index], maps[r][1][index],
-                                                  cancel),
+                                                  cancel, u=batch.input_of(r)),
                 lambda r: maps[r][1][index])
             for r, (b, t) in enumerate(rows):
                 err, unresolved, finite = checks[r]

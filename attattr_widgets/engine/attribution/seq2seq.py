@@ -27,6 +27,7 @@ class _AnswerBatch(_Batch):
 
     def __init__(self, enc: Encoded, answer: Answer, device):
         self.n_src, self.n_tgt = len(enc), len(answer)
+        self.slots = None  # one row: nothing repeats an input
         self.lengths = [self.n_src]
         self.B, self.T = 1, max(self.n_src, self.n_tgt)
         self.positions = {self.n_src, self.n_tgt}  # encoder rows: the source; decoder and cross: the answer

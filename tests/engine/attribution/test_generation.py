@@ -295,3 +295,13 @@ def test_refusals_name_the_fix(tokenizer):
     cls = make_model("gpt2", "cls", layers=1)
     with pytest.raises(aw.AttAttrError, match="causal language model"):
         aw.attribute(cls, tokenizer, PROMPT, generate=3, steps=2)
+
+
+def test_per_token_maps_equal_the_papers_algorithm(tokenizer):
+    """The shared per-token passes (one forward per node, one backward per answer token) give what
+    ``method="naive"`` gives (the P leaf of every α row, its own backward)."""
+    model = _float64_model("llama", layers=2, heads=4, hidden=32)
+    fast = aw.attribute(model, tokenizer, PROMPT, target=ANSWER, steps=3, per_token=True)
+    naive = aw.attribute(model, tokenizer, PROMPT, target=ANSWER, steps=3, per_token=True, method="naive")
+    for a, b in [(fast, naive)] + list(zip(fast.per_token, naive.per_token)):
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-8, atol=1e-12 * np.abs(b.scores).max())
