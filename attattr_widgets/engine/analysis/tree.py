@@ -63,10 +63,10 @@ import numpy as np
 from .. import validate
 from ..errors import ArgumentError, AttAttrError
 from ..model.tokens import is_special_token
-from ..results import AttributionTree, TreeEdge, TreeNode, sum_heads
+from ..results import AttributionTree, Seq2SeqAttribution, TreeEdge, TreeNode, sum_heads
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
-           "resolve_exclude_row", "tree_from_layer_sums"]
+           "resolve_exclude_row", "seq2seq_tree", "tree_from_layer_sums"]
 
 def _cls_row(tokens: list[str]) -> int | None:
     """Index of the read-out token whose row the normaliser skips: 0 if token 0 is a special token
@@ -99,10 +99,11 @@ def resolve_exclude_row(tokens: list[str], exclude_row: int | None | str, n: int
 
 
 def _normalize(S: np.ndarray, row: int | None) -> np.ndarray:
-    """Step 1: ``P_l = S_l / |max S_l|`` over rows ≠ row (layers without a positive maximum become 0)."""
+    """Step 1: ``P_l = S_l / |max S_l|`` over rows ≠ row (layers without a positive maximum become 0); S [L, rows,
+    cols] (square for one site, answer × source for cross-attention)."""
     S = S.astype(np.float64)
     if row is not None:
-        keep = np.ones(S.shape[-1], dtype=bool)
+        keep = np.ones(S.shape[-2], dtype=bool)
         keep[row] = False
         mx = S[:, keep, :].reshape(S.shape[0], -1).max(-1)
     else:
@@ -131,8 +132,12 @@ def attribution_tree(attribution, *, threshold: float = 0.4, exclude_row: int | 
             special token such as ``[CLS]``), an index, or None.
 
     Returns: an :class:`AttributionTree`; ``to_dict()`` gives the TreeView's JSON.  See the module docstring for
-    where this follows and where it departs from the authors' code.
+    where this follows and where it departs from the authors' code.  An encoder–decoder's
+    :class:`~attattr_widgets.engine.results.Seq2SeqAttribution` gives its tree across source and answer
+    (:func:`seq2seq_tree`).
     """
+    if isinstance(attribution, Seq2SeqAttribution):
+        return seq2seq_tree(attribution, threshold=threshold, exclude_row=exclude_row)
     tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
     S = layer_sums(attribution)
     tokens = [str(t) for t in attribution.tokens]
@@ -164,19 +169,10 @@ def tree_from_layer_sums(S: np.ndarray, *, layers: list[int], num_layers: int, t
     P = _normalize(S, row)
 
     # step 2 — root: largest positive off-diagonal row sum of C = Σ_l S_l, sums in a fixed order
-    S64 = S.astype(np.float64)
-    C = S64[0].copy() if len(S64) else np.zeros((n, n))
-    for k in range(1, len(S64)):
-        C += S64[k]
+    C = _layer_total(S, n, n)
     np.fill_diagonal(C, 0.0)
-    Cp = np.maximum(C, 0.0)
-    rowsum = np.zeros(n)
-    for j in range(n):
-        rowsum += Cp[:, j]
-    eligible = np.ones(n, dtype=bool)
-    if row is not None:
-        eligible[row] = False
-    root = int(np.argmax(np.where(eligible, rowsum, -np.inf)))
+    eligible = _eligible(n, row)
+    root = int(np.argmax(np.where(eligible, _positive_row_sums(C), -np.inf)))
 
     # step 3 — growth, layer-synchronous, top layer first
     in_tree = np.zeros(n, dtype=bool)
@@ -185,16 +181,142 @@ def tree_from_layer_sums(S: np.ndarray, *, layers: list[int], num_layers: int, t
     nodes = [TreeNode(root, tokens[root], num_layers)]
     edges: list[TreeEdge] = []
     for k in sorted(range(len(layers)), key=lambda k: -layers[k]):
-        M = P[k]
-        cand = (M > tau) & (can_parent & eligible)[:, None] & ~in_tree[None, :]
-        cols = np.flatnonzero(cand.any(0))
-        if cols.size:
-            masked = np.where(cand[:, cols], M[:, cols], -np.inf)
-            parents = masked.argmax(0)  # largest score; ties -> smallest query index
-            layer = layers[k]
-            for j, i in zip(cols.tolist(), parents.tolist()):
-                edges.append(TreeEdge(i, j, layer, float(M[i, j])))
-                nodes.append(TreeNode(j, tokens[j], layer))
-            in_tree[cols] = True
+        joined = _join(P[k], tau, can_parent & eligible, ~in_tree)
+        for i, j, score in joined:
+            edges.append(TreeEdge(i, j, layers[k], score))
+            nodes.append(TreeNode(j, tokens[j], layers[k]))
+            in_tree[j] = True
         can_parent = in_tree.copy()
     return AttributionTree(tokens=tokens, num_layers=num_layers, threshold=tau, root=root, nodes=nodes, edges=edges)
+
+
+# -- shared steps ------------------------------------------------------------------------------------------------
+
+def _eligible(n: int, row: int | None) -> np.ndarray:
+    """[n] bool: the query rows that may parent (every row but the excluded read-out row)."""
+    ok = np.ones(n, dtype=bool)
+    if row is not None:
+        ok[row] = False
+    return ok
+
+
+def _layer_total(S: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``C = S_0 + S_1 + … + S_{L-1}`` in float64, added in this order ([rows, cols]; zeros when L = 0)."""
+    S64 = np.asarray(S).astype(np.float64)
+    C = S64[0].copy() if len(S64) else np.zeros((rows, cols))
+    for k in range(1, len(S64)):
+        C += S64[k]
+    return C
+
+
+def _positive_row_sums(C: np.ndarray) -> np.ndarray:
+    """``r_i = Σ_j max(0, C_ij)``, added j = 0..cols-1 in order ([rows] float64)."""
+    Cp = np.maximum(C, 0.0)
+    r = np.zeros(C.shape[0])
+    for j in range(C.shape[1]):
+        r += Cp[:, j]
+    return r
+
+
+def _join(M: np.ndarray, tau: float, parents: np.ndarray, open_cols: np.ndarray) -> list[tuple[int, int, float]]:
+    """One layer of step 3 on a normalised map ``M`` [rows, cols]: every open column j with a candidate
+    ``M[i, j] > τ`` from an allowed parent row i joins with the first i of largest ``M[i, j]``; returns
+    ``(parent, child, score)`` with j ascending."""
+    cand = (M > tau) & parents[:, None] & open_cols[None, :]
+    cols = np.flatnonzero(cand.any(0))
+    if not cols.size:
+        return []
+    masked = np.where(cand[:, cols], M[:, cols], -np.inf)
+    best = masked.argmax(0)  # largest score; ties -> smallest query index
+    return [(i, j, float(M[i, j])) for j, i in zip(cols.tolist(), best.tolist())]
+
+
+# -- encoder–decoders: one tree across source and answer --------------------------------------------------------
+
+def seq2seq_tree(res: Seq2SeqAttribution, *, threshold: float = 0.4, exclude_row: int | None | str = "auto"
+                 ) -> AttributionTree:
+    """The attribution tree of an encoder–decoder's answer, across source and answer tokens.
+
+    Tokens: ``tree.tokens = source_tokens + decoder_tokens`` (n_src + n_tgt; an answer node's ``position`` is its
+    decoder position, whose token is what that row reads: the start token, then the answer shifted right);
+    ``tree.sides[i]`` and each node's ``side`` say ``"source"`` or ``"answer"``, ``position`` the index within
+    that side's tokens; edges use the joint index.
+
+    Layers, one stack bottom to top: encoder layer l is level ``l`` (0..L_enc-1), decoder layer l is level
+    ``L_enc + l``; ``tree.encoder_layers = L_enc``, ``tree.num_layers = L_enc + L_dec`` (the root's level, above
+    the top decoder layer); an edge's ``layer`` is its level.  Each layer-site map is normalised on its own with
+    the paper's rule (step 1: head sum, divided by |its max over rows ≠ the excluded row|; ``exclude_row``
+    "auto" = 0 where that site's row token 0 is special — the decoder start token, BART's ``<s>`` — as in
+    ``tree_view(site=...)``; None or an index apply to all three sites).
+
+    Root: the answer row i (≠ excluded) with the largest ``Σ_j max(0, C_dec[i, j]) + Σ_s max(0, C_cross[i, s])``,
+    ``C_dec`` = Σ of the decoder self-attention head sums over its layers (diagonal 0), ``C_cross`` = the same
+    for cross-attention (answer rows × source columns, no diagonal): the answer token that reads most.
+
+    Growth (step 3 per site, strict ``> τ``, layer-synchronous, parents = tokens in the tree before the layer):
+    decoder layers from the top down; at each, decoder self-attention joins answer tokens (parent = answer query
+    i, child = answer key j) and cross-attention joins source tokens (parent = answer query i, child = source
+    key s) — both from the same in-tree answer parents, decoder edges listed first.  Then the encoder layers
+    from the top down join source tokens from in-tree source parents (source query → source key).  An answer
+    token never parents an encoder edge and a source token never parents a decoder or cross edge, because its
+    row is not in those maps.  Each token joins once; a new token's parent is the allowed row of largest score,
+    ties to the smallest index.  Kernel only (the browser's ``tree-algo.ts`` is the one-site contract).
+    """
+    if not isinstance(res, Seq2SeqAttribution):
+        raise ArgumentError(f"seq2seq_tree needs an encoder-decoder's Seq2SeqAttribution, got {validate.show(res)}")
+    tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
+    src = [str(t) for t in res.source_tokens]
+    tgt = [str(t) for t in res.decoder_tokens]
+    ns, nt = len(src), len(tgt)
+    if ns == 0 or nt == 0:
+        raise AttAttrError(f"encoder-decoder result has {ns} source and {nt} answer tokens; both must be non-empty")
+    enc, dec, crs = res.encoder, res.decoder, res.cross
+    if dec.layers != crs.layers:
+        raise AttAttrError(f"decoder layers {dec.layers} and cross-attention layers {crs.layers} differ: the tree "
+                           f"needs both sites attributed at the same decoder layers")
+    Se, Sd, Sc = (sum_heads(s.scores, square=False) for s in (enc, dec, crs))
+    for name, S, shape in (("encoder", Se, (ns, ns)), ("decoder", Sd, (nt, nt)), ("cross", Sc, (nt, ns))):
+        if S.shape[1:] != shape:
+            raise AttAttrError(f"{name} maps have shape {S.shape[1:]}, expected {shape} for {ns} source and {nt} "
+                               f"answer tokens")
+    row_e = resolve_exclude_row(src, exclude_row, ns)
+    row_d = resolve_exclude_row(tgt, exclude_row, nt)
+    Pe, Pd, Pc = _normalize(Se, row_e), _normalize(Sd, row_d), _normalize(Sc, row_d)
+    L_enc = int(enc.meta.num_layers)
+    num_layers = L_enc + int(dec.meta.num_layers)
+
+    Cd = _layer_total(Sd, nt, nt)
+    np.fill_diagonal(Cd, 0.0)
+    ok_e, ok_d = _eligible(ns, row_e), _eligible(nt, row_d)
+    reads = _positive_row_sums(Cd) + _positive_row_sums(_layer_total(Sc, nt, ns))
+    root = int(np.argmax(np.where(ok_d, reads, -np.inf)))
+
+    tokens = src + tgt
+    sides = ["source"] * ns + ["answer"] * nt
+    in_src, in_tgt = np.zeros(ns, dtype=bool), np.zeros(nt, dtype=bool)
+    in_tgt[root] = True
+    nodes = [_node(ns + root, tokens, sides, ns, num_layers)]
+    edges: list[TreeEdge] = []
+
+    def add(joined, p_off: int, c_off: int, level: int, mark: np.ndarray) -> None:
+        for i, j, score in joined:
+            edges.append(TreeEdge(p_off + i, c_off + j, level, score))
+            nodes.append(_node(c_off + j, tokens, sides, ns, level))
+            mark[j] = True
+
+    for k in sorted(range(len(dec.layers)), key=lambda k: -dec.layers[k]):
+        level = L_enc + int(dec.layers[k])
+        parents = in_tgt & ok_d
+        joined_d = _join(Pd[k], tau, parents, ~in_tgt)
+        joined_c = _join(Pc[k], tau, parents, ~in_src)
+        add(joined_d, ns, ns, level, in_tgt)
+        add(joined_c, ns, 0, level, in_src)
+    for k in sorted(range(len(enc.layers)), key=lambda k: -enc.layers[k]):
+        add(_join(Pe[k], tau, in_src & ok_e, ~in_src), 0, 0, int(enc.layers[k]), in_src)
+    return AttributionTree(tokens=tokens, num_layers=num_layers, threshold=tau, root=ns + root, nodes=nodes,
+                           edges=edges, sides=sides, encoder_layers=L_enc)
+
+
+def _node(index: int, tokens: list[str], sides: list[str], ns: int, layer: int) -> TreeNode:
+    """A node of the tree across source and answer: joint ``index``, its ``side`` and ``position`` in that side."""
+    return TreeNode(index, tokens[index], layer, side=sides[index], position=index if index < ns else index - ns)

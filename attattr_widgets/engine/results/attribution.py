@@ -240,10 +240,11 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
         )
 
 
-def sum_heads(scores) -> np.ndarray:
+def sum_heads(scores, *, square: bool = True) -> np.ndarray:
     """``scores`` [L, H, n, n] summed over heads: [L, n, n] float32 (a float32 sum of H terms; also the
-    attribution tree's input). Raises :class:`~attattr_widgets.engine.errors.AttAttrError` for another shape."""
+    attribution tree's input). Raises :class:`~attattr_widgets.engine.errors.AttAttrError` for another shape;
+    ``square=False`` also takes rectangular maps [L, H, rows, cols] (cross-attention) → [L, rows, cols]."""
     scores = np.asarray(scores)
-    if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
+    if scores.ndim != 4 or (square and scores.shape[-1] != scores.shape[-2]):
         raise AttAttrError(f"attribution.scores must have shape [layers, heads, n, n], got {scores.shape}")
     return scores.sum(1, dtype=np.float32)  # float32 head sum (12 terms) is 2x faster than a float64 one

@@ -198,6 +198,13 @@ def _attribution_tree(f: _File, d: dict, shapes: dict, where: str) -> None:
     for i, e in enumerate(d["edges"]):
         if not (0 <= e["parent"] < n and 0 <= e["child"] < n):
             f.fail(f"{where}: edge {i} ({e['parent']} → {e['child']}) is outside the {n} tokens")
+    sides = d.get("sides") or []
+    if sides and (len(sides) != n or not set(sides) <= {"source", "answer"}):
+        f.fail(f"{where}: 'sides' must give 'source' or 'answer' for each of the {n} tokens")
+    for i, node in enumerate(d["nodes"]):
+        if sides and node.get("side") != sides[node["index"]]:
+            f.fail(f"{where}: node {i} has side {node.get('side')!r} but token {node['index']} is on the "
+                   f"{sides[node['index']]!r} side")
 
 
 def _trigger_pattern(f: _File, d: dict, shapes: dict, where: str) -> None:

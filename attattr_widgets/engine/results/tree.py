@@ -12,12 +12,16 @@ __all__ = ["AttributionTree", "TreeEdge", "TreeNode"]
 
 @dataclass(frozen=True)
 class TreeNode(Record, closed=True):
-    """A token of the tree: ``index`` (position in the input), ``token``, ``layer`` (model layer at which it
-    entered; the root has ``layer == num_layers``, i.e. above the last layer)."""
+    """A token of the tree: ``index`` (position in ``tokens``), ``token``, ``layer`` (model layer at which it
+    entered; the root has ``layer == num_layers``, i.e. above the last layer). In an encoder–decoder's tree across
+    source and answer, ``side`` is ``"source"`` or ``"answer"`` and ``position`` the token's index within that
+    side (``""`` / None in a one-site tree)."""
 
     index: int
     token: str
     layer: int
+    side: str = ""
+    position: int | None = None
 
 
 
@@ -36,7 +40,11 @@ class TreeEdge(Record, closed=True):
 @dataclass
 class AttributionTree(Result, kind="attribution_tree"):
     """The result of :func:`attribution_tree`. ``nodes[0]`` is the root; ``edges`` are ordered top layer first.
-    ``to_dict()`` gives plain JSON types, exactly the keys the TreeView widget consumes."""
+    ``to_dict()`` gives plain JSON types, exactly the keys the TreeView widget consumes.
+
+    An encoder–decoder's tree across source and answer (:func:`seq2seq_tree`) also has ``sides`` (per token of
+    ``tokens``: ``"source"`` or ``"answer"``; empty in a one-site tree) and ``encoder_layers`` (L_enc: layers
+    below it are encoder layers, layer ``L_enc + l`` is decoder layer l; 0 in a one-site tree)."""
 
     tokens: list[str]
     num_layers: int
@@ -44,6 +52,8 @@ class AttributionTree(Result, kind="attribution_tree"):
     root: int
     nodes: list[TreeNode] = field(default_factory=list)
     edges: list[TreeEdge] = field(default_factory=list)
+    sides: list[str] = field(default_factory=list)
+    encoder_layers: int = 0
 
     # -- navigation -------------------------------------------------------------------------------------------
     def parent(self, index: int) -> int | None:
