@@ -55,6 +55,22 @@ class AttributionTree(Result, kind="attribution_tree"):
     sides: list[str] = field(default_factory=list)
     encoder_layers: int = 0
 
+    def _one_site(self, d: dict) -> dict:
+        """A one-site tree's JSON without the encoder–decoder keys, so its files and the browser contract
+        (``js/tree/tree-algo.ts``) stay as they were; loading fills in the defaults."""
+        if self.sides:
+            return d
+        d = {k: v for k, v in d.items() if k not in ("sides", "encoder_layers")}
+        d["nodes"] = [{k: v for k, v in n.items() if k not in ("side", "position")} for n in d["nodes"]]
+        return d
+
+    def to_dict(self) -> dict:
+        return self._one_site(super().to_dict())
+
+    def to_record(self):
+        record, arrays = super().to_record()
+        return {k: self._one_site(v) for k, v in record.items()}, arrays
+
     # -- navigation -------------------------------------------------------------------------------------------
     def parent(self, index: int) -> int | None:
         """Parent token index of ``index`` (None for the root or a token outside the tree)."""
