@@ -408,18 +408,21 @@ class Explorer(BackgroundRun, BaseWidget):
     def tree_view(self, threshold: float = 0.4, answer_token: int | None = -1, site: str | None = None, **kwargs):
         """A :class:`TreeView` of the finished attribution, linked to this explorer. For an explained answer,
         ``answer_token`` t grows the tree from answer token t's own attribution (F_t = log p(y_t | prompt, y_<t)),
-        None from the whole answer's; the default (-1) follows what the explorer shows. An encoder–decoder's tree
-        grows over one square site: ``site`` "encoder" (source tokens) or "decoder" (answer tokens); default the
-        shown one (the rectangular cross-attention site has no tree)."""
+        None from the whole answer's; the default (-1) follows what the explorer shows. For an encoder–decoder,
+        ``site`` None or "cross" (default) gives the tree across source and answer (decoder self-attention and
+        cross-attention down the decoder layers, then encoder self-attention: ``engine.analysis.tree.seq2seq_tree``);
+        "encoder" (source tokens) or "decoder" (answer tokens) a tree over that one square site."""
         from .tree import TreeView
 
         if self._attribution is None:
             raise ValueError("no finished attribution yet (wait for the run to end: explorer.wait())")
         if _is_seq2seq_result(self._attribution):
-            site = site or self.site
+            if site in (None, "cross"):
+                kwargs.setdefault("title", "Attribution tree across source and answer")
+                return TreeView(self._attribution, threshold=threshold, explorer=self, **kwargs)
             if site not in ("encoder", "decoder"):
-                raise ValueError(f"the tree grows over a square self-attention site: pass site='encoder' (source) "
-                                 f"or site='decoder' (answer); {site!r} (answer rows × source columns) has no tree")
+                raise ValueError(f"unknown site {site!r}: pass site='encoder' (source), 'decoder' (answer), or "
+                                 f"'cross' / None (the tree across source and answer)")
             attr = self._attribution.as_attribution(site)
             return TreeView(attr, threshold=threshold, explorer=self if site == self.site else None, **kwargs)
         t = self._shown_token() if answer_token == -1 else answer_token

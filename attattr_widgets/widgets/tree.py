@@ -3,6 +3,9 @@
 Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 ``{"tokens", "num_layers", "threshold", "root", "nodes": [{"index", "token", "layer"}],
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
+For an encoder–decoder's tree across source and answer (``attribution`` a ``Seq2SeqAttribution``) ``tree`` also
+has ``sides`` (per token: "source" / "answer"; source tokens first), ``encoder_layers`` and node ``side`` /
+``position``; its ``layer_sums`` is None (the kernel computes each threshold).
 ``special`` (per token of ``tree["tokens"]``: a special token, ``engine.model.tokens.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
 ``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
 None when over budget), ``image`` (image attributions: ``widgets.image.image_payload``, the picture the tree is
@@ -37,16 +40,24 @@ def _clean_tree(d: dict) -> dict:
     def num(x):
         return x.item() if isinstance(x, np.generic) else x
 
-    return {
+    def node(n: dict) -> dict:
+        out = {"index": int(n["index"]), "token": str(n.get("token", "")), "layer": int(n["layer"])}
+        if n.get("side"):  # a tree across source and answer
+            out.update(side=str(n["side"]), position=int(n["position"]))
+        return out
+
+    out = {
         "tokens": [str(t) for t in d.get("tokens", [])],
         "num_layers": int(d.get("num_layers", 0)),
         "threshold": float(d.get("threshold", 0.0)),
         "root": None if d.get("root") is None else int(d["root"]),
-        "nodes": [{"index": int(n["index"]), "token": str(n.get("token", "")), "layer": int(n["layer"])}
-                  for n in d.get("nodes", [])],
+        "nodes": [node(n) for n in d.get("nodes", [])],
         "edges": [{"parent": int(e["parent"]), "child": int(e["child"]), "layer": int(e["layer"]),
                    "score": float(num(e.get("score", 0.0)))} for e in d.get("edges", [])],
     }
+    if d.get("sides"):
+        out.update(sides=[str(x) for x in d["sides"]], encoder_layers=int(d.get("encoder_layers", 0)))
+    return out
 
 
 class TreeView(BaseWidget):
@@ -77,7 +88,8 @@ class TreeView(BaseWidget):
 
         init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution),
                     image=image_payload(getattr(attribution, "image", None)),
-                    special=token_fields(getattr(attribution, "tokens", None) or [])["special"])
+                    special=token_fields(getattr(attribution, "tokens", None) or init["tree"].get("tokens", []))
+                    ["special"])
         init.update(kwargs)
         super().__init__(**init)
         self.observe(self._on_threshold, names=["threshold"])
@@ -110,22 +122,40 @@ class TreeView(BaseWidget):
             ):
                 self.selected_edge = []
 
-    def _best_head(self, layer_index: int, parent: int, child: int) -> int:
-        scores = np.asarray(getattr(self.attribution, "scores", np.zeros((0, 0, 0, 0))))
+    def _best_head(self, layer_index: int, parent: int, child: int, scores: Any = None) -> int:
+        if scores is None:
+            scores = getattr(self.attribution, "scores", np.zeros((0, 0, 0, 0)))
+        scores = np.asarray(scores)
         if scores.ndim != 4 or not (0 <= layer_index < scores.shape[0]):
             return 0
-        n = scores.shape[-1]
-        if not (0 <= parent < n and 0 <= child < n):
+        if not (0 <= parent < scores.shape[-2] and 0 <= child < scores.shape[-1]):
             return int(np.argmax(scores[layer_index].reshape(scores.shape[1], -1).max(-1)))
         return int(np.argmax(scores[layer_index, :, parent, child]))
 
+    def _site_edge(self, parent: int, child: int, layer: int) -> tuple[str, Any, int, int, int]:
+        """An edge of the tree across source and answer as ``(site, site maps, layer index, query, key)``: encoder
+        (source → source, below ``encoder_layers``), decoder (answer → answer) or cross (answer → source)."""
+        sides, ns = self.tree["sides"], self.tree["sides"].count("source")
+        site = "encoder" if sides[parent] == "source" else "decoder" if sides[child] == "answer" else "cross"
+        maps = self.attribution.site(site)
+        model_layer = layer - (0 if site == "encoder" else int(self.tree.get("encoder_layers", 0)))
+        li = maps.layers.index(model_layer) if model_layer in maps.layers else 0
+        return site, maps, li, parent - (0 if site == "encoder" else ns), child - (0 if sides[child] == "source" else ns)
+
     def select_edge(self, parent: int, child: int, layer: int) -> None:
-        """Highlight an edge and, when linked, show its layer / best head / token pair in the Explorer."""
+        """Highlight an edge and, when linked, show its layer / best head / token pair in the Explorer (for a
+        tree across source and answer, on the edge's site: encoder, decoder or cross-attention)."""
         self.selected_edge = [int(parent), int(child), int(layer)]
-        if self.explorer is not None:
-            layers = list(getattr(self.attribution, "layers", []) or [])
-            li = layers.index(layer) if layer in layers else int(layer)
-            self.explorer.select(li, self._best_head(li, parent, child), query=int(parent), key=int(child))
+        if self.explorer is None:
+            return
+        if self.tree.get("sides"):
+            site, maps, li, q, k = self._site_edge(int(parent), int(child), int(layer))
+            self.explorer.show_site(site)
+            self.explorer.select(li, self._best_head(li, q, k, maps.scores), query=q, key=k)
+            return
+        layers = list(getattr(self.attribution, "layers", []) or [])
+        li = layers.index(layer) if layer in layers else int(layer)
+        self.explorer.select(li, self._best_head(li, parent, child), query=int(parent), key=int(child))
 
     @command
     def _cmd_edge(self, msg: dict) -> None:

@@ -142,11 +142,45 @@ def test_from_attribution_tree_and_saved_result(tok, tmp_path):
     _check_site(ex, back, "cross")
     ex.site = "decoder"
     _check_site(ex, back, "decoder")
-    tree = ex.tree_view(threshold=0.1)
-    assert tree.tree["tokens"] == back.decoder_tokens
-    with pytest.raises(ValueError, match="square self-attention site.*'cross'"):
-        ex.tree_view(site="cross")
+    assert ex.tree_view(site="decoder").tree["tokens"] == back.decoder_tokens
+    with pytest.raises(ValueError, match="unknown site 'self'"):
+        ex.tree_view(site="self")
     assert ex.tree_view(site="encoder").tree["tokens"] == back.source_tokens
+
+
+def test_tree_across_source_and_answer(tok):
+    """``tree_view()`` (or site="cross") on an encoder–decoder: the engine's tree across source and answer, sides
+    and positions in the trait, the threshold recomputed by the kernel, an edge click opening its site."""
+    from attattr_widgets.engine.analysis.tree import seq2seq_tree
+
+    res = attribute(make_seq2seq("bart"), tok, SOURCE, target=ANSWER, steps=2)
+    ex = Explorer.from_attribution(res)
+    tv = ex.tree_view(threshold=0.1)
+    assert tv.tree == seq2seq_tree(res, threshold=0.1).to_dict()
+    assert ex.tree_view(site="cross", threshold=0.1).tree == tv.tree
+    ns = len(res.source_tokens)
+    assert tv.tree["tokens"] == res.source_tokens + res.decoder_tokens
+    assert tv.tree["sides"] == ["source"] * ns + ["answer"] * len(res.decoder_tokens)
+    assert tv.special[ns] and tv.layer_sums is None and tv.linked and tv.state == "done"
+    tv.threshold = 0.0
+    assert tv.tree == seq2seq_tree(res, threshold=0.0).to_dict()
+    sides, seen = tv.tree["sides"], []
+    for want in ("cross", "encoder", "decoder"):
+        e = next((e for e in tv.tree["edges"] if {"cross": (sides[e["parent"]], sides[e["child"]]) == ("answer", "source"),
+                                                   "encoder": sides[e["parent"]] == "source",
+                                                   "decoder": sides[e["child"]] == "answer"}[want]), None)
+        if e is None:
+            continue
+        seen.append(want)
+        tv.select_edge(e["parent"], e["child"], e["layer"])  # what the browser's _cmd_edge calls
+        q = e["parent"] - (0 if want == "encoder" else ns)
+        k = e["child"] - (0 if sides[e["child"]] == "source" else ns)
+        layer = e["layer"] - (0 if want == "encoder" else tv.tree["encoder_layers"])
+        site = res.site(want)
+        li = site.layers.index(layer)
+        assert ex.site == want and ex.selected == [li, int(np.argmax(site.scores[li, :, q, k]))]
+        assert ex.locked == [q, k]
+    assert "cross" in seen and "decoder" in seen
 
 
 def test_hostile_tokens_export_all_three_sites_as_text(tok, tmp_path):
