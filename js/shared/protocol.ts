@@ -119,6 +119,8 @@ export interface TreeNode {
   index: number;
   token: string;
   layer: number;
+  side?: "source" | "answer"; // encoder–decoder tree across source and answer only
+  position?: number; // index within its side's tokens (same tree only)
 }
 export interface TreeEdge {
   parent: number;
@@ -133,6 +135,8 @@ export interface TreeDict {
   root: number | null;
   nodes: TreeNode[];
   edges: TreeEdge[];
+  sides?: ("source" | "answer")[]; // encoder–decoder tree: per token (source tokens first); absent for one site
+  encoder_layers?: number; // layers below it are encoder layers, layer encoder_layers + l is decoder layer l
 }
 
 export interface TreeModel {

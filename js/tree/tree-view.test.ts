@@ -1,7 +1,8 @@
 // @vitest-environment happy-dom
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { edgeKey, normalizeTree, treeLayout, TreeView } from "./tree-view";
+import { edgeKey, normalizeTree, SIDE_COLORS, treeLayout, TreeView } from "./tree-view";
 import { FakeModel } from "../shared/testing";
+import type { TreeDict } from "../shared/protocol";
 
 const TREE = {
   tokens: ["[CLS]", "<svg onload=alert(1)>", "good", "&lt;", "[SEP]"],
@@ -182,5 +183,54 @@ describe("TreeView on an image", () => {
   it("has no picture for text trees", () => {
     const { root } = mount();
     expect((root.querySelector(".aa-tree-image") as HTMLElement).hidden).toBe(true);
+  });
+});
+
+// An encoder–decoder's tree across source and answer (engine seq2seq_tree): source tokens first, then the answer.
+const S2S: TreeDict = {
+  tokens: ["<img src=x onerror=alert(1)>", "cat", "</s>", "</s>", "die", "&amp;"],
+  num_layers: 4, threshold: 0.4, root: 4, encoder_layers: 2,
+  sides: ["source", "source", "source", "answer", "answer", "answer"],
+  nodes: [{ index: 4, token: "die", layer: 4, side: "answer", position: 1 },
+    { index: 5, token: "&amp;", layer: 3, side: "answer", position: 2 },
+    { index: 1, token: "cat", layer: 3, side: "source", position: 1 },
+    { index: 0, token: "<img src=x onerror=alert(1)>", layer: 0, side: "source", position: 0 }],
+  edges: [{ parent: 4, child: 5, layer: 3, score: 0.8 }, { parent: 4, child: 1, layer: 3, score: 0.9 },
+    { parent: 1, child: 0, layer: 0, score: 0.5 }],
+};
+
+describe("TreeView across source and answer", () => {
+  it("draws source and answer apart: own colours, a gap between them, E/D layer names", () => {
+    const { root } = mount({ tree: S2S, layer_sums: null });
+    expect(root.dataset.nodes).toBe("4");
+    expect(root.dataset.edges).toBe("3");
+    const side = (i: number) => root.querySelector(`[data-node="${i}"]`)!.getAttribute("data-side");
+    expect([side(4), side(5), side(1), side(0)]).toEqual(["answer", "answer", "source", "source"]);
+    const stroke = (i: number) => root.querySelector(`[data-node="${i}"] circle`)!.getAttribute("stroke");
+    expect(stroke(5)).toBe(SIDE_COLORS.answer);
+    expect(stroke(1)).toBe(SIDE_COLORS.source);
+    const x = (i: number) => Number(/translate\(([\d.]+),/.exec(root.querySelector(`[data-node="${i}"]`)!.getAttribute("transform")!)![1]);
+    const dx = x(1) - x(0);
+    expect(x(4) - x(1)).toBeCloseTo(4 * dx); // source 1, source 2, gap, answer 3, answer 4
+    const labels = [...root.querySelectorAll(".aa-side-label")].map((t) => t.textContent);
+    expect(labels).toEqual(["source", "answer"]);
+    const guides = [...root.querySelectorAll(".aa-guides text")].map((t) => t.textContent);
+    expect(guides).toEqual(["E0", "E1", "D0", "D1", "D2"]); // D2: the root, above the top decoder layer (as L{n})
+    const titles = [...root.querySelectorAll("[data-edge] title")].map((t) => t.textContent);
+    expect(titles).toContain("die (answer #1) → cat (source #1) · layer D1 · 0.900");
+  });
+
+  it("keeps hostile source and answer tokens as text", () => {
+    const { root } = mount({ tree: S2S, layer_sums: null });
+    expect(root.querySelector("img")).toBeNull();
+    const texts = [...root.querySelectorAll("svg text")].map((t) => t.textContent);
+    expect(texts.some((t) => t!.includes("<img src=x"))).toBe(true);
+    expect(texts).toContain("&amp;");
+  });
+
+  it("a one-site tree has no sides", () => {
+    expect(normalizeTree(TREE).sides).toBeUndefined();
+    expect(normalizeTree(S2S).sides).toEqual(S2S.sides);
+    expect(normalizeTree({ ...S2S, sides: ["source"] }).sides).toBeUndefined(); // wrong length: ignored
   });
 });

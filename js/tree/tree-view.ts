@@ -45,7 +45,31 @@ export function normalizeTree(t: Partial<TreeDict> | null | undefined): TreeDict
     root: t?.root ?? null,
     nodes: Array.isArray(t?.nodes) ? t!.nodes : [],
     edges: Array.isArray(t?.edges) ? t!.edges : [],
+    ...(Array.isArray(t?.sides) && t!.sides.length === t!.tokens?.length
+      ? { sides: t!.sides, encoder_layers: Number(t!.encoder_layers) || 0 } : {}),
   };
+}
+
+/** Colours of the two token sets of an encoder–decoder's tree (source, answer). */
+export const SIDE_COLORS = { source: "#1f77b4", answer: "#c2185b" } as const;
+
+/** Name of tree layer `l`: "L3", or for a tree across source and answer "E3" (encoder) / "D1" (decoder). */
+export function layerName(t: TreeDict, l: number): string {
+  if (!t.sides) return `L${l}`;
+  const enc = t.encoder_layers ?? 0;
+  return l < enc ? `E${l}` : `D${l - enc}`;
+}
+
+/** Where token `i` is: "#i", or "source #p" / "answer #p" (p = index within its side) across source and answer. */
+export function tokenIndex(t: TreeDict, i: number): string {
+  if (!t.sides) return `#${i}`;
+  const ns = t.sides.filter((x) => x === "source").length;
+  return `${t.sides[i]} #${t.sides[i] === "source" ? i : i - ns}`;
+}
+
+/** A token as named in titles: "tok (#i)" or "tok (answer #p)". */
+export function tokenRef(t: TreeDict, i: number): string {
+  return `${t.tokens[i] ?? i} (${tokenIndex(t, i)})`;
 }
 
 export function edgeKey(e: Pick<TreeEdge, "parent" | "child" | "layer">): string {
@@ -176,7 +200,7 @@ export class TreeView extends ViewBase<TreeModel> {
     this.errorBox.hidden = !(state === "error" && err);
     this.slider.value = String(this.thr);
     this.thrText.textContent = this.thr.toFixed(2);
-    const kernelOnly = !this.model.get("layer_sums") ? " · other thresholds need the kernel (layer sums not embedded: over the size budget)" : "";
+    const kernelOnly = !this.model.get("layer_sums") ? (t.sides ? " · other thresholds need the kernel" : " · other thresholds need the kernel (layer sums not embedded: over the size budget)") : "";
     this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}${kernelOnly}` : "";
     this.compactBox.checked = this.isCompact(t);
     this.svg = t.tokens.length ? this.buildSvg(t) : null;
@@ -211,8 +235,11 @@ export class TreeView extends ViewBase<TreeModel> {
     // x axis: every token, or (compact) only the tokens of the tree, in sentence order
     const compact = this.isCompact(t) && inTree.size > 0;
     const axisTokens = compact ? [...inTree].sort((a, b) => a - b) : t.tokens.map((_, i) => i);
-    const slot = new Map<number, number>(axisTokens.map((tok, k) => [tok, k]));
-    const n = axisTokens.length;
+    // across source and answer: source tokens, one empty slot, answer tokens (sides[] lists the source first)
+    const sides = t.sides;
+    const gapAt = sides ? axisTokens.findIndex((i) => sides[i] === "answer") : -1;
+    const slot = new Map<number, number>(axisTokens.map((tok, k) => [tok, k + (gapAt > 0 && k >= gapAt ? 1 : 0)]));
+    const n = axisTokens.length + (gapAt > 0 ? 1 : 0);
     const base = treeLayout(n, L, avail);
     const lay: TreeLayout = { ...base, x: (i: number) => base.x(slot.get(i) ?? 0) };
     this.layout = lay;
@@ -225,16 +252,22 @@ export class TreeView extends ViewBase<TreeModel> {
     for (let l = 0; l < L; l++) {
       const y = lay.y(l);
       guides.appendChild(s("line", { x1: lay.padL - 6, x2: lay.width - 10, y1: y, y2: y, stroke: fg, "stroke-opacity": l % 2 ? 0.05 : 0.09 }));
-      guides.appendChild(s("text", { x: lay.padL - 10, y: y + 3.5, "font-size": 10, "text-anchor": "end", fill: fg, "fill-opacity": 0.55 }, `L${l}`));
+      guides.appendChild(s("text", { x: lay.padL - 10, y: y + 3.5, "font-size": 10, "text-anchor": "end", fill: fg, "fill-opacity": 0.55 }, layerName(t, l)));
     }
     svg.appendChild(guides);
+    if (sides) { // name the two token sets under their columns
+      for (const side of ["source", "answer"] as const) {
+        const xs = axisTokens.filter((i) => sides[i] === side).map((i) => lay.x(i));
+        if (xs.length) svg.appendChild(s("text", { class: "aa-side-label", "data-side": side, x: (Math.min(...xs) + Math.max(...xs)) / 2, y: lay.height - 4, "font-size": 11, "font-weight": 600, "text-anchor": "middle", fill: SIDE_COLORS[side] }, side));
+      }
+    }
     // token axis
     const axis = s("g", { class: "aa-axis" });
     for (const i of axisTokens) {
       const x = lay.x(i);
       axis.appendChild(s("line", { x1: x, x2: x, y1: lay.y(L - 1) - 8, y2: lay.axisY, stroke: fg, "stroke-opacity": inTree.has(i) ? 0.1 : 0.04, "stroke-dasharray": "2 3" }));
-      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14) + (compact ? ` ${i}` : ""));
-      label.appendChild(s("title", {}, `${t.tokens[i]} (#${i})`));
+      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: sides ? SIDE_COLORS[sides[i]] : fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14) + (compact ? ` ${i}` : ""));
+      label.appendChild(s("title", {}, tokenRef(t, i)));
       axis.appendChild(label);
     }
     svg.appendChild(axis);
@@ -257,7 +290,7 @@ export class TreeView extends ViewBase<TreeModel> {
       const g = s("g", { class: `aa-edge${isSel ? " aa-hot" : ""}`, "data-edge": key },
         s("path", { d, class: "aa-edge-hit" }),
         s("path", { d, class: "aa-edge-line", fill: "none", stroke: color, "stroke-width": (1.2 + 3.8 * rel).toFixed(2), "stroke-opacity": isSel ? 1 : 0.55 + 0.4 * rel, "stroke-linecap": "round" }),
-        s("title", {}, `${t.tokens[e.parent] ?? e.parent} (#${e.parent}) → ${t.tokens[e.child] ?? e.child} (#${e.child}) · layer ${e.layer} · ${formatValue(e.score, 3)}`),
+        s("title", {}, `${tokenRef(t, e.parent)} → ${tokenRef(t, e.child)} · layer ${layerName(t, e.layer)} · ${formatValue(e.score, 3)}`),
       );
       edges.appendChild(g);
     }
@@ -270,10 +303,12 @@ export class TreeView extends ViewBase<TreeModel> {
       drawn.add(index);
       const x = lay.x(index), y = lay.y(Math.min(L, layer));
       const tok = t.tokens[index] ?? "";
-      const g = s("g", { class: "aa-node", "data-node": index, transform: `translate(${x},${y})` },
-        s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : fg, "stroke-width": 1.6 }),
+      const side = sides?.[index];
+      const ink = side ? SIDE_COLORS[side] : fg;
+      const g = s("g", { class: "aa-node", "data-node": index, ...(side ? { "data-side": side } : {}), transform: `translate(${x},${y})` },
+        s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : ink, "stroke-width": 1.6 }),
         s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: fg, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": special[index] ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
-        s("title", {}, `${tok} (#${index}) · enters at layer ${layer}`),
+        s("title", {}, `${tokenRef(t, index)} · enters at layer ${layerName(t, layer)}`),
       );
       nodes.appendChild(g);
     };
@@ -295,8 +330,8 @@ export class TreeView extends ViewBase<TreeModel> {
     const edge = t.edges.find((x) => edgeKey(x) === key);
     if (!edge) return this.tip.hide();
     const lines: TipLine[] = [
-      h("strong", {}, `layer ${edge.layer}`),
-      `“${displayToken(t.tokens[edge.parent] ?? "")}” #${edge.parent} → “${displayToken(t.tokens[edge.child] ?? "")}” #${edge.child}`,
+      h("strong", {}, `layer ${layerName(t, edge.layer)}`),
+      `“${displayToken(t.tokens[edge.parent] ?? "")}” ${tokenIndex(t, edge.parent)} → “${displayToken(t.tokens[edge.child] ?? "")}” ${tokenIndex(t, edge.child)}`,
       `score ${formatValue(edge.score, 4)}`,
     ];
     if (this.model.get("linked")) lines.push(h("span", { class: "aa-muted" }, "click: show in the explorer"));
