@@ -217,7 +217,7 @@ describe("TreeView across source and answer", () => {
     const guides = [...root.querySelectorAll(".aa-guides text")].map((t) => t.textContent);
     expect(guides).toEqual(["E0", "E1", "D0", "D1", "D2"]); // D2: the root, above the top decoder layer (as L{n})
     const titles = [...root.querySelectorAll("[data-edge] title")].map((t) => t.textContent);
-    expect(titles).toContain("die (answer #1) → cat (source #1) · layer D1 · 0.900");
+    expect(titles).toContain("die (answer #1) → cat (source #1) · layer D1 · 0.9");
   });
 
   it("keeps hostile source and answer tokens as text", () => {
