@@ -212,3 +212,22 @@ def test_hostile_tokens_export_all_three_sites_as_text(tok, tmp_path):
     for t in src + tgt:
         assert snapshot.esc(snapshot.display_token(t)) in snap
     assert "cross-attention (answer rows × source columns)" in snap
+
+
+def test_hostile_tokens_in_the_tree_across_source_and_answer(tmp_path):
+    """The tree across source and answer keeps hostile source and answer strings as text: in its trait, in an
+    exported page's widget state and in the static snapshot."""
+    from hostile import expected_text
+    from test_hardening_exports import hostile_seq2seq, widget_states
+
+    from attattr_widgets.widgets import TreeView
+
+    res, src, tgt = hostile_seq2seq()
+    tv = TreeView(res, threshold=0.0)
+    assert tv.state == "done" and tv.tree["tokens"] == src + tgt and len(tv.tree["edges"]) > 0
+    text = export.to_html(tv, tmp_path / "tree.html").read_text(encoding="utf-8")
+    state = next(s for s in widget_states(text).values() if "tree" in s)
+    assert state["tree"]["tokens"] == [expected_text(t) for t in src + tgt]
+    assert state["tree"]["sides"] == ["source"] * len(src) + ["answer"] * len(tgt)
+    snap = snapshot.tree_html(tv)
+    assert "<script" not in snap.lower() and "<img" not in snap

@@ -38,6 +38,10 @@ as τ grows and every node enters no higher than at a smaller τ, so the edge *c
 is not monotone (a token cut off at layer 8 may re-enter at layer 3 through another parent) — true of the authors'
 algorithm as well.
 
+Encoder–decoders: :func:`seq2seq_tree` grows one tree across source and answer from the three attention sites of
+a ``Seq2SeqAttribution`` with the same steps applied per layer-site map (its docstring gives the layer order and
+how cross-attention edges join the two token sets); kernel only.
+
 Speed: O(L·H·n²) for the head sum and O(L·n²) numpy work for the growth, ~1–3 ms for 12 layers × 128 tokens,
 so the TreeView's threshold slider recomputes it live.
 
