@@ -121,3 +121,25 @@ def test_save_load_round_trip(res, tmp_path):
 def test_refuses_other_results():
     with pytest.raises(ArgumentError, match="Seq2SeqAttribution"):
         seq2seq_tree(object())
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda d: d["sides"].pop(), "'sides' must give"),
+    (lambda d: d["sides"].__setitem__(0, "target"), "'sides' must give"),
+    (lambda d: d["nodes"][1].__setitem__("side", "source" if d["nodes"][1]["side"] == "answer" else "answer"),
+     "node 1 has side"),
+])
+def test_load_refuses_inconsistent_sides(res, tmp_path, edit, words):
+    import json
+
+    from attattr_widgets.engine.results import ResultFileError
+
+    path = seq2seq_tree(res, threshold=0.0).save(tmp_path / "tree")
+    with np.load(path, allow_pickle=False) as z:
+        members = {k: z[k] for k in z.files}
+    meta = json.loads(str(members.pop("__meta__")))
+    edit(meta["data"])
+    with open(tmp_path / "bad.npz", "wb") as fh:
+        np.savez(fh, **members, __meta__=np.array(json.dumps(meta)))
+    with pytest.raises(ResultFileError, match=words):
+        load_result(tmp_path / "bad.npz")
