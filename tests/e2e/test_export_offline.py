@@ -232,6 +232,31 @@ def test_exported_page_draws_other_heads_and_recomputes_the_tree(tmp_path, offli
     assert not page.console_errors, page.console_errors
 
 
+def test_exported_tree_across_source_and_answer(tmp_path, offline, artifacts):
+    """An encoder–decoder's tree across source and answer in an offline page: every node drawn on its side
+    (source / answer), the kernel's edges, hostile source and answer strings as text."""
+    from test_hardening_exports import hostile_seq2seq
+
+    from attattr_widgets.widgets import TreeView
+
+    res, src, tgt = hostile_seq2seq()
+    tv = TreeView(res, threshold=0.0)
+    path = export.to_html(tv, tmp_path / "s2s-tree.html", title="tree")
+    ctx, page = offline
+    page.goto(path.as_uri())
+    page.wait_for_function("() => document.querySelector('.attattr-tree')?.dataset.state === 'done'")
+    t = page.locator(".attattr-tree")
+    assert int(t.get_attribute("data-edges")) == len(tv.tree["edges"]) > 0
+    sides = t.locator("g[data-node]").evaluate_all("gs => gs.map(g => [Number(g.dataset.node), g.dataset.side])")
+    assert sorted(sides) == sorted([n["index"], n["side"]] for n in tv.tree["nodes"])
+    assert {s for _, s in sides} == {"source", "answer"}
+    assert t.locator(".aa-side-label").evaluate_all("ts => ts.map(t => t.textContent)") == ["source", "answer"]
+    assert page.evaluate("() => window.__pwned") is None
+    t.screenshot(path=str(artifacts / "export-tree-seq2seq.png"))
+    assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
 @pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
 def test_exported_page_says_which_heads_were_not_embedded(tmp_path, offline):
     from attattr_widgets.engine.attribution.api import attribute
