@@ -483,12 +483,19 @@ def explorer_html(w: Any) -> str:
 # --------------------------------------------------------------------------------------------------------
 # TreeView
 # --------------------------------------------------------------------------------------------------------
+#: node outline per side of an encoder–decoder's tree across source and answer (js/tree/tree-view.ts SIDE_COLORS)
+_SIDE_STROKE = {"source": "#1f77b4", "answer": "#c2185b"}
+
+
 def tree_html(w: Any) -> str:
     tree = dict(w.tree or {})
     nodes, edges = list(tree.get("nodes") or []), list(tree.get("edges") or [])
     title = str(w.title or "") or "Attribution tree"
     hdr = (f'<div style="font-weight:600">{esc(title)}</div>'
-           f'<div style="color:#555">threshold {esc(fmt(w.threshold))} · {len(nodes)} nodes · {len(edges)} edges</div>'
+           f'<div style="color:#555">threshold {esc(fmt(w.threshold))} · {len(nodes)} nodes · {len(edges)} edges'
+           + (f' · <span style="color:{_SIDE_STROKE["source"]}">source</span> / '
+              f'<span style="color:{_SIDE_STROKE["answer"]}">answer</span>' if tree.get("sides") else "")
+           + '</div>'
            + _status(str(w.state), str(w.error or "")))
     if not nodes:
         return _box(hdr + "<div>No tree to show.</div>", "attattr-static-tree", title)
@@ -524,8 +531,9 @@ def tree_html(w: Any) -> str:
         x, y = pos[idx]
         lab = _short(nd.get("token", ""), label_chars)
         wbox = max(24.0, 7.0 * len(lab) + 10)
+        stroke = _SIDE_STROKE.get(str(nd.get("side", "")), "#8c959f")  # across source and answer: by side
         body.append(f'<rect x="{x - wbox / 2:.1f}" y="{y - 9:.1f}" width="{wbox:.1f}" height="18" rx="4" '
-                    'fill="#f6f8fa" stroke="#8c959f"/>')
+                    f'fill="#f6f8fa" stroke="{stroke}"/>')
         body.append(_text(x, y + 4, lab, text_anchor="middle"))
     image = getattr(w, "image", None)
     on_image = _tree_on_image(image, edges, m) if isinstance(image, dict) else ""

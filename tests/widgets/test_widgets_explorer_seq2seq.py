@@ -231,3 +231,5 @@ def test_hostile_tokens_in_the_tree_across_source_and_answer(tmp_path):
     assert state["tree"]["sides"] == ["source"] * len(src) + ["answer"] * len(tgt)
     snap = snapshot.tree_html(tv)
     assert "<script" not in snap.lower() and "<img" not in snap
+    for side, colour in snapshot._SIDE_STROKE.items():  # the static tree outlines each node by its side
+        assert snap.count(f'stroke="{colour}"') == sum(nd["side"] == side for nd in tv.tree["nodes"]) > 0
