@@ -140,7 +140,8 @@ class TreeView(BaseWidget):
         maps = self.attribution.site(site)
         model_layer = layer - (0 if site == "encoder" else int(self.tree.get("encoder_layers", 0)))
         li = maps.layers.index(model_layer) if model_layer in maps.layers else 0
-        return site, maps, li, parent - (0 if site == "encoder" else ns), child - (0 if sides[child] == "source" else ns)
+        query = parent - (0 if site == "encoder" else ns)
+        return site, maps, li, query, child - (0 if sides[child] == "source" else ns)
 
     def select_edge(self, parent: int, child: int, layer: int) -> None:
         """Highlight an edge and, when linked, show its layer / best head / token pair in the Explorer (for a

@@ -166,9 +166,8 @@ def test_tree_across_source_and_answer(tok):
     assert tv.tree == seq2seq_tree(res, threshold=0.0).to_dict()
     sides, seen = tv.tree["sides"], []
     for want in ("cross", "encoder", "decoder"):
-        e = next((e for e in tv.tree["edges"] if {"cross": (sides[e["parent"]], sides[e["child"]]) == ("answer", "source"),
-                                                   "encoder": sides[e["parent"]] == "source",
-                                                   "decoder": sides[e["child"]] == "answer"}[want]), None)
+        kind = {("answer", "source"): "cross", ("source", "source"): "encoder", ("answer", "answer"): "decoder"}
+        e = next((e for e in tv.tree["edges"] if kind[sides[e["parent"]], sides[e["child"]]] == want), None)
         if e is None:
             continue
         seen.append(want)
