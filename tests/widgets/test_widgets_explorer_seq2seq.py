@@ -179,7 +179,7 @@ def test_tree_across_source_and_answer(tok):
         li = site.layers.index(layer)
         assert ex.site == want and ex.selected == [li, int(np.argmax(site.scores[li, :, q, k]))]
         assert ex.locked == [q, k]
-    assert "cross" in seen and "decoder" in seen
+    assert seen == ["cross", "encoder", "decoder"]  # this BART grows all three kinds of edge at τ = 0
 
 
 def test_hostile_tokens_export_all_three_sites_as_text(tok, tmp_path):
