@@ -56,11 +56,13 @@ from .scores import target_score
 #: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
 _RESOLVE = 8
 
-#: ``steps="auto"`` stops refining a layer whose completeness gap stays above ``tol`` once it has FLOOR_NODES
-#: nodes, its panels' error estimates add up to under a tenth of ``tol`` and the gap is under ROUNDING·eps·
-#: (|F| + |F0|): the gap left is the gradients' own rounding, which no node removes (float32 demo decoder, 32
-#: tokens, layer 15: completeness 2.5e-3 = 3.3e-5 absolute ≈ 160·eps·F with Gauss–Legendre 16 in float32,
-#: 7.5e-6 in float64); the layer reports not converged. In float64 the bound is ~1e-13: it never stops there.
+#: The float floor of ``steps="auto"``'s completeness test is 32·eps·(|F| + |F0|) (the two scores' rounding). The
+#: gradients carry more: on the float32 demo decoder (32 tokens, Gauss–Legendre 16, quadrature error negligible —
+#: float64 gives 7.5e-6 on layer 15) rounding alone left 3.2e-5 ≈ 160·eps·F on layer 15 and 8e-6 on layer 5
+#: (ΔF 5.4e-4). A layer is also **converged at the rounding floor** when, with at least FLOOR_NODES nodes, its
+#: panels' error estimates add up to under a tenth of the allowed error (the quadrature has converged on the
+#: values it sampled) and the gap is under ROUNDING·eps·(|F| + |F0|) (what the gradients' own rounding can leave,
+#: which no node removes). In float64 that bound is ~1e-13 of F: it never decides there.
 FLOOR_NODES = 9
 ROUNDING = 1000
 
@@ -114,16 +116,26 @@ class _Engine:
             self._copy = self.ctrl.private(config_overrides=self.adapter.private_config())
         return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
-    def clean_forward(self, batch: _Batch, layers: list[int], cancel):
-        """One no-grad pass: the captured attention inputs of ``layers``, block inputs (prefix) and logits."""
+    def clean_forward(self, batch: _Batch, layers: list[int], cancel, taps: bool = False):
+        """One pass of the whole network: ``(captured, hidden, logits, leaves)`` — the captured attention inputs
+        of ``layers``, block inputs (prefix) and logits [B, C]. Without ``taps`` a no-grad pass (``leaves`` None);
+        with ``taps`` the pass keeps its graph and adds a zero tap to every layer's attention output
+        (``leaves[l]`` [B, T, H, d]), so that one backward (:meth:`clean_grads`) gives every layer's gradient at
+        α = 1 at once."""
         hidden: dict[int, torch.Tensor] = {}
         grab = set(layers) if self.prefix else set()
         net = self._net(grab=grab, store=hidden)
-        with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
-            capture=layers, cancel=cancel
-        ) as s:
+        with torch.enable_grad() if taps else torch.no_grad(), _autocast(self.device, self.precision), \
+                self.ctrl.session(capture=layers, cancel=cancel, out_taps=set(layers) if taps else set()) as s:
             logits = self.adapter.logits(net, batch.inputs, batch.last)
-        return s.captured, hidden, logits
+        return s.captured, hidden, logits, (s.leaves if taps else None)
+
+    def clean_grads(self, F_clean: torch.Tensor, leaves: dict, layers: list[int]) -> dict[int, torch.Tensor]:
+        """g_l(1) = ∂F/∂out_l at α = 1 for every layer of ``layers`` from ONE backward of the clean pass (the taps
+        of :meth:`clean_forward`; at α = 1 the network is the clean one, so this is the gradient a gradient pass
+        of layer l would compute at α = 1): {layer: [B, T, H, d]} in the accumulation dtype."""
+        grads = torch.autograd.grad(F_clean.sum(), [leaves[l] for l in layers])
+        return {l: g.detach().to(self.acc_dtype) for l, g in zip(layers, grads)}
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
@@ -135,8 +147,9 @@ class _Engine:
             logits = self.adapter.logits(net, batch.inputs, batch.last)
         return target_score(logits, targets, self.score, self.acc_dtype)
 
-    def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
-        """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
+    def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel):
+        """``(g, F)`` at the k nodes ``alphas``: g = ∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) [B, k, ...],
+        F the target score of each row [B, k] (at α = 0 it is the zero pass's F)."""
         B, k = batch.B, len(alphas)
         rows = batch.rows(k)
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
@@ -153,11 +166,11 @@ class _Engine:
             logits = self.adapter.logits(net, rows, last)
             F = target_score(logits, targets.repeat_interleave(k, 0), self.score, self.acc_dtype)
             (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
-        return g.view(B, k, *g.shape[1:])
+        return g.view(B, k, *g.shape[1:]), F.detach().view(B, k)
 
     def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
         """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
-        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive))``. Out-of-memory halves
+        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive), F [B, k])``. Out-of-memory halves
         the chunk (and caps later ones), down to one node."""
         m = len(alphas)
         itemsize = torch.finfo(self.param_dtype).bits // 8
@@ -173,7 +186,7 @@ class _Engine:
             idx = slice(start, min(m, start + c))
             k = idx.stop - idx.start
             try:
-                g = self._grad_chunk(batch, layer, hidden, targets, a[idx], cancel)
+                g, F = self._grad_chunk(batch, layer, hidden, targets, a[idx], cancel)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
                 if not _is_oom(exc):
                     raise
@@ -185,14 +198,14 @@ class _Engine:
                 c = max(1, k // 2)
                 self._rows_cap = c * batch.B
                 continue
-            yield idx, g
+            yield idx, g, F
             start = idx.stop
 
     def integrate(self, batch: _Batch, layer: int, hidden, targets, alphas, weights, cancel) -> torch.Tensor:
         """Σ_k w_k g(α_k) for every example: [B, T, H, d] (output form) or [B, H, T, T] (naive)."""
         w = torch.tensor(weights, dtype=self.acc_dtype, device=self.device)
         acc = None
-        for idx, g in self._node_grads(batch, layer, hidden, targets, alphas, cancel):
+        for idx, g, _ in self._node_grads(batch, layer, hidden, targets, alphas, cancel):
             g = (g.to(self.acc_dtype) * w[idx].view(1, -1, *([1] * (g.dim() - 2)))).sum(1)
             acc = g if acc is None else acc + g
         return acc
@@ -232,51 +245,61 @@ class _Engine:
         return total
 
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
-    def _layer(self, batch, layer, hidden, targets, F_clean, zero, captured, cancel):
-        """Ḡ for one layer: ``(grad_sum, gradient evaluations, converged, panels)``; ``panels`` the partition of
-        [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
+    def _layer(self, batch, layer, hidden, targets, F_clean, captured, g_one, cancel):
+        """One layer's integral: ``(grad_sum, zero, evaluations, converged, panels)`` — Ḡ = Σ_k w_k g(α_k);
+        ``zero`` F at α = 0 per example [B]; the gradient evaluations (α rows) spent on this layer; ``panels`` the
+        partition of [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
 
-        ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`. Each node's gradient g(α_k) [B, …] is kept, and
-        its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr integrates, with
-        ∫ f dα = ΔF = F(1) − F(0) known. Accepted when |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + float floor for every
-        example; otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
-        node keeps a weight), until ``max_steps`` evaluations or, from ``FLOOR_NODES`` on, until the estimates
-        say the rule is far inside ``tol`` (the gap left is rounding; not converged either way).
-        Ḡ = Σ_k w_k g(α_k) over every node evaluated."""
+        ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`, starting from α = 0, ½, 1. Every node's gradient
+        g(α_k) [B, …] is kept, and its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr
+        integrates, with ∫ f dα = ΔF = F(1) − F(0) known. α = 1 costs no gradient pass of this layer's: it is
+        ``g_one[layer]`` (the clean pass's backward, shared by all layers; absent: evaluated here), and the α = 0
+        row's F is F(0), so no zero pass runs. Accepted when, for every example, |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| +
+        32·eps·(|F| + |F0|), or at the rounding floor (FLOOR_NODES, ROUNDING); otherwise the panel with the largest
+        error estimate is halved (two new nodes; every earlier node keeps a weight), until ``max_steps``
+        evaluations (not converged)."""
         q = self.quad
         if not q.auto:
+            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
             alphas, weights = quadrature(q.rule, q.steps)
             g = self.integrate(batch, layer, hidden, targets, alphas, weights, cancel)
-            return g, int(q.steps), True, None
-        delta = (F_clean - zero).to(self.acc_dtype)
-        floor = 32 * torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype)
-        allowed = (q.tol * delta.abs() + floor).cpu().double().numpy()
-        rounding = (ROUNDING * floor / 32).cpu().double().numpy()
-        delta = delta.cpu().double().numpy()
+            return g, zero, int(q.steps), True, None
         out = captured.get(layer)
         # Σ Attr = ⟨Ḡ, P V⟩ (output form) or ⟨Ḡ_P, P⟩ (naive): the clean output / P of this layer
         ref = (out.out if self.method != "naive" else attention_probs(out)).to(self.acc_dtype)
         rule = AdaptiveSimpson()
         grads: dict[float, torch.Tensor] = {}  # node -> g [B, ...]
-        new = rule.missing()
+        scores: dict[float, torch.Tensor] = {}  # node -> F [B]
+
+        def keep(nodes, g):  # g [B, k, ...] at ``nodes``
+            f = (g * ref.unsqueeze(1)).flatten(2).sum(-1)  # [B, k]
+            for j, a in enumerate(nodes):
+                grads[float(a)] = g[:, j]
+            rule.record(nodes, f.T.cpu().double().numpy())
+
+        if layer in g_one:
+            keep([1.0], g_one.pop(layer).unsqueeze(1))
+        evals, new = 0, rule.missing()
         while True:
             nodes = np.asarray(new, np.float64)
-            for idx, g in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
-                g = g.to(self.acc_dtype)
-                f = (g * ref.unsqueeze(1)).flatten(2).sum(-1)  # [B, k]
-                for j, a in enumerate(nodes[idx]):
-                    grads[float(a)] = g[:, j]
-                rule.record(nodes[idx], f.T.cpu().double().numpy())
-            ok = bool((np.abs(rule.integral() - delta) <= allowed).all())
-            if ok or len(rule.alphas) + 2 > q.max_steps:
+            for idx, g, F in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
+                keep(nodes[idx], g.to(self.acc_dtype))
+                scores.update((float(a), F[:, j]) for j, a in enumerate(nodes[idx]))
+            evals += len(nodes)
+            zero = scores[0.0]
+            delta = (F_clean - zero).to(self.acc_dtype).cpu().double().numpy()
+            eps_f = torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype).cpu().double().numpy()
+            allowed = q.tol * np.abs(delta) + 32 * eps_f
+            gap = np.abs(rule.integral() - delta)
+            ok = bool((gap <= allowed).all()) or (
+                len(rule.alphas) >= FLOOR_NODES and bool((np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all())
+                and bool((gap <= ROUNDING * eps_f).all()))  # converged at the rounding floor
+            if ok or evals + 2 > q.max_steps:
                 break
-            if len(rule.alphas) >= FLOOR_NODES and (np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all() and (
-                    np.abs(rule.integral() - delta) <= rounding).all():
-                break  # the rule's own estimate is far inside tol and the gap is rounding-sized: no node helps
             new = rule.split(allowed)
         alphas, weights = rule.rule()
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
-        return g, len(alphas), ok, list(rule.panels)
+        return g, zero, evals, ok, list(rule.panels)
 
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
@@ -285,29 +308,31 @@ class _Engine:
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
+        taps = self.quad.auto and self.method != "naive"  # α = 1 for every layer from one backward
         try:
-            captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
+            captured, hidden, clean_logits, leaves = self.clean_forward(batch, layers, cancel, taps=taps)
+            targets = torch.tensor(
+                [
+                    self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].detach().float(), gold)
+                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
+                ],
+                device=self.device,
+            )
+            F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
+            g_one = self.clean_grads(F_clean, leaves, layers) if leaves is not None else {}
         except Exception as exc:
             if _is_oom(exc):
                 raise _oom_error("in the clean forward pass", batch.T, exc) from exc
             raise
-        targets = torch.tensor(
-            [
-                self.adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
-                for b, (spec, gold) in enumerate(zip(target_specs, golds))
-            ],
-            device=self.device,
-        )
-        F_clean = target_score(clean_logits, targets, self.score, self.acc_dtype)
+        F_clean, clean_logits = F_clean.detach(), None
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         maps = [allocate_maps(len(layers), H, batch.lengths[b], _store_for(store, b, B), map_dtype)
                 for b in range(B)]
         per_ex: list[list[LayerResult]] = [[] for _ in range(B)]
         for index, layer in enumerate(layers):
             try:
-                zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-                grad_sum, steps, converged, panels = self._layer(
-                    batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+                grad_sum, zero, steps, converged, panels = self._layer(
+                    batch, layer, hidden, targets, F_clean, captured, g_one, cancel)
                 sums = [self.layer_maps(captured[layer], grad_sum, b, batch.lengths[b], maps[b][0][index],
                                         maps[b][1][index], cancel) for b in range(B)]
             except Exception as exc:

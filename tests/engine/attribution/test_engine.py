@@ -336,7 +336,9 @@ def test_auto_steps_meet_the_tolerance_and_report_their_nodes(trained):
         assert attr.rule == "adaptive-simpson" and all(p[0][0] == 0.0 and p[-1][1] == 1.0 for p in attr.layer_panels)
     # a cap below what the tolerance needs: reported as not converged, never an endless loop
     capped = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, max_steps=6)
-    assert capped.layer_steps == [5] * len(capped.layers) and not any(capped.converged)  # 3, 5; 7 > 6
+    # α = 1 comes from the clean pass: evaluations 2 (α = 0, ½), 4, 6; 8 > 6
+    assert capped.layer_steps == [6] * len(capped.layers) and not any(capped.converged)
+    assert all(len(p) == 3 for p in capped.layer_panels)  # 7 nodes: three panels
     with pytest.raises(aw.AttAttrError, match="max_steps"):
         aw.attribute(model, tok, texts[0], steps="auto", max_steps=2)
 
@@ -372,14 +374,16 @@ def test_auto_maps_match_a_dense_reference_entry_by_entry(trained):
 
 def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
     """Nestedness: per layer, no α is evaluated twice, ``layer_steps`` counts every evaluation, and the maps are
-    exactly the weighted sum over all of them (a fixed run with the final nodes and weights gives the same)."""
+    exactly the weighted sum over all of them plus α = 1 from the clean pass's backward (a fixed run with the final
+    nodes and weights, which evaluates α = 1 in a gradient pass of its own, gives the same); no zero pass runs."""
     from attattr_widgets.engine.attribution import engine as eng_mod
     from attattr_widgets.engine.quadrature import AdaptiveSimpson
 
     model, tok, texts = trained
     seen: dict[int, list[float]] = {}
     rules: list[AdaptiveSimpson] = []  # one per layer, in layer order
-    grad_chunk, init = eng_mod._Engine._grad_chunk, AdaptiveSimpson.__init__
+    grad_chunk, init, zero_scores = eng_mod._Engine._grad_chunk, AdaptiveSimpson.__init__, eng_mod._Engine.zero_scores
+    zeros = []
 
     def counting(self, batch, layer, hidden, targets, alphas, cancel):
         seen.setdefault(layer, []).extend(float(a) for a in alphas)
@@ -389,18 +393,50 @@ def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
         init(self)
         rules.append(self)
 
+    def zero_pass(self, *a):
+        zeros.append(a)
+        return zero_scores(self, *a)
+
     monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(eng_mod._Engine, "zero_scores", zero_pass)
     monkeypatch.setattr(AdaptiveSimpson, "__init__", tracking)
     attr = aw.attribute(model, tok, texts[1], steps="auto", tol=1e-7)
-    assert max(attr.layer_steps) > 3  # refinement happened
+    assert max(attr.layer_steps) > 2 and zeros == []  # refinement happened; F(0) came from the α = 0 rows
     for i, layer in enumerate(attr.layers):
-        assert len(seen[layer]) == len(set(seen[layer])) == attr.layer_steps[i]
+        assert len(seen[layer]) == len(set(seen[layer])) == attr.layer_steps[i] and 1.0 not in seen[layer]
         alphas, weights = rules[i].rule()
-        assert sorted(alphas) == sorted(seen[layer]) and np.all(weights != 0)
+        assert sorted(alphas) == sorted(seen[layer] + [1.0]) and np.all(weights != 0)
         monkeypatch.setattr(eng_mod, "quadrature", lambda rule, steps, a=alphas, w=weights: (a, w))
         fixed = aw.attribute(model, tok, texts[1], steps=len(alphas), layers=[layer])
         np.testing.assert_allclose(attr.scores[i], fixed.scores[0], rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(attr.layer_zero_probs[i], fixed.layer_zero_probs[0], rtol=1e-12)
         assert [list(p) for p in attr.layer_panels[i]] == [list(p) for p in rules[i].panels]
+
+
+@pytest.mark.parametrize("rounding", [0.0, 1e30])
+def test_auto_converges_at_the_rounding_floor_only_when_the_quadrature_has(trained, monkeypatch, rounding):
+    """A gap that no node removes (every gradient shifted by a constant, as rounding would leave): with a rounding
+    bound that covers it, each layer is accepted once it has FLOOR_NODES nodes and its error estimates are under a
+    tenth of the allowed error; with none, it refines to the cap and reports not converged."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model, tok, texts = trained
+    grad_chunk, clean_grads = eng_mod._Engine._grad_chunk, eng_mod._Engine.clean_grads
+
+    def shifted(self, *a):
+        g, F = grad_chunk(self, *a)
+        return g + 1e-4, F
+
+    monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", shifted)
+    monkeypatch.setattr(eng_mod._Engine, "clean_grads",
+                        lambda self, *a: {l: g + 1e-4 for l, g in clean_grads(self, *a).items()})
+    monkeypatch.setattr(eng_mod, "ROUNDING", rounding)
+    attr = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-4, max_steps=40)
+    assert np.min(attr.completeness) > 1e-4  # the shift is a real gap
+    if rounding:
+        assert all(attr.converged) and all(eng_mod.FLOOR_NODES - 1 <= n < 40 for n in attr.layer_steps)
+    else:
+        assert not any(attr.converged) and attr.layer_steps == [40] * len(attr.layers)
 
 
 def test_auto_is_cancelled_within_one_block(trained):
