@@ -246,8 +246,9 @@ class _Engine:
 
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
     def _layer(self, batch, layer, hidden, targets, F_clean, captured, g_one, cancel):
-        """One layer's integral: ``(grad_sum, zero, evaluations, converged, panels)`` — Ḡ = Σ_k w_k g(α_k);
-        ``zero`` F at α = 0 per example [B]; the gradient evaluations (α rows) spent on this layer; ``panels`` the
+        """One layer's integral: ``(grad_sum, zero, nodes, converged, panels)`` — Ḡ = Σ_k w_k g(α_k); ``zero`` F
+        at α = 0 per example [B]; ``nodes`` the gradients Ḡ is built from (every one evaluated for it, plus α = 1
+        from the clean pass with ``steps="auto"``); ``panels`` the
         partition of [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
 
         ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`, starting from α = 0, ½, 1. Every node's gradient
@@ -256,8 +257,8 @@ class _Engine:
         ``g_one[layer]`` (the clean pass's backward, shared by all layers; absent: evaluated here), and the α = 0
         row's F is F(0), so no zero pass runs. Accepted when, for every example, |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| +
         32·eps·(|F| + |F0|), or at the rounding floor (FLOOR_NODES, ROUNDING); otherwise the panel with the largest
-        error estimate is halved (two new nodes; every earlier node keeps a weight), until ``max_steps``
-        evaluations (not converged)."""
+        error estimate is halved (two new nodes; every earlier node keeps a weight), until ``max_steps`` nodes
+        (not converged)."""
         q = self.quad
         if not q.auto:
             zero = self.zero_scores(batch, layer, hidden, targets, cancel)
@@ -279,13 +280,12 @@ class _Engine:
 
         if layer in g_one:
             keep([1.0], g_one.pop(layer).unsqueeze(1))
-        evals, new = 0, rule.missing()
+        new = rule.missing()
         while True:
             nodes = np.asarray(new, np.float64)
             for idx, g, F in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
                 keep(nodes[idx], g.to(self.acc_dtype))
                 scores.update((float(a), F[:, j]) for j, a in enumerate(nodes[idx]))
-            evals += len(nodes)
             zero = scores[0.0]
             delta = (F_clean - zero).to(self.acc_dtype).cpu().double().numpy()
             eps_f = torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype).cpu().double().numpy()
@@ -294,12 +294,12 @@ class _Engine:
             ok = bool((gap <= allowed).all()) or (
                 len(rule.alphas) >= FLOOR_NODES and bool((np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all())
                 and bool((gap <= ROUNDING * eps_f).all()))  # converged at the rounding floor
-            if ok or evals + 2 > q.max_steps:
+            if ok or len(rule.alphas) + 2 > q.max_steps:
                 break
             new = rule.split(allowed)
         alphas, weights = rule.rule()
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
-        return g, zero, evals, ok, list(rule.panels)
+        return g, zero, len(alphas), ok, list(rule.panels)
 
     # -- one batch, all layers ------------------------------------------------------------------------------
     def run(self, encs, examples_meta, layers, target_specs, golds, progress, cancel) -> list[Attribution]:
