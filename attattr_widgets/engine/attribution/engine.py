@@ -308,7 +308,11 @@ class _Engine:
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
-        taps = self.quad.auto and self.method != "naive"  # α = 1 for every layer from one backward
+        # α = 1 for every layer from one backward of the clean pass, if its B rows of whole-network activations fit
+        # the memory budget (else each layer evaluates α = 1 in its own chunked passes)
+        itemsize = torch.finfo(self.param_dtype).bits // 8
+        taps = self.quad.auto and self.method != "naive" and B * _bytes_per_row(
+            self.model, batch.T, self.ctrl.num_layers, itemsize, self.eager) <= self.budget
         try:
             captured, hidden, clean_logits, leaves = self.clean_forward(batch, layers, cancel, taps=taps)
             targets = torch.tensor(

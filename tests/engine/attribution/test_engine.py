@@ -413,6 +413,28 @@ def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
         assert [list(p) for p in attr.layer_panels[i]] == [list(p) for p in rules[i].panels]
 
 
+def test_auto_without_room_for_the_clean_backward_evaluates_alpha_one_per_layer(trained, monkeypatch):
+    """When B rows of whole-network activations exceed the memory budget, the clean pass stays a no-grad pass and
+    each layer evaluates α = 1 in its own (chunked) passes: same nodes, same maps."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model, tok, texts = trained
+    seen = []
+    grad_chunk = eng_mod._Engine._grad_chunk
+
+    def counting(self, batch, layer, hidden, targets, alphas, cancel):
+        seen.extend(float(a) for a in alphas)
+        return grad_chunk(self, batch, layer, hidden, targets, alphas, cancel)
+
+    shared = aw.attribute(model, tok, texts[2], steps="auto", tol=1e-6)
+    monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(eng_mod, "_bytes_per_row", lambda *a: 1 << 40)  # not even one row fits: chunks of one
+    small = aw.attribute(model, tok, texts[2], steps="auto", tol=1e-6)
+    assert seen.count(1.0) == len(small.layers)
+    assert small.layer_steps == shared.layer_steps and small.layer_panels == shared.layer_panels
+    np.testing.assert_allclose(small.scores, shared.scores, rtol=1e-10, atol=1e-15)
+
+
 @pytest.mark.parametrize("rounding", [0.0, 1e30])
 def test_auto_converges_at_the_rounding_floor_only_when_the_quadrature_has(trained, monkeypatch, rounding):
     """A gap that no node removes (every gradient shifted by a constant, as rounding would leave): with a rounding
