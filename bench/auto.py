@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from attribution import PROSE, SENTENCES, THREADS, _load, _median_time  # noqa: E402
+from attribution import PROSE, SENTENCES, THREADS, _load, _median_time, _text  # noqa: E402
 
 PAIRS = [("a man is playing a guitar on stage.", "a person is performing music."),
          ("two dogs run through a field.", "the animals are sleeping indoors."),
@@ -118,20 +118,6 @@ def _ladder_layer(self, batch, layer, hidden, targets, F_clean, captured, g_one,
 
 
 PREVIOUS = {"auto-simpson (main fa0ca17)": _simpson_v1_layer, "auto-ladder (1af22cc)": _ladder_layer}
-
-
-def _text(tok, n: int, prose: str) -> str:
-    """``prose`` repeated and cut so that its encoding is exactly ``n`` tokens long (with special tokens)."""
-    ids = tok(prose * (n // 20 + 4), add_special_tokens=False)["input_ids"]
-    special = len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
-    text = tok.decode(ids[: n - special])
-    for _ in range(8):  # decoding and re-encoding can merge or split a piece at the edges
-        m = len(tok(text)["input_ids"])
-        if m == n:
-            return text
-        ids = ids[: len(ids) - (m - n)] if m > n else ids
-        text = tok.decode(ids[: len(ids) if m > n else n - special])
-    return text
 
 
 def _inputs(model_name, tok, tokens, prompts):
@@ -226,7 +212,7 @@ def main() -> None:
               f"  completeness median {row['completeness_median']:.1e} max {row['completeness_max']:.1e}"
               f"  converged {row['converged']}", flush=True)
         if name == "auto":
-            print("   auto evaluations per layer:", row["layer_steps"], flush=True)
+            print("   auto nodes per layer (α = 1 from the shared clean backward):", row["layer_steps"], flush=True)
             print("   auto layers not converged:", row["not_converged"], flush=True)
             print("   auto panels, first input, layer 0:", maps[name][0].layer_panels[0], flush=True)
     eng_mod._Engine._layer, eng_mod._Engine.clean_forward = new_layer, clean_forward
