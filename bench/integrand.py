@@ -1,6 +1,7 @@
-"""Design study (not a test): sample the IG integrand of ``steps="auto"`` on a grid, to see what the quadrature
-faces. For layer l, f(α) = ⟨g(α), P V⟩ with g(α) = ∂F/∂out_l at out_l = α·P V (∫_0^1 f dα = ΔF = F(1) − F(0));
-every sample is one gradient row of the engine's own passes (``_Engine._node_grads``).
+"""Design study (not a test): sample the IG integrand of ``steps="auto"`` on a grid, to see what the
+quadrature faces. For layer l, f(α) = ⟨g(α), P V⟩ with g(α) = ∂F/∂out_l at out_l = α·P V
+(∫_0^1 f dα = ΔF = F(1) − F(0)); every sample is one gradient row of the engine's own passes
+(``_Engine._node_grads``).
 
 Run: ``.venv/bin/python bench/integrand.py --tokens 32 --layers 0 1 --points 129 [--lo 0 --hi 1] [--float64]``
 on the demo decoder (SmolLM2-135M, bench/attribution.py's prose prompt cut to ``--tokens``); prints F, F(0), ΔF

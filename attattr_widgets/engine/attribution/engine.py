@@ -148,8 +148,8 @@ class _Engine:
         return target_score(logits, targets, self.score, self.acc_dtype)
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel):
-        """``(g, F)`` at the k nodes ``alphas``: g = ∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) [B, k, ...],
-        F the target score of each row [B, k] (at α = 0 it is the zero pass's F)."""
+        """``(g, F)`` at the k nodes ``alphas``: g = ∂F/∂out_layer (output form) or ∂F/∂P_layer (naive)
+        [B, k, ...], F the target score of each row [B, k] (at α = 0 it is the zero pass's F)."""
         B, k = batch.B, len(alphas)
         rows = batch.rows(k)
         alpha_rows = alphas.repeat(B)  # row r = b * k + j  ↔  example b, node j
@@ -170,8 +170,8 @@ class _Engine:
 
     def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
         """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
-        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive), F [B, k])``. Out-of-memory halves
-        the chunk (and caps later ones), down to one node."""
+        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive), F [B, k])``.
+        Out-of-memory halves the chunk (and caps later ones), down to one node."""
         m = len(alphas)
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
@@ -248,17 +248,17 @@ class _Engine:
     def _layer(self, batch, layer, hidden, targets, F_clean, captured, g_one, cancel):
         """One layer's integral: ``(grad_sum, zero, nodes, converged, panels)`` — Ḡ = Σ_k w_k g(α_k); ``zero`` F
         at α = 0 per example [B]; ``nodes`` the gradients Ḡ is built from (every one evaluated for it, plus α = 1
-        from the clean pass with ``steps="auto"``); ``panels`` the
-        partition of [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
+        from the clean pass with ``steps="auto"``); ``panels`` the partition of [0, 1] that ``steps="auto"`` ended
+        with (``[(lo, hi), …]``), else None.
 
         ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`, starting from α = 0, ½, 1. Every node's gradient
-        g(α_k) [B, …] is kept, and its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr
-        integrates, with ∫ f dα = ΔF = F(1) − F(0) known. α = 1 costs no gradient pass of this layer's: it is
-        ``g_one[layer]`` (the clean pass's backward, shared by all layers; absent: evaluated here), and the α = 0
-        row's F is F(0), so no zero pass runs. Accepted when, for every example, |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| +
-        32·eps·(|F| + |F0|), or at the rounding floor (FLOOR_NODES, ROUNDING); otherwise the panel with the largest
-        error estimate is halved (two new nodes; every earlier node keeps a weight), until ``max_steps`` nodes
-        (not converged)."""
+        g(α_k) [B, …] is kept, and its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what
+        Σ Attr integrates, with ∫ f dα = ΔF = F(1) − F(0) known. α = 1 costs no gradient pass of this layer's:
+        it is ``g_one[layer]`` (the clean pass's backward, shared by all layers; absent: evaluated here), and the
+        α = 0 row's F is F(0), so no zero pass runs. Accepted when, for every example,
+        |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + 32·eps·(|F| + |F0|), or at the rounding floor (FLOOR_NODES,
+        ROUNDING); otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
+        node keeps a weight), until ``max_steps`` nodes (not converged)."""
         q = self.quad
         if not q.auto:
             zero = self.zero_scores(batch, layer, hidden, targets, cancel)
@@ -288,7 +288,8 @@ class _Engine:
                 scores.update((float(a), F[:, j]) for j, a in enumerate(nodes[idx]))
             zero = scores[0.0]
             delta = (F_clean - zero).to(self.acc_dtype).cpu().double().numpy()
-            eps_f = torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype).cpu().double().numpy()
+            scale = (F_clean.abs() + zero.abs()).to(self.acc_dtype).cpu().double().numpy()
+            eps_f = torch.finfo(self.acc_dtype).eps * scale  # eps·(|F| + |F0|)
             allowed = q.tol * np.abs(delta) + 32 * eps_f
             gap = np.abs(rule.integral() - delta)
             ok = bool((gap <= allowed).all()) or (

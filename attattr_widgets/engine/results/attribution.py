@@ -89,7 +89,8 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
     ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the quadrature nodes each
-    layer's maps are built from and ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count);
+    layer's maps are built from and ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node
+    count);
     ``layer_panels`` [L] the panels of [0, 1] each layer's ``steps="auto"`` rule ended with (``[[lo, hi], …]``;
     None for a fixed rule, or in files saved before they existed); ``nonfinite`` the model
     layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs);
