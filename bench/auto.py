@@ -12,8 +12,8 @@ every layer's α = 1), wall time (× one forward), completeness median / max ove
 Gauss–Legendre, 8 nodes on each of ``--dense`` / 8 equal panels), max |Attr − ref| / max |ref| per layer.
 
 Run: ``.venv/bin/python bench/auto.py --model decoder --tokens 32`` (one intra-op thread,
-``ATTATTR_BENCH_THREADS`` as in bench/attribution.py). Models: ``decoder`` (demo SmolLM2-135M, ``--prompts``
-of the three PROMPTS, each cut to ``--tokens``), ``sentiment`` / ``nli`` (the trained demo MiniLMs, four demo
+``ATTATTR_BENCH_THREADS`` as in bench/attribution.py). Models: ``decoder`` (demo SmolLM2-135M, ``--prompts``:
+indices of the three PROMPTS, each cut to ``--tokens``), ``sentiment`` / ``nli`` (the trained demo MiniLMs, four demo
 sentences or pairs), ``bert-base`` (12×12, hidden 768, random weights). Results: bench/RESULTS.md.
 """
 from __future__ import annotations
@@ -122,7 +122,7 @@ PREVIOUS = {"auto-simpson (main fa0ca17)": _simpson_v1_layer, "auto-ladder (1af2
 
 def _inputs(model_name, tok, tokens, prompts):
     if model_name == "decoder":
-        return [(_text(tok, tokens, p), None) for p in PROMPTS[:prompts]]
+        return [(_text(tok, tokens, PROMPTS[i]), None) for i in prompts]
     if model_name == "nli":
         return PAIRS
     if model_name == "bert-base":
@@ -142,7 +142,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="decoder", choices=("decoder", "sentiment", "nli", "bert-base"))
     ap.add_argument("--tokens", type=int, default=32, help="decoder / bert-base prompt length")
-    ap.add_argument("--prompts", type=int, default=3, help="decoder prompts (of PROMPTS)")
+    ap.add_argument("--prompts", type=int, nargs="+", default=[0, 1, 2], help="decoder prompts (indices of PROMPTS)")
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--dense", type=int, default=256, help="nodes of the dense reference (multiple of 8)")
     ap.add_argument("--dense-layers", type=int, nargs="*", default=[], help="layers checked against it")
