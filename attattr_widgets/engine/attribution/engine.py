@@ -76,8 +76,9 @@ class _Batch:
 
     ``slots``: rows that repeat one input with different F (an answer's whole row and its token rows), as
     ``slots[j]`` = the rows that are slot j of their input (slot 0: every input's first row, one per input;
-    ``None`` where an input has fewer slots), or None when no row repeats another. Gradient and zero passes then
-    run each input once and read every slot's F from the same logits (one backward per slot)."""
+    ``None`` where an input has fewer slots), or None when no row repeats another. The clean, zero and gradient
+    passes then run each input once and read every slot's F from the same logits (one backward per slot:
+    :meth:`_Engine._backward`)."""
 
     def __init__(self, encs: Sequence[Encoded], device, pad_id: int, slots: list[list[int | None]] | None = None):
         self.slots = slots
@@ -193,7 +194,8 @@ class _Engine:
         try:
             captured, hidden, logits, leaves = self.clean_forward(batch, layers, cancel, taps=taps)
             targets = targets_of(logits)
-            F, grads = self._backward(batch, logits, targets, 1, [leaves[l] for l in layers] if taps else [], cancel)
+            F, grads = self._backward(batch, logits, targets, 1, [leaves[l] for l in layers] if taps else [],
+                                      cancel)
         except Exception as exc:
             if _is_oom(exc):
                 raise _oom_error("in the clean forward pass", batch.T, exc) from exc
