@@ -93,9 +93,10 @@ def _load(model_name: str):
     return load_model("decoder")
 
 
-def _text(tok, n: int) -> str:
-    """A text whose encoding is exactly ``n`` tokens long (with the tokenizer's special tokens)."""
-    ids = tok(PROSE * (n // 20 + 4), add_special_tokens=False)["input_ids"]
+def _text(tok, n: int, prose: str = PROSE) -> str:
+    """``prose`` repeated and cut so that its encoding is exactly ``n`` tokens long (with the tokenizer's special
+    tokens)."""
+    ids = tok(prose * (n // 20 + 4), add_special_tokens=False)["input_ids"]
     special = len(tok("a")["input_ids"]) - len(tok("a", add_special_tokens=False)["input_ids"])
     text = tok.decode(ids[: n - special])
     for _ in range(8):  # decoding and re-encoding can merge or split a piece at the edges

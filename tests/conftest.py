@@ -155,3 +155,24 @@ def make_seq2seq(family: str, *, layers: int = 2, heads: int = 4, d_model: int =
                       decoder_start_token_id=1 if family == "bart" else 0, forced_eos_token_id=None,
                       init_std=0.1)  # larger than the 0.02 default, so every attention module matters
     return T.AutoModelForSeq2SeqLM.from_config(cfg).to(dtype).eval()
+
+
+def alpha_one_probe(monkeypatch):
+    """Record the α every gradient pass evaluates and every zero pass run (two lists)."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    seen, zeros = [], []
+    grad_chunk, zero_scores = eng_mod._Engine._grad_chunk, eng_mod._Engine.zero_scores
+
+    def counting(self, batch, layer, hidden, targets, alphas, cancel):
+        seen.extend(float(a) for a in alphas)
+        return grad_chunk(self, batch, layer, hidden, targets, alphas, cancel)
+
+    def zero_pass(self, *a):
+        zeros.append(a)
+        return zero_scores(self, *a)
+
+    monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(eng_mod._Engine, "zero_scores", zero_pass)
+    return seen, zeros
+

@@ -71,3 +71,40 @@ def test_rule_refuses_before_all_nodes_are_recorded():
     rule.record([0.0, 1.0], [[1.0], [1.0]])
     with pytest.raises(AttAttrError, match="not recorded"):
         rule.rule()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_any_refinement_keeps_every_node_and_stays_exact_on_cubics(seed):
+    """Whatever panels get split (here: scales drawn at random, so any panel can be the worst), each split adds
+    exactly two new nodes, every node ever recorded keeps a nonzero weight, the weights sum to 1, and the rule
+    stays exact for cubics (Simpson on every panel; quintics wherever siblings pair into Boole panels)."""
+    rng = np.random.default_rng(seed)
+    cubic = lambda a: 3 * a**3 - a**2 + 0.5  # ∫_0^1 = 3/4 − 1/3 + 1/2  # noqa: E731
+    f = lambda a: [cubic(a), np.sin(7 * a)]  # noqa: E731
+    rule = AdaptiveSimpson()
+    rule.record(rule.missing(), [f(a) for a in rule.missing()])
+    seen = list(rule.alphas)
+    for _ in range(12):
+        new = rule.split(rng.uniform(0.1, 10, size=2))
+        assert len(new) == 2 and not set(new) & set(seen)
+        rule.record(new, [f(a) for a in new])
+        seen += new
+        alphas, weights = rule.rule()
+        assert sorted(alphas) == sorted(seen) and np.all(weights > 0) and abs(weights.sum() - 1) < 1e-14
+        assert abs(rule.integral()[0] - (0.75 - 1 / 3 + 0.5)) < 1e-14
+    assert abs(rule.integral()[1] - (1 - np.cos(7)) / 7) < 1e-3  # and it integrates a non-polynomial
+
+
+def test_rule_recorded_out_of_order_equals_recorded_in_order():
+    """α = 1 recorded first (the engine takes it from the clean pass) gives the same rule as 0, ½, 1 in order."""
+    f = lambda a: np.exp(-3 * a)  # noqa: E731
+    a, b = AdaptiveSimpson(), AdaptiveSimpson()
+    a.record([0.0, 0.5, 1.0], [[f(0.0)], [f(0.5)], [f(1.0)]])
+    b.record([1.0], [[f(1.0)]])
+    assert b.missing() == [0.0, 0.5]
+    b.record([0.0, 0.5], [[f(0.0)], [f(0.5)]])
+    for r in (a, b):
+        new = r.split([1.0])
+        r.record(new, [[f(x)] for x in new])
+    np.testing.assert_allclose(a.integral(), b.integral(), rtol=0, atol=1e-15)
+    assert sorted(zip(*a.rule())) == sorted(zip(*b.rule()))

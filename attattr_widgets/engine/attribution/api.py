@@ -89,10 +89,11 @@ def attribute(
             token — and its quadrature nodes, so for ``"logprob"``/``"logit"`` Σ_t of their maps equals the whole
             answer's map (cost: bench/RESULTS.md, "Generated answers"). Causal LMs only.
         rule, steps: quadrature. ``steps="auto"`` (default): an adaptive composite Simpson–Boole rule on nested
-            dyadic panels of [0, 1] (α = 0, ½, 1 first; then the panel with the largest error estimate is halved,
-            two new nodes each time, none ever discarded) until the IG completeness error is below ``tol``
-            (relative, with a floor at the float precision), at most ``max_steps`` gradient evaluations per layer
-            (≥ 3); ``layer_steps``, ``converged`` and ``layer_panels`` report what each layer used.
+            dyadic panels of [0, 1] (α = 0, ½, 1 first — α = 1 for every layer from one backward of the clean
+            pass; then the panel with the largest error estimate is halved, two new nodes each time, none ever
+            discarded) until the IG completeness error is below ``tol`` (relative, with a floor at the float
+            precision), at most ``max_steps`` nodes per layer (≥ 3); ``layer_steps``, ``converged`` and
+            ``layer_panels`` report what each layer used.
             A fixed ``steps=6`` is the previous default; ``rule="left", steps=20`` is the authors' code.
         progress: called once per finished layer with a :class:`LayerResult` (what the widgets stream).
         cancel: a ``threading.Event``; setting it stops the run within one block's forward or backward with

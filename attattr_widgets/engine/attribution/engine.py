@@ -57,11 +57,13 @@ from .scores import continuation_score, target_score
 #: ΔF ≤ _RESOLVE · eps(forward dtype) · max(|F|, |F_zero|) is below what the forwards resolve (``unresolved``).
 _RESOLVE = 8
 
-#: ``steps="auto"`` stops refining a layer whose completeness gap stays above ``tol`` once it has FLOOR_NODES
-#: nodes, its panels' error estimates add up to under a tenth of ``tol`` and the gap is under ROUNDING·eps·
-#: (|F| + |F0|): the gap left is the gradients' own rounding, which no node removes (float32 demo decoder, 32
-#: tokens, layer 15: completeness 2.5e-3 = 3.3e-5 absolute ≈ 160·eps·F with Gauss–Legendre 16 in float32,
-#: 7.5e-6 in float64); the layer reports not converged. In float64 the bound is ~1e-13: it never stops there.
+#: The float floor of ``steps="auto"``'s completeness test is 32·eps·(|F| + |F0|) (the two scores' rounding). The
+#: gradients carry more: on the float32 demo decoder (32 tokens, Gauss–Legendre 16, quadrature error negligible —
+#: float64 gives 7.5e-6 on layer 15) rounding alone left 3.2e-5 ≈ 160·eps·F on layer 15 and 8e-6 on layer 5
+#: (ΔF 5.4e-4). A layer is also **converged at the rounding floor** when, with at least FLOOR_NODES nodes, its
+#: panels' error estimates add up to under a tenth of the allowed error (the quadrature has converged on the
+#: values it sampled) and the gap is under ROUNDING·eps·(|F| + |F0|) (what the gradients' own rounding can leave,
+#: which no node removes). In float64 that bound is ~1e-13 of F: it never decides there.
 FLOOR_NODES = 9
 ROUNDING = 1000
 
@@ -74,8 +76,9 @@ class _Batch:
 
     ``slots``: rows that repeat one input with different F (an answer's whole row and its token rows), as
     ``slots[j]`` = the rows that are slot j of their input (slot 0: every input's first row, one per input;
-    ``None`` where an input has fewer slots), or None when no row repeats another. Gradient and zero passes then
-    run each input once and read every slot's F from the same logits (one backward per slot)."""
+    ``None`` where an input has fewer slots), or None when no row repeats another. The clean, zero and gradient
+    passes then run each input once and read every slot's F from the same logits (one backward per slot:
+    :meth:`_Engine._backward`)."""
 
     def __init__(self, encs: Sequence[Encoded], device, pad_id: int, slots: list[list[int | None]] | None = None):
         self.slots = slots
@@ -157,17 +160,20 @@ class _Engine:
             self._copy = self.ctrl.private(config_overrides=self.adapter.private_config())
         return self.ctrl.shadow(start=layer or 0, hidden=hidden, grab=grab, store=store, base=self._copy)
 
-    def clean_forward(self, batch: _Batch, layers: list[int], cancel):
-        """One no-grad pass: the captured attention inputs of ``layers`` and block inputs (prefix) — per input, one
-        row each (``_Batch.slots``: rows that repeat an input share it) — and the logits of every row."""
+    def clean_forward(self, batch: _Batch, layers: list[int], cancel, taps: bool = False):
+        """One pass of the whole network: ``(captured, hidden, logits, leaves)`` — the captured attention inputs
+        of ``layers`` and block inputs (prefix), and the logits, for each input once (``_Batch.slots``: rows that
+        repeat an input share its row; [U, ...], U = B when none does). Without ``taps`` a no-grad pass
+        (``leaves`` None); with ``taps`` the pass keeps its graph and adds a zero tap to every layer's attention
+        output (``leaves[l]`` [U, T, H, d]), so that one backward per slot (:meth:`clean_pass`) gives every
+        layer's gradient at α = 1 at once."""
         hidden: dict[int, torch.Tensor] = {}
         grab = set(layers) if self.prefix else set()
         net = self._net(grab=grab, store=hidden)
         once = batch.inputs_once  # rows that repeat an input: captured and cached once per input
         where = batch.where if once is None else batch.where[once]
-        with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
-            capture=layers, cancel=cancel
-        ) as s:
+        with torch.enable_grad() if taps else torch.no_grad(), _autocast(self.device, self.precision), \
+                self.ctrl.session(capture=layers, cancel=cancel, out_taps=set(layers) if taps else set()) as s:
             logits = self.run_adapter.logits(net, batch.rows(1, once), where)
         seen = {int(c.query.shape[2]) for c in s.captured.values()}
         if not seen <= batch.positions:
@@ -175,7 +181,61 @@ class _Engine:
                 f"{type(self.model).__name__}'s attention ran over {sorted(seen)} positions but the input has "
                 f"{'/'.join(map(str, sorted(batch.positions)))} tokens: the model adds or drops tokens its adapter "
                 f"({type(self.adapter).__name__}) does not name, so maps would be misread")
-        return s.captured, hidden, logits if once is None else batch.spread(logits)
+        return s.captured, hidden, logits, (s.leaves if taps else None)
+
+    def clean_pass(self, batch: _Batch, layers: list[int], cancel, targets_of):
+        """The clean pass and what it gives every layer: ``(captured, hidden, targets, F_clean [B], g_one)`` —
+        ``targets = targets_of(logits)`` (logits of each input, :meth:`clean_forward`), F of every row, and
+        ``g_one`` {layer: g_l(1) = ∂F/∂out_l [B, T, H, d]} from ONE backward of the clean pass per slot (at α = 1
+        the network is the clean one, so this is the gradient a gradient pass of layer l computes at α = 1).
+        ``g_one`` is filled where :meth:`shares_alpha_one`; else it is empty and each layer evaluates α = 1 in its
+        own chunked passes."""
+        taps = self.shares_alpha_one(batch)
+        try:
+            captured, hidden, logits, leaves = self.clean_forward(batch, layers, cancel, taps=taps)
+            targets = targets_of(logits)
+            F, grads = self._backward(batch, logits, targets, 1, [leaves[l] for l in layers] if taps else [],
+                                      cancel)
+        except Exception as exc:
+            if _is_oom(exc):
+                raise _oom_error("in the clean forward pass", batch.T, exc) from exc
+            raise
+        return captured, hidden, targets, F[:, 0], {l: g[:, 0].to(self.acc_dtype) for l, g in zip(layers, grads)}
+
+    def shares_alpha_one(self, batch: _Batch) -> bool:
+        """Whether the clean pass gives every layer's α = 1 (:meth:`clean_pass`): ``steps="auto"`` in output form,
+        when B rows of whole-network activations fit the memory budget (B ≥ U bounds the pass's U rows and the
+        B rows of gradients kept)."""
+        itemsize = torch.finfo(self.param_dtype).bits // 8
+        return self.quad.auto and self.method != "naive" and batch.B * _bytes_per_row(
+            self.model, batch.T, self.ctrl.num_layers, itemsize, self.eager) <= self.budget
+
+    def _backward(self, batch: _Batch, logits: torch.Tensor, targets: torch.Tensor, k: int, leaves, cancel):
+        """Every row's F and its gradients from one pass that ran each input k times (``logits`` of its rows,
+        row u·k + j ↔ input u, node j): ``(F [B, k] detached, [∂F/∂leaf as [B, k, ...] for each of leaves])`` —
+        no backward without ``leaves``. Rows that repeat an input (``_Batch.slots``) read their F from that
+        input's logits, with one backward per slot through the same graph (a slot holds one row per input)."""
+        B = batch.B
+        if batch.slots is None:
+            F = self.F(logits, targets.repeat_interleave(k, 0))
+            grads = torch.autograd.grad(F.sum(), leaves) if leaves else ()
+            return F.detach().view(B, k), [g.view(B, k, *g.shape[1:]) for g in grads]
+        U = len(batch.slots[0])
+        F_rows, out = None, []
+        for j, slot in enumerate(batch.slots):
+            check_cancel(cancel)
+            t = torch.stack([targets[r] if r is not None else torch.full_like(targets[0], -1) for r in slot])
+            F = self.F(logits, t.repeat_interleave(k, 0))
+            grads = torch.autograd.grad(F.sum(), leaves, retain_graph=j < len(batch.slots) - 1) if leaves else ()
+            if F_rows is None:
+                F_rows, out = F.new_zeros((B, k)), [g.new_zeros((B, k, *g.shape[1:])) for g in grads]
+            F = F.detach().view(U, k)
+            for u, r in enumerate(slot):
+                if r is not None:
+                    F_rows[r] = F[u]
+                    for o, g in zip(out, grads):
+                        o[r] = g.view(U, k, *g.shape[1:])[u]
+        return F_rows, out
 
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
@@ -187,10 +247,11 @@ class _Engine:
             alpha={layer: alpha}, cancel=cancel
         ):
             logits = self.run_adapter.logits(net, batch.rows(1, once), pick(batch.where))
-        return self.F(logits if once is None else batch.spread(logits), targets)
+        return self._backward(batch, logits, targets, 1, [], cancel)[0][:, 0]
 
-    def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel) -> torch.Tensor:
-        """∂F/∂out_layer (output form) or ∂F/∂P_layer (naive) at the k nodes ``alphas``: [B, k, ...]."""
+    def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel):
+        """``(g, F)`` at the k nodes ``alphas``: g = ∂F/∂out_layer (output form) or ∂F/∂P_layer (naive)
+        [B, k, ...], F the target score of each row [B, k] (at α = 0 it is the zero pass's F)."""
         B, k = batch.B, len(alphas)
         once = batch.inputs_once  # rows that repeat an input (per-token rows): one forward per input
         U = B if once is None else len(once)
@@ -208,29 +269,13 @@ class _Engine:
             **({"grad_layers": {layer}} if naive else {"out_taps": {layer}}),
         ) as s:
             logits = self.run_adapter.logits(net, rows, where)
-            if once is None:
-                F = self.F(logits, targets.repeat_interleave(k, 0))
-                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer])
-                return g.view(B, k, *g.shape[1:])
-            # one backward per slot through the same graph: slot j's rows' F read from their input's logits
-            out = None
-            for j, slot in enumerate(batch.slots):
-                check_cancel(cancel)
-                t = torch.stack([targets[r] if r is not None else torch.full_like(targets[0], -1) for r in slot])
-                F = self.F(logits, t.repeat_interleave(k, 0))
-                (g,) = torch.autograd.grad(F.sum(), s.leaves[layer], retain_graph=j < len(batch.slots) - 1)
-                g = g.view(U, k, *g.shape[1:])
-                if out is None:
-                    out = g.new_zeros((B, *g.shape[1:]))
-                for u, r in enumerate(slot):
-                    if r is not None:
-                        out[r] = g[u]
-            return out
+            F, (g,) = self._backward(batch, logits, targets, k, [s.leaves[layer]], cancel)
+        return g, F
 
     def _node_grads(self, batch: _Batch, layer: int, hidden, targets, alphas, cancel):
         """g(α) at the nodes ``alphas`` (float64 [m]), in chunks of rows sized to the memory budget: yields
-        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive))``. Out-of-memory halves
-        the chunk (and caps later ones), down to one node."""
+        ``(slice of alphas, g [B, k, T, H, d] (output form) or [B, k, H, T, T] (naive), F [B, k])``.
+        Out-of-memory halves the chunk (and caps later ones), down to one node."""
         m = len(alphas)
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
@@ -246,7 +291,7 @@ class _Engine:
             idx = slice(start, min(m, start + c))
             k = idx.stop - idx.start
             try:
-                g = self._grad_chunk(batch, layer, hidden, targets, a[idx], cancel)
+                g, F = self._grad_chunk(batch, layer, hidden, targets, a[idx], cancel)
             except Exception as exc:  # noqa: BLE001 - only out-of-memory is retried
                 if not _is_oom(exc):
                     raise
@@ -258,14 +303,14 @@ class _Engine:
                 c = max(1, k // 2)
                 self._rows_cap = c * U
                 continue
-            yield idx, g
+            yield idx, g, F
             start = idx.stop
 
     def integrate(self, batch: _Batch, layer: int, hidden, targets, alphas, weights, cancel) -> torch.Tensor:
         """Σ_k w_k g(α_k) for every example: [B, T, H, d] (output form) or [B, H, T, T] (naive)."""
         w = torch.tensor(weights, dtype=self.acc_dtype, device=self.device)
         acc = None
-        for idx, g in self._node_grads(batch, layer, hidden, targets, alphas, cancel):
+        for idx, g, _ in self._node_grads(batch, layer, hidden, targets, alphas, cancel):
             g = (g.to(self.acc_dtype) * w[idx].view(1, -1, *([1] * (g.dim() - 2)))).sum(1)
             acc = g if acc is None else acc + g
         return acc
@@ -309,14 +354,14 @@ class _Engine:
             out_attn[:, rows] = P.cpu().numpy()
         return total
 
-    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, cancel, write, attention):
-        """One layer for every example of ``batch``: F with the layer zeroed, Ḡ, and the maps, written by
-        ``write(b, captured_layer, grad_sum) -> Σ Attr``; ``attention(b)`` reads example b's written attention.
-        Returns ``(zero [B], steps, converged, panels, [(completeness, unresolved, finite)] per example)``."""
+    def attribute_layer(self, batch, layer, hidden, targets, F_clean, captured, g_one, cancel, write, attention):
+        """One layer for every row of ``batch``: F with the layer zeroed, Ḡ (:meth:`_layer`; ``g_one`` from
+        :meth:`clean_pass`), and the maps, written by ``write(b, captured_layer, grad_sum) -> Σ Attr``;
+        ``attention(b)`` reads row b's written attention.
+        Returns ``(zero [B], nodes, converged, panels, [(completeness, unresolved, finite)] per row)``."""
         try:
-            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
-            grad_sum, steps, converged, panels = self._layer(
-                batch, layer, hidden, targets, F_clean, zero, captured, cancel)
+            grad_sum, zero, steps, converged, panels = self._layer(
+                batch, layer, hidden, targets, F_clean, captured, g_one, cancel)
             sums = [write(b, captured[layer], grad_sum) for b in range(batch.B)]
         except Exception as exc:
             if _is_oom(exc) and not isinstance(exc, AttributionOutOfMemoryError):
@@ -336,27 +381,26 @@ class _Engine:
         return zero, steps, converged, panels, checks
 
     # -- one layer, with fixed or adaptive nodes --------------------------------------------------------------
-    def _layer(self, batch, layer, hidden, targets, F_clean, zero, captured, cancel):
-        """Ḡ for one layer: ``(grad_sum, gradient evaluations, converged, panels)``; ``panels`` the partition of
-        [0, 1] that ``steps="auto"`` ended with (``[(lo, hi), …]``), else None.
+    def _layer(self, batch, layer, hidden, targets, F_clean, captured, g_one, cancel):
+        """One layer's integral: ``(grad_sum, zero, nodes, converged, panels)`` — Ḡ = Σ_k w_k g(α_k); ``zero`` F
+        at α = 0 per example [B]; ``nodes`` the gradients Ḡ is built from (every one evaluated for it, plus α = 1
+        from the clean pass with ``steps="auto"``); ``panels`` the partition of [0, 1] that ``steps="auto"`` ended
+        with (``[(lo, hi), …]``), else None.
 
-        ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`. Each node's gradient g(α_k) [B, …] is kept, and
-        its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what Σ Attr integrates, with
-        ∫ f dα = ΔF = F(1) − F(0) known. Accepted when |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + float floor for every
-        example; otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
-        node keeps a weight), until ``max_steps`` evaluations or, from ``FLOOR_NODES`` on, until the estimates
-        say the rule is far inside ``tol`` (the gap left is rounding; not converged either way).
-        Ḡ = Σ_k w_k g(α_k) over every node evaluated."""
+        ``steps="auto"``: :class:`~..quadrature.AdaptiveSimpson`, starting from α = 0, ½, 1. Every node's gradient
+        g(α_k) [B, …] is kept, and its scalar f(α_k) = ⟨g(α_k), P V⟩ (output form; ⟨g, P⟩ naive) is what
+        Σ Attr integrates, with ∫ f dα = ΔF = F(1) − F(0) known. α = 1 costs no gradient pass of this layer's:
+        it is ``g_one[layer]`` (the clean pass's backward, shared by all layers; absent: evaluated here), and the
+        α = 0 row's F is F(0), so no zero pass runs. Accepted when, for every example,
+        |Σ_k w_k f(α_k) − ΔF| ≤ tol·|ΔF| + 32·eps·(|F| + |F0|), or at the rounding floor (FLOOR_NODES,
+        ROUNDING); otherwise the panel with the largest error estimate is halved (two new nodes; every earlier
+        node keeps a weight), until ``max_steps`` nodes (not converged)."""
         q = self.quad
         if not q.auto:
+            zero = self.zero_scores(batch, layer, hidden, targets, cancel)
             alphas, weights = quadrature(q.rule, q.steps)
             g = self.integrate(batch, layer, hidden, targets, alphas, weights, cancel)
-            return g, int(q.steps), True, None
-        delta = (F_clean - zero).to(self.acc_dtype)
-        floor = 32 * torch.finfo(self.acc_dtype).eps * (F_clean.abs() + zero.abs()).to(self.acc_dtype)
-        allowed = (q.tol * delta.abs() + floor).cpu().double().numpy()
-        rounding = (ROUNDING * floor / 32).cpu().double().numpy()
-        delta = delta.cpu().double().numpy()
+            return g, zero, int(q.steps), True, None
         out = captured.get(layer)
         # Σ Attr = ⟨Ḡ, P V⟩ (output form) or ⟨Ḡ_P, P⟩ (naive): the clean output / P of this layer
         ref = (out.out if self.method != "naive" else attention_probs(out)).to(self.acc_dtype)
@@ -364,25 +408,37 @@ class _Engine:
             ref = batch.spread(ref)
         rule = AdaptiveSimpson()
         grads: dict[float, torch.Tensor] = {}  # node -> g [B, ...]
+        scores: dict[float, torch.Tensor] = {}  # node -> F [B]
+
+        def keep(nodes, g):  # g [B, k, ...] at ``nodes``
+            f = (g * ref.unsqueeze(1)).flatten(2).sum(-1)  # [B, k]
+            for j, a in enumerate(nodes):
+                grads[float(a)] = g[:, j]
+            rule.record(nodes, f.T.cpu().double().numpy())
+
+        if layer in g_one:
+            keep([1.0], g_one.pop(layer).unsqueeze(1))
         new = rule.missing()
         while True:
             nodes = np.asarray(new, np.float64)
-            for idx, g in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
-                g = g.to(self.acc_dtype)
-                f = (g * ref.unsqueeze(1)).flatten(2).sum(-1)  # [B, k]
-                for j, a in enumerate(nodes[idx]):
-                    grads[float(a)] = g[:, j]
-                rule.record(nodes[idx], f.T.cpu().double().numpy())
-            ok = bool((np.abs(rule.integral() - delta) <= allowed).all())
+            for idx, g, F in self._node_grads(batch, layer, hidden, targets, nodes, cancel):
+                keep(nodes[idx], g.to(self.acc_dtype))
+                scores.update((float(a), F[:, j]) for j, a in enumerate(nodes[idx]))
+            zero = scores[0.0]
+            delta = (F_clean - zero).to(self.acc_dtype).cpu().double().numpy()
+            scale = (F_clean.abs() + zero.abs()).to(self.acc_dtype).cpu().double().numpy()
+            eps_f = torch.finfo(self.acc_dtype).eps * scale  # eps·(|F| + |F0|)
+            allowed = q.tol * np.abs(delta) + 32 * eps_f
+            gap = np.abs(rule.integral() - delta)
+            ok = bool((gap <= allowed).all()) or (
+                len(rule.alphas) >= FLOOR_NODES and bool((np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all())
+                and bool((gap <= ROUNDING * eps_f).all()))  # converged at the rounding floor
             if ok or len(rule.alphas) + 2 > q.max_steps:
                 break
-            if len(rule.alphas) >= FLOOR_NODES and (np.sum(rule.errors(), axis=0) <= 0.1 * allowed).all() and (
-                    np.abs(rule.integral() - delta) <= rounding).all():
-                break  # the rule's own estimate is far inside tol and the gap is rounding-sized: no node helps
             new = rule.split(allowed)
         alphas, weights = rule.rule()
         g = sum(float(w) * grads[float(a)] for a, w in zip(alphas, weights))
-        return g, len(alphas), ok, list(rule.panels)
+        return g, zero, len(alphas), ok, list(rule.panels)
 
     def generate(self, enc: Encoded, max_new_tokens: int, cancel) -> list[int]:
         """The answer the model decodes greedily after the prompt ``enc``, on a private copy
@@ -407,8 +463,9 @@ class _Engine:
 
         Continuations (``encs`` with ``answer_start``): the row of each example's whole answer, and with
         ``per_token`` one more row per answer token t whose F is that token's log p(y_t | prompt, y_<t) alone —
-        all rows in one batch (``_Batch.slots``): the zero and gradient passes run each example once per node
-        and read every row's F from the same logits (one backward per slot), the nodes of ``steps="auto"`` are
+        all rows in one batch (``_Batch.slots``): the clean, zero and gradient passes run each example once per
+        node and read every row's F from the same logits (one backward per slot, the clean pass's shared α = 1
+        included: :meth:`clean_pass`), the nodes of ``steps="auto"`` are
         shared, and Σ_t of the token rows' maps equals the whole answer's map at the same nodes (linearity of the
         integral). The token results are the whole result's ``per_token``."""
         cont = encs[0].answer_start is not None
@@ -425,23 +482,15 @@ class _Engine:
         H = self.site.num_heads
         store = _choose_store(self.store, len(layers), H, batch.T, B)
         self._copy = None  # a fresh private copy per batch: the user's model as it is now
-        try:
-            captured, hidden, clean_logits = self.clean_forward(batch, layers, cancel)
-        except Exception as exc:
-            if _is_oom(exc):
-                raise _oom_error("in the clean forward pass", batch.T, exc) from exc
-            raise
-        if cont:
-            targets = ContinuationAdapter.answer_targets(batch.encs, [t for _, t in rows], self.device)
-        else:
-            targets = torch.tensor(
-                [
-                    self.run_adapter.resolve_target(self.tokenizer, spec, clean_logits[b].float(), gold)
-                    for b, (spec, gold) in enumerate(zip(target_specs, golds))
-                ],
-                device=self.device,
-            )
-        F_clean = self.F(clean_logits, targets)
+
+        def targets_of(logits):  # each example's target: [B] output indices, or [B, A] answer ids (-1: no token)
+            if cont:
+                return ContinuationAdapter.answer_targets(batch.encs, [t for _, t in rows], self.device)
+            return torch.tensor([
+                self.run_adapter.resolve_target(self.tokenizer, spec, logits[b].detach().float(), gold)
+                for b, (spec, gold) in enumerate(zip(target_specs, golds))], device=self.device)
+
+        captured, hidden, targets, F_clean, g_one = self.clean_pass(batch, layers, cancel, targets_of)
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         maps = []
         for r, (b, t) in enumerate(rows):
@@ -452,7 +501,7 @@ class _Engine:
         per_row: list[list[LayerResult]] = [[] for _ in range(B)]
         for index, layer in enumerate(layers):
             zero, steps, converged, panels, checks = self.attribute_layer(
-                batch, layer, hidden, targets, F_clean, captured, cancel,
+                batch, layer, hidden, targets, F_clean, captured, g_one, cancel,
                 lambda r, cap, g: self.layer_maps(cap, g, r, batch.lengths[r], maps[r][0][index], maps[r][1][index],
                                                   cancel, u=batch.input_of(r)),
                 lambda r: maps[r][1][index])

@@ -21,7 +21,7 @@ METHODS = ("prefix", "naive")
 @dataclass(frozen=True)
 class Quadrature:
     """The quadrature request: a fixed (rule, steps), or ``auto`` (:class:`~..quadrature.AdaptiveSimpson`, at most
-    ``max_steps`` gradient evaluations per layer) with a tolerance."""
+    ``max_steps`` nodes per layer) with a tolerance."""
 
     rule: str
     steps: int | str

@@ -60,9 +60,8 @@ class _Seq2SeqEngine(_Engine):
         chosen = self.site_selection(self.options.layers)
         engine_layers = [where[name][i] for name in SITE_NAMES for i in chosen[name]]
         self._copy = None
-        captured, hidden, logits = self.clean_forward(batch, engine_layers, cancel)
-        targets = answer.labels.to(self.device)
-        F_clean = self.F(logits, targets)
+        captured, hidden, targets, F_clean, g_one = self.clean_pass(
+            batch, engine_layers, cancel, lambda logits: answer.labels.to(self.device))
         map_dtype = np.float64 if self.acc_dtype == torch.float64 else np.float32
         shape = {"encoder": (batch.n_src, batch.n_src), "decoder": (batch.n_tgt, batch.n_tgt),
                  "cross": (batch.n_tgt, batch.n_src)}
@@ -77,7 +76,7 @@ class _Seq2SeqEngine(_Engine):
             meta = SiteMeta(layers=list(chosen[name]), num_layers=len(where[name]))
             for index, i in enumerate(chosen[name]):
                 zero, steps, converged, _panels, checks = self.attribute_layer(
-                    batch, where[name][i], hidden, targets, F_clean, captured, cancel,
+                    batch, where[name][i], hidden, targets, F_clean, captured, g_one, cancel,
                     lambda b, cap, g: self.layer_maps(cap, g, b, rows, scores[index], attn[index], cancel,
                                                       n_cols=cols),
                     lambda b: attn[index])

@@ -57,8 +57,9 @@ class LayerResult:
 
     ``scores``/``attention``: [H, n, n] float32; ``zero_prob``: F with this layer's attention zeroed;
     ``completeness``: |Σ scores − (prob − zero_prob)| / |prob − zero_prob|; ``steps``: quadrature nodes used for
-    this layer (``steps="auto"``: every gradient evaluation spent on it); ``converged``: False when
-    ``steps="auto"`` stopped before reaching ``tol`` (at ``max_steps``, or at the gradients' rounding floor);
+    this layer (``steps="auto"``: every gradient its maps are built from, α = 1's from the clean pass's backward
+    shared by all layers); ``converged``: False when ``steps="auto"`` stopped at ``max_steps`` before reaching
+    ``tol`` (a layer at the gradients' rounding floor counts as converged: engine ``ROUNDING``);
     ``panels``: the partition of [0, 1] ``steps="auto"`` ended with, ``[(lo, hi), …]`` (narrow panels where the
     integrand varies fast, e.g. near α = 0 in a decoder's attention-sink layer), None for a fixed rule;
     ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer``,
@@ -96,8 +97,9 @@ class Attribution(Result, kind="attribution", record="fields", arrays="npz"):
     probabilities A); ``tokens`` n strings; ``token_type_ids`` [n] int (segment of each token);
     ``target`` the attributed class index / token id and ``target_label`` its name; ``prob`` F at α = 1;
     ``layer_zero_probs`` [L] F with that layer's attention zeroed; ``completeness`` [L] relative IG error;
-    ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the gradient evaluations each
-    layer spent and ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node count);
+    ``steps`` the requested quadrature (an int or ``"auto"``), ``layer_steps`` [L] the quadrature nodes each
+    layer's maps are built from and ``converged`` [L] whether that layer met ``tol`` (always True for a fixed node
+    count);
     ``layer_panels`` [L] the panels of [0, 1] each layer's ``steps="auto"`` rule ended with (``[[lo, hi], …]``;
     None for a fixed rule, or in files saved before they existed); ``nonfinite`` the model
     layers whose maps, zero-layer score or completeness hold NaN/inf (bf16 overflow, degenerate inputs);

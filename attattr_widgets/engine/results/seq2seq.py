@@ -29,9 +29,9 @@ SITE_NAMES = ("encoder", "decoder", "cross")
 class SiteMeta(Record, closed=True):
     """Per-layer facts of one site: ``layers`` (the site's layer indices, 0..num_layers-1), ``num_layers`` (the
     site's layers in the model), ``zero_probs`` F with that layer's attention zeroed, ``completeness`` the relative
-    IG error |Σ scores − ΔF| / |ΔF|, ``steps`` gradient evaluations spent, ``converged`` whether ``steps="auto"``
-    met ``tol``, ``unresolved`` whether ΔF is below what the forward dtype resolves, ``nonfinite`` whether the
-    layer's maps hold NaN/inf (one entry per layer each)."""
+    IG error |Σ scores − ΔF| / |ΔF|, ``steps`` the quadrature nodes its maps are built from, ``converged``
+    whether ``steps="auto"`` met ``tol``, ``unresolved`` whether ΔF is below what the forward dtype resolves,
+    ``nonfinite`` whether the layer's maps hold NaN/inf (one entry per layer each)."""
 
     layers: list[int]
     num_layers: int

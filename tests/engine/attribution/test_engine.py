@@ -337,6 +337,7 @@ def test_auto_steps_meet_the_tolerance_and_report_their_nodes(trained):
     # a cap below what the tolerance needs: reported as not converged, never an endless loop
     capped = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-12, max_steps=6)
     assert capped.layer_steps == [5] * len(capped.layers) and not any(capped.converged)  # 3, 5; 7 > 6
+    assert all(len(p) == 2 for p in capped.layer_panels)
     with pytest.raises(aw.AttAttrError, match="max_steps"):
         aw.attribute(model, tok, texts[0], steps="auto", max_steps=2)
 
@@ -372,14 +373,16 @@ def test_auto_maps_match_a_dense_reference_entry_by_entry(trained):
 
 def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
     """Nestedness: per layer, no α is evaluated twice, ``layer_steps`` counts every evaluation, and the maps are
-    exactly the weighted sum over all of them (a fixed run with the final nodes and weights gives the same)."""
+    exactly the weighted sum over all of them plus α = 1 from the clean pass's backward (a fixed run with the final
+    nodes and weights, which evaluates α = 1 in a gradient pass of its own, gives the same); no zero pass runs."""
     from attattr_widgets.engine.attribution import engine as eng_mod
     from attattr_widgets.engine.quadrature import AdaptiveSimpson
 
     model, tok, texts = trained
     seen: dict[int, list[float]] = {}
     rules: list[AdaptiveSimpson] = []  # one per layer, in layer order
-    grad_chunk, init = eng_mod._Engine._grad_chunk, AdaptiveSimpson.__init__
+    grad_chunk, init, zero_scores = eng_mod._Engine._grad_chunk, AdaptiveSimpson.__init__, eng_mod._Engine.zero_scores
+    zeros = []
 
     def counting(self, batch, layer, hidden, targets, alphas, cancel):
         seen.setdefault(layer, []).extend(float(a) for a in alphas)
@@ -389,18 +392,71 @@ def test_auto_uses_every_gradient_it_evaluates(trained, monkeypatch):
         init(self)
         rules.append(self)
 
+    def zero_pass(self, *a):
+        zeros.append(a)
+        return zero_scores(self, *a)
+
     monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(eng_mod._Engine, "zero_scores", zero_pass)
     monkeypatch.setattr(AdaptiveSimpson, "__init__", tracking)
     attr = aw.attribute(model, tok, texts[1], steps="auto", tol=1e-7)
-    assert max(attr.layer_steps) > 3  # refinement happened
+    assert max(attr.layer_steps) > 2 and zeros == []  # refinement happened; F(0) came from the α = 0 rows
     for i, layer in enumerate(attr.layers):
-        assert len(seen[layer]) == len(set(seen[layer])) == attr.layer_steps[i]
+        # α = 1 from the clean pass; every other node evaluated once, for this layer
+        assert len(seen[layer]) == len(set(seen[layer])) == attr.layer_steps[i] - 1 and 1.0 not in seen[layer]
         alphas, weights = rules[i].rule()
-        assert sorted(alphas) == sorted(seen[layer]) and np.all(weights != 0)
+        assert sorted(alphas) == sorted(seen[layer] + [1.0]) and np.all(weights != 0)
         monkeypatch.setattr(eng_mod, "quadrature", lambda rule, steps, a=alphas, w=weights: (a, w))
         fixed = aw.attribute(model, tok, texts[1], steps=len(alphas), layers=[layer])
         np.testing.assert_allclose(attr.scores[i], fixed.scores[0], rtol=1e-10, atol=1e-15)
+        np.testing.assert_allclose(attr.layer_zero_probs[i], fixed.layer_zero_probs[0], rtol=1e-12)
         assert [list(p) for p in attr.layer_panels[i]] == [list(p) for p in rules[i].panels]
+
+
+def test_auto_without_room_for_the_clean_backward_evaluates_alpha_one_per_layer(trained, monkeypatch):
+    """When B rows of whole-network activations exceed the memory budget, the clean pass stays a no-grad pass and
+    each layer evaluates α = 1 in its own (chunked) passes: same nodes, same maps."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model, tok, texts = trained
+    seen = []
+    grad_chunk = eng_mod._Engine._grad_chunk
+
+    def counting(self, batch, layer, hidden, targets, alphas, cancel):
+        seen.extend(float(a) for a in alphas)
+        return grad_chunk(self, batch, layer, hidden, targets, alphas, cancel)
+
+    shared = aw.attribute(model, tok, texts[2], steps="auto", tol=1e-6)
+    monkeypatch.setattr(eng_mod._Engine, "_grad_chunk", counting)
+    monkeypatch.setattr(eng_mod, "_bytes_per_row", lambda *a: 1 << 40)  # not even one row fits: chunks of one
+    small = aw.attribute(model, tok, texts[2], steps="auto", tol=1e-6)
+    assert seen.count(1.0) == len(small.layers)
+    assert small.layer_steps == shared.layer_steps and small.layer_panels == shared.layer_panels
+    np.testing.assert_allclose(small.scores, shared.scores, rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("rounding", [0.0, 1e30])
+def test_auto_converges_at_the_rounding_floor_only_when_the_quadrature_has(trained, monkeypatch, rounding):
+    """A gap that no node removes (every gradient shifted by a constant, as rounding would leave): with a rounding
+    bound that covers it, each layer is accepted once it has FLOOR_NODES nodes and its error estimates are under a
+    tenth of the allowed error; with none, it refines to the cap and reports not converged."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model, tok, texts = trained
+    backward = eng_mod._Engine._backward  # every gradient: the gradient passes' and the clean pass's α = 1
+
+    def shifted(self, *a):
+        F, grads = backward(self, *a)
+        return F, [g + 1e-4 for g in grads]
+
+    monkeypatch.setattr(eng_mod._Engine, "_backward", shifted)
+    monkeypatch.setattr(eng_mod, "ROUNDING", rounding)
+    attr = aw.attribute(model, tok, texts[0], steps="auto", tol=1e-4, max_steps=40)
+    assert np.min(attr.completeness) > 1e-4  # the shift is a real gap
+    if rounding:
+        assert all(attr.converged) and all(eng_mod.FLOOR_NODES <= n < 40 for n in attr.layer_steps)
+    else:
+        assert not any(attr.converged) and attr.layer_steps == [39] * len(attr.layers)  # 41 > 40
 
 
 def test_auto_is_cancelled_within_one_block(trained):

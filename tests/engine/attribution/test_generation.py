@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import make_model
+from conftest import alpha_one_probe, make_model
 
 import attattr_widgets as aw
 from attattr_widgets.engine.attribution.scores import register_score, unregister_score
@@ -305,3 +305,27 @@ def test_per_token_maps_equal_the_papers_algorithm(tokenizer):
     naive = aw.attribute(model, tokenizer, PROMPT, target=ANSWER, steps=3, per_token=True, method="naive")
     for a, b in [(fast, naive)] + list(zip(fast.per_token, naive.per_token)):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-8, atol=1e-12 * np.abs(b.scores).max())
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_per_token_auto_takes_alpha_one_from_the_clean_backward(family, tokenizer, monkeypatch):
+    """steps='auto' with per-token rows: every row's α = 1 comes from the clean pass's backward (one per slot) and
+    F(0) from the α = 0 rows — no gradient pass at α = 1, no zero pass — with the same nodes, zero scores and maps
+    as evaluating α = 1 per layer; the token rows still sum to the whole answer at the same nodes."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model = _float64_model(family, layers=3, heads=4, hidden=32)
+    seen, zeros = alpha_one_probe(monkeypatch)
+    shared = aw.attribute(model, tokenizer, PROMPT, target=ANSWER, steps="auto", per_token=True)
+    assert 1.0 not in seen and zeros == [] and seen
+    seen.clear()
+    monkeypatch.setattr(eng_mod._Engine, "shares_alpha_one", lambda self, batch: False)
+    alone = aw.attribute(model, tokenizer, PROMPT, target=ANSWER, steps="auto", per_token=True)
+    assert seen.count(1.0) == len(alone.layers) and zeros == []
+    for a, b in zip([shared, *shared.per_token], [alone, *alone.per_token]):
+        assert a.layer_steps == b.layer_steps and a.layer_panels == b.layer_panels
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-9, atol=1e-12 * np.abs(b.scores).max())
+        np.testing.assert_allclose(a.layer_zero_probs, b.layer_zero_probs, rtol=1e-12)
+    total = sum(p.scores for p in shared.per_token)
+    np.testing.assert_allclose(total, shared.scores, rtol=1e-9, atol=1e-12 * np.abs(shared.scores).max())
+    assert shared.completeness.max() < 1e-3

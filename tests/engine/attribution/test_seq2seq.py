@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from conftest import SEQ2SEQ_FAMILIES, make_model, make_seq2seq, make_seq2seq_tokenizer
+from conftest import SEQ2SEQ_FAMILIES, alpha_one_probe, make_model, make_seq2seq, make_seq2seq_tokenizer
 
 import attattr_widgets as aw
 from attattr_widgets.engine.errors import ArgumentError, AttAttrError, ResultFileError, TargetError, UnsupportedModelError
@@ -396,3 +396,24 @@ def test_the_papers_algorithm_gives_the_same_maps(s2s_tok):
     for site in ("encoder", "decoder", "cross"):
         a, b = fast.site(site).scores, naive.site(site).scores
         assert np.abs(a - b).max() <= 1e-6 * np.abs(a).max(), site
+
+
+def test_auto_takes_alpha_one_of_all_three_sites_from_the_clean_backward(family, s2s_tok, monkeypatch):
+    """steps='auto' on an encoder-decoder: the clean pass's one backward gives α = 1 of every encoder, decoder and
+    cross-attention module, F(0) comes from the α = 0 rows (no zero pass): the same nodes, zero scores and maps as
+    evaluating α = 1 per module (the fallback when the clean backward does not fit)."""
+    from attattr_widgets.engine.attribution import engine as eng_mod
+
+    model = make_seq2seq(family)
+    seen, zeros = alpha_one_probe(monkeypatch)
+    shared = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps="auto", tol=1e-6)
+    assert seen and 1.0 not in seen and zeros == []
+    seen.clear()
+    monkeypatch.setattr(eng_mod._Engine, "shares_alpha_one", lambda self, batch: False)
+    alone = aw.attribute(model, s2s_tok, SOURCE, target=ANSWER, steps="auto", tol=1e-6)
+    assert seen.count(1.0) == 6 and zeros == []  # two layers in each of the three sites
+    for site in ("encoder", "decoder", "cross"):
+        a, b = shared.site(site), alone.site(site)
+        assert a.meta.steps == b.meta.steps
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-8, atol=1e-12 * np.abs(b.scores).max())
+        np.testing.assert_allclose(a.zero_probs, b.zero_probs, rtol=1e-12)
