@@ -34,8 +34,12 @@ import json
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .assets import data_file
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["DATASETS", "SPLITS", "bucket", "digit_picture", "label_names", "load_dataset", "merge_and_split",
            "normalize"]

@@ -1,4 +1,6 @@
 """What a model is asked: its adapter (kind of task: inputs, score read, targets, attention sites), encoding,
 example collections, batched prediction."""
 
-from . import seq2seq  # noqa: E402,F401  (registers the encoder-decoder adapter)
+from . import seq2seq  # registers the encoder-decoder adapter (adapters.py cannot import it: a cycle)
+
+__all__ = ["seq2seq"]

@@ -20,7 +20,6 @@ import transformers as T
 
 import attattr_widgets as aw
 from attattr_widgets.engine.errors import ArgumentError, ResultFileError
-from attattr_widgets.engine.model.image import vision_config
 from attattr_widgets.engine.results import ImageGrid
 
 SIDE, PATCH = 16, 4

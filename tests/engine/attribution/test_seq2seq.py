@@ -329,8 +329,9 @@ def test_a_square_site_is_an_attribution_and_the_cross_site_is_refused_clearly(s
     assert tree.tokens == res.source_tokens
     with pytest.raises(AttAttrError, match="cross-attention"):
         res.as_attribution("cross")
-    with pytest.raises(ArgumentError, match=r"as_attribution\('encoder'\)"):
-        aw.attribution_tree(res)
+    both = aw.attribution_tree(res, threshold=0.0)  # the tree across source and answer (test_tree_seq2seq.py)
+    assert both.tokens == res.source_tokens + res.decoder_tokens
+    assert set(both.sides) == {"source", "answer"}
 
 
 def test_encoder_decoders_whose_attention_does_not_all_reach_the_interface_are_refused():
