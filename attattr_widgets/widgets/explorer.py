@@ -36,10 +36,11 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   null clears it).
 * images (image classifiers: ``input_spec.image`` true; the input is a picture, not text): ``image``
   {pixels: {view, dtype=uint8, shape=[h, w, 3]}, grid: [rows, cols], first_patch, patch_size} (the shown run's
-  picture, ``widgets/image.py``; None for text) — the image panel overlays the query's attribution / attention row
-  per patch; ``meta.image_name`` names the picture; ``targets`` lists the top-k classes. Command ``_cmd_image``
-  ``{name, target}`` + 1 buffer (the bytes of an uploaded image file: attribute it), or no buffer (attribute the
-  shown picture again for ``target``).
+  picture, ``widgets/image.py``; None for text; a live run sets it from the first streamed layer's
+  ``LayerResult.image``, before that layer's message) — the image panel overlays the query's attribution /
+  attention row per patch, layer by layer as they stream; ``meta.image_name`` names the picture; ``targets``
+  lists the top-k classes. Command ``_cmd_image`` ``{name, target}`` + 1 buffer (the bytes of an uploaded image
+  file: attribute it), or no buffer (attribute the shown picture again for ``target``).
 * answers (causal LMs: a continuation target or ``generate=N``; the tokens are prompt + answer):
   ``meta.answer_start`` the index of the first answer token (None: no answer), ``meta.answer`` the answer text,
   ``meta.answer_ready`` the answer tokens whose own maps are complete; front-end owned ``answer_token`` -1 (the

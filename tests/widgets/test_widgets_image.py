@@ -200,6 +200,45 @@ def test_upload_through_the_real_engine(vit):
     assert "to each patch" in explorer_html(ex)
 
 
+def _picture_then_layers(w, since: int) -> tuple[int, int, np.ndarray]:
+    """In the comm log after entry ``since``: the positions of the first update that sets ``image`` to a picture
+    and of the first streamed ``layer`` message, and that picture's pixels as the front end decodes them."""
+    seen_image = first_layer = None
+    pixels = None
+    for i, (kind, data, bufs) in enumerate(w.comm.log[since:], start=since):
+        if kind != "comm_msg":
+            continue
+        if data.get("method") == "update" and seen_image is None and data["state"].get("image"):
+            paths = {tuple(p): b for p, b in zip(data.get("buffer_paths", []), bufs)}
+            seen_image = i
+            pixels = wc.decode(data["state"]["image"]["pixels"], paths[("image", "pixels", "view")])
+        if data.get("method") == "custom" and data["content"].get("type") == "layer" and first_layer is None:
+            first_layer = i
+    assert seen_image is not None and first_layer is not None, (seen_image, first_layer)
+    return seen_image, first_layer, pixels
+
+
+def test_a_live_image_run_shows_its_picture_before_the_first_layer(vit):
+    """The real engine: the picture the model saw reaches the view before the first streamed layer (the image
+    panel fills its overlays layer by layer), from explain() and from an upload, and it is the final result's."""
+    model, proc = vit
+    ex = Explorer(model, proc)
+    since = len(ex.comm.log)
+    ex.explain(picture(8, 8, seed=7), steps=2)
+    attr = ex.wait(120)
+    image_at, layer_at, pixels = _picture_then_layers(ex, since)
+    assert ex.state == "done" and image_at < layer_at
+    assert pixels.tolist() == np.asarray(attr.image.pixels).tolist() == ex.image["pixels"].tolist()
+    since = len(ex.comm.log)
+    resp, _ = wc.command_from_front_end(ex, "_cmd_image", {"name": "eight.png", "target": "pred"},
+                                        [png(picture(8, 8, seed=8))])
+    assert resp["ok"], resp
+    attr = ex.wait(120)
+    image_at, layer_at, pixels = _picture_then_layers(ex, since)
+    assert image_at < layer_at and pixels.tolist() == np.asarray(attr.image.pixels).tolist()
+    assert ex.meta["image_name"] == "eight.png"
+
+
 def test_a_saved_image_attribution_reopens_with_its_picture(vit, tmp_path):
     model, proc = vit
     from attattr_widgets.engine.attribution.api import attribute

@@ -512,7 +512,7 @@ class _Engine:
                     scores=maps[r][0][index], attention=maps[r][1][index], zero_prob=float(zero[r]),
                     completeness=err, target=self._target_id(encs[b], targets[r], t), prob=float(F_clean[r]),
                     steps=steps, converged=converged, nonfinite=not finite, unresolved=unresolved, panels=panels,
-                    answer_start=encs[b].answer_start, answer_token=t,
+                    answer_start=encs[b].answer_start, answer_token=t, image=encs[b].image,
                 )
                 per_row[r].append(res)
                 if progress is not None:
