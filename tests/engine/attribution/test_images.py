@@ -186,7 +186,9 @@ def test_image_attattr_equals_the_reference_per_entry_and_leaves_the_model_alone
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_tokens_and_the_patch_grid(family, processor, picture):
     model = make_image_model(family, layers=1)
-    got = aw.attribute(model, processor, picture, steps=2)
+    streamed = []
+    got = aw.attribute(model, processor, picture, steps=2, progress=streamed.append)
+    assert streamed and all(r.image is got.image for r in streamed)  # each layer carries the picture (encoded once)
     prefix = FAMILIES[family][2]
     rows = cols = SIDE // PATCH
     assert got.tokens == prefix + [f"({r},{c})" for r in range(rows) for c in range(cols)]
