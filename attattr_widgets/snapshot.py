@@ -515,8 +515,15 @@ def tree_html(w: Any) -> str:
                  pad + row_of[int(nd.get("layer", 0))] * row_h + (stagger if col_of[idx] % 2 else 0.0))
            for idx, nd in by_index.items()}
     label_chars = max(3, min(10, int((col_w * (2 if stagger else 1) - 12) / 7)))
+    # an explained answer (causal LM): its tokens in the answer colour, a line before its first column
+    ans = getattr(w, "answer_start", None)
+    ans = int(ans) if ans is not None and not tree.get("sides") else None
     m = _signed_max([float(e.get("score", 0.0)) for e in edges]) if edges else 1.0
     body = []
+    if ans is not None and cols[0] < ans <= cols[-1]:
+        x = pad + next(k for k, idx in enumerate(cols) if idx >= ans) * col_w
+        body.append(f'<line data-answer="boundary" x1="{x:.1f}" x2="{x:.1f}" y1="{pad - 20:.1f}" y2="{H - 4:.1f}" '
+                    f'stroke="{_ANSWER}" stroke-width="1.5"><title>the answer starts here</title></line>')
     for e in edges:
         p, c = int(e["parent"]), int(e["child"])
         if p not in pos or c not in pos:
@@ -531,10 +538,11 @@ def tree_html(w: Any) -> str:
         x, y = pos[idx]
         lab = _short(nd.get("token", ""), label_chars)
         wbox = max(24.0, 7.0 * len(lab) + 10)
-        stroke = _SIDE_STROKE.get(str(nd.get("side", "")), "#8c959f")  # across source and answer: by side
+        answer = {"fill": _ANSWER} if ans is not None and idx >= ans else {}
+        stroke = answer.get("fill") or _SIDE_STROKE.get(str(nd.get("side", "")), "#8c959f")  # by side / answer
         body.append(f'<rect x="{x - wbox / 2:.1f}" y="{y - 9:.1f}" width="{wbox:.1f}" height="18" rx="4" '
                     f'fill="#f6f8fa" stroke="{stroke}"/>')
-        body.append(_text(x, y + 4, lab, text_anchor="middle"))
+        body.append(_text(x, y + 4, lab, text_anchor="middle", **answer))
     image = getattr(w, "image", None)
     on_image = _tree_on_image(image, edges, m) if isinstance(image, dict) else ""
     return _box(hdr + on_image + _svg(W, H, body, title), "attattr-static-tree", title)

@@ -6,6 +6,8 @@ Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 For an encoder–decoder's tree across source and answer (``attribution`` a ``Seq2SeqAttribution``) ``tree`` also
 has ``sides`` (per token: "source" / "answer"; source tokens first), ``encoder_layers`` and node ``side`` /
 ``position``; its ``layer_sums`` is None (the kernel computes each threshold).
+``answer_start`` (an explained answer of a causal LM: index in ``tree["tokens"]`` of its first token, whose labels
+from there on are drawn in the answer colour after a boundary line; None for other attributions),
 ``special`` (per token of ``tree["tokens"]``: a special token, ``engine.model.tokens.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),
 ``layer_sums`` (``widgets.embed.embed_layer_sums``: the float32 head sums the tree is built from, compressed, or
 None when over budget), ``image`` (image attributions: ``widgets.image.image_payload``, the picture the tree is
@@ -74,6 +76,7 @@ class TreeView(BaseWidget):
     selected_edge = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
     linked = traitlets.Bool(False).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    answer_start = traitlets.Int(None, allow_none=True).tag(sync=True)
     layer_sums = binary_trait(None)
     image = binary_trait(None)
 
@@ -88,11 +91,20 @@ class TreeView(BaseWidget):
 
         init.update(threshold=float(threshold), linked=explorer is not None, layer_sums=self._sums(attribution),
                     image=image_payload(getattr(attribution, "image", None)),
+                    answer_start=self._answer_start(attribution, init["tree"]),
                     special=token_fields(getattr(attribution, "tokens", None) or init["tree"].get("tokens", []))
                     ["special"])
         init.update(kwargs)
         super().__init__(**init)
         self.observe(self._on_threshold, names=["threshold"])
+
+    @staticmethod
+    def _answer_start(attribution: Any, tree: dict) -> int | None:
+        """Index of an explained answer's first token in the tree's tokens (None: no answer, or out of range)."""
+        start = getattr(attribution, "answer_start", None)
+        if start is None or tree.get("sides") or not 0 <= int(start) < len(tree.get("tokens", [])):
+            return None
+        return int(start)
 
     @staticmethod
     def _sums(attribution: Any) -> dict | None:

@@ -148,6 +148,8 @@ export interface TreeModel {
   selected_edge: number[];
   linked: boolean;
   title: string;
+  /** An explained answer (causal LMs): index in tree.tokens of its first token; null = none. */
+  answer_start: number | null;
   layer_sums: { sums: DeflatedArray; layers: number[]; num_layers: number; exclude_row: number | null } | null;
   image: ImagePayload | null; // image attributions: the tree is also drawn on the picture (edges between patch centres)
   [key: string]: unknown;
@@ -158,7 +160,7 @@ export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
   "targets", "history", "contrast", "contrast_view", "answer_token", "site", "col_tokens", "col_special", "heads_data", "image",
   "_stream_key"] as const;
-export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "layer_sums", "image"] as const;
+export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "answer_start", "layer_sums", "image"] as const;
 
 export interface RunProgress {
   done: number;

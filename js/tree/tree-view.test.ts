@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { edgeKey, normalizeTree, SIDE_COLORS, treeLayout, TreeView } from "./tree-view";
 import { FakeModel } from "../shared/testing";
+import { answerColor, cssRGB } from "../shared/color";
 import type { TreeDict } from "../shared/protocol";
 
 const TREE = {
@@ -232,5 +233,63 @@ describe("TreeView across source and answer", () => {
     expect(normalizeTree(TREE).sides).toBeUndefined();
     expect(normalizeTree(S2S).sides).toEqual(S2S.sides);
     expect(normalizeTree({ ...S2S, sides: ["source"] }).sides).toBeUndefined(); // wrong length: ignored
+  });
+});
+
+// A causal LM's explained answer (Attribution.answer_start): prompt tokens, then the answer's.
+const LM: TreeDict = {
+  tokens: ["the", "cat", "<b>sat</b>", " on", "&lt;mat"],
+  num_layers: 2, threshold: 0.4, root: 4,
+  nodes: [{ index: 4, token: "&lt;mat", layer: 2 }, { index: 3, token: " on", layer: 1 }, { index: 1, token: "cat", layer: 0 }],
+  edges: [{ parent: 4, child: 3, layer: 1, score: 0.8 }, { parent: 3, child: 1, layer: 0, score: 0.6 }],
+};
+
+describe("TreeView of an explained answer", () => {
+  const theme = () => (view as any).theme.theme;
+  const axisFill = (root: HTMLElement) => [...root.querySelectorAll(".aa-axis text")].map((t) => t.getAttribute("fill"));
+  const nodeX = (root: HTMLElement, i: number) => Number(/translate\(([\d.]+),/.exec(root.querySelector(`[data-node="${i}"]`)!.getAttribute("transform")!)![1]);
+
+  it("draws the answer's labels in the answer colour after a boundary line, tokens kept as text", () => {
+    const { root } = mount({ tree: LM, answer_start: 3, layer_sums: null });
+    const ans = answerColor(theme()), fg = cssRGB(theme().fg);
+    expect(ans).not.toBe(fg);
+    expect(axisFill(root)).toEqual([fg, fg, fg, ans, ans]);
+    const nodeFill = (i: number) => root.querySelector(`[data-node="${i}"] text`)!.getAttribute("fill");
+    expect([nodeFill(4), nodeFill(3), nodeFill(1)]).toEqual([ans, ans, fg]);
+    const line = root.querySelectorAll('svg [data-answer="boundary"]');
+    expect(line.length).toBe(1);
+    expect(line[0].getAttribute("stroke")).toBe(ans);
+    const x = Number(line[0].getAttribute("x1"));
+    expect(x).toBeGreaterThan(nodeX(root, 1)); // between token 2 and token 3
+    expect(x).toBeLessThan(nodeX(root, 3));
+    expect(x).toBeCloseTo(nodeX(root, 3) - (nodeX(root, 3) - nodeX(root, 1)) / 4);
+    expect(line[0].querySelector("title")!.textContent).toBe("the answer starts at  on (#3)");
+    expect(root.querySelector("svg b")).toBeNull();
+    const texts = [...root.querySelectorAll("svg text")].map((t) => t.textContent);
+    expect(texts.some((t) => t!.includes("<b>sat"))).toBe(true);
+    expect(texts).toContain("&lt;mat");
+  });
+
+  it("marks nothing without an answer, for an out-of-range start, or on a tree across source and answer", () => {
+    for (const state of [{ tree: LM }, { tree: LM, answer_start: null }, { tree: LM, answer_start: 9 }, { tree: S2S, answer_start: 3 }]) {
+      const { root } = mount({ ...state, layer_sums: null });
+      expect(root.querySelector('[data-answer="boundary"]')).toBeNull();
+      expect(axisFill(root)).not.toContain(answerColor(theme()));
+      view!.destroy();
+      view = null;
+      document.body.replaceChildren();
+    }
+  });
+
+  it("follows the trait and keeps the boundary on the compact axis (only the tree's tokens)", () => {
+    const tokens = Array.from({ length: 100 }, (_, i) => `w${i}`);
+    const tree = { tokens, num_layers: 2, threshold: 0.4, root: 90, nodes: [{ index: 90, token: "w90", layer: 2 }, { index: 10, token: "w10", layer: 0 }], edges: [{ parent: 90, child: 10, layer: 0, score: 0.7 }] };
+    const { root, model } = mount({ tree, layer_sums: null });
+    expect(root.querySelector('[data-answer="boundary"]')).toBeNull();
+    model.set("answer_start", 80);
+    view!.flush();
+    expect(axisFill(root)).toEqual([cssRGB(theme().fg), answerColor(theme())]); // w10 | w90
+    const x = Number(root.querySelector('[data-answer="boundary"]')!.getAttribute("x1"));
+    expect(x).toBeCloseTo((nodeX(root, 10) + nodeX(root, 90)) / 2);
   });
 });

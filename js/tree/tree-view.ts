@@ -1,7 +1,7 @@
 // The TreeView: attribution tree as SVG (x = token position, y = layer), threshold slider, clickable edges; for an
 // image attribution also the same tree on the picture (edges between patch centres, tree-image.ts).
 import type { AnyModel } from "@anywidget/types";
-import { cssRGB, diverging, formatValue } from "../shared/color";
+import { answerColor, cssRGB, diverging, formatValue } from "../shared/color";
 import type { Invoke } from "../shared/commands";
 import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } from "../shared/dom";
 import { inflateArray, isDeflated } from "../shared/inflate";
@@ -130,7 +130,7 @@ export class TreeView extends ViewBase<TreeModel> {
         this.model.save_changes();
       }, 120) as unknown as number;
     }, o);
-    this.onTraits(["tree", "special", "state", "error", "selected_edge", "title", "linked", "layer_sums", "image"], () => this.schedule());
+    this.onTraits(["tree", "special", "state", "error", "selected_edge", "title", "linked", "answer_start", "layer_sums", "image"], () => this.schedule());
     const cbThr = () => {
       this.thr = Number(model.get("threshold"));
       this.schedule();
@@ -244,6 +244,9 @@ export class TreeView extends ViewBase<TreeModel> {
     const lay: TreeLayout = { ...base, x: (i: number) => base.x(slot.get(i) ?? 0) };
     this.layout = lay;
     const fg = cssRGB(this.theme.theme.fg), bg = cssRGB(this.theme.theme.bg);
+    // an explained answer (causal LM): its tokens in the answer colour, a line before it (as the Explorer's axes)
+    const ans = this.answerStart(t), ansColor = answerColor(this.theme.theme);
+    const ink = (i: number) => (sides ? SIDE_COLORS[sides[i]] : ans >= 0 && i >= ans ? ansColor : fg);
     const hot = this.theme.theme.dark ? "#ffd54a" : "#e65100";
     const svg = s("svg", { class: "aa-tree-svg", width: lay.width, height: lay.height, viewBox: `0 0 ${lay.width} ${lay.height}`, "font-family": "system-ui, -apple-system, 'Segoe UI', sans-serif", role: "img" });
     svg.appendChild(s("rect", { width: lay.width, height: lay.height, fill: bg }));
@@ -255,6 +258,12 @@ export class TreeView extends ViewBase<TreeModel> {
       guides.appendChild(s("text", { x: lay.padL - 10, y: y + 3.5, "font-size": 10, "text-anchor": "end", fill: fg, "fill-opacity": 0.55 }, layerName(t, l)));
     }
     svg.appendChild(guides);
+    const firstAns = ans > 0 ? axisTokens.find((i) => i >= ans) : undefined;
+    if (firstAns !== undefined && axisTokens[0] < ans) {
+      const x = lay.x(firstAns) - lay.dx / 2;
+      svg.appendChild(s("line", { "data-answer": "boundary", x1: x, x2: x, y1: lay.y(L) - 12, y2: lay.axisY + 4, stroke: ansColor, "stroke-width": 1.5 },
+        s("title", {}, `the answer starts at ${tokenRef(t, ans)}`)));
+    }
     if (sides) { // name the two token sets under their columns
       for (const side of ["source", "answer"] as const) {
         const xs = axisTokens.filter((i) => sides[i] === side).map((i) => lay.x(i));
@@ -266,7 +275,7 @@ export class TreeView extends ViewBase<TreeModel> {
     for (const i of axisTokens) {
       const x = lay.x(i);
       axis.appendChild(s("line", { x1: x, x2: x, y1: lay.y(L - 1) - 8, y2: lay.axisY, stroke: fg, "stroke-opacity": inTree.has(i) ? 0.1 : 0.04, "stroke-dasharray": "2 3" }));
-      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: sides ? SIDE_COLORS[sides[i]] : fg, "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14) + (compact ? ` ${i}` : ""));
+      const label = s("text", { x: 0, y: 0, "font-size": 10.5, "text-anchor": "end", fill: ink(i), "fill-opacity": inTree.has(i) ? 0.95 : 0.35, transform: `translate(${x + 3},${lay.axisY + 6}) rotate(-50)` }, truncate(displayToken(t.tokens[i]), 14) + (compact ? ` ${i}` : ""));
       label.appendChild(s("title", {}, tokenRef(t, i)));
       axis.appendChild(label);
     }
@@ -304,10 +313,10 @@ export class TreeView extends ViewBase<TreeModel> {
       const x = lay.x(index), y = lay.y(Math.min(L, layer));
       const tok = t.tokens[index] ?? "";
       const side = sides?.[index];
-      const ink = side ? SIDE_COLORS[side] : fg;
+      const color = ink(index);
       const g = s("g", { class: "aa-node", "data-node": index, ...(side ? { "data-side": side } : {}), transform: `translate(${x},${y})` },
-        s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : ink, "stroke-width": 1.6 }),
-        s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: fg, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": special[index] ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
+        s("circle", { r: isRoot ? 6.5 : 4.5, fill: isRoot ? hot : bg, stroke: isRoot ? hot : color, "stroke-width": 1.6 }),
+        s("text", { x: 0, y: -9, "font-size": 11, "text-anchor": "middle", fill: sides ? fg : color, "font-weight": isRoot ? 700 : 500, "paint-order": "stroke", stroke: bg, "stroke-width": 3, "stroke-linejoin": "round", "fill-opacity": special[index] ? 0.6 : 1 }, truncate(displayToken(tok), 12)),
         s("title", {}, `${tokenRef(t, index)} · enters at layer ${layerName(t, layer)}`),
       );
       nodes.appendChild(g);
@@ -319,6 +328,12 @@ export class TreeView extends ViewBase<TreeModel> {
       svg.appendChild(s("text", { x: lay.width / 2, y: lay.y(Math.floor(L / 2)), "text-anchor": "middle", "font-size": 12, fill: fg, "fill-opacity": 0.6 }, `No attribution link above τ = ${this.thr.toFixed(2)}: lower the threshold.`));
     }
     return svg;
+  }
+
+  /** Index of an explained answer's first token (`answer_start`; -1: none, out of range, or a tree across sides). */
+  private answerStart(t: TreeDict): number {
+    const a = this.model.get("answer_start");
+    return typeof a === "number" && Number.isInteger(a) && a >= 0 && a < t.tokens.length && !t.sides ? a : -1;
   }
 
   private isCompact(t: TreeDict): boolean {

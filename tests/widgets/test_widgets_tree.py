@@ -96,3 +96,52 @@ def test_tree_errors_are_shown(monkeypatch, attr):
 def test_threshold_is_validated(attr):
     with pytest.raises(ValueError):
         TreeView(attr, threshold=1.5)
+
+
+def test_answer_tree_carries_answer_start_and_the_snapshot_marks_the_answer(tokenizer, attr):
+    """A causal LM's explained answer: ``Explorer.tree_view()`` sends ``answer_start`` (the first answer token's index
+    in the tree's tokens) to the browser, for the whole answer and for one answer token; the static tree draws the
+    answer's nodes in the answer colour after a boundary line. Other attributions send None."""
+    from attattr_widgets import snapshot as snap
+
+    ex = Explorer(make_model("gpt2", "lm", layers=2, heads=2), tokenizer)
+    ex.explain("the cat sat on", target="the mat was", steps=2)
+    a = ex.wait(60)
+    assert a.answer_start is not None and 0 < a.answer_start < len(a.tokens)
+    whole = ex.tree_view(0.0, answer_token=None)
+    state, _ = wc.open_state(whole)
+    assert state["answer_start"] == a.answer_start and state["tree"]["tokens"] == list(a.tokens)
+    last = len(a.tokens) - a.answer_start - 1
+    tv = ex.tree_view(0.0, answer_token=last)  # the last answer token's own tree: same tokens, same start
+    assert wc.open_state(tv)[0]["answer_start"] == a.per_token[last].answer_start == a.answer_start
+    assert TreeView(attr).answer_start is None and wc.open_state(TreeView(attr))[0]["answer_start"] is None
+
+    def marks(w):
+        idx = sorted(int(n["index"]) for n in w.tree["nodes"])
+        out = snap.tree_html(w)
+        answer_nodes = sum(i >= a.answer_start for i in idx)
+        assert out.count(f'fill="{snap._ANSWER}"') == answer_nodes  # answer-coloured labels
+        boundary = out.count('data-answer="boundary"')
+        assert boundary == int(idx[0] < a.answer_start <= idx[-1])  # only between prompt and answer nodes
+        assert out.count(f'stroke="{snap._ANSWER}"') == answer_nodes + boundary  # their boxes, the line
+        return idx, boundary
+
+    idx, boundary = marks(tv)
+    assert idx[0] < a.answer_start <= idx[-1] and boundary == 1  # a tree reaching into the prompt and the answer
+    marks(whole)
+    assert 'data-answer' not in snap.tree_html(TreeView(attr, threshold=0.0))
+
+
+def test_static_answer_marks_keep_hostile_tokens_as_text(monkeypatch):
+    from types import SimpleNamespace
+
+    from attattr_widgets import snapshot as snap
+
+    monkeypatch.setattr(tree_mod, "_attribution_tree", fake_tree)
+    hostile = SimpleNamespace(tokens=["a", "<b>x</b>", "<svg onload=alert(1)>"], answer_start=2)
+    w = TreeView(hostile, threshold=0.0)
+    assert w.answer_start == 2
+    out = snap.tree_html(w)
+    assert "<b>" not in out and "<svg onload" not in out and "&lt;b&gt;" in out
+    assert out.count('data-answer="boundary"') == 1 and out.count(f'fill="{snap._ANSWER}"') == 1
+    assert TreeView(SimpleNamespace(tokens=["a", "b", "c"], answer_start=7)).answer_start is None  # out of range
