@@ -101,6 +101,16 @@ class _Batch:
         """The first row of each input (``slots[0]``), or None when no row repeats another."""
         return None if self.slots is None else torch.tensor(self.slots[0], device=self.where.device)
 
+    @property
+    def num_inputs(self) -> int:
+        """U: the distinct inputs, the rows each forward runs per node (B when no row repeats another)."""
+        return self.B if self.slots is None else len(self.slots[0])
+
+    def per_input(self, per_row: torch.Tensor) -> torch.Tensor:
+        """A per-row tensor [B, ...] → one row per input [U, ...] (itself when no row repeats another)."""
+        once = self.inputs_once
+        return per_row if once is None else per_row[once]
+
     def input_of(self, r: int) -> int:
         """The input (index into ``slots[0]``) whose row ``r`` is; r itself when no row repeats another."""
         if self.slots is None:
@@ -171,7 +181,7 @@ class _Engine:
         grab = set(layers) if self.prefix else set()
         net = self._net(grab=grab, store=hidden)
         once = batch.inputs_once  # rows that repeat an input: captured and cached once per input
-        where = batch.where if once is None else batch.where[once]
+        where = batch.per_input(batch.where)
         with torch.enable_grad() if taps else torch.no_grad(), _autocast(self.device, self.precision), \
                 self.ctrl.session(capture=layers, cancel=cancel, out_taps=set(layers) if taps else set()) as s:
             logits = self.run_adapter.logits(net, batch.rows(1, once), where)
@@ -220,7 +230,7 @@ class _Engine:
             F = self.F(logits, targets.repeat_interleave(k, 0))
             grads = torch.autograd.grad(F.sum(), leaves) if leaves else ()
             return F.detach().view(B, k), [g.view(B, k, *g.shape[1:]) for g in grads]
-        U = len(batch.slots[0])
+        U = batch.num_inputs
         F_rows, out = None, []
         for j, slot in enumerate(batch.slots):
             check_cancel(cancel)
@@ -240,25 +250,21 @@ class _Engine:
     def zero_scores(self, batch: _Batch, layer: int, hidden, targets, cancel) -> torch.Tensor:
         """F with ``layer``'s attention output zeroed (α = 0), per example: [B]."""
         once = batch.inputs_once  # rows that repeat an input: run each input once
-        pick = (lambda t: t) if once is None else (lambda t: t[once])
         net = self._net(layer, hidden[layer]) if self.prefix else self._net()  # hidden: per input
-        alpha = torch.zeros(len(pick(batch.where)), device=self.device)
+        alpha = torch.zeros(batch.num_inputs, device=self.device)
         with torch.no_grad(), _autocast(self.device, self.precision), self.ctrl.session(
             alpha={layer: alpha}, cancel=cancel
         ):
-            logits = self.run_adapter.logits(net, batch.rows(1, once), pick(batch.where))
+            logits = self.run_adapter.logits(net, batch.rows(1, once), batch.per_input(batch.where))
         return self._backward(batch, logits, targets, 1, [], cancel)[0][:, 0]
 
     def _grad_chunk(self, batch: _Batch, layer: int, hidden, targets, alphas: torch.Tensor, cancel):
         """``(g, F)`` at the k nodes ``alphas``: g = ∂F/∂out_layer (output form) or ∂F/∂P_layer (naive)
         [B, k, ...], F the target score of each row [B, k] (at α = 0 it is the zero pass's F)."""
-        B, k = batch.B, len(alphas)
-        once = batch.inputs_once  # rows that repeat an input (per-token rows): one forward per input
-        U = B if once is None else len(once)
-        pick = (lambda t: t) if once is None else (lambda t: t[once])
-        rows = batch.rows(k, once)
-        alpha_rows = alphas.repeat(U)  # row r = u * k + j  ↔  input u, node j
-        where = pick(batch.where).repeat_interleave(k, 0)
+        k = len(alphas)
+        rows = batch.rows(k, batch.inputs_once)  # rows that repeat an input (per-token rows): one forward each
+        alpha_rows = alphas.repeat(batch.num_inputs)  # row r = u * k + j  ↔  input u, node j
+        where = batch.per_input(batch.where).repeat_interleave(k, 0)
         if self.prefix:
             net = self._net(layer, hidden[layer].repeat_interleave(k, 0))  # hidden: per input
         else:
@@ -280,7 +286,7 @@ class _Engine:
         itemsize = torch.finfo(self.param_dtype).bits // 8
         above = self.ctrl.num_layers - layer if self.prefix else self.ctrl.num_layers
         per_row = _bytes_per_row(self.model, batch.T, above, itemsize, self.eager or self.method == "naive")
-        U = batch.B if batch.slots is None else len(batch.slots[0])  # rows each forward runs per node
+        U = batch.num_inputs  # rows each forward runs per node
         c = max(1, min(m, self.budget // (per_row * U)))
         if self._rows_cap is not None:
             c = max(1, min(c, self._rows_cap // U))
