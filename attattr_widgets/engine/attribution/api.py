@@ -10,9 +10,10 @@ from torch import nn
 
 from .. import validate
 from ..backends.dispatch import check_backend, iter_sharded
-from ..errors import ArgumentError, AttAttrError, TargetError
+from ..errors import ArgumentError, AttAttrError, InputTooLongError, TargetError
 from ..model.adapters import CausalLMAdapter, ContinuationAdapter, ImagePromptAdapter, adapter_for
 from ..model.checks import check_model_and_tokenizer
+from ..model.encode import max_positions
 from ..model.examples import answers_of, as_examples, check_labels, encode_examples
 from ..model.seq2seq import Seq2SeqAdapter
 from ..results import Attribution, LayerResult, Seq2SeqAttribution
@@ -133,6 +134,7 @@ def attribute(
                                     f"(you give it), not both")
             generate = validate.integer(generate, "generate", minimum=1, maximum=MAX_GENERATE,
                                         fix="the most answer tokens to decode, e.g. 16")
+            _check_room(0, generate, max_positions(model, tokenizer), None)  # A answer tokens fill A decoder positions
             target = eng.generate(enc, generate, cancel)
         answer = eng.adapter.encode_answer(tokenizer, target)
         return eng.run_answer(enc, text, answer, progress, cancel)
@@ -166,9 +168,26 @@ def attribute(
         eng.adapter.check_text_pair(tokenizer)
     cont_adapter = ContinuationAdapter(model)
     if generate is not None:
-        target = eng.generate(cont_adapter.encode(tokenizer, text, **kw), generate, cancel)
+        prompt = cont_adapter.encode(tokenizer, text, **kw)
+        _check_room(prompt.input_ids.shape[1], generate, max_positions(model, tokenizer), eng.options.max_length)
+        target = eng.generate(prompt, generate, cancel)
     enc = cont_adapter.encode_answer(tokenizer, text, cont_adapter.answer_ids(tokenizer, target), **kw)
     return eng.run([enc], [(text, None)], layer_list, [None], [None], progress, cancel, per_token=per_token)[0]
+
+def _check_room(used: int, generate: int, limit: int, max_length: int | None) -> None:
+    """Refuse ``generate=N`` before decoding when ``used`` positions (the prompt, or a decoder's start token) plus
+    N answer tokens exceed what the model reads (``limit``, or ``max_length`` when smaller)."""
+    if max_length is not None:
+        limit = min(limit, int(max_length))
+    if used + generate > limit:
+        room = limit - used
+        made = f"{generate} answer tokens after a {used}-token prompt make {used + generate}" if used else \
+            f"an answer of {generate} tokens"
+        raise InputTooLongError(
+            f"generate={generate}: {made} but the model reads at most {limit} positions: "
+            + (f"pass generate={room} or fewer" + (", or shorten the prompt" if used else "") if room >= 1
+               else "shorten the prompt"))
+
 
 def _engine_for(model, tokenizer, options: AttributionOptions) -> _Engine:
     """The engine of ``model``'s kind: :class:`_Seq2SeqEngine` for encoder–decoders, else :class:`_Engine`."""

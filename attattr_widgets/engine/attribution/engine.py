@@ -82,6 +82,9 @@ class _Batch:
 
     def __init__(self, encs: Sequence[Encoded], device, pad_id: int, slots: list[list[int | None]] | None = None):
         self.slots = slots
+        # row r -> its input (index into slots[0]); None when no row repeats another
+        self._input_of = None if slots is None else {
+            r: u for slot in slots for u, r in enumerate(slot) if r is not None}
         self.lengths = [len(e) for e in encs]
         self.B, self.T = len(encs), max(self.lengths)
         self.positions = {self.T}
@@ -113,9 +116,7 @@ class _Batch:
 
     def input_of(self, r: int) -> int:
         """The input (index into ``slots[0]``) whose row ``r`` is; r itself when no row repeats another."""
-        if self.slots is None:
-            return r
-        return next(u for slot in self.slots for u, q in enumerate(slot) if q == r)
+        return r if self._input_of is None else self._input_of[r]
 
     def spread(self, per_input: torch.Tensor) -> torch.Tensor:
         """A per-input tensor [U, ...] (U = len(slots[0])) → per row [B, ...]."""

@@ -297,6 +297,22 @@ def test_refusals_name_the_fix(tokenizer):
         aw.attribute(cls, tokenizer, PROMPT, generate=3, steps=2)
 
 
+def test_generate_past_the_position_limit_is_refused_before_decoding(tokenizer, monkeypatch):
+    from attattr_widgets.engine.attribution import engine as engine_mod
+
+    lm = make_model("gpt2", "lm", layers=1)  # reads at most 64 positions
+    used = len(tokenizer(PROMPT)["input_ids"])
+    decoded = []
+    monkeypatch.setattr(engine_mod, "greedy_answer", lambda *a, **k: decoded.append(1) or [5])
+    with pytest.raises(aw.InputTooLongError, match=f"pass generate={64 - used} or fewer"):
+        aw.attribute(lm, tokenizer, PROMPT, generate=65 - used, steps=2)
+    with pytest.raises(aw.InputTooLongError, match="at most 10"):
+        aw.attribute(lm, tokenizer, PROMPT, generate=11 - used, steps=2, max_length=10)
+    assert not decoded, "decoding ran although the answer could not fit"
+    aw.attribute(lm, tokenizer, PROMPT, generate=64 - used, steps=2)  # exactly full: decodes (here: one token)
+    assert decoded == [1]
+
+
 def test_per_token_maps_equal_the_papers_algorithm(tokenizer):
     """The shared per-token passes (one forward per node, one backward per answer token) give what
     ``method="naive"`` gives (the P leaf of every α row, its own backward)."""

@@ -275,6 +275,9 @@ def test_bad_targets_and_arguments_are_refused_clearly(s2s_tok):
         aw.attribute(model, s2s_tok, SOURCE, target=[3, 10_000])
     with pytest.raises(AttAttrError, match="the answer is 70 tokens but the model reads at most 64"):
         aw.attribute(model, s2s_tok, SOURCE, target=[3] * 70)
+    with pytest.raises(AttAttrError, match="generate=65: an answer of 65 tokens but the model reads at most 64 "
+                                           "positions: pass generate=64 or fewer"):
+        aw.attribute(model, s2s_tok, SOURCE, generate=65)  # refused before decoding
     with pytest.raises(ArgumentError, match="text_pair does not apply"):
         aw.attribute(model, s2s_tok, SOURCE, "other", target=ANSWER)
     with pytest.raises(ArgumentError, match="store="):
