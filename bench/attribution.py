@@ -77,6 +77,20 @@ def _median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def forward_seconds(model, enc, repeats: int = 5) -> float:
+    """Median seconds of one gradient-free forward of ``enc`` (after one warm-up forward): the unit of "× one
+    forward"."""
+    with torch.no_grad():
+        model(**enc)
+        return _median_time(lambda: model(**enc), repeats)
+
+
+def header(script: str, what: str, fwd: float) -> None:
+    """The first line of a benchmark log: script, what runs, UTC time, threads, 1-min load, one forward (s)."""
+    print(f"# bench/{script} — {what}, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {THREADS} "
+          f"thread(s), 1-min load {os.getloadavg()[0]:.1f}; one forward {fwd:.3f} s", flush=True)
+
+
 def _load(model_name: str):
     if model_name == "bert-base":
         from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
@@ -118,9 +132,7 @@ def measure(model_name: str, n: int, method: str, layers) -> dict:
     enc = tok(text, return_tensors="pt")
     assert enc["input_ids"].shape[1] == n, (enc["input_ids"].shape, n)
     kw = dict(max_length=n + 8, layers=layers, **METHODS[method])
-    with torch.no_grad():
-        model(**enc)
-        fwd = _median_time(lambda: model(**enc), 5)
+    fwd = forward_seconds(model, enc)
     if method == "v1":
         from reference.legacy_attribution import legacy_attribute
 

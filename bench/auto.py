@@ -19,7 +19,6 @@ sentences or pairs), ``bert-base`` (12×12, hidden 768, random weights). Results
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import sys
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from attribution import PROSE, SENTENCES, THREADS, _load, _median_time, _text  # noqa: E402
+from attribution import PROSE, SENTENCES, THREADS, _load, _text, forward_seconds, header  # noqa: E402
 
 PAIRS = [("a man is playing a guitar on stage.", "a person is performing music."),
          ("two dogs run through a field.", "the animals are sleeping indoors."),
@@ -161,12 +160,8 @@ def main() -> None:
         model, tok = _load(args.model)
     inputs = _inputs(args.model, tok, args.tokens, args.prompts)
     enc = tok(*inputs[0], return_tensors="pt") if inputs[0][1] else tok(inputs[0][0], return_tensors="pt")
-    with torch.no_grad():
-        model(**enc)
-        fwd = _median_time(lambda: model(**enc), 5)
-    print(f"# bench/auto.py — {args.model}, {enc['input_ids'].shape[1]} tokens (first input), {len(inputs)} "
-          f"input(s), {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {THREADS} thread(s), 1-min load "
-          f"{os.getloadavg()[0]:.1f}; one forward {fwd:.3f} s", flush=True)
+    header("auto.py", f"{args.model}, {enc['input_ids'].shape[1]} tokens (first input), {len(inputs)} input(s)",
+           forward_seconds(model, enc))
     count = [0]
     grad_chunk, new_layer = eng_mod._Engine._grad_chunk, eng_mod._Engine._layer
     clean_pass, shares = eng_mod._Engine.clean_pass, eng_mod._Engine.shares_alpha_one
@@ -186,8 +181,7 @@ def main() -> None:
         eng_mod._Engine._layer = PREVIOUS.get(name, new_layer)
         # the previous rules evaluate α = 1 per layer
         eng_mod._Engine.shares_alpha_one = (lambda self, batch: False) if name in PREVIOUS else shares
-        with torch.no_grad():  # the load of a shared machine drifts: a forward measured just before each method
-            fwd = _median_time(lambda: model(**enc), 3)
+        fwd = forward_seconds(model, enc, 3)  # the load of a shared machine drifts: measured before each method
         count[0], seconds, comp, conv, L = 0, 0.0, [], [], 0
         maps[name] = []
         for text, pair in inputs:

@@ -1,18 +1,17 @@
 """Benchmark (not a test): how the cost of a gradient pass grows with its number of α rows. One layer (``--layer``,
 default the middle one) of ``--model`` (the demo decoder SmolLM2-135M, the trained demo sentiment MiniLM, or the
-bert-base-sized classifier of bench/attribution.py; input: bench/auto.py's prompt 0 cut to ``--tokens``) attributed with a fixed
-Gauss–Legendre rule of k nodes (one gradient pass of k rows, plus the clean pass and the prefix every run shares),
-for each k of ``--rows``, all in one process: seconds and × one forward per k, and the marginal cost of one more
-row (least-squares slope of seconds over k, × one forward). It decides whether batching several panels of the
-adaptive rule into one pass could save time (it can only if extra rows are nearly free).
+bert-base-sized classifier of bench/attribution.py; input: bench/auto.py's prompt 0 cut to ``--tokens``)
+attributed with a fixed Gauss–Legendre rule of k nodes (one gradient pass of k rows, plus the clean pass and the
+prefix every run shares), for each k of ``--rows``, all in one process: seconds and × one forward per k, and the
+marginal cost of one more row (least-squares slope of seconds over k, × one forward). It decides whether batching
+several panels of the adaptive rule into one pass could save time (it can only if extra rows are nearly free).
 
-Run: ``.venv/bin/python bench/passcost.py --tokens 32 128`` (``--model sentiment --tokens 10``) (one intra-op thread, ``ATTATTR_BENCH_THREADS`` as in
-bench/attribution.py). Results: bench/RESULTS.md (issue 25).
+Run: ``.venv/bin/python bench/passcost.py --tokens 32 128`` or ``--model sentiment --tokens 10 32`` (one intra-op
+thread, ``ATTATTR_BENCH_THREADS`` as in bench/attribution.py). Results: bench/RESULTS.md (issue 25).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 from pathlib import Path
@@ -21,7 +20,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from attribution import THREADS, _load, _median_time, _text  # noqa: E402
+from attribution import THREADS, _load, _median_time, _text, forward_seconds, header  # noqa: E402
 from auto import PROMPTS  # noqa: E402
 
 
@@ -47,12 +46,8 @@ def main() -> None:
     for tokens in args.tokens:
         text = _text(tok, tokens, PROMPTS[0])
         enc = tok(text, return_tensors="pt")
-        with torch.no_grad():
-            model(**enc)
-            fwd = _median_time(lambda: model(**enc), 5)
-        print(f"# bench/passcost.py — {args.model}, prompt 0, {enc['input_ids'].shape[1]} tokens, layer {layer}, "
-              f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {THREADS} thread(s), 1-min load "
-              f"{os.getloadavg()[0]:.1f}; one forward {fwd:.3f} s", flush=True)
+        fwd = forward_seconds(model, enc)
+        header("passcost.py", f"{args.model}, prompt 0, {enc['input_ids'].shape[1]} tokens, layer {layer}", fwd)
         secs = []
         for k in args.rows:
             s = _median_time(lambda: aw.attribute(model, tok, text, layers=[layer], steps=k, store="memory"),

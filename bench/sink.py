@@ -9,7 +9,6 @@ as in bench/attribution.py). Results: bench/RESULTS.md (issue 25, the attention-
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from attribution import THREADS, _load, _median_time, _text  # noqa: E402
+from attribution import THREADS, _load, _text, forward_seconds, header  # noqa: E402
 from auto import PROMPTS  # noqa: E402
 
 
@@ -38,12 +37,8 @@ def main() -> None:
     for p in args.prompts:
         text = _text(tok, args.tokens, PROMPTS[p])
         enc = tok(text, return_tensors="pt")
-        with torch.no_grad():
-            model(**enc)
-            fwd = _median_time(lambda: model(**enc), 5)
-        print(f"# bench/sink.py — prompt {p}, {enc['input_ids'].shape[1]} tokens, layers {args.layers}, "
-              f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, {THREADS} thread(s), 1-min load "
-              f"{os.getloadavg()[0]:.1f}; one forward {fwd:.3f} s", flush=True)
+        fwd = forward_seconds(model, enc)
+        header("sink.py", f"prompt {p}, {enc['input_ids'].shape[1]} tokens, layers {args.layers}", fwd)
         runs = {}
         for cap in (32, args.max_steps):
             t0 = time.perf_counter()
