@@ -43,7 +43,9 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   file: attribute it), or no buffer (attribute the shown picture again for ``target``).
 * answers (causal LMs: a continuation target or ``generate=N``; the tokens are prompt + answer):
   ``meta.answer_start`` the index of the first answer token (None: no answer), ``meta.answer`` the answer text,
-  ``meta.answer_ready`` the answer tokens whose own maps are complete; front-end owned ``answer_token`` -1 (the
+  ``meta.answer_ready`` the answer tokens whose own maps are complete, ``meta.predicts`` per row of the shown maps
+  the answer token that row predicts ("" none; [] no answer: :func:`_row_predicts`, also set for an
+  encoder–decoder's decoder and cross sites); front-end owned ``answer_token`` -1 (the
   whole answer, F = Σ_t log p(y_t | prompt, y_<t)) or t (answer token t's own maps, F_t): every trait above then
   describes that attribution, and streamed ``layer`` messages carry ``answer_token`` (null = the whole answer).
   ``input_spec.answers`` says whether the input bar offers an answer field and "generate N tokens". A contrast
@@ -155,6 +157,22 @@ def _answer_start(attr: Any) -> int | None:
     """Index of an Attribution's first answer token (None: not an answer)."""
     start = getattr(attr, "answer_start", None)
     return None if start is None else int(start)
+
+
+def _row_predicts(r: Any) -> list[str]:
+    """Per row of the shown maps, the token that row's output predicts in an explained answer ("" for a row that
+    predicts none of it): an encoder–decoder's decoder and cross sites predict ``label_tokens`` (row i reads
+    ``tokens[i]``, the answer shifted right); a causal LM's answer from the row before it on (row i predicts
+    ``tokens[i + 1]``). [] when the maps explain no answer (a class, one next token, an encoder site). ``r``: an
+    Attribution, a streamed LayerResult or a site view."""
+    labels = getattr(r, "label_tokens", None)
+    if labels is not None and getattr(r, "site", None) in ("decoder", "cross"):
+        return [str(t) for t in labels]
+    start = _answer_start(r)
+    if start is None:
+        return []
+    toks = [str(t) for t in r.tokens]
+    return [""] * max(0, start - 1) + toks[max(1, start):] + [""]
 
 
 def _target_id(target: Any) -> int:
@@ -492,6 +510,7 @@ class Explorer(BackgroundRun, BaseWidget):
                 fields = token_fields(first.tokens if first else [])
                 self.tokens, self.special = fields["tokens"], fields["special"]
                 self.col_tokens, self.col_special = _col_fields(first)
+                self.meta = {**self.meta, "predicts": _row_predicts(first) if first else []}
                 self.layers_done = len(layers)
                 self.layers_total = int(first.total) if first else 0
                 self.head_scores, self.thumbs = self._partial_scores()
@@ -607,6 +626,7 @@ class Explorer(BackgroundRun, BaseWidget):
                     fields = token_fields(r.tokens)
                     self.tokens, self.special = fields["tokens"], fields["special"]
                     self.col_tokens, self.col_special = _col_fields(r)
+                    self.meta = {**self.meta, "predicts": _row_predicts(r)}
                     if getattr(r, "image", None) is not None:
                         self.image = image_payload(r.image)
                     self.layers_total = int(r.total)
@@ -811,6 +831,7 @@ class Explorer(BackgroundRun, BaseWidget):
             "label_names": list(getattr(attr, "label_names", None) or []),
             "default_query": _default_query(tokens, target_kind, _answer_start(attr),
                                             getattr(attr, "answer_token", None)),
+            "predicts": _row_predicts(attr),
             "thumb_size": int(th.shape[-1]), "score": str(getattr(attr, "score", "prob") or "prob"),
             **_answer_meta(attr),
             "nonfinite": _nonfinite_layers(attr),
@@ -1198,7 +1219,8 @@ def _site_view(res: Any, site: str) -> Any:
         rule=res.rule, steps=res.steps, score=res.score, text=res.text, text_pair=None, model_name=res.model_name,
         target_kind="answer", label_names=[], layer_steps=list(m.steps), converged=list(m.converged),
         layer_panels=[None] * L, nonfinite=[x for x, bad in zip(m.layers, m.nonfinite) if bad],
-        unresolved=[x for x, bad in zip(m.layers, m.unresolved) if bad], site=site)
+        unresolved=[x for x, bad in zip(m.layers, m.unresolved) if bad], site=site,
+        label_tokens=list(res.label_tokens))
 
 
 def _col_fields(r: Any) -> tuple[list[str], list[bool]]:

@@ -478,6 +478,25 @@ describe("an encoder–decoder (three sites, rectangular cross-attention)", () =
     expect(view.heat.el.querySelector(".aa-readout")!.textContent).toContain(SRC[SRC.length - 1]);
   });
 
+  it("the readout says which answer token a row predicts, as text; no claim when the kernel sent none per row", () => {
+    const PRED = ["die", "a&amp;b", "katze", "<img src=x onerror=alert(2)>"]; // row i reads TGT[i], predicts PRED[i]
+    const st = crossState();
+    const { root, model, view } = mount({ ...st, meta: { ...st.meta, predicts: PRED } });
+    const readout = () => view.heat.el.querySelector(".aa-readout")!;
+    model.set("locked", [3, 1]);
+    view.flush();
+    expect(readout().querySelector(".aa-predicts")!.textContent).toBe(` (predicts ${PRED[3]})`);
+    expect(readout().textContent).toContain(`${TGT[3]}3 (predicts ${PRED[3]}) attends to ${SRC[1]}1`);
+    model.set("locked", [0, 2]);
+    view.flush();
+    expect(readout().querySelector(".aa-predicts")!.textContent).toBe(" (predicts die)");
+    expect(root.querySelector("img, script")).toBeNull();
+    model.update({ meta: { ...model.get("meta"), predicts: PRED.slice(1) } }); // not one per row: nothing is claimed
+    view.flush();
+    expect(readout().querySelector(".aa-predicts")).toBeNull();
+    expect(readout().textContent).toContain(`${TGT[0]}0 attends to ${SRC[2]}2`);
+  });
+
   it("the site switch writes `site`; streamed layers of another site are not shown", () => {
     const { root, model, view } = mount(crossState({ state: "running", run_id: 4, head_scores: null, thumbs: null, head: null, selected: [],
       tokens: [], col_tokens: [], layers_done: 0, layers_total: 2 }));

@@ -72,7 +72,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const host: HeatHost = {
       tokens: () => this.tokens(), special: () => this.special(), colTokens: () => this.colTokens(), colSpecial: () => this.colSpecial(),
       tokenTypes: () => (this.rectangular() ? [] : model.get("token_types") ?? []), hoverLock: this.hoverLock,
-      answerStart: () => this.answerStart(),
+      answerStart: () => this.answerStart(), predicts: () => this.predicts(),
       tokenHover: () => this.sentence.hover, theme: this.theme, lock: (c, parts) => this.lock(c, parts),
       invalidate: (parts) => this.invalidate(parts), fileName: () => this.fileName(),
     };
@@ -90,7 +90,9 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
       onAnswer: () => undefined,
       onHoverChange: () => undefined,
       tooltip: this.tooltip,
-      tipLines: (i) => [h("strong", {}, `“${displayToken(this.tokens()[i] ?? "")}”`), ` row #${i}`, h("span", { class: "aa-muted" }, "click: make this the query row")],
+      tipLines: (i) => [h("strong", {}, `“${displayToken(this.tokens()[i] ?? "")}”`), ` row #${i}`,
+        ...(this.predicts()[i] ? [`predicts “${displayToken(this.predicts()[i])}”`] : []),
+        h("span", { class: "aa-muted" }, "click: make this the query row")],
     }, signal);
     this.rowSentence.el.classList.add("aa-row-sentence");
     this.input = model.get("interactive") ? new ExplorerInput(model, this.commands, (parts) => this.invalidate(parts), () => this.heat.reset(), signal) : null;
@@ -108,7 +110,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     const on = (traits: string[], parts: string) => this.onTraits(traits, () => this.invalidate(parts));
     on(["state"], "header,grid,heat,sentence");
     on(["error", "layers_done"], "header");
-    on(["meta"], "header,grid,sentence");
+    on(["meta"], "header,grid,heat,sentence"); // heat: the answer line (answer_start) and the readout (predicts)
     on(["layers_total"], "header,grid");
     on(["run_id"], "all");
     on(["head_scores", "thumbs", "normalize", "grid_mode", "pair"], "grid");
@@ -191,6 +193,13 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   answerStart(): number {
     const s = (this.model.get("meta") as ExplorerMeta)?.answer_start;
     return typeof s === "number" && s >= 0 && s < this.tokens().length && !this.rectangular() ? s : -1;
+  }
+
+  /** Per row of the shown maps, the answer token its output predicts (meta.predicts; [] when absent or not one per
+   * row, e.g. between a new run's tokens and its first layer's meta). */
+  predicts(): string[] {
+    const p = (this.model.get("meta") as ExplorerMeta)?.predicts;
+    return Array.isArray(p) && p.length === this.tokens().length ? p : [];
   }
 
   selected(): [number, number] | null {

@@ -36,6 +36,7 @@ export interface HeatHost {
   colSpecial(): boolean[];
   tokenTypes(): number[];
   answerStart(): number; // first token of an explained answer, -1 = none
+  predicts(): string[]; // per row: the answer token that row predicts ("" none; [] no answer)
   hoverLock: HoverLock;
   tokenHover(): number; // key column hovered in the sentence, -1 = none
   theme: ThemeWatcher;
@@ -372,9 +373,12 @@ export class HeatPanel {
     }
     const i = shown.cell.row, j = shown.cell.col, k = i * hd.cols + j;
     const pill = (t: string, i2: number) => h("span", { class: "aa-tokpill" }, displayToken(t), h("sub", {}, String(i2)));
+    const predicted = this.host.predicts()[i] ?? "";
     this.readout.replaceChildren(
       shown.locked ? h("span", { class: "aa-lock", title: "locked: click the cell again or press Esc to unlock" }, "locked") : "",
-      pill(toks[i] ?? "", i), h("span", { class: "aa-arrow" }, " attends to "), pill(cols[j] ?? "", j),
+      pill(toks[i] ?? "", i),
+      predicted ? h("span", { class: "aa-muted aa-predicts" }, " (predicts ", h("span", { class: "aa-tokpill" }, displayToken(predicted)), ")") : "",
+      h("span", { class: "aa-arrow" }, " attends to "), pill(cols[j] ?? "", j),
       h("span", { class: "aa-val" }, "attention ", h("b", {}, formatValue(hd.attn[k], 4))),
       h("span", { class: "aa-val" }, "attribution ", h("b", { class: hd.attr[k] < 0 ? "aa-neg" : hd.attr[k] > 0 ? "aa-pos" : "" }, formatValue(hd.attr[k], 4))),
     );

@@ -38,6 +38,10 @@ export interface ExplorerMeta {
   /** The answer token whose own maps are shown (F_t = log p(y_t | prompt, y_<t)); null = the whole answer. */
   answer_token?: number | null;
   answer?: string; // the answer's text (its tokens joined)
+  /** Per row of the shown maps, the answer token that row's output predicts ("" for a row that predicts none of it;
+   * [] or absent when the maps explain no answer): a causal LM's answer from the row before it on, an
+   * encoder–decoder's decoder and cross rows (which read the answer shifted right). */
+  predicts?: string[];
   answer_ready?: number[]; // answer tokens whose own maps are complete (their chips are live)
   /** Encoder–decoders: the attention sites (the `site` switch) and each one's [layers done, layers] so far. */
   sites?: string[];

@@ -65,14 +65,15 @@ def test_alignment_view_sites_and_generate(nb, artifacts):
     assert "answer rows × source columns" in root.locator(".aa-heat-panel .aa-panel-title").inner_text()
     attn_box = root.locator("canvas[data-map=attention]").bounding_box()
     assert attn_box["width"] > attn_box["height"]  # wider than tall: more source columns than answer rows
-    # click the last source column of the last answer row: the readout names both tokens
+    # click the last source column of the last answer row: the readout names both tokens and what the row predicts
+    # (it reads "matte", the answer shifted right, and predicts the answer's last label token "</s>")
     x0, y0, side = (float(v) for v in root.get_attribute("data-heat-box").split(","))
     cs = side / max(len(src), len(dec))
     canvas = root.locator("canvas[data-map=attribution]")
     canvas.click(position={"x": x0 + (len(src) - 0.5) * cs, "y": y0 + (len(dec) - 0.5) * cs})
     wait_explorer(nb, 1, f"r.dataset.locked === '{len(dec) - 1},{len(src) - 1}'")
     readout = root.locator(".aa-readout").inner_text()
-    assert "matte" in readout and "</s>" in readout, readout
+    assert "matte6 (predicts </s>) attends to </s>7" in " ".join(readout.split()), readout
     i = nb.append_and_run("li, h = ex.selected\nprint(ex.site, np.array_equal(ex.head['attribution'], "
                           "ex.attribution.cross.scores[li, h].astype(np.float32)), ex.pair['scores'].shape)")
     assert nb.output_text(i).split() == ["cross", "True", "(2,", "4)"], nb.output_text(i)

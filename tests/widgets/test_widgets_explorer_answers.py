@@ -49,6 +49,11 @@ def test_explained_answer_is_marked_and_each_answer_token_has_its_own_maps(lm, t
     assert m["answer_start"] == a.answer_start and m["answer_token"] is None and m["answer"] == ANSWER
     assert m["answer_ready"] == list(range(A)) and m["score"] == "logprob" and m["target_kind"] == "continuation"
     assert ex.query == a.answer_start - 1  # the row that predicts the first answer token
+    # the readout names what each row predicts: the answer's tokens, from the row before the answer on
+    assert [(i, t) for i, t in enumerate(m["predicts"]) if t] == [
+        (i, a.tokens[i + 1]) for i in range(a.answer_start - 1, len(a.tokens) - 1)]
+    assert len(m["predicts"]) == len(ex.tokens) and m["predicts"][ex.query] == a.tokens[a.answer_start]
+    assert explorer_mod._row_predicts(attribute(lm, tokenizer, PROMPT, steps=2)) == []  # one next token: no answer
     # only the shown stream (the whole answer) went to the browser; the per-token layers stayed in the kernel
     msgs = layer_messages(ex)
     assert [c["index"] for c in msgs] == [0, 1] and {c["answer_token"] for c in msgs} == {None}
@@ -59,6 +64,7 @@ def test_explained_answer_is_marked_and_each_answer_token_has_its_own_maps(lm, t
     assert ex.selected == sel and ex.meta["answer_token"] == 1 and ex.meta["answer"] == ANSWER
     assert ex.meta["prob"] == pytest.approx(p1.prob) and ex.meta["target_label"] == p1.target_label
     assert ex.query == a.answer_start  # the row that predicts answer token 1
+    assert ex.meta["predicts"] == m["predicts"]  # the same rows predict the same tokens for F_1
     np.testing.assert_array_equal(ex.head["attribution"], p1.scores[sel[0], sel[1]])
     np.testing.assert_allclose(ex.head_scores, p1.head_scores(), rtol=1e-6)
     assert ex.tokens == a.tokens
@@ -95,6 +101,7 @@ def test_answer_token_picked_during_the_run_streams_its_layers(lm, tokenizer, mo
     ex.explain(PROMPT, target=ANSWER, steps=2)
     assert reached.wait(30)
     assert ex.meta["answer_start"] == 6 and ex.meta["target_label"] == ANSWER  # known while streaming
+    assert ex.meta["predicts"][5] == ex.tokens[6] and ex.meta["predicts"][-1] == "" and not any(ex.meta["predicts"][:5])
     wc.from_front_end(ex, {"answer_token": 2})
     before = len(layer_messages(ex))
     resp, _ = wc.command_from_front_end(ex, "_cmd_resend", {"run_id": ex.run_id})

@@ -49,11 +49,23 @@ def _check_site(ex, res, site):
     np.testing.assert_allclose(ex.head_scores, s.head_scores().astype(np.float32), rtol=1e-6)
     assert ex.meta["completeness"] == pytest.approx(list(s.completeness))
     assert ex.meta["layers"] == s.layers and ex.meta["sites"] == list(SITES)
+    # rows of the decoder and cross sites read the answer shifted right and predict its label tokens
+    assert ex.meta["predicts"] == ([] if site == "encoder" else res.label_tokens)
+    if site != "encoder":
+        assert ex.meta["predicts"][:-1] == s.row_tokens[1:] and len(ex.meta["predicts"]) == len(s.row_tokens)
 
 
 def test_live_run_streams_every_site_and_ends_on_the_alignment_view(s2s, tok):
     ex = Explorer(s2s, tok)
     assert ex.input_spec["kind"] == "answer" and ex.input_spec["answers"] is True
+    streamed, orig = [], ex._on_layer
+
+    def on_layer(run_id, r):  # what the readout knows while the first cross layer is shown
+        orig(run_id, r)
+        if r.site == "cross" and r.index == 0:
+            streamed.append(list(ex.meta.get("predicts", [])))
+
+    ex._on_layer = on_layer
     ex.explain(SOURCE, target=ANSWER, steps=2)
     res = ex.wait(120)
     assert ex.state == "done", ex.error
@@ -61,6 +73,7 @@ def test_live_run_streams_every_site_and_ends_on_the_alignment_view(s2s, tok):
     for site in SITES:  # the widget's run is the engine's (same maps, same completeness)
         np.testing.assert_array_equal(res.site(site).scores, ref.site(site).scores)
     _check_site(ex, res, "cross")  # an encoder–decoder opens on the alignment view
+    assert streamed == [res.label_tokens]
     layer_msgs = [c[0] for c in wc.customs(ex) if c[0]["type"] == "layer"]
     # the shown site's layers are pushed (the others are kept for when the switch picks them)
     assert {m["site"] for m in layer_msgs} == {"cross"}
@@ -101,12 +114,12 @@ def test_switching_site_while_running_shows_that_sites_layers_so_far(tok):
         orig(run_id, r)
         if r.site == "encoder" and r.index == 0:
             ex.site = "encoder"
-            seen.append((list(ex.tokens), ex.layers_done, ex.head is not None))
+            seen.append((list(ex.tokens), ex.layers_done, ex.head is not None, ex.meta["predicts"]))
 
     ex._on_layer = on_layer
     ex.explain(SOURCE, target=ANSWER, steps=2)
     res = ex.wait(120)
-    assert seen == [(res.source_tokens, 1, True)]
+    assert seen == [(res.source_tokens, 1, True, [])]
     assert ex.state == "done" and ex.site == "encoder"
     _check_site(ex, res, "encoder")
 

@@ -92,7 +92,8 @@ class _Seq2SeqEngine(_Engine):
                         layer=i, index=index, total=len(chosen[name]), tokens=list(tokens[name]),
                         scores=scores[index], attention=attn[index], zero_prob=float(zero[0]), completeness=err,
                         target=-1, prob=float(F_clean[0]), steps=steps, converged=converged, nonfinite=not finite,
-                        unresolved=unresolved, site=name, col_tokens=list(col_tokens[name])))
+                        unresolved=unresolved, site=name, col_tokens=list(col_tokens[name]),
+                        label_tokens=list(answer.label_tokens)))
             if self.store == "fp16":
                 scores, attn = scores.astype(np.float16), attn.astype(np.float16)
             maps[name], metas[name] = (scores, attn), meta

@@ -65,7 +65,8 @@ class LayerResult:
     ``site``: the attention site of an encoder–decoder (``"encoder"``, ``"decoder"``, ``"cross"``; ``layer``,
     ``index`` and ``total`` are then the site's own, ``tokens`` the maps' row tokens, ``col_tokens`` their column
     tokens and the maps [H, n_rows, n_cols]), None for single-stack models (``col_tokens`` None: the columns are
-    ``tokens``); ``image``: an image model's patch grid and picture (the encoded input's :class:`~.image.ImageGrid`,
+    ``tokens``); ``label_tokens``: an encoder–decoder's answer as the decoder predicts it (row i of the decoder and
+    cross sites reads ``tokens[i]`` and predicts ``label_tokens[i]``), None otherwise; ``image``: an image model's patch grid and picture (the encoded input's :class:`~.image.ImageGrid`,
     the same object every layer and the finished ``Attribution.image``), so views show the picture from the first
     layer on; None for text.
     """
@@ -87,6 +88,7 @@ class LayerResult:
     panels: list[tuple[float, float]] | None = None
     site: str | None = None
     col_tokens: list[str] | None = None
+    label_tokens: list[str] | None = None
     answer_start: int | None = None  # continuations: index in tokens of the first answer token
     answer_token: int | None = None  # None: the whole answer's F (or no answer); t: answer token t's own F_t
     image: ImageGrid | None = None
