@@ -129,8 +129,15 @@ def embed_heads(attribution: Any, heads: Any = "all", max_bytes: int | None = DE
 
 def embed_layer_sums(attribution: Any, max_bytes: int | None = DEFAULT_MAX_BYTES) -> dict | None:
     """The TreeView's ``layer_sums`` trait: ``{"sums": deflate_array(float32 [L, n, n]), "layers", "num_layers",
-    "exclude_row"}`` — exactly what ``tree_from_layer_sums`` consumes — or None when it is over ``max_bytes``."""
+    "exclude_row"}`` — exactly what ``tree_from_layer_sums`` consumes — or None when it is over ``max_bytes``.
+    An encoder–decoder's result gives what ``seq2seq_tree_from_layer_sums`` consumes: ``{"encoder", "decoder",
+    "cross"}`` (deflated float32 head sums), ``encoder_layers``, ``decoder_layers``, ``encoder_num_layers``,
+    ``num_layers`` and ``exclude_source`` / ``exclude_answer`` (``max_bytes`` bounds the three together)."""
     from ..engine.analysis.tree import layer_sums, resolve_exclude_row
+    from ..engine.results import Seq2SeqAttribution
+
+    if isinstance(attribution, Seq2SeqAttribution):
+        return _embed_seq2seq_sums(attribution, max_bytes)
 
     S = layer_sums(attribution)
     tokens = [str(t) for t in attribution.tokens]
@@ -141,3 +148,19 @@ def embed_layer_sums(attribution: Any, max_bytes: int | None = DEFAULT_MAX_BYTES
     return {"sums": chunk, "layers": layers,
             "num_layers": int(getattr(attribution, "num_layers", 0) or (max(layers) + 1 if layers else 0)),
             "exclude_row": resolve_exclude_row(tokens, "auto", S.shape[-1])}
+
+
+def _embed_seq2seq_sums(res: Any, max_bytes: int | None) -> dict | None:
+    from ..engine.analysis.tree import resolve_exclude_row, seq2seq_layer_sums
+
+    src, tgt = [str(t) for t in res.source_tokens], [str(t) for t in res.decoder_tokens]
+    chunks = {name: deflate_array(S, "float32") for name, S in zip(("encoder", "decoder", "cross"),
+                                                                     seq2seq_layer_sums(res))}
+    if max_bytes is not None and sum(len(c["view"]) for c in chunks.values()) > max_bytes:
+        return None
+    L_enc = int(res.encoder.meta.num_layers)
+    return {**chunks, "encoder_layers": [int(x) for x in res.encoder.layers],
+            "decoder_layers": [int(x) for x in res.decoder.layers], "encoder_num_layers": L_enc,
+            "num_layers": L_enc + int(res.decoder.meta.num_layers),
+            "exclude_source": resolve_exclude_row(src, "auto", len(src)),
+            "exclude_answer": resolve_exclude_row(tgt, "auto", len(tgt))}

@@ -5,7 +5,8 @@ Traits: ``tree`` (the dict of ``attribution_tree(attr, threshold=t).to_dict()``:
 "edges": [{"parent", "child", "layer", "score"}]}``), ``threshold`` (float, set by the slider),
 For an encoder–decoder's tree across source and answer (``attribution`` a ``Seq2SeqAttribution``) ``tree`` also
 has ``sides`` (per token: "source" / "answer"; source tokens first), ``encoder_layers`` and node ``side`` /
-``position``; its ``layer_sums`` is None (the kernel computes each threshold).
+``position``; its ``layer_sums`` holds the three sites' head sums (``widgets.embed.embed_layer_sums``), from which
+the browser recomputes that tree too (``seq2seqTreeFromLayerSums``).
 ``answer_start`` (an explained answer of a causal LM: index in ``tree["tokens"]`` of its first token, whose labels
 from there on are drawn in the answer colour after a boundary line; None for other attributions),
 ``special`` (per token of ``tree["tokens"]``: a special token, ``engine.model.tokens.special_mask``), ``state`` ("done" | "error"), ``error``, ``selected_edge`` ([parent, child, layer] or []), ``linked`` (bool),

@@ -143,6 +143,27 @@ export interface TreeDict {
   encoder_layers?: number; // layers below it are encoder layers, layer encoder_layers + l is decoder layer l
 }
 
+/** The head sums a one-site tree is built from (attattr_widgets/widgets/embed.py `embed_layer_sums`). */
+export interface TreeLayerSums {
+  sums: DeflatedArray; // float32 [L, n, n]
+  layers: number[];
+  num_layers: number;
+  exclude_row: number | null;
+}
+
+/** An encoder–decoder's three sites' head sums, for the tree across source and answer (same function). */
+export interface Seq2SeqLayerSums {
+  encoder: DeflatedArray; // float32 [L_enc, n_src, n_src]
+  decoder: DeflatedArray; // float32 [L_dec, n_tgt, n_tgt]
+  cross: DeflatedArray; // float32 [L_dec, n_tgt, n_src]
+  encoder_layers: number[];
+  decoder_layers: number[];
+  encoder_num_layers: number;
+  num_layers: number;
+  exclude_source: number | null;
+  exclude_answer: number | null;
+}
+
 export interface TreeModel {
   tree: Partial<TreeDict>;
   special: boolean[]; // per token of the tree's tokens: a special token (the kernel's engine.model.tokens.special_mask)
@@ -154,7 +175,7 @@ export interface TreeModel {
   title: string;
   /** An explained answer (causal LMs): index in tree.tokens of its first token; null = none. */
   answer_start: number | null;
-  layer_sums: { sums: DeflatedArray; layers: number[]; num_layers: number; exclude_row: number | null } | null;
+  layer_sums: TreeLayerSums | Seq2SeqLayerSums | null;
   image: ImagePayload | null; // image attributions: the tree is also drawn on the picture (edges between patch centres)
   [key: string]: unknown;
 }

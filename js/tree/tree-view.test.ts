@@ -229,6 +229,42 @@ describe("TreeView across source and answer", () => {
     expect(texts).toContain("&amp;");
   });
 
+  it("follows the slider without the kernel from the three sites' embedded sums (same algorithm as the kernel)", async () => {
+    const deflate = async (a: Float32Array) => {
+      const st = new Blob([new Uint8Array(a.buffer) as BlobPart]).stream().pipeThrough(new CompressionStream("deflate"));
+      return new DataView(await new Response(st).arrayBuffer());
+    };
+    const ns = 3, nt = 3, Le = 2, Ld = 2;
+    const fill = (len: number, f: number) => Float32Array.from({ length: len }, (_, k) => Math.sin(k * f + 0.3) * 2);
+    const Se = fill(Le * ns * ns, 1.3), Sd = fill(Ld * nt * nt, 2.1), Sc = fill(Ld * nt * ns, 0.7);
+    const arr = async (a: Float32Array, shape: number[]) => ({ codec: "deflate", dtype: "float32", shape, view: await deflate(a) });
+    const meta = { encoder_layers: [0, 1], decoder_layers: [0, 1], encoder_num_layers: 2, num_layers: 4, exclude_source: null, exclude_answer: 0 };
+    const layer_sums = { encoder: await arr(Se, [Le, ns, ns]), decoder: await arr(Sd, [Ld, nt, nt]), cross: await arr(Sc, [Ld, nt, ns]), ...meta };
+    const { root } = mount({ tree: S2S, layer_sums });
+    for (let i = 0; i < 100 && root.dataset.treeSource !== "browser"; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      view!.flush();
+    }
+    expect(root.dataset.treeSource).toBe("browser");
+    const { seq2seqTreeFromLayerSums } = await import("./tree-algo");
+    const kinds = new Set<string>(), counts = new Set<string>();
+    for (const v of ["0", "0.2", "0.6"]) {
+      const slider = root.querySelector(".aa-slider") as HTMLInputElement;
+      slider.value = v;
+      slider.dispatchEvent(new Event("input"));
+      view!.flush();
+      const want = seq2seqTreeFromLayerSums({ Se, Sd, Sc, ns, nt, tokens: S2S.tokens, ...meta }, Number(v));
+      expect([...root.querySelectorAll("[data-edge]")].map((g) => g.getAttribute("data-edge")).sort()).toEqual(want.edges.map(edgeKey).sort());
+      for (const e of want.edges) kinds.add(`${want.sides![e.parent]}>${want.sides![e.child]}`);
+      counts.add(String(want.edges.length));
+    }
+    expect(kinds).toEqual(new Set(["answer>answer", "answer>source", "source>source"]));
+    expect(counts.size).toBeGreaterThan(1);
+    expect(root.querySelector(".aa-stats")!.textContent).toMatch(/^\d+ nodes · \d+ edges/);
+    expect(root.querySelector(".aa-stats")!.textContent).not.toContain("need the kernel");
+    expect(root.querySelector("img")).toBeNull();
+  });
+
   it("a one-site tree has no sides", () => {
     expect(normalizeTree(TREE).sides).toBeUndefined();
     expect(normalizeTree(S2S).sides).toEqual(S2S.sides);

@@ -5,8 +5,8 @@ import { answerColor, cssRGB, diverging, formatValue } from "../shared/color";
 import type { Invoke } from "../shared/commands";
 import { displayToken, downloadBlob, downloadSvg, h, s, svgToPng, truncate } from "../shared/dom";
 import { inflateArray, isDeflated } from "../shared/inflate";
-import type { TreeDict, TreeEdge, TreeModel } from "../shared/protocol";
-import { treeFromLayerSums, type TreeInput } from "./tree-algo";
+import type { Seq2SeqLayerSums, TreeDict, TreeEdge, TreeLayerSums, TreeModel } from "../shared/protocol";
+import { seq2seqTreeFromLayerSums, treeFromLayerSums, type Seq2SeqTreeInput, type TreeInput } from "./tree-algo";
 import { treeImageSvg } from "./tree-image";
 import { imageInfo } from "../shared/image";
 import { Tooltip, type TipLine } from "../shared/tooltip";
@@ -79,7 +79,7 @@ export function edgeKey(e: Pick<TreeEdge, "parent" | "child" | "layer">): string
 export class TreeView extends ViewBase<TreeModel> {
   private slider = h("input", { class: "aa-slider", type: "range", min: 0, max: 1, step: 0.01, "aria-label": "threshold" });
   private thrText = h("span", { class: "aa-thr" });
-  private stats = h("span", { class: "aa-muted" });
+  private stats = h("span", { class: "aa-muted aa-stats" });
   private compactBox = h("input", { type: "checkbox", class: "aa-compact" });
   private compact: boolean | null = null; // null = automatic (on for long inputs)
   private scroll = h("div", { class: "aa-tree-scroll" });
@@ -95,7 +95,7 @@ export class TreeView extends ViewBase<TreeModel> {
   /** Threshold shown: the slider's value while the user moves it, else the `threshold` trait. */
   private thr = 0;
   /** Layer sums embedded in the state (`layer_sums`): the tree is then computed here for any threshold. */
-  private sums: { src: unknown; input: TreeInput | null } = { src: undefined, input: null };
+  private sums: { src: unknown; input: TreeInput | Seq2SeqTreeInput | null } = { src: undefined, input: null };
   private local: { thr: number; tree: TreeDict } | null = null;
 
   constructor(model: Model, el: HTMLElement, invoke?: Invoke) {
@@ -168,8 +168,11 @@ export class TreeView extends ViewBase<TreeModel> {
     this.loadSums();
     const inp = this.sums.input;
     const trait = normalizeTree(this.model.get("tree"));
-    if (!inp || inp.tokens.length !== inp.n) return trait;
-    if (!this.local || this.local.thr !== this.thr) this.local = { thr: this.thr, tree: treeFromLayerSums(inp, this.thr) };
+    if (!inp) return trait;
+    if ("Se" in inp ? inp.tokens.length !== inp.ns + inp.nt : inp.tokens.length !== inp.n) return trait;
+    if (!this.local || this.local.thr !== this.thr) {
+      this.local = { thr: this.thr, tree: "Se" in inp ? seq2seqTreeFromLayerSums(inp, this.thr) : treeFromLayerSums(inp, this.thr) };
+    }
     return this.local.tree;
   }
 
@@ -177,15 +180,32 @@ export class TreeView extends ViewBase<TreeModel> {
   private loadSums(): void {
     const src = this.model.get("layer_sums");
     if (src === this.sums.src) return;
-    const box: { src: unknown; input: TreeInput | null } = { src, input: null };
+    const box: { src: unknown; input: TreeInput | Seq2SeqTreeInput | null } = { src, input: null };
     this.sums = box;
     this.local = null;
-    if (!src || !isDeflated(src.sums)) return;
+    if (!src) return;
     const tokens = normalizeTree(this.model.get("tree")).tokens;
-    inflateArray(src.sums).then((d) => {
-      if (this.sums !== box || d.shape.length !== 3) return;
-      box.input = { S: d.data, L: d.shape[0], n: d.shape[2], layers: src.layers, num_layers: src.num_layers, tokens, exclude_row: src.exclude_row };
+    const ready = (input: TreeInput | Seq2SeqTreeInput) => {
+      if (this.sums !== box) return;
+      box.input = input;
       this.schedule();
+    };
+    if ("cross" in src) {
+      const s2 = src as Seq2SeqLayerSums;
+      if (![s2.encoder, s2.decoder, s2.cross].every(isDeflated)) return;
+      Promise.all([s2.encoder, s2.decoder, s2.cross].map(inflateArray)).then(([e, d, c]) => {
+        const ns = e.shape[1], nt = d.shape[1];
+        const ok = e.shape.length === 3 && d.shape.length === 3 && c.shape.length === 3 && e.shape[2] === ns && d.shape[2] === nt
+          && c.shape[0] === d.shape[0] && c.shape[1] === nt && c.shape[2] === ns && e.shape[0] === s2.encoder_layers.length && d.shape[0] === s2.decoder_layers.length;
+        if (ok) ready({ Se: e.data, Sd: d.data, Sc: c.data, ns, nt, encoder_layers: s2.encoder_layers, decoder_layers: s2.decoder_layers,
+          encoder_num_layers: s2.encoder_num_layers, num_layers: s2.num_layers, tokens, exclude_source: s2.exclude_source, exclude_answer: s2.exclude_answer });
+      }, () => undefined);
+      return;
+    }
+    const s1 = src as TreeLayerSums;
+    if (!isDeflated(s1.sums)) return;
+    inflateArray(s1.sums).then((d) => {
+      if (d.shape.length === 3) ready({ S: d.data, L: d.shape[0], n: d.shape[2], layers: s1.layers, num_layers: s1.num_layers, tokens, exclude_row: s1.exclude_row });
     }, () => undefined);
   }
 
@@ -200,7 +220,7 @@ export class TreeView extends ViewBase<TreeModel> {
     this.errorBox.hidden = !(state === "error" && err);
     this.slider.value = String(this.thr);
     this.thrText.textContent = this.thr.toFixed(2);
-    const kernelOnly = !this.model.get("layer_sums") ? (t.sides ? " · other thresholds need the kernel" : " · other thresholds need the kernel (layer sums not embedded: over the size budget)") : "";
+    const kernelOnly = !this.model.get("layer_sums") ? " · other thresholds need the kernel (layer sums not embedded: over the size budget)" : "";
     this.stats.textContent = t.tokens.length ? `${t.nodes.length} nodes · ${t.edges.length} edges${this.model.get("linked") ? " · click an edge to open its head in the explorer" : ""}${kernelOnly}` : "";
     this.compactBox.checked = this.isCompact(t);
     this.svg = t.tokens.length ? this.buildSvg(t) : null;

@@ -40,6 +40,14 @@ def offline(browser):
     ctx.close()
 
 
+def _move_tree_slider(page, thr: float) -> None:
+    """Move the (only) TreeView's threshold slider to ``thr`` as a user would, and wait until it has redrawn."""
+    page.evaluate("(v) => { const s = document.querySelector('.attattr-tree .aa-slider'); s.value = String(v);"
+                  " s.dispatchEvent(new Event('input')); }", thr)
+    page.wait_for_function(f"() => document.querySelector('.attattr-tree').dataset.threshold === '{thr}'")
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
 def _network(ctx) -> list[str]:
     return [u for u in ctx.requests if not local_only(u)] + ctx.blocked
 
@@ -216,10 +224,7 @@ def test_exported_page_draws_other_heads_and_recomputes_the_tree(tmp_path, offli
     page.wait_for_function("() => document.querySelector('.attattr-tree').dataset.treeSource === 'browser'")
     seen = {}
     for thr in (0.3, 0.05, 0.6, 0.95):
-        page.evaluate("(v) => { const s = document.querySelector('.attattr-tree .aa-slider'); s.value = String(v);"
-                      " s.dispatchEvent(new Event('input')); }", thr)
-        page.wait_for_function(f"() => document.querySelector('.attattr-tree').dataset.threshold === '{thr}'")
-        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        _move_tree_slider(page, thr)
         ref = attribution_tree(attr, threshold=thr)
         seen[thr] = (int(t.get_attribute("data-nodes")), int(t.get_attribute("data-edges")))
         assert seen[thr] == (len(ref.nodes), len(ref.edges)), (thr, seen[thr], ref)
@@ -253,6 +258,19 @@ def test_exported_tree_across_source_and_answer(tmp_path, offline, artifacts):
     assert t.locator(".aa-side-label").evaluate_all("ts => ts.map(t => t.textContent)") == ["source", "answer"]
     assert page.evaluate("() => window.__pwned") is None
     t.screenshot(path=str(artifacts / "export-tree-seq2seq.png"))
+    # no kernel: the slider recomputes the tree across source and answer in the browser, the kernel's trees
+    from attattr_widgets.engine.analysis.tree import seq2seq_tree
+
+    page.wait_for_function("() => document.querySelector('.attattr-tree').dataset.treeSource === 'browser'")
+    seen = set()
+    for thr in (0.2, 0.5, 0.05, 0.9):
+        _move_tree_slider(page, thr)
+        ref = seq2seq_tree(res, threshold=thr)
+        edges = sorted(t.locator("g[data-edge]").evaluate_all("gs => gs.map(g => g.dataset.edge)"))
+        assert edges == sorted(f"{e.parent},{e.child},{e.layer}" for e in ref.edges), thr
+        seen.add(len(edges))
+    assert len(seen) >= 2, f"the tree did not change with the slider: {seen}"
+    assert "need the kernel" not in t.locator(".aa-stats").inner_text()
     assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
     assert not page.console_errors, page.console_errors
 

@@ -174,7 +174,24 @@ def test_tree_across_source_and_answer(tok):
     ns = len(res.source_tokens)
     assert tv.tree["tokens"] == res.source_tokens + res.decoder_tokens
     assert tv.tree["sides"] == ["source"] * ns + ["answer"] * len(res.decoder_tokens)
-    assert tv.special[ns] and tv.layer_sums is None and tv.linked and tv.state == "done"
+    assert tv.special[ns] and tv.linked and tv.state == "done"
+    # the three sites' head sums travel with the state: the same tree for any threshold without the kernel
+    from attattr_widgets.engine.analysis.tree import seq2seq_tree_from_layer_sums
+    from attattr_widgets.widgets.embed import inflate_array
+
+    d = tv.layer_sums
+    sums = [inflate_array(d[s]) for s in SITES]
+    for s, S in zip(SITES, sums):
+        assert S.dtype == np.float32
+        np.testing.assert_allclose(S, res.site(s).scores.astype(np.float64).sum(1), rtol=1e-5, atol=1e-8)
+    for t in (0.0, 0.1, 0.4, 0.9):
+        offline = seq2seq_tree_from_layer_sums(
+            *sums, source_tokens=res.source_tokens, answer_tokens=res.decoder_tokens,
+            encoder_layers=d["encoder_layers"], decoder_layers=d["decoder_layers"],
+            encoder_num_layers=d["encoder_num_layers"], num_layers=d["num_layers"], threshold=t,
+            exclude_source=d["exclude_source"], exclude_answer=d["exclude_answer"])
+        assert offline.to_dict() == seq2seq_tree(res, threshold=t).to_dict()
+    assert {k for k in wc.open_state(tv)[1]} >= {("layer_sums", s, "view") for s in SITES}
     tv.threshold = 0.4
     assert tv.tree == seq2seq_tree(res, threshold=0.4).to_dict()
     sides, seen = tv.tree["sides"], []

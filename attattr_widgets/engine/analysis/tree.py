@@ -40,7 +40,8 @@ algorithm as well.
 
 Encoder–decoders: :func:`seq2seq_tree` grows one tree across source and answer from the three attention sites of
 a ``Seq2SeqAttribution`` with the same steps applied per layer-site map (its docstring gives the layer order and
-how cross-attention edges join the two token sets); kernel only.
+how cross-attention edges join the two token sets); :func:`seq2seq_tree_from_layer_sums` is its contract with the
+browser, as :func:`tree_from_layer_sums` is the one-site one.
 
 Speed: O(L·H·n²) for the head sum and O(L·n²) numpy work for the growth, ~1–3 ms for 12 layers × 128 tokens,
 so the TreeView's threshold slider recomputes it live.
@@ -70,7 +71,8 @@ from ..model.tokens import is_special_token
 from ..results import AttributionTree, Seq2SeqAttribution, TreeEdge, TreeNode, sum_heads
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
-           "resolve_exclude_row", "seq2seq_tree", "tree_from_layer_sums"]
+           "resolve_exclude_row", "seq2seq_layer_sums", "seq2seq_tree", "seq2seq_tree_from_layer_sums",
+           "tree_from_layer_sums"]
 
 def _cls_row(tokens: list[str]) -> int | None:
     """Index of the read-out token whose row the normaliser skips: 0 if token 0 is a special token
@@ -264,7 +266,8 @@ def seq2seq_tree(res: Seq2SeqAttribution, *, threshold: float = 0.4, exclude_row
     from the top down join source tokens from in-tree source parents (source query → source key).  An answer
     token never parents an encoder edge and a source token never parents a decoder or cross edge, because its
     row is not in those maps.  Each token joins once; a new token's parent is the allowed row of largest score,
-    ties to the smallest index.  Kernel only (the browser's ``tree-algo.ts`` is the one-site contract).
+    ties to the smallest index.  :func:`seq2seq_tree_from_layer_sums` is this on the head sums, shared with the
+    browser (``js/tree/tree-algo.ts``), so an exported TreeView's slider works without a kernel.
     """
     if not isinstance(res, Seq2SeqAttribution):
         raise ArgumentError(f"seq2seq_tree needs an encoder-decoder's Seq2SeqAttribution, got {validate.show(res)}")
@@ -278,16 +281,47 @@ def seq2seq_tree(res: Seq2SeqAttribution, *, threshold: float = 0.4, exclude_row
     if dec.layers != crs.layers:
         raise AttAttrError(f"decoder layers {dec.layers} and cross-attention layers {crs.layers} differ: the tree "
                            f"needs both sites attributed at the same decoder layers")
-    Se, Sd, Sc = (sum_heads(s.scores, square=False) for s in (enc, dec, crs))
-    for name, S, shape in (("encoder", Se, (ns, ns)), ("decoder", Sd, (nt, nt)), ("cross", Sc, (nt, ns))):
-        if S.shape[1:] != shape:
-            raise AttAttrError(f"{name} maps have shape {S.shape[1:]}, expected {shape} for {ns} source and {nt} "
-                               f"answer tokens")
-    row_e = resolve_exclude_row(src, exclude_row, ns)
-    row_d = resolve_exclude_row(tgt, exclude_row, nt)
+    Se, Sd, Sc = seq2seq_layer_sums(res)
+    return seq2seq_tree_from_layer_sums(
+        Se, Sd, Sc, source_tokens=src, answer_tokens=tgt, encoder_layers=[int(x) for x in enc.layers],
+        decoder_layers=[int(x) for x in dec.layers], encoder_num_layers=int(enc.meta.num_layers),
+        num_layers=int(enc.meta.num_layers) + int(dec.meta.num_layers), threshold=tau,
+        exclude_source=resolve_exclude_row(src, exclude_row, ns), exclude_answer=resolve_exclude_row(tgt, exclude_row, nt))
+
+
+def seq2seq_layer_sums(res: Seq2SeqAttribution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head sums of each attributed layer of the three sites, float32: encoder [L_enc, n_src, n_src], decoder
+    [L_dec, n_tgt, n_tgt], cross [L_dec, n_tgt, n_src] — the only array inputs of the tree across source and answer."""
+    return tuple(sum_heads(s.scores, square=False) for s in (res.encoder, res.decoder, res.cross))
+
+
+def seq2seq_tree_from_layer_sums(Se: np.ndarray, Sd: np.ndarray, Sc: np.ndarray, *, source_tokens: list[str],
+                                 answer_tokens: list[str], encoder_layers: list[int], decoder_layers: list[int],
+                                 encoder_num_layers: int, num_layers: int, threshold: float = 0.4,
+                                 exclude_source: int | None = None, exclude_answer: int | None = None
+                                 ) -> AttributionTree:
+    """:func:`seq2seq_tree` on the head sums (:func:`seq2seq_layer_sums`), the model layer index of each of their
+    rows (decoder and cross share ``decoder_layers``), ``encoder_num_layers`` (L_enc), ``num_layers`` (L_enc +
+    L_dec), τ and the resolved excluded rows of each side (index or None).
+
+    The contract shared with the browser (``js/tree/tree-algo.ts`` ``seq2seqTreeFromLayerSums``), with the
+    fixed-order float64 arithmetic of the module docstring's steps 1–3 applied per layer-site map; the root's score
+    is the decoder sum plus the cross sum (``r_dec[i] + r_cross[i]``)."""
+    tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
+    src, tgt = [str(t) for t in source_tokens], [str(t) for t in answer_tokens]
+    ns, nt = len(src), len(tgt)
+    if ns == 0 or nt == 0:
+        raise AttAttrError(f"{ns} source and {nt} answer tokens: both must be non-empty")
+    shapes = (("encoder", Se, (len(encoder_layers), ns, ns)), ("decoder", Sd, (len(decoder_layers), nt, nt)),
+              ("cross", Sc, (len(decoder_layers), nt, ns)))
+    for name, S, shape in shapes:
+        if np.shape(S) != shape:
+            raise AttAttrError(f"{name} layer sums have shape {np.shape(S)}, expected {shape} for "
+                               f"{shape[0]} layers, {ns} source and {nt} answer tokens")
+    row_e = exclude_source if ns > 1 else None
+    row_d = exclude_answer if nt > 1 else None
     Pe, Pd, Pc = _normalize(Se, row_e), _normalize(Sd, row_d), _normalize(Sc, row_d)
-    L_enc = int(enc.meta.num_layers)
-    num_layers = L_enc + int(dec.meta.num_layers)
+    L_enc = int(encoder_num_layers)
 
     Cd = _layer_total(Sd, nt, nt)
     np.fill_diagonal(Cd, 0.0)
@@ -308,17 +342,17 @@ def seq2seq_tree(res: Seq2SeqAttribution, *, threshold: float = 0.4, exclude_row
             nodes.append(_node(c_off + j, tokens, sides, ns, level))
             mark[j] = True
 
-    for k in sorted(range(len(dec.layers)), key=lambda k: -dec.layers[k]):
-        level = L_enc + int(dec.layers[k])
+    for k in sorted(range(len(decoder_layers)), key=lambda k: -decoder_layers[k]):
+        level = L_enc + int(decoder_layers[k])
         parents = in_tgt & ok_d
         joined_d = _join(Pd[k], tau, parents, ~in_tgt)
         joined_c = _join(Pc[k], tau, parents, ~in_src)
         add(joined_d, ns, ns, level, in_tgt)
         add(joined_c, ns, 0, level, in_src)
-    for k in sorted(range(len(enc.layers)), key=lambda k: -enc.layers[k]):
-        add(_join(Pe[k], tau, in_src & ok_e, ~in_src), 0, 0, int(enc.layers[k]), in_src)
-    return AttributionTree(tokens=tokens, num_layers=num_layers, threshold=tau, root=ns + root, nodes=nodes,
-                           edges=edges, sides=sides, encoder_layers=L_enc)
+    for k in sorted(range(len(encoder_layers)), key=lambda k: -encoder_layers[k]):
+        add(_join(Pe[k], tau, in_src & ok_e, ~in_src), 0, 0, int(encoder_layers[k]), in_src)
+    return AttributionTree(tokens=tokens, num_layers=int(num_layers), threshold=tau, root=ns + root,
+                           nodes=nodes, edges=edges, sides=sides, encoder_layers=L_enc)
 
 
 def _node(index: int, tokens: list[str], sides: list[str], ns: int, layer: int) -> TreeNode:
