@@ -48,7 +48,9 @@ Protocol (js/explorer/, names in js/shared/protocol.ts):
   encoder–decoder's decoder and cross sites); front-end owned ``answer_token`` -1 (the
   whole answer, F = Σ_t log p(y_t | prompt, y_<t)) or t (answer token t's own maps, F_t): every trait above then
   describes that attribution, and streamed ``layer`` messages carry ``answer_token`` (null = the whole answer).
-  ``input_spec.answers`` says whether the input bar offers an answer field and "generate N tokens". A contrast
+  ``input_spec.answers`` says whether the input bar offers an answer field and "generate N tokens". An export of an
+  answer with per-token maps is a copy carrying ``answer_states`` (every answer token's ``meta`` / ``head_scores``
+  / ``thumbs`` / embedded heads), from which the page's picker switches answer tokens without a kernel. A contrast
   of two answers compares the tokens both share (prompt + common answer prefix; ``contrast.common``); the rest
   of the difference map is NaN (drawn as zero).
 * encoder–decoders (``explain(source, target=answer)`` or ``generate=N``; ``Explorer.from_attribution`` of a
@@ -159,6 +161,11 @@ def _answer_start(attr: Any) -> int | None:
     return None if start is None else int(start)
 
 
+def _has_answer_tokens(attr: Any) -> bool:
+    """Whether a finished result is an explained answer with maps of its own for some answer token."""
+    return _answer_start(attr) is not None and any(p is not None for p in (getattr(attr, "per_token", None) or []))
+
+
 def _row_predicts(r: Any) -> list[str]:
     """Per row of the shown maps, the token that row's output predicts in an explained answer ("" for a row that
     predicts none of it): an encoder–decoder's decoder and cross sites predict ``label_tokens`` (row i reads
@@ -231,6 +238,10 @@ class Explorer(BackgroundRun, BaseWidget):
     # every head's maps (float16, compressed) up to a budget, so exports / saved notebooks draw any head without a
     # kernel (widgets/embed.py embed_heads); set when a run is done, None while running
     heads_data = binary_trait(None)
+    # an exported copy of an explained answer only (None otherwise): {str(t): {"meta", "head_scores", "thumbs",
+    # "heads_data"}} for t = -1 (the whole answer) and every answer token with maps of its own, so the page's answer
+    # picker switches without a kernel (Explorer._answer_states)
+    answer_states = binary_trait(None)
     image = binary_trait(None)
     # identifies this instance in the browser: anywidget gives initialize() and render() different model proxies
     _stream_key = traitlets.Unicode().tag(sync=True)
@@ -771,6 +782,10 @@ class Explorer(BackgroundRun, BaseWidget):
         """What an export (:func:`attattr_widgets.export.to_html`) shows of this explorer: itself, or for a finished
         encoder–decoder result one view per site (encoder, decoder, cross-attention; the shown one keeps its head,
         query and lock), since the site switch needs the kernel."""
+        if getattr(self, "_is_answer_copy", False):  # already the exported copy (to_html expands items twice)
+            return [self]
+        if self._attribution is not None and _has_answer_tokens(self._attribution):
+            return [self._answer_copy()]
         if (self._attribution is None or not _is_seq2seq_result(self._attribution)
                 or len(self.meta.get("sites") or []) < 2):
             return [self]
@@ -783,9 +798,42 @@ class Explorer(BackgroundRun, BaseWidget):
             views.append(v)
         return views
 
+    def _answer_copy(self) -> "Explorer":
+        """What an export shows of an explained answer with per-token maps: a copy on the same answer token, head,
+        query and lock, whose ``_embedding`` also embeds every answer token's state (``answer_states``) — a copy,
+        because only a page without a kernel may switch answer tokens by itself."""
+        v = Explorer.from_attribution(self._attribution)
+        if self._shown_token() is not None:
+            v.answer_token = int(self._shown_token())
+        if len(self.selected) == 2:
+            v.selected = list(self.selected)
+        v.query, v.locked = int(self.query), list(self.locked)
+        v._is_answer_copy = True
+        return v
+
+    def _answer_states(self, heads: Any, max_bytes: int | None) -> dict:
+        """``answer_states``: for the whole answer (key "-1") and each answer token with maps of its own, the traits
+        the kernel would set when it is picked (``meta``, ``head_scores``, ``thumbs``) and the maps of ``heads``
+        embedded within an equal share of ``max_bytes`` (default ``widgets.embed.DEFAULT_MAX_BYTES``)."""
+        from .embed import DEFAULT_MAX_BYTES, embed_heads
+
+        attr = self._attribution
+        per = list(attr.per_token)
+        views = [(-1, attr)] + [(t, p) for t, p in enumerate(per) if p is not None]
+        share = (DEFAULT_MAX_BYTES if max_bytes is None else int(max_bytes)) // len(views)
+        out = {}
+        for t, view in views:
+            st = self._final_state(view, whole=attr, embed=False)
+            out[str(t)] = {"meta": st["meta"], "head_scores": st["head_scores"], "thumbs": st["thumbs"],
+                           "heads_data": embed_heads(view, heads, share, head_scores=st["_scores"])}
+        return out
+
     @contextlib.contextmanager
     def _embedding(self, heads: Any, max_bytes: int | None):
-        """Temporarily embed ``heads`` (export); the previous ``heads_data`` is restored afterwards."""
+        """Temporarily embed ``heads`` (export); the previous ``heads_data`` is restored afterwards. An exported
+        copy of an explained answer also embeds every answer token's state (``answer_states``)."""
+        if getattr(self, "_is_answer_copy", False):
+            self.answer_states = self._answer_states(heads, max_bytes)
         if self._attribution is None or (heads == "all" and max_bytes is None and self.heads_data is not None):
             yield
             return
@@ -798,11 +846,12 @@ class Explorer(BackgroundRun, BaseWidget):
 
     @staticmethod
     def _final_state(attr: Any, summaries: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-                     whole: Any = None) -> dict:
+                     whole: Any = None, embed: bool = True) -> dict:
         """Every trait of a finished attribution. ``summaries``: the streamed run's per-layer (head summary,
         thumbnails), reused when they cover every layer (a finished run), else computed here (a saved result, a
         history entry). ``whole``: the answer's Attribution when ``attr`` is one of its answer tokens' own (the
-        answer entries of ``meta`` are the whole answer's, ``answer_token`` the shown one)."""
+        answer entries of ``meta`` are the whole answer's, ``answer_token`` the shown one). ``embed``: False leaves
+        ``heads_data`` None (the caller embeds with a budget of its own)."""
         scores = np.asarray(attr.scores)
         L, H = scores.shape[:2]
         if summaries and sorted(summaries) == list(range(L)):
@@ -851,7 +900,8 @@ class Explorer(BackgroundRun, BaseWidget):
         if image is not None:
             meta.setdefault("image_name", _image_name(image["pixels"]))
         col_tokens, col_special = _col_fields(attr)
-        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs), "image": image,
+        return {"heads_data": embed_heads(attr, "all", DEFAULT_MAX_BYTES, head_scores=hs) if embed else None,
+                "image": image,
                 **fields, "col_tokens": col_tokens, "col_special": col_special,
                 "token_types": [int(x) for x in np.asarray(tt)] if tt is not None else [],
                 "meta": meta, "head_scores": hs, "thumbs": th, "layers_done": L, "layers_total": L,

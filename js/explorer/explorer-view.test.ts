@@ -6,7 +6,7 @@ import { gridData, integrationLine } from "./explorer-state";
 import { ExplorerView } from "./explorer-view";
 import { normalizedScores } from "../shared/grid-panel";
 import { cacheFor } from "./stream";
-import { f16, f32, FakeModel, rng } from "../shared/testing";
+import { f16, f32, FakeModel, rng, toHalf } from "../shared/testing";
 
 const TOKENS = ["[CLS]", "<img src=x onerror=alert(1)>", "a&amp;b", "</script><b>x", "[SEP]"];
 
@@ -373,6 +373,56 @@ describe("an explained answer", () => {
     view.flush();
     expect(Array.from(view.heat.data!.attr)).not.toEqual(before);
     expect(view.heat.data!.attr[1]).toBeCloseTo(other[1]);
+  });
+
+  it("an exported page switches answer tokens by itself from `answer_states`: the kernel's traits, the embedded maps", async () => {
+    const n = ANS.length, L = 3, H = 2, base = answerState();
+    const deflate = async (a: Uint16Array) => {
+      const st = new Blob([new Uint8Array(a.buffer) as BlobPart]).stream().pipeThrough(new CompressionStream("deflate"));
+      return new DataView(await new Response(st).arrayBuffer());
+    };
+    const heads = async (v: number) => ({ format: 1, L, H, n, heads: [[1, 0]], scales: [[1, 1]], requested: L * H, omitted: L * H - 1,
+      chunks: [{ codec: "deflate", dtype: "float16", shape: [2, n, n], view: await deflate(Uint16Array.from({ length: 2 * n * n }, () => toHalf(v))) }],
+      policy: "all", budget: 1000, bytes: 40 });
+    const scores1 = [0.1, 0.2, 0.9, 0.3, 0.4, 0.5];
+    const states = {
+      "-1": { meta: base.meta, head_scores: base.head_scores, thumbs: base.thumbs, heads_data: await heads(0.25) },
+      "1": { meta: { ...base.meta, answer_token: 1, prob: -0.75, answer: "", default_query: 3 }, head_scores: f32(scores1, [L, H]),
+        thumbs: base.thumbs, heads_data: await heads(0.5) },
+    };
+    const { root, model, view } = mount({ ...base, answer_states: states, locked: [2, 1] });
+    const picks = () => [...root.querySelectorAll(".aa-answer-bar button")] as HTMLButtonElement[];
+    const settle = async (want: number) => {
+      for (let i = 0; i < 100 && !(root.dataset.headSource === "embedded" && view.heat.data?.attr[0] === want); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        view.flush();
+      }
+    };
+    picks()[2].click(); // answer token 1
+    expect(model.get("answer_token")).toBe(1);
+    expect(model.get("meta").answer_token).toBe(1);
+    expect(model.get("head_scores")).toBe(states["1"].head_scores);
+    expect([model.get("head"), model.get("pair"), model.get("locked"), model.get("query")]).toEqual([null, null, [], 3]);
+    await settle(0.5);
+    expect(root.dataset.headSource).toBe("embedded");
+    expect(view.heat.data!.attr[0]).toBe(0.5); // answer token 1's own map, drawn from the page
+    expect(root.querySelector(".aa-ans-wait")).toBeNull(); // nothing waits for a kernel
+    expect(picks()[2].classList.contains("aa-on")).toBe(true);
+    picks()[0].click(); // back to the whole answer
+    expect(model.get("answer_token")).toBe(-1);
+    expect(model.get("meta").answer_token).toBeNull();
+    await settle(0.25);
+    expect(view.heat.data!.attr[0]).toBe(0.25);
+    expect(picks()[0].classList.contains("aa-on")).toBe(true);
+  });
+
+  it("without `answer_states` (a live kernel) picking only writes `answer_token`", () => {
+    const { root, model } = mount(answerState());
+    const head = model.get("head");
+    ([...root.querySelectorAll(".aa-answer-bar button")][2] as HTMLButtonElement).click();
+    expect(model.get("answer_token")).toBe(1);
+    expect(model.get("head")).toBe(head);
+    expect(model.get("meta").answer_token).toBeNull(); // until the kernel answers
   });
 
   it("no answer, no picker and no marks", () => {

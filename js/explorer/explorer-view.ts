@@ -15,7 +15,7 @@ import { HeatPanel, type HeatHost } from "./heat-panel";
 import { HoverLock, type LockChange } from "./hover-lock";
 import { ImagePanel } from "./image-panel";
 import { imageInfo, imageOnly } from "../shared/image";
-import type { ExplorerMeta, ExplorerModel, HeadPayload } from "../shared/protocol";
+import type { AnswerState, ExplorerMeta, ExplorerModel, HeadPayload } from "../shared/protocol";
 import { SentencePanel } from "./sentence-panel";
 import { cacheFor, type StreamCache } from "./stream";
 import { Tooltip, type TipLine } from "../shared/tooltip";
@@ -79,7 +79,7 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
     this.heat = new HeatPanel(host, signal);
     this.sentence = new SentencePanel({
       onQuery: (i) => this.lock(HoverLock.query(i), "heat,sentence"),
-      onAnswer: (t) => this.setTrait("answer_token", t),
+      onAnswer: (t) => this.pickAnswer(t),
       onHoverChange: () => this.invalidate("heat"),
       tooltip: this.tooltip,
       tipLines: (i) => this.tokenTip(i),
@@ -193,6 +193,25 @@ export class ExplorerView extends ViewBase<ExplorerModel> {
   answerStart(): number {
     const s = (this.model.get("meta") as ExplorerMeta)?.answer_start;
     return typeof s === "number" && s >= 0 && s < this.tokens().length && !this.rectangular() ? s : -1;
+  }
+
+  /** Show answer token `t` (-1: the whole answer). A page that carries every answer token's state (an export's
+   * `answer_states`: no kernel) switches by itself — the traits the kernel would set, the head's exact maps and a
+   * locked pair dropped (the embedded maps draw the head) — then `answer_token` is written as always. */
+  pickAnswer(t: number): void {
+    const st = (this.model.get("answer_states") as Record<string, AnswerState> | null)?.[String(t)];
+    if (st) {
+      const m = this.model;
+      m.set("meta", st.meta);
+      m.set("head_scores", st.head_scores);
+      m.set("thumbs", st.thumbs);
+      m.set("heads_data", st.heads_data);
+      m.set("head", null);
+      m.set("pair", null);
+      m.set("locked", []);
+      if (typeof st.meta.default_query === "number") m.set("query", st.meta.default_query);
+    }
+    this.setTrait("answer_token", t);
   }
 
   /** Per row of the shown maps, the answer token its output predicts (meta.predicts; [] when absent or not one per

@@ -84,6 +84,14 @@ export interface EmbeddedHeads {
   bytes: number;
 }
 
+/** What the kernel sets when an answer token is picked (attattr_widgets/widgets/explorer.py `_answer_states`). */
+export interface AnswerState {
+  meta: ExplorerMeta;
+  head_scores: EncodedArray;
+  thumbs: EncodedArray;
+  heads_data: EmbeddedHeads | null;
+}
+
 export interface ExplorerModel {
   tokens: string[];
   special: boolean[]; // per token: a special token ([CLS], </s>, …: the kernel's engine.model.tokens.special_mask)
@@ -114,6 +122,9 @@ export interface ExplorerModel {
   col_tokens: string[]; // the maps' column tokens when they are not `tokens` (cross-attention: the source); [] = square
   col_special: boolean[]; // per column token: a special token
   heads_data: EmbeddedHeads | null;
+  /** An exported copy of an explained answer: every answer token's state ("-1" = the whole answer), applied by the
+   * page itself when an answer token is picked (no kernel); null otherwise. */
+  answer_states: Record<string, AnswerState> | null;
   image: ImagePayload | null; // image runs: the picture the image panel overlays; null for text
   _stream_key: string;
   [key: string]: unknown;
@@ -183,8 +194,8 @@ export interface TreeModel {
 /** Names of the synced traits, checked against the Python classes by tests/test_widgets_protocol.py. */
 export const EXPLORER_TRAITS = ["tokens", "special", "token_types", "meta", "run_id", "state", "error", "layers_done", "layers_total",
   "head_scores", "thumbs", "head", "selected", "query", "locked", "normalize", "grid_mode", "pair", "interactive", "input_spec",
-  "targets", "history", "contrast", "contrast_view", "answer_token", "site", "col_tokens", "col_special", "heads_data", "image",
-  "_stream_key"] as const;
+  "targets", "history", "contrast", "contrast_view", "answer_token", "site", "col_tokens", "col_special", "heads_data",
+  "answer_states", "image", "_stream_key"] as const;
 export const TREE_TRAITS = ["tree", "special", "threshold", "state", "error", "selected_edge", "linked", "title", "answer_start", "layer_sums", "image"] as const;
 
 export interface RunProgress {

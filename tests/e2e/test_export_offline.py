@@ -276,6 +276,44 @@ def test_exported_tree_across_source_and_answer(tmp_path, offline, artifacts):
 
 
 @pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
+def test_exported_answer_switches_answer_tokens_without_a_kernel(tmp_path, offline, artifacts):
+    """An explained answer exported with its per-token maps: in a file:// page with no kernel, picking an answer
+    token shows that token's own grid and maps (embedded), and the whole answer again."""
+    from conftest import make_model, make_tokenizer
+
+    from attattr_widgets.engine.attribution.api import attribute
+    from attattr_widgets.widgets import Explorer
+
+    lm, tok = make_model("gpt2", "lm", layers=2, heads=2), make_tokenizer()
+    a = attribute(lm, tok, "the cat sat on", target="the mat was", steps=2, per_token=True)
+    path = Explorer.from_attribution(a).to_html(tmp_path / "answer.html")
+    ctx, page = offline
+    page.goto(path.as_uri())
+    ready = ("() => { const r = document.querySelector('.attattr-explorer'); return r && r.dataset.state === 'done'"
+             " && r.dataset.answerToken === '{t}' && r.dataset.headReady !== '' && r.dataset.headReady === r.dataset.selected; }")
+    page.wait_for_function(ready.replace("{t}", "-1"))
+    root = page.locator(".attattr-explorer")
+    header = root.locator(".aa-header").inner_text()
+    grid = root.locator("canvas.aa-grid-canvas")
+    prints = {"whole": (canvas_stats(grid)["fp"], canvas_stats(root.locator("canvas[data-map=attribution]"))["fp"])}
+    picks = root.locator(".aa-answer-bar button")
+    assert picks.count() == 1 + len(a.per_token)
+    picks.nth(2).click()  # answer token 1
+    page.wait_for_function(ready.replace("{t}", "1"))
+    assert root.get_attribute("data-head-source") == "embedded"
+    assert root.locator(".aa-ans-wait").count() == 0 and "running kernel" not in root.inner_text()
+    assert root.locator(".aa-header").inner_text() != header  # F_1's log p, not the whole answer's
+    prints["token 1"] = (canvas_stats(grid)["fp"], canvas_stats(root.locator("canvas[data-map=attribution]"))["fp"])
+    assert prints["token 1"][0] != prints["whole"][0] and prints["token 1"][1] != prints["whole"][1]
+    root.screenshot(path=str(artifacts / "export-answer-token.png"))
+    picks.nth(0).click()
+    page.wait_for_function(ready.replace("{t}", "-1"))
+    assert canvas_stats(grid)["fp"] == prints["whole"][0] and root.locator(".aa-header").inner_text() == header
+    assert _network(ctx) == [], f"network requests from an offline export: {_network(ctx)}"
+    assert not page.console_errors, page.console_errors
+
+
+@pytest.mark.skipif(not bundle_built("explorer.js"), reason="front-end bundle not built (npm run build)")
 def test_exported_page_says_which_heads_were_not_embedded(tmp_path, offline):
     from attattr_widgets.engine.attribution.api import attribute
     from attattr_widgets.widgets import Explorer

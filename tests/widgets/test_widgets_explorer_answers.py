@@ -223,3 +223,38 @@ def test_export_of_an_answer_token_embeds_that_tokens_maps(lm, tokenizer, ref, t
     want = embed_heads(ref.per_token[2], "top-2", None)
     assert ex.embed_heads("top-2", None)["chunks"] == want["chunks"]
     assert ex.to_html(tmp_path / "t2.html", heads="top-2").exists()
+
+
+def test_an_export_carries_every_answer_tokens_state_for_a_page_without_kernel(lm, tokenizer, tmp_path):
+    """Exporting an explained answer exports a copy (same answer token, head, query and lock) whose state holds, for
+    the whole answer and every answer token, what the kernel would set when it is picked — the page's picker
+    switches by itself. The live widget never gets it (in a notebook the kernel answers the picker)."""
+    from attattr_widgets.widgets.embed import inflate_array
+
+    ex = Explorer(lm, tokenizer)
+    ex.explain(PROMPT, target=ANSWER, steps=2)
+    a = ex.wait(60)
+    ex.show_answer_token(1)
+    ex.select(1, 0)
+    [copy] = ex._export_views()
+    assert copy is not ex and copy.answer_token == 1 and copy.meta["answer_token"] == 1
+    assert copy.selected == [1, 0] and copy.query == ex.query
+    np.testing.assert_array_equal(copy.head["attribution"], a.per_token[1].scores[1, 0])
+    html = export.to_html(ex, tmp_path / "answer.html", max_bytes=400_000)
+    assert ex.answer_states is None and '"answer_states":{"-1"' in html.read_text().replace(" ", "")
+    with copy._embedding("all", 400_000):
+        states = copy.answer_states
+    A = len(a.per_token)
+    assert sorted(states, key=int) == [str(t) for t in range(-1, A)]
+    for t in range(-1, A):
+        view, st = (a if t < 0 else a.per_token[t]), states[str(t)]
+        assert st["meta"]["answer_token"] == (None if t < 0 else t)
+        assert st["meta"]["prob"] == pytest.approx(view.prob) and st["meta"]["answer_start"] == a.answer_start
+        np.testing.assert_allclose(st["head_scores"], view.head_scores(), rtol=1e-6)
+        d = st["heads_data"]
+        assert d["budget"] == 400_000 // (A + 1) and d["bytes"] <= d["budget"] and d["heads"]
+        for (li, h), (sa, sr), chunk in zip(d["heads"], d["scales"], d["chunks"]):  # that token's own maps
+            m = inflate_array(chunk).astype(np.float32)
+            np.testing.assert_allclose(m[1] * sr, view.scores[li, h], rtol=2e-3, atol=2e-3 * sr)
+            np.testing.assert_allclose(m[0] * sa, view.attention[li, h], rtol=2e-3, atol=2e-3 * sa)
+    assert states["0"]["head_scores"].tolist() != states["-1"]["head_scores"].tolist()
