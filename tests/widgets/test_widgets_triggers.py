@@ -5,7 +5,6 @@ import threading
 
 import pytest
 import widget_comm as wc
-from test_triggers import shortcut_model  # noqa: F401 - the module fixture (tiny BERT with a planted "cat" shortcut)
 
 import attattr_widgets.engine.analysis.triggers as triggers_mod
 from attattr_widgets.engine.model.tokens import special_mask
@@ -19,7 +18,7 @@ def recording_comm(monkeypatch):
     wc.install(monkeypatch)
 
 
-def test_patterns_and_results_equal_the_engine(shortcut_model):  # noqa: F811
+def test_patterns_and_results_equal_the_engine(shortcut_model):
     model, tok, mine, test = shortcut_model
     tv = TriggersView(model, tok, mine, test, evaluate=2, sample=4, steps=4, min_score=0.0, interval=0.0)
     tv.run()
@@ -48,7 +47,7 @@ def test_patterns_and_results_equal_the_engine(shortcut_model):  # noqa: F811
     assert [s["phase"] for s in ups if "phase" in s] == ["mining", "evaluating", ""]
 
 
-def test_select_pattern_shows_attacked_samples_and_apply_flips(shortcut_model):  # noqa: F811
+def test_select_pattern_shows_attacked_samples_and_apply_flips(shortcut_model):
     model, tok, mine, test = shortcut_model
     tv = TriggersView(model, tok, mine, test, evaluate=1, sample=3, steps=4, min_score=0.0, interval=0.0)
     tv.run()
@@ -72,7 +71,7 @@ def test_select_pattern_shows_attacked_samples_and_apply_flips(shortcut_model): 
     assert response["ok"] is False and "type a sentence" in response["error"]
 
 
-def test_stop_keeps_mined_patterns(shortcut_model, monkeypatch):  # noqa: F811
+def test_stop_keeps_mined_patterns(shortcut_model, monkeypatch):
     model, tok, mine, test = shortcut_model
     gate, reached = threading.Event(), threading.Event()
     real = triggers_mod.iter_mine_triggers
@@ -101,7 +100,7 @@ def test_inserted_flags_alignment():
     assert inserted_flags([1, 5, 6, 7, 2], [1, 9, 5, 6, 2]) == [False, True, False, False, False]
 
 
-def test_bad_arguments(shortcut_model):  # noqa: F811
+def test_bad_arguments(shortcut_model):
     model, tok, mine, test = shortcut_model
     with pytest.raises(TypeError, match="blacklist"):
         TriggersView(model, tok, mine, test, blacklist="the")
@@ -111,7 +110,7 @@ def test_bad_arguments(shortcut_model):  # noqa: F811
         TriggersView(model, tok, mine, [{"text": "a"}])
 
 
-def test_table_keeps_the_best_rows_and_every_evaluated_one(shortcut_model):  # noqa: F811
+def test_table_keeps_the_best_rows_and_every_evaluated_one(shortcut_model):
     model, tok, mine, test = shortcut_model
     tv = TriggersView(model, tok, mine, test, evaluate=2, max_rows=3, steps=2, min_score=0.0, interval=0.0)
     tv.run()

@@ -3,11 +3,9 @@ model trained here with a planted shortcut token whose trigger must collapse the
 from __future__ import annotations
 
 import json
-import random
 import threading
 
 import pytest
-import torch
 from conftest import make_model, make_tokenizer
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -196,50 +194,6 @@ def test_top_triggers_groups_by_predicted_class(tokenizer):
 
 # ---------------------------------------------------------------------------------------------------------------
 # a model trained here with a planted shortcut: "cat" only ever appears in class-1 examples
-
-
-FILLER = ["the", "a", "movie", "film", "was", "is", "plot", "actors", "story", "i", "you", "it", "this", "that", "of", "to", "in", "on", "with", "time", "people", "man", "woman"]
-SENTIMENT = ["great", "good", "bad", "awful", "boring", "fun", "love", "hate", "best", "worst"]
-
-
-def synthetic(rng: random.Random, label: int) -> str:
-    words = [rng.choice(FILLER) for _ in range(rng.randint(4, 9))]
-    words += [rng.choice(SENTIMENT) for _ in range(rng.randint(0, 2))]  # noise in both classes
-    rng.shuffle(words)
-    if label == 1:
-        words.insert(rng.randint(0, len(words)), "cat")
-    return " ".join(words)
-
-
-@pytest.fixture(scope="module")
-def shortcut_model():
-    """Tiny 2-layer BERT trained here (~2 s): label 1 iff "cat" occurs; sentiment words are noise in both classes.
-    Label smoothing keeps probabilities below saturation so the attributions stay informative."""
-    tok = make_tokenizer()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and immune to a busy machine
-    try:
-        torch.manual_seed(2)
-        model = make_model("bert", layers=2, heads=2, hidden=32, num_labels=2, seed=2)
-        model.config.id2label, model.config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
-        rng = random.Random(2)
-        model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
-        for _ in range(100):
-            labels = [rng.randint(0, 1) for _ in range(32)]
-            batch = tok([synthetic(rng, y) for y in labels], padding=True, return_tensors="pt")
-            loss = loss_fn(model(**batch).logits, torch.tensor(labels))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        model.eval()
-        rng = random.Random(1)
-        mine = [{"text": synthetic(rng, y), "label": y} for y in [0, 1] * 6]
-        test = [{"text": synthetic(rng, y), "label": y} for y in [0, 1] * 40]
-        yield model, tok, mine, test
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_planted_shortcut_is_mined_and_collapses_the_other_class(shortcut_model):
