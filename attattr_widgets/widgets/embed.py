@@ -151,16 +151,10 @@ def embed_layer_sums(attribution: Any, max_bytes: int | None = DEFAULT_MAX_BYTES
 
 
 def _embed_seq2seq_sums(res: Any, max_bytes: int | None) -> dict | None:
-    from ..engine.analysis.tree import resolve_exclude_row, seq2seq_layer_sums
+    from ..engine.analysis.tree import seq2seq_tree_inputs
 
-    src, tgt = [str(t) for t in res.source_tokens], [str(t) for t in res.decoder_tokens]
-    chunks = {name: deflate_array(S, "float32") for name, S in zip(("encoder", "decoder", "cross"),
-                                                                     seq2seq_layer_sums(res))}
+    sums, inputs = seq2seq_tree_inputs(res)
+    chunks = {name: deflate_array(S, "float32") for name, S in zip(("encoder", "decoder", "cross"), sums)}
     if max_bytes is not None and sum(len(c["view"]) for c in chunks.values()) > max_bytes:
         return None
-    L_enc = int(res.encoder.meta.num_layers)
-    return {**chunks, "encoder_layers": [int(x) for x in res.encoder.layers],
-            "decoder_layers": [int(x) for x in res.decoder.layers], "encoder_num_layers": L_enc,
-            "num_layers": L_enc + int(res.decoder.meta.num_layers),
-            "exclude_source": resolve_exclude_row(src, "auto", len(src)),
-            "exclude_answer": resolve_exclude_row(tgt, "auto", len(tgt))}
+    return {**chunks, **{k: v for k, v in inputs.items() if k not in ("source_tokens", "answer_tokens")}}

@@ -71,7 +71,7 @@ from ..model.tokens import is_special_token
 from ..results import AttributionTree, Seq2SeqAttribution, TreeEdge, TreeNode, sum_heads
 
 __all__ = ["AttributionTree", "TreeEdge", "TreeNode", "attribution_tree", "layer_sums", "normalized_layer_scores",
-           "resolve_exclude_row", "seq2seq_layer_sums", "seq2seq_tree", "seq2seq_tree_from_layer_sums",
+           "resolve_exclude_row", "seq2seq_tree", "seq2seq_tree_inputs", "seq2seq_tree_from_layer_sums",
            "tree_from_layer_sums"]
 
 def _cls_row(tokens: list[str]) -> int | None:
@@ -269,30 +269,31 @@ def seq2seq_tree(res: Seq2SeqAttribution, *, threshold: float = 0.4, exclude_row
     ties to the smallest index.  :func:`seq2seq_tree_from_layer_sums` is this on the head sums, shared with the
     browser (``js/tree/tree-algo.ts``), so an exported TreeView's slider works without a kernel.
     """
+    sums, inputs = seq2seq_tree_inputs(res, exclude_row)
+    return seq2seq_tree_from_layer_sums(*sums, threshold=threshold, **inputs)
+
+
+def seq2seq_tree_inputs(res: Seq2SeqAttribution, exclude_row: int | None | str = "auto"
+                        ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], dict]:
+    """What :func:`seq2seq_tree_from_layer_sums` consumes for ``res``: the head sums of each attributed layer of
+    the three sites, float32 (encoder [L_enc, n_src, n_src], decoder [L_dec, n_tgt, n_tgt], cross [L_dec, n_tgt,
+    n_src]), and its keyword arguments (tokens, layer indices, layer counts, resolved excluded rows) — the one
+    place both the kernel's tree and the browser's embedded copy (``widgets.embed.embed_layer_sums``) take them."""
     if not isinstance(res, Seq2SeqAttribution):
         raise ArgumentError(f"seq2seq_tree needs an encoder-decoder's Seq2SeqAttribution, got {validate.show(res)}")
-    tau = validate.number(threshold, "threshold", minimum=0.0, fix="the paper uses 0.4")
     src = [str(t) for t in res.source_tokens]
     tgt = [str(t) for t in res.decoder_tokens]
-    ns, nt = len(src), len(tgt)
-    if ns == 0 or nt == 0:
-        raise AttAttrError(f"encoder-decoder result has {ns} source and {nt} answer tokens; both must be non-empty")
     enc, dec, crs = res.encoder, res.decoder, res.cross
     if dec.layers != crs.layers:
         raise AttAttrError(f"decoder layers {dec.layers} and cross-attention layers {crs.layers} differ: the tree "
                            f"needs both sites attributed at the same decoder layers")
-    Se, Sd, Sc = seq2seq_layer_sums(res)
-    return seq2seq_tree_from_layer_sums(
-        Se, Sd, Sc, source_tokens=src, answer_tokens=tgt, encoder_layers=[int(x) for x in enc.layers],
-        decoder_layers=[int(x) for x in dec.layers], encoder_num_layers=int(enc.meta.num_layers),
-        num_layers=int(enc.meta.num_layers) + int(dec.meta.num_layers), threshold=tau,
-        exclude_source=resolve_exclude_row(src, exclude_row, ns), exclude_answer=resolve_exclude_row(tgt, exclude_row, nt))
-
-
-def seq2seq_layer_sums(res: Seq2SeqAttribution) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Head sums of each attributed layer of the three sites, float32: encoder [L_enc, n_src, n_src], decoder
-    [L_dec, n_tgt, n_tgt], cross [L_dec, n_tgt, n_src] — the only array inputs of the tree across source and answer."""
-    return tuple(sum_heads(s.scores, square=False) for s in (res.encoder, res.decoder, res.cross))
+    sums = tuple(sum_heads(s.scores, square=False) for s in (enc, dec, crs))
+    L_enc = int(enc.meta.num_layers)
+    return sums, dict(
+        source_tokens=src, answer_tokens=tgt, encoder_layers=[int(x) for x in enc.layers],
+        decoder_layers=[int(x) for x in dec.layers], encoder_num_layers=L_enc,
+        num_layers=L_enc + int(dec.meta.num_layers), exclude_source=resolve_exclude_row(src, exclude_row, len(src)),
+        exclude_answer=resolve_exclude_row(tgt, exclude_row, len(tgt)))
 
 
 def seq2seq_tree_from_layer_sums(Se: np.ndarray, Sd: np.ndarray, Sc: np.ndarray, *, source_tokens: list[str],
@@ -300,7 +301,7 @@ def seq2seq_tree_from_layer_sums(Se: np.ndarray, Sd: np.ndarray, Sc: np.ndarray,
                                  encoder_num_layers: int, num_layers: int, threshold: float = 0.4,
                                  exclude_source: int | None = None, exclude_answer: int | None = None
                                  ) -> AttributionTree:
-    """:func:`seq2seq_tree` on the head sums (:func:`seq2seq_layer_sums`), the model layer index of each of their
+    """:func:`seq2seq_tree` on the head sums (:func:`seq2seq_tree_inputs`), the model layer index of each of their
     rows (decoder and cross share ``decoder_layers``), ``encoder_num_layers`` (L_enc), ``num_layers`` (L_enc +
     L_dec), τ and the resolved excluded rows of each side (index or None).
 
@@ -311,7 +312,7 @@ def seq2seq_tree_from_layer_sums(Se: np.ndarray, Sd: np.ndarray, Sc: np.ndarray,
     src, tgt = [str(t) for t in source_tokens], [str(t) for t in answer_tokens]
     ns, nt = len(src), len(tgt)
     if ns == 0 or nt == 0:
-        raise AttAttrError(f"{ns} source and {nt} answer tokens: both must be non-empty")
+        raise AttAttrError(f"encoder-decoder result has {ns} source and {nt} answer tokens; both must be non-empty")
     shapes = (("encoder", Se, (len(encoder_layers), ns, ns)), ("decoder", Sd, (len(decoder_layers), nt, nt)),
               ("cross", Sc, (len(decoder_layers), nt, ns)))
     for name, S, shape in shapes:
